@@ -1,0 +1,40 @@
+# The two commands: `make run` and `make test`. Everything else is a helper.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+
+.PHONY: run test openapi bench lint clean system-deps
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+## make run: install if needed, then serve on :8083 (embedded PostgreSQL unless GORDON_DATABASE_URL is set)
+run: $(STAMP)
+	$(VENV)/bin/gordon-manager serve
+
+## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
+	$(PY) ci/coverage_gate.py .coverage.json
+
+system-deps:
+	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
+
+## make openapi: regenerate openapi.yaml from the app
+openapi: $(STAMP)
+	$(VENV)/bin/gordon-manager openapi > openapi.yaml
+
+## make bench: run every benchmark in bench/ (not part of `make test`)
+bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) .coverage .coverage.* .coverage.json htmlcov .pytest_cache

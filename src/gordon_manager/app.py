@@ -1,0 +1,84 @@
+"""create_app(): wires routers, error handling, middleware and background services (lifespan)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from gordon_manager.context import AppContext, load_or_generate_secret
+from gordon_manager.db.connect import create_pool
+from gordon_manager.errors import ConfigurationError
+from gordon_manager.health.router import router as health_router
+from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
+from gordon_manager.http.cursor import CursorCodec
+from gordon_manager.http.middleware import RequestContextMiddleware
+from gordon_manager.http.problems import install_problem_handlers
+from gordon_manager.observability import metrics
+from gordon_manager.settings import Settings, get_settings
+from gordon_manager.version import __version__
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """Control plane and the only backend-for-frontend of Gordon.
+
+Mutations require `X-Operator-Token`. Errors are `application/problem+json` (RFC 9457).
+Lists are keyset-paginated with an opaque `cursor`; responses are camelCase."""
+
+
+async def build_context(settings: Settings) -> AppContext:
+    """Open the pool and load secrets; the caller owns closing it."""
+    if settings.database_url is None:
+        raise ConfigurationError("GORDON_DATABASE_URL is not set (the CLI starts an embedded server for you)")
+    token = load_or_generate_token(
+        settings.operator_token.get_secret_value() if settings.operator_token else None, settings.data_dir)
+    cursor_key = load_or_generate_secret(
+        settings.cursor_secret.get_secret_value() if settings.cursor_secret else None, settings.data_dir,
+        "cursor-secret")
+    pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min,
+                             max_size=settings.db_pool_max, timeout=settings.db_connect_timeout_s)
+    return AppContext(settings=settings, pool=pool, operator_auth=OperatorAuth(token), cursors=CursorCodec(cursor_key))
+
+
+async def start_services(ctx: AppContext) -> None:
+    """Start the background loops this process runs (each domain registers its own here)."""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI application."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = await build_context(settings)
+        app.state.ctx = ctx
+        app.state.operator_auth = ctx.operator_auth
+        await start_services(ctx)
+        metrics.UP.set(1)
+        logger.info("gordon-manager serving", extra={"version": __version__, "bind": settings.bind_addr})
+        try:
+            yield
+        finally:
+            metrics.UP.set(0)
+            await ctx.supervisor.stop()
+            for service in ctx.services.values():
+                close = getattr(service, "close", None)
+                if close is not None:
+                    await close()
+            await ctx.pool.close()
+
+    app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  default_response_class=ORJSONResponse)
+    install_problem_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    for router in routers():
+        app.include_router(router)
+    return app
+
+
+def routers() -> list:
+    """Every router of the service, in the order they appear in the OpenAPI document."""
+    return [health_router]

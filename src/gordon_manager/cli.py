@@ -1,0 +1,129 @@
+"""The `gordon-manager` command: serve, migrate, openapi (and, per domain, backtest, data, bot)."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+import sys
+import time
+
+import typer
+import yaml
+from pydantic import SecretStr
+
+from gordon_manager.errors import GordonError
+from gordon_manager.observability.logging import configure_logging
+from gordon_manager.settings import Settings, get_settings
+
+app = typer.Typer(help="gordon-manager: Gordon's control plane and console BFF.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit (no traceback for expected failures)."""
+    typer.echo(f"gordon-manager: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Fail clearly when another process already listens on the bind address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                fail(f"port {port} on {host} is already in use (is another gordon-manager running? "
+                     f"set GORDON_MANAGER_BIND_ADDR to use another address)")
+            fail(f"cannot bind {host}:{port}: {exc.strerror}")
+
+
+def prepare_database(settings: Settings) -> Settings:
+    """Embedded server (when no URL), migrations as admin, and a connectivity check; returns settings to serve with."""
+    from gordon_manager.db.connect import connect
+    from gordon_manager.db.embedded import start_embedded
+    from gordon_manager.db.migrate import migrate
+    from gordon_manager.db.urls import with_user
+
+    if settings.database_url is None:
+        admin_url = start_embedded(settings.data_dir)
+        asyncio.run(migrate(admin_url, timeout=settings.db_connect_timeout_s))
+        settings = settings.model_copy(update={"database_url": SecretStr(with_user(admin_url, "gordon_manager"))})
+    elif settings.migrate_on_start and settings.database_admin_url is not None:
+        asyncio.run(migrate(settings.database_admin_url.get_secret_value(), timeout=settings.db_connect_timeout_s))
+
+    async def ping() -> None:
+        conn = await connect(settings.database_url.get_secret_value(), timeout=settings.db_connect_timeout_s)
+        await conn.close()
+
+    asyncio.run(ping())
+    return settings
+
+
+@app.command()
+def serve() -> None:
+    """Start the HTTP/WS service (embedded PostgreSQL when GORDON_DATABASE_URL is unset)."""
+    import uvicorn
+
+    from gordon_manager.app import create_app
+
+    started = time.perf_counter()
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        fail(f"invalid configuration: {exc}")
+    configure_logging(settings.log_level)
+    host, port = settings.host_port
+    check_port_free(host, port)
+    try:
+        settings = prepare_database(settings)
+    except GordonError as exc:
+        fail(exc.detail)
+    typer.echo(f"gordon-manager: database ready in {time.perf_counter() - started:.1f}s; "
+               f"serving on http://{host}:{port}", err=True)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False,
+                            proxy_headers=False, server_header=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+@app.command("migrate")
+def migrate_cmd() -> None:
+    """Apply pending migrations with GORDON_DATABASE_ADMIN_URL (or GORDON_DATABASE_URL)."""
+    from gordon_manager.db.embedded import start_embedded
+    from gordon_manager.db.migrate import migrate
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    url = settings.admin_url() or start_embedded(settings.data_dir)
+    try:
+        applied = asyncio.run(migrate(url, timeout=settings.db_connect_timeout_s))
+    except GordonError as exc:
+        fail(exc.detail)
+    typer.echo(f"applied {len(applied)} migration(s): {applied}" if applied else "database is up to date")
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document as YAML (this is what openapi.yaml must contain)."""
+    from gordon_manager.app import create_app
+
+    typer.echo(render_openapi(create_app(get_settings())), nl=False)
+
+
+def render_openapi(application) -> str:
+    """The app's OpenAPI document as stable YAML."""
+    return yaml.safe_dump(application.openapi(), sort_keys=False, allow_unicode=True, width=120)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,48 @@
+"""AppContext: what a running manager holds (settings, pool, health, auth, loops)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.health.state import HealthState
+from gordon_manager.http.auth import OperatorAuth
+from gordon_manager.http.cursor import CursorCodec
+from gordon_manager.loops import Supervisor
+from gordon_manager.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """Everything the routers and background services share in one process."""
+
+    settings: Settings
+    pool: asyncpg.Pool
+    operator_auth: OperatorAuth
+    cursors: CursorCodec
+    health: HealthState = field(default_factory=HealthState)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def database_url(self) -> str:
+        assert self.settings.database_url is not None
+        return self.settings.database_url.get_secret_value()
+
+
+def load_or_generate_secret(configured: str | None, data_dir: Path, name: str) -> bytes:
+    """A configured secret, or a random one persisted (0600) in the data dir so restarts keep it."""
+    if configured:
+        return configured.encode()
+    path = data_dir / name
+    if path.exists() and path.read_text(encoding="utf-8").strip():
+        return path.read_text(encoding="utf-8").strip().encode()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.touch(mode=0o600)
+    path.write_text(value + "\n", encoding="utf-8")
+    return value.encode()

@@ -1,0 +1,72 @@
+"""Request id, access log and request metrics, as one pure ASGI middleware (no BaseHTTPMiddleware cost)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gordon_manager.observability import metrics
+from gordon_manager.observability.logging import request_id_var
+
+logger = logging.getLogger("gordon_manager.access")
+_VALID_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+UNMATCHED_ROUTE = "<unmatched>"
+
+
+def route_template(scope: Scope) -> str:
+    """The matched route's path template (``/bots/{bot_id}``), never the raw path."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class RequestContextMiddleware:
+    """Give each request an id (X-Request-ID in and out), count and time it by route template."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if scope["type"] == "http":
+                elapsed = time.perf_counter() - start
+                route = route_template(scope)
+                method = scope["method"]
+                metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
+                metrics.REQUEST_DURATION.labels(method=method, route=route).observe(elapsed)
+                logger.info("request", extra={"method": method, "route": route, "path": scope["path"],
+                                              "status": status, "duration_ms": round(elapsed * 1000, 3)})
+            request_id_var.reset(token)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            try:
+                return value.decode("ascii")
+            except UnicodeDecodeError:
+                return None
+    return None

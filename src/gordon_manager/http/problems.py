@@ -1,0 +1,97 @@
+"""RFC 9457 problem+json responses for every error, with the request id; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gordon_manager.errors import GordonError
+from gordon_manager.observability import metrics
+from gordon_manager.observability.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
+           405: "Method not allowed", 406: "Not acceptable", 409: "Conflict", 412: "Precondition failed",
+           413: "Payload too large", 415: "Unsupported media type", 422: "Validation failed",
+           428: "Precondition required", 429: "Too many requests", 500: "Internal error",
+           502: "Upstream error", 503: "Service unavailable", 504: "Upstream timeout"}
+
+
+def problem_response(status: int, *, slug: str, detail: str, title: str | None = None,
+                     instance: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> Response:
+    """Build one problem+json response."""
+    body: dict[str, Any] = {
+        "type": f"/problems/{slug}",
+        "title": title or _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    request_id = request_id_var.get()
+    if request_id:
+        body["requestId"] = request_id
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return Response(orjson.dumps(body, default=str), status_code=status, media_type=PROBLEM_MEDIA_TYPE,
+                    headers=headers)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+async def _gordon_error(request: Request, exc: GordonError) -> Response:
+    if exc.status >= 500:
+        metrics.ERRORS.labels(component="http", kind=exc.type_slug).inc()
+        logger.warning("request failed", extra={"error": exc.detail, "type": exc.type_slug})
+    return problem_response(exc.status, slug=exc.type_slug, title=exc.title, detail=exc.detail,
+                            instance=request.url.path, **exc.extra)
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    errors = []
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return problem_response(400, slug="malformed-json", detail="The request body is not valid JSON.",
+                                    instance=request.url.path)
+        errors.append({"field": _field(tuple(err.get("loc", ()))), "message": err.get("msg", ""),
+                       "type": err.get("type", "")})
+    return problem_response(422, slug="validation", detail="The request has invalid fields.",
+                            instance=request.url.path, errors=errors)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
+    detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = f"No route matches {request.url.path}."
+    if exc.status_code == 405 and detail == "Method Not Allowed":
+        detail = f"{request.method} is not allowed on {request.url.path}."
+    return problem_response(exc.status_code, slug=slug, detail=detail, instance=request.url.path,
+                            headers=getattr(exc, "headers", None))
+
+
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    metrics.ERRORS.labels(component="http", kind="unhandled").inc()
+    logger.error("unhandled error", exc_info=exc)
+    return problem_response(500, slug="internal",
+                            detail="An unexpected error occurred; quote the request id when reporting it.",
+                            instance=request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every error into problem+json."""
+    app.add_exception_handler(GordonError, _gordon_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)

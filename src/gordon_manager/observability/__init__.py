@@ -1,0 +1,1 @@
+"""Metrics, logging, file-SD and the stack-health prober."""

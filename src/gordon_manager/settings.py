@@ -1,0 +1,119 @@
+"""All of the service's settings, read from the environment (pydantic-settings).
+
+Names follow the seed exactly; `__` nests (``GORDON_MANAGER__GORDON_RISK_OPERATOR_TOKEN`` is
+``settings.gordon_manager.gordon_risk_operator_token``). Every field is documented in the README's
+configuration table, which a test keeps in step with this module.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import platformdirs
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _alias(name: str) -> AliasChoices:
+    return AliasChoices(name, name.lower())
+
+
+class PeerSettings(BaseModel):
+    """Peers of the manager, nested under ``GORDON_MANAGER__``."""
+
+    gordon_risk_operator_token: SecretStr | None = Field(
+        None, description="Forward token the manager sends to gordon-risk when proxying resume/flatten."
+    )
+    gordon_risk_url: str | None = Field(None, description="gordon-risk base URL (resume / emergency flatten).")
+    gordon_alertmanager_url: str | None = Field(None, description="AlertManager base URL for /bff/alerts/firing.")
+    gordon_prometheus_url: str | None = Field(None, description="Prometheus base URL for metrics-summary.")
+
+
+class Settings(BaseSettings):
+    """The effective configuration of one manager process."""
+
+    model_config = SettingsConfigDict(
+        env_nested_delimiter="__", extra="ignore", populate_by_name=True, case_sensitive=False
+    )
+
+    bind_addr: str = Field(":8083", validation_alias=_alias("GORDON_MANAGER_BIND_ADDR"),
+                           description="HTTP bind address, host:port (empty host = all interfaces).")
+    database_url: SecretStr | None = Field(None, validation_alias=_alias("GORDON_DATABASE_URL"),
+                                           description="Postgres URL the service logs in with (role gordon_manager). Unset: embedded PostgreSQL.")
+    database_admin_url: SecretStr | None = Field(None, validation_alias=_alias("GORDON_DATABASE_ADMIN_URL"),
+                                                 description="Postgres URL with DDL rights used by `migrate` (falls back to GORDON_DATABASE_URL).")
+    bus_nats_url: str | None = Field(None, validation_alias=_alias("GORDON_BUS_NATS_URL"),
+                                     description="NATS JetStream URL; enables the manager-risk consumer of risk.events.>.")
+    operator_token: SecretStr | None = Field(None, validation_alias=_alias("GORDON_MANAGER_OPERATOR_TOKEN"),
+                                             description="Token required (X-Operator-Token) on every mutation. Unset: generated at start into the data dir.")
+    docker_socket_proxy_url: str | None = Field(None, validation_alias=_alias("DOCKER_SOCKET_PROXY_URL"),
+                                                description="docker-socket-proxy URL for the docker/swarm runtimes.")
+    gordon_manager: PeerSettings = Field(default_factory=PeerSettings, validation_alias=_alias("GORDON_MANAGER"))
+
+    data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("gordon-manager")),
+                           validation_alias=_alias("GORDON_MANAGER_DATA_DIR"),
+                           description="Per-user state: embedded PostgreSQL data, generated operator token, process-runtime state.")
+    log_level: str = Field("INFO", validation_alias=_alias("GORDON_MANAGER_LOG_LEVEL"), description="Log level (JSON logs on stderr).")
+    db_pool_min: int = Field(2, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MIN"), description="Minimum pooled connections.")
+    db_pool_max: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MAX"), description="Maximum pooled connections.")
+    db_connect_timeout_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_DB_CONNECT_TIMEOUT_S"), description="Timeout for one database connect.")
+    migrate_on_start: bool = Field(True, validation_alias=_alias("GORDON_MANAGER_MIGRATE_ON_START"),
+                                   description="`serve` applies pending migrations first (embedded DB, or when an admin URL is set).")
+    runtime: str = Field("process", pattern="^(process|docker|swarm)$", validation_alias=_alias("GORDON_MANAGER_RUNTIME"),
+                         description="Where bots run: process (local children), docker or swarm (through the socket proxy).")
+    file_sd_path: Path | None = Field(None, validation_alias=_alias("GORDON_MANAGER_FILE_SD_PATH"),
+                                      description="Prometheus file-SD JSON written with every running bot's /metrics target.")
+    exchange_url: str = Field("https://api.binance.com", validation_alias=_alias("GORDON_MANAGER_EXCHANGE_URL"),
+                              description="Exchange public REST base URL (ping only; no keys).")
+    http_timeout_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_HTTP_TIMEOUT_S"), description="Timeout of every outbound HTTP call.")
+    cursor_secret: SecretStr | None = Field(None, validation_alias=_alias("GORDON_MANAGER_CURSOR_SECRET"),
+                                            description="HMAC key for pagination cursors (shared by replicas). Unset: generated into the data dir.")
+    reconcile_interval_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_RECONCILE_INTERVAL_S"), description="Reconciler timer (it also wakes on NOTIFY and runtime events).")
+    quarantine_failures: int = Field(5, ge=1, validation_alias=_alias("GORDON_MANAGER_QUARANTINE_FAILURES"), description="Failures within the window that quarantine a bot.")
+    quarantine_window_s: float = Field(600.0, gt=0, validation_alias=_alias("GORDON_MANAGER_QUARANTINE_WINDOW_S"), description="Window for counting failures.")
+    backoff_base_s: float = Field(10.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_BASE_S"), description="First restart delay (doubles per failure).")
+    backoff_max_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_MAX_S"), description="Largest restart delay.")
+    backoff_reset_s: float = Field(600.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_RESET_S"), description="Healthy time after which the backoff resets.")
+    allowed_images: str = Field("gordon-bot,ghcr.io/dlepaux/", validation_alias=_alias("GORDON_MANAGER_ALLOWED_IMAGES"),
+                                description="Comma-separated image repository prefixes a bot may run.")
+    bot_image: str = Field("ghcr.io/dlepaux/gordon-manager:3.8.0", validation_alias=_alias("GORDON_MANAGER_BOT_IMAGE"), description="Default bot image.")
+    ws_queue_size: int = Field(1024, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_QUEUE_SIZE"), description="Per-subscriber bounded queue (frames).")
+    ws_batch_window_ms: float = Field(5.0, ge=0, validation_alias=_alias("GORDON_MANAGER_WS_BATCH_WINDOW_MS"), description="Events within this window go out as one batch frame.")
+    ws_overflow_threshold: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_OVERFLOW_THRESHOLD"), description="Overflows per minute that report ws_subscriber_overload.")
+    ws_reconnect_storm_per_s: float = Field(1.0, gt=0, validation_alias=_alias("GORDON_MANAGER_WS_RECONNECT_STORM_PER_S"), description="Connects per second that report ws_reconnect_storm.")
+    stack_health_interval_s: float = Field(15.0, gt=0, validation_alias=_alias("GORDON_MANAGER_STACK_HEALTH_INTERVAL_S"), description="Interval of the peer prober.")
+    source_stale_after_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_SOURCE_STALE_AFTER_S"), description="Default freshness threshold of a data source.")
+    deploy_compare_window: int = Field(60, ge=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_COMPARE_WINDOW"), description="Bars a deploy compares before swapping.")
+    deploy_match_threshold: float = Field(0.95, ge=0, le=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MATCH_THRESHOLD"), description="Match rate needed to swap.")
+    deploy_lease_ttl_s: float = Field(30.0, gt=0, validation_alias=_alias("GORDON_MANAGER_DEPLOY_LEASE_TTL_S"), description="Deploy lease time-to-live.")
+
+    @field_validator("bind_addr")
+    @classmethod
+    def _check_bind(cls, value: str) -> str:
+        parse_bind(value)
+        return value
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        """The bind address as (host, port)."""
+        return parse_bind(self.bind_addr)
+
+    def admin_url(self) -> str | None:
+        """URL with DDL rights, for migrations."""
+        url = self.database_admin_url or self.database_url
+        return url.get_secret_value() if url else None
+
+
+def parse_bind(value: str) -> tuple[str, int]:
+    """Parse ``host:port`` / ``:port``; an empty host binds every interface."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"bind address must be host:port or :port, got {value!r}")
+    return (host.strip("[]") or "0.0.0.0"), int(port)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return Settings()

@@ -1,0 +1,3 @@
+"""The API version the seed documents; reported by /healthz, /config and OpenAPI."""
+
+__version__ = "3.8.0"
