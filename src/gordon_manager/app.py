@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
@@ -70,8 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await close()
             await ctx.pool.close()
 
-    app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  default_response_class=ORJSONResponse)
+    app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_problem_handlers(app)
     app.add_middleware(RequestContextMiddleware)
     for router in routers():

@@ -9,6 +9,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gordon_manager.http.problems import problem_response
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
 
@@ -40,9 +41,12 @@ class RequestContextMiddleware:
         status = 500
         start = time.perf_counter()
 
+        started = False
+
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
+                started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
@@ -50,6 +54,16 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            # Handled here (not by Starlette's outermost ServerErrorMiddleware) so the 500 problem
+            # and its log line carry this request's id.
+            if scope["type"] != "http" or started:
+                raise
+            metrics.ERRORS.labels(component="http", kind="unhandled").inc()
+            logging.getLogger("gordon_manager.http").error("unhandled error", exc_info=exc)
+            response = problem_response(500, slug="internal", instance=scope["path"],
+                                        detail="An unexpected error occurred; quote the request id when reporting it.")
+            await response(scope, receive, send_wrapper)
         finally:
             if scope["type"] == "http":
                 elapsed = time.perf_counter() - start

@@ -1,0 +1,349 @@
+"""The ExecutionModel: working orders, fills, the Decimal ledger and round trips.
+
+Backtests and live bots share this class. The bar-by-bar loop calls ``process_bar`` on every bar;
+the backtest engine calls the same ``process_bar`` only on the bars ``next_trigger`` finds (the
+vectorized form of the same trigger test), which is equivalent because nothing can fill elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+
+from gordon_manager.execution.bars import Bar
+from gordon_manager.execution.config import ExecutionConfig
+from gordon_manager.execution.models import (
+    BpsFeeModel,
+    BpsSlippageModel,
+    FeeModel,
+    FillModel,
+    PessimisticFillModel,
+    SlippageModel,
+)
+from gordon_manager.execution.money import (
+    BPS,
+    CTX,
+    ONE,
+    ROUND_DOWN,
+    ROUND_HALF_EVEN,
+    ROUND_UP,
+    ZERO,
+    dec,
+    quantize,
+)
+from gordon_manager.execution.orders import (
+    Fill,
+    Liquidity,
+    Order,
+    OrderReason,
+    OrderType,
+    Rejection,
+    RoundTrip,
+    Side,
+)
+
+__all__ = ["BarEvent", "ExecutionModel"]
+
+BarEvent = Fill | Rejection | RoundTrip
+
+_PHASES = (OrderType.MARKET, OrderType.STOP, OrderType.LIMIT)
+
+
+def _adverse(side: Side) -> str:
+    """Rounding that never favours the trader: buys round up, sells round down."""
+    return ROUND_UP if side is Side.BUY else ROUND_DOWN
+
+
+@dataclass(slots=True)
+class _OpenTrip:
+    entry_ts: int
+    bought_qty: Decimal = ZERO
+    bought_value: Decimal = ZERO  # sum of qty x price, exact, for the average entry price
+    bought_notional: Decimal = ZERO
+    sold_qty: Decimal = ZERO
+    sold_value: Decimal = ZERO
+    sold_notional: Decimal = ZERO
+    fees: Decimal = ZERO
+
+
+class ExecutionModel:
+    """Long/flat spot execution with a Decimal ledger (see the package docstring for every rule)."""
+
+    def __init__(
+        self,
+        config: ExecutionConfig,
+        *,
+        fee_model: FeeModel | None = None,
+        slippage_model: SlippageModel | None = None,
+        fill_model: FillModel | None = None,
+    ) -> None:
+        self.config = config
+        self.fee_model = fee_model or BpsFeeModel(
+            maker_bps=config.maker_fee_bps, taker_bps=config.taker_fee_bps, cash_step=config.cash_step
+        )
+        self.slippage_model = slippage_model or BpsSlippageModel(bps=config.slippage_bps)
+        self.fill_model = fill_model or PessimisticFillModel()
+        self._cash: Decimal = config.initial_cash
+        self._position: Decimal = ZERO
+        self._fees: Decimal = ZERO
+        self._orders: dict[int, Order] = {}
+        self._next_id = 1
+        self._trip: _OpenTrip | None = None
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def cash(self) -> Decimal:
+        """Quote balance (exact)."""
+        return self._cash
+
+    @property
+    def position(self) -> Decimal:
+        """Base quantity held (exact, >= 0)."""
+        return self._position
+
+    @property
+    def fees_paid(self) -> Decimal:
+        """Sum of all fees charged so far."""
+        return self._fees
+
+    @property
+    def open_orders(self) -> tuple[Order, ...]:
+        """Working orders in submission order."""
+        return tuple(self._orders.values())
+
+    def has_open(self, *, side: Side) -> bool:
+        """True if a working order on ``side`` exists."""
+        return any(o.side is side for o in self._orders.values())
+
+    def equity(self, close: float) -> float:
+        """Mark-to-market equity: ``float(cash) + float(position) * close``, derived fresh each time."""
+        return float(self._cash) + float(self._position) * close
+
+    def entry_qty(self, ref_price: float) -> Decimal:
+        """Lot-rounded quantity committing ``position_fraction`` of equity at ``ref_price``.
+
+        Slippage and taker fee are budgeted so the fill is normally affordable; if the next open
+        gaps up, the fill clips the quantity to what cash buys.
+        """
+        cfg = self.config
+        ref = dec(ref_price)
+        equity = CTX.add(self._cash, CTX.multiply(self._position, ref))
+        per_unit = CTX.multiply(
+            CTX.multiply(ref, CTX.add(ONE, CTX.divide(cfg.slippage_bps, BPS))),
+            CTX.add(ONE, CTX.divide(cfg.taker_fee_bps, BPS)),
+        )
+        budget = CTX.multiply(cfg.position_fraction, equity)
+        return max(ZERO, quantize(CTX.divide(budget, per_unit), cfg.qty_step, ROUND_DOWN))
+
+    # -- orders ------------------------------------------------------------------------------
+    def submit(
+        self,
+        *,
+        side: Side,
+        order_type: OrderType,
+        qty: Decimal,
+        ts: int,
+        price: Decimal | None = None,
+        reason: OrderReason = OrderReason.MANUAL,
+        reduce_only: bool = False,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+        active_from: int | None = None,
+        oco_group: int | None = None,
+    ) -> Order:
+        """Submit an order at bar ``ts``'s close; it may fill from the next bar on.
+
+        Prices are put on the tick so a limit never fills worse than asked and a stop never
+        triggers before its level: buy limit and sell stop round down, sell limit and buy stop up.
+        Bracket levels round like the sells they become (stop loss down, take profit up).
+        """
+        step = self.config.price_step
+        if price is not None:
+            up = (order_type is OrderType.STOP) == (side is Side.BUY)
+            price = quantize(price, step, ROUND_UP if up else ROUND_DOWN)
+        if stop_loss is not None:
+            stop_loss = quantize(stop_loss, step, ROUND_DOWN)
+        if take_profit is not None:
+            take_profit = quantize(take_profit, step, ROUND_UP)
+        order = Order(
+            id=self._next_id,
+            side=side,
+            type=order_type,
+            qty=qty,
+            submitted_ts=ts,
+            active_from=ts + 1 if active_from is None else active_from,
+            price=price,
+            reason=reason,
+            reduce_only=reduce_only,
+            oco_group=oco_group,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+        )
+        self._next_id += 1
+        self._orders[order.id] = order
+        return order
+
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a working order; False if it is not working."""
+        return self._orders.pop(order_id, None) is not None
+
+    # -- fills -------------------------------------------------------------------------------
+    def try_fill(self, order: Order, bar: Bar) -> Fill | Rejection | None:
+        """The fill this order would get on ``bar`` given the current ledger (no state change)."""
+        if bar.ts < order.active_from:
+            return None
+        if not self.fill_model.triggered(order, bar.open, bar.high, bar.low):
+            return None
+        side = order.side
+        step = self.config.price_step
+        open_ = quantize(dec(bar.open), step, _adverse(side))
+        base = self.fill_model.base_price(order, open_)
+        if order.type is OrderType.LIMIT:
+            price, liquidity = base, Liquidity.MAKER
+        else:
+            price = quantize(self.slippage_model.adjust(base, side), step, _adverse(side))
+            liquidity = Liquidity.TAKER
+        if side is Side.SELL:
+            qty = order.qty
+            if self._position <= ZERO:
+                return Rejection(order.id, bar.ts, "no_position")
+            if qty > self._position:
+                if not order.reduce_only:
+                    return Rejection(order.id, bar.ts, "would_short")
+                qty = self._position
+            notional = quantize(CTX.multiply(qty, price), self.config.cash_step, ROUND_DOWN)
+            fee = self.fee_model.fee(notional, liquidity)
+        else:
+            sized = self._affordable(order.qty, price, liquidity)
+            if sized is None:
+                return Rejection(order.id, bar.ts, "insufficient_cash")
+            qty, notional, fee = sized
+        return Fill(order.id, bar.ts, side, order.type, order.reason, qty, price, notional, fee, liquidity)
+
+    def _buy_cost(self, qty: Decimal, price: Decimal, liquidity: Liquidity) -> tuple[Decimal, Decimal]:
+        notional = quantize(CTX.multiply(qty, price), self.config.cash_step, ROUND_UP)
+        return notional, self.fee_model.fee(notional, liquidity)
+
+    def _affordable(
+        self, qty: Decimal, price: Decimal, liquidity: Liquidity
+    ) -> tuple[Decimal, Decimal, Decimal] | None:
+        notional, fee = self._buy_cost(qty, price, liquidity)
+        if CTX.add(notional, fee) <= self._cash:
+            return qty, notional, fee
+        # Gap up since sizing: clip to what cash buys, one lot at a time past the estimate.
+        step = self.config.qty_step
+        unit = CTX.add(price, self.fee_model.fee(price, liquidity))
+        qty = quantize(CTX.divide(self._cash, unit), step, ROUND_DOWN) if self._cash > ZERO else ZERO
+        while qty > ZERO:
+            notional, fee = self._buy_cost(qty, price, liquidity)
+            if CTX.add(notional, fee) <= self._cash:
+                return qty, notional, fee
+            qty = CTX.subtract(qty, step)
+        return None
+
+    def process_bar(self, bar: Bar) -> list[BarEvent]:
+        """Fill what this bar triggers: market orders at the open, then stops, then limits."""
+        events: list[BarEvent] = []
+        for phase in _PHASES:
+            for order in [o for o in self._orders.values() if o.type is phase]:
+                if order.id not in self._orders:
+                    continue  # cancelled by an earlier fill in this bar (OCO)
+                outcome = self.try_fill(order, bar)
+                if outcome is None:
+                    continue
+                del self._orders[order.id]
+                events.append(outcome)
+                if isinstance(outcome, Fill):
+                    self._after_fill(order, outcome, bar, events)
+        return events
+
+    def _after_fill(self, order: Order, fill: Fill, bar: Bar, events: list[BarEvent]) -> None:
+        trip = self._apply(fill)
+        if trip is not None:
+            events.append(trip)
+        if order.oco_group is not None:
+            for other in [o for o in self._orders.values() if o.oco_group == order.oco_group]:
+                del self._orders[other.id]
+        if self._position == ZERO:
+            for other in [o for o in self._orders.values() if o.reduce_only]:
+                del self._orders[other.id]
+        if fill.side is Side.BUY:
+            # The bracket protects the position for the rest of the fill bar (pessimistic).
+            if order.stop_loss is not None:
+                self.submit(side=Side.SELL, order_type=OrderType.STOP, qty=fill.qty, ts=bar.ts,
+                            price=order.stop_loss, reason=OrderReason.STOP_LOSS, reduce_only=True,
+                            active_from=bar.ts, oco_group=order.id)
+            if order.take_profit is not None:
+                self.submit(side=Side.SELL, order_type=OrderType.LIMIT, qty=fill.qty, ts=bar.ts,
+                            price=order.take_profit, reason=OrderReason.TAKE_PROFIT, reduce_only=True,
+                            active_from=bar.ts, oco_group=order.id)
+
+    def _apply(self, fill: Fill) -> RoundTrip | None:
+        value = CTX.multiply(fill.qty, fill.price)
+        self._fees = CTX.add(self._fees, fill.fee)
+        if fill.side is Side.BUY:
+            self._cash = CTX.subtract(self._cash, CTX.add(fill.notional, fill.fee))
+            self._position = CTX.add(self._position, fill.qty)
+            trip = self._trip or _OpenTrip(entry_ts=fill.ts)
+            self._trip = trip
+            trip.bought_qty = CTX.add(trip.bought_qty, fill.qty)
+            trip.bought_value = CTX.add(trip.bought_value, value)
+            trip.bought_notional = CTX.add(trip.bought_notional, fill.notional)
+            trip.fees = CTX.add(trip.fees, fill.fee)
+            return None
+        self._cash = CTX.add(self._cash, CTX.subtract(fill.notional, fill.fee))
+        self._position = CTX.subtract(self._position, fill.qty)
+        trip = self._trip
+        assert trip is not None  # a sell needs a position, so a trip is open
+        trip.sold_qty = CTX.add(trip.sold_qty, fill.qty)
+        trip.sold_value = CTX.add(trip.sold_value, value)
+        trip.sold_notional = CTX.add(trip.sold_notional, fill.notional)
+        trip.fees = CTX.add(trip.fees, fill.fee)
+        if self._position != ZERO:
+            return None
+        self._trip = None
+        step = self.config.price_step
+        gross = CTX.subtract(trip.sold_notional, trip.bought_notional)
+        return RoundTrip(
+            entry_ts=trip.entry_ts,
+            exit_ts=fill.ts,
+            entry_price=quantize(CTX.divide(trip.bought_value, trip.bought_qty), step, ROUND_HALF_EVEN),
+            exit_price=quantize(CTX.divide(trip.sold_value, trip.sold_qty), step, ROUND_HALF_EVEN),
+            qty=trip.bought_qty,
+            gross_pnl=gross,
+            fees=trip.fees,
+            net_pnl=CTX.subtract(gross, trip.fees),
+            duration_ms=fill.ts - trip.entry_ts,
+            exit_reason=fill.reason,
+        )
+
+    # -- engine support ----------------------------------------------------------------------
+    def next_trigger(
+        self,
+        *,
+        ts: np.ndarray,
+        open_: np.ndarray,
+        high: np.ndarray,
+        low: np.ndarray,
+        start: int,
+        stop: int,
+    ) -> int | None:
+        """First bar index in ``[start, stop)`` on which any working order triggers, else None.
+
+        Uses the fill model's own ``triggered`` on array slices, so it agrees with ``try_fill``.
+        """
+        best: int | None = None
+        for order in self._orders.values():
+            lo = max(start, int(np.searchsorted(ts, order.active_from, side="left")))
+            hi = stop if best is None else min(stop, best)
+            if lo >= hi:
+                continue
+            mask = np.broadcast_to(
+                self.fill_model.triggered(order, open_[lo:hi], high[lo:hi], low[lo:hi]), (hi - lo,)
+            )
+            k = int(np.argmax(mask))
+            if mask[k]:
+                best = lo + k
+        return best

@@ -1,0 +1,324 @@
+"""Process runtime: bots as local child processes (the embedded default, no Docker needed).
+
+Each bot's pid, process create time and config version are recorded in a JSON state file, so a
+restarted manager adopts the processes it started instead of duplicating them. A pid is only
+trusted when psutil reports the same create time, which rules out a recycled pid.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal as _signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psutil
+
+from gordon_manager.runtimes.base import (
+    Observed,
+    RuntimeConfigError,
+    RuntimeEvent,
+    RuntimeUnavailable,
+    WorkloadNotFound,
+    WorkloadSpec,
+    parse_signal,
+)
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "processes.json"
+DEFAULT_PASSTHROUGH_ENV = (
+    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE",
+)
+_CREATE_TIME_TOLERANCE_S = 0.05
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What the state file remembers about one bot's process."""
+
+    bot_id: int
+    pid: int
+    create_time: float
+    config_version: int
+    name: str
+    started_at: float
+    log_path: str
+    exit_code: int | None = None
+
+
+class ProcessRuntime:
+    """Bots as child processes in their own session, logging to <state_dir>/logs/<name>.log."""
+
+    kind = "process"
+
+    def __init__(
+        self,
+        *,
+        state_dir: str | os.PathLike[str],
+        poll_interval_s: float = 0.2,
+        passthrough_env: Sequence[str] = DEFAULT_PASSTHROUGH_ENV,
+        cwd: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self._dir = Path(state_dir)
+        self._logs = self._dir / "logs"
+        self._state_path = self._dir / STATE_FILE
+        self._poll_interval_s = poll_interval_s
+        self._passthrough_env = tuple(passthrough_env)
+        self._cwd = Path(cwd) if cwd is not None else None
+        self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> our own child, to reap it
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._closed = asyncio.Event()
+        try:
+            self._logs.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RuntimeConfigError(f"cannot create process state dir {self._dir}: {exc}") from exc
+        self._records: dict[int, ProcessRecord] = self._load()
+
+    # -- state file -----------------------------------------------------------------------------
+
+    def _load(self) -> dict[int, ProcessRecord]:
+        try:
+            raw = json.loads(self._state_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            # A corrupt file must not stop the manager; live bots are then restarted, never duplicated
+            # while the old pid is still recorded elsewhere, so log loudly.
+            logger.error("process state file %s unreadable (%s); starting empty", self._state_path, exc)
+            return {}
+        records = {}
+        for item in raw.get("bots", []):
+            try:
+                rec = ProcessRecord(**item)
+            except TypeError:
+                logger.warning("skipping malformed process record %r", item)
+                continue
+            records[rec.bot_id] = rec
+        return records
+
+    def _save(self) -> None:
+        # Write-then-rename so a crash mid-write never leaves a half file behind.
+        tmp = self._state_path.with_suffix(".tmp")
+        body = {"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]}
+        try:
+            tmp.write_text(json.dumps(body, indent=1))
+            os.replace(tmp, self._state_path)
+        except OSError as exc:
+            raise RuntimeUnavailable(f"cannot write process state file {self._state_path}: {exc}") from exc
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    def _exit_code(self, rec: ProcessRecord) -> tuple[bool, int | None]:
+        """(alive, exit_code) of a recorded process; reaps our own children."""
+        child = self._children.get(rec.pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return True, None
+            self._children.pop(rec.pid, None)
+            # Popen reports death-by-signal as -N, like Docker's 128+N it is distinct from exit codes.
+            return False, code
+        try:
+            proc = psutil.Process(rec.pid)
+            if abs(proc.create_time() - rec.create_time) > _CREATE_TIME_TOLERANCE_S:
+                return False, rec.exit_code  # pid was recycled by an unrelated process
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return False, rec.exit_code
+            return True, None
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return False, rec.exit_code
+
+    def _refresh(self, rec: ProcessRecord) -> tuple[ProcessRecord, bool]:
+        alive, code = self._exit_code(rec)
+        if not alive and code is not None and rec.exit_code is None:
+            rec = replace(rec, exit_code=code)
+            self._records[rec.bot_id] = rec
+            self._save()
+        return rec, alive
+
+    def _observed(self, rec: ProcessRecord, alive: bool) -> Observed:
+        return Observed(
+            bot_id=rec.bot_id,
+            workload_id=f"pid:{rec.pid}",
+            state="running" if alive else "exited",
+            config_version=rec.config_version,
+            exit_code=None if alive else rec.exit_code,
+            started_at=datetime.fromtimestamp(rec.started_at, tz=UTC),
+        )
+
+    def _lock(self, bot_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(bot_id, asyncio.Lock())
+
+    # -- protocol -------------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        """Check the state directory is still writable."""
+        if not os.access(self._dir, os.W_OK):
+            raise RuntimeUnavailable(f"process state dir {self._dir} is not writable")
+
+    async def observe(self) -> dict[int, Observed]:
+        """Every recorded bot process, keyed by bot id."""
+        result = {}
+        for bot_id in list(self._records):
+            rec, alive = self._refresh(self._records[bot_id])
+            result[bot_id] = self._observed(rec, alive)
+        return result
+
+    async def start(self, spec: WorkloadSpec) -> Observed:
+        """Spawn the bot, adopting a live process of the same version, replacing an older one."""
+        if not spec.command:
+            raise RuntimeConfigError(f"bot {spec.bot_id}: the process runtime needs a command")
+        async with self._lock(spec.bot_id):
+            rec = self._records.get(spec.bot_id)
+            if rec is not None:
+                rec, alive = self._refresh(rec)
+                if alive and rec.config_version == spec.config_version:
+                    return self._observed(rec, alive)
+                if alive:
+                    logger.info("bot %s: replacing pid %s (config v%s -> v%s)", spec.bot_id, rec.pid,
+                                rec.config_version, spec.config_version)
+                    await self._terminate(rec, timeout_s=10)
+            rec = self._spawn(spec)
+            self._records[spec.bot_id] = rec
+            self._save()
+            return self._observed(rec, True)
+
+    def _spawn(self, spec: WorkloadSpec) -> ProcessRecord:
+        env = {k: os.environ[k] for k in self._passthrough_env if k in os.environ}
+        env.update(spec.env)
+        log_path = self._logs / f"{spec.name}.log"
+        try:
+            with open(log_path, "ab") as log:
+                log.write(f"--- {datetime.now(UTC).isoformat()} start config v{spec.config_version}\n".encode())
+                log.flush()
+                child = subprocess.Popen(  # noqa: S603 - argv from the bot config, never a shell
+                    list(spec.command),
+                    env=env,
+                    cwd=self._cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: stop() can signal the whole tree
+                    close_fds=True,
+                )
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            raise RuntimeConfigError(f"bot {spec.bot_id}: cannot execute {spec.command[0]!r}: {exc}") from exc
+        except OSError as exc:
+            raise RuntimeUnavailable(f"bot {spec.bot_id}: spawn failed: {exc}") from exc
+        self._children[child.pid] = child
+        try:
+            create_time = psutil.Process(child.pid).create_time()
+        except psutil.NoSuchProcess:
+            create_time = 0.0  # died instantly; the record still reports its exit code via Popen
+        logger.info("bot %s: started pid %s (%s)", spec.bot_id, child.pid, spec.name)
+        return ProcessRecord(
+            bot_id=spec.bot_id, pid=child.pid, create_time=create_time, config_version=spec.config_version,
+            name=spec.name, started_at=time.time(), log_path=str(log_path),
+        )
+
+    async def _terminate(self, rec: ProcessRecord, *, timeout_s: float) -> None:
+        alive, _ = self._exit_code(rec)
+        if not alive:
+            return
+        self._kill_group(rec, _signal.SIGTERM)
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if not self._exit_code(rec)[0]:
+                break
+        else:
+            logger.warning("bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s)
+            self._kill_group(rec, _signal.SIGKILL)
+            for _ in range(100):
+                if not self._exit_code(rec)[0]:
+                    break
+                await asyncio.sleep(0.02)
+        self._refresh(rec)
+
+    @staticmethod
+    def _kill_group(rec: ProcessRecord, sig: _signal.Signals) -> None:
+        try:
+            # The bot leads its own session, so its pgid is its pid; identity was checked by the caller.
+            os.killpg(rec.pid, sig)
+        except ProcessLookupError:
+            pass
+        except PermissionError as exc:
+            raise RuntimeUnavailable(f"bot {rec.bot_id}: cannot signal pid {rec.pid}: {exc}") from exc
+
+    async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
+        """SIGTERM the bot's process group, SIGKILL after timeout_s; idempotent."""
+        async with self._lock(bot_id):
+            rec = self._records.get(bot_id)
+            if rec is None:
+                return
+            await self._terminate(rec, timeout_s=timeout_s)
+
+    async def remove(self, bot_id: int) -> None:
+        """Stop the bot and forget its record; idempotent."""
+        async with self._lock(bot_id):
+            rec = self._records.get(bot_id)
+            if rec is None:
+                return
+            await self._terminate(rec, timeout_s=10)
+            self._records.pop(bot_id, None)
+            self._save()
+
+    async def signal(self, bot_id: int, sig: str) -> None:
+        """Send a signal (e.g. SIGUSR1) to the bot's main process."""
+        signum = parse_signal(sig)
+        rec = self._records.get(bot_id)
+        if rec is None or not self._exit_code(rec)[0]:
+            raise WorkloadNotFound(f"bot {bot_id} has no running process")
+        try:
+            os.kill(rec.pid, signum)
+        except ProcessLookupError as exc:
+            raise WorkloadNotFound(f"bot {bot_id}: pid {rec.pid} is gone") from exc
+
+    async def events(self) -> AsyncIterator[RuntimeEvent]:
+        """Started/died/removed transitions, found by polling every poll_interval_s."""
+        last: dict[int, tuple[int, bool]] = {}
+        first = True
+        while not self._closed.is_set():
+            current: dict[int, tuple[int, bool]] = {}
+            for bot_id in list(self._records):
+                rec = self._records.get(bot_id)
+                if rec is not None:
+                    rec, alive = self._refresh(rec)
+                    current[bot_id] = (rec.pid, alive)
+            if not first:
+                for event in _diff(last, current):
+                    yield event
+            last, first = current, False
+            try:
+                await asyncio.wait_for(self._closed.wait(), timeout=self._poll_interval_s)
+            except TimeoutError:
+                pass
+
+    async def close(self) -> None:
+        """Stop event streams; bot processes keep running (a restarted manager adopts them)."""
+        self._closed.set()
+
+
+def _diff(last: dict[int, tuple[int, bool]], current: dict[int, tuple[int, bool]]) -> list[RuntimeEvent]:
+    events = []
+    for bot_id, (pid, alive) in current.items():
+        prev = last.get(bot_id)
+        wid = f"pid:{pid}"
+        if prev is None or prev[0] != pid:
+            # A new pid that already died started and crashed between two polls: report the death
+            # so the reconciler restarts it.
+            events.append(RuntimeEvent(bot_id=bot_id, kind="started" if alive else "died", workload_id=wid))
+        elif prev[1] and not alive:
+            events.append(RuntimeEvent(bot_id=bot_id, kind="died", workload_id=wid))
+    for bot_id, (pid, _alive) in last.items():
+        if bot_id not in current:
+            events.append(RuntimeEvent(bot_id=bot_id, kind="removed", workload_id=f"pid:{pid}"))
+    return events

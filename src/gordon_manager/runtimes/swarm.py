@@ -1,0 +1,238 @@
+"""Swarm runtime: each bot is a one-replica service, so a fleet spreads over many hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from gordon_manager.runtimes.base import (
+    LABEL_BOT_ID,
+    LABEL_CONFIG_VERSION,
+    LABEL_MANAGED,
+    LABEL_RUNTIME,
+    Observed,
+    RuntimeEvent,
+    RuntimeUnavailable,
+    WorkloadNotFound,
+    WorkloadSpec,
+    label_int,
+    parse_signal,
+)
+from gordon_manager.runtimes.docker import container_events, parse_docker_time
+from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound
+from gordon_manager.runtimes.payload import PayloadPolicy, service_payload
+
+logger = logging.getLogger(__name__)
+
+_TASK_STATES = {
+    "running": "running",
+    **{s: "created" for s in ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")},
+    **{s: "exited" for s in ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")},
+}
+
+
+def _replicas(service: Mapping[str, Any]) -> int:
+    return int(((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas", 0) or 0)
+
+
+def _latest_task(tasks: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    # Prefer the task swarm wants running; among equals, the most recently updated one.
+    if not tasks:
+        return None
+    return max(tasks, key=lambda t: (t.get("DesiredState") == "running", str(t.get("UpdatedAt") or "")))
+
+
+def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Observed | None:
+    """Observed for a service from its own tasks."""
+    labels = (service.get("Spec") or {}).get("Labels") or {}
+    bot_id = label_int(labels, LABEL_BOT_ID)
+    if bot_id is None:
+        return None
+    version = label_int(labels, LABEL_CONFIG_VERSION)
+    task = _latest_task(tasks)
+    if task is None:
+        state = "exited" if _replicas(service) == 0 else "created"
+        return Observed(bot_id=bot_id, workload_id=str(service["ID"]), state=state, config_version=version)
+    status = task.get("Status") or {}
+    task_state = str(status.get("State") or "")
+    state = _TASK_STATES.get(task_state, "created")
+    container = status.get("ContainerStatus") or {}
+    exit_code = container.get("ExitCode") if state == "exited" else None
+    return Observed(
+        bot_id=bot_id,
+        workload_id=str(service["ID"]),
+        state=state,
+        config_version=version,
+        exit_code=int(exit_code) if exit_code is not None else None,
+        started_at=parse_docker_time(status.get("Timestamp")) if state == "running" else None,
+        error=status.get("Err") or None,
+    )
+
+
+class SwarmRuntime:
+    """Bots as one-replica Swarm services labelled gordon.managed=true, through the socket proxy."""
+
+    kind = "swarm"
+
+    def __init__(
+        self,
+        *,
+        proxy_url: str,
+        policy: PayloadPolicy,
+        timeout_s: float = 10.0,
+        api_version: str | None = None,
+        reconnect_delay_s: float = 0.5,
+        api: DockerAPI | None = None,
+    ) -> None:
+        self._api = api or DockerAPI(base_url=proxy_url, timeout_s=timeout_s, api_version=api_version)
+        self._policy = policy
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._reconnect_delay_s = reconnect_delay_s
+        self._closed = asyncio.Event()
+
+    def _owned_filter(self, **extra: str) -> dict[str, list[str]]:
+        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_RUNTIME}={self.kind}"]
+        labels += [f"{k}={v}" for k, v in extra.items()]
+        return {"label": labels}
+
+    def _lock(self, bot_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(bot_id, asyncio.Lock())
+
+    async def ping(self) -> None:
+        """Raise RuntimeUnavailable unless the daemon answers and is a swarm manager."""
+        await self._api.ping()
+        info = await self._api.info()
+        swarm = info.get("Swarm") or {}
+        if swarm.get("LocalNodeState") != "active" or not swarm.get("ControlAvailable"):
+            raise RuntimeUnavailable("docker daemon behind the proxy is not an active swarm manager")
+
+    async def _tasks_by_service(self, service_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        by_service: dict[str, list[dict[str, Any]]] = {sid: [] for sid in service_ids}
+        if not service_ids:
+            return by_service
+        for task in await self._api.list_tasks(filters={"service": service_ids}):
+            by_service.setdefault(str(task.get("ServiceID")), []).append(task)
+        return by_service
+
+    async def observe(self) -> dict[int, Observed]:
+        """Every service we own, keyed by bot id, from one /services and one /tasks call."""
+        services = await self._api.list_services(filters=self._owned_filter())
+        tasks = await self._tasks_by_service([str(s["ID"]) for s in services])
+        result: dict[int, Observed] = {}
+        for service in services:
+            obs = observed_from_service(service, tasks.get(str(service["ID"]), []))
+            if obs is not None and (obs.bot_id not in result or (obs.config_version or -1) > (result[obs.bot_id].config_version or -1)):
+                result[obs.bot_id] = obs
+        return result
+
+    async def _services_for(self, bot_id: int) -> list[dict[str, Any]]:
+        return await self._api.list_services(filters=self._owned_filter(**{LABEL_BOT_ID: str(bot_id)}))
+
+    async def _observe_one(self, service: Mapping[str, Any]) -> Observed:
+        tasks = await self._tasks_by_service([str(service["ID"])])
+        obs = observed_from_service(service, tasks[str(service["ID"])])
+        if obs is None:
+            raise WorkloadNotFound(f"service {service.get('ID')} lost its gordon.bot_id label")
+        return obs
+
+    async def start(self, spec: WorkloadSpec) -> Observed:
+        """Create the bot's service, or update/force-restart the existing one in place."""
+        desired = service_payload(spec, policy=self._policy)
+        async with self._lock(spec.bot_id):
+            for _attempt in range(3):
+                services = await self._services_for(spec.bot_id)
+                if not services:
+                    try:
+                        service_id = await self._api.create_service(desired)
+                    except DockerConflict:
+                        await asyncio.sleep(0.1)
+                        continue  # created concurrently: adopt it on the next pass
+                    logger.info("bot %s: created service %s (%s)", spec.bot_id, service_id[:12], spec.name)
+                    return await self._observe_one(await self._api.inspect_service(service_id))
+                keep, *extra = sorted(services, key=lambda s: str(s.get("CreatedAt") or ""))
+                for dup in extra:
+                    await self._api.remove_service(str(dup["ID"]))
+                try:
+                    return await self._converge(keep, spec, desired)
+                except (DockerConflict, DockerNotFound):
+                    await asyncio.sleep(0.1)  # object version moved or service vanished: retry
+                    continue
+            raise RuntimeUnavailable(f"bot {spec.bot_id}: could not converge service {spec.name} after retries")
+
+    async def _converge(self, service: Mapping[str, Any], spec: WorkloadSpec, desired: dict[str, Any]) -> Observed:
+        current = await self._observe_one(service)
+        same_version = current.config_version == spec.config_version
+        if same_version and _replicas(service) == 1 and current.state in ("running", "created"):
+            return current
+        old_spec = service.get("Spec") or {}
+        new_spec = desired if not same_version else dict(old_spec)
+        new_spec["Mode"] = {"Replicated": {"Replicas": 1}}
+        if same_version:
+            # Same config, dead task: bump ForceUpdate so swarm schedules a fresh task.
+            template = dict(new_spec.get("TaskTemplate") or {})
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            new_spec["TaskTemplate"] = template
+        else:
+            logger.info("bot %s: updating service to config v%s", spec.bot_id, spec.config_version)
+        version = int((service.get("Version") or {}).get("Index") or 0)
+        await self._api.update_service(str(service["ID"]), version=version, spec=new_spec)
+        return await self._observe_one(await self._api.inspect_service(str(service["ID"])))
+
+    async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
+        """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period)."""
+        async with self._lock(bot_id):
+            for service in await self._services_for(bot_id):
+                if _replicas(service) == 0:
+                    continue
+                new_spec = dict(service.get("Spec") or {})
+                new_spec["Mode"] = {"Replicated": {"Replicas": 0}}
+                template = dict(new_spec.get("TaskTemplate") or {})
+                container = dict(template.get("ContainerSpec") or {})
+                container["StopGracePeriod"] = int(timeout_s * 1e9)
+                template["ContainerSpec"] = container
+                new_spec["TaskTemplate"] = template
+                version = int((service.get("Version") or {}).get("Index") or 0)
+                try:
+                    await self._api.update_service(str(service["ID"]), version=version, spec=new_spec)
+                except DockerNotFound:
+                    continue
+
+    async def remove(self, bot_id: int) -> None:
+        """Delete every service of the bot (swarm stops its tasks); idempotent."""
+        async with self._lock(bot_id):
+            for service in await self._services_for(bot_id):
+                await self._api.remove_service(str(service["ID"]))
+
+    async def signal(self, bot_id: int, sig: str) -> None:
+        """Signal the bot's container; only possible when its task runs on the node behind the proxy."""
+        signum = parse_signal(sig)
+        services = await self._services_for(bot_id)
+        tasks = await self._tasks_by_service([str(s["ID"]) for s in services])
+        running = [t for ts in tasks.values() for t in ts if (t.get("Status") or {}).get("State") == "running"]
+        if not running:
+            raise WorkloadNotFound(f"bot {bot_id} has no running task")
+        container_id = ((_latest_task(running) or {}).get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+        if not container_id:
+            raise WorkloadNotFound(f"bot {bot_id}: running task has no container id yet")
+        try:
+            await self._api.kill_container(str(container_id), signal=signum.name)
+        except DockerNotFound as exc:
+            raise WorkloadNotFound(f"bot {bot_id}: task container is not on this node ({exc})") from exc
+        except DockerConflict as exc:
+            raise WorkloadNotFound(f"bot {bot_id}: {exc}") from exc
+
+    def events(self) -> AsyncIterator[RuntimeEvent]:
+        """Container start/die/destroy on this node; remote nodes are caught by periodic observe()."""
+        # Task containers carry our labels (copied onto the ContainerSpec), and their events name
+        # the service, which is this runtime's workload id.
+        return container_events(
+            self._api, labels=self._owned_filter()["label"], closed=self._closed,
+            reconnect_delay_s=self._reconnect_delay_s, workload_attr="com.docker.swarm.service.id",
+        )
+
+    async def close(self) -> None:
+        """Stop event streams and close the HTTP client."""
+        self._closed.set()
+        await self._api.close()

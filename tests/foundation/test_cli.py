@@ -1,0 +1,120 @@
+"""The `gordon-manager` command as a new user meets it: serve (embedded DB), restart, port taken, bad URL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+GM = [sys.executable, "-m", "gordon_manager.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(data_dir: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GORDON_", "DOCKER_SOCKET"))}
+    env.update({"GORDON_MANAGER_DATA_DIR": str(data_dir), "GORDON_MANAGER_BIND_ADDR": f"127.0.0.1:{port}",
+                "GORDON_MANAGER_LOG_LEVEL": "WARNING"})
+    env.update(extra)
+    return env
+
+
+def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> float:
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited early: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return time.monotonic() - start
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("serve did not become healthy in time")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def served(tmp_path):
+    """Start `serve` with the embedded database; yield (port, proc, data_dir)."""
+    data_dir = tmp_path / "gm-data"
+    port = free_port()
+    proc = subprocess.Popen([*GM, "serve"], env=env_for(data_dir, port), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, proc)
+        yield port, proc, data_dir
+    finally:
+        stop(proc)
+
+
+async def _embedded_conn(data_dir: Path) -> asyncpg.Connection:
+    return await asyncpg.connect(f"postgresql://postgres@/gordon?host={data_dir / 'pgdata'}")
+
+
+async def test_serve_embedded_restart_keeps_data(served):
+    port, proc, data_dir = served
+    assert httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200
+    conn = await _embedded_conn(data_dir)
+    await conn.execute("INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, created_by)"
+                       " VALUES ('survivor', 'sma_crossover', 'BTCUSDT', '1m', 'gordon-bot:1', 'test')")
+    await conn.close()
+    stop(proc)
+    assert proc.returncode in (0, 130), proc.stderr.read()  # 130: stopped by Ctrl-C, as uvicorn reports it
+    again = subprocess.Popen([*GM, "serve"], env=env_for(data_dir, port), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, again)
+        conn = await _embedded_conn(data_dir)
+        names = await conn.fetch("SELECT name FROM trading.bot_configs")
+        applied = await conn.fetchval("SELECT count(*) FROM trading.schema_migrations")
+        await conn.close()
+        assert [r["name"] for r in names] == ["survivor"]
+        assert applied == 8
+    finally:
+        stop(again)
+
+
+def test_second_serve_on_the_same_port_says_the_port_is_taken(served):
+    port, _proc, data_dir = served
+    result = subprocess.run([*GM, "serve"], env=env_for(data_dir, port), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_line_naming_the_host(tmp_path):
+    port = free_port()
+    env = env_for(tmp_path, port, GORDON_DATABASE_URL="postgresql://gordon_manager@127.0.0.1:1/gordon")
+    result = subprocess.run([*GM, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "cannot connect to PostgreSQL at 127.0.0.1:1" in lines[0]
+
+
+def test_bad_bind_address_is_a_clear_error(tmp_path):
+    env = env_for(tmp_path, 1, GORDON_MANAGER_BIND_ADDR="not-an-address")
+    result = subprocess.run([*GM, "serve"], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "invalid configuration" in result.stderr and "Traceback" not in result.stderr

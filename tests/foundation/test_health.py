@@ -1,0 +1,110 @@
+"""/healthz, /readyz, /metrics."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from gordon_manager.app import create_app
+from gordon_manager.observability.metrics import SEED_METRIC_NAMES
+from gordon_manager.version import __version__
+from tests.conftest import create_database, make_settings
+
+
+async def test_healthz_ok_with_version_and_checks(client):
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ok"
+    assert body["version"] == __version__ == "3.8.0"
+    assert body["degraded"] == []
+    assert body["checks"]["database"]["ok"] is True
+
+
+async def test_healthz_reports_degraded_reasons(app, client):
+    app.state.ctx.health.set_degraded("ws_subscriber_overload", "hub", "12 overflows/min")
+    body = (await client.get("/healthz")).json()
+    assert body["status"] == "degraded"
+    assert body["degraded"] == ["ws_subscriber_overload"]
+    assert body["degradedDetails"] == {"ws_subscriber_overload": {"hub": "12 overflows/min"}}
+    app.state.ctx.health.clear_degraded("ws_subscriber_overload", "hub")
+    assert (await client.get("/healthz")).json()["status"] == "ok"
+
+
+def test_unknown_degraded_reason_is_refused():
+    from gordon_manager.health.state import HealthState
+
+    with pytest.raises(ValueError):
+        HealthState().set_degraded("bored", "x")
+
+
+async def test_healthz_degraded_peer_down_when_database_goes_away(database, data_dir, pg_server_url):
+    import asyncpg
+
+    db = await create_database(pg_server_url)
+    app = create_app(make_settings(db, data_dir))
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await http.get("/readyz")).status_code == 200
+            conn = await asyncpg.connect(pg_server_url)
+            await conn.execute(f'DROP DATABASE "{db.name}" WITH (FORCE)')
+            await conn.close()
+            health = await http.get("/healthz")
+            assert health.status_code == 200
+            assert health.json()["status"] == "degraded"
+            assert health.json()["degraded"] == ["peer_down"]
+            ready = await http.get("/readyz")
+            assert ready.status_code == 503
+            assert ready.headers["content-type"] == "application/problem+json"
+            assert "database not answering" in ready.json()["detail"]
+
+
+async def test_readyz_503_while_migrations_pending(pg_server_url, data_dir):
+    db = await create_database(pg_server_url, migrated=False)
+    # without migrations the service role does not exist in this database's grants; log in as admin
+    settings = make_settings(db, data_dir)
+    from pydantic import SecretStr
+
+    app = create_app(settings.model_copy(update={"database_url": SecretStr(db.admin_url)}))
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            response = await http.get("/readyz")
+            assert response.status_code == 503
+            assert "migrations pending" in response.json()["detail"]
+            from gordon_manager.db.migrate import migrate
+
+            await migrate(db.admin_url)
+            ready = await http.get("/readyz")
+            assert ready.status_code == 200
+            assert ready.json() == {"ready": True, "migrationVersion": 8}
+
+
+async def test_metrics_exports_every_seed_metric_with_help(client):
+    text = (await client.get("/metrics")).text
+    assert len(SEED_METRIC_NAMES) == 29
+    assert len([n for n in SEED_METRIC_NAMES if n.startswith("gordon_manager_")]) == 28
+    for name in SEED_METRIC_NAMES:
+        assert re.search(rf"^# HELP {name} \S", text, re.M), f"{name} has no HELP line"
+    assert re.search(r"^gordon_manager_up 1\.0$", text, re.M)
+
+
+async def test_request_metrics_use_the_route_template(app, client):
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: int) -> dict:
+        return {"id": thing_id}
+
+    await client.get("/things/123")
+    await client.get("/things/456")
+    await client.get("/no/such/path/789")
+    text = (await client.get("/metrics")).text
+    assert 'route="/things/{thing_id}"' in text
+    assert "/things/123" not in text and "/things/456" not in text
+    assert "789" not in text.split("gordon_manager_requests_total", 1)[1].split("# HELP", 1)[0]
+    series = re.findall(r'^gordon_manager_requests_total\{method="GET",route="/things/\{thing_id\}",status="200"\} (\S+)$',
+                        text, re.M)
+    assert series and float(series[0]) >= 2.0
