@@ -43,7 +43,14 @@ async def build_context(settings: Settings) -> AppContext:
 
 
 async def start_services(ctx: AppContext) -> None:
-    """Start the background loops this process runs (each domain registers its own here)."""
+    """Start the background services of every domain (each domain adds one line here)."""
+    for starter in service_starters():
+        await starter(ctx)
+
+
+def service_starters() -> list:
+    """``async def start(ctx)`` of each domain that runs background loops, in start order."""
+    return []
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -78,5 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def routers() -> list:
-    """Every router of the service, in the order they appear in the OpenAPI document."""
-    return [health_router]
+    """Every router of the service, in the order they appear in the OpenAPI document (one line per domain)."""
+    return [
+        health_router,
+    ]

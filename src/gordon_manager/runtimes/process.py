@@ -116,7 +116,7 @@ class ProcessRuntime:
 
     # -- liveness -------------------------------------------------------------------------------
 
-    def _exit_code(self, rec: ProcessRecord) -> tuple[bool, int | None]:
+    def _liveness(self, rec: ProcessRecord) -> tuple[bool, int | None]:
         """(alive, exit_code) of a recorded process; reaps our own children."""
         child = self._children.get(rec.pid)
         if child is not None:
@@ -124,7 +124,7 @@ class ProcessRuntime:
             if code is None:
                 return True, None
             self._children.pop(rec.pid, None)
-            # Popen reports death-by-signal as -N, like Docker's 128+N it is distinct from exit codes.
+            # Popen reports death-by-signal as -N, distinct from any exit status.
             return False, code
         try:
             proc = psutil.Process(rec.pid)
@@ -137,11 +137,13 @@ class ProcessRuntime:
             return False, rec.exit_code
 
     def _refresh(self, rec: ProcessRecord) -> tuple[ProcessRecord, bool]:
-        alive, code = self._exit_code(rec)
+        """Current record and liveness; an exit code learned by reaping is persisted at once."""
+        alive, code = self._liveness(rec)
         if not alive and code is not None and rec.exit_code is None:
             rec = replace(rec, exit_code=code)
-            self._records[rec.bot_id] = rec
-            self._save()
+            if self._records.get(rec.bot_id, rec).pid == rec.pid:
+                self._records[rec.bot_id] = rec
+                self._save()
         return rec, alive
 
     def _observed(self, rec: ProcessRecord, alive: bool) -> Observed:
@@ -225,23 +227,22 @@ class ProcessRuntime:
         )
 
     async def _terminate(self, rec: ProcessRecord, *, timeout_s: float) -> None:
-        alive, _ = self._exit_code(rec)
+        rec, alive = self._refresh(rec)
         if not alive:
             return
         self._kill_group(rec, _signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, timeout_s)
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if not self._exit_code(rec)[0]:
+            if not self._refresh(rec)[1]:
                 break
         else:
             logger.warning("bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s)
             self._kill_group(rec, _signal.SIGKILL)
             for _ in range(100):
-                if not self._exit_code(rec)[0]:
+                if not self._refresh(rec)[1]:
                     break
                 await asyncio.sleep(0.02)
-        self._refresh(rec)
 
     @staticmethod
     def _kill_group(rec: ProcessRecord, sig: _signal.Signals) -> None:
@@ -275,7 +276,7 @@ class ProcessRuntime:
         """Send a signal (e.g. SIGUSR1) to the bot's main process."""
         signum = parse_signal(sig)
         rec = self._records.get(bot_id)
-        if rec is None or not self._exit_code(rec)[0]:
+        if rec is None or not self._refresh(rec)[1]:
             raise WorkloadNotFound(f"bot {bot_id} has no running process")
         try:
             os.kill(rec.pid, signum)
