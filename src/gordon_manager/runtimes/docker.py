@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
@@ -93,6 +94,12 @@ def _pick(candidates: list[Observed]) -> Observed:
     return max(candidates, key=lambda o: (o.config_version or -1, o.state == "running"))
 
 
+def events_since_now() -> str:
+    """`since` for an events stream created now: nothing after this call is missed, even though
+    the stream only connects on the consumer's first iteration (assumes the daemon's clock is sane)."""
+    return f"{time.time():.9f}"
+
+
 async def container_events(
     api: DockerAPI,
     *,
@@ -100,14 +107,14 @@ async def container_events(
     closed: asyncio.Event,
     reconnect_delay_s: float = 0.5,
     workload_attr: str | None = None,
+    since: str | None = None,
 ) -> AsyncIterator[RuntimeEvent]:
     """Follow container start/die/destroy events with our labels, reconnecting until `closed` is set.
 
     workload_attr names the event attribute holding the workload id (swarm: the service id);
-    by default the container id is used.
+    by default the container id is used. `since` (Docker's "seconds.nanos") replays from a moment.
     """
     filters = {"label": labels, "type": ["container"], "event": list(_EVENT_KINDS)}
-    since: str | None = None
     seen: OrderedDict[tuple[str, str, int], None] = OrderedDict()
     delay = reconnect_delay_s
     while not closed.is_set():
@@ -294,7 +301,7 @@ class DockerRuntime:
         """start/die/destroy of our containers, from /events; reconnects until close()."""
         return container_events(
             self._api, labels=self._owned_filter()["label"], closed=self._closed,
-            reconnect_delay_s=self._reconnect_delay_s,
+            reconnect_delay_s=self._reconnect_delay_s, since=events_since_now(),
         )
 
     async def close(self) -> None:

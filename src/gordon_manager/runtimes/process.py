@@ -283,21 +283,27 @@ class ProcessRuntime:
         except ProcessLookupError as exc:
             raise WorkloadNotFound(f"bot {bot_id}: pid {rec.pid} is gone") from exc
 
-    async def events(self) -> AsyncIterator[RuntimeEvent]:
+    def _snapshot(self) -> dict[int, tuple[int, bool]]:
+        current = {}
+        for bot_id in list(self._records):
+            rec = self._records.get(bot_id)
+            if rec is not None:
+                rec, alive = self._refresh(rec)
+                current[bot_id] = (rec.pid, alive)
+        return current
+
+    def events(self) -> AsyncIterator[RuntimeEvent]:
         """Started/died/removed transitions, found by polling every poll_interval_s."""
-        last: dict[int, tuple[int, bool]] = {}
-        first = True
+        # Snapshot now, not at the first iteration, so nothing between this call and the
+        # consumer's first `anext` is missed.
+        return self._poll_events(self._snapshot())
+
+    async def _poll_events(self, last: dict[int, tuple[int, bool]]) -> AsyncIterator[RuntimeEvent]:
         while not self._closed.is_set():
-            current: dict[int, tuple[int, bool]] = {}
-            for bot_id in list(self._records):
-                rec = self._records.get(bot_id)
-                if rec is not None:
-                    rec, alive = self._refresh(rec)
-                    current[bot_id] = (rec.pid, alive)
-            if not first:
-                for event in _diff(last, current):
-                    yield event
-            last, first = current, False
+            current = self._snapshot()
+            for event in _diff(last, current):
+                yield event
+            last = current
             try:
                 await asyncio.wait_for(self._closed.wait(), timeout=self._poll_interval_s)
             except TimeoutError:

@@ -20,7 +20,7 @@ from gordon_manager.runtimes.base import (
     label_int,
     parse_signal,
 )
-from gordon_manager.runtimes.docker import container_events, parse_docker_time
+from gordon_manager.runtimes.docker import container_events, events_since_now, parse_docker_time
 from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound
 from gordon_manager.runtimes.payload import PayloadPolicy, service_payload
 
@@ -230,6 +230,7 @@ class SwarmRuntime:
         return container_events(
             self._api, labels=self._owned_filter()["label"], closed=self._closed,
             reconnect_delay_s=self._reconnect_delay_s, workload_attr="com.docker.swarm.service.id",
+            since=events_since_now(),
         )
 
     async def close(self) -> None:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus).
+# Idempotent: packages already installed are skipped; quiet unless something fails.
+set -euo pipefail
+
+PACKAGES=(docker.io haproxy busybox-static prometheus prometheus-alertmanager)
+
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+        exec sudo -E bash "$0" "$@"
+    fi
+    echo "install-system-deps: must run as root (or with sudo available)" >&2
+    exit 1
+fi
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
+    if [ "$status" != "install ok installed" ]; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+# Package lists are empty on a fresh image; refresh them only when something must be installed.
+if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+    apt-get update -qq >>"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$log" 2>&1; then
+        cat "$log" >&2
+        exit 1
+    fi
+fi
+# Package postinst scripts may start daemons; tests run their own instances, so stop the system ones.
+if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker.service docker.socket haproxy.service prometheus.service \
+        prometheus-alertmanager.service >/dev/null 2>&1 || true
+fi
+echo "install-system-deps: installed ${missing[*]}"

@@ -1,0 +1,26 @@
+"""Locate system binaries; a missing one fails the test run with the command that installs it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+INSTALL_HINT = "install the system test dependencies with: sudo bash ci/install-system-deps.sh"
+_SBIN_DIRS = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def require_binary(name: str, *, package: str) -> str:
+    """Absolute path of `name`, or pytest.fail naming the Debian package and the install script."""
+    # sbin is often missing from a non-login PATH (dockerd and haproxy live there on Debian).
+    path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN_DIRS))
+    if path is None:
+        pytest.fail(f"required binary {name!r} (Debian package {package}) not found; {INSTALL_HINT}", pytrace=False)
+    return path
+
+
+def require_root(what: str) -> None:
+    """Fail (never skip) when not root: dockerd needs it."""
+    if os.geteuid() != 0:
+        pytest.fail(f"{what} needs root (run the tests as root, e.g. in CI); {INSTALL_HINT}", pytrace=False)

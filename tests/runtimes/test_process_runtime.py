@@ -1,0 +1,202 @@
+"""ProcessRuntime against real child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gordon_manager.runtimes import (
+    ProcessRuntime,
+    RuntimeConfigError,
+    WorkloadNotFound,
+    WorkloadSpec,
+)
+from gordon_manager.runtimes.process import STATE_FILE
+from tests.runtimes.helpers import wait_for_state
+
+LOOP = "while :; do sleep 0.05; done"
+
+
+def spec(bot_id: int, script: str = LOOP, *, version: int = 1, env: dict[str, str] | None = None) -> WorkloadSpec:
+    return WorkloadSpec(
+        bot_id=bot_id, config_version=version, name=f"gordon-bot-{bot_id}", image="ignored",
+        command=("/bin/sh", "-c", script), env=env or {"GORDON_BOT_ID": str(bot_id)},
+    )
+
+
+def pid_of(observed) -> int:
+    return int(observed.workload_id.removeprefix("pid:"))
+
+
+async def test_start_runs_the_bot_and_observe_reports_it(process_runtime: ProcessRuntime) -> None:
+    started = await process_runtime.start(spec(1))
+    assert started.state == "running" and started.config_version == 1 and started.started_at is not None
+    assert psutil.pid_exists(pid_of(started))
+    assert (await process_runtime.observe())[1] == started
+    await process_runtime.ping()
+
+
+async def test_start_is_idempotent_and_replaces_older_versions(process_runtime: ProcessRuntime) -> None:
+    first = await process_runtime.start(spec(2))
+    again = await process_runtime.start(spec(2))
+    assert again.workload_id == first.workload_id
+    newer = await process_runtime.start(spec(2, version=2))
+    assert newer.workload_id != first.workload_id and newer.config_version == 2
+    assert not psutil.pid_exists(pid_of(first)) or psutil.Process(pid_of(first)).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime) -> None:
+    started = await process_runtime.start(spec(3, 'trap "exit 7" TERM; ' + LOOP))
+    await process_runtime.stop(3, timeout_s=5)
+    observed = (await process_runtime.observe())[3]
+    assert observed.state == "exited"
+    assert observed.exit_code == 7  # our TERM trap ran: the stop was graceful
+    await process_runtime.stop(3)
+    await process_runtime.stop(999)  # unknown bot: no error
+    restarted = await process_runtime.start(spec(3))
+    assert restarted.state == "running" and restarted.workload_id != started.workload_id
+
+
+async def test_stop_kills_a_bot_that_ignores_sigterm(process_runtime: ProcessRuntime) -> None:
+    started = await process_runtime.start(spec(4, 'trap "" TERM; ' + LOOP))
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await process_runtime.stop(4, timeout_s=0.5)
+    assert loop.time() - t0 < 3
+    assert (await process_runtime.observe())[4].state == "exited"
+    assert not psutil.pid_exists(pid_of(started)) or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_remove_forgets_the_bot(process_runtime: ProcessRuntime) -> None:
+    started = await process_runtime.start(spec(5))
+    await process_runtime.remove(5)
+    assert 5 not in await process_runtime.observe()
+    assert not psutil.pid_exists(pid_of(started)) or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+    await process_runtime.remove(5)
+
+
+async def test_restarted_manager_adopts_live_processes(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = ProcessRuntime(state_dir=state)
+    started = await first.start(spec(6))
+    await first.close()
+
+    second = ProcessRuntime(state_dir=state)
+    try:
+        observed = await second.observe()
+        assert observed[6].workload_id == started.workload_id and observed[6].state == "running"
+        adopted = await second.start(spec(6))
+        assert adopted.workload_id == started.workload_id  # no duplicate
+        bots = [
+            p for p in psutil.process_iter(["environ", "cmdline", "status"])
+            if (p.info["environ"] or {}).get("GORDON_BOT_ID") == "6"
+            and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"] and p.info["status"] != psutil.STATUS_ZOMBIE
+        ]
+        assert len(bots) == 1
+        await second.stop(6, timeout_s=2)
+        assert (await second.observe())[6].state == "exited"
+    finally:
+        await second.remove(6)
+        await second.close()
+
+
+async def test_recycled_pid_is_never_adopted_or_killed(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = ProcessRuntime(state_dir=state)
+    started = await first.start(spec(7))
+    await first.close()
+    # Pretend the recorded process was another one that happened to get the same pid.
+    path = state / STATE_FILE
+    body = json.loads(path.read_text())
+    body["bots"][0]["create_time"] -= 1000
+    path.write_text(json.dumps(body))
+
+    second = ProcessRuntime(state_dir=state)
+    assert (await second.observe())[7].state == "exited"
+    await second.stop(7, timeout_s=0.2)
+    assert psutil.Process(pid_of(started)).is_running()  # not ours any more: untouched
+    fresh = await second.start(spec(7))
+    assert fresh.workload_id != started.workload_id
+    await second.remove(7)
+    os.kill(pid_of(started), 9)
+
+
+async def test_died_event_arrives_promptly_with_exit_code(process_runtime: ProcessRuntime, collect_events) -> None:
+    events = collect_events(process_runtime)
+    await asyncio.sleep(0.1)
+    started = await process_runtime.start(spec(8, "sleep 0.3; exit 3"))
+    await events.wait_for(bot_id=8, kind="started")
+    died = await events.wait_for(bot_id=8, kind="died", timeout_s=2.0)
+    assert died.workload_id == started.workload_id
+    assert (await process_runtime.observe())[8].exit_code == 3
+    await process_runtime.remove(8)
+    await events.wait_for(bot_id=8, kind="removed")
+
+
+async def test_kill_from_outside_is_reported_within_two_seconds(process_runtime: ProcessRuntime, collect_events) -> None:
+    events = collect_events(process_runtime)
+    started = await process_runtime.start(spec(9))
+    await events.wait_for(bot_id=9, kind="started")
+    os.kill(pid_of(started), 9)
+    await events.wait_for(bot_id=9, kind="died", timeout_s=2.0)
+    assert (await process_runtime.observe())[9].exit_code == -9
+
+
+async def test_signal_is_delivered(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
+    marker = tmp_path / "signals"
+    await process_runtime.start(spec(10, f'trap "echo usr1 >> {marker}" USR1; trap "echo usr2 >> {marker}" USR2; ' + LOOP))
+    await asyncio.sleep(0.2)  # let the shell install its traps
+    await process_runtime.signal(10, "SIGUSR1")
+    await process_runtime.signal(10, "USR2")
+    for _ in range(50):
+        if marker.exists() and marker.read_text().split() == ["usr1", "usr2"]:
+            break
+        await asyncio.sleep(0.05)
+    assert marker.read_text().split() == ["usr1", "usr2"]
+    with pytest.raises(RuntimeConfigError):
+        await process_runtime.signal(10, "SIGNOPE")
+    with pytest.raises(WorkloadNotFound):
+        await process_runtime.signal(404, "SIGUSR1")
+
+
+async def test_env_is_explicit_and_output_goes_to_the_log(process_runtime: ProcessRuntime, monkeypatch) -> None:
+    monkeypatch.setenv("GORDON_MANAGER_OPERATOR_TOKEN", "must-not-leak")
+    await process_runtime.start(spec(11, 'echo "id=$GORDON_BOT_ID token=$GORDON_MANAGER_OPERATOR_TOKEN"; ' + LOOP))
+    log = Path(process_runtime._dir) / "logs" / "gordon-bot-11.log"  # noqa: SLF001
+    for _ in range(50):
+        if "id=" in log.read_text():
+            break
+        await asyncio.sleep(0.05)
+    assert "id=11 token=\n" in log.read_text()
+
+
+async def test_invalid_commands_are_config_errors(process_runtime: ProcessRuntime) -> None:
+    with pytest.raises(RuntimeConfigError):
+        await process_runtime.start(WorkloadSpec(bot_id=12, config_version=1, name="b", image="", command=(), env={}))
+    with pytest.raises(RuntimeConfigError):
+        await process_runtime.start(
+            WorkloadSpec(bot_id=12, config_version=1, name="b", image="", command=("/nonexistent/bot",), env={})
+        )
+    assert 12 not in await process_runtime.observe()
+
+
+async def test_corrupt_state_file_starts_empty(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / STATE_FILE).write_text("{not json")
+    runtime = ProcessRuntime(state_dir=state)
+    assert await runtime.observe() == {}
+    (state / STATE_FILE).write_text(json.dumps({"bots": [{"bot_id": 1, "unexpected": True}]}))
+    assert await ProcessRuntime(state_dir=state).observe() == {}
+
+
+async def test_unusable_state_dir_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(RuntimeConfigError):
+        ProcessRuntime(state_dir=blocker / "sub")
