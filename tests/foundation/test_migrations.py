@@ -15,9 +15,9 @@ from gordon_manager.errors import MigrationError
 from tests.conftest import create_database
 
 
-def test_migrations_are_numbered_consecutively():
+def test_migrations_are_numbered_uniquely_in_order():
     versions = [m.version for m in load_migrations()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions == sorted(set(versions)) and versions[0] == 1
     assert latest_version() == versions[-1]
 
 
@@ -30,7 +30,7 @@ async def test_two_processes_migrating_at_once_apply_each_migration_once(pg_serv
     outputs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], outputs
     stdout = sorted(out for out, _ in outputs)
-    assert stdout[0].startswith("applied 8 migration(s)") or stdout[-1].startswith("applied 8 migration(s)")
+    assert any(out.startswith(f"applied {len(load_migrations())} migration(s)") for out in stdout)
     assert sum(out.startswith("applied") for out in stdout) == 1
     assert sum(out.startswith("database is up to date") for out in stdout) == 2
     conn = await asyncpg.connect(db.admin_url)
