@@ -7,7 +7,7 @@ vectorized form of the same trigger test), which is equivalent because nothing c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from decimal import Decimal
 
 import numpy as np
@@ -31,7 +31,7 @@ from gordon_manager.execution.money import (
     ROUND_UP,
     ZERO,
     dec,
-    quantize,
+    quantizer,
 )
 from gordon_manager.execution.orders import (
     Fill,
@@ -51,21 +51,12 @@ BarEvent = Fill | Rejection | RoundTrip
 _PHASES = (OrderType.MARKET, OrderType.STOP, OrderType.LIMIT)
 
 
-def _adverse(side: Side) -> str:
-    """Rounding that never favours the trader: buys round up, sells round down."""
-    return ROUND_UP if side is Side.BUY else ROUND_DOWN
-
-
-@dataclass(slots=True)
-class _OpenTrip:
-    entry_ts: int
-    bought_qty: Decimal = ZERO
-    bought_value: Decimal = ZERO  # sum of qty x price, exact, for the average entry price
-    bought_notional: Decimal = ZERO
-    sold_qty: Decimal = ZERO
-    sold_value: Decimal = ZERO
-    sold_notional: Decimal = ZERO
-    fees: Decimal = ZERO
+def _dsum(values: Iterable[Decimal]) -> Decimal:
+    """Exact sum in CTX (``sum()`` would use the thread's default 28-digit context)."""
+    total = ZERO
+    for v in values:
+        total = CTX.add(total, v)
+    return total
 
 
 class ExecutionModel:
@@ -85,12 +76,20 @@ class ExecutionModel:
         )
         self.slippage_model = slippage_model or BpsSlippageModel(bps=config.slippage_bps)
         self.fill_model = fill_model or PessimisticFillModel()
+        self._price = quantizer(config.price_step)
+        self._lot = quantizer(config.qty_step)
+        self._money = quantizer(config.cash_step)
+        # Entry sizing budgets slippage and the taker fee per unit of reference price.
+        self._cost_factor = CTX.multiply(
+            CTX.add(ONE, CTX.divide(config.slippage_bps, BPS)),
+            CTX.add(ONE, CTX.divide(config.taker_fee_bps, BPS)),
+        )
         self._cash: Decimal = config.initial_cash
         self._position: Decimal = ZERO
         self._fees: Decimal = ZERO
         self._orders: dict[int, Order] = {}
         self._next_id = 1
-        self._trip: _OpenTrip | None = None
+        self._trip: list[Fill] = []  # fills of the open round trip
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -113,29 +112,26 @@ class ExecutionModel:
         """Working orders in submission order."""
         return tuple(self._orders.values())
 
-    def has_open(self, *, side: Side) -> bool:
-        """True if a working order on ``side`` exists."""
+    def has_open(self, *, side: Side | None = None) -> bool:
+        """True if a working order (on ``side``, if given) exists."""
+        if side is None:
+            return bool(self._orders)
         return any(o.side is side for o in self._orders.values())
 
     def equity(self, close: float) -> float:
         """Mark-to-market equity: ``float(cash) + float(position) * close``, derived fresh each time."""
         return float(self._cash) + float(self._position) * close
 
-    def entry_qty(self, ref_price: float) -> Decimal:
+    def entry_qty(self, ref_price: Decimal) -> Decimal:
         """Lot-rounded quantity committing ``position_fraction`` of equity at ``ref_price``.
 
         Slippage and taker fee are budgeted so the fill is normally affordable; if the next open
         gaps up, the fill clips the quantity to what cash buys.
         """
-        cfg = self.config
-        ref = dec(ref_price)
-        equity = CTX.add(self._cash, CTX.multiply(self._position, ref))
-        per_unit = CTX.multiply(
-            CTX.multiply(ref, CTX.add(ONE, CTX.divide(cfg.slippage_bps, BPS))),
-            CTX.add(ONE, CTX.divide(cfg.taker_fee_bps, BPS)),
-        )
-        budget = CTX.multiply(cfg.position_fraction, equity)
-        return max(ZERO, quantize(CTX.divide(budget, per_unit), cfg.qty_step, ROUND_DOWN))
+        equity = CTX.add(self._cash, CTX.multiply(self._position, ref_price))
+        budget = CTX.multiply(self.config.position_fraction, equity)
+        qty = self._lot(CTX.divide(budget, CTX.multiply(ref_price, self._cost_factor)), ROUND_DOWN)
+        return qty if qty > ZERO else ZERO
 
     # -- orders ------------------------------------------------------------------------------
     def submit(
@@ -159,28 +155,27 @@ class ExecutionModel:
         triggers before its level: buy limit and sell stop round down, sell limit and buy stop up.
         Bracket levels round like the sells they become (stop loss down, take profit up).
         """
-        step = self.config.price_step
         if price is not None:
             up = (order_type is OrderType.STOP) == (side is Side.BUY)
-            price = quantize(price, step, ROUND_UP if up else ROUND_DOWN)
+            price = self._price(price, ROUND_UP if up else ROUND_DOWN)
         if stop_loss is not None:
-            stop_loss = quantize(stop_loss, step, ROUND_DOWN)
+            stop_loss = self._price(stop_loss, ROUND_DOWN)
         if take_profit is not None:
-            take_profit = quantize(take_profit, step, ROUND_UP)
+            take_profit = self._price(take_profit, ROUND_UP)
         order = Order(
-            id=self._next_id,
-            side=side,
-            type=order_type,
-            qty=qty,
-            submitted_ts=ts,
-            active_from=ts + 1 if active_from is None else active_from,
-            price=price,
-            reason=reason,
-            reduce_only=reduce_only,
-            oco_group=oco_group,
-            stop_loss=stop_loss,
-            take_profit=take_profit,
-        )
+            self._next_id,
+            side,
+            order_type,
+            qty,
+            ts,
+            ts + 1 if active_from is None else active_from,
+            price,
+            reason,
+            reduce_only,
+            oco_group,
+            stop_loss,
+            take_profit,
+        ).validate()
         self._next_id += 1
         self._orders[order.id] = order
         return order
@@ -197,13 +192,12 @@ class ExecutionModel:
         if not self.fill_model.triggered(order, bar.open, bar.high, bar.low):
             return None
         side = order.side
-        step = self.config.price_step
-        open_ = quantize(dec(bar.open), step, _adverse(side))
-        base = self.fill_model.base_price(order, open_)
+        adverse = ROUND_UP if side is Side.BUY else ROUND_DOWN
+        base = self.fill_model.base_price(order, self._price(dec(bar.open), adverse))
         if order.type is OrderType.LIMIT:
             price, liquidity = base, Liquidity.MAKER
         else:
-            price = quantize(self.slippage_model.adjust(base, side), step, _adverse(side))
+            price = self._price(self.slippage_model.adjust(base, side), adverse)
             liquidity = Liquidity.TAKER
         if side is Side.SELL:
             qty = order.qty
@@ -213,7 +207,7 @@ class ExecutionModel:
                 if not order.reduce_only:
                     return Rejection(order.id, bar.ts, "would_short")
                 qty = self._position
-            notional = quantize(CTX.multiply(qty, price), self.config.cash_step, ROUND_DOWN)
+            notional = self._money(CTX.multiply(qty, price), ROUND_DOWN)
             fee = self.fee_model.fee(notional, liquidity)
         else:
             sized = self._affordable(order.qty, price, liquidity)
@@ -223,7 +217,7 @@ class ExecutionModel:
         return Fill(order.id, bar.ts, side, order.type, order.reason, qty, price, notional, fee, liquidity)
 
     def _buy_cost(self, qty: Decimal, price: Decimal, liquidity: Liquidity) -> tuple[Decimal, Decimal]:
-        notional = quantize(CTX.multiply(qty, price), self.config.cash_step, ROUND_UP)
+        notional = self._money(CTX.multiply(qty, price), ROUND_UP)
         return notional, self.fee_model.fee(notional, liquidity)
 
     def _affordable(
@@ -235,7 +229,7 @@ class ExecutionModel:
         # Gap up since sizing: clip to what cash buys, one lot at a time past the estimate.
         step = self.config.qty_step
         unit = CTX.add(price, self.fee_model.fee(price, liquidity))
-        qty = quantize(CTX.divide(self._cash, unit), step, ROUND_DOWN) if self._cash > ZERO else ZERO
+        qty = self._lot(CTX.divide(self._cash, unit), ROUND_DOWN) if self._cash > ZERO else ZERO
         while qty > ZERO:
             notional, fee = self._buy_cost(qty, price, liquidity)
             if CTX.add(notional, fee) <= self._cash:
@@ -246,16 +240,17 @@ class ExecutionModel:
     def process_bar(self, bar: Bar) -> list[BarEvent]:
         """Fill what this bar triggers: market orders at the open, then stops, then limits."""
         events: list[BarEvent] = []
+        orders = self._orders
         for phase in _PHASES:
-            for order in [o for o in self._orders.values() if o.type is phase]:
-                if order.id not in self._orders:
+            for order in [o for o in orders.values() if o.type is phase]:
+                if order.id not in orders:
                     continue  # cancelled by an earlier fill in this bar (OCO)
                 outcome = self.try_fill(order, bar)
                 if outcome is None:
                     continue
-                del self._orders[order.id]
+                del orders[order.id]
                 events.append(outcome)
-                if isinstance(outcome, Fill):
+                if type(outcome) is Fill:
                     self._after_fill(order, outcome, bar, events)
         return events
 
@@ -263,12 +258,15 @@ class ExecutionModel:
         trip = self._apply(fill)
         if trip is not None:
             events.append(trip)
+        orders = self._orders
+        if not orders and order.stop_loss is None and order.take_profit is None:
+            return
         if order.oco_group is not None:
-            for other in [o for o in self._orders.values() if o.oco_group == order.oco_group]:
-                del self._orders[other.id]
+            for other in [o for o in orders.values() if o.oco_group == order.oco_group]:
+                del orders[other.id]
         if self._position == ZERO:
-            for other in [o for o in self._orders.values() if o.reduce_only]:
-                del self._orders[other.id]
+            for other in [o for o in orders.values() if o.reduce_only]:
+                del orders[other.id]
         if fill.side is Side.BUY:
             # The bracket protects the position for the rest of the fill bar (pessimistic).
             if order.stop_loss is not None:
@@ -281,42 +279,45 @@ class ExecutionModel:
                             active_from=bar.ts, oco_group=order.id)
 
     def _apply(self, fill: Fill) -> RoundTrip | None:
-        value = CTX.multiply(fill.qty, fill.price)
         self._fees = CTX.add(self._fees, fill.fee)
+        self._trip.append(fill)
         if fill.side is Side.BUY:
             self._cash = CTX.subtract(self._cash, CTX.add(fill.notional, fill.fee))
             self._position = CTX.add(self._position, fill.qty)
-            trip = self._trip or _OpenTrip(entry_ts=fill.ts)
-            self._trip = trip
-            trip.bought_qty = CTX.add(trip.bought_qty, fill.qty)
-            trip.bought_value = CTX.add(trip.bought_value, value)
-            trip.bought_notional = CTX.add(trip.bought_notional, fill.notional)
-            trip.fees = CTX.add(trip.fees, fill.fee)
             return None
         self._cash = CTX.add(self._cash, CTX.subtract(fill.notional, fill.fee))
         self._position = CTX.subtract(self._position, fill.qty)
-        trip = self._trip
-        assert trip is not None  # a sell needs a position, so a trip is open
-        trip.sold_qty = CTX.add(trip.sold_qty, fill.qty)
-        trip.sold_value = CTX.add(trip.sold_value, value)
-        trip.sold_notional = CTX.add(trip.sold_notional, fill.notional)
-        trip.fees = CTX.add(trip.fees, fill.fee)
         if self._position != ZERO:
             return None
-        self._trip = None
-        step = self.config.price_step
-        gross = CTX.subtract(trip.sold_notional, trip.bought_notional)
+        fills, self._trip = self._trip, []
+        return self._round_trip(fills)
+
+    def _avg_price(self, fills: list[Fill]) -> Decimal:
+        if len(fills) == 1:
+            return fills[0].price
+        qty = _dsum(f.qty for f in fills)
+        value = _dsum(CTX.multiply(f.qty, f.price) for f in fills)
+        return self._price(CTX.divide(value, qty), ROUND_HALF_EVEN)
+
+    def _round_trip(self, fills: list[Fill]) -> RoundTrip:
+        buys = [f for f in fills if f.side is Side.BUY]
+        sells = [f for f in fills if f.side is Side.SELL]
+        bought = buys[0].notional if len(buys) == 1 else _dsum(f.notional for f in buys)
+        sold = sells[0].notional if len(sells) == 1 else _dsum(f.notional for f in sells)
+        fees = CTX.add(buys[0].fee, sells[0].fee) if len(fills) == 2 else _dsum(f.fee for f in fills)
+        gross = CTX.subtract(sold, bought)
+        last = fills[-1]
         return RoundTrip(
-            entry_ts=trip.entry_ts,
-            exit_ts=fill.ts,
-            entry_price=quantize(CTX.divide(trip.bought_value, trip.bought_qty), step, ROUND_HALF_EVEN),
-            exit_price=quantize(CTX.divide(trip.sold_value, trip.sold_qty), step, ROUND_HALF_EVEN),
-            qty=trip.bought_qty,
-            gross_pnl=gross,
-            fees=trip.fees,
-            net_pnl=CTX.subtract(gross, trip.fees),
-            duration_ms=fill.ts - trip.entry_ts,
-            exit_reason=fill.reason,
+            buys[0].ts,
+            last.ts,
+            self._avg_price(buys),
+            self._avg_price(sells),
+            _dsum(f.qty for f in buys) if len(buys) > 1 else buys[0].qty,
+            gross,
+            fees,
+            CTX.subtract(gross, fees),
+            last.ts - buys[0].ts,
+            last.reason,
         )
 
     # -- engine support ----------------------------------------------------------------------
@@ -335,14 +336,20 @@ class ExecutionModel:
         Uses the fill model's own ``triggered`` on array slices, so it agrees with ``try_fill``.
         """
         best: int | None = None
+        first_ts = int(ts[start]) if start < ts.shape[0] else None
         for order in self._orders.values():
-            lo = max(start, int(np.searchsorted(ts, order.active_from, side="left")))
+            if first_ts is not None and order.active_from <= first_ts:
+                lo = start
+            else:
+                lo = max(start, int(np.searchsorted(ts, order.active_from, side="left")))
             hi = stop if best is None else min(stop, best)
             if lo >= hi:
                 continue
-            mask = np.broadcast_to(
-                self.fill_model.triggered(order, open_[lo:hi], high[lo:hi], low[lo:hi]), (hi - lo,)
-            )
+            mask = self.fill_model.triggered(order, open_[lo:hi], high[lo:hi], low[lo:hi])
+            if isinstance(mask, bool | np.bool_):  # e.g. a market order: the first eligible bar
+                if mask:
+                    best = lo
+                continue
             k = int(np.argmax(mask))
             if mask[k]:
                 best = lo + k

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from gordon_manager.execution.money import BPS, CTX, ONE, ROUND_UP, ZERO, quantize
+from gordon_manager.execution.money import BPS, CTX, ONE, ROUND_UP, ZERO, quantizer
 from gordon_manager.execution.orders import Liquidity, Order, OrderType, Side
 
 __all__ = [
@@ -35,13 +36,22 @@ class BpsFeeModel(FeeModel):
     maker_bps: Decimal
     taker_bps: Decimal
     cash_step: Decimal
+    _maker_rate: Decimal = field(init=False, repr=False, compare=False)
+    _taker_rate: Decimal = field(init=False, repr=False, compare=False)
+    _round: Callable[[Decimal, str], Decimal] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # bps / 10000 is exact in CTX; computing it once keeps the per-fill path short.
+        object.__setattr__(self, "_maker_rate", CTX.divide(Decimal(self.maker_bps), BPS))
+        object.__setattr__(self, "_taker_rate", CTX.divide(Decimal(self.taker_bps), BPS))
+        object.__setattr__(self, "_round", quantizer(Decimal(self.cash_step)))
 
     def fee(self, notional: Decimal, liquidity: Liquidity) -> Decimal:
         """Maker or taker bps of the notional, rounded up."""
-        bps = self.maker_bps if liquidity is Liquidity.MAKER else self.taker_bps
-        if bps == ZERO:
+        rate = self._maker_rate if liquidity is Liquidity.MAKER else self._taker_rate
+        if rate == ZERO:
             return ZERO
-        return quantize(CTX.divide(CTX.multiply(notional, bps), BPS), self.cash_step, ROUND_UP)
+        return self._round(CTX.multiply(notional, rate), ROUND_UP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +68,19 @@ class BpsSlippageModel(SlippageModel):
     """A buy pays ``price x (1 + bps/1e4)``; a sell receives ``price x (1 - bps/1e4)``."""
 
     bps: Decimal
+    _buy: Decimal = field(init=False, repr=False, compare=False)
+    _sell: Decimal = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        frac = CTX.divide(Decimal(self.bps), BPS)
+        object.__setattr__(self, "_buy", CTX.add(ONE, frac))
+        object.__setattr__(self, "_sell", CTX.subtract(ONE, frac))
 
     def adjust(self, price: Decimal, side: Side) -> Decimal:
         """Adverse slippage of a fixed number of basis points."""
-        frac = CTX.divide(self.bps, BPS)
-        factor = CTX.add(ONE, frac) if side is Side.BUY else CTX.subtract(ONE, frac)
-        return CTX.multiply(price, factor)
+        if self.bps == ZERO:
+            return price
+        return CTX.multiply(price, self._buy if side is Side.BUY else self._sell)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ binary expansion), and mark-to-market equity is a float derived from the exact l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import (
     ROUND_DOWN,
     ROUND_HALF_EVEN,
@@ -29,7 +30,7 @@ ZERO = Decimal(0)
 ONE = Decimal(1)
 BPS = Decimal(10_000)
 
-__all__ = ["BPS", "CTX", "ONE", "ROUND_DOWN", "ROUND_HALF_EVEN", "ROUND_UP", "ZERO", "dec", "quantize"]
+__all__ = ["BPS", "CTX", "ONE", "ROUND_DOWN", "ROUND_HALF_EVEN", "ROUND_UP", "ZERO", "dec", "quantize", "quantizer"]
 
 
 def dec(x: float) -> Decimal:
@@ -40,14 +41,24 @@ def dec(x: float) -> Decimal:
     return Decimal(repr(f))
 
 
-def _is_power_of_ten(step: Decimal) -> bool:
-    return step.as_tuple().digits == (1,)
+def quantizer(step: Decimal) -> Callable[[Decimal, str], Decimal]:
+    """A function rounding to multiples of ``step`` with an explicit rounding mode."""
+    if step <= 0:
+        raise ValueError("step must be > 0")
+    if step.as_tuple().digits == (1,):
+        # A power of ten: Decimal.quantize does it in one C call.
+        def to_power_of_ten(x: Decimal, rounding: str) -> Decimal:
+            return x.quantize(step, rounding, CTX)
+
+        return to_power_of_ten
+
+    # Ticks such as 0.5 are not powers of ten: count whole steps, then scale back (exact in CTX).
+    def to_step(x: Decimal, rounding: str) -> Decimal:
+        return CTX.multiply(CTX.divide(x, step).to_integral_value(rounding, CTX), step)
+
+    return to_step
 
 
 def quantize(x: Decimal, step: Decimal, rounding: str) -> Decimal:
     """Round ``x`` to a multiple of ``step`` with an explicit rounding mode."""
-    if _is_power_of_ten(step):
-        return x.quantize(step, rounding=rounding, context=CTX)
-    # Ticks such as 0.5 are not powers of ten: count whole steps, then scale back (exact in CTX).
-    steps = CTX.divide(x, step).to_integral_value(rounding=rounding, context=CTX)
-    return CTX.multiply(steps, step)
+    return quantizer(step)(x, rounding)

@@ -1,10 +1,15 @@
-"""Orders and the events an ExecutionModel emits (fills, rejections, round trips, decisions)."""
+"""Orders and the events an ExecutionModel emits (fills, rejections, round trips, decisions).
+
+Events are immutable NamedTuples: a backtest creates tens of thousands of them and a NamedTuple
+is built ~4x faster than a frozen dataclass; ``_asdict()`` serialises one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
 from decimal import Decimal
 from enum import StrEnum
+from typing import NamedTuple
 
 __all__ = [
     "Decision",
@@ -52,13 +57,13 @@ class OrderReason(StrEnum):
     MANUAL = "manual"
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
+class Order(NamedTuple):
     """A working order. ``active_from`` is the first bar ts (inclusive) on which it may fill.
 
     ``level`` is ``float(price)``: trigger tests compare bar floats with it, identically in the
     per-bar loop and in the engine's vectorized search. ``stop_loss``/``take_profit`` on a buy are
     the bracket the model attaches, as one-cancels-other reduce-only sells, when the buy fills.
+    Build orders with ``ExecutionModel.submit`` (it validates them and assigns ids).
     """
 
     id: int
@@ -73,26 +78,30 @@ class Order:
     oco_group: int | None = None
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
-    level: float = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        if self.qty <= 0:
+    @property
+    def level(self) -> float:
+        """The price as float64 (NaN for a market order)."""
+        return float(self.price) if self.price is not None else math.nan
+
+    def validate(self) -> Order:
+        """Return self, or raise ValueError if the order is malformed."""
+        if not self.qty > 0:
             raise ValueError("order qty must be > 0")
         if self.type is OrderType.MARKET:
             if self.price is not None:
                 raise ValueError("a market order has no price")
-        elif self.price is None or self.price <= 0:
+        elif self.price is None or not self.price > 0:
             raise ValueError(f"a {self.type} order needs a price > 0")
         if (self.stop_loss is not None or self.take_profit is not None) and self.side is not Side.BUY:
             raise ValueError("brackets attach to buy orders only (long/flat)")
         for level in (self.stop_loss, self.take_profit):
-            if level is not None and level <= 0:
+            if level is not None and not level > 0:
                 raise ValueError("bracket levels must be > 0")
-        object.__setattr__(self, "level", float(self.price) if self.price is not None else float("nan"))
+        return self
 
 
-@dataclass(frozen=True, slots=True)
-class Fill:
+class Fill(NamedTuple):
     """An executed order: ``notional`` = qty x price rounded against us, ``fee`` in quote currency."""
 
     order_id: int
@@ -107,8 +116,7 @@ class Fill:
     liquidity: Liquidity
 
 
-@dataclass(frozen=True, slots=True)
-class Rejection:
+class Rejection(NamedTuple):
     """An order that triggered but could not be filled (e.g. not enough cash for one lot)."""
 
     order_id: int
@@ -116,8 +124,7 @@ class Rejection:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
-class RoundTrip:
+class RoundTrip(NamedTuple):
     """Flat -> long -> flat. PnL uses the quantized cash flows, so net PnLs sum to the cash change.
 
     ``gross_pnl`` = exit notional - entry notional; ``net_pnl`` = gross - fees (entry + exit);
@@ -136,8 +143,7 @@ class RoundTrip:
     exit_reason: OrderReason
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """What a strategy decided at a bar's close (what a live bot writes to ``trading.bot_decisions``).
 
     ``price`` is the reference price: the decision bar's close for market orders.
@@ -154,8 +160,7 @@ class Decision:
     take_profit: Decimal | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EquityPoint:
+class EquityPoint(NamedTuple):
     """Mark-to-market equity at a bar's close."""
 
     ts: int

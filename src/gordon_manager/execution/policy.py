@@ -28,9 +28,10 @@ def decide(
     nothing, and nothing changes: the engine relies on that to skip bars without a signal.
     """
     if model.position == ZERO:
-        if not entry or model.has_open(side=Side.BUY):
+        if not entry or (model.has_open() and model.has_open(side=Side.BUY)):
             return None
-        qty = model.entry_qty(bar.close)
+        close = dec(bar.close)
+        qty = model.entry_qty(close)
         if qty <= ZERO:
             return None
         order = model.submit(
@@ -45,6 +46,7 @@ def decide(
     else:
         if not exit_ or any(o.reason is OrderReason.EXIT for o in model.open_orders):
             return None
+        close = dec(bar.close)
         order = model.submit(
             side=Side.SELL,
             order_type=OrderType.MARKET,
@@ -58,7 +60,7 @@ def decide(
         side=order.side,
         qty=order.qty,
         order_type=order.type,
-        price=dec(bar.close),
+        price=close,
         reason=order.reason,
         order_id=order.id,
         stop_loss=order.stop_loss,

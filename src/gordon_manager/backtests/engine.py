@@ -1,0 +1,170 @@
+"""Vectorized backtest engine over the shared ExecutionModel.
+
+Signals are computed for the whole series at once. The engine then walks only the bars where
+something can happen: a bar whose signal the decision rule would act on (an entry bar while flat,
+an exit bar while long) and the first bar on which a working order triggers (found with the fill
+model's own trigger test on array slices). Those bars go through exactly the calls the live
+``BarLoop`` makes on every bar (``process_bar``, then ``decide``); every other bar provably does
+nothing there. Equity is then built in one pass from the piecewise-constant (cash, position)
+segments: ``float(cash) + float(position) * close``, the same expression the loop evaluates.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from gordon_manager.backtests.stats import BacktestStats, compute_stats
+from gordon_manager.execution import (
+    Bars,
+    Decision,
+    ExecutionConfig,
+    ExecutionModel,
+    FeeModel,
+    Fill,
+    FillModel,
+    Rejection,
+    RoundTrip,
+    SlippageModel,
+    decide,
+)
+from gordon_manager.execution.money import ZERO
+from gordon_manager.strategies import get_strategy
+
+__all__ = ["BacktestCancelled", "BacktestResult", "run_backtest"]
+
+_CHECK_EVERY = 256  # events between cancellation checks / progress reports
+
+
+class BacktestCancelled(Exception):
+    """``should_cancel`` returned True; the run stopped without a result."""
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    """Everything a run produced: equity per bar close, events, statistics."""
+
+    strategy: str
+    params: BaseModel
+    config: ExecutionConfig
+    ts: np.ndarray
+    equity: np.ndarray
+    fills: list[Fill]
+    decisions: list[Decision]
+    round_trips: list[RoundTrip]
+    rejections: list[Rejection]
+    stats: BacktestStats
+
+
+def run_backtest(
+    bars: Bars,
+    strategy_name: str,
+    params: BaseModel | Mapping[str, Any] | None = None,
+    exec_config: ExecutionConfig | None = None,
+    *,
+    progress: Callable[[float], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    fee_model: FeeModel | None = None,
+    slippage_model: SlippageModel | None = None,
+    fill_model: FillModel | None = None,
+) -> BacktestResult:
+    """Run ``strategy_name`` over ``bars``; decisions at a bar's close fill from the next bar."""
+    spec = get_strategy(strategy_name)
+    p = spec.parse_params(params)
+    config = exec_config or ExecutionConfig()
+    model = ExecutionModel(
+        config, fee_model=fee_model, slippage_model=slippage_model, fill_model=fill_model
+    )
+
+    def checkpoint(fraction: float) -> None:
+        if should_cancel is not None and should_cancel():
+            raise BacktestCancelled(f"backtest of {strategy_name} cancelled")
+        if progress is not None:
+            progress(min(1.0, max(0.0, fraction)))
+
+    checkpoint(0.0)
+    n = len(bars)
+    sig = spec.signals(bars, p)
+    entries = np.flatnonzero(sig.entry).tolist()
+    exits = np.flatnonzero(sig.exit).tolist()
+    ts, o, h, lo, c = bars.ts, bars.open, bars.high, bars.low, bars.close
+
+    fills: list[Fill] = []
+    decisions: list[Decision] = []
+    trips: list[RoundTrip] = []
+    rejections: list[Rejection] = []
+    seg_start = [0]
+    seg_cash = [float(model.cash)]
+    seg_qty = [float(model.position)]
+
+    fill_from = 0  # first bar whose fills are not yet processed
+    decide_from = 0  # first bar whose close is not yet decided
+    steps = 0
+    while decide_from < n:
+        steps += 1
+        if steps % _CHECK_EVERY == 0:
+            checkpoint(decide_from / n)
+        cands = entries if model.position == ZERO else exits
+        k = bisect.bisect_left(cands, decide_from)
+        d = cands[k] if k < len(cands) else n
+        f = None
+        if model.has_open():
+            f = model.next_trigger(ts=ts, open_=o, high=h, low=lo, start=fill_from, stop=min(d + 1, n))
+        if f is not None:
+            # Fills at bar f come before the decision at f's close, which may now differ.
+            changed = False
+            for ev in model.process_bar(bars.bar(f)):
+                if isinstance(ev, Fill):
+                    fills.append(ev)
+                    changed = True
+                elif isinstance(ev, RoundTrip):
+                    trips.append(ev)
+                else:
+                    rejections.append(ev)
+            if changed:
+                seg_start.append(f)
+                seg_cash.append(float(model.cash))
+                seg_qty.append(float(model.position))
+            fill_from, decide_from = f + 1, f
+            continue
+        if d >= n:
+            break
+        entry, exit_, stop_loss, take_profit = sig.at(d)
+        decision = decide(model, bars.bar(d), entry=entry, exit_=exit_, stop_loss=stop_loss,
+                          take_profit=take_profit)
+        if decision is not None:
+            decisions.append(decision)
+        decide_from = d + 1
+        fill_from = max(fill_from, d + 1)
+
+    lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64))
+    cash = np.repeat(np.asarray(seg_cash, dtype=np.float64), lengths)
+    qty = np.repeat(np.asarray(seg_qty, dtype=np.float64), lengths)
+    equity = cash + qty * c
+    equity.setflags(write=False)
+    stats = compute_stats(
+        equity=equity,
+        initial_equity=float(config.initial_cash),
+        interval_ms=bars.interval_ms,
+        fills=fills,
+        round_trips=trips,
+        position_bars=int(lengths[np.asarray(seg_qty) > 0.0].sum()),
+    )
+    checkpoint(1.0)
+    return BacktestResult(
+        strategy=spec.name,
+        params=p,
+        config=config,
+        ts=bars.ts,
+        equity=equity,
+        fills=fills,
+        decisions=decisions,
+        round_trips=trips,
+        rejections=rejections,
+        stats=stats,
+    )
