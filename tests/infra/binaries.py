@@ -16,7 +16,9 @@ def require_binary(name: str, *, package: str) -> str:
     # sbin is often missing from a non-login PATH (dockerd and haproxy live there on Debian).
     path = shutil.which(name) or shutil.which(name, path=os.pathsep.join(_SBIN_DIRS))
     if path is None:
-        pytest.fail(f"required binary {name!r} (Debian package {package}) not found; {INSTALL_HINT}", pytrace=False)
+        pytest.fail(
+            f"required binary {name!r} (Debian package {package}) not found; {INSTALL_HINT}", pytrace=False
+        )
     return path
 
 

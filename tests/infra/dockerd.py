@@ -45,7 +45,9 @@ class DockerDaemon:
     def client(self, *, timeout_s: float = 30.0) -> httpx.Client:
         """A sync httpx client on the raw socket."""
         return httpx.Client(
-            transport=httpx.HTTPTransport(uds=str(self.socket_path)), base_url="http://docker", timeout=timeout_s
+            transport=httpx.HTTPTransport(uds=str(self.socket_path)),
+            base_url="http://docker",
+            timeout=timeout_s,
         )
 
     def start(self, *, timeout_s: float = 60.0) -> None:
@@ -72,21 +74,28 @@ class DockerDaemon:
         # Loopback must be up inside the fresh namespace for swarm's 127.0.0.1 listener.
         script = f"{busybox} ip link set lo up && exec " + " ".join(f"'{a}'" for a in args)
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(  # noqa: S603
+            self._proc = subprocess.Popen(
                 [unshare, "--net", "--mount", "--propagation", "private", "sh", "-c", script],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "PATH": _PATH}, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "PATH": _PATH},
+                start_new_session=True,
             )
         with self.client(timeout_s=2.0) as client:
             ok = wait_until(
-                lambda: self._proc is not None and self._proc.poll() is None
-                and client.get("/_ping").text == "OK",
-                timeout_s=timeout_s, interval_s=0.1,
+                lambda: (
+                    self._proc is not None and self._proc.poll() is None and client.get("/_ping").text == "OK"
+                ),
+                timeout_s=timeout_s,
+                interval_s=0.1,
             )
         if not ok:
             log_tail = self.log_tail()
             self.stop()
-            pytest.fail(f"dockerd did not answer /_ping within {timeout_s}s; log tail:\n{log_tail}", pytrace=False)
+            pytest.fail(
+                f"dockerd did not answer /_ping within {timeout_s}s; log tail:\n{log_tail}", pytrace=False
+            )
 
     def log_tail(self, lines: int = 30) -> str:
         """Last lines of the daemon log (for failure messages)."""

@@ -24,8 +24,10 @@ def render_config(text: str, *, port: int, socket_path: Path) -> str:
     text, binds = _BIND_RE.subn(lambda m: f"{m.group(1)}bind 127.0.0.1:{port}", text)
     text, servers = _SERVER_RE.subn(lambda m: f"{m.group(1)}server dockersocket {socket_path}", text)
     if binds != 1 or servers != 1:
-        raise ValueError(f"haproxy.cfg must have exactly one bind and one dockersocket server line "
-                         f"(found {binds} and {servers})")
+        raise ValueError(
+            f"haproxy.cfg must have exactly one bind and one dockersocket server line "
+            f"(found {binds} and {servers})"
+        )
     return text
 
 
@@ -58,15 +60,18 @@ class SocketProxy:
         self.rendered_path.write_text(
             render_config(self.config_path.read_text(), port=self.port, socket_path=self.socket_path)
         )
-        check = subprocess.run(  # noqa: S603
+        check = subprocess.run(
             [haproxy, "-c", "-q", "-f", str(self.rendered_path)], capture_output=True, text=True, check=False
         )
         if check.returncode != 0:
             pytest.fail(f"haproxy rejected {self.config_path}:\n{check.stdout}{check.stderr}", pytrace=False)
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(  # noqa: S603
+            self._proc = subprocess.Popen(
                 [haproxy, "-db", "-f", str(self.rendered_path)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         with httpx.Client(base_url=self.url, timeout=1.0) as client:
             ok = wait_until(lambda: self.running and client.get("/_ping").text == "OK", timeout_s=timeout_s)

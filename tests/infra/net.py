@@ -21,7 +21,7 @@ def wait_until(predicate: Callable[[], bool], *, timeout_s: float, interval_s: f
         try:
             if predicate():
                 return True
-        except Exception:  # noqa: BLE001 - the thing we wait for may not exist yet
+        except Exception:
             pass
         if time.monotonic() >= deadline:
             return False

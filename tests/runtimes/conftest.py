@@ -18,7 +18,9 @@ from tests.runtimes.helpers import EventCollector
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "docker: needs root, Debian dockerd and haproxy (ci/install-system-deps.sh)")
+    config.addinivalue_line(
+        "markers", "docker: needs root, Debian dockerd and haproxy (ci/install-system-deps.sh)"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -69,17 +71,25 @@ def docker_clean(docker_env: DockerStack) -> Iterator[None]:
 
 
 @pytest.fixture
-async def docker_runtime(docker_env: DockerStack, docker_clean: None, bot_policy: PayloadPolicy) -> AsyncIterator[DockerRuntime]:
+async def docker_runtime(
+    docker_env: DockerStack, docker_clean: None, bot_policy: PayloadPolicy
+) -> AsyncIterator[DockerRuntime]:
     """A DockerRuntime talking to the session proxy."""
-    runtime = DockerRuntime(proxy_url=docker_env.proxy_url, policy=bot_policy, timeout_s=5.0, reconnect_delay_s=0.2)
+    runtime = DockerRuntime(
+        proxy_url=docker_env.proxy_url, policy=bot_policy, timeout_s=5.0, reconnect_delay_s=0.2
+    )
     yield runtime
     await runtime.close()
 
 
 @pytest.fixture
-async def swarm_runtime(swarm_env: DockerStack, docker_clean: None, bot_policy: PayloadPolicy) -> AsyncIterator[SwarmRuntime]:
+async def swarm_runtime(
+    swarm_env: DockerStack, docker_clean: None, bot_policy: PayloadPolicy
+) -> AsyncIterator[SwarmRuntime]:
     """A SwarmRuntime talking to the session proxy."""
-    runtime = SwarmRuntime(proxy_url=swarm_env.proxy_url, policy=bot_policy, timeout_s=5.0, reconnect_delay_s=0.2)
+    runtime = SwarmRuntime(
+        proxy_url=swarm_env.proxy_url, policy=bot_policy, timeout_s=5.0, reconnect_delay_s=0.2
+    )
     yield runtime
     await runtime.close()
 
@@ -89,7 +99,7 @@ async def process_runtime(tmp_path: Path) -> AsyncIterator[ProcessRuntime]:
     """A ProcessRuntime with a per-test state dir; every bot it knows is removed afterwards."""
     runtime = ProcessRuntime(state_dir=tmp_path / "proc-state", poll_interval_s=0.05)
     yield runtime
-    for bot_id in list((await runtime.observe())):
+    for bot_id in list(await runtime.observe()):
         await runtime.remove(bot_id)
     await runtime.close()
 

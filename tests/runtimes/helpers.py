@@ -21,7 +21,9 @@ class EventCollector:
             self.events.append(event)
             self._changed.set()
 
-    async def wait_for(self, *, bot_id: int, kind: str, timeout_s: float = 2.0, after: int = 0) -> RuntimeEvent:
+    async def wait_for(
+        self, *, bot_id: int, kind: str, timeout_s: float = 2.0, after: int = 0
+    ) -> RuntimeEvent:
         """The first event matching bot_id/kind at index >= after, within timeout_s."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
@@ -31,7 +33,9 @@ class EventCollector:
                     return event
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise AssertionError(f"no {kind!r} event for bot {bot_id} within {timeout_s}s; got {self.events}")
+                raise AssertionError(
+                    f"no {kind!r} event for bot {bot_id} within {timeout_s}s; got {self.events}"
+                )
             self._changed.clear()
             try:
                 await asyncio.wait_for(self._changed.wait(), timeout=remaining)
@@ -43,7 +47,7 @@ class EventCollector:
         self._task.cancel()
         try:
             await self._task
-        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - teardown
+        except (asyncio.CancelledError, Exception):
             pass
 
 

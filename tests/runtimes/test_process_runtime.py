@@ -17,15 +17,20 @@ from gordon_manager.runtimes import (
     WorkloadSpec,
 )
 from gordon_manager.runtimes.process import STATE_FILE
-from tests.runtimes.helpers import wait_for_state
 
 LOOP = "while :; do sleep 0.05; done"
 
 
-def spec(bot_id: int, script: str = LOOP, *, version: int = 1, env: dict[str, str] | None = None) -> WorkloadSpec:
+def spec(
+    bot_id: int, script: str = LOOP, *, version: int = 1, env: dict[str, str] | None = None
+) -> WorkloadSpec:
     return WorkloadSpec(
-        bot_id=bot_id, config_version=version, name=f"gordon-bot-{bot_id}", image="ignored",
-        command=("/bin/sh", "-c", script), env=env or {"GORDON_BOT_ID": str(bot_id)},
+        bot_id=bot_id,
+        config_version=version,
+        name=f"gordon-bot-{bot_id}",
+        image="ignored",
+        command=("/bin/sh", "-c", script),
+        env=env or {"GORDON_BOT_ID": str(bot_id)},
     )
 
 
@@ -47,7 +52,9 @@ async def test_start_is_idempotent_and_replaces_older_versions(process_runtime: 
     assert again.workload_id == first.workload_id
     newer = await process_runtime.start(spec(2, version=2))
     assert newer.workload_id != first.workload_id and newer.config_version == 2
-    assert not psutil.pid_exists(pid_of(first)) or psutil.Process(pid_of(first)).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(pid_of(first)) or psutil.Process(pid_of(first)).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime) -> None:
@@ -69,14 +76,20 @@ async def test_stop_kills_a_bot_that_ignores_sigterm(process_runtime: ProcessRun
     await process_runtime.stop(4, timeout_s=0.5)
     assert loop.time() - t0 < 3
     assert (await process_runtime.observe())[4].state == "exited"
-    assert not psutil.pid_exists(pid_of(started)) or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(pid_of(started))
+        or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+    )
 
 
 async def test_remove_forgets_the_bot(process_runtime: ProcessRuntime) -> None:
     started = await process_runtime.start(spec(5))
     await process_runtime.remove(5)
     assert 5 not in await process_runtime.observe()
-    assert not psutil.pid_exists(pid_of(started)) or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+    assert (
+        not psutil.pid_exists(pid_of(started))
+        or psutil.Process(pid_of(started)).status() == psutil.STATUS_ZOMBIE
+    )
     await process_runtime.remove(5)
 
 
@@ -93,9 +106,11 @@ async def test_restarted_manager_adopts_live_processes(tmp_path: Path) -> None:
         adopted = await second.start(spec(6))
         assert adopted.workload_id == started.workload_id  # no duplicate
         bots = [
-            p for p in psutil.process_iter(["environ", "cmdline", "status"])
+            p
+            for p in psutil.process_iter(["environ", "cmdline", "status"])
             if (p.info["environ"] or {}).get("GORDON_BOT_ID") == "6"
-            and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"] and p.info["status"] != psutil.STATUS_ZOMBIE
+            and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"]
+            and p.info["status"] != psutil.STATUS_ZOMBIE
         ]
         assert len(bots) == 1
         await second.stop(6, timeout_s=2)
@@ -126,7 +141,9 @@ async def test_recycled_pid_is_never_adopted_or_killed(tmp_path: Path) -> None:
     os.kill(pid_of(started), 9)
 
 
-async def test_died_event_arrives_promptly_with_exit_code(process_runtime: ProcessRuntime, collect_events) -> None:
+async def test_died_event_arrives_promptly_with_exit_code(
+    process_runtime: ProcessRuntime, collect_events
+) -> None:
     events = collect_events(process_runtime)
     await asyncio.sleep(0.1)
     started = await process_runtime.start(spec(8, "sleep 0.3; exit 3"))
@@ -138,7 +155,9 @@ async def test_died_event_arrives_promptly_with_exit_code(process_runtime: Proce
     await events.wait_for(bot_id=8, kind="removed")
 
 
-async def test_kill_from_outside_is_reported_within_two_seconds(process_runtime: ProcessRuntime, collect_events) -> None:
+async def test_kill_from_outside_is_reported_within_two_seconds(
+    process_runtime: ProcessRuntime, collect_events
+) -> None:
     events = collect_events(process_runtime)
     started = await process_runtime.start(spec(9))
     await events.wait_for(bot_id=9, kind="started")
@@ -149,7 +168,9 @@ async def test_kill_from_outside_is_reported_within_two_seconds(process_runtime:
 
 async def test_signal_is_delivered(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
     marker = tmp_path / "signals"
-    await process_runtime.start(spec(10, f'trap "echo usr1 >> {marker}" USR1; trap "echo usr2 >> {marker}" USR2; ' + LOOP))
+    await process_runtime.start(
+        spec(10, f'trap "echo usr1 >> {marker}" USR1; trap "echo usr2 >> {marker}" USR2; ' + LOOP)
+    )
     await asyncio.sleep(0.2)  # let the shell install its traps
     await process_runtime.signal(10, "SIGUSR1")
     await process_runtime.signal(10, "USR2")
@@ -164,10 +185,14 @@ async def test_signal_is_delivered(process_runtime: ProcessRuntime, tmp_path: Pa
         await process_runtime.signal(404, "SIGUSR1")
 
 
-async def test_env_is_explicit_and_output_goes_to_the_log(process_runtime: ProcessRuntime, monkeypatch) -> None:
+async def test_env_is_explicit_and_output_goes_to_the_log(
+    process_runtime: ProcessRuntime, monkeypatch
+) -> None:
     monkeypatch.setenv("GORDON_MANAGER_OPERATOR_TOKEN", "must-not-leak")
-    await process_runtime.start(spec(11, 'echo "id=$GORDON_BOT_ID token=$GORDON_MANAGER_OPERATOR_TOKEN"; ' + LOOP))
-    log = Path(process_runtime._dir) / "logs" / "gordon-bot-11.log"  # noqa: SLF001
+    await process_runtime.start(
+        spec(11, 'echo "id=$GORDON_BOT_ID token=$GORDON_MANAGER_OPERATOR_TOKEN"; ' + LOOP)
+    )
+    log = Path(process_runtime._dir) / "logs" / "gordon-bot-11.log"
     for _ in range(50):
         if "id=" in log.read_text():
             break
@@ -177,10 +202,14 @@ async def test_env_is_explicit_and_output_goes_to_the_log(process_runtime: Proce
 
 async def test_invalid_commands_are_config_errors(process_runtime: ProcessRuntime) -> None:
     with pytest.raises(RuntimeConfigError):
-        await process_runtime.start(WorkloadSpec(bot_id=12, config_version=1, name="b", image="", command=(), env={}))
+        await process_runtime.start(
+            WorkloadSpec(bot_id=12, config_version=1, name="b", image="", command=(), env={})
+        )
     with pytest.raises(RuntimeConfigError):
         await process_runtime.start(
-            WorkloadSpec(bot_id=12, config_version=1, name="b", image="", command=("/nonexistent/bot",), env={})
+            WorkloadSpec(
+                bot_id=12, config_version=1, name="b", image="", command=("/nonexistent/bot",), env={}
+            )
         )
     assert 12 not in await process_runtime.observe()
 

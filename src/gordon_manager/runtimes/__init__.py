@@ -45,7 +45,9 @@ def create_runtime(
     if kind in ("docker", "swarm"):
         if not proxy_url:
             raise RuntimeConfigError(f"the {kind} runtime needs DOCKER_SOCKET_PROXY_URL")
-        policy = PayloadPolicy(allowed_images=tuple(allowed_images), network=network, readonly_rootfs=readonly_rootfs)
+        policy = PayloadPolicy(
+            allowed_images=tuple(allowed_images), network=network, readonly_rootfs=readonly_rootfs
+        )
         cls = DockerRuntime if kind == "docker" else SwarmRuntime
         return cls(proxy_url=proxy_url, policy=policy, timeout_s=timeout_s)
     raise RuntimeConfigError(f"unknown runtime kind {kind!r}; expected one of {RUNTIME_KINDS}")

@@ -123,7 +123,7 @@ async def container_events(
                 delay = reconnect_delay_s
                 time_nano = int(raw.get("timeNano") or 0)
                 if time_nano:
-                    # Resume from the last event after a reconnect; replayed duplicates are dropped via `seen`.
+                    # Resume from the last event after a reconnect; `seen` drops the replayed duplicates.
                     since = f"{time_nano // 1_000_000_000}.{time_nano % 1_000_000_000:09d}"
                 event = _to_event(raw, seen, workload_attr)
                 if event is not None:
@@ -218,8 +218,13 @@ class DockerRuntime:
                 keep = next((o for o in existing if o.config_version == spec.config_version), None)
                 for other in existing:
                     if other is not keep:
-                        logger.info("bot %s: replacing container %s (config v%s -> v%s)", spec.bot_id,
-                                    other.workload_id[:12], other.config_version, spec.config_version)
+                        logger.info(
+                            "bot %s: replacing container %s (config v%s -> v%s)",
+                            spec.bot_id,
+                            other.workload_id[:12],
+                            other.config_version,
+                            spec.config_version,
+                        )
                         await self._stop_and_remove(other.workload_id, timeout_s=self._policy.stop_timeout_s)
                 if keep is not None:
                     if keep.running:
@@ -232,18 +237,25 @@ class DockerRuntime:
                     container_id = await self._api.create_container(name=spec.name, payload=payload)
                 except DockerConflict as exc:
                     # Another manager (or a racing task) created it first: adopt on the next pass.
-                    if not any(o.config_version == spec.config_version for o in await self._containers_for(spec.bot_id)):
+                    if not any(
+                        o.config_version == spec.config_version
+                        for o in await self._containers_for(spec.bot_id)
+                    ):
                         await self._raise_if_foreign(spec.name, exc)
                     await asyncio.sleep(0.1)
                     continue
                 logger.info("bot %s: created container %s (%s)", spec.bot_id, container_id[:12], spec.name)
                 return await self._start_existing(container_id, remove_on_config_error=True)
-            raise RuntimeUnavailable(f"bot {spec.bot_id}: could not converge container {spec.name} after retries")
+            raise RuntimeUnavailable(
+                f"bot {spec.bot_id}: could not converge container {spec.name} after retries"
+            )
 
     async def _raise_if_foreign(self, name: str, exc: DockerConflict) -> None:
         found = await self._api.list_containers(filters={"name": [f"^/{name}$"]})
         if any((c.get("Labels") or {}).get(LABEL_MANAGED) != "true" for c in found):
-            raise RuntimeConfigError(f"container name {name!r} is taken by a container gordon does not manage") from exc
+            raise RuntimeConfigError(
+                f"container name {name!r} is taken by a container gordon does not manage"
+            ) from exc
 
     async def _start_existing(self, container_id: str, *, remove_on_config_error: bool = False) -> Observed:
         try:
@@ -300,8 +312,11 @@ class DockerRuntime:
     def events(self) -> AsyncIterator[RuntimeEvent]:
         """start/die/destroy of our containers, from /events; reconnects until close()."""
         return container_events(
-            self._api, labels=self._owned_filter()["label"], closed=self._closed,
-            reconnect_delay_s=self._reconnect_delay_s, since=events_since_now(),
+            self._api,
+            labels=self._owned_filter()["label"],
+            closed=self._closed,
+            reconnect_delay_s=self._reconnect_delay_s,
+            since=events_since_now(),
         )
 
     async def close(self) -> None:

@@ -132,10 +132,17 @@ class DockerAPI:
             raise RuntimeUnavailable(f"docker GET {path}: invalid JSON from proxy") from exc
 
     async def post_json(
-        self, path: str, *, params: Mapping[str, Any] | None = None, body: Any = None, image_request: bool = False
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        image_request: bool = False,
     ) -> Any:
         """POST a JSON body and decode the JSON answer (None when empty)."""
-        response = await self.request("POST", path, params=params, json_body=body, image_request=image_request)
+        response = await self.request(
+            "POST", path, params=params, json_body=body, image_request=image_request
+        )
         if not response.content:
             return None
         try:
@@ -173,7 +180,9 @@ class DockerAPI:
 
     async def create_container(self, *, name: str, payload: Mapping[str, Any]) -> str:
         """POST /containers/create; returns the new id (404 no such image -> RuntimeConfigError)."""
-        body = await self.post_json("/containers/create", params={"name": name}, body=dict(payload), image_request=True)
+        body = await self.post_json(
+            "/containers/create", params={"name": name}, body=dict(payload), image_request=True
+        )
         return str(body["Id"])
 
     async def start_container(self, container_id: str) -> None:
@@ -188,7 +197,9 @@ class DockerAPI:
         grace = max(0, int(timeout_s + 0.999))
         try:
             await self.request(
-                "POST", f"/containers/{container_id}/stop", params={"t": grace},
+                "POST",
+                f"/containers/{container_id}/stop",
+                params={"t": grace},
                 timeout_s=self._timeout_s + grace,
             )
         except DockerNotModified:
@@ -251,7 +262,9 @@ class DockerAPI:
         params = {k: v for k, v in params.items() if v is not None}
         timeout = httpx.Timeout(self._timeout_s, read=idle_timeout_s)
         try:
-            async with self._client.stream("GET", f"{self._prefix}/events", params=params, timeout=timeout) as resp:
+            async with self._client.stream(
+                "GET", f"{self._prefix}/events", params=params, timeout=timeout
+            ) as resp:
                 if resp.status_code >= 300:
                     await resp.aread()
                     self._raise_for_status("GET", "/events", resp, image_request=False)

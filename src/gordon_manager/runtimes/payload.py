@@ -31,8 +31,20 @@ CONTAINER_KEYS = frozenset(
 )
 HOST_CONFIG_KEYS = frozenset(
     {
-        "NetworkMode", "Privileged", "CapDrop", "SecurityOpt", "ReadonlyRootfs", "RestartPolicy",
-        "NanoCpus", "Memory", "MemorySwap", "PidsLimit", "Init", "LogConfig", "AutoRemove", "Tmpfs",
+        "NetworkMode",
+        "Privileged",
+        "CapDrop",
+        "SecurityOpt",
+        "ReadonlyRootfs",
+        "RestartPolicy",
+        "NanoCpus",
+        "Memory",
+        "MemorySwap",
+        "PidsLimit",
+        "Init",
+        "LogConfig",
+        "AutoRemove",
+        "Tmpfs",
     }
 )
 
@@ -53,7 +65,11 @@ class PayloadPolicy:
         if not self.allowed_images:
             raise RuntimeConfigError("no allowed image repositories configured")
         net = self.network.strip()
-        if net in _FORBIDDEN_NETWORKS or net.startswith(_FORBIDDEN_NETWORK_PREFIXES) or not _NAME_RE.match(net):
+        if (
+            net in _FORBIDDEN_NETWORKS
+            or net.startswith(_FORBIDDEN_NETWORK_PREFIXES)
+            or not _NAME_RE.match(net)
+        ):
             # Host/container network namespaces would let a bot reach the proxy or the host itself.
             raise RuntimeConfigError(f"network {self.network!r} is not allowed for bots")
         if self.user is not None and self.user.split(":")[0] in ("0", "root"):
@@ -91,7 +107,9 @@ def check_image(image: str, policy: PayloadPolicy) -> str:
     """Return the image when allowed, else raise RuntimeConfigError."""
     image_repository(image)
     if not image_allowed(image, policy.allowed_images):
-        raise RuntimeConfigError(f"image {image!r} is not in the allowed repositories {list(policy.allowed_images)}")
+        raise RuntimeConfigError(
+            f"image {image!r} is not in the allowed repositories {list(policy.allowed_images)}"
+        )
     return image
 
 
@@ -135,7 +153,7 @@ def container_payload(spec: WorkloadSpec, *, policy: PayloadPolicy) -> dict[str,
     if policy.readonly_rootfs:
         host_config["Tmpfs"] = {"/tmp": "rw,noexec,nosuid,size=64m"}
     if spec.cpu_limit is not None:
-        host_config["NanoCpus"] = int(round(spec.cpu_limit * 1e9))
+        host_config["NanoCpus"] = round(spec.cpu_limit * 1e9)
     if spec.memory_limit_mb is not None:
         host_config["Memory"] = spec.memory_limit_mb * 1024 * 1024
         host_config["MemorySwap"] = host_config["Memory"]  # no swap beyond the limit
@@ -178,7 +196,7 @@ def service_payload(spec: WorkloadSpec, *, policy: PayloadPolicy, replicas: int 
         container_spec["User"] = policy.user
     limits: dict[str, Any] = {}
     if spec.cpu_limit is not None:
-        limits["NanoCPUs"] = int(round(spec.cpu_limit * 1e9))
+        limits["NanoCPUs"] = round(spec.cpu_limit * 1e9)
     if spec.memory_limit_mb is not None:
         limits["MemoryBytes"] = spec.memory_limit_mb * 1024 * 1024
     if policy.pids_limit is not None:

@@ -35,7 +35,15 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "processes.json"
 DEFAULT_PASSTHROUGH_ENV = (
-    "PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIRTUAL_ENV", "PYTHONPATH", "SSL_CERT_FILE",
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "SSL_CERT_FILE",
 )
 _CREATE_TIME_TOLERANCE_S = 0.05
 
@@ -185,8 +193,13 @@ class ProcessRuntime:
                 if alive and rec.config_version == spec.config_version:
                     return self._observed(rec, alive)
                 if alive:
-                    logger.info("bot %s: replacing pid %s (config v%s -> v%s)", spec.bot_id, rec.pid,
-                                rec.config_version, spec.config_version)
+                    logger.info(
+                        "bot %s: replacing pid %s (config v%s -> v%s)",
+                        spec.bot_id,
+                        rec.pid,
+                        rec.config_version,
+                        spec.config_version,
+                    )
                     await self._terminate(rec, timeout_s=10)
             rec = self._spawn(spec)
             self._records[spec.bot_id] = rec
@@ -199,9 +212,11 @@ class ProcessRuntime:
         log_path = self._logs / f"{spec.name}.log"
         try:
             with open(log_path, "ab") as log:
-                log.write(f"--- {datetime.now(UTC).isoformat()} start config v{spec.config_version}\n".encode())
+                log.write(
+                    f"--- {datetime.now(UTC).isoformat()} start config v{spec.config_version}\n".encode()
+                )
                 log.flush()
-                child = subprocess.Popen(  # noqa: S603 - argv from the bot config, never a shell
+                child = subprocess.Popen(
                     list(spec.command),
                     env=env,
                     cwd=self._cwd,
@@ -222,8 +237,13 @@ class ProcessRuntime:
             create_time = 0.0  # died instantly; the record still reports its exit code via Popen
         logger.info("bot %s: started pid %s (%s)", spec.bot_id, child.pid, spec.name)
         return ProcessRecord(
-            bot_id=spec.bot_id, pid=child.pid, create_time=create_time, config_version=spec.config_version,
-            name=spec.name, started_at=time.time(), log_path=str(log_path),
+            bot_id=spec.bot_id,
+            pid=child.pid,
+            create_time=create_time,
+            config_version=spec.config_version,
+            name=spec.name,
+            started_at=time.time(),
+            log_path=str(log_path),
         )
 
     async def _terminate(self, rec: ProcessRecord, *, timeout_s: float) -> None:
@@ -237,7 +257,9 @@ class ProcessRuntime:
             if not self._refresh(rec)[1]:
                 break
         else:
-            logger.warning("bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s)
+            logger.warning(
+                "bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s
+            )
             self._kill_group(rec, _signal.SIGKILL)
             for _ in range(100):
                 if not self._refresh(rec)[1]:

@@ -28,7 +28,10 @@ logger = logging.getLogger(__name__)
 
 _TASK_STATES = {
     "running": "running",
-    **{s: "created" for s in ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")},
+    **{
+        s: "created"
+        for s in ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
+    },
     **{s: "exited" for s in ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")},
 }
 
@@ -52,6 +55,10 @@ def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, A
         return None
     version = label_int(labels, LABEL_CONFIG_VERSION)
     task = _latest_task(tasks)
+    if task is not None:
+        # During a rolling update the task still runs the config it was created with.
+        task_labels = (((task.get("Spec") or {}).get("ContainerSpec")) or {}).get("Labels")
+        version = label_int(task_labels, LABEL_CONFIG_VERSION) or version
     if task is None:
         state = "exited" if _replicas(service) == 0 else "created"
         return Observed(bot_id=bot_id, workload_id=str(service["ID"]), state=state, config_version=version)
@@ -123,7 +130,10 @@ class SwarmRuntime:
         result: dict[int, Observed] = {}
         for service in services:
             obs = observed_from_service(service, tasks.get(str(service["ID"]), []))
-            if obs is not None and (obs.bot_id not in result or (obs.config_version or -1) > (result[obs.bot_id].config_version or -1)):
+            if obs is not None and (
+                obs.bot_id not in result
+                or (obs.config_version or -1) > (result[obs.bot_id].config_version or -1)
+            ):
                 result[obs.bot_id] = obs
         return result
 
@@ -159,23 +169,28 @@ class SwarmRuntime:
                 except (DockerConflict, DockerNotFound):
                     await asyncio.sleep(0.1)  # object version moved or service vanished: retry
                     continue
-            raise RuntimeUnavailable(f"bot {spec.bot_id}: could not converge service {spec.name} after retries")
+            raise RuntimeUnavailable(
+                f"bot {spec.bot_id}: could not converge service {spec.name} after retries"
+            )
 
-    async def _converge(self, service: Mapping[str, Any], spec: WorkloadSpec, desired: dict[str, Any]) -> Observed:
-        current = await self._observe_one(service)
-        same_version = current.config_version == spec.config_version
-        if same_version and _replicas(service) == 1 and current.state in ("running", "created"):
-            return current
-        old_spec = service.get("Spec") or {}
-        new_spec = desired if not same_version else dict(old_spec)
-        new_spec["Mode"] = {"Replicated": {"Replicas": 1}}
-        if same_version:
-            # Same config, dead task: bump ForceUpdate so swarm schedules a fresh task.
-            template = dict(new_spec.get("TaskTemplate") or {})
-            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
-            new_spec["TaskTemplate"] = template
-        else:
+    async def _converge(
+        self, service: Mapping[str, Any], spec: WorkloadSpec, desired: dict[str, Any]
+    ) -> Observed:
+        old_spec = dict(service.get("Spec") or {})
+        service_version = label_int(old_spec.get("Labels"), LABEL_CONFIG_VERSION)
+        if service_version != spec.config_version:
             logger.info("bot %s: updating service to config v%s", spec.bot_id, spec.config_version)
+            new_spec = desired
+        elif _replicas(service) != 1:
+            new_spec = {**old_spec, "Mode": {"Replicated": {"Replicas": 1}}}
+        else:
+            current = await self._observe_one(service)
+            if current.state in ("running", "created"):
+                return current
+            # Same config, dead task: bump ForceUpdate so swarm schedules a fresh task.
+            template = dict(old_spec.get("TaskTemplate") or {})
+            template["ForceUpdate"] = int(template.get("ForceUpdate") or 0) + 1
+            new_spec = {**old_spec, "TaskTemplate": template}
         version = int((service.get("Version") or {}).get("Index") or 0)
         await self._api.update_service(str(service["ID"]), version=version, spec=new_spec)
         return await self._observe_one(await self._api.inspect_service(str(service["ID"])))
@@ -210,10 +225,14 @@ class SwarmRuntime:
         signum = parse_signal(sig)
         services = await self._services_for(bot_id)
         tasks = await self._tasks_by_service([str(s["ID"]) for s in services])
-        running = [t for ts in tasks.values() for t in ts if (t.get("Status") or {}).get("State") == "running"]
+        running = [
+            t for ts in tasks.values() for t in ts if (t.get("Status") or {}).get("State") == "running"
+        ]
         if not running:
             raise WorkloadNotFound(f"bot {bot_id} has no running task")
-        container_id = ((_latest_task(running) or {}).get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+        container_id = (
+            ((_latest_task(running) or {}).get("Status") or {}).get("ContainerStatus", {}).get("ContainerID")
+        )
         if not container_id:
             raise WorkloadNotFound(f"bot {bot_id}: running task has no container id yet")
         try:
@@ -228,8 +247,11 @@ class SwarmRuntime:
         # Task containers carry our labels (copied onto the ContainerSpec), and their events name
         # the service, which is this runtime's workload id.
         return container_events(
-            self._api, labels=self._owned_filter()["label"], closed=self._closed,
-            reconnect_delay_s=self._reconnect_delay_s, workload_attr="com.docker.swarm.service.id",
+            self._api,
+            labels=self._owned_filter()["label"],
+            closed=self._closed,
+            reconnect_delay_s=self._reconnect_delay_s,
+            workload_attr="com.docker.swarm.service.id",
             since=events_since_now(),
         )
 
