@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
 from gordon_manager.errors import ConfigurationError
+from gordon_manager.bots.router import router as bots_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
@@ -88,4 +89,5 @@ def routers() -> list:
     """Every router of the service, in the order they appear in the OpenAPI document (one line per domain)."""
     return [
         health_router,
+        bots_router,
     ]

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     backoff_base_s: float = Field(10.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_BASE_S"), description="First restart delay (doubles per failure).")
     backoff_max_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_MAX_S"), description="Largest restart delay.")
     backoff_reset_s: float = Field(600.0, gt=0, validation_alias=_alias("GORDON_MANAGER_BACKOFF_RESET_S"), description="Healthy time after which the backoff resets.")
+    bot_database_url: SecretStr | None = Field(None, validation_alias=_alias("GORDON_BOT_DATABASE_URL"),
+                                               description="Postgres URL bots log in with (role gordon_bot). Unset: derived from the service URL with user gordon_bot.")
+    bot_command: str = Field("gordon-manager bot", validation_alias=_alias("GORDON_MANAGER_BOT_COMMAND"),
+                             description="Command a bot workload runs (split on spaces; the process runtime resolves it next to this interpreter).")
     allowed_images: str = Field("gordon-bot,ghcr.io/dlepaux/", validation_alias=_alias("GORDON_MANAGER_ALLOWED_IMAGES"),
                                 description="Comma-separated image repository prefixes a bot may run.")
     bot_image: str = Field("ghcr.io/dlepaux/gordon-manager:3.8.0", validation_alias=_alias("GORDON_MANAGER_BOT_IMAGE"), description="Default bot image.")

@@ -11,12 +11,19 @@ CREATE TABLE trading.bot_configs (
     mode           text        NOT NULL DEFAULT 'paper' CHECK (mode IN ('paper', 'shadow', 'live')),
     image          text        NOT NULL,
     desired_state  text        NOT NULL DEFAULT 'stopped' CHECK (desired_state IN ('running', 'paused', 'stopped')),
+    -- version: bumped by every change (If-Match / optimistic concurrency).
+    -- spec_version: bumped only when what the workload runs changes (strategy, params, image…);
+    -- workloads are labelled with it, so a start/stop does not recreate a container.
     version        integer     NOT NULL DEFAULT 1 CHECK (version >= 1),
+    spec_version   integer     NOT NULL DEFAULT 1 CHECK (spec_version >= 1),
     shadow_of      bigint      REFERENCES trading.bot_configs (id),
     labels         jsonb       NOT NULL DEFAULT '{}'::jsonb,
     created_by     text        NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
+    -- DELETE sets desired_state=stopped and delete_requested_at; the reconciler removes the
+    -- workload and then sets deleted_at (soft delete).
+    delete_requested_at timestamptz,
     deleted_at     timestamptz,
     CHECK (shadow_of IS NULL OR mode = 'shadow')
 );

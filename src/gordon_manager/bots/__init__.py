@@ -1,0 +1,1 @@
+"""Bot configs: declarative CRUD, lifecycle actions (desired state only), audit, idempotent creates."""

@@ -1,0 +1,148 @@
+"""HTTP routes of the bots domain: parse, authorise, call the service."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from gordon_manager.bots import repo, service
+from gordon_manager.bots.schemas import AuditPage, BotCreate, BotPage, BotRead, BotUpdate, DesiredState, Mode
+from gordon_manager.errors import BadCursor, ClientError, PreconditionRequired
+from gordon_manager.http.auth import Operator
+from gordon_manager.http.pagination import Pagination
+from gordon_manager.observability.logging import request_id_var
+
+router = APIRouter(tags=["bots"])
+
+BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
+IfMatch = Annotated[str | None, Header(description='Current version, e.g. `"3"` (from ETag / `version`).')]
+_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
+_PROBLEMS = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"},
+             404: {"description": "No such bot"}, 409: {"description": "Illegal transition or name taken"},
+             422: {"description": "Invalid body"}}
+
+
+def parse_if_match(value: str | None, *, required: bool) -> int | None:
+    """The version inside If-Match; 428 when required and missing, 400 when malformed."""
+    if value is None:
+        if required:
+            raise PreconditionRequired("this update requires If-Match with the current version (ETag)")
+        return None
+    match = _ETAG.match(value)
+    if not match:
+        raise ClientError(f"If-Match must be a version like \"3\", got {value!r}")
+    return int(match.group(1))
+
+
+def _etag(bot: BotRead, response: Response) -> BotRead:
+    response.headers["ETag"] = f'"{bot.version}"'
+    return bot
+
+
+@router.get("/bots", response_model=BotPage, summary="List bot configs")
+async def list_bots(request: Request, page: Pagination,
+                    desired_state: Annotated[DesiredState | None, Query(alias="desiredState")] = None,
+                    observed_state: Annotated[str | None, Query(alias="observedState", max_length=32)] = None,
+                    mode: Mode | None = None) -> BotPage:
+    """Bots ordered by id, filtered by desired/observed state or mode; keyset-paginated."""
+    position = page.position("bots")
+    after_id = position.get("id") if position else None
+    if after_id is not None and not isinstance(after_id, int):
+        raise BadCursor("The cursor is not valid.")
+    async with request.app.state.ctx.pool.acquire() as conn:
+        rows = await repo.list_bots(conn, after_id=after_id, desired_state=desired_state,
+                                    observed_state=observed_state, mode=mode, limit=page.limit)
+    return BotPage(items=[service.bot_read(r) for r in rows],
+                   next_cursor=page.next_cursor("bots", rows, lambda r: {"id": r["id"]}))
+
+
+@router.post("/bots", status_code=201, response_model=BotRead, summary="Create a bot config",
+             responses={**_PROBLEMS, 201: {"description": "Created (or replayed for a reused Idempotency-Key)"}})
+async def create_bot(request: Request, body: BotCreate, actor: Operator,
+                     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None) -> JSONResponse:
+    """Create a bot; an `Idempotency-Key` makes retries return the first response."""
+    ctx = request.app.state.ctx
+    content, replayed = await service.create_bot(ctx.pool, body=body, settings=ctx.settings, actor=actor,
+                                                 request_id=request_id_var.get(), idempotency_key=idempotency_key)
+    headers = {"Location": f"/bots/{content['id']}", "ETag": f'"{content["version"]}"'}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return JSONResponse(content, status_code=201, headers=headers)
+
+
+@router.get("/bots/{bot_id}", response_model=BotRead, summary="Get a bot config", responses={404: _PROBLEMS[404]})
+async def get_bot(request: Request, response: Response, bot_id: BotId) -> BotRead:
+    """The bot's config and observed status; ETag carries its version."""
+    async with request.app.state.ctx.pool.acquire() as conn:
+        row = await service.get_bot_or_raise(conn, bot_id=bot_id)
+    return _etag(service.bot_read(row), response)
+
+
+@router.put("/bots/{bot_id}", response_model=BotRead, summary="Update a bot config",
+            responses={**_PROBLEMS, 412: {"description": "Stale If-Match"}, 428: {"description": "If-Match missing"}})
+async def update_bot(request: Request, response: Response, bot_id: BotId, body: BotUpdate, actor: Operator,
+                     if_match: IfMatch = None) -> BotRead:
+    """Replace the spec; requires `If-Match` with the current version."""
+    expected = parse_if_match(if_match, required=True)
+    ctx = request.app.state.ctx
+    bot = await service.update_bot(ctx.pool, bot_id=bot_id, body=body, expected_version=expected,
+                                   settings=ctx.settings, actor=actor, request_id=request_id_var.get())
+    return _etag(bot, response)
+
+
+@router.delete("/bots/{bot_id}", status_code=202, response_model=BotRead, summary="Delete a bot config",
+               responses=_PROBLEMS)
+async def delete_bot(request: Request, response: Response, bot_id: BotId, actor: Operator,
+                     if_match: IfMatch = None) -> BotRead:
+    """Desired state → stopped; the reconciler removes the workload, then the row is soft-deleted."""
+    bot = await service.delete_bot(request.app.state.ctx.pool, bot_id=bot_id, actor=actor,
+                                   request_id=request_id_var.get(),
+                                   expected_version=parse_if_match(if_match, required=False))
+    return _etag(bot, response)
+
+
+def _lifecycle_route(action: str, summary: str):
+    async def handler(request: Request, response: Response, bot_id: BotId, actor: Operator,
+                      if_match: IfMatch = None) -> BotRead:
+        bot = await service.lifecycle(request.app.state.ctx.pool, bot_id=bot_id, action=action, actor=actor,
+                                      request_id=request_id_var.get(),
+                                      expected_version=parse_if_match(if_match, required=False))
+        return _etag(bot, response)
+
+    handler.__name__ = f"{action}_bot"
+    handler.__doc__ = f"{summary}: only sets the desired state; 409 names the current state when illegal."
+    router.add_api_route(f"/bots/{{bot_id}}/{action}", handler, methods=["POST"], response_model=BotRead,
+                         summary=summary, responses=_PROBLEMS, name=f"{action}_bot")
+
+
+_lifecycle_route("start", "Start a bot (stopped → running)")
+_lifecycle_route("pause", "Pause a bot (running → paused)")
+_lifecycle_route("resume", "Resume a bot (paused → running)")
+_lifecycle_route("stop", "Stop a bot (running|paused → stopped)")
+
+
+@router.post("/bots/{bot_id}/clear-quarantine", response_model=BotRead, summary="Clear reconciler quarantine",
+             responses=_PROBLEMS)
+async def clear_quarantine(request: Request, bot_id: BotId, actor: Operator) -> BotRead:
+    """Lift the quarantine of a crash-looping bot so the reconciler may start it again."""
+    return await service.clear_quarantine(request.app.state.ctx.pool, bot_id=bot_id, actor=actor,
+                                          request_id=request_id_var.get())
+
+
+@router.get("/bots/{bot_id}/audit", response_model=AuditPage, summary="Audit log of a bot config",
+            responses={404: _PROBLEMS[404]})
+async def audit(request: Request, bot_id: BotId, page: Pagination) -> AuditPage:
+    """Who changed what and when, newest first; keyset-paginated."""
+    position = page.position(f"audit:{bot_id}")
+    before_id = position.get("id") if position else None
+    if before_id is not None and not isinstance(before_id, int):
+        raise BadCursor("The cursor is not valid.")
+    async with request.app.state.ctx.pool.acquire() as conn:
+        if not await repo.bot_exists(conn, bot_id=bot_id):
+            raise service.NotFound(f"bot {bot_id} does not exist")
+        rows = await repo.list_audit(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
+    return AuditPage(items=[service.audit_read(r) for r in rows],
+                     next_cursor=page.next_cursor(f"audit:{bot_id}", rows, lambda r: {"id": r["id"]}))

@@ -1,0 +1,122 @@
+"""Request and response models of the bots API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import ConfigDict, Field
+
+from gordon_manager.http.models import CamelModel
+
+DesiredState = Literal["running", "paused", "stopped"]
+Mode = Literal["paper", "shadow", "live"]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
+INTERVAL_PATTERN = r"^(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)$"
+
+_EXAMPLE_PARAMS = {"fast": 10, "slow": 30}
+
+
+class BotSpec(CamelModel):
+    """What a bot runs; the fields a PUT replaces."""
+
+    name: str = Field(pattern=NAME_PATTERN, examples=["btc-sma-1m"])
+    strategy: str = Field(min_length=1, max_length=64, examples=["sma_crossover"])
+    symbol: str = Field(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])
+    interval: str = Field(pattern=INTERVAL_PATTERN, examples=["1m"])
+    params: dict[str, Any] = Field(default_factory=dict, examples=[_EXAMPLE_PARAMS],
+                                   description="Strategy parameters; validated against the strategy's schema.")
+    execution: dict[str, Any] = Field(default_factory=dict, examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
+                                      description="Execution settings (fees, slippage, initial cash); defaults apply.")
+    mode: Mode = Field("paper", description="paper: simulated fills; shadow: decisions only; live: order intents to NATS.")
+    image: str | None = Field(None, max_length=255, description="Container image (docker/swarm); defaults to the configured bot image.")
+    labels: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
+class BotCreate(BotSpec):
+    """POST /bots body."""
+
+    desired_state: DesiredState = Field("stopped", description="Initial desired state.")
+    shadow_of: int | None = Field(None, ge=1, description="Live bot this shadow bot mirrors (mode must be shadow).")
+
+
+class BotUpdate(BotSpec):
+    """PUT /bots/{id} body: the full spec (the desired state changes through the lifecycle actions)."""
+
+
+class BotStatusRead(CamelModel):
+    """What the reconciler last observed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    observed_state: str = Field(examples=["running"])
+    runtime: str | None = None
+    workload_id: str | None = None
+    observed_version: int | None = None
+    restarts: int = 0
+    backoff_s: float = 0
+    next_retry_at: datetime | None = None
+    running_since: datetime | None = None
+    quarantined: bool = False
+    quarantine_reason: str | None = None
+    quarantined_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_heartbeat_at: datetime | None = None
+    metrics_port: int | None = None
+    updated_at: datetime | None = None
+
+
+class BotRead(CamelModel):
+    """A bot config with its observed status."""
+
+    id: int = Field(examples=[42])
+    name: str
+    strategy: str
+    symbol: str
+    interval: str
+    params: dict[str, Any]
+    execution: dict[str, Any]
+    mode: Mode
+    image: str
+    desired_state: DesiredState
+    version: int = Field(description="Optimistic-concurrency version; send it back as If-Match.")
+    spec_version: int = Field(description="Bumped when what the workload runs changes.")
+    shadow_of: int | None = None
+    labels: dict[str, str]
+    created_by: str
+    created_at: datetime
+    updated_at: datetime
+    delete_requested_at: datetime | None = None
+    deleted_at: datetime | None = None
+    status: BotStatusRead | None = None
+
+
+class BotPage(CamelModel):
+    """A page of bots."""
+
+    items: list[BotRead]
+    next_cursor: str | None = None
+
+
+class AuditRead(CamelModel):
+    """One audited change of a bot config."""
+
+    id: int
+    bot_id: int
+    actor: str
+    action: str
+    version: int
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    diff: dict[str, Any] = Field(default_factory=dict, examples=[{"desiredState": {"before": "stopped", "after": "running"}}])
+    request_id: str | None = None
+    at: datetime
+
+
+class AuditPage(CamelModel):
+    """A page of audit entries, newest first."""
+
+    items: list[AuditRead]
+    next_cursor: str | None = None

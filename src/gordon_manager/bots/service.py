@@ -1,0 +1,239 @@
+"""Rules of the bots domain: validation, optimistic concurrency, lifecycle transitions, audit.
+
+Every change and its audit row commit in one transaction. Lifecycle actions only set
+``desired_state``; the reconciler converges the workloads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import asyncpg
+import orjson
+from pydantic import ValidationError
+
+from gordon_manager.bots import repo
+from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, BotStatusRead
+from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from gordon_manager.execution.config import ExecutionConfig
+from gordon_manager.http.casing import camelize, snakify
+from gordon_manager.settings import Settings
+from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
+
+IDEMPOTENCY_SCOPE = "POST /bots"
+SPEC_FIELDS = ("strategy", "symbol", "interval", "params", "execution", "mode", "image")
+SNAPSHOT_FIELDS = ("name", *SPEC_FIELDS, "desired_state", "labels", "shadow_of", "version", "spec_version")
+
+# action -> (states it may start from, desired state it sets)
+TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
+    "start": (frozenset({"stopped"}), "running"),
+    "pause": (frozenset({"running"}), "paused"),
+    "resume": (frozenset({"paused"}), "running"),
+    "stop": (frozenset({"running", "paused"}), "stopped"),
+}
+
+
+def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
+    """Normalised column values for ``spec``; Unprocessable naming what is wrong."""
+    try:
+        strategy = get_strategy(spec.strategy)
+        params = strategy.parse_params(snakify(spec.params))
+    except UnknownStrategy as exc:
+        raise Unprocessable(str(exc), extra={"errors": [{"field": "strategy", "message": str(exc)}]}) from exc
+    except InvalidParams as exc:
+        errors = [{"field": "params." + ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")}
+                  for e in exc.errors]
+        raise Unprocessable(str(exc), extra={"errors": errors}) from exc
+    try:
+        execution = ExecutionConfig.model_validate(snakify(spec.execution))
+    except ValidationError as exc:
+        errors = [{"field": "execution." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+                  for e in exc.errors(include_url=False)]
+        raise Unprocessable("invalid execution settings", extra={"errors": errors}) from exc
+    image = spec.image or settings.bot_image
+    allowed = [p.strip() for p in settings.allowed_images.split(",") if p.strip()]
+    if not any(image.startswith(prefix) for prefix in allowed):
+        raise Unprocessable(f"image {image!r} is not from an allowed repository ({', '.join(allowed)})",
+                            extra={"errors": [{"field": "image", "message": "repository not allowed"}]})
+    return {
+        "name": spec.name, "strategy": strategy.name, "symbol": spec.symbol, "interval": spec.interval,
+        "params": params.model_dump(mode="json"), "execution": execution.model_dump(mode="json"),
+        "mode": spec.mode, "image": image, "labels": dict(spec.labels),
+    }
+
+
+def bot_read(row: asyncpg.Record) -> BotRead:
+    """API model of a joined config+status row."""
+    data = dict(row)
+    status = data.pop("status", None)
+    data["params"] = camelize(data["params"])
+    data["execution"] = camelize(data["execution"])
+    return BotRead(**data, status=BotStatusRead.model_validate(status) if status else None)
+
+
+def audit_read(row: asyncpg.Record) -> AuditRead:
+    data = dict(row)
+    for key in ("before", "after", "diff"):
+        data[key] = camelize(data[key]) if data[key] is not None else None
+    data["diff"] = data["diff"] or {}
+    return AuditRead(**data)
+
+
+def snapshot(row: asyncpg.Record | dict | None) -> dict[str, Any] | None:
+    """The audited fields of a config row."""
+    if row is None:
+        return None
+    return {field: row[field] for field in SNAPSHOT_FIELDS}
+
+
+def diff(before: dict | None, after: dict | None) -> dict[str, Any]:
+    """{field: {before, after}} for every audited field that changed."""
+    before, after = before or {}, after or {}
+    return {k: {"before": before.get(k), "after": after.get(k)}
+            for k in SNAPSHOT_FIELDS if before.get(k) != after.get(k) and k not in ("version",)}
+
+
+async def _audit(conn: asyncpg.Connection, *, bot_id: int, actor: str, action: str, before, after,
+                 request_id: str | None) -> None:
+    after_snap = snapshot(after)
+    before_snap = snapshot(before)
+    await repo.insert_audit(conn, bot_id=bot_id, actor=actor, action=action,
+                            version=(after_snap or before_snap)["version"], before=before_snap, after=after_snap,
+                            diff=diff(before_snap, after_snap), request_id=request_id)
+
+
+def request_fingerprint(body: BotCreate) -> str:
+    """A stable hash of a create request (to detect a reused Idempotency-Key with another body)."""
+    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+async def create_bot(pool: asyncpg.Pool, *, body: BotCreate, settings: Settings, actor: str,
+                     request_id: str | None, idempotency_key: str | None) -> tuple[dict[str, Any], bool]:
+    """Create a bot; returns (response body, replayed). Same key + same body → the stored response."""
+    values = validate_spec(body, settings)
+    values.update(desired_state=body.desired_state, shadow_of=body.shadow_of)
+    fingerprint = request_fingerprint(body)
+    async with pool.acquire() as conn, conn.transaction():
+        if idempotency_key is not None:
+            if not await repo.claim_idempotency_key(conn, scope=IDEMPOTENCY_SCOPE, key=idempotency_key,
+                                                    request_hash=fingerprint):
+                stored = await repo.get_idempotency_key(conn, scope=IDEMPOTENCY_SCOPE, key=idempotency_key)
+                if stored["request_hash"] != fingerprint:
+                    raise Unprocessable("this Idempotency-Key was already used with a different request body")
+                return stored["response"], True
+        if body.shadow_of is not None:
+            await _check_shadow_target(conn, body)
+        try:
+            row = await repo.insert_bot(conn, values=values, actor=actor)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a bot named {body.name!r} already exists") from exc
+        await _audit(conn, bot_id=row["id"], actor=actor, action="create", before=None, after=row,
+                     request_id=request_id)
+        response = bot_read(await repo.get_bot(conn, bot_id=row["id"])).model_dump(mode="json", by_alias=True)
+        if idempotency_key is not None:
+            await repo.store_idempotent_response(conn, scope=IDEMPOTENCY_SCOPE, key=idempotency_key,
+                                                 status_code=201, response=response)
+    return response, False
+
+
+async def _check_shadow_target(conn: asyncpg.Connection, body: BotCreate) -> None:
+    if body.mode != "shadow":
+        raise Unprocessable("shadowOf requires mode 'shadow'",
+                            extra={"errors": [{"field": "mode", "message": "must be shadow when shadowOf is set"}]})
+    if not await repo.get_bot(conn, bot_id=body.shadow_of):
+        raise Unprocessable(f"shadowOf: bot {body.shadow_of} does not exist",
+                            extra={"errors": [{"field": "shadowOf", "message": "no such bot"}]})
+
+
+async def get_bot_or_raise(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record:
+    """The bot row, or NotFound."""
+    row = await repo.get_bot(conn, bot_id=bot_id)
+    if row is None:
+        raise NotFound(f"bot {bot_id} does not exist")
+    return row
+
+
+async def _lock_or_raise(conn: asyncpg.Connection, bot_id: int) -> asyncpg.Record:
+    row = await repo.lock_bot(conn, bot_id=bot_id)
+    if row is None:
+        raise NotFound(f"bot {bot_id} does not exist")
+    return row
+
+
+def _check_version(row: asyncpg.Record, expected: int | None) -> None:
+    if expected is not None and row["version"] != expected:
+        raise PreconditionFailed(f"bot {row['id']} is at version {row['version']}, not {expected}; "
+                                 "re-read it and retry", extra={"currentVersion": row["version"]})
+
+
+async def update_bot(pool: asyncpg.Pool, *, bot_id: int, body: BotSpec, expected_version: int, settings: Settings,
+                     actor: str, request_id: str | None) -> BotRead:
+    """Replace the spec when ``expected_version`` is current (412 otherwise)."""
+    values = validate_spec(body, settings)
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        _check_version(before, expected_version)
+        spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
+        try:
+            after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
+                                           spec_changed=spec_changed)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(f"a bot named {body.name!r} already exists") from exc
+        await _audit(conn, bot_id=bot_id, actor=actor, action="update", before=before, after=after,
+                     request_id=request_id)
+        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
+
+
+async def lifecycle(pool: asyncpg.Pool, *, bot_id: int, action: str, actor: str, request_id: str | None,
+                    expected_version: int | None = None) -> BotRead:
+    """start | pause | resume | stop: set the desired state when the transition is legal (409 otherwise)."""
+    allowed_from, target = TRANSITIONS[action]
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        _check_version(before, expected_version)
+        current = before["desired_state"]
+        if before["delete_requested_at"] is not None:
+            raise Conflict(f"bot {bot_id} is being deleted", extra={"currentState": current})
+        if current not in allowed_from:
+            raise Conflict(f"cannot {action} bot {bot_id}: its desired state is {current!r}",
+                           extra={"currentState": current})
+        if target == "running":
+            status = await repo.get_status(conn, bot_id=bot_id)
+            if status is not None and status["quarantined"]:
+                raise Conflict(f"bot {bot_id} is quarantined ({status['quarantine_reason']}); "
+                               "POST /bots/{id}/clear-quarantine first", extra={"currentState": "quarantined"})
+        after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state=target)
+        await _audit(conn, bot_id=bot_id, actor=actor, action=action, before=before, after=after,
+                     request_id=request_id)
+        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
+
+
+async def delete_bot(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_id: str | None,
+                     expected_version: int | None = None) -> BotRead:
+    """Request deletion: desired state stopped; the reconciler removes the workload, then soft-deletes."""
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        _check_version(before, expected_version)
+        if before["delete_requested_at"] is None:
+            after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state="stopped", delete=True)
+            await _audit(conn, bot_id=bot_id, actor=actor, action="delete", before=before, after=after,
+                         request_id=request_id)
+        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
+
+
+async def clear_quarantine(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_id: str | None) -> BotRead:
+    """Lift a quarantine (409 when the bot is not quarantined)."""
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        status = await repo.get_status(conn, bot_id=bot_id)
+        if status is None or not status["quarantined"]:
+            raise Conflict(f"bot {bot_id} is not quarantined", extra={"currentState": before["desired_state"]})
+        await repo.clear_quarantine(conn, bot_id=bot_id)
+        await repo.insert_audit(conn, bot_id=bot_id, actor=actor, action="clear-quarantine",
+                                version=before["version"], before={"quarantineReason": status["quarantine_reason"]},
+                                after={"quarantined": False}, diff={"quarantined": {"before": True, "after": False}},
+                                request_id=request_id)
+        await repo.insert_bot_event(conn, bot_id=bot_id, kind="quarantine_cleared", level="info",
+                                    message=f"quarantine cleared by {actor}", data={})
+        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
