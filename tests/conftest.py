@@ -92,6 +92,8 @@ def make_settings(db: Database, data_dir: Path, **overrides) -> Settings:
         "data_dir": data_dir,
         "db_pool_min": 1,
         "db_pool_max": 5,
+        # API tests drive the HTTP surface only; reconciler tests turn it on explicitly.
+        "reconcile_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)

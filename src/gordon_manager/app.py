@@ -18,6 +18,8 @@ from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.middleware import RequestContextMiddleware
 from gordon_manager.http.problems import install_problem_handlers
 from gordon_manager.observability import metrics
+from gordon_manager.observability.start import start as start_observability
+from gordon_manager.proxies.router import router as proxies_router
 from gordon_manager.settings import Settings, get_settings
 from gordon_manager.version import __version__
 
@@ -51,7 +53,12 @@ async def start_services(ctx: AppContext) -> None:
 
 def service_starters() -> list:
     """``async def start(ctx)`` of each domain that runs background loops, in start order."""
-    return []
+    from gordon_manager.reconcile.start import start as start_reconciler
+
+    return [
+        start_reconciler,
+        start_observability,
+    ]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -90,4 +97,5 @@ def routers() -> list:
     return [
         health_router,
         bots_router,
+        proxies_router,
     ]

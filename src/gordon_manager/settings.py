@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     http_timeout_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_HTTP_TIMEOUT_S"), description="Timeout of every outbound HTTP call.")
     cursor_secret: SecretStr | None = Field(None, validation_alias=_alias("GORDON_MANAGER_CURSOR_SECRET"),
                                             description="HMAC key for pagination cursors (shared by replicas). Unset: generated into the data dir.")
+    reconcile_enabled: bool = Field(True, validation_alias=_alias("GORDON_MANAGER_RECONCILE_ENABLED"),
+                                    description="Run the reconciler in this replica (false: serve HTTP/WS only). Replicas elect one leader anyway.")
     reconcile_interval_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_RECONCILE_INTERVAL_S"), description="Reconciler timer (it also wakes on NOTIFY and runtime events).")
     quarantine_failures: int = Field(5, ge=1, validation_alias=_alias("GORDON_MANAGER_QUARANTINE_FAILURES"), description="Failures within the window that quarantine a bot.")
     quarantine_window_s: float = Field(600.0, gt=0, validation_alias=_alias("GORDON_MANAGER_QUARANTINE_WINDOW_S"), description="Window for counting failures.")

@@ -1,0 +1,96 @@
+"""Wiring: build the runtime, leader elector, reconciler and its wake-ups for one manager process."""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import sys
+from typing import Any
+
+from gordon_manager.context import AppContext
+from gordon_manager.db.urls import with_user
+from gordon_manager.reconcile.leader import LeaderElector
+from gordon_manager.reconcile.policy import Thresholds
+from gordon_manager.reconcile.reconciler import Reconciler
+from gordon_manager.reconcile.wakeups import ConfigListener, LeaderWatcher, RuntimeEventWatcher
+from gordon_manager.runtimes import create_runtime
+from gordon_manager.runtimes.base import WorkloadSpec
+from gordon_manager.settings import Settings
+
+CONTAINER_METRICS_PORT = 9100
+
+
+def bot_database_url(settings: Settings) -> str:
+    """The URL bots log in with: configured, or the service's URL with the gordon_bot role."""
+    if settings.bot_database_url is not None:
+        return settings.bot_database_url.get_secret_value()
+    assert settings.database_url is not None
+    return with_user(settings.database_url.get_secret_value(), "gordon_bot")
+
+
+def bot_command(settings: Settings, runtime_kind: str) -> tuple[str, ...]:
+    """argv of a bot; for local processes `gordon-manager` resolves to this interpreter's package."""
+    argv = shlex.split(settings.bot_command)
+    if runtime_kind == "process" and argv and argv[0] == "gordon-manager":
+        argv = [sys.executable, "-m", "gordon_manager.cli", *argv[1:]]
+    return tuple(argv)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def make_spec_builder(settings: Settings, runtime_kind: str):
+    """A function turning a fleet row into the WorkloadSpec the runtime starts."""
+    command = bot_command(settings, runtime_kind)
+    db_url = bot_database_url(settings)
+
+    def build(row: Any) -> WorkloadSpec:
+        if runtime_kind == "process":
+            port = row["metrics_port"] or _free_port()
+        else:
+            port = CONTAINER_METRICS_PORT
+        env = {
+            "GORDON_BOT_ID": str(row["id"]),
+            "GORDON_BOT_CONFIG_VERSION": str(row["spec_version"]),
+            "GORDON_DATABASE_URL": db_url,
+            "GORDON_BOT_METRICS_PORT": str(port),
+            "GORDON_BOT_PAUSED": "1" if row["desired_state"] == "paused" else "0",
+        }
+        if settings.bus_nats_url:
+            env["GORDON_BUS_NATS_URL"] = settings.bus_nats_url
+        return WorkloadSpec(bot_id=row["id"], config_version=row["spec_version"], name=f"gordon-bot-{row['id']}",
+                            image=row["image"], command=command, env=env)
+
+    return build
+
+
+def thresholds(settings: Settings) -> Thresholds:
+    return Thresholds(backoff_base_s=settings.backoff_base_s, backoff_max_s=settings.backoff_max_s,
+                      backoff_reset_s=settings.backoff_reset_s, quarantine_failures=settings.quarantine_failures,
+                      quarantine_window_s=settings.quarantine_window_s)
+
+
+async def start(ctx: AppContext) -> None:
+    """Start the leader elector, the reconciler and what wakes it (unless disabled for this replica)."""
+    settings = ctx.settings
+    if not settings.reconcile_enabled:
+        return
+    runtime = create_runtime(
+        kind=settings.runtime, state_dir=settings.data_dir / "process-runtime",
+        proxy_url=settings.docker_socket_proxy_url,
+        allowed_images=[p.strip() for p in settings.allowed_images.split(",") if p.strip()],
+        timeout_s=settings.http_timeout_s)
+    leader = LeaderElector(url=ctx.database_url, connect_timeout_s=settings.db_connect_timeout_s)
+    reconciler = Reconciler(pool=ctx.pool, runtime=runtime, leader=leader,
+                            spec_builder=make_spec_builder(settings, runtime.kind), thresholds=thresholds(settings),
+                            interval=settings.reconcile_interval_s)
+    ctx.services["runtime"] = runtime
+    ctx.services["reconciler"] = reconciler
+    ctx.services["leader"] = leader
+    for loop in (leader, reconciler, LeaderWatcher(reconciler=reconciler),
+                 ConfigListener(url=ctx.database_url, reconciler=reconciler),
+                 RuntimeEventWatcher(runtime=runtime, reconciler=reconciler)):
+        ctx.supervisor.start(loop)
