@@ -71,6 +71,8 @@ STACK_HEALTH_PROBES = Counter("gordon_manager_stack_health_probes_total", "Peer 
                               ["peer", "outcome"])
 STACK_HEALTH_TRANSITIONS = Counter("gordon_manager_stack_health_transitions_total",
                                    "Peer up/down transitions.", ["peer", "to"])
+STACK_HEALTH_PEER_UP = Gauge("gordon_manager_stack_health_peer_up",
+                             "1 while a peer passes its probe, 0 while it is down.", ["peer"])
 
 # -- shared across Gordon services -----------------------------------------------------------------
 ERRORS = Counter("gordon_errors_total", "Errors by component and kind.", ["component", "kind"])

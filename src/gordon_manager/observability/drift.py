@@ -1,0 +1,123 @@
+"""Portfolio drift: what the bots' runs imply versus what ``trading.portfolio_state`` holds.
+
+The rule, per bot with a running ``paper`` or ``live`` run (its newest one):
+
+* implied quantity = ``position_qty`` of the run's newest equity point (the bot marks its position
+  to market every bar). A run with no equity point yet, or a NULL ``position_qty``, implies nothing
+  and is skipped;
+* actual quantity = ``portfolio_state.qty`` for (bot_id, the run's symbol). A missing row counts as
+  0 for a ``live`` bot (the executor must track every live position) and is skipped for a ``paper``
+  bot (nothing is obliged to mirror paper positions);
+* they drift when ``|implied - actual| > ABS_TOLERANCE + REL_TOLERANCE * max(|implied|, |actual|)``
+  (float equity points against numeric portfolio rows);
+* a drift is reported only once it has been seen with the same values on CONFIRMATIONS consecutive
+  passes (the bot writes its equity point and the executor its portfolio row moments apart), then
+  once per distinct (run, implied, actual): ``portfolio_drift_total`` +1 and a ``portfolio_drift``
+  warning in ``trading.bot_events`` carrying both values. It reports again if the values change,
+  or if it resolves and comes back.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.loops import LoopService
+from gordon_manager.observability import metrics
+
+logger = logging.getLogger(__name__)
+
+INTERVAL_S = 30.0
+ABS_TOLERANCE = 1e-8
+REL_TOLERANCE = 1e-6
+CONFIRMATIONS = 2
+EVENT_KIND = "portfolio_drift"
+
+POSITIONS = """
+WITH live_runs AS (
+    SELECT DISTINCT ON (r.bot_id) r.id AS run_id, r.bot_id, r.symbol, r.kind
+    FROM trading.runs r
+    JOIN trading.bot_configs c ON c.id = r.bot_id AND c.deleted_at IS NULL
+    WHERE r.status = 'running' AND r.kind IN ('paper', 'live') AND r.bot_id IS NOT NULL
+    ORDER BY r.bot_id, r.id DESC
+)
+SELECT lr.run_id, lr.bot_id, lr.symbol, lr.kind, e.position_qty AS implied_qty, e.ts AS implied_at,
+       p.qty AS portfolio_qty, p.updated_at AS portfolio_at
+FROM live_runs lr
+JOIN LATERAL (
+    SELECT position_qty, ts FROM trading.equity_points WHERE run_id = lr.run_id ORDER BY ts DESC LIMIT 1
+) e ON true
+LEFT JOIN trading.portfolio_state p ON p.bot_id = lr.bot_id AND p.symbol = lr.symbol
+ORDER BY lr.bot_id
+"""
+
+INSERT_EVENT = """
+INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
+VALUES ($1, $2, $3, 'warning', $4, $5)
+"""
+
+
+def tolerance(implied: float, actual: float) -> float:
+    """The largest difference that is not drift."""
+    return ABS_TOLERANCE + REL_TOLERANCE * max(abs(implied), abs(actual))
+
+
+def compare(row: Any) -> tuple[float, float] | None:
+    """(implied, actual) when ``row`` drifts, None when it agrees or is not comparable."""
+    if row["implied_qty"] is None:
+        return None
+    implied = float(row["implied_qty"])
+    if row["portfolio_qty"] is None:
+        if row["kind"] != "live":
+            return None
+        actual = 0.0
+    else:
+        actual = float(row["portfolio_qty"])
+    return (implied, actual) if abs(implied - actual) > tolerance(implied, actual) else None
+
+
+class DriftChecker(LoopService):
+    """Compares implied and recorded positions every interval; reports confirmed drift."""
+
+    name = "portfolio_drift"
+
+    def __init__(self, *, pool: asyncpg.Pool, interval: float = INTERVAL_S) -> None:
+        super().__init__(interval=interval)
+        self.pool = pool
+        self._seen: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
+        self._reported: dict[tuple[int, str], tuple[Any, ...]] = {}
+
+    async def run_once(self) -> None:
+        """One comparison pass."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(POSITIONS)
+            drifting: set[tuple[int, str]] = set()
+            for row in rows:
+                values = compare(row)
+                if values is None:
+                    continue
+                key = (row["bot_id"], row["symbol"])
+                drifting.add(key)
+                signature = (row["run_id"], *values)
+                previous, count = self._seen.get(key, (None, 0))
+                count = count + 1 if previous == signature else 1
+                self._seen[key] = (signature, count)
+                if count >= CONFIRMATIONS and self._reported.get(key) != signature:
+                    await self._report(conn, row, *values)
+                    self._reported[key] = signature
+        for key in set(self._seen) - drifting:
+            self._seen.pop(key, None)
+            self._reported.pop(key, None)
+
+    async def _report(self, conn: asyncpg.Connection, row: Any, implied: float, actual: float) -> None:
+        data = {"symbol": row["symbol"], "mode": row["kind"], "run_id": row["run_id"], "implied_qty": implied,
+                "portfolio_qty": actual, "difference": implied - actual, "tolerance": tolerance(implied, actual),
+                "implied_at": row["implied_at"].isoformat(),
+                "portfolio_at": row["portfolio_at"].isoformat() if row["portfolio_at"] else None}
+        message = (f"portfolio drift on {row['symbol']}: runs imply {implied:g}, "
+                   f"portfolio_state holds {actual:g}")
+        await conn.execute(INSERT_EVENT, row["bot_id"], row["run_id"], EVENT_KIND, message, data)
+        metrics.PORTFOLIO_DRIFT.inc()
+        logger.warning("portfolio drift", extra={"bot_id": row["bot_id"], **data})

@@ -1,0 +1,1 @@
+"""Clients and routes for the peers the manager proxies: Prometheus, AlertManager, gordon-risk."""
