@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
@@ -16,6 +16,7 @@ from gordon_manager.execution import (
     OrderType,
     Rejection,
     Side,
+    quantize,
 )
 
 from .helpers import CFG, D, bar, model
@@ -227,7 +228,10 @@ def test_equity_is_derived_from_the_ledger() -> None:
 
 def test_entry_qty_budgets_slippage_and_fee() -> None:
     m = model()
-    # 10000 / (100 x 1.001 x 1.001) = 99.8003.. -> 99.800
+    # (10000 - 0.02) / (100.10 x 1.001) = 99.80009.. -> 99.800; half: 49.89995.. -> 49.899
     assert m.entry_qty(D(100)) == D("99.800")
-    assert model(position_fraction=D("0.5")).entry_qty(D(100)) == D("49.900")
+    assert model(position_fraction=D("0.5")).entry_qty(D(100)) == D("49.899")
+    # 100.003 x 1.001 = 100.103003 -> up to the tick 100.11
+    assert m.entry_qty(D("100.003")) == quantize((D(10000) - D("0.02")) / (D("100.11") * D("1.001")),
+                                                 D("0.001"), ROUND_DOWN)
     assert model(initial_cash=D("0.01")).entry_qty(D(100)) == 0

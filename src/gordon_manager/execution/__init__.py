@@ -32,8 +32,8 @@ Brackets
 Ledger and rounding (Decimal, see ``money``)
   * Cash, position, fees and fill prices are ``decimal.Decimal``; fills are sparse so exactness
     is free. Bar floats enter via their shortest repr (``dec``).
-  * Every rounding goes against the trader: fill prices are put on ``price_step`` (buys up, sells
-    down); buy notionals round up and sell notionals down to ``cash_step``; fees round up to
+  * Every rounding goes against the trader: fill prices are put on ``price_step`` once, after
+    slippage (buys up, sells down); buy notionals round up and sell notionals down to ``cash_step``; fees round up to
     ``cash_step``. After that, cash arithmetic is exact, so nothing drifts: the sum of round-trip
     net PnLs equals the change in cash, to the last unit.
   * Buy: ``cash -= notional + fee``; sell: ``cash += notional - fee``. Fee = notional x bps / 1e4
@@ -42,8 +42,9 @@ Ledger and rounding (Decimal, see ``money``)
     triggers before its level (buy limit and sell stop round down, sell limit and buy stop up).
 
 Sizing and constraints (long/flat spot)
-  * Entry quantity = ``position_fraction x equity / (close x (1 + s) x (1 + taker))`` at the
-    decision bar's close, rounded down to ``qty_step``. If the next open gaps so that cash cannot
+  * Entry quantity = ``(position_fraction x equity - 2 x cash_step) / (up_to_tick(close x (1 + s))
+    x (1 + taker))`` at the decision bar's close, rounded down to ``qty_step``: affordable when the
+    next open equals the close. If the next open gaps so that cash cannot
     pay, the fill is clipped to what cash buys; below one lot it is rejected ("insufficient_cash").
   * A sell larger than the position is clipped if reduce-only, else rejected ("would_short"); a
     sell with no position is rejected ("no_position"). There is no shorting and no leverage.

@@ -79,11 +79,11 @@ class ExecutionModel:
         self._price = quantizer(config.price_step)
         self._lot = quantizer(config.qty_step)
         self._money = quantizer(config.cash_step)
-        # Entry sizing budgets slippage and the taker fee per unit of reference price.
-        self._cost_factor = CTX.multiply(
-            CTX.add(ONE, CTX.divide(config.slippage_bps, BPS)),
-            CTX.add(ONE, CTX.divide(config.taker_fee_bps, BPS)),
-        )
+        # Entry sizing: the slipped price is rounded up to the tick like the fill will be, and
+        # two cash steps are held back for the upward rounding of notional and fee.
+        self._slip_factor = CTX.add(ONE, CTX.divide(config.slippage_bps, BPS))
+        self._fee_factor = CTX.add(ONE, CTX.divide(config.taker_fee_bps, BPS))
+        self._reserve = CTX.multiply(2, config.cash_step)
         self._cash: Decimal = config.initial_cash
         self._position: Decimal = ZERO
         self._fees: Decimal = ZERO
@@ -125,12 +125,14 @@ class ExecutionModel:
     def entry_qty(self, ref_price: Decimal) -> Decimal:
         """Lot-rounded quantity committing ``position_fraction`` of equity at ``ref_price``.
 
-        Slippage and taker fee are budgeted so the fill is normally affordable; if the next open
-        gaps up, the fill clips the quantity to what cash buys.
+        ``(fraction x equity - 2 cash steps) / (up_to_tick(ref x (1 + s)) x (1 + taker))``, rounded
+        down to the lot: affordable when the next open equals ``ref``; if it gaps up, the fill
+        clips the quantity to what cash buys.
         """
         equity = CTX.add(self._cash, CTX.multiply(self._position, ref_price))
-        budget = CTX.multiply(self.config.position_fraction, equity)
-        qty = self._lot(CTX.divide(budget, CTX.multiply(ref_price, self._cost_factor)), ROUND_DOWN)
+        budget = CTX.subtract(CTX.multiply(self.config.position_fraction, equity), self._reserve)
+        unit = CTX.multiply(self._price(CTX.multiply(ref_price, self._slip_factor), ROUND_UP), self._fee_factor)
+        qty = self._lot(CTX.divide(budget, unit), ROUND_DOWN)
         return qty if qty > ZERO else ZERO
 
     # -- orders ------------------------------------------------------------------------------
@@ -193,9 +195,11 @@ class ExecutionModel:
             return None
         side = order.side
         adverse = ROUND_UP if side is Side.BUY else ROUND_DOWN
-        base = self.fill_model.base_price(order, self._price(dec(bar.open), adverse))
+        base = self.fill_model.base_price(order, dec(bar.open))
+        # One rounding, at the end, against the trader. A limit's own price is on the tick, and an
+        # open better than it rounds to at most the limit, so a limit never fills worse than asked.
         if order.type is OrderType.LIMIT:
-            price, liquidity = base, Liquidity.MAKER
+            price, liquidity = self._price(base, adverse), Liquidity.MAKER
         else:
             price = self._price(self.slippage_model.adjust(base, side), adverse)
             liquidity = Liquidity.TAKER

@@ -55,7 +55,7 @@ class StrategySpec:
     ``signal_fn(bars, params)`` must be causal (bar ``i`` reads bars ``<= i`` only) and
     window-position-invariant with a window of ``warmup(params)`` bars: run on the last
     ``warmup`` bars it must give, for the last bar, the bit-identical signal it gives on the full
-    history. Before bar ``warmup - 1`` it must signal nothing.
+    history. ``signals`` clears entries and exits before bar ``warmup - 1``.
     """
 
     name: str
@@ -91,10 +91,18 @@ class StrategySpec:
         return int(self.warmup_fn(params))
 
     def signals(self, bars: OHLCV, params: BaseModel) -> Signals:
-        """Run the signal function and check its output shape."""
+        """Run the signal function, check its shapes, and silence bars before the warmup."""
         sig = self.signal_fn(bars, params)
         n = len(bars.close)
         for arr in (sig.entry, sig.exit, sig.stop_loss, sig.take_profit):
             if arr is not None and arr.shape != (n,):
                 raise ValueError(f"{self.name}: signal arrays must have shape ({n},)")
-        return sig
+        # The live loop decides only once it holds a full window; the same cut here keeps the
+        # engine identical even when one leg of a strategy (e.g. a shorter exit channel) is
+        # valid earlier.
+        cut = min(n, max(0, self.warmup(params) - 1))
+        entry = np.array(sig.entry, dtype=bool)
+        exit_ = np.array(sig.exit, dtype=bool)
+        entry[:cut] = False
+        exit_[:cut] = False
+        return Signals(entry=entry, exit=exit_, stop_loss=sig.stop_loss, take_profit=sig.take_profit)
