@@ -36,9 +36,4 @@ if ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$log" 2>&1
         exit 1
     fi
 fi
-# Package postinst scripts may start daemons; tests run their own instances, so stop the system ones.
-if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-    systemctl disable --now docker.service docker.socket haproxy.service prometheus.service \
-        prometheus-alertmanager.service >/dev/null 2>&1 || true
-fi
 echo "install-system-deps: installed ${missing[*]}"

@@ -6,14 +6,14 @@ end, including after failures. Swarm mode is switched on only when a swarm test 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gordon_manager.runtimes import DockerRuntime, PayloadPolicy, ProcessRuntime, SwarmRuntime
-from tests.infra import DockerStack, SocketProxy, docker_stack, remove_managed
+from tests.infra import DockerStack
+from tests.infra import fixtures as docker_fixtures
 from tests.runtimes.helpers import EventCollector
 
 
@@ -21,53 +21,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "docker: needs root, Debian dockerd and haproxy (ci/install-system-deps.sh)"
     )
-
-
-@pytest.fixture(scope="session")
-def docker_env() -> Iterator[DockerStack]:
-    """dockerd + haproxy docker-socket-proxy + the gordon-bot:test busybox image, for the session."""
-    with docker_stack(image_repo="gordon-bot", image_tag="test") as stack:
-        yield stack
-
-
-@pytest.fixture(scope="session")
-def swarm_env(docker_env: DockerStack) -> DockerStack:
-    """The session stack with swarm mode initialised (single manager on 127.0.0.1)."""
-    docker_env.init_swarm()
-    return docker_env
-
-
-@pytest.fixture
-def socket_proxy(docker_env: DockerStack) -> SocketProxy:
-    """The haproxy handle, for outage tests (stop()/start())."""
-    return docker_env.proxy
-
-
-@pytest.fixture
-def docker_raw(docker_env: DockerStack) -> httpx.Client:
-    """A client on the raw daemon socket: the "outside world" that kills containers behind our back."""
-    return docker_env.raw
-
-
-@pytest.fixture
-def bot_image(docker_env: DockerStack) -> str:
-    """The local busybox image allowed by bot_policy."""
-    return docker_env.image
-
-
-@pytest.fixture
-def bot_policy() -> PayloadPolicy:
-    """Payload policy used in tests: gordon-bot images only, no network."""
-    return PayloadPolicy(allowed_images=("gordon-bot",), network="none", stop_timeout_s=2)
-
-
-@pytest.fixture
-def docker_clean(docker_env: DockerStack) -> Iterator[None]:
-    """Bring the proxy back if a test stopped it, and delete every gordon workload after the test."""
-    yield
-    if not docker_env.proxy.running:
-        docker_env.proxy.start()
-    remove_managed(docker_env.raw)
+    # Registered as a plugin (not imported into this conftest) so its session fixtures are global:
+    # if the root conftest also lists it in pytest_plugins, the session still runs one dockerd.
+    if not config.pluginmanager.is_registered(docker_fixtures):
+        config.pluginmanager.register(docker_fixtures, "tests.infra.fixtures")
 
 
 @pytest.fixture

@@ -51,13 +51,17 @@ class EventCollector:
             pass
 
 
-async def wait_for_state(runtime, bot_id: int, state: str | None, *, timeout_s: float = 10.0):
+async def wait_for_state(
+    runtime, bot_id: int, state: str | None, *, timeout_s: float = 10.0, version: int | None = None
+):
     """Poll observe() until the bot is in `state` (None: absent); returns the last Observed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while True:
         seen = (await runtime.observe()).get(bot_id)
-        if (seen is None and state is None) or (seen is not None and seen.state == state):
+        if (seen is None and state is None) or (
+            seen is not None and seen.state == state and version in (None, seen.config_version)
+        ):
             return seen
         if loop.time() > deadline:
             raise AssertionError(f"bot {bot_id} not {state!r} within {timeout_s}s (last: {seen})")

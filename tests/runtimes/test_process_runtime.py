@@ -59,6 +59,7 @@ async def test_start_is_idempotent_and_replaces_older_versions(process_runtime: 
 
 async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime) -> None:
     started = await process_runtime.start(spec(3, 'trap "exit 7" TERM; ' + LOOP))
+    await asyncio.sleep(0.3)  # let the shell install its trap first
     await process_runtime.stop(3, timeout_s=5)
     observed = (await process_runtime.observe())[3]
     assert observed.state == "exited"
@@ -71,6 +72,7 @@ async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime)
 
 async def test_stop_kills_a_bot_that_ignores_sigterm(process_runtime: ProcessRuntime) -> None:
     started = await process_runtime.start(spec(4, 'trap "" TERM; ' + LOOP))
+    await asyncio.sleep(0.3)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await process_runtime.stop(4, timeout_s=0.5)

@@ -75,8 +75,8 @@ async def test_adopts_after_restart_and_updates_versions_in_place(
         assert len(services_of(docker_raw, 102)) == 1
         updated = await fresh.start(spec(102, bot_image, version=2))
         assert updated.workload_id == first.workload_id and updated.config_version == 2
-        observed = await wait_for_state(fresh, 102, "running")
-        assert observed.config_version == 2
+        observed = await wait_for_state(fresh, 102, "running", version=2)
+        assert observed.workload_id == first.workload_id
         assert len(services_of(docker_raw, 102)) == 1
     finally:
         await fresh.close()

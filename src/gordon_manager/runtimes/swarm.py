@@ -193,7 +193,13 @@ class SwarmRuntime:
             new_spec = {**old_spec, "TaskTemplate": template}
         version = int((service.get("Version") or {}).get("Index") or 0)
         await self._api.update_service(str(service["ID"]), version=version, spec=new_spec)
-        return await self._observe_one(await self._api.inspect_service(str(service["ID"])))
+        # Swarm replaces the task asynchronously; until then the old task is all observe() can see.
+        return Observed(
+            bot_id=spec.bot_id,
+            workload_id=str(service["ID"]),
+            state="created",
+            config_version=spec.config_version,
+        )
 
     async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
         """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period)."""
