@@ -90,6 +90,7 @@ def run_backtest(
     checkpoint(0.0)
     n = len(bars)
     sig = spec.signals(bars, p)
+    checkpoint(0.0)  # signals are one vectorized pass; honour a cancel that came during it
     entries = np.flatnonzero(sig.entry).tolist()
     exits = np.flatnonzero(sig.exit).tolist()
     ts, o, h, lo, c = bars.ts, bars.open, bars.high, bars.low, bars.close
@@ -154,6 +155,7 @@ def run_backtest(
         fills=fills,
         round_trips=trips,
         position_bars=int(lengths[np.asarray(seg_qty) > 0.0].sum()),
+        total_fees=model.fees_paid,
     )
     checkpoint(1.0)
     return BacktestResult(

@@ -76,8 +76,10 @@ def sharpe_ratio(equity: np.ndarray, initial: float, interval_ms: int) -> float:
     ``e[-1]`` = initial equity. 0 when there are fewer than two returns or no variance."""
     if equity.shape[0] < 2 or interval_ms <= 0:
         return 0.0
-    prev = np.concatenate(([initial], equity[:-1]))
-    r = equity / prev - 1.0
+    r = np.empty(equity.shape[0])
+    r[0] = equity[0] / initial - 1.0
+    np.divide(equity[1:], equity[:-1], out=r[1:])
+    r[1:] -= 1.0
     sd = float(np.std(r, ddof=1))
     if sd == 0.0 or not math.isfinite(sd):
         return 0.0
@@ -99,8 +101,12 @@ def compute_stats(
     fills: Sequence[Fill],
     round_trips: Sequence[RoundTrip],
     position_bars: int,
+    total_fees: Decimal | None = None,
 ) -> BacktestStats:
-    """All statistics of a run; ``exposure`` = bars closed holding a position / bars."""
+    """All statistics of a run; ``exposure`` = bars closed holding a position / bars.
+
+    ``total_fees`` is the sum of fill fees; pass the ledger's exact total to skip re-adding them.
+    """
     n = int(equity.shape[0])
     return BacktestStats(
         total_return=total_return(equity, initial_equity),
@@ -108,7 +114,7 @@ def compute_stats(
         sharpe=sharpe_ratio(equity, initial_equity, interval_ms),
         win_rate=win_rate(round_trips),
         trade_count=len(round_trips),
-        total_fees=sum((f.fee for f in fills), Decimal(0)),
+        total_fees=total_fees if total_fees is not None else sum((f.fee for f in fills), Decimal(0)),
         final_equity=float(equity[-1]) if n else initial_equity,
         initial_equity=initial_equity,
         exposure=position_bars / n if n else 0.0,

@@ -304,6 +304,12 @@ class ExecutionModel:
         return self._price(CTX.divide(value, qty), ROUND_HALF_EVEN)
 
     def _round_trip(self, fills: list[Fill]) -> RoundTrip:
+        if len(fills) == 2:  # the usual one buy, one sell
+            buy, sell = fills
+            gross = CTX.subtract(sell.notional, buy.notional)
+            fees = CTX.add(buy.fee, sell.fee)
+            return RoundTrip(buy.ts, sell.ts, buy.price, sell.price, buy.qty, gross, fees,
+                             CTX.subtract(gross, fees), sell.ts - buy.ts, sell.reason)
         buys = [f for f in fills if f.side is Side.BUY]
         sells = [f for f in fills if f.side is Side.SELL]
         bought = buys[0].notional if len(buys) == 1 else _dsum(f.notional for f in buys)

@@ -1,0 +1,113 @@
+"""Benchmark: our engine against backtesting.py on the same bars and the same strategy.
+
+Long-only SMA 10/30: buy on a cross up (fast > slow after fast <= slow), close on a cross down,
+market orders filled at the next bar's open, 0.1% commission. backtesting.py runs with
+trade_on_close=False, exclusive_orders=True and the very same SMA function, so both see identical
+signals; the round-trip counts (and entry/exit bar times) must agree. Cash is large so integer
+lots in backtesting.py never run out while fees bleed equity.
+
+Run: .venv/bin/python bench/backtest_peers.py [--bars 200000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from backtesting import Backtest, Strategy
+
+from gordon_manager.backtests import run_backtest
+from gordon_manager.execution import ExecutionConfig
+from gordon_manager.marketdata import generate_klines
+from gordon_manager.strategies.indicators import sma
+
+CASH = 1_000_000_000
+CONFIG = ExecutionConfig(
+    initial_cash=Decimal(CASH),
+    taker_fee_bps=Decimal("10"),
+    maker_fee_bps=Decimal("10"),
+    slippage_bps=Decimal("0"),
+)
+
+
+class SmaCross(Strategy):
+    """Same rule as our sma_crossover, written against backtesting.py's API."""
+
+    fast = 10
+    slow = 30
+
+    def init(self) -> None:
+        self.f = self.I(sma, self.data.Close, self.fast)
+        self.s = self.I(sma, self.data.Close, self.slow)
+
+    def next(self) -> None:
+        f, s = self.f, self.s
+        if not self.position:
+            if f[-1] > s[-1] and f[-2] <= s[-2]:
+                self.buy()
+        elif f[-1] < s[-1] and f[-2] >= s[-2]:
+            self.position.close()
+
+
+def timed(runs: int, fn):
+    best, out = float("inf"), None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bars", type=int, default=200_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=2024)
+    args = ap.parse_args()
+
+    bars = generate_klines(n_bars=args.bars, seed=args.seed, interval="1m")
+    n = len(bars)
+    frame = pd.DataFrame(
+        {"Open": bars.open, "High": bars.high, "Low": bars.low, "Close": bars.close, "Volume": bars.volume},
+        index=pd.to_datetime(bars.ts, unit="ms"),
+    )
+
+    def ours():
+        return run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, CONFIG)
+
+    def theirs():
+        bt = Backtest(frame, SmaCross, cash=CASH, commission=0.001, trade_on_close=False,
+                      exclusive_orders=True, finalize_trades=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return bt.run()
+
+    ours()  # warm-up
+    t_ours, result = timed(args.runs, ours)
+    t_bt, stats = timed(args.runs, theirs)
+    trades = stats["_trades"]
+
+    our_entries = np.array([t.entry_ts for t in result.round_trips], dtype=np.int64)
+    our_exits = np.array([t.exit_ts for t in result.round_trips], dtype=np.int64)
+    bt_entries = trades["EntryTime"].to_numpy().astype("datetime64[ms]").astype(np.int64)
+    bt_exits = trades["ExitTime"].to_numpy().astype("datetime64[ms]").astype(np.int64)
+    same_times = np.array_equal(our_entries, bt_entries) and np.array_equal(our_exits, bt_exits)
+
+    print(f"workload        : long-only SMA 10/30, {n:,} synthetic 1m bars (seed {args.seed}), "
+          f"fee 0.1%, next-bar-open fills; best of {args.runs}")
+    print(f"gordon engine   : {t_ours * 1e3:10.1f} ms -> {n / t_ours:>12,.0f} bars/s, "
+          f"{len(result.round_trips):,} round trips")
+    print(f"backtesting.py  : {t_bt * 1e3:10.1f} ms -> {n / t_bt:>12,.0f} bars/s, {len(trades):,} round trips")
+    print(f"speed ratio (ours / backtesting.py): {t_bt / t_ours:.1f}x")
+    agree = len(result.round_trips) == len(trades)
+    print(f"round-trip counts agree: {agree}; entry/exit bar times agree: {same_times}")
+    if not (agree and same_times):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
