@@ -194,12 +194,19 @@ class _StepFee(FeeModel):
         return D(0) if notional < 150 else D(50)
 
 
-def test_clipping_walks_down_lot_by_lot_when_the_fee_estimate_is_short() -> None:
+def test_clipping_searches_when_the_fee_estimate_is_short() -> None:
     m = ExecutionModel(CFG.model_copy(update={"initial_cash": D(250), "qty_step": D(1)}), fee_model=_StepFee())
     m.submit(side=BUY, order_type=MKT, qty=D(5), ts=0)
     f = only_fill(m.process_bar(bar(1, 100, 100, 100, 100)))
     # estimate 250 / 100.10 -> 2 lots, but 200.20 + 50 > 250, so 1 lot at 100.10 with no fee
     assert (f.qty, f.notional, f.fee) == (D(1), D("100.10"), D(0))
+    # With 1e-8 lots the search is binary, not lot by lot: the largest affordable quantity pays the
+    # 50 fee on a notional of at most 200.00, i.e. floor(200 / 100.10) = 1.99800199 (199.9999991..).
+    fine = ExecutionModel(CFG.model_copy(update={"initial_cash": D(250), "qty_step": D("1e-8")}),
+                          fee_model=_StepFee())
+    fine.submit(side=BUY, order_type=MKT, qty=D(5), ts=0)
+    f = only_fill(fine.process_bar(bar(1, 100, 100, 100, 100)))
+    assert (f.qty, f.notional, f.fee) == (D("1.99800199"), D("200.00"), D(50))
 
 
 def test_partial_entries_and_exits_form_one_round_trip() -> None:

@@ -230,16 +230,28 @@ class ExecutionModel:
         notional, fee = self._buy_cost(qty, price, liquidity)
         if CTX.add(notional, fee) <= self._cash:
             return qty, notional, fee
-        # Gap up since sizing: clip to what cash buys, one lot at a time past the estimate.
+        if self._cash <= ZERO:
+            return None
+        # Gap up since sizing: clip to what cash buys. Estimate with the fee of one unit, then,
+        # should the fee model not scale linearly, search the largest affordable whole lot count.
         step = self.config.qty_step
         unit = CTX.add(price, self.fee_model.fee(price, liquidity))
-        qty = self._lot(CTX.divide(self._cash, unit), ROUND_DOWN) if self._cash > ZERO else ZERO
-        while qty > ZERO:
-            notional, fee = self._buy_cost(qty, price, liquidity)
+        estimate = min(qty, self._lot(CTX.divide(self._cash, unit), ROUND_DOWN))
+        lo, hi = 0, int(CTX.divide(estimate, step)) + 1  # lo lots affordable, hi lots not
+        mid = hi - 1  # the estimate itself is affordable unless the fee model is not linear
+        while hi - lo > 1:
+            lots = CTX.multiply(mid, step)
+            notional, fee = self._buy_cost(lots, price, liquidity)
             if CTX.add(notional, fee) <= self._cash:
-                return qty, notional, fee
-            qty = CTX.subtract(qty, step)
-        return None
+                lo = mid
+            else:
+                hi = mid
+            mid = (lo + hi) // 2
+        if lo == 0:
+            return None
+        lots = CTX.multiply(lo, step)
+        notional, fee = self._buy_cost(lots, price, liquidity)
+        return lots, notional, fee
 
     def process_bar(self, bar: Bar) -> list[BarEvent]:
         """Fill what this bar triggers: market orders at the open, then stops, then limits."""
