@@ -15,7 +15,8 @@ def test_event_order_and_bounded_history() -> None:
     assert loop.window == 5 and loop.params.fast == 2
     kinds: list[list[type]] = []
     bars = generate_klines(n_bars=400, seed=8)
-    for bar in bars:
+    for i, bar in enumerate(bars):
+        assert loop.warmed_up == (i >= 5)
         kinds.append([type(e) for e in loop.on_bar(bar)])
     assert loop.bars_seen == 400
     hist = loop.history

@@ -82,6 +82,11 @@ class BarLoop:
         self.bars_seen = 0
 
     @property
+    def warmed_up(self) -> bool:
+        """True once the loop holds a full window and can take decisions."""
+        return self._len >= self.window
+
+    @property
     def history(self) -> Bars:
         """The trailing window currently held (at most ``window`` bars)."""
         w = self._view()
@@ -113,7 +118,7 @@ class BarLoop:
         self._push(bar)
         events.append(EquityPoint(bar.ts, self.model.equity(bar.close)))
         # Before a full window the signal is defined to be nothing (StrategySpec contract).
-        if self._len >= self.window:
+        if self.warmed_up:
             sig = self.spec.signals(self._view(), self.params)
             entry, exit_, stop_loss, take_profit = sig.at(self.window - 1)
             decision = decide(
