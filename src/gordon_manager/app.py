@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
 from gordon_manager.errors import ConfigurationError
+from gordon_manager.events.router import router as events_router
 from gordon_manager.bots.router import router as bots_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
@@ -54,10 +55,12 @@ async def start_services(ctx: AppContext) -> None:
 def service_starters() -> list:
     """``async def start(ctx)`` of each domain that runs background loops, in start order."""
     from gordon_manager.reconcile.start import start as start_reconciler
+    from gordon_manager.events.service import start as start_events
 
     return [
         start_reconciler,
         start_observability,
+        start_events,
     ]
 
 
@@ -98,4 +101,5 @@ def routers() -> list:
         health_router,
         bots_router,
         proxies_router,
+        events_router,
     ]

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     ws_batch_window_ms: float = Field(5.0, ge=0, validation_alias=_alias("GORDON_MANAGER_WS_BATCH_WINDOW_MS"), description="Events within this window go out as one batch frame.")
     ws_overflow_threshold: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_OVERFLOW_THRESHOLD"), description="Overflows per minute that report ws_subscriber_overload.")
     ws_reconnect_storm_per_s: float = Field(1.0, gt=0, validation_alias=_alias("GORDON_MANAGER_WS_RECONNECT_STORM_PER_S"), description="Connects per second that report ws_reconnect_storm.")
+    events_retention_s: float = Field(86400.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EVENTS_RETENTION_S"), description="Outbox (trading.events) rows older than this are pruned; a client resuming from before gets a resync.")
     stack_health_interval_s: float = Field(15.0, gt=0, validation_alias=_alias("GORDON_MANAGER_STACK_HEALTH_INTERVAL_S"), description="Interval of the peer prober.")
     source_stale_after_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_SOURCE_STALE_AFTER_S"), description="Default freshness threshold of a data source.")
     deploy_compare_window: int = Field(60, ge=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_COMPARE_WINDOW"), description="Bars a deploy compares before swapping.")

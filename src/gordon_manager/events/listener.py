@@ -1,0 +1,255 @@
+"""LISTEN on a dedicated asyncpg connection (not from the pool), reconnecting with backoff.
+
+NOTIFY is lost while nobody listens, so after every reconnect the listener replays the outbox
+(``trading.events``) from the highest id it saw, plus the ids it noticed missing below it (rows of
+transactions that had not committed yet); the ``Sequencer`` drops anything seen twice. Payloads the
+trigger left out (over ~8 kB) are read back from the outbox by id, in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import asyncpg
+import orjson
+
+from gordon_manager.db.connect import connect
+from gordon_manager.errors import DatabaseUnavailable
+from gordon_manager.events import repo
+from gordon_manager.events.hub import Hub
+from gordon_manager.events.protocol import BREAKER_CHANNEL, CHANNELS, outbox_item
+from gordon_manager.health.state import HealthState
+from gordon_manager.loops import LoopService
+from gordon_manager.observability import metrics
+
+logger = logging.getLogger(__name__)
+HEALTH_SOURCE = "events_listener"
+_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseUnavailable)
+
+
+class Sequencer:
+    """Which outbox ids were handed to the hub: deduplication, and what to replay after a reconnect."""
+
+    def __init__(self, *, remember: int = 100_000, max_span: int = 10_000, gap_ttl_s: float = 300.0) -> None:
+        self.high = 0
+        self._seen: dict[int, None] = {}
+        self._gaps: dict[int, float] = {}
+        self._remember = remember
+        self._max_span = max_span
+        self._gap_ttl_s = gap_ttl_s
+
+    def start(self, high: int) -> None:
+        """Begin after ``high`` (the outbox's max id when we first listened)."""
+        self.high = max(self.high, high)
+
+    def accept(self, event_id: int) -> bool:
+        """True the first time ``event_id`` is seen."""
+        if event_id in self._seen:
+            return False
+        self._seen[event_id] = None
+        if len(self._seen) > self._remember:
+            del self._seen[next(iter(self._seen))]
+        if event_id > self.high:
+            if event_id - self.high - 1 <= self._max_span:
+                now = time.monotonic()
+                for missing in range(self.high + 1, event_id):
+                    self._gaps[missing] = now
+            self.high = event_id
+        else:
+            self._gaps.pop(event_id, None)
+        return True
+
+    def replay_plan(self) -> tuple[int, list[int]]:
+        """(replay ids above this, plus these missing ids); gaps older than the TTL were rollbacks."""
+        cutoff = time.monotonic() - self._gap_ttl_s
+        for event_id in [i for i, noticed in self._gaps.items() if noticed < cutoff]:
+            del self._gaps[event_id]
+        return self.high, sorted(self._gaps)
+
+
+class NotifyListener(LoopService):
+    """Feeds the hub from Postgres NOTIFY; each iteration reconnects, drains the backlog or pings."""
+
+    name = "events-listener"
+
+    def __init__(self, *, url: str, pool: asyncpg.Pool, hub: Hub, health: HealthState, forward_breaker: bool,
+                 connect_timeout_s: float = 5.0, ping_interval_s: float = 1.0, backoff_max_s: float = 5.0) -> None:
+        super().__init__(interval=ping_interval_s)
+        self._url = url
+        self._pool = pool
+        self._hub = hub
+        self._health = health
+        self._forward_breaker = forward_breaker
+        self._connect_timeout_s = connect_timeout_s
+        self._ping_interval_s = ping_interval_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = 0.1
+        self._conn: asyncpg.Connection | None = None
+        self._lost = False
+        self._replaying = False
+        self._started = False
+        self._backlog: deque[str] = deque()
+        self._counters = {channel: metrics.NOTIFY_PAYLOADS.labels(channel=channel) for channel in CHANNELS}
+        self.sequencer = Sequencer()
+        self.reconnects = 0
+        self.replayed_rows = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._lost
+
+    # -- loop --------------------------------------------------------------------------------------
+    async def run_once(self) -> None:
+        if self._lost:
+            await self._disconnect("connection lost")
+        if self._conn is None:
+            await self.try_connect()
+            return
+        try:
+            await self._drain()
+            async with asyncio.timeout(self._connect_timeout_s):
+                await self._conn.fetchval("SELECT 1")
+        except _DB_ERRORS as exc:
+            await self._disconnect(f"{type(exc).__name__}: {exc}")
+
+    async def try_connect(self) -> bool:
+        """One connection attempt (LISTEN, then replay what was missed); False and backoff on failure."""
+        try:
+            await self._connect()
+        except _DB_ERRORS as exc:
+            await self._disconnect(f"{type(exc).__name__}: {exc}")
+            self.interval = self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+            return False
+        self._backoff_s = 0.1
+        self.interval = self._ping_interval_s
+        return True
+
+    async def teardown(self) -> None:
+        await self._disconnect(None)
+
+    # -- connection --------------------------------------------------------------------------------
+    async def _connect(self) -> None:
+        conn = await connect(self._url, timeout=self._connect_timeout_s)
+        self._conn = conn
+        self._lost = False
+        conn.add_termination_listener(self._on_terminated)
+        self._replaying = True
+        try:
+            for channel in CHANNELS:
+                await conn.add_listener(channel, self._on_notification)
+            if not self._started:
+                high = await repo.max_event_id(conn)
+                self.sequencer.start(high)
+                if self._hub.last_id is None or high > self._hub.last_id:
+                    self._hub.last_id = high
+            else:
+                await self._replay(conn)
+        finally:
+            self._replaying = False
+        if self._started:
+            self.reconnects += 1
+        self._started = True
+        await self._drain()
+        self._health.clear_degraded("peer_down", HEALTH_SOURCE)
+        self._publish_check()
+        logger.info("events listener connected", extra={"reconnects": self.reconnects,
+                                                         "last_id": self.sequencer.high})
+
+    async def _disconnect(self, reason: str | None) -> None:
+        conn, self._conn = self._conn, None
+        self._lost = False
+        if conn is not None:
+            conn.remove_termination_listener(self._on_terminated)
+            try:
+                async with asyncio.timeout(1.0):
+                    await conn.close()
+            except Exception:  # already dead: close() is best effort
+                conn.terminate()
+        if reason is not None:
+            logger.warning("events listener disconnected", extra={"reason": reason})
+            self._health.set_degraded("peer_down", HEALTH_SOURCE, "LISTEN connection down; reconnecting")
+            self._publish_check(error=reason)
+
+    def _on_terminated(self, conn: asyncpg.Connection) -> None:
+        if conn is self._conn:
+            self._lost = True
+            self.wake()
+
+    def _publish_check(self, error: str | None = None) -> None:
+        self._health.set_check("eventsListener", connected=self.connected, reconnects=self.reconnects,
+                               lastId=self.sequencer.high, replayedRows=self.replayed_rows, error=error)
+
+    async def _replay(self, conn: asyncpg.Connection, page: int = 1000) -> None:
+        after, missing = self.sequencer.replay_plan()
+        rows = list(await repo.events_by_ids(conn, ids=missing)) if missing else []
+        while True:
+            for row in rows:
+                if self.sequencer.accept(row["id"]):
+                    self.replayed_rows += 1
+                    metrics.WS_REPLAY_ROWS.inc()
+                    self._publish(row["id"], row["channel"], row["payload"])
+            batch = await repo.events_after(conn, after=after, limit=page)
+            if not batch:
+                break
+            after = batch[-1]["id"]
+            rows = batch
+        logger.info("events listener replayed the outbox", extra={"up_to": self.sequencer.high})
+
+    # -- notifications -----------------------------------------------------------------------------
+    def _on_notification(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+        counter = self._counters.get(channel)
+        if counter is not None:
+            counter.inc()
+        if self._replaying or self._backlog:
+            self._backlog.append(payload)
+            self.wake()
+            return
+        try:
+            note = orjson.loads(payload)
+            body = note.get("payload")
+            if body is None:  # too big for NOTIFY: read it back, in order
+                self._backlog.append(payload)
+                self.wake()
+                return
+            self._accept(note, body)
+        except Exception:  # a bad payload must not kill the connection's callback
+            metrics.ERRORS.labels(component="events_listener", kind="bad_payload").inc()
+            logger.exception("could not handle a NOTIFY payload", extra={"channel": channel})
+
+    async def _drain(self) -> None:
+        while self._backlog:
+            payload = self._backlog[0]
+            try:
+                note = orjson.loads(payload)
+                body = note.get("payload")
+                if body is None:
+                    async with self._pool.acquire() as conn:
+                        row = await repo.event_by_id(conn, event_id=int(note["id"]))
+                    body = row["payload"] if row is not None else None
+            except _DB_ERRORS:
+                raise  # keep the item; the next iteration retries it
+            except Exception:
+                metrics.ERRORS.labels(component="events_listener", kind="bad_payload").inc()
+                logger.exception("dropping an unreadable NOTIFY payload")
+                self._backlog.popleft()
+                continue
+            self._backlog.popleft()
+            if body is not None:
+                self._accept(note, body)
+
+    def _accept(self, note: dict[str, Any], body: dict[str, Any]) -> None:
+        event_id = int(note["id"])
+        if self.sequencer.accept(event_id):
+            self._publish(event_id, note["channel"], body)
+
+    def _publish(self, event_id: int, channel: str, body: dict[str, Any]) -> None:
+        if channel == BREAKER_CHANNEL and not self._forward_breaker:
+            return  # NATS carries breaker deltas; the row change is only counted
+        if channel not in CHANNELS:
+            return
+        self._hub.publish(channel, outbox_item(event_id, channel, body), event_id)

@@ -1,0 +1,134 @@
+"""One connection's outbound side: a bounded queue drained by its own writer task.
+
+The hub calls ``offer()`` and never waits: a frame is written at once when the queue is empty and
+the socket is writable (what the writer would do anyway, minus a task switch), queued otherwise,
+and when the queue is full the subscriber is *overflowed*: its backlog is dropped, a ``resync``
+frame takes its place, and live frames are discarded until that resync has gone out. The writer
+sends with a timeout; a client that accepts nothing for that long is stalled and is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Iterable
+
+from gordon_manager.events.protocol import Frame, messages_counter, resync_frame
+from gordon_manager.events.sinks import Sink
+
+
+class SubscriberStalled(Exception):
+    """The client accepted nothing within the send timeout."""
+
+
+class Subscriber:
+    """Queue, writer and subscriptions of one WebSocket connection."""
+
+    def __init__(self, sink: Sink, *, queue_size: int, send_timeout_s: float,
+                 on_overflow: Callable[[Subscriber], None]) -> None:
+        self.sink = sink
+        self.channels: set[str] = set()
+        self.overflows = 0
+        self._queue: deque[Frame] = deque()
+        self._max = queue_size
+        self._send_timeout_s = send_timeout_s
+        self._on_overflow = on_overflow
+        self._ready = asyncio.Event()
+        self._space = asyncio.Event()
+        self._holding: set[str] = set()
+        self._held: list[Frame] = []
+        self._resync: Frame | None = None
+        self.closed = False
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # -- live frames (hub) -------------------------------------------------------------------------
+    def offer(self, frame: Frame) -> int:
+        """Take a live frame without waiting; returns the events written immediately (for metrics)."""
+        if self._holding and frame.channel in self._holding:
+            if len(self._held) >= self._max:
+                self._overflow()
+            else:
+                self._held.append(frame)
+            return 0
+        if self._resync is not None or self.closed:
+            return 0
+        if not self._queue and self.sink.ready():
+            self.sink.write(frame)
+            return frame.count
+        if len(self._queue) >= self._max:
+            self._overflow()
+            return 0
+        self._queue.append(frame)
+        self._ready.set()
+        return 0
+
+    def _overflow(self) -> None:
+        self.overflows += 1
+        self._queue.clear()
+        self._held.clear()
+        self._resync = resync_frame("overflow", sorted(self.channels | self._holding),
+                                    detail="you fell behind; events were dropped")
+        self._queue.append(self._resync)
+        self._ready.set()
+        self._on_overflow(self)
+
+    # -- control frames and replays (connection handler) -------------------------------------------
+    async def put(self, frame: Frame) -> None:
+        """Queue a frame of this connection only, waiting (bounded by the send timeout) for room."""
+        while len(self._queue) >= self._max:
+            self._space.clear()
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await self._space.wait()
+            except TimeoutError as exc:
+                raise SubscriberStalled("no room in the queue within the send timeout") from exc
+        if not self._queue and self.sink.ready():
+            self.sink.write(frame)
+            if frame.count and frame.channel is not None:
+                messages_counter(frame.channel).inc(frame.count)
+            return
+        self._queue.append(frame)
+        self._ready.set()
+
+    def hold(self, channels: Iterable[str]) -> None:
+        """Keep live frames of ``channels`` aside while a snapshot or replay is being sent."""
+        self._holding.update(channels)
+
+    def release(self, channels: Iterable[str], *, skip_ids: set[int]) -> None:
+        """Deliver the held frames of ``channels`` in order, minus events the replay already sent."""
+        channels = set(channels)
+        self._holding -= channels
+        held, self._held = self._held, [f for f in self._held if f.channel not in channels]
+        for frame in held:
+            if frame.channel not in channels:
+                continue
+            remaining = frame.without(skip_ids) if skip_ids else frame
+            if remaining is not None:
+                written = self.offer(remaining)
+                if written:
+                    messages_counter(remaining.channel).inc(written)
+
+    # -- writer ------------------------------------------------------------------------------------
+    async def run_writer(self) -> None:
+        """Drain the queue until cancelled; raises SubscriberStalled or SinkClosed."""
+        queue = self._queue
+        while True:
+            if not queue:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            frame = queue.popleft()
+            if len(queue) < self._max:
+                self._space.set()
+            try:
+                async with asyncio.timeout(self._send_timeout_s):
+                    await self.sink.send(frame)
+            except TimeoutError as exc:
+                raise SubscriberStalled(f"send blocked for {self._send_timeout_s}s") from exc
+            if frame is self._resync:
+                self._resync = None
+            if frame.count and frame.channel is not None:
+                messages_counter(frame.channel).inc(frame.count)
