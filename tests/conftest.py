@@ -24,6 +24,9 @@ from gordon_manager.db.migrate import migrate
 from gordon_manager.db.urls import with_database, with_user
 from gordon_manager.settings import Settings
 
+# Real dockerd + haproxy socket-proxy fixtures (docker_env, swarm_env, socket_proxy, docker_raw, bot_image…)
+pytest_plugins = ["tests.infra.fixtures"]
+
 TEST_OPERATOR_TOKEN = "test-operator-token-0123456789"
 
 

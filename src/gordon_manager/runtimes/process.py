@@ -92,7 +92,19 @@ class ProcessRuntime:
 
     # -- state file -----------------------------------------------------------------------------
 
+    def _state_mtime(self) -> int | None:
+        try:
+            return self._state_path.stat().st_mtime_ns
+        except OSError:
+            return None
+
+    def _reload_if_changed(self) -> None:
+        """Pick up records written by another manager on this host (a previous leader): adopt, never duplicate."""
+        if self._state_mtime() != self._loaded_mtime:
+            self._records = self._load()
+
     def _load(self) -> dict[int, ProcessRecord]:
+        self._loaded_mtime = self._state_mtime()
         try:
             raw = json.loads(self._state_path.read_text())
         except FileNotFoundError:
@@ -119,6 +131,7 @@ class ProcessRuntime:
         try:
             tmp.write_text(json.dumps(body, indent=1))
             os.replace(tmp, self._state_path)
+            self._loaded_mtime = self._state_mtime()
         except OSError as exc:
             raise RuntimeUnavailable(f"cannot write process state file {self._state_path}: {exc}") from exc
 
@@ -176,6 +189,7 @@ class ProcessRuntime:
 
     async def observe(self) -> dict[int, Observed]:
         """Every recorded bot process, keyed by bot id."""
+        self._reload_if_changed()
         result = {}
         for bot_id in list(self._records):
             rec, alive = self._refresh(self._records[bot_id])
