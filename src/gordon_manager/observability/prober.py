@@ -157,17 +157,20 @@ class StackProber(LoopService):
             up = outcome == "ok"
             metrics.STACK_HEALTH_PROBES.labels(peer=peer.name, outcome=outcome).inc()
             metrics.STACK_HEALTH_PEER_UP.labels(peer=peer.name).set(1 if up else 0)
-            if up != self._up.get(peer.name, True):
+            was_up = self._up.get(peer.name, True)
+            if up != was_up:
                 metrics.STACK_HEALTH_TRANSITIONS.labels(peer=peer.name, to="up" if up else "down").inc()
                 (logger.info if up else logger.warning)(
                     "peer is up" if up else "peer is down", extra={"peer": peer.name, "detail": detail})
-            if up != self._up.get(peer.name) or peer.name not in self._since:
+            if up != self._up.get(peer.name):
                 self._since[peer.name] = now
             self._up[peer.name] = up
-            if up:
-                self.health.clear_degraded("peer_down", peer.name)
-            else:
+            if not up:
                 self.health.set_degraded("peer_down", peer.name, detail)
+            elif not was_up:
+                # Clear only what this prober raised: another component (the NATS consumer, the
+                # /healthz database check) may report a deeper problem with the same peer.
+                self.health.clear_degraded("peer_down", peer.name)
             report[peer.name] = {"ok": up, "outcome": outcome, "detail": detail, "latencyMs": latency_ms,
                                  "since": self._since[peer.name], "checkedAt": now}
         self.health.set_check("peers", **report)

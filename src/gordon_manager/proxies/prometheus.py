@@ -70,7 +70,7 @@ class PrometheusClient:
         body = json_body(response, peer=PEER)
         if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "success":
             error = body.get("error") if isinstance(body, dict) else None
-            if response.status_code == 503 and "timeout" in str(error).lower():
+            if isinstance(body, dict) and body.get("errorType") == "timeout":
                 raise PeerTimeout(f"prometheus timed out evaluating the query: {error}", extra={"peer": PEER})
             raise PeerError(f"prometheus refused the query ({response.status_code}): {error or 'no detail'}",
                             extra={"peer": PEER})

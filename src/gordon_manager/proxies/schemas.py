@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gordon_manager.http.models import CamelModel
 
@@ -65,6 +65,12 @@ class FiringAlert(CamelModel):
     receivers: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(description="Alert labels, verbatim (label names are data, not camelCased).")
     annotations: dict[str, str] = Field(default_factory=dict, description="Annotations, verbatim.")
+
+    @field_validator("starts_at", "ends_at", "updated_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # AlertManager reports in its local zone; the console gets UTC like every other time.
+        return value.astimezone(UTC) if value is not None and value.tzinfo is not None else value
 
 
 class FiringAlerts(CamelModel):
