@@ -13,6 +13,7 @@ from gordon_manager.db.connect import create_pool
 from gordon_manager.errors import ConfigurationError
 from gordon_manager.events.router import router as events_router
 from gordon_manager.bots.router import router as bots_router
+from gordon_manager.bff.router import router as bff_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
@@ -21,6 +22,7 @@ from gordon_manager.http.problems import install_problem_handlers
 from gordon_manager.observability import metrics
 from gordon_manager.observability.start import start as start_observability
 from gordon_manager.proxies.router import router as proxies_router
+from gordon_manager.runs.router import router as runs_router
 from gordon_manager.settings import Settings, get_settings
 from gordon_manager.version import __version__
 
@@ -102,4 +104,6 @@ def routers() -> list:
         bots_router,
         proxies_router,
         events_router,
+        runs_router,
+        bff_router,
     ]

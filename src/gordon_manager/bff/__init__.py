@@ -1,0 +1,1 @@
+"""Console reads (BFF): portfolio, performance, overlays, data sources and pipeline, exchange ping."""

@@ -1,0 +1,233 @@
+"""SQL of the runs reads. Constants only; filters are composed from constant fragments, values are
+always bind parameters. Repos never commit (these are reads)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+RUN_COLUMNS = """id, kind, bot_id, status, strategy, params, symbol, interval, range_start, range_end, progress,
+    error, cancel_requested, created_by, created_at, started_at, finished_at, heartbeat_at, updated_at"""
+
+GET_RUN = f"SELECT {RUN_COLUMNS}, config, stats FROM trading.runs WHERE id = $1"
+RUN_EXISTS = "SELECT 1 FROM trading.runs WHERE id = $1"
+BOT_EXISTS = "SELECT 1 FROM trading.bot_configs WHERE id = $1"
+
+# (fragment with one {} for the parameter number, value) — see ``compose``.
+RUN_FILTERS = {
+    "bot_id": "bot_id = ${}",
+    "kind": "kind = ${}",
+    "status": "status = ${}",
+    "strategy": "strategy = ${}",
+    "symbol": "symbol = ${}",
+    "created_from": "created_at >= ${}",
+    "created_to": "created_at < ${}",
+    "before_id": "id < ${}",
+}
+
+
+def compose(base: str, filters: dict[str, str], values: dict[str, Any], tail: str) -> tuple[str, list[Any]]:
+    """``base WHERE <fragments> tail`` for the non-None ``values``; returns (sql, args).
+
+    Only constant fragments from ``filters`` enter the text; ``tail`` may use ``{limit}``.
+    """
+    clauses, args = [], []
+    for key, value in values.items():
+        if value is None or key == "limit":
+            continue
+        args.append(value)
+        clauses.append(filters[key].format(len(args)))
+    where = " WHERE " + " AND ".join(clauses) if clauses else ""
+    args.append(values.get("limit"))
+    return base + where + " " + tail.format(limit=f"${len(args)}"), args
+
+
+async def list_runs(conn: asyncpg.Connection, *, limit: int, **filters: Any) -> list[asyncpg.Record]:
+    """Runs newest first, filtered (``before_id`` is the keyset position)."""
+    sql, args = compose(f"SELECT {RUN_COLUMNS} FROM trading.runs", RUN_FILTERS, {**filters, "limit": limit},
+                        "ORDER BY id DESC LIMIT {limit}")
+    return await conn.fetch(sql, *args)
+
+
+async def get_run(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record | None:
+    """One run with config and stats, or None."""
+    return await conn.fetchrow(GET_RUN, run_id)
+
+
+async def run_exists(conn: asyncpg.Connection, *, run_id: int) -> bool:
+    """Whether the run exists."""
+    return await conn.fetchval(RUN_EXISTS, run_id) is not None
+
+
+async def bot_exists(conn: asyncpg.Connection, *, bot_id: int) -> bool:
+    """Whether the bot config exists (soft-deleted bots too: their history stays readable)."""
+    return await conn.fetchval(BOT_EXISTS, bot_id) is not None
+
+
+# -- round trips -----------------------------------------------------------------------------------
+ROUNDTRIP_FILTERS = {
+    "run_id": "run_id = ${}",
+    "side": "side = ${}",
+    "exit_from": "exit_at >= ${}",
+    "exit_to": "exit_at < ${}",
+    "after_id": "id > ${}",
+}
+ROUNDTRIP_COLUMNS = """id, run_id, bot_id, symbol, side, entry_at, exit_at, entry_price, exit_price, qty, gross_pnl,
+    fees, net_pnl, duration_s, exit_reason"""
+
+
+async def list_roundtrips(conn: asyncpg.Connection, *, limit: int, **filters: Any) -> list[asyncpg.Record]:
+    """A run's round trips by id (the order they were recorded), keyset after ``after_id``."""
+    sql, args = compose(f"SELECT {ROUNDTRIP_COLUMNS} FROM trading.roundtrips", ROUNDTRIP_FILTERS,
+                        {**filters, "limit": limit}, "ORDER BY id LIMIT {limit}")
+    return await conn.fetch(sql, *args)
+
+
+# -- bot events ------------------------------------------------------------------------------------
+EVENT_FILTERS = {
+    "bot_id": "bot_id = ${}",
+    "kind": "kind = ${}",
+    "level": "level = ${}",
+    "at_from": "at >= ${}",
+    "at_to": "at < ${}",
+    "before_id": "id < ${}",
+}
+
+
+async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: Any) -> list[asyncpg.Record]:
+    """A bot's events newest first (by id), keyset before ``before_id``."""
+    sql, args = compose("SELECT id, bot_id, run_id, kind, level, message, data, at FROM trading.bot_events",
+                        EVENT_FILTERS, {**filters, "limit": limit}, "ORDER BY id DESC LIMIT {limit}")
+    return await conn.fetch(sql, *args)
+
+
+# -- equity ----------------------------------------------------------------------------------------
+# One query per page: the run row decides 404 (no row) versus an empty page (one row of NULLs);
+# the points come from a keyset range scan of the (run_id, ts) primary key.
+EQUITY_PAGE = """
+SELECT e.ts, e.equity, e.cash, e.position_qty, e.price
+FROM trading.runs r
+LEFT JOIN LATERAL (
+    SELECT ts, equity, cash, position_qty, price FROM trading.equity_points
+    WHERE run_id = r.id AND ts > $2 AND ts < $3 ORDER BY ts LIMIT $4
+) e ON true
+WHERE r.id = $1
+"""
+
+# Keyset over (ts, run_id) across the bot's runs: each run contributes at most `limit` points.
+BOT_EQUITY_PAGE = """
+SELECT p.run_id, p.ts, p.equity, p.cash, p.position_qty, p.price
+FROM trading.runs r
+CROSS JOIN LATERAL (
+    SELECT run_id, ts, equity, cash, position_qty, price FROM trading.equity_points e
+    WHERE e.run_id = r.id AND e.ts >= $2 AND (e.ts > $2 OR e.run_id > $3) AND e.ts < $4
+    ORDER BY e.ts LIMIT $5
+) p
+WHERE r.bot_id = $1 AND r.kind = ANY($6::text[])
+ORDER BY p.ts, p.run_id
+LIMIT $5
+"""
+
+BOT_RUN_IDS = "SELECT id FROM trading.runs WHERE bot_id = $1 AND kind = ANY($2::text[]) ORDER BY id"
+
+# Day rollups overlapping [from, to): how many points, and the data's first/last time.
+EQUITY_EXTENT = """
+SELECT coalesce(sum(n), 0)::bigint AS n, min(first_at) AS first_at, max(last_at) AS last_at
+FROM trading.equity_rollups
+WHERE run_id = $1 AND width_s = 86400 AND bucket_at > $2::timestamptz - interval '1 day' AND bucket_at < $3
+"""
+
+EQUITY_SUMMARY = """
+SELECT sum(n)::bigint AS points, min(first_at) AS first_at, max(last_at) AS last_at,
+       (array_agg(first_equity ORDER BY bucket_at))[1] AS first_equity,
+       (array_agg(last_equity ORDER BY bucket_at DESC))[1] AS last_equity,
+       min(min_equity) AS min_equity, max(max_equity) AS max_equity
+FROM trading.equity_rollups WHERE run_id = $1 AND width_s = 86400
+"""
+
+RAW_POINTS = """
+SELECT ts, equity, cash, position_qty, price FROM trading.equity_points
+WHERE run_id = $1 AND ts >= $2 AND ts < $3 ORDER BY ts LIMIT $4
+"""
+
+# Candidates (epoch seconds, equity) = first/min/max/last of each `width` bucket of the raw points.
+RAW_CANDIDATES = """
+WITH b AS (
+    SELECT count(*) AS n, min(ARRAY[date_part('epoch', ts), equity]) AS f,
+           max(ARRAY[date_part('epoch', ts), equity]) AS l,
+           min(ARRAY[equity, date_part('epoch', ts)]) AS lo, max(ARRAY[equity, -date_part('epoch', ts)]) AS hi
+    FROM trading.equity_points
+    WHERE run_id = $1 AND ts >= $2 AND ts < $3
+    GROUP BY date_bin($4::interval, ts, $2)
+), c AS (
+    SELECT f[1] AS t, f[2] AS v FROM b UNION SELECT l[1], l[2] FROM b
+    UNION SELECT lo[2], lo[1] FROM b UNION SELECT -hi[2], hi[1] FROM b
+)
+SELECT coalesce(array_agg(t ORDER BY t), '{}') AS t, coalesce(array_agg(v ORDER BY t), '{}') AS v,
+       (SELECT coalesce(sum(n), 0)::bigint FROM b) AS n
+FROM c
+"""
+
+# The same candidates from the maintained rollups, for buckets wholly inside [from, to).
+ROLLUP_CANDIDATES = """
+WITH b AS (
+    SELECT n, first_at, first_equity, last_at, last_equity, min_at, min_equity, max_at, max_equity
+    FROM trading.equity_rollups
+    WHERE run_id = $1 AND width_s = $2 AND bucket_at >= $3 AND bucket_at < $4
+), c AS (
+    SELECT first_at AS t, first_equity AS v FROM b UNION SELECT last_at, last_equity FROM b
+    UNION SELECT min_at, min_equity FROM b UNION SELECT max_at, max_equity FROM b
+)
+SELECT coalesce(array_agg(date_part('epoch', t) ORDER BY t), '{}') AS t,
+       coalesce(array_agg(v ORDER BY t), '{}') AS v, (SELECT coalesce(sum(n), 0)::bigint FROM b) AS n
+FROM c
+"""
+
+
+async def equity_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
+                      limit: int) -> list[asyncpg.Record]:
+    """Points with ``after < ts < before``; [] when the run does not exist, [NULL row] when empty."""
+    return await conn.fetch(EQUITY_PAGE, run_id, after, before, limit)
+
+
+async def bot_equity_page(conn: asyncpg.Connection, *, bot_id: int, after_ts: datetime, after_run: int,
+                          before: datetime, kinds: Sequence[str], limit: int) -> list[asyncpg.Record]:
+    """The bot's points after the (ts, run_id) position, in (ts, run_id) order."""
+    return await conn.fetch(BOT_EQUITY_PAGE, bot_id, after_ts, after_run, before, limit, list(kinds))
+
+
+async def bot_run_ids(conn: asyncpg.Connection, *, bot_id: int, kinds: Sequence[str]) -> list[int]:
+    """Ids of the bot's runs of the given kinds."""
+    return [r["id"] for r in await conn.fetch(BOT_RUN_IDS, bot_id, list(kinds))]
+
+
+async def equity_extent(conn: asyncpg.Connection, *, run_id: int, start: datetime,
+                        end: datetime) -> asyncpg.Record:
+    """(n, first_at, last_at) of the day rollups overlapping [start, end) — n over-counts edge days."""
+    return await conn.fetchrow(EQUITY_EXTENT, run_id, start, end)
+
+
+async def equity_summary(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record:
+    """Point count, first/last time and equity, lowest/highest equity of a run."""
+    return await conn.fetchrow(EQUITY_SUMMARY, run_id)
+
+
+async def raw_points(conn: asyncpg.Connection, *, run_id: int, start: datetime, end: datetime,
+                     limit: int) -> list[asyncpg.Record]:
+    """Raw points in [start, end), at most ``limit``."""
+    return await conn.fetch(RAW_POINTS, run_id, start, end, limit)
+
+
+async def raw_candidates(conn: asyncpg.Connection, *, run_id: int, start: datetime, end: datetime,
+                         width: Any) -> asyncpg.Record:
+    """First/min/max/last of each ``width`` bucket of the raw points in [start, end)."""
+    return await conn.fetchrow(RAW_CANDIDATES, run_id, start, end, width)
+
+
+async def rollup_candidates(conn: asyncpg.Connection, *, run_id: int, width_s: int, start: datetime,
+                            end: datetime) -> asyncpg.Record:
+    """First/min/max/last of each ``width_s`` rollup bucket starting in [start, end)."""
+    return await conn.fetchrow(ROLLUP_CANDIDATES, run_id, width_s, start, end)

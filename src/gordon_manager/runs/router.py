@@ -1,0 +1,180 @@
+"""HTTP routes of the runs reads: parse, call the service, count and time the read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
+from pydantic import AwareDatetime
+
+from gordon_manager.bff.instrument import bff_read
+from gordon_manager.bff.readpool import reading
+from gordon_manager.errors import BadCursor, ClientError
+from gordon_manager.http.pagination import MAX_LIMIT, Pagination
+from gordon_manager.runs import equity, service
+from gordon_manager.runs.schemas import (
+    BotEquityPage,
+    BotEventPage,
+    DownsampleMethod,
+    EquityPage,
+    RoundtripPage,
+    RunDetail,
+    RunKind,
+    RunPage,
+    RunStatus,
+)
+
+router = APIRouter(tags=["runs"])
+
+RunId = Annotated[int, Path(ge=1, le=2**62, description="Run id.")]
+BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
+From = Annotated[AwareDatetime | None, Query(alias="from", description="Inclusive lower bound (RFC 3339 with offset).")]
+To = Annotated[AwareDatetime | None, Query(alias="to", description="Exclusive upper bound (RFC 3339 with offset).")]
+Strategy = Annotated[str | None, Query(min_length=1, max_length=64)]
+Symbol = Annotated[str | None, Query(pattern=r"^[A-Z0-9]{2,20}$")]
+EquityLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Points per page.")]
+EquityCursor = Annotated[str | None, Query(max_length=2048, description="Opaque cursor from `nextCursor`.")]
+Points = Annotated[int | None, Query(ge=2, le=20000, description=(
+    "Downsample the whole range to at most this many points (min/max-preserving); no paging."))]
+Method = Annotated[DownsampleMethod, Query(description="`lttb` (shape, with the global extremes) or `minmax` "
+                                                       "(every bucket's low and high).")]
+BOT_RUN_KINDS = ["paper", "shadow", "live"]
+JSON = "application/json"
+
+_BAD = {400: {"description": "Invalid cursor (problem+json)"},
+        422: {"description": "Invalid parameter, e.g. `from` after `to` or an unknown kind (problem+json)"}}
+_RUN_404 = {404: {"description": "No such run (problem+json)"}}
+_BOT_404 = {404: {"description": "No such bot (problem+json)"}}
+
+
+@router.get("/runs", response_model=RunPage, summary="List runs", responses=_BAD)
+@bff_read("runs.list")
+async def list_runs(request: Request, page: Pagination,
+                    bot: Annotated[int | None, Query(ge=1, le=2**62, description="Only this bot's runs.")] = None,
+                    kind: RunKind | None = None, status: RunStatus | None = None, strategy: Strategy = None,
+                    symbol: Symbol = None, start: From = None, end: To = None) -> RunPage:
+    """Runs newest first; filter by bot, kind, status, strategy, symbol and creation time [from, to)."""
+    async with reading(request.app.state.ctx) as conn:
+        return await service.list_runs(conn, page=page, bot_id=bot, kind=kind, status=status, strategy=strategy,
+                                       symbol=symbol, start=start, end=end)
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, summary="Get a run", responses=_RUN_404)
+@bff_read("runs.get")
+async def get_run(request: Request, run_id: RunId) -> RunDetail:
+    """Config, status, progress, statistics and equity summary of one run."""
+    async with reading(request.app.state.ctx) as conn:
+        return await service.get_run(conn, run_id=run_id)
+
+
+@router.get("/runs/{run_id}/roundtrips", response_model=RoundtripPage, summary="List a run's round trips",
+            responses={**_BAD, **_RUN_404})
+@bff_read("runs.roundtrips")
+async def list_roundtrips(request: Request, run_id: RunId, page: Pagination,
+                          side: Annotated[str | None, Query(pattern="^(long|short)$")] = None,
+                          start: From = None, end: To = None) -> RoundtripPage:
+    """Round trips in the order they closed; filter by side and exit time [from, to)."""
+    async with reading(request.app.state.ctx) as conn:
+        return await service.list_roundtrips(conn, page=page, run_id=run_id, side=side, start=start, end=end)
+
+
+@router.get("/runs/{run_id}/equity", response_model=EquityPage, summary="A run's equity curve",
+            responses={**_BAD, **_RUN_404})
+@bff_read("runs.equity")
+async def run_equity(request: Request, run_id: RunId, limit: EquityLimit = 500, cursor: EquityCursor = None,
+                     points: Points = None, method: Method = "lttb", start: From = None,
+                     end: To = None) -> Response:
+    """Points in time order over [from, to): keyset pages of `limit`, or with `points` the whole range
+    downsampled server-side in one answer (`downsample` says how)."""
+    service.check_range(start, end)
+    ctx = request.app.state.ctx
+    if points is not None:
+        if cursor is not None:
+            raise ClientError("`cursor` cannot be combined with `points` (a downsampled answer is not paged).")
+        async with reading(ctx) as conn:
+            body = await equity.run_downsampled(conn, run_id=run_id, start=start or equity.TIME_MIN,
+                                                end=end or equity.TIME_MAX, points=points, method=method)
+        return Response(body, media_type=JSON)
+    list_scope = f"equity|{run_id}|{end}"
+    if cursor is None:
+        after = start - equity.ONE_US if start is not None else equity.TIME_MIN
+    else:
+        after = _time_position(ctx.cursors.decode(list_scope, cursor), "t")
+    async with reading(ctx) as conn:
+        rows = await equity.run_page(conn, run_id=run_id, after=after, before=end or equity.TIME_MAX, limit=limit)
+    next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(rows[-1][0])}) if len(rows) == limit else None
+    return Response(equity.page_json(equity.point_dicts(rows), next_cursor), media_type=JSON)
+
+
+def _time_position(position: dict, key: str) -> datetime:
+    value = position.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadCursor("The cursor is not valid.")
+    try:
+        return equity.from_us(value)
+    except OverflowError as exc:
+        raise BadCursor("The cursor is not valid.") from exc
+
+
+@router.get("/bots/{bot_id}/runs", response_model=RunPage, summary="List a bot's runs",
+            responses={**_BAD, **_BOT_404})
+@bff_read("bots.runs")
+async def list_bot_runs(request: Request, bot_id: BotId, page: Pagination, kind: RunKind | None = None,
+                        status: RunStatus | None = None, start: From = None, end: To = None) -> RunPage:
+    """The bot's runs newest first; filter by kind, status and creation time [from, to)."""
+    async with reading(request.app.state.ctx) as conn:
+        return await service.list_bot_runs(conn, bot_id=bot_id, page=page, kind=kind, status=status,
+                                           strategy=None, symbol=None, start=start, end=end)
+
+
+@router.get("/bots/{bot_id}/equity", response_model=BotEquityPage, summary="A bot's equity across its runs",
+            responses={**_BAD, **_BOT_404})
+@bff_read("bots.equity")
+async def bot_equity(request: Request, bot_id: BotId, limit: EquityLimit = 500, cursor: EquityCursor = None,
+                     kind: Annotated[list[RunKind] | None, Query(description=(
+                         "Run kinds to include (repeatable); default paper, shadow and live."))] = None,
+                     points: Points = None, method: Method = "lttb", start: From = None,
+                     end: To = None) -> Response:
+    """Equity points of all the bot's runs (each tagged with `runId`) in time order over [from, to):
+    keyset pages, or with `points` the whole range downsampled."""
+    service.check_range(start, end)
+    ctx = request.app.state.ctx
+    kinds = sorted(set(kind)) if kind else BOT_RUN_KINDS
+    lo, hi = start or equity.TIME_MIN, end or equity.TIME_MAX
+    if points is not None and cursor is not None:
+        raise ClientError("`cursor` cannot be combined with `points` (a downsampled answer is not paged).")
+    list_scope = f"bot-equity|{bot_id}|{','.join(kinds)}|{end}"
+    after_ts, after_run = lo, 0
+    if cursor is not None:
+        position = ctx.cursors.decode(list_scope, cursor)
+        after_ts, after_run = _time_position(position, "t"), position.get("r")
+        if not isinstance(after_run, int) or isinstance(after_run, bool):
+            raise BadCursor("The cursor is not valid.")
+    async with reading(ctx) as conn:
+        await service.require_bot(conn, bot_id=bot_id)
+        if points is not None:
+            body = await equity.bot_downsampled(conn, bot_id=bot_id, kinds=kinds, start=lo, end=hi,
+                                                points=points, method=method)
+            return Response(body, media_type=JSON)
+        rows = await equity.repo.bot_equity_page(conn, bot_id=bot_id, after_ts=after_ts, after_run=after_run,
+                                                 before=hi, kinds=kinds, limit=limit)
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(rows[-1][1]), "r": rows[-1][0]})
+    return Response(equity.page_json(equity.bot_point_dicts(rows), next_cursor), media_type=JSON)
+
+
+@router.get("/bots/{bot_id}/events", response_model=BotEventPage, summary="A bot's recent events",
+            responses={**_BAD, **_BOT_404})
+@bff_read("bots.events")
+async def list_bot_events(request: Request, bot_id: BotId, page: Pagination,
+                          kind: Annotated[str | None, Query(min_length=1, max_length=64,
+                                                            description="Only events of this kind.")] = None,
+                          level: Annotated[str | None, Query(pattern="^(debug|info|warning|error)$")] = None,
+                          start: From = None, end: To = None) -> BotEventPage:
+    """The bot's events newest first; filter by kind, level and time [from, to)."""
+    async with reading(request.app.state.ctx) as conn:
+        return await service.list_bot_events(conn, page=page, bot_id=bot_id, kind=kind, level=level,
+                                             start=start, end=end)

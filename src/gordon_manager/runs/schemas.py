@@ -1,0 +1,147 @@
+"""Response models of the runs reads (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import Field
+
+from gordon_manager.http.models import CamelModel, Page
+
+RunKind = Literal["backtest", "paper", "shadow", "live"]
+RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped"]
+DownsampleMethod = Literal["lttb", "minmax"]
+
+_TS = "2024-03-01T12:00:00Z"
+
+
+class RunRead(CamelModel):
+    """One run (backtest, or a bot's paper/shadow/live run) as listed."""
+
+    id: int = Field(examples=[42])
+    kind: RunKind = Field(examples=["backtest"])
+    bot_id: int | None = Field(None, examples=[7], description="The bot this run belongs to (null for ad-hoc backtests).")
+    status: RunStatus = Field(examples=["done"])
+    strategy: str = Field(examples=["sma_crossover"])
+    params: dict[str, Any] = Field(examples=[{"fast": 10, "slow": 30}])
+    symbol: str = Field(examples=["BTCUSDT"])
+    interval: str = Field(examples=["1m"])
+    range_start: datetime | None = Field(None, examples=["2024-01-01T00:00:00Z"])
+    range_end: datetime | None = Field(None, examples=["2024-02-01T00:00:00Z"])
+    progress: float = Field(ge=0, le=1, examples=[1.0], description="Fraction done, 0..1.")
+    error: str | None = None
+    cancel_requested: bool = False
+    created_by: str | None = Field(None, examples=["operator"])
+    created_at: datetime = Field(examples=[_TS])
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    heartbeat_at: datetime | None = None
+    updated_at: datetime = Field(examples=[_TS])
+
+
+class EquitySummary(CamelModel):
+    """The run's equity series at a glance (from the rollups: no scan of the points)."""
+
+    points: int = Field(examples=[525600], description="Number of equity points.")
+    first_at: datetime = Field(examples=["2024-01-01T00:00:00Z"])
+    last_at: datetime = Field(examples=["2024-12-31T23:59:00Z"])
+    first_equity: float = Field(examples=[10000.0])
+    last_equity: float = Field(examples=[11234.5])
+    min_equity: float = Field(examples=[9420.1])
+    max_equity: float = Field(examples=[11890.0])
+
+
+class RunDetail(RunRead):
+    """One run with its configuration, statistics and equity summary."""
+
+    config: dict[str, Any] = Field(examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
+                                   description="Execution configuration the run used.")
+    stats: dict[str, Any] | None = Field(None, examples=[{"totalReturn": 0.12, "maxDrawdown": 0.08, "sharpe": 1.4}],
+                                         description="Statistics written when the run finished (null before).")
+    equity: EquitySummary | None = Field(None, description="Null while the run has no equity point.")
+
+
+class RunPage(Page[RunRead]):
+    """A page of runs, newest first."""
+
+
+class RoundtripRead(CamelModel):
+    """One closed trade. Money is exact: decimal strings."""
+
+    id: int = Field(examples=[1001])
+    run_id: int = Field(examples=[42])
+    bot_id: int | None = Field(None, examples=[7])
+    symbol: str = Field(examples=["BTCUSDT"])
+    side: Literal["long", "short"] = Field(examples=["long"])
+    entry_at: datetime = Field(examples=["2024-03-01T10:00:00Z"])
+    exit_at: datetime = Field(examples=[_TS])
+    entry_price: Decimal = Field(examples=["61000.5"])
+    exit_price: Decimal = Field(examples=["61500"])
+    qty: Decimal = Field(examples=["0.01"])
+    gross_pnl: Decimal = Field(examples=["4.995"])
+    fees: Decimal = Field(examples=["1.225"])
+    net_pnl: Decimal = Field(examples=["3.77"])
+    duration_s: float = Field(examples=[7200.0])
+    exit_reason: str | None = Field(None, examples=["signal"])
+
+
+class RoundtripPage(Page[RoundtripRead]):
+    """A page of round trips in the order they closed (by id)."""
+
+
+class EquityPointRead(CamelModel):
+    """One mark-to-market point. Downsampled points carry only ``ts`` and ``equity``."""
+
+    ts: datetime = Field(examples=[_TS])
+    equity: float = Field(examples=[10512.25])
+    cash: float | None = Field(None, examples=[512.25])
+    position_qty: float | None = Field(None, examples=[0.15])
+    price: float | None = Field(None, examples=[66666.67])
+
+
+class BotEquityPointRead(EquityPointRead):
+    """An equity point of one of the bot's runs."""
+
+    run_id: int = Field(examples=[42])
+
+
+class DownsampleInfo(CamelModel):
+    """How a ``points=`` request was answered."""
+
+    method: DownsampleMethod = Field(examples=["lttb"])
+    requested_points: int = Field(examples=[2000])
+    source_points: int = Field(examples=[10000000], description="Raw points in the requested range.")
+    source: str = Field(examples=["rollup-3600s"],
+                        description="`raw` (every point returned), `raw-buckets` (reduced from the raw points) "
+                                    "or `rollup-<width>s` (reduced from the maintained rollups).")
+
+
+class EquityPage(Page[EquityPointRead]):
+    """Equity points of a run in time order: a keyset page, or with ``points=`` the whole range downsampled."""
+
+    downsample: DownsampleInfo | None = Field(None, description="Set when `points` was given.")
+
+
+class BotEquityPage(Page[BotEquityPointRead]):
+    """Equity points of a bot's runs in time order (then run id)."""
+
+    downsample: DownsampleInfo | None = Field(None, description="Set when `points` was given.")
+
+
+class BotEventRead(CamelModel):
+    """Something that happened to a bot (lifecycle, quarantine, deploy, drift…)."""
+
+    id: int = Field(examples=[9001])
+    bot_id: int = Field(examples=[7])
+    run_id: int | None = Field(None, examples=[42])
+    kind: str = Field(examples=["quarantined"])
+    level: Literal["debug", "info", "warning", "error"] = Field(examples=["warning"])
+    message: str = Field(examples=["5 failures in 600 s"])
+    data: dict[str, Any] = Field(examples=[{"restarts": 5}])
+    at: datetime = Field(examples=[_TS])
+
+
+class BotEventPage(Page[BotEventRead]):
+    """A page of a bot's events, newest first."""

@@ -1,0 +1,122 @@
+"""Rules of the runs reads: positions from cursors, 404s, camelCase of stored JSON, page assembly."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.errors import BadCursor, NotFound, Unprocessable
+from gordon_manager.http.casing import camelize
+from gordon_manager.http.pagination import PageQuery
+from gordon_manager.runs import repo
+from gordon_manager.runs.schemas import (
+    BotEventPage,
+    BotEventRead,
+    EquitySummary,
+    RoundtripPage,
+    RoundtripRead,
+    RunDetail,
+    RunPage,
+    RunRead,
+)
+
+
+def check_range(start: datetime | None, end: datetime | None) -> None:
+    """``from`` must not be after ``to`` (422 naming both)."""
+    if start is not None and end is not None and start > end:
+        raise Unprocessable("`from` is after `to`.", extra={"errors": [
+            {"field": "from", "message": "must not be after `to`", "type": "range"}]})
+
+
+def scope(name: str, *parts: Any) -> str:
+    """The cursor scope of a list: its name and every filter, so a cursor only fits its own list."""
+    return "|".join([name, *("" if p is None else str(p) for p in parts)])
+
+
+def int_position(page: PageQuery, list_scope: str, key: str) -> int | None:
+    """An integer keyset position from the cursor (None on the first page)."""
+    position = page.position(list_scope)
+    if position is None:
+        return None
+    value = position.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadCursor("The cursor is not valid.")
+    return value
+
+
+def _run_read(row: asyncpg.Record) -> dict[str, Any]:
+    data = dict(row)
+    data["params"] = camelize(data["params"] or {})
+    return data
+
+
+async def list_runs(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | None, kind: str | None,
+                    status: str | None, strategy: str | None, symbol: str | None, start: datetime | None,
+                    end: datetime | None) -> RunPage:
+    """Runs newest first with the given filters."""
+    check_range(start, end)
+    list_scope = scope("runs", bot_id, kind, status, strategy, symbol, start, end)
+    before_id = int_position(page, list_scope, "id")
+    rows = await repo.list_runs(conn, limit=page.limit, bot_id=bot_id, kind=kind, status=status,
+                                strategy=strategy, symbol=symbol, created_from=start, created_to=end,
+                                before_id=before_id)
+    return RunPage(items=[RunRead.model_validate(_run_read(r)) for r in rows],
+                   next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
+
+
+async def get_run(conn: asyncpg.Connection, *, run_id: int) -> RunDetail:
+    """One run with config, stats and its equity summary; NotFound when absent."""
+    row = await repo.get_run(conn, run_id=run_id)
+    if row is None:
+        raise NotFound(f"run {run_id} does not exist")
+    data = _run_read(row)
+    data["config"] = camelize(data["config"] or {})
+    data["stats"] = camelize(data["stats"]) if data["stats"] is not None else None
+    summary = await repo.equity_summary(conn, run_id=run_id)
+    data["equity"] = EquitySummary.model_validate(dict(summary)) if summary["points"] else None
+    return RunDetail.model_validate(data)
+
+
+async def list_bot_runs(conn: asyncpg.Connection, *, bot_id: int, **kwargs: Any) -> RunPage:
+    """The bot's runs (404 when the bot does not exist)."""
+    await require_bot(conn, bot_id=bot_id)
+    return await list_runs(conn, bot_id=bot_id, **kwargs)
+
+
+async def require_bot(conn: asyncpg.Connection, *, bot_id: int) -> None:
+    """NotFound unless the bot config exists."""
+    if not await repo.bot_exists(conn, bot_id=bot_id):
+        raise NotFound(f"bot {bot_id} does not exist")
+
+
+async def list_roundtrips(conn: asyncpg.Connection, *, page: PageQuery, run_id: int, side: str | None,
+                          start: datetime | None, end: datetime | None) -> RoundtripPage:
+    """A run's round trips in the order they were recorded (404 when the run does not exist)."""
+    check_range(start, end)
+    list_scope = scope("roundtrips", run_id, side, start, end)
+    after_id = int_position(page, list_scope, "id")
+    if after_id is None and not await repo.run_exists(conn, run_id=run_id):
+        raise NotFound(f"run {run_id} does not exist")
+    rows = await repo.list_roundtrips(conn, limit=page.limit, run_id=run_id, side=side, exit_from=start,
+                                      exit_to=end, after_id=after_id)
+    return RoundtripPage(items=[RoundtripRead.model_validate(dict(r)) for r in rows],
+                         next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
+
+
+async def list_bot_events(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int, kind: str | None,
+                          level: str | None, start: datetime | None, end: datetime | None) -> BotEventPage:
+    """A bot's events, newest first (404 when the bot does not exist)."""
+    check_range(start, end)
+    list_scope = scope("bot-events", bot_id, kind, level, start, end)
+    before_id = int_position(page, list_scope, "id")
+    await require_bot(conn, bot_id=bot_id)
+    rows = await repo.list_bot_events(conn, limit=page.limit, bot_id=bot_id, kind=kind, level=level,
+                                      at_from=start, at_to=end, before_id=before_id)
+    items = []
+    for r in rows:
+        data = dict(r)
+        data["data"] = camelize(data["data"] or {})
+        items.append(BotEventRead.model_validate(data))
+    return BotEventPage(items=items, next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
