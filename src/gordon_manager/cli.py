@@ -108,6 +108,26 @@ def migrate_cmd() -> None:
 
 
 @app.command()
+def bot() -> None:
+    """Run one bot (the process inside a bot container): reads GORDON_BOT_ID and GORDON_DATABASE_URL."""
+    from gordon_manager.botrunner.main import BotEnv, run_bot
+
+    configure_logging(os_environ_level())
+    try:
+        env = BotEnv.from_environ()
+        code = asyncio.run(run_bot(env))
+    except GordonError as exc:
+        fail(exc.detail)
+    raise typer.Exit(code)
+
+
+def os_environ_level() -> str:
+    import os
+
+    return os.environ.get("GORDON_MANAGER_LOG_LEVEL", "INFO")
+
+
+@app.command()
 def openapi() -> None:
     """Print the OpenAPI document as YAML (this is what openapi.yaml must contain)."""
     from gordon_manager.app import create_app

@@ -1,0 +1,33 @@
+"""The bot's own /metrics (its own registry; the manager scrapes it through file-SD).
+
+Names match what the manager's metrics-summary queries (proxies/prometheus.py).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+
+
+class BotMetrics:
+    """Metrics of one bot process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.up = Gauge("gordon_bot_up", "1 while the bot runs.", registry=r)
+        self.decisions = Counter("gordon_bot_decisions_total", "Strategy decisions taken (one per bar, hold included).",
+                                 ["side"], registry=r)
+        self.orders = Counter("gordon_bot_orders_total", "Orders sent (paper fills, live order intents).", ["side"],
+                              registry=r)
+        self.errors = Counter("gordon_bot_errors_total", "Errors the bot survived.", ["kind"], registry=r)
+        self.equity = Gauge("gordon_bot_equity", "Mark-to-market equity in quote currency.", registry=r)
+        self.last_bar = Gauge("gordon_bot_last_bar_timestamp_seconds", "Unix time at which the bot last processed a bar.",
+                              registry=r)
+        self.heartbeat = Gauge("gordon_bot_heartbeat_timestamp_seconds", "Unix time of the bot's last heartbeat.",
+                               registry=r)
+        self.paused = Gauge("gordon_bot_paused", "1 while the bot is paused (not trading).", registry=r)
+        self.bars = Counter("gordon_bot_bars_total", "Bars processed.", registry=r)
+
+    def serve(self, port: int, addr: str) -> None:
+        """Expose /metrics on ``addr:port`` (a daemon thread)."""
+        start_http_server(port, addr=addr, registry=self.registry)

@@ -1,0 +1,161 @@
+"""The bot runner's SQL: its config, its bars (through v_klines_reader), and what it writes.
+
+The bot logs in as ``gordon_bot``: it reads its config and market data views, and writes its own
+run, equity points, round trips, decisions, events and heartbeat. Each batch of bars is written in
+one transaction, so a stop or crash never leaves a half-written bar behind.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
+
+SELECT_CONFIG = """
+SELECT id, name, strategy, symbol, interval, params, execution, mode, desired_state, spec_version, shadow_of, labels
+  FROM trading.bot_configs WHERE id = $1 AND deleted_at IS NULL
+"""
+
+# Closed bars only: a streaming pipeline may store the bar that is still forming.
+SELECT_BARS = """
+SELECT (extract(epoch FROM open_time) * 1000)::bigint AS ts, open, high, low, close, volume
+  FROM market_data.v_klines_reader
+ WHERE symbol = $1 AND interval = $2 AND open_time >= $3 AND close_time < now()
+ ORDER BY open_time
+ LIMIT $4
+"""
+
+# The open time of the bar `offset` bars before the newest closed one (where a live bot starts).
+SELECT_START = """
+SELECT open_time FROM market_data.v_klines_reader
+ WHERE symbol = $1 AND interval = $2 AND close_time < now()
+ ORDER BY open_time DESC OFFSET $3 LIMIT 1
+"""
+
+SELECT_FIRST = """
+SELECT min(open_time) FROM market_data.v_klines_reader WHERE symbol = $1 AND interval = $2
+"""
+
+# A shadow bot replays from its live bot's current run start, so both hold the same state.
+SELECT_LIVE_RUN_START = """
+SELECT range_start FROM trading.runs
+ WHERE bot_id = $1 AND kind IN ('paper', 'live') AND status = 'running'
+ ORDER BY id DESC LIMIT 1
+"""
+
+INSERT_RUN = """
+INSERT INTO trading.runs (kind, bot_id, status, strategy, params, symbol, interval, range_start, config,
+                          started_at, heartbeat_at, created_by)
+VALUES ($1, $2, 'running', $3, $4, $5, $6, $7, $8, now(), now(), 'bot')
+RETURNING id
+"""
+
+FINISH_RUN = """
+UPDATE trading.runs SET status = $2, error = $3, finished_at = now(), updated_at = now(), stats = $4
+ WHERE id = $1
+"""
+
+HEARTBEAT_RUN = "UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1"
+HEARTBEAT_STATUS = "UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = $2 WHERE bot_id = $1"
+
+INSERT_EVENT = """
+INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+INSERT_DECISION = """
+INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+async def load_config(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(SELECT_CONFIG, bot_id)
+
+
+async def fetch_bars(conn: asyncpg.Connection, *, symbol: str, interval: str, from_ts: datetime,
+                     limit: int) -> list[Bar]:
+    """Closed bars from ``from_ts`` on, oldest first."""
+    rows = await conn.fetch(SELECT_BARS, symbol, interval, from_ts, limit)
+    return [Bar(r["ts"], r["open"], r["high"], r["low"], r["close"], r["volume"]) for r in rows]
+
+
+async def start_of_window(conn: asyncpg.Connection, *, symbol: str, interval: str, bars_back: int) -> datetime | None:
+    """Open time of the bar ``bars_back`` before the newest closed bar (or the oldest bar there is)."""
+    at = await conn.fetchval(SELECT_START, symbol, interval, bars_back)
+    return at or await conn.fetchval(SELECT_FIRST, symbol, interval)
+
+
+async def first_bar_at(conn: asyncpg.Connection, *, symbol: str, interval: str) -> datetime | None:
+    return await conn.fetchval(SELECT_FIRST, symbol, interval)
+
+
+async def live_run_start(conn: asyncpg.Connection, *, bot_id: int) -> datetime | None:
+    return await conn.fetchval(SELECT_LIVE_RUN_START, bot_id)
+
+
+async def create_run(conn: asyncpg.Connection, *, cfg: asyncpg.Record, range_start: datetime | None) -> int:
+    config = {"execution": cfg["execution"], "specVersion": cfg["spec_version"], "mode": cfg["mode"],
+              "shadowOf": cfg["shadow_of"]}
+    return await conn.fetchval(INSERT_RUN, cfg["mode"], cfg["id"], cfg["strategy"], cfg["params"], cfg["symbol"],
+                               cfg["interval"], range_start, config)
+
+
+async def finish_run(conn: asyncpg.Connection, *, run_id: int, status: str, error: str | None,
+                     stats: dict | None) -> None:
+    await conn.execute(FINISH_RUN, run_id, status, error, stats)
+
+
+async def heartbeat(conn: asyncpg.Connection, *, bot_id: int, run_id: int, last_bar_at: datetime | None,
+                    metrics_port: int | None) -> None:
+    await conn.execute(HEARTBEAT_RUN, run_id, last_bar_at)
+    await conn.execute(HEARTBEAT_STATUS, bot_id, metrics_port)
+
+
+async def event(conn: asyncpg.Connection, *, bot_id: int, run_id: int | None, kind: str, message: str,
+                level: str = "info", data: dict | None = None) -> None:
+    await conn.execute(INSERT_EVENT, bot_id, run_id, kind, level, message, data or {})
+
+
+async def write_batch(conn: asyncpg.Connection, *, bot_id: int, run_id: int, symbol: str,
+                      events: list[tuple[Bar, list[Any], float, float]]) -> None:
+    """Persist the outcome of a batch of bars (call inside a transaction)."""
+    equity, trips, decisions, notes = [], [], [], []
+    for bar, happened, cash, qty in events:
+        for item in happened:
+            if isinstance(item, EquityPoint):
+                equity.append((run_id, ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
+            elif isinstance(item, Decision):
+                decisions.append((bot_id, run_id, ms_to_dt(item.ts), item.side.value, item.qty,
+                                  item.order_type.value, item.price, item.reason.value))
+            elif isinstance(item, RoundTrip):
+                trips.append((run_id, bot_id, symbol, "long", ms_to_dt(item.entry_ts), ms_to_dt(item.exit_ts),
+                              item.entry_price, item.exit_price, item.qty, item.gross_pnl, item.fees, item.net_pnl,
+                              item.duration_ms / 1000.0, item.exit_reason.value))
+            elif isinstance(item, Fill):
+                notes.append((bot_id, run_id, "fill", "info",
+                              f"{item.side.value} {item.qty} @ {item.price} ({item.order_type.value})",
+                              {"orderId": item.order_id, "side": item.side.value, "qty": str(item.qty),
+                               "price": str(item.price), "fee": str(item.fee), "ts": item.ts,
+                               "reason": item.reason.value}))
+            elif isinstance(item, Rejection):
+                notes.append((bot_id, run_id, "order_rejected", "warning", item.reason,
+                              {"orderId": item.order_id, "ts": item.ts}))
+    if equity:
+        await conn.copy_records_to_table("equity_points", schema_name="trading", records=equity,
+                                         columns=["run_id", "ts", "equity", "cash", "position_qty", "price"])
+    if trips:
+        await conn.copy_records_to_table(
+            "roundtrips", schema_name="trading", records=trips,
+            columns=["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
+                     "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"])
+    if decisions:
+        await conn.executemany(INSERT_DECISION, decisions)
+    if notes:
+        await conn.executemany(INSERT_EVENT, notes)

@@ -1,0 +1,220 @@
+"""`gordon-manager bot` end to end: replay parity with the backtest, follow mode, pause/resume,
+clean SIGTERM, /metrics, live intents on NATS, bad environment."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+import asyncpg
+import httpx
+import pytest
+
+from gordon_manager.backtests.engine import run_backtest
+from gordon_manager.botrunner.loop import BarLoop
+from gordon_manager.execution import ExecutionConfig
+from tests.botrunner.conftest import START, create_bot_row, insert_klines, spawn_bot, synth, terminate
+from tests.conftest import wait_for
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def symbol() -> str:
+    return "T" + uuid.uuid4().hex[:8].upper()
+
+
+async def fetch(db, query: str, *args):
+    conn = await asyncpg.connect(db.admin_url)
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()
+
+
+async def run_row(db, bot_id: int):
+    rows = await fetch(db, "SELECT * FROM trading.runs WHERE bot_id = $1 ORDER BY id DESC LIMIT 1", bot_id)
+    return rows[0] if rows else None
+
+
+async def test_replay_equals_the_backtest_on_the_same_bars(bdb):
+    sym = symbol()
+    bars = synth(900, seed=7)
+    await insert_klines(bdb.admin_url, bars, symbol=sym)
+    execution = {"taker_fee_bps": "10", "slippage_bps": "2"}
+    bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20},
+                                  labels={"replay.speed": "0"}, execution=execution)
+    proc = spawn_bot(bdb, bot_id)
+    try:
+        async def done():
+            run = await run_row(bdb, bot_id)
+            if run is None:
+                return False
+            n = (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"]))[0]["n"]
+            return n == len(bars)
+
+        await wait_for(done, timeout=30)
+    finally:
+        assert terminate(proc) == 0, proc.stderr.read()
+    expected = run_backtest(bars, "sma_crossover", {"fast": 5, "slow": 20}, ExecutionConfig(**execution))
+    run = await run_row(bdb, bot_id)
+    assert run["status"] == "stopped" and run["kind"] == "paper" and run["finished_at"] is not None
+    equity = await fetch(bdb, "SELECT equity FROM trading.equity_points WHERE run_id = $1 ORDER BY ts", run["id"])
+    assert [r["equity"] for r in equity] == expected.equity.tolist()  # bit-identical floats
+    decisions = await fetch(bdb, "SELECT side, qty, price FROM trading.bot_decisions WHERE run_id = $1 ORDER BY bar_at",
+                            run["id"])
+    assert [(r["side"], r["qty"], r["price"]) for r in decisions] == \
+        [(d.side.value, d.qty, d.price) for d in expected.decisions]
+    trips = await fetch(bdb, "SELECT entry_price, exit_price, qty, net_pnl, fees FROM trading.roundtrips"
+                             " WHERE run_id = $1 ORDER BY entry_at", run["id"])
+    assert [(r["entry_price"], r["exit_price"], r["qty"], r["net_pnl"], r["fees"]) for r in trips] == \
+        [(t.entry_price, t.exit_price, t.qty, t.net_pnl, t.fees) for t in expected.round_trips]
+    assert len(trips) > 3
+    kinds = [r["kind"] for r in await fetch(bdb, "SELECT kind FROM trading.bot_events WHERE run_id = $1", run["id"])]
+    assert kinds[0] == "started" and kinds[-1] == "stopped" and "fill" in kinds
+
+
+async def test_follow_mode_pause_resume_metrics_and_clean_stop(bdb):
+    sym = symbol()
+    history = synth(200, seed=3)
+    await insert_klines(bdb.admin_url, history, symbol=sym)
+    bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20})
+    port = free_port()
+    proc = spawn_bot(bdb, bot_id, GORDON_BOT_METRICS_PORT=str(port))
+    try:
+        async def points():
+            run = await run_row(bdb, bot_id)
+            if run is None:
+                return -1
+            return (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1",
+                                run["id"]))[0]["n"]
+
+        # warms up on the last `warmup` stored bars, not on the whole history
+        window = BarLoop("sma_crossover", {"fast": 5, "slow": 20}).window
+        await wait_for(lambda: _eq(points, window), timeout=20)
+        run = await run_row(bdb, bot_id)
+        assert run["range_start"] == START + timedelta(minutes=200 - window)
+        # new bars arrive (the following minutes of the same path) and are traded
+        more = synth(260, seed=3)
+        later = more.slice(200, 230)
+        await insert_klines(bdb.admin_url, later, symbol=sym)
+        await wait_for(lambda: _eq(points, window + 30), timeout=20)
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        assert f"gordon_bot_bars_total {window + 30}.0" in metrics and "gordon_bot_equity" in metrics
+        assert "gordon_bot_decisions_total" in metrics
+        # pause: bars arriving now are not consumed
+        proc.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(0.5)
+        await insert_klines(bdb.admin_url, more.slice(230, 240), symbol=sym)
+        await asyncio.sleep(1.0)
+        assert await points() == window + 30
+        assert "gordon_bot_paused 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        # resume: the stale bars are skipped, the next new bar is traded
+        proc.send_signal(signal.SIGUSR2)
+        await asyncio.sleep(0.5)
+        await insert_klines(bdb.admin_url, more.slice(240, 245), symbol=sym)
+        await wait_for(lambda: _eq(points, window + 35), timeout=20)
+        heartbeat = (await fetch(bdb, "SELECT last_heartbeat_at, metrics_port FROM trading.bot_status WHERE bot_id = $1",
+                                 bot_id))[0]
+        assert heartbeat["last_heartbeat_at"] is not None and heartbeat["metrics_port"] == port
+    finally:
+        code = terminate(proc)
+    assert code == 0
+    run = await run_row(bdb, bot_id)
+    assert run["status"] == "stopped"
+    assert await points() == window + 35, "nothing half-written"
+    kinds = [r["kind"] for r in await fetch(bdb, "SELECT kind FROM trading.bot_events WHERE run_id = $1", run["id"])]
+    assert "resumed" in kinds and kinds[-1] == "stopped"
+
+
+async def _eq(fn, value) -> bool:
+    return await fn() == value
+
+
+async def test_shadow_bot_starts_where_its_live_bot_started(bdb):
+    sym = symbol()
+    await insert_klines(bdb.admin_url, synth(100, seed=5), symbol=sym)
+    live_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20})
+    live = spawn_bot(bdb, live_id)
+    try:
+        await wait_for(lambda: run_row(bdb, live_id), timeout=20)
+        live_run = await run_row(bdb, live_id)
+        shadow_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20}, mode="shadow",
+                                         shadow_of=live_id)
+        shadow = spawn_bot(bdb, shadow_id)
+        try:
+            await wait_for(lambda: run_row(bdb, shadow_id), timeout=20)
+            shadow_run = await run_row(bdb, shadow_id)
+            assert shadow_run["kind"] == "shadow"
+            assert shadow_run["range_start"] == live_run["range_start"]
+        finally:
+            assert terminate(shadow) == 0
+    finally:
+        assert terminate(live) == 0
+
+
+async def test_live_mode_publishes_intents_for_new_bars_only(bdb, tmp_path):
+    import nats
+
+    from tests.events.helpers import NatsServer
+
+    server = NatsServer(tmp_path / "js")
+    server.start()
+    try:
+        sym = symbol()
+        path = synth(400, seed=11)
+        await insert_klines(bdb.admin_url, path.slice(0, 100), symbol=sym)
+        bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 3, "slow": 8}, mode="live")
+        client = await nats.connect(server.url)
+        received: list[bytes] = []
+
+        async def on_intent(msg) -> None:
+            received.append(msg.data)
+
+        await client.subscribe(f"orders.intents.{bot_id}", cb=on_intent)
+        proc = spawn_bot(bdb, bot_id, GORDON_BUS_NATS_URL=server.url)
+        try:
+            await wait_for(lambda: run_row(bdb, bot_id), timeout=20)
+            await asyncio.sleep(1.0)
+            assert received == [], "history is never sent as live intents"
+            await insert_klines(bdb.admin_url, path.slice(100, 400), symbol=sym)
+
+            async def decided():
+                run = await run_row(bdb, bot_id)
+                rows = await fetch(bdb, "SELECT count(*) AS n FROM trading.bot_decisions WHERE run_id = $1", run["id"])
+                return rows[0]["n"] > 0 and len(received) == rows[0]["n"]
+
+            await wait_for(decided, timeout=20)
+            import orjson
+
+            intent = orjson.loads(received[0])
+            assert intent["botId"] == bot_id and intent["side"] in ("buy", "sell")
+            assert Decimal(intent["qty"]) > 0 and intent["clientOrderId"].startswith(f"gb{bot_id}-")
+        finally:
+            assert terminate(proc) == 0
+            await client.close()
+    finally:
+        server.stop()
+
+
+def test_missing_environment_is_a_clear_error():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GORDON_")}
+    result = subprocess.run([sys.executable, "-m", "gordon_manager.cli", "bot"], env=env, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2 and "GORDON_BOT_ID is not set" in result.stderr
+
+
+async def test_unknown_bot_exits_2(bdb):
+    proc = spawn_bot(bdb, 987654)
+    assert proc.wait(timeout=30) == 2
