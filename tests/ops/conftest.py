@@ -101,7 +101,11 @@ class BotFactory:
             if bot.metrics is not None:
                 bot.metrics.close()
         ids = [b.id for b in self.bots]
-        # Soft-delete: no reconciler of a later test may try to run these rows.
+        # Leave nothing "running" behind for later tests: stop the runs, drop the portfolio rows,
+        # soft-delete the bots (no reconciler of a later test may try to run these rows).
+        await self.conn.execute("UPDATE trading.runs SET status = 'stopped' WHERE bot_id = ANY($1)"
+                                " AND status = 'running'", ids)
+        await self.conn.execute("DELETE FROM trading.portfolio_state WHERE bot_id = ANY($1)", ids)
         await self.conn.execute("UPDATE trading.bot_status SET observed_state = 'removed' WHERE bot_id = ANY($1)", ids)
         await self.conn.execute("UPDATE trading.bot_configs SET desired_state = 'stopped', deleted_at = now()"
                                 " WHERE id = ANY($1)", ids)
