@@ -28,7 +28,8 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from gordon_manager.errors import ClientError, Forbidden, GordonError, PeerError, PeerTimeout, Unauthorized, Unprocessable
+from gordon_manager.errors import (ClientError, Forbidden, GordonError, PeerError, PeerTimeout, Unauthorized,
+                                   Unprocessable)
 from gordon_manager.http.auth import require_operator
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
@@ -174,8 +175,9 @@ async def forward(ctx: Any, request: Request, *, action: RiskAction, actor: str)
     try:
         command = await parse_command(request)
     except ClientError as exc:
+        invalid = {"error": exc.detail, "errors": exc.extra.get("errors")}
         await record(ctx, action=action, actor=actor, outcome="invalid", status_code=exc.status, target=None,
-                     detail={"error": exc.detail, **({"errors": exc.extra["errors"]} if "errors" in exc.extra else {})})
+                     detail={k: v for k, v in invalid.items() if v is not None})
         raise
     detail: dict[str, Any] = {"reason": command.reason, "scope": command.scope}
     try:
@@ -189,10 +191,11 @@ async def forward(ctx: Any, request: Request, *, action: RiskAction, actor: str)
     except GordonError as exc:
         outcome = ("not_configured" if isinstance(exc, PeerNotConfigured) else
                    "timeout" if isinstance(exc, PeerTimeout) else "upstream_error")
+        detail.update(error=exc.detail, durationMs=_ms(started))
+        if "upstreamStatus" in exc.extra:
+            detail["upstreamStatus"] = exc.extra["upstreamStatus"]
         await record(ctx, action=action, actor=actor, outcome=outcome, status_code=exc.status,
-                     target=command.scope, detail={**detail, "error": exc.detail, "durationMs": _ms(started),
-                                                   **({"upstreamStatus": exc.extra["upstreamStatus"]}
-                                                      if "upstreamStatus" in exc.extra else {})})
+                     target=command.scope, detail=detail)
         raise
     detail.update(upstreamStatus=response.status_code, durationMs=_ms(started))
     if len(response.content) <= ANSWER_AUDIT_LIMIT:
