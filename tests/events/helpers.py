@@ -19,7 +19,6 @@ import pytest
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
-from gordon_manager.app import create_app
 from gordon_manager.settings import Settings
 from tests.infra.net import free_port
 
@@ -54,6 +53,8 @@ class LiveManager:
 @asynccontextmanager
 async def live_manager(settings: Settings) -> AsyncIterator[LiveManager]:
     """Serve create_app(settings) until the block ends."""
+    from gordon_manager.app import create_app
+
     app = create_app(settings)
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False,
@@ -149,9 +150,21 @@ def unpack(frame: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 @asynccontextmanager
-async def ws_client(url: str, *, compression: str | None = None, **kwargs: Any) -> AsyncIterator[Client]:
-    """A connected client (welcome frame consumed). compression=None gets the raw fast path."""
-    async with connect(url, compression=compression, open_timeout=5, ping_interval=None, **kwargs) as ws:
+async def ws_client(url: str, *, compression: str | None = None, rcvbuf: int | None = None,
+                    **kwargs: Any) -> AsyncIterator[Client]:
+    """A connected client (welcome frame consumed). compression=None gets the raw fast path.
+
+    ``rcvbuf`` sets SO_RCVBUF before connecting (a small TCP window, to make a stalled client back up fast).
+    """
+    if rcvbuf is not None:
+        host, port = url.split("//", 1)[1].split("/", 1)[0].split(":")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, int(port)))
+        kwargs["sock"] = sock
+    async with connect(url, compression=compression, open_timeout=5, close_timeout=1, ping_interval=None,
+                       **kwargs) as ws:
         client = Client(ws)
         welcome = await client.recv()
         assert welcome["type"] == "welcome", welcome

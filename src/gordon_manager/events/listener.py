@@ -28,7 +28,8 @@ from gordon_manager.observability import metrics
 
 logger = logging.getLogger(__name__)
 HEALTH_SOURCE = "events_listener"
-_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseUnavailable)
+_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              DatabaseUnavailable)
 
 
 class Sequencer:

@@ -79,11 +79,14 @@ class NatsBreakerConsumer(LoopService):
         """Connect, ensure stream and durable consumer, bind the pull subscription."""
         try:
             if self._nc is None:
-                self._nc = await nats.connect(
-                    self._url, name="gordon-manager", connect_timeout=self._connect_timeout_s,
-                    allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                    disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
-                    error_cb=self._on_error)
+                # With unlimited reconnects nats-py also retries the *first* connect forever; bound it
+                # so that a NATS that is down at start-up shows in /healthz and is retried by this loop.
+                async with asyncio.timeout(self._connect_timeout_s):
+                    self._nc = await nats.connect(
+                        self._url, name="gordon-manager", connect_timeout=self._connect_timeout_s,
+                        allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                        disconnected_cb=self._on_disconnected, reconnected_cb=self._on_reconnected,
+                        error_cb=self._on_error)
             js = self._nc.jetstream()
             self._stream = await self._ensure_stream(js)
             await self._ensure_consumer(js, self._stream)
@@ -164,7 +167,8 @@ class NatsBreakerConsumer(LoopService):
         self.wake()
 
     async def _on_error(self, exc: Exception) -> None:
-        logger.warning("nats client error", extra={"error": f"{type(exc).__name__}: {exc}"})
+        # Called on every failed reconnect attempt; the state is in /healthz, so keep the log quiet.
+        logger.debug("nats client error", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     async def _close_connection(self) -> None:
         nc, self._nc, self._sub = self._nc, None, None

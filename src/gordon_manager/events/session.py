@@ -32,7 +32,8 @@ from gordon_manager.version import __version__
 logger = logging.getLogger(__name__)
 MAX_REPLAY_ROWS = 10_000
 REPLAY_FRAME_EVENTS = 500
-_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, DatabaseUnavailable)
+_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
+              DatabaseUnavailable)
 
 
 class Session:
