@@ -74,9 +74,9 @@ class PortfolioRead(CamelModel):
 class PerformanceFigures(CamelModel):
     """Time-weighted returns, drawdown and Sharpe of one equity series (fractions, not percent)."""
 
-    return_1d: float | None = Field(None, examples=[0.004])
-    return_7d: float | None = Field(None, examples=[0.021])
-    return_30d: float | None = Field(None, examples=[0.057])
+    return_1d: float | None = Field(None, alias="return1d", examples=[0.004])
+    return_7d: float | None = Field(None, alias="return7d", examples=[0.021])
+    return_30d: float | None = Field(None, alias="return30d", examples=[0.057])
     return_all: float | None = Field(None, examples=[0.183])
     max_drawdown: float | None = Field(None, examples=[0.081], description="Positive fraction of the peak.")
     sharpe: float | None = Field(None, examples=[1.42], description="Annualised (√365) from daily returns.")
@@ -197,7 +197,7 @@ class DataStatus(CamelModel):
         "`empty`: no source reported yet; `degraded`: a source is stale or a backfill job failed in 24 h."))
     sources: list[SourceStatus]
     backfill: BackfillCounts
-    failed_backfills_24h: int = Field(examples=[0])
+    failed_backfills_24h: int = Field(alias="failedBackfills24h", examples=[0])
 
 
 class InventoryItem(CamelModel):
