@@ -21,7 +21,7 @@ def test_six_queries_use_the_documented_bot_metrics():
     rendered = " ".join(q.format(bot_id=42) for q in SUMMARY_QUERIES.values())
     for name in BOT_METRICS:
         assert name in rendered
-    assert rendered.count('bot_id="42"') == 6
+    assert rendered.count('bot_id="42"') == 9  # the three rates fall back to 0 while the bot is up
 
 
 async def test_full_summary_of_a_scraped_bot(prom_stack, ops_app, bots):
@@ -36,7 +36,8 @@ async def test_full_summary_of_a_scraped_bot(prom_stack, ops_app, bots):
             bot.metrics.orders.inc()
             bot.metrics.last_bar.set(time.time())
             body = (await client.get(ROUTE.format(bot.id))).json()
-            return body if body["complete"] else None
+            # rate() needs two scrapes: until then the counters read 0 (scraped, nothing counted yet)
+            return body if body["complete"] and body["decisionsPerMin"] and body["ordersPerMin"] else None
 
         body = await wait_for(complete, timeout=25, interval=0.5)
         assert body["botId"] == bot.id
@@ -66,8 +67,10 @@ async def test_partial_summary_names_what_is_missing(prom_stack, ops_app, bots, 
         missing = {m["query"]: m for m in body["missing"]}
         assert missing["orders_per_min"]["reason"] == "error"
         assert "prometheus refused the query (400)" in missing["orders_per_min"]["detail"]
-        for name in ("decisions_per_min", "errors_per_min", "last_bar_age_seconds"):
-            assert missing[name]["reason"] == "no_data"
+        assert missing["last_bar_age_seconds"]["reason"] == "no_data"
+        assert set(missing) == {"orders_per_min", "last_bar_age_seconds"}
+        # Counters the bot has not exposed yet read as 0 while it is scraped, not as unknown.
+        assert body["decisionsPerMin"] == 0 and body["errorsPerMin"] == 0
         assert body["ordersPerMin"] is None
 
 

@@ -45,12 +45,16 @@ BOT_METRICS: tuple[str, ...] = (
 )
 
 # Summary field -> PromQL template; {bot_id} is the int path parameter, never free text. Rates are
-# per second over 5 minutes, times 60.
+# per second over 5 minutes, times 60. A labelled counter has no series until its first increment,
+# so while the bot is scraped (up == 1) a missing counter means "none yet": `or on() (0 * up)`.
 SUMMARY_QUERIES: dict[str, str] = {
     "up": 'max(up{{bot_id="{bot_id}"}})',
-    "decisions_per_min": '60 * sum(rate(gordon_bot_decisions_total{{bot_id="{bot_id}"}}[5m]))',
-    "orders_per_min": '60 * sum(rate(gordon_bot_orders_total{{bot_id="{bot_id}"}}[5m]))',
-    "errors_per_min": '60 * sum(rate(gordon_bot_errors_total{{bot_id="{bot_id}"}}[5m]))',
+    "decisions_per_min": '(60 * sum(rate(gordon_bot_decisions_total{{bot_id="{bot_id}"}}[5m])))'
+                         ' or on() (0 * max(up{{bot_id="{bot_id}"}} == 1))',
+    "orders_per_min": '(60 * sum(rate(gordon_bot_orders_total{{bot_id="{bot_id}"}}[5m])))'
+                      ' or on() (0 * max(up{{bot_id="{bot_id}"}} == 1))',
+    "errors_per_min": '(60 * sum(rate(gordon_bot_errors_total{{bot_id="{bot_id}"}}[5m])))'
+                      ' or on() (0 * max(up{{bot_id="{bot_id}"}} == 1))',
     "equity": 'max(gordon_bot_equity{{bot_id="{bot_id}"}})',
     "last_bar_age_seconds": 'time() - max(gordon_bot_last_bar_timestamp_seconds{{bot_id="{bot_id}"}})',
 }
