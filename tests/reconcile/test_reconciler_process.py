@@ -169,7 +169,7 @@ async def test_spec_change_replaces_the_workload(rdb, data_dir, log_dir):
         assert response.status_code == 200 and response.json()["specVersion"] == 2
         new_pid = await running_pid(client, bot_id, other_than=pid)
         assert not alive(pid)
-        assert "version=2" in (log_dir / f"bot-{bot_id}.log").read_text()
+        await wait_for(lambda: f"{new_pid} start paused=0 version=2" in (log_dir / f"bot-{bot_id}.log").read_text())
         assert (await status(client, bot_id))["observedVersion"] == 2
         await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)
         await wait_for(lambda: not alive(new_pid))
