@@ -25,9 +25,10 @@ class MemorySink:
         if writable:
             self.writable.set()
         self.aborted = False
+        self.closing = False
 
     def ready(self) -> bool:
-        return self.writable.is_set()
+        return self.writable.is_set() and not self.closing
 
     def write(self, frame) -> None:
         self.written.append(orjson.loads(frame.payload))
@@ -38,6 +39,13 @@ class MemorySink:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def fast_path(self):
+        return self.writable.is_set, lambda: self.closing, self._write_wire
+
+    def _write_wire(self, wire: bytes) -> None:
+        length = wire[1] & 0x7F
+        self.written.append(orjson.loads(wire[2 if length < 126 else 4 if length == 126 else 10:]))
 
 
 def frame(event_id: int, channel: str = "bot_events"):
@@ -167,6 +175,7 @@ async def test_hub_health_signals_raise_and_clear():
         hub.publish("bot_events", outbox_item(i, "bot_events", {"row": {}}), i)
         hub.flush()
         sub._resync = None  # pretend the resync went out, so each overflow counts
+        sub._refresh()
     assert metric_value("gordon_manager_ws_overflow_total") > before + 1
     assert "ws_subscriber_overload" in health.degraded
     await asyncio.sleep(0.25)
@@ -187,3 +196,12 @@ async def test_hub_delivery_log_finds_late_commits():
     assert hub.late_ids_after(13) == [9]
     assert hub.late_ids_after(99) == []  # unknown position: nothing known to add
     assert hub.last_id == 13
+
+
+async def test_fast_path_never_writes_to_a_closing_transport():
+    sink = MemorySink()
+    sub = subscriber(sink)
+    sink.closing = True
+    assert sub.offer(frame(1)) == 0 and sink.written == [] and sub.queued == 1
+    sub.closed = True
+    assert sub.offer(frame(2)) == 0 and sub.queued == 1

@@ -145,7 +145,7 @@ def ws_header(length: int) -> bytes:
 class Frame:
     """One server message, encoded once; ``wire`` is the complete WebSocket frame shared by all subscribers."""
 
-    __slots__ = ("kind", "channel", "payload", "count", "ids", "items", "_wire", "_text")
+    __slots__ = ("kind", "channel", "payload", "count", "ids", "items", "wire", "_text")
 
     def __init__(self, kind: str, payload: bytes, *, channel: str | None = None, count: int = 0,
                  ids: tuple[int | None, ...] = (), items: tuple[bytes, ...] = ()) -> None:
@@ -155,14 +155,8 @@ class Frame:
         self.count = count
         self.ids = ids
         self.items = items
-        self._wire: bytes | None = None
+        self.wire = ws_header(len(payload)) + payload
         self._text: str | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = ws_header(len(self.payload)) + self.payload
-        return self._wire
 
     @property
     def text(self) -> str:

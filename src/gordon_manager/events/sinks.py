@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from starlette.websockets import WebSocket
@@ -42,6 +43,9 @@ class Sink(Protocol):
     def abort(self) -> None:
         """Drop the connection now (a stalled client)."""
 
+    def fast_path(self) -> tuple[Callable[[], bool], Callable[[], bool], Callable[[bytes], None]] | None:
+        """(is writable, is closing, write wire bytes) as bound methods for the hub's hot loop, or None."""
+
 
 class AsgiSink:
     """Frames go through the ASGI ``websocket.send`` message (per-connection framing, compression)."""
@@ -65,6 +69,9 @@ class AsgiSink:
 
     def abort(self) -> None:
         """Nothing to abort through ASGI; uvicorn's keepalive closes a dead peer."""
+
+    def fast_path(self) -> None:
+        return None
 
 
 class RawSink:
@@ -94,6 +101,12 @@ class RawSink:
 
     def abort(self) -> None:
         self._transport.abort()
+
+    def fast_path(self) -> tuple[Callable[[], bool], Callable[[], bool], Callable[[bytes], None]]:
+        # Bound methods: the hub calls these once per subscriber per frame. A transport that is
+        # closing (peer closed, keepalive timeout, our close) must not be written to; `writable` is
+        # cleared by pause_writing() above the transport's high-water mark.
+        return self._protocol.writable.is_set, self._transport.is_closing, self._transport.write
 
 
 def _uvicorn_protocol_class() -> type | None:

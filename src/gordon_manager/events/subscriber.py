@@ -38,7 +38,23 @@ class Subscriber:
         self._holding: set[str] = set()
         self._held: list[Frame] = []
         self._resync: Frame | None = None
-        self.closed = False
+        self._closed = False
+        fast = sink.fast_path()
+        self._is_writable, self._is_closing, self._write = fast if fast is not None else (None, None, None)
+        # True while nothing special is going on (no hold, no pending resync, open): the hot path.
+        self._plain = True
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @closed.setter
+    def closed(self, value: bool) -> None:
+        self._closed = value
+        self._refresh()
+
+    def _refresh(self) -> None:
+        self._plain = not (self._holding or self._resync is not None or self._closed)
 
     @property
     def queued(self) -> int:
@@ -47,13 +63,20 @@ class Subscriber:
     # -- live frames (hub) -------------------------------------------------------------------------
     def offer(self, frame: Frame) -> int:
         """Take a live frame without waiting; returns the events written immediately (for metrics)."""
+        if (self._plain and not self._queue and self._is_writable is not None and self._is_writable()
+                and not self._is_closing()):
+            self._write(frame.wire)
+            return frame.count
+        return self._offer(frame)
+
+    def _offer(self, frame: Frame) -> int:
         if self._holding and frame.channel in self._holding:
             if len(self._held) >= self._max:
                 self._overflow()
             else:
                 self._held.append(frame)
             return 0
-        if self._resync is not None or self.closed:
+        if self._resync is not None or self._closed:
             return 0
         if not self._queue and self.sink.ready():
             self.sink.write(frame)
@@ -72,6 +95,7 @@ class Subscriber:
         self._resync = resync_frame("overflow", sorted(self.channels | self._holding),
                                     detail="you fell behind; events were dropped")
         self._queue.append(self._resync)
+        self._refresh()
         self._ready.set()
         self._on_overflow(self)
 
@@ -96,11 +120,13 @@ class Subscriber:
     def hold(self, channels: Iterable[str]) -> None:
         """Keep live frames of ``channels`` aside while a snapshot or replay is being sent."""
         self._holding.update(channels)
+        self._refresh()
 
     def release(self, channels: Iterable[str], *, skip_ids: set[int]) -> None:
         """Deliver the held frames of ``channels`` in order, minus events the replay already sent."""
         channels = set(channels)
         self._holding -= channels
+        self._refresh()
         held, self._held = self._held, [f for f in self._held if f.channel not in channels]
         for frame in held:
             if frame.channel not in channels:
@@ -130,5 +156,6 @@ class Subscriber:
                 raise SubscriberStalled(f"send blocked for {self._send_timeout_s}s") from exc
             if frame is self._resync:
                 self._resync = None
+                self._refresh()
             if frame.count and frame.channel is not None:
                 messages_counter(frame.channel).inc(frame.count)
