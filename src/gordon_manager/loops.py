@@ -21,6 +21,8 @@ class LoopService:
     """Base class of background loops."""
 
     name = "loop"
+    # Loops whose iteration blocks on an event stream by design do not warn about overruns.
+    warn_overrun = True
 
     def __init__(self, *, interval: float) -> None:
         self.interval = interval
@@ -52,6 +54,20 @@ class LoopService:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
+    async def until_stopped(self, awaitable):
+        """Await ``awaitable`` unless the loop is asked to stop first (then cancel it and return None)."""
+        task = asyncio.ensure_future(awaitable)
+        stopper = asyncio.ensure_future(self._stopping.wait())
+        try:
+            done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if task in done:
+            return task.result()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return None
+
     async def run(self) -> None:
         """Run until stopped."""
         await self.setup()
@@ -69,7 +85,7 @@ class LoopService:
                     logger.exception("loop iteration failed", extra={"loop": self.name})
                 self.iterations += 1
                 elapsed = time.perf_counter() - started
-                if elapsed > self.interval:
+                if self.warn_overrun and elapsed > self.interval and not self.stopping:
                     logger.warning("loop iteration overran its interval",
                                    extra={"loop": self.name, "elapsed_s": round(elapsed, 3), "interval_s": self.interval})
                 try:
@@ -92,7 +108,7 @@ class Supervisor:
         self._loops.append(loop)
         self._tasks[loop.name] = asyncio.create_task(loop.run(), name=f"loop:{loop.name}")
 
-    async def stop(self, timeout: float = 10.0) -> None:
+    async def stop(self, timeout: float = 5.0) -> None:
         """Stop every loop cooperatively, cancelling those that do not stop in time."""
         for loop in self._loops:
             loop.stop()

@@ -57,6 +57,7 @@ class RuntimeEventWatcher(LoopService):
     """Wake the reconciler as soon as the runtime reports a workload died (no waiting for the timer)."""
 
     name = "runtime-events"
+    warn_overrun = False
 
     def __init__(self, *, runtime: Runtime, reconciler: Reconciler, interval: float = 1.0) -> None:
         super().__init__(interval=interval)
@@ -64,8 +65,13 @@ class RuntimeEventWatcher(LoopService):
         self._reconciler = reconciler
 
     async def run_once(self) -> None:
-        async for event in self._runtime.events():
-            if self.stopping:
+        events = aiter(self._runtime.events())
+        while not self.stopping:
+            try:
+                event = await self.until_stopped(anext(events))
+            except StopAsyncIteration:  # the runtime closed its stream; run_once is called again
+                return
+            if event is None:
                 return
             if event.kind in ("died", "removed"):
                 logger.info("workload event", extra={"bot_id": event.bot_id, "event": event.kind})
@@ -76,6 +82,7 @@ class LeaderWatcher(LoopService):
     """Run a pass right after this replica becomes leader."""
 
     name = "leader-watch"
+    warn_overrun = False
 
     def __init__(self, *, reconciler: Reconciler) -> None:
         super().__init__(interval=1.0)
@@ -83,7 +90,8 @@ class LeaderWatcher(LoopService):
 
     async def run_once(self) -> None:
         leader = self._reconciler.leader
-        await leader.changed.wait()
+        if await self.until_stopped(leader.changed.wait()) is None:
+            return
         leader.changed.clear()
         if leader.is_leader:
             self._reconciler.wake("leader")
