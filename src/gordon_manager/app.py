@@ -50,8 +50,17 @@ async def build_context(settings: Settings) -> AppContext:
 
 async def start_services(ctx: AppContext) -> None:
     """Start the background services of every domain (each domain adds one line here)."""
+    failed: dict[str, str] = {}
     for starter in service_starters():
-        await starter(ctx)
+        try:
+            await starter(ctx)
+        except Exception as exc:  # serve (and say so in /healthz) rather than crash-loop: e.g. migrations pending
+            name = starter.__module__.rsplit(".", 2)[-2]
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            metrics.ERRORS.labels(component="startup", kind=type(exc).__name__).inc()
+            logger.error("background service failed to start", extra={"service": name, "error": str(exc)})
+    if failed:
+        ctx.health.set_check("services", ok=False, failed=failed)
 
 
 def service_starters() -> list:
