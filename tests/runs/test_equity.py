@@ -186,3 +186,20 @@ def test_epoch_microseconds_round_trip():
     for us in (0, 1, 1_709_251_200_000_001, -5):
         assert equity_module.to_us(equity_module.from_us(us)) == us
     assert math.isclose(equity_module.to_us(T0) / 1e6, T0.timestamp())
+
+
+async def test_page_json_handles_fractions_nulls_and_odd_floats(api, admin):
+    run = await make_run(admin)
+    await admin.execute(
+        "INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price) VALUES"
+        " ($1, '2024-03-01T00:00:00.5Z', 1e22, NULL, -0.0, NULL), ($1, '2024-03-01T00:00:01Z', 0.1, 2.5, NULL, 3),"
+        " ($1, '1999-12-31T23:59:59.000001Z', 5, 5, 5, 5)", run)
+    body = (await api.get(f"/runs/{run}/equity")).json()
+    assert body["items"] == [
+        {"ts": "1999-12-31T23:59:59.000001Z", "equity": 5.0, "cash": 5.0, "positionQty": 5.0, "price": 5.0},
+        {"ts": "2024-03-01T00:00:00.500000Z", "equity": 1e22, "cash": None, "positionQty": -0.0, "price": None},
+        {"ts": "2024-03-01T00:00:01Z", "equity": 0.1, "cash": 2.5, "positionQty": None, "price": 3.0},
+    ]
+    from datetime import datetime
+
+    assert datetime.fromisoformat(body["items"][1]["ts"]) == datetime.fromisoformat("2024-03-01T00:00:00.5+00:00")

@@ -53,7 +53,7 @@ class ReadPool:
                     self._pool = await asyncpg.create_pool(
                         url, min_size=1, max_size=settings.db_pool_max, timeout=settings.db_connect_timeout_s,
                         init=init_connection, connection_class=ReadConnection, command_timeout=60,
-                        server_settings={"application_name": "gordon-manager-reads",
+                        server_settings={"application_name": "gordon-manager-reads", "TimeZone": "UTC",
                                          "default_transaction_read_only": "on"})
                 except _CONNECT_ERRORS as exc:
                     raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_host(url)}") from exc

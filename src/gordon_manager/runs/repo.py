@@ -105,15 +105,26 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 
 
 # -- equity ----------------------------------------------------------------------------------------
-# One query per page: the run row decides 404 (no row) versus an empty page (one row of NULLs);
-# the points come from a keyset range scan of the (run_id, ts) primary key.
+# One query per page: the run row decides 404 (no row) versus an empty page (n = 0); the points come
+# from a keyset range scan of the (run_id, ts) primary key. Each column arrives as one bytea of
+# packed big-endian binary values (the type's own send function), so neither side formats or
+# decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
+# NULL cash/position/price travel as NaN, which becomes JSON null.
 EQUITY_PAGE = """
-SELECT e.ts, e.equity, e.cash, e.position_qty, e.price
+SELECT p.n, p.last_ts, p.ts, p.equity, p.cash, p.position_qty, p.price
 FROM trading.runs r
 LEFT JOIN LATERAL (
-    SELECT ts, equity, cash, position_qty, price FROM trading.equity_points
-    WHERE run_id = r.id AND ts > $2 AND ts < $3 ORDER BY ts LIMIT $4
-) e ON true
+    SELECT count(*) AS n, max(ts) AS last_ts,
+           string_agg(timestamptz_send(ts), ''::bytea ORDER BY ts) AS ts,
+           string_agg(float8send(equity), ''::bytea ORDER BY ts) AS equity,
+           string_agg(float8send(coalesce(cash, 'NaN')), ''::bytea ORDER BY ts) AS cash,
+           string_agg(float8send(coalesce(position_qty, 'NaN')), ''::bytea ORDER BY ts) AS position_qty,
+           string_agg(float8send(coalesce(price, 'NaN')), ''::bytea ORDER BY ts) AS price
+    FROM (
+        SELECT ts, equity, cash, position_qty, price FROM trading.equity_points
+        WHERE run_id = r.id AND ts > $2 AND ts < $3 ORDER BY ts LIMIT $4
+    ) s
+) p ON true
 WHERE r.id = $1
 """
 
@@ -188,9 +199,10 @@ FROM c
 
 
 async def equity_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                      limit: int) -> list[asyncpg.Record]:
-    """Points with ``after < ts < before``; [] when the run does not exist, [NULL row] when empty."""
-    return await conn.fetch(EQUITY_PAGE, run_id, after, before, limit)
+                      limit: int) -> asyncpg.Record | None:
+    """(n, last_ts, ts, equity, cash, position_qty, price) of the points with ``after < ts < before``, each
+    column packed binary; None without the run."""
+    return await conn.fetchrow(EQUITY_PAGE, run_id, after, before, limit)
 
 
 async def bot_equity_page(conn: asyncpg.Connection, *, bot_id: int, after_ts: datetime, after_run: int,

@@ -103,9 +103,10 @@ async def run_equity(request: Request, run_id: RunId, limit: EquityLimit = 500, 
     else:
         after = _time_position(ctx.cursors.decode(list_scope, cursor), "t")
     async with reading(ctx) as conn:
-        rows = await equity.run_page(conn, run_id=run_id, after=after, before=end or equity.TIME_MAX, limit=limit)
-    next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(rows[-1][0])}) if len(rows) == limit else None
-    return Response(equity.page_json(equity.point_dicts(rows), next_cursor), media_type=JSON)
+        items, n, last_ts = await equity.run_page(conn, run_id=run_id, after=after, before=end or equity.TIME_MAX,
+                                                  limit=limit)
+    next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(last_ts)}) if n == limit else None
+    return Response(equity.wrap_page(items, next_cursor), media_type=JSON)
 
 
 def _time_position(position: dict, key: str) -> datetime:
