@@ -12,6 +12,7 @@ from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
 from gordon_manager.errors import ConfigurationError
 from gordon_manager.events.router import router as events_router
+from gordon_manager.backtests.router import router as backtests_router
 from gordon_manager.bots.router import router as bots_router
 from gordon_manager.bff.router import router as bff_router
 from gordon_manager.health.router import router as health_router
@@ -24,6 +25,7 @@ from gordon_manager.observability.start import start as start_observability
 from gordon_manager.proxies.router import router as proxies_router
 from gordon_manager.runs.router import router as runs_router
 from gordon_manager.settings import Settings, get_settings
+from gordon_manager.strategies.router import router as strategies_router
 from gordon_manager.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -67,11 +69,13 @@ def service_starters() -> list:
     """``async def start(ctx)`` of each domain that runs background loops, in start order."""
     from gordon_manager.reconcile.start import start as start_reconciler
     from gordon_manager.events.service import start as start_events
+    from gordon_manager.backtests.worker import start as start_backtests
 
     return [
         start_reconciler,
         start_observability,
         start_events,
+        start_backtests,
     ]
 
 
@@ -115,4 +119,6 @@ def routers() -> list:
         events_router,
         runs_router,
         bff_router,
+        backtests_router,
+        strategies_router,
     ]

@@ -12,7 +12,9 @@ import typer
 import yaml
 from pydantic import SecretStr
 
+from gordon_manager.backtests.cli import backtest as backtest_command
 from gordon_manager.errors import GordonError
+from gordon_manager.marketdata.cli import app as data_app
 from gordon_manager.observability.logging import configure_logging
 from gordon_manager.settings import Settings, get_settings
 
@@ -138,6 +140,10 @@ def openapi() -> None:
 def render_openapi(application) -> str:
     """The app's OpenAPI document as stable YAML."""
     return yaml.safe_dump(application.openapi(), sort_keys=False, allow_unicode=True, width=120)
+
+
+app.command("backtest")(backtest_command)
+app.add_typer(data_app, name="data")
 
 
 def main() -> None:

@@ -1,0 +1,141 @@
+"""`gordon-manager backtest`: queue and execute one backtest in this process, print its stats.
+
+Same code path as POST /backtests (``service.create_backtest``, then ``job.execute_run``), minus
+the worker process: the run is written to ``trading.runs`` (runner 'cli') with its equity points
+and round trips, so the console shows it like any other. Ctrl-C cancels it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from gordon_manager.cli import fail
+
+    fail(message, code)
+
+
+def _body(strategy: str, symbol: str, interval: str, from_: str, to: str, params: str,
+          execution: dict[str, Any]):
+    from pydantic import ValidationError
+
+    from gordon_manager.backtests.schemas import BacktestCreate
+
+    try:
+        parsed = json.loads(params)
+    except json.JSONDecodeError as exc:
+        _fail(f"--params is not valid JSON: {exc}")
+    if not isinstance(parsed, dict):
+        _fail("--params must be a JSON object, e.g. '{\"fast\": 10, \"slow\": 30}'")
+    try:
+        return BacktestCreate.model_validate({"strategy": strategy, "symbol": symbol, "interval": interval,
+                                              "from": from_, "to": to, "params": parsed, "execution": execution})
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                            for e in exc.errors(include_url=False))
+        _fail(f"invalid backtest: {reasons}")
+
+
+def _print_stats(run_id: int, outcome) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    s = outcome.stats or {}
+    table = Table(title=f"backtest run {run_id}: {outcome.status}")
+    table.add_column("statistic")
+    table.add_column("value", justify="right")
+    rows = [
+        ("bars", f"{s['bars']:,}"),
+        ("total return", f"{s['total_return']:.2%}"),
+        ("max drawdown", f"{s['max_drawdown']:.2%}"),
+        ("sharpe (annualised)", f"{s['sharpe']:.3f}"),
+        ("win rate", "n/a" if s["win_rate"] is None else f"{s['win_rate']:.2%}"),
+        ("round trips", f"{s['trade_count']:,}"),
+        ("fees", s["total_fees"]),
+        ("final equity", f"{s['final_equity']:,.2f}"),
+        ("exposure", f"{s['exposure']:.2%}"),
+    ]
+    timings = s.get("timings", {})
+    rows += [(f"time: {k.removesuffix('_s').replace('_', ' ')}", f"{v:.3f} s")
+             for k, v in timings.items() if k.endswith("_s") and k != "engine_bars_per_s"]
+    if "engine_bars_per_s" in timings:
+        rows.append(("engine throughput", f"{timings['engine_bars_per_s']:,.0f} bars/s"))
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+def backtest(
+    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name (see GET /strategies).")],
+    symbol: Annotated[str, typer.Option("--symbol", help="Symbol, e.g. BTCUSDT.")],
+    interval: Annotated[str, typer.Option("--interval", help="Bar interval, e.g. 1m.")],
+    from_: Annotated[str, typer.Option("--from", help="Range start, RFC 3339 (inclusive).")],
+    to: Annotated[str, typer.Option("--to", help="Range end, RFC 3339 (exclusive).")],
+    params: Annotated[str, typer.Option("--params", help="Strategy params as a JSON object.")] = "{}",
+    fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="Taker and maker fee (bps).")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="Slippage (bps).")] = None,
+    initial_cash: Annotated[float | None, typer.Option("--initial-cash", help="Starting cash.")] = None,
+) -> None:
+    """Run one backtest in this process (written to the database like an API run) and print its stats."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from gordon_manager.backtests import service
+    from gordon_manager.backtests.job import RunJob, execute_run
+    from gordon_manager.cli import prepare_database
+    from gordon_manager.db.connect import connect
+    from gordon_manager.errors import GordonError
+    from gordon_manager.observability.logging import configure_logging
+    from gordon_manager.settings import get_settings
+
+    execution: dict[str, Any] = {}
+    if fee_bps is not None:
+        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
+    if slippage_bps is not None:
+        execution["slippage_bps"] = str(slippage_bps)
+    if initial_cash is not None:
+        execution["initial_cash"] = str(initial_cash)
+    body = _body(strategy, symbol, interval, from_, to, params, execution)
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
+    try:
+        settings = prepare_database(settings)
+    except GordonError as exc:
+        _fail(exc.detail)
+    url = settings.database_url.get_secret_value()
+    labels = {"load": "loading bars", "engine": "running", "write": "writing results", "done": "done"}
+
+    async def run():
+        conn = await connect(url, timeout=settings.db_connect_timeout_s)
+        try:
+            row = await service.create_backtest(conn, body=body, actor="cli", runner="cli")
+        finally:
+            await conn.close()
+        with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
+                      console=Console(stderr=True)) as progress:
+            task = progress.add_task(f"run {row['id']}: queued", total=1.0)
+
+            def on_phase(phase: str, fraction: float) -> None:
+                progress.update(task, description=f"run {row['id']}: {labels.get(phase, phase)}",
+                                completed=fraction)
+
+            outcome = await execute_run(RunJob(row["id"], url, settings.db_connect_timeout_s), on_phase=on_phase)
+        return row["id"], outcome
+
+    try:
+        run_id, outcome = asyncio.run(run())
+    except GordonError as exc:
+        _fail(exc.detail)
+    except KeyboardInterrupt:
+        _fail("interrupted: the run is marked cancelled", 130)
+    if outcome.status != "done":
+        _fail(f"backtest run {run_id} {outcome.status}" + (f": {outcome.error}" if outcome.error else ""), 1)
+    _print_stats(run_id, outcome)

@@ -1,0 +1,95 @@
+"""Backtest results into Postgres: equity points and round trips by binary COPY, stats as jsonb.
+
+Equity points are built as one numpy buffer in PostgreSQL's binary COPY format (``pgbinary``) and
+sent with ``copy_to_table``: the same binary COPY ``copy_records_to_table`` performs, without
+making a million tuples of ``datetime`` and ``float`` first (about 4x faster at 1M points). Round
+trips are few and carry exact Decimals: ``copy_records_to_table``.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from gordon_manager.backtests.engine import BacktestResult
+from gordon_manager.execution import Fill, RoundTrip, Side
+from gordon_manager.execution.money import CTX
+from gordon_manager.marketdata import pgbinary
+
+__all__ = ["equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+
+EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
+ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
+                     "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
+
+
+def ledger_series(ts: np.ndarray, fills: list[Fill], initial_cash: Decimal) -> tuple[np.ndarray, np.ndarray]:
+    """Cash and position at each bar's close, replaying the fills with the model's exact arithmetic.
+
+    A fill belongs to the bar whose open time it carries; the bar's close sees it. Equity is then
+    ``cash + position x close``, the engine's own expression, so the columns agree with it exactly.
+    """
+    starts, cash_seg, qty_seg = [0], [float(initial_cash)], [0.0]
+    cash, qty = initial_cash, Decimal(0)
+    for fill in fills:
+        if fill.side is Side.BUY:
+            cash = CTX.subtract(cash, CTX.add(fill.notional, fill.fee))
+            qty = CTX.add(qty, fill.qty)
+        else:
+            cash = CTX.add(cash, CTX.subtract(fill.notional, fill.fee))
+            qty = CTX.subtract(qty, fill.qty)
+        starts.append(int(np.searchsorted(ts, fill.ts)))
+        cash_seg.append(float(cash))
+        qty_seg.append(float(qty))
+    lengths = np.diff(np.asarray(starts + [len(ts)], dtype=np.int64))
+    return (np.repeat(np.asarray(cash_seg), lengths), np.repeat(np.asarray(qty_seg), lengths))
+
+
+def equity_columns(run_id: int, result: BacktestResult, close: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The equity_points columns of a result, as (pgbinary kind, values) pairs."""
+    cash, qty = ledger_series(result.ts, result.fills, result.config.initial_cash)
+    ts_pg_us = result.ts.astype(np.int64) * 1000 - pgbinary.PG_EPOCH_US
+    return [("i8", np.full(len(ts_pg_us), run_id, dtype=np.int64)), ("i8", ts_pg_us), ("f8", result.equity),
+            ("f8", cash), ("f8", qty), ("f8", close)]
+
+
+async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray) -> int:
+    """One equity point per bar close (binary COPY); returns the count."""
+    stream = pgbinary.encode(equity_columns(run_id, result, close))
+    await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
+                             columns=EQUITY_COLUMNS, format="binary")
+    return len(result.ts)
+
+
+def _at(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+
+
+async def write_roundtrips(conn: asyncpg.Connection, *, run_id: int, symbol: str, trips: list[RoundTrip]) -> int:
+    """Every round trip of the run (binary COPY, exact numerics); returns the count."""
+    records = [(run_id, symbol, "long", _at(t.entry_ts), _at(t.exit_ts), t.entry_price, t.exit_price, t.qty,
+                t.gross_pnl, t.fees, t.net_pnl, t.duration_ms / 1000.0, str(t.exit_reason)) for t in trips]
+    if records:
+        await conn.copy_records_to_table("roundtrips", schema_name="trading", columns=ROUNDTRIP_COLUMNS,
+                                         records=records)
+    return len(records)
+
+
+def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
+    """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings)."""
+    s = result.stats
+    out: dict[str, Any] = {
+        "total_return": s.total_return, "max_drawdown": s.max_drawdown, "sharpe": s.sharpe,
+        "win_rate": s.win_rate, "trade_count": s.trade_count, "total_fees": str(s.total_fees),
+        "final_equity": s.final_equity, "initial_equity": s.initial_equity, "exposure": s.exposure,
+        "bars": s.bars, "fill_count": len(result.fills), "decision_count": len(result.decisions),
+        "rejection_count": len(result.rejections),
+    }
+    if timings is not None:
+        out["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    return out

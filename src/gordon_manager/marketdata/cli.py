@@ -1,0 +1,159 @@
+"""`gordon-manager data`: import Binance kline CSVs, generate synthetic klines.
+
+Both write ``market_data.klines`` with the admin URL (``GORDON_DATABASE_ADMIN_URL``, else
+``GORDON_DATABASE_URL``), or into the embedded server (migrated first) when neither is set, like
+``migrate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(help="Market data: import Binance kline CSVs, generate synthetic klines.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from gordon_manager.cli import fail
+
+    fail(message, code)
+
+
+def admin_url() -> tuple[str, float]:
+    """The URL imports write with (and the connect timeout); the embedded server, migrated, when unset."""
+    from gordon_manager.db.embedded import start_embedded
+    from gordon_manager.db.migrate import migrate
+    from gordon_manager.errors import GordonError
+    from gordon_manager.observability.logging import configure_logging
+    from gordon_manager.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+    configure_logging(settings.log_level)
+    url = settings.admin_url()
+    try:
+        if url is None:
+            url = start_embedded(settings.data_dir)
+            asyncio.run(migrate(url, timeout=settings.db_connect_timeout_s))
+    except GordonError as exc:
+        _fail(exc.detail)
+    return url, settings.db_connect_timeout_s
+
+
+def parse_start(value: str | None) -> int | None:
+    """``--start`` (RFC 3339 or a date; naive means UTC) as epoch milliseconds."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an RFC 3339 time or a date (e.g. 2024-01-01T00:00:00Z)") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() * 1000)
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=False)
+
+
+def _summary(results) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="klines imported")
+    for column in ("source", "symbol", "interval", "rows", "new rows"):
+        table.add_column(column, justify="right" if column in ("rows", "new rows") else "left")
+    for r in results:
+        table.add_row(r.source, r.symbol, r.interval, f"{r.rows:,}", f"{r.inserted:,}")
+    Console().print(table)
+
+
+@app.command("import-klines")
+def import_klines(
+    files: Annotated[list[Path], typer.Argument(help="Binance kline CSV or zip files (BTCUSDT-1m-2024-01.csv).",
+                                                exists=True, dir_okay=False, readable=True)],
+    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol (default: from the file name).")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", help="Interval (default: from the file name).")] = None,
+) -> None:
+    """Import Binance public-data kline CSVs into market_data.klines (re-imports change nothing)."""
+    from gordon_manager.db.connect import connect
+    from gordon_manager.errors import GordonError
+    from gordon_manager.marketdata.importer import import_file
+
+    url, timeout = admin_url()
+    results, errors = [], []
+
+    async def run() -> None:
+        conn = await connect(url, timeout=timeout)
+        try:
+            with _progress() as progress:
+                for path in files:
+                    task = progress.add_task(path.name, total=None)
+
+                    def step(done: int, total: int, task=task) -> None:
+                        progress.update(task, completed=done, total=total)
+
+                    try:
+                        results.append(await import_file(conn, path, symbol=symbol, interval=interval, progress=step))
+                    except GordonError as exc:  # this file imports nothing; the others still go in
+                        errors.append(exc.detail)
+                        progress.update(task, description=f"{path.name} [red]failed[/red]")
+        finally:
+            await conn.close()
+
+    try:
+        asyncio.run(run())
+    except GordonError as exc:
+        _fail(exc.detail)
+    if results:
+        _summary(results)
+    for error in errors:
+        typer.echo(f"gordon-manager: error: {error}", err=True)
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command("synth")
+def synth(
+    symbol: Annotated[str, typer.Option("--symbol", help="Symbol to store the klines under.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option("--interval", help="Bar interval (1m .. 1d).")] = "1m",
+    bars: Annotated[int, typer.Option("--bars", min=1, max=50_000_000, help="Number of bars.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed: same seed, same klines.")] = 1,
+    start: Annotated[str | None, typer.Option("--start", help="First open time (default 2024-01-01T00:00:00Z).")] = None,
+) -> None:
+    """Generate seeded synthetic klines (a stochastic-volatility random walk) into market_data.klines."""
+    from gordon_manager.db.connect import connect
+    from gordon_manager.errors import GordonError
+    from gordon_manager.marketdata.importer import import_synthetic
+
+    start_ts = parse_start(start)
+    url, timeout = admin_url()
+
+    async def run():
+        conn = await connect(url, timeout=timeout)
+        try:
+            with _progress() as progress:
+                task = progress.add_task(f"synth {symbol} {interval}", total=bars)
+                return await import_synthetic(
+                    conn, symbol=symbol, interval=interval, n_bars=bars, seed=seed, start_ts=start_ts,
+                    progress=lambda done, total: progress.update(task, completed=done, total=total))
+        finally:
+            await conn.close()
+
+    try:
+        result = asyncio.run(run())
+    except GordonError as exc:
+        _fail(exc.detail)
+    _summary([result])

@@ -1,0 +1,70 @@
+"""PostgreSQL binary COPY of fixed-width columns, encoded and decoded with numpy in one pass.
+
+Rows of int8/float8/timestamptz columns without NULLs all have the same size, so a COPY stream is
+one numpy structured array: no per-row Python objects. That is what makes a million klines load
+in a fraction of a second and a million equity points write in about as much.
+
+Format (PostgreSQL docs, "COPY ... binary"): an 11-byte signature, int32 flags, int32 header
+extension length (+ extension), then per row an int16 field count and, per field, an int32 byte
+length followed by the value in network byte order; an int16 -1 ends the stream. A timestamptz is
+an int64 of microseconds since 2000-01-01 UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["PG_EPOCH_US", "decode", "encode"]
+
+SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
+_HEADER = SIGNATURE + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+_TRAILER = b"\xff\xff"
+_KINDS = {"i8": ">i8", "f8": ">f8"}
+
+
+def _row_dtype(kinds: Sequence[str]) -> np.dtype:
+    fields: list[tuple[str, str]] = [("n", ">i2")]
+    for i, kind in enumerate(kinds):
+        if kind not in _KINDS:
+            raise ValueError(f"unsupported column kind {kind!r}; one of {', '.join(_KINDS)}")
+        fields += [(f"l{i}", ">i4"), (f"v{i}", _KINDS[kind])]
+    return np.dtype(fields)
+
+
+def encode(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """A complete binary COPY stream of ``(kind, values)`` columns (kind ``i8`` or ``f8``), no NULLs."""
+    kinds = [kind for kind, _ in columns]
+    dtype = _row_dtype(kinds)
+    n = len(columns[0][1]) if columns else 0
+    rows = np.empty(n, dtype=dtype)
+    rows["n"] = len(columns)
+    for i, (_, values) in enumerate(columns):
+        if len(values) != n:
+            raise ValueError(f"column {i} has {len(values)} values, expected {n}")
+        rows[f"l{i}"] = 8
+        rows[f"v{i}"] = values
+    return b"".join((_HEADER, rows.tobytes(), _TRAILER))
+
+
+def decode(data: bytes | bytearray | memoryview, kinds: Sequence[str]) -> list[np.ndarray]:
+    """Native-endian column arrays from a binary COPY stream of non-NULL ``kinds`` columns."""
+    buf = memoryview(data)
+    if bytes(buf[: len(SIGNATURE)]) != SIGNATURE:
+        raise ValueError("not a PostgreSQL binary COPY stream")
+    ext = int.from_bytes(buf[15:19], "big")
+    start = 19 + ext
+    dtype = _row_dtype(kinds)
+    body = len(buf) - start - len(_TRAILER)
+    if body < 0 or body % dtype.itemsize or bytes(buf[len(buf) - 2:]) != _TRAILER:
+        raise ValueError("binary COPY stream has an unexpected size (NULL or variable-width field?)")
+    rows = np.frombuffer(buf, dtype=dtype, count=body // dtype.itemsize, offset=start)
+    if rows.shape[0] and (np.any(rows["n"] != len(kinds))
+                          or any(np.any(rows[f"l{i}"] != 8) for i in range(len(kinds)))):
+        raise ValueError("binary COPY stream has an unexpected field count or a NULL value")
+    out = []
+    for i, kind in enumerate(kinds):
+        out.append(rows[f"v{i}"].astype(np.int64 if kind == "i8" else np.float64))
+    return out

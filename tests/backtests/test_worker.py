@@ -1,0 +1,344 @@
+"""The job runner (process pool, crashes, shutdown, restart recovery), one run's life cycle in
+``job.execute_run``, and the `gordon-manager backtest` command."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+from pydantic import BaseModel, ConfigDict
+from typer.testing import CliRunner
+
+from gordon_manager.backtests import service, worker
+from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run
+from gordon_manager.backtests.schemas import BacktestCreate
+from gordon_manager.cli import app as cli_app
+from gordon_manager.db.connect import connect, create_pool
+from gordon_manager.settings import get_settings
+from gordon_manager.strategies import StrategySpec, register
+from gordon_manager.strategies.registry import _REGISTRY
+from tests.conftest import make_settings, wait_for
+from tests.marketdata.fixtures import at, iso, kadmin, kline_db  # noqa: F401
+
+
+def die(job: RunJob) -> RunOutcome:
+    """A worker that dies hard (as if OOM-killed)."""
+    os._exit(3)
+
+
+def hang(job: RunJob) -> RunOutcome:
+    """A worker that never finishes on its own."""
+    time.sleep(120)
+    raise AssertionError("not reached")
+
+
+def body(kline_db, *, stop: int = 3000, **overrides) -> BacktestCreate:
+    ts = kline_db.series.ts
+    values = {"strategy": "sma_crossover", "params": {"fast": 4, "slow": 16}, "symbol": "BTCUSDT", "interval": "1m",
+              "from": iso(int(ts[0])), "to": iso(int(ts[stop]))}
+    values.update(overrides)
+    return BacktestCreate.model_validate(values)
+
+
+@pytest.fixture
+async def mconn(kline_db):
+    conn = await connect(kline_db.db.manager_url)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def mpool(kline_db):
+    pool = await create_pool(kline_db.db.manager_url, min_size=1, max_size=3)
+    yield pool
+    await pool.close()
+
+
+async def queued(mconn, kline_db, *, runner: str = "manager", **overrides) -> int:
+    row = await service.create_backtest(mconn, body=body(kline_db, **overrides), actor="test", runner=runner)
+    return row["id"]
+
+
+async def status_of(kadmin, run_id: int):
+    return await kadmin.fetchrow("SELECT status, error, progress, cancel_requested FROM trading.runs WHERE id = $1",
+                                 run_id)
+
+
+async def test_a_dead_worker_fails_its_run_and_the_next_run_gets_a_fresh_pool(kline_db, kadmin, mconn, mpool):
+    runner = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1, target=die)
+    try:
+        dead = await queued(mconn, kline_db)
+        await runner.run_once()
+        assert list(runner.inflight) == [dead]
+        await asyncio.wait_for(asyncio.wait(list(runner.inflight.values())), 60)
+        await runner.run_once()
+        row = await status_of(kadmin, dead)
+        assert row["status"] == "failed" and row["error"].startswith("worker process failed: BrokenProcessPool")
+        assert runner._executor is None and not runner.inflight
+        runner.target = worker.run_in_process
+        good = await queued(mconn, kline_db)
+        await runner.run_once()
+        await asyncio.wait_for(asyncio.wait(list(runner.inflight.values())), 60)
+        await runner.run_once()
+        assert (await status_of(kadmin, good))["status"] == "done"
+        assert runner.outcomes[-1].run_id == good and runner.outcomes[-1].status == "done"
+    finally:
+        await runner.teardown()
+
+
+async def test_stopping_fails_in_flight_runs_and_ends_the_workers(kline_db, kadmin, mconn, mpool):
+    runner = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1, target=hang)
+    run_id = await queued(mconn, kline_db)
+    other = await queued(mconn, kline_db)  # waits for the single worker: stays queued
+    await runner.run_once()
+    assert list(runner.inflight) == [run_id]
+    await asyncio.sleep(0.5)
+    started = time.monotonic()
+    await runner.teardown()
+    assert time.monotonic() - started < worker.STOP_GRACE_S + 5
+    row = await status_of(kadmin, run_id)
+    assert (row["status"], row["error"]) == ("failed", worker.STOP_REASON)
+    assert (await status_of(kadmin, other))["status"] == "queued"
+    await kadmin.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", other)
+
+
+async def test_start_fails_runs_a_dead_manager_left_behind(kline_db, kadmin, tmp_path: Path):
+    from gordon_manager.app import create_app
+
+    insert = ("INSERT INTO trading.runs (kind, status, strategy, symbol, interval, runner) "
+              "VALUES ($1, $2, 'sma_crossover', 'BTCUSDT', '1m', $3) RETURNING id")
+    stale = [await kadmin.fetchval(insert, "backtest", s, "manager") for s in ("queued", "running")]
+    cli = await kadmin.fetchval(insert, "backtest", "running", "cli")
+    paper = await kadmin.fetchval(insert, "paper", "running", None)
+    done = await kadmin.fetchval(insert, "backtest", "done", "manager")
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    application = create_app(make_settings(kline_db.db, data_dir))
+    async with application.router.lifespan_context(application):
+        assert "backtests" in application.state.ctx.services
+        for run_id in stale:
+            row = await status_of(kadmin, run_id)
+            assert (row["status"], row["error"]) == ("failed", worker.RESTART_REASON)
+        assert [(await status_of(kadmin, r))["status"] for r in (cli, paper, done)] == ["running", "running", "done"]
+    await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = ANY($1::bigint[])", [cli, paper])
+
+
+async def test_a_run_that_is_not_queued_is_skipped(kline_db, kadmin, mconn):
+    run_id = await queued(mconn, kline_db, runner="cli")
+    await kadmin.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", run_id)
+    outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url))
+    assert outcome.status == "skipped"
+
+
+async def test_a_cancel_flag_set_before_the_claim_cancels_at_once(kline_db, kadmin, mconn):
+    run_id = await queued(mconn, kline_db, runner="cli")
+    await kadmin.execute("UPDATE trading.runs SET cancel_requested = true WHERE id = $1", run_id)
+    phases = []
+    outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url), on_phase=lambda p, f: phases.append(p))
+    assert outcome.status == "cancelled" and phases[0] == "load" and "write" not in phases
+    assert (await status_of(kadmin, run_id))["status"] == "cancelled"
+
+
+async def test_a_cancel_during_the_engine_stops_it_through_the_heartbeat(kline_db, kadmin, mconn):
+    ts = kline_db.big.ts
+    run_id = await queued(mconn, kline_db, runner="cli", symbol="ETHUSDT", strategy="rsi_reversion",
+                          params={"period": 2, "oversold": 49, "overbought": 51},
+                          **{"from": iso(int(ts[0])), "to": iso(int(ts[-1]) + 60_000)})
+    engine_busy, release = threading.Event(), threading.Event()
+
+    def on_phase(phase: str, fraction: float) -> None:
+        # Runs on the engine thread: hold the engine mid-run (the event loop keeps beating).
+        if phase == "engine" and fraction >= 0.1 and not release.is_set():
+            engine_busy.set()
+            release.wait(30)
+
+    task = asyncio.ensure_future(execute_run(RunJob(run_id, kline_db.db.manager_url), on_phase=on_phase))
+    try:
+        await wait_for(engine_busy.is_set, timeout=60)
+
+        async def progress_written():
+            return (await status_of(kadmin, run_id))["progress"] > 0
+
+        await wait_for(progress_written, timeout=10)
+        asked_at = await kadmin.fetchval("UPDATE trading.runs SET cancel_requested = true WHERE id = $1"
+                                         " RETURNING clock_timestamp()", run_id)
+
+        async def beat_seen_it():
+            return await kadmin.fetchval("SELECT heartbeat_at > $2 FROM trading.runs WHERE id = $1", run_id, asked_at)
+
+        await wait_for(beat_seen_it, timeout=10)
+    finally:
+        release.set()
+    outcome = await asyncio.wait_for(task, 60)
+    assert outcome.status == "cancelled"
+    row = await status_of(kadmin, run_id)
+    assert row["status"] == "cancelled" and 0.05 <= row["progress"] < 1
+
+
+class BoomParams(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def boom(bars, params):
+    raise RuntimeError("boom at bar 0")
+
+
+async def test_a_failing_strategy_fails_the_run_with_its_error(kline_db, kadmin, mconn):
+    register(StrategySpec(name="boom_test", description="raises", params_model=BoomParams, signal_fn=boom,
+                          warmup_fn=lambda p: 1))
+    try:
+        run_id = await queued(mconn, kline_db, runner="cli", strategy="boom_test", params={})
+        outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url))
+    finally:
+        _REGISTRY.pop("boom_test")
+    assert (outcome.status, outcome.error) == ("failed", "RuntimeError: boom at bar 0")
+    row = await status_of(kadmin, run_id)
+    assert (row["status"], row["error"]) == ("failed", "RuntimeError: boom at bar 0")
+
+
+async def test_klines_deleted_after_queueing_fail_the_run(kline_db, kadmin, mconn):
+    await kadmin.execute("INSERT INTO market_data.klines (symbol, interval, open_time, close_time, open, high, low,"
+                         " close, volume) VALUES ('GONEUSDT', '1m', '2024-01-01', '2024-01-01 00:00:59', 1, 1, 1, 1, 1)")
+    run_id = await queued(mconn, kline_db, runner="cli", symbol="GONEUSDT",
+                          **{"from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})
+    await kadmin.execute("DELETE FROM market_data.klines WHERE symbol = 'GONEUSDT'")
+    outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url))
+    assert outcome.status == "failed" and outcome.error.startswith("LookupError: no klines for GONEUSDT 1m between")
+
+
+async def test_a_run_ended_elsewhere_while_writing_keeps_no_results(kline_db, kadmin, mconn):
+    run_id = await queued(mconn, kline_db, runner="cli")
+
+    def on_phase(phase: str, fraction: float) -> None:
+        if phase == "write":  # a stopping manager fails the run just before its results commit
+            async def fail_it():
+                conn = await asyncpg.connect(kline_db.db.admin_url)
+                await conn.execute("UPDATE trading.runs SET status = 'failed', error = 'manager stopped' WHERE id = $1",
+                                   run_id)
+                await conn.close()
+
+            thread = threading.Thread(target=lambda: asyncio.run(fail_it()))
+            thread.start()
+            thread.join()
+
+    outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url), on_phase=on_phase)
+    assert outcome.status == "failed" and "ended while it was writing" in outcome.error
+    assert (await status_of(kadmin, run_id))["error"] == "manager stopped"
+    assert await kadmin.fetchval("SELECT count(*) FROM trading.equity_points WHERE run_id = $1", run_id) == 0
+    assert await kadmin.fetchval("SELECT count(*) FROM trading.roundtrips WHERE run_id = $1", run_id) == 0
+
+
+async def test_an_interrupted_run_is_recorded_as_cancelled(kline_db, kadmin, mconn):
+    ts = kline_db.big.ts
+    run_id = await queued(mconn, kline_db, runner="cli", symbol="ETHUSDT", strategy="rsi_reversion",
+                          params={"period": 2, "oversold": 49, "overbought": 51},
+                          **{"from": iso(int(ts[0])), "to": iso(int(ts[-1]) + 60_000)})
+    engine_started = threading.Event()
+    task = asyncio.ensure_future(execute_run(RunJob(run_id, kline_db.db.manager_url),
+                                             on_phase=lambda p, f: engine_started.set() if p == "engine" else None))
+    await wait_for(engine_started.is_set, timeout=60)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    row = await status_of(kadmin, run_id)
+    assert (row["status"], row["error"]) == ("cancelled", "interrupted")
+
+
+def test_default_workers_leaves_a_cpu():
+    assert 1 <= worker.default_workers() <= 4
+    assert worker.default_workers() == max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+# -- the `gordon-manager backtest` command -------------------------------------------------------
+
+@pytest.fixture
+def cli_env(kline_db, tmp_path, monkeypatch):
+    for key in list(os.environ):
+        if key.startswith(("GORDON_", "DOCKER_SOCKET")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("GORDON_DATABASE_URL", kline_db.db.manager_url)
+    monkeypatch.setenv("GORDON_MANAGER_DATA_DIR", str(tmp_path / "data"))
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def backtest_args(kline_db, *extra: str, symbol: str = "BTCUSDT") -> list[str]:
+    ts = kline_db.series.ts
+    return ["backtest", "--strategy", "sma_crossover", "--symbol", symbol, "--interval", "1m",
+            "--from", iso(int(ts[0])), "--to", iso(int(ts[4000])), *extra]
+
+
+def fetch(url: str, query: str, *args):
+    async def go():
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchrow(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(go())
+
+
+def test_backtest_command_writes_the_run_and_prints_stats(cli_env, kline_db):
+    result = CliRunner().invoke(cli_app, backtest_args(kline_db, "--params", '{"fast": 6, "slow": 24}', "--fee-bps", "5",
+                                                       "--slippage-bps", "2", "--initial-cash", "5000"))
+    assert result.exit_code == 0, result.output
+    run = fetch(kline_db.db.admin_url, "SELECT * FROM trading.runs WHERE runner = 'cli' ORDER BY id DESC LIMIT 1")
+    assert f"backtest run {run['id']}: done" in result.stdout
+    assert "total return" in result.stdout and "engine throughput" in result.stdout
+    assert (run["status"], run["created_by"], run["strategy"]) == ("done", "cli", "sma_crossover")
+    points = fetch(kline_db.db.admin_url, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"])
+    assert points["n"] == 4000
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["--params", "{nope"], 2, "--params is not valid JSON"),
+    (["--params", "[1]"], 2, "--params must be a JSON object"),
+    (["--fee-bps", "-3"], 2, "invalid backtest: execution.taker_fee_bps"),
+    (["--params", '{"fast": 9, "slow": 3}'], 2, "fast must be < slow"),
+])
+def test_backtest_command_refuses_bad_input(cli_env, kline_db, args, code, message):
+    result = CliRunner().invoke(cli_app, backtest_args(kline_db, *args))
+    assert result.exit_code == code, result.output
+    assert message in result.stderr
+
+
+def test_backtest_command_reports_missing_data_and_failed_runs(cli_env, kline_db, broken_klines):
+    missing = CliRunner().invoke(cli_app, backtest_args(kline_db, symbol="XRPUSDT"))
+    assert missing.exit_code == 2 and "no klines for XRPUSDT 1m" in missing.stderr
+    failed = CliRunner().invoke(cli_app, backtest_args(kline_db, symbol="CLIBROKEUSDT"))
+    assert failed.exit_code == 1
+    assert "failed: ValueError: low/high must bound open/close" in failed.stderr
+
+
+@pytest.fixture
+async def broken_klines(kadmin, kline_db):
+    """Broken klines (high below close) for CLIBROKEUSDT over the test range."""
+    ts = kline_db.series.ts
+    await kadmin.execute(
+        "INSERT INTO market_data.klines (symbol, interval, open_time, close_time, open, high, low, close, volume)"
+        " SELECT 'CLIBROKEUSDT', '1m', t, t, 10, 9, 8, 10, 1"
+        "   FROM generate_series($1::timestamptz, $1::timestamptz + interval '10 minutes', interval '1 minute') t"
+        " ON CONFLICT DO NOTHING", at(int(ts[0])))
+
+
+def test_backtest_command_configuration_errors(cli_env, kline_db, monkeypatch):
+    monkeypatch.setenv("GORDON_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli_app, backtest_args(kline_db))
+    assert result.exit_code == 2 and "cannot connect to PostgreSQL at 127.0.0.1:1" in result.stderr
+    monkeypatch.setenv("GORDON_MANAGER_DB_POOL_MAX", "many")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(cli_app, backtest_args(kline_db))
+    assert result.exit_code == 2 and "invalid configuration" in result.stderr
