@@ -1,8 +1,9 @@
 """The fan-out hub: per-channel subscriber sets, batching window, delivery log, overload detection.
 
-``publish()`` appends an already-serialised item to the channel's pending batch and arms a timer;
-when the window closes, ``flush()`` builds one frame per channel (one ``event``, or a ``batch``) and
-offers the very same object to every subscriber, whose ``offer()`` never waits.
+``publish()`` appends an already-serialised item to the channel's pending batch and schedules a
+flush: at once after a quiet window, else when the window since the last flush ends. ``flush()``
+builds one frame per channel (an ``event``, or a ``batch``) and offers the very same object to every
+subscriber, whose ``offer()`` never waits.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class Hub:
         self.sessions: set[Subscriber] = set()
         self._subscribers: dict[str, set[Subscriber]] = {channel: set() for channel in CHANNELS}
         self._pending: dict[str, tuple[list[int | None], list[bytes]]] = {}
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._last_flush = float("-inf")
         self._overflows: deque[float] = deque()
         self._connects: deque[float] = deque()
         self._order: dict[int, int] = {}
@@ -93,11 +95,12 @@ class Hub:
         if event_id is not None:
             self._log_delivery(event_id)
         if self._timer is None:
+            # Throttle, not delay: a first event after a quiet window goes out at once (after the
+            # other notifications already read in this loop turn); events arriving within the window
+            # after a flush wait for its end and leave together as one batch.
             loop = asyncio.get_running_loop()
-            if self.batch_window_s > 0:
-                self._timer = loop.call_later(self.batch_window_s, self.flush)
-            else:
-                self._timer = loop.call_soon(self.flush)
+            delay = self._last_flush + self.batch_window_s - loop.time()
+            self._timer = loop.call_later(delay, self.flush) if delay > 0 else loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send every pending batch now (one encoded frame per channel, shared by all its subscribers)."""
@@ -105,6 +108,8 @@ class Hub:
             self._timer.cancel()
             self._timer = None
         pending, self._pending = self._pending, {}
+        if not pending:
+            return
         for channel, (ids, items) in pending.items():
             subscribers = self._subscribers.get(channel)
             if not subscribers:
@@ -118,6 +123,9 @@ class Hub:
             if frame.count > 1:
                 metrics.WS_BATCHES_SENT.inc()
                 metrics.WS_BATCH_SIZE.observe(frame.count)
+        # The window counts from the end of the fan-out, so the loop always gets a window's worth
+        # of time for everything else (NOTIFY, client messages) between two flushes.
+        self._last_flush = asyncio.get_running_loop().time()
 
     def broadcast(self, frame: Frame) -> None:
         """Offer a connection-independent frame (heartbeat) to every connection."""

