@@ -114,10 +114,10 @@ def routers() -> list:
     """Every router of the service, in the order they appear in the OpenAPI document (one line per domain)."""
     return [
         health_router,
+        runs_router,
         bots_router,
         proxies_router,
         events_router,
-        runs_router,
         bff_router,
         backtests_router,
         strategies_router,

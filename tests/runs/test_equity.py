@@ -203,3 +203,17 @@ async def test_page_json_handles_fractions_nulls_and_odd_floats(api, admin):
     from datetime import datetime
 
     assert datetime.fromisoformat(body["items"][1]["ts"]) == datetime.fromisoformat("2024-03-01T00:00:00.5+00:00")
+
+
+async def test_equity_query_problems_name_the_field(api, admin):
+    run = await make_run(admin)
+    body = problem(await api.get(f"/runs/{run}/equity", params={"from": "2024-03-01", "limit": "many"}), 422)
+    assert {e["field"] for e in body["errors"]} == {"from", "limit"}
+    assert (await api.get(f"/runs/{run}/equity", params={"unknown": "x"})).status_code == 200  # ignored, as elsewhere
+
+
+def test_equity_parameters_are_documented_from_the_model(reads_app):
+    params = {p["name"]: p for p in reads_app.openapi()["paths"]["/runs/{run_id}/equity"]["get"]["parameters"]}
+    assert set(params) == {"run_id", "limit", "cursor", "points", "method", "from", "to"}
+    assert params["limit"]["schema"]["maximum"] == 1000 and params["method"]["schema"]["enum"] == ["lttb", "minmax"]
+    assert params["from"]["in"] == "query" and params["from"]["required"] is False
