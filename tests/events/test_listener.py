@@ -1,0 +1,51 @@
+"""Listener details: the sequencer, odd NOTIFY payloads, a dead connection found by the ping."""
+
+from __future__ import annotations
+
+import time
+
+from gordon_manager.events.listener import Sequencer
+from tests.events.helpers import metric_value, until, ws_client
+
+
+def test_sequencer_dedupes_tracks_gaps_and_forgets():
+    seq = Sequencer(remember=4, max_span=3, gap_ttl_s=60)
+    seq.start(10)
+    assert seq.accept(11) and not seq.accept(11)
+    assert seq.accept(14)  # 12 and 13 are in flight (or rolled back)
+    assert seq.replay_plan() == (14, [12, 13])
+    assert seq.accept(13) and seq.replay_plan() == (14, [12])
+    assert seq.accept(30)  # a jump wider than max_span: not tracked id by id
+    assert seq.replay_plan() == (30, [12])
+    for event_id in (31, 32, 33, 34):
+        seq.accept(event_id)
+    assert seq.accept(11)  # forgotten (remember=4): seen again as new, harmlessly
+    seq._gaps[12] = time.monotonic() - 120  # a gap older than the TTL was a rollback
+    assert seq.replay_plan() == (34, [])
+
+
+async def test_odd_notify_payloads_are_counted_and_skipped(manager, admin, bot_id):
+    errors = metric_value("gordon_errors_total", component="events_listener", kind="bad_payload")
+    async with ws_client(manager.ws_url) as client:
+        await client.subscribe(["bot_events"])
+        await admin.execute("SELECT pg_notify('bot_events', 'not json')")
+        await admin.execute("SELECT pg_notify('bot_events', '{\"id\": 999999999, \"channel\": \"bot_events\"}')")
+        await admin.execute("SELECT pg_notify('bot_events', 'still not json')")  # while the fetch is queued
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'real')", bot_id)
+        [event] = await client.events(1)
+        assert event["data"]["kind"] == "real"
+    assert metric_value("gordon_errors_total", component="events_listener", kind="bad_payload") >= errors + 2
+
+
+async def test_a_dead_listen_connection_is_found_by_the_ping(manager, admin, bot_id):
+    listener = manager.events.listener
+    reconnects = listener.reconnects
+    # Pretend nothing told us: no termination callback, only the periodic ping can notice.
+    listener._conn.remove_termination_listener(listener._on_terminated)
+    await admin.execute("SELECT pg_terminate_backend($1)", listener._conn.get_server_pid())
+    listener.wake()
+    await until(lambda: listener.reconnects == reconnects + 1, timeout=10)
+    async with ws_client(manager.ws_url) as client:
+        await client.subscribe(["bot_events"])
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'after')", bot_id)
+        assert [e["data"]["kind"] for e in await client.events(1)] == ["after"]
