@@ -180,14 +180,23 @@ async def downsample_latency(base: str, run_id: int, repeats: int) -> tuple[list
 
 
 def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
+    return sum(cpu_by_pid(procs).values())
+
+
+def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
+    """CPU seconds used so far by each live process (gone ones are skipped)."""
+    out = {}
     for p in procs:
         try:
             t = p.cpu_times()
-            total += t.user + t.system
+            out[p.pid] = t.user + t.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return out
+
+
+def postgres_processes(pg: list[psutil.Process]) -> list[psutil.Process]:
+    return pg + [c for p in pg for c in p.children(recursive=True)]
 
 
 def machine_busy() -> float:
@@ -202,12 +211,11 @@ def run_wrk(base: str, paths: list[str], duration: int, manager: psutil.Process,
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     (workdir / "paths.txt").write_text("\n".join(paths) + "\n")
     (workdir / "random.lua").write_text(WRK_LUA)
-    pg_now = pg + [c for p in pg for c in p.children(recursive=True)]
-    before = (cpu_seconds([manager]), cpu_seconds(pg_now), resource.getrusage(resource.RUSAGE_CHILDREN),
+    before = (cpu_seconds([manager]), cpu_by_pid(postgres_processes(pg)), resource.getrusage(resource.RUSAGE_CHILDREN),
               machine_busy())
     out = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "--latency", "-s", str(workdir / "random.lua"), base],
                          capture_output=True, text=True, env={**os.environ, "GM_PATHS": str(workdir / "paths.txt")})
-    pg_now = pg + [c for p in pg for c in p.children(recursive=True)]
+    pg_after = cpu_by_pid(postgres_processes(pg))
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (after_children.ru_utime - before[2].ru_utime) + (after_children.ru_stime - before[2].ru_stime)
     text = out.stdout
@@ -216,7 +224,8 @@ def run_wrk(base: str, paths: list[str], duration: int, manager: psutil.Process,
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", text, re.M))
     manager_cpu = cpu_seconds([manager]) - before[0]
-    pg_cpu = cpu_seconds(pg_now) - before[1]
+    # per backend: what it used during the run (backends that exited meanwhile are not counted)
+    pg_cpu = sum(t - before[1].get(pid, 0.0) for pid, t in pg_after.items())
     busy = machine_busy() - before[3]
     return {"rps": rps, "requests": total, "non2xx": int(non2xx.group(1)) if non2xx else 0, "latency": lat,
             "cpu_ms_per_request": {"manager": manager_cpu / total * 1e3, "postgres": pg_cpu / total * 1e3,
