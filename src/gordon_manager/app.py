@@ -15,6 +15,7 @@ from gordon_manager.events.router import router as events_router
 from gordon_manager.backtests.router import router as backtests_router
 from gordon_manager.bots.router import router as bots_router
 from gordon_manager.bff.router import router as bff_router
+from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
@@ -70,9 +71,11 @@ def service_starters() -> list:
     from gordon_manager.reconcile.start import start as start_reconciler
     from gordon_manager.events.service import start as start_events
     from gordon_manager.backtests.worker import start as start_backtests
+    from gordon_manager.deploys.start import start as start_deploys
 
     return [
         start_reconciler,
+        start_deploys,
         start_observability,
         start_events,
         start_backtests,
@@ -116,6 +119,7 @@ def routers() -> list:
         health_router,
         runs_router,
         bots_router,
+        deploys_router,
         proxies_router,
         events_router,
         bff_router,

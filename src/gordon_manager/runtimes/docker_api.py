@@ -218,6 +218,32 @@ class DockerAPI:
         except DockerNotFound:
             pass
 
+    async def rename_container(self, container_id: str, *, name: str) -> None:
+        """POST /containers/{id}/rename?name= (409 when the name is taken)."""
+        await self.request("POST", f"/containers/{container_id}/rename", params={"name": name})
+
+    async def container_health(self, container_id: str) -> dict[str, Any]:
+        """State of a container with its HEALTHCHECK result, from one inspect.
+
+        Returns {"id", "name", "image", "status", "exit_code", "health" (starting|healthy|unhealthy|None),
+        "failing_streak", "last_output"}; dockerd runs the probe inside the container, so this works
+        with network none.
+        """
+        body = await self.inspect_container(container_id)
+        state = body.get("State") or {}
+        health = state.get("Health") or {}
+        log = health.get("Log") or []
+        return {
+            "id": str(body.get("Id") or container_id),
+            "name": str(body.get("Name") or "").lstrip("/"),
+            "image": (body.get("Config") or {}).get("Image"),
+            "status": str(state.get("Status") or "missing"),
+            "exit_code": state.get("ExitCode"),
+            "health": health.get("Status") or None,
+            "failing_streak": int(health.get("FailingStreak") or 0),
+            "last_output": str(log[-1].get("Output") or "").strip()[:500] if log else None,
+        }
+
     # -- swarm ----------------------------------------------------------------------------------
 
     async def list_services(self, *, filters: Mapping[str, Any]) -> list[dict[str, Any]]:

@@ -27,7 +27,8 @@ _FORBIDDEN_NETWORKS = ("host",)
 _FORBIDDEN_NETWORK_PREFIXES = ("container:", "ns:")
 
 CONTAINER_KEYS = frozenset(
-    {"Image", "Cmd", "Env", "Labels", "HostConfig", "StopSignal", "StopTimeout", "User", "NetworkDisabled"}
+    {"Image", "Cmd", "Env", "Labels", "HostConfig", "StopSignal", "StopTimeout", "User", "NetworkDisabled",
+     "Healthcheck"}  # Healthcheck: service containers only (runtimes/services.py)
 )
 HOST_CONFIG_KEYS = frozenset(
     {

@@ -1,0 +1,143 @@
+"""HTTP routes of green/blue bot deploys and service deploys: parse, authorise, call the service."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from gordon_manager.bots import repo as bots_repo
+from gordon_manager.deploys import repo, service, services
+from gordon_manager.deploys.schemas import (
+    SERVICE_PATTERN,
+    DeployPage,
+    DeployPromote,
+    DeployRead,
+    DeployStatus,
+    ServiceDeployCreate,
+    ServiceDeployPage,
+    ServiceDeployRead,
+)
+from gordon_manager.errors import BadCursor, NotFound
+from gordon_manager.http.auth import Operator
+from gordon_manager.http.pagination import Pagination
+from gordon_manager.observability.logging import request_id_var
+
+router = APIRouter(tags=["deploys"])
+
+BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
+DeployId = Annotated[int, Path(ge=1, le=2**62, description="Service deploy id.")]
+_AUTH = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}}
+_404 = {404: {"description": "No such bot or deploy (problem+json)"}}
+_409 = {409: {"description": "Not allowed in the current state (problem+json, `currentState`)"}}
+
+
+def _wake(request: Request, name: str) -> None:
+    loop = request.app.state.ctx.services.get(name)
+    if loop is not None:
+        loop.wake()
+
+
+def _before_id(page, scope: str) -> int | None:
+    position = page.position(scope)
+    before_id = position.get("id") if position else None
+    if before_id is not None and not isinstance(before_id, int):
+        raise BadCursor("The cursor is not valid.")
+    return before_id
+
+
+@router.post("/bots/{bot_id}/deploy/promote", status_code=202, response_model=DeployRead,
+             summary="Start a green/blue deploy",
+             responses={**_AUTH, **_404, **_409, 422: {"description": "Invalid candidate spec"}})
+async def start_deploy(request: Request, response: Response, bot_id: BotId, body: DeployPromote,
+                       actor: Operator) -> DeployRead:
+    """Run the candidate as a shadow bot on the live bot's inputs, compare, swap when it matches.
+
+    409 when the bot is not running, is a shadow bot, or already has a deploy in progress.
+    """
+    ctx = request.app.state.ctx
+    deploy = await service.start_deploy(ctx.pool, bot_id=bot_id, body=body, settings=ctx.settings, actor=actor,
+                                        request_id=request_id_var.get())
+    _wake(request, "deploy_controller")
+    response.headers["Location"] = f"/bots/{bot_id}/deploy/status"
+    return deploy
+
+
+@router.post("/bots/{bot_id}/deploy/abort", response_model=DeployRead, summary="Abort the deploy in progress",
+             responses={**_AUTH, **_404, **_409})
+async def abort_deploy(request: Request, bot_id: BotId, actor: Operator) -> DeployRead:
+    """Abort the bot's deploy in progress and retire its candidate; the live bot is untouched."""
+    return await service.abort_deploy(request.app.state.ctx.pool, bot_id=bot_id, actor=actor,
+                                      request_id=request_id_var.get())
+
+
+@router.get("/bots/{bot_id}/deploy/status", response_model=DeployStatus, summary="Deploy status", responses=_404)
+async def deploy_status(request: Request, bot_id: BotId) -> DeployStatus:
+    """The deploy in progress (else the latest): bars compared, matches, divergences, lease expiry."""
+    async with request.app.state.ctx.pool.acquire() as conn:
+        return await service.deploy_status(conn, bot_id=bot_id)
+
+
+@router.get("/bots/{bot_id}/deploys", response_model=DeployPage, summary="Deploy history",
+            responses={**_404, 400: {"description": "Invalid cursor"}})
+async def list_deploys(request: Request, bot_id: BotId, page: Pagination) -> DeployPage:
+    """The bot's deploys, newest first; keyset-paginated."""
+    before_id = _before_id(page, f"deploys:{bot_id}")
+    async with request.app.state.ctx.pool.acquire() as conn:
+        if not await bots_repo.bot_exists(conn, bot_id=bot_id):
+            raise NotFound(f"bot {bot_id} does not exist")
+        rows = await repo.list_deploys(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
+    return DeployPage(items=[service.deploy_read(r) for r in rows],
+                      next_cursor=page.next_cursor(f"deploys:{bot_id}", rows, lambda r: {"id": r["id"]}))
+
+
+@router.post("/bots/{bot_id}/promote", response_model=DeployRead, summary="Promote a shadow bot",
+             responses={**_AUTH, **_404, **_409, 422: {"description": "Shadow trades another market"}})
+async def promote_shadow(request: Request, bot_id: BotId, actor: Operator) -> DeployRead:
+    """Make this shadow bot's spec its live bot's (the deploy swap, by hand) and retire the shadow."""
+    return await service.promote_shadow(request.app.state.ctx.pool, shadow_id=bot_id, actor=actor,
+                                        request_id=request_id_var.get())
+
+
+@router.post("/deploys/service", status_code=202, response_model=ServiceDeployRead, summary="Trigger a service deploy",
+             responses={**_AUTH, **_409, 422: {"description": "Image not allowed or invalid health check"},
+                        503: {"description": "DOCKER_SOCKET_PROXY_URL not configured"}})
+async def create_service_deploy(request: Request, response: Response, body: ServiceDeployCreate,
+                                actor: Operator) -> ServiceDeployRead:
+    """Start the new image next to the old container, swap when healthy; the old one keeps serving otherwise."""
+    ctx = request.app.state.ctx
+    deploy = await services.create_service_deploy(ctx.pool, body=body, settings=ctx.settings, actor=actor)
+    _wake(request, "service_deployer")
+    response.headers["Location"] = f"/deploys/service/{deploy.id}/status"
+    return deploy
+
+
+@router.delete("/deploys/service/{deploy_id}/abort", response_model=ServiceDeployRead,
+               summary="Abort a service deploy", responses={**_AUTH, **_404, **_409})
+async def abort_service_deploy(request: Request, deploy_id: DeployId, actor: Operator) -> ServiceDeployRead:
+    """Abort before the swap: the new container is removed, the old one keeps serving."""
+    deploy = await services.abort_service_deploy(request.app.state.ctx.pool, deploy_id=deploy_id, actor=actor)
+    _wake(request, "service_deployer")
+    return deploy
+
+
+@router.get("/deploys/service/{deploy_id}/status", response_model=ServiceDeployRead,
+            summary="Service deploy status", responses=_404)
+async def service_deploy_status(request: Request, deploy_id: DeployId) -> ServiceDeployRead:
+    """State, containers, health-check settings and the reason of a failure."""
+    async with request.app.state.ctx.pool.acquire() as conn:
+        return services.service_deploy_read(await services.get_service_deploy_or_raise(conn, deploy_id=deploy_id))
+
+
+@router.get("/deploys/service", response_model=ServiceDeployPage, summary="Service deploy history",
+            responses={400: {"description": "Invalid cursor"}})
+async def list_service_deploys(request: Request, page: Pagination,
+                               service_name: Annotated[str | None, Query(alias="service", pattern=SERVICE_PATTERN)]
+                               = None) -> ServiceDeployPage:
+    """Service deploys newest first (optionally of one service); keyset-paginated."""
+    scope = f"service-deploys:{service_name or '*'}"
+    before_id = _before_id(page, scope)
+    async with request.app.state.ctx.pool.acquire() as conn:
+        rows = await repo.list_service_deploys(conn, before_id=before_id, service=service_name, limit=page.limit)
+    return ServiceDeployPage(items=[services.service_deploy_read(r) for r in rows],
+                             next_cursor=page.next_cursor(scope, rows, lambda r: {"id": r["id"]}))

@@ -1,0 +1,157 @@
+"""Request and response models of the deploys API (camelCase on the wire)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from gordon_manager.http.models import CamelModel
+
+DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed"]
+ServiceDeployState = Literal["pending", "starting", "health_checking", "swapping", "done", "aborted", "failed"]
+SERVICE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,62}$"
+_TS = "2026-05-17T10:00:00Z"
+
+
+class DeployPromote(CamelModel):
+    """POST /bots/{id}/deploy/promote: what the candidate changes (omitted = the live bot's value)."""
+
+    image: str | None = Field(None, max_length=255, examples=["ghcr.io/dlepaux/gordon-manager:3.8.1"],
+                              description="Candidate image (allow-listed like PUT /bots).")
+    strategy: str | None = Field(None, min_length=1, max_length=64, examples=["sma_crossover"])
+    params: dict[str, Any] | None = Field(None, examples=[{"fast": 8, "slow": 30}],
+                                          description="Full parameter set of the candidate (not merged).")
+    execution: dict[str, Any] | None = Field(None, description="Candidate execution settings (full set).")
+    compare_window: int | None = Field(None, ge=1, le=1_000_000, examples=[60],
+                                       description="Bars to compare before swapping (default: settings).")
+    match_threshold: float | None = Field(None, ge=0, le=1, examples=[0.95],
+                                          description="Match rate needed to swap (default: settings).")
+    lease_ttl_s: float | None = Field(None, ge=1, le=3600, examples=[30],
+                                      description="Lease time-to-live; a deploy whose lease lapses aborts.")
+
+
+class DeployRead(CamelModel):
+    """One green/blue deploy of a bot."""
+
+    id: int = Field(examples=[7])
+    bot_id: int = Field(examples=[42])
+    candidate_bot_id: int | None = Field(None, examples=[43], description="The shadow bot running the candidate.")
+    state: DeployState = Field(examples=["comparing"])
+    from_version: int = Field(description="Live bot version when the deploy started.")
+    to_version: int | None = Field(None, description="Live bot version after the swap.")
+    from_spec_version: int | None = None
+    candidate: dict[str, Any] = Field(examples=[{"strategy": "sma_crossover", "params": {"fast": 8, "slow": 30}}],
+                                      description="The candidate spec (strategy, params, execution, image).")
+    compare_window: int = Field(examples=[60])
+    match_threshold: float = Field(examples=[0.95])
+    lease_ttl_s: float = Field(examples=[30.0])
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = Field(None, examples=[_TS])
+    bars_compared: int = Field(examples=[41])
+    matches: int = Field(examples=[41])
+    divergences: int = Field(examples=[0])
+    match_rate: float | None = Field(None, examples=[1.0], description="matches / barsCompared (null before any).")
+    live_run_id: int | None = None
+    candidate_run_id: int | None = None
+    compared_through: datetime | None = Field(None, description="Bar time up to which both runs were compared.")
+    reason: str | None = Field(None, examples=["lease lost"])
+    actor: str = Field(examples=["operator"])
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+
+
+class DivergenceRead(CamelModel):
+    """A bar on which the candidate decided differently, with both decisions."""
+
+    id: int
+    bar_at: datetime = Field(examples=[_TS])
+    live_decision: dict[str, Any] = Field(examples=[{"side": "buy", "qty": "0.5", "orderType": "market",
+                                                     "price": "64000.1", "reason": "signal"}])
+    candidate_decision: dict[str, Any] = Field(examples=[{"side": "hold", "qty": "0", "orderType": "none",
+                                                          "price": None, "reason": None}])
+    at: datetime
+
+
+class DeployStatus(DeployRead):
+    """Live progress of the bot's current (or latest) deploy, with the latest divergences."""
+
+    latest_divergences: list[DivergenceRead] = Field(default_factory=list)
+
+
+class DeployPage(CamelModel):
+    """A page of deploys, newest first."""
+
+    items: list[DeployRead]
+    next_cursor: str | None = None
+
+
+class HealthCheck(CamelModel):
+    """How dockerd decides the new container is healthy (Docker HEALTHCHECK, run inside the container)."""
+
+    http_path: str | None = Field(None, pattern=r"^/[A-Za-z0-9._~/?=&%-]{0,255}$", examples=["/health"],
+                                  description="HTTP GET path probed with wget on 127.0.0.1 (with port).")
+    port: int | None = Field(None, ge=1, le=65535, examples=[8080])
+    command: list[str] | None = Field(None, min_length=1, max_length=32,
+                                      description="Or: a command run in the container (exec form); 0 = healthy.")
+    interval_s: float = Field(2.0, ge=0.05, le=300, description="Between two probes.")
+    timeout_s: float = Field(5.0, ge=0.05, le=300, description="One probe's timeout.")
+    retries: int = Field(3, ge=1, le=100, description="Consecutive failures that make it unhealthy.")
+    start_period_s: float = Field(0.0, ge=0, le=3600, description="Grace period before failures count.")
+    wait_s: float | None = Field(None, ge=1, le=3600, description=(
+        "Give up waiting for healthy after this long (default: start period + (retries + 1) × (interval + timeout))."))
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> HealthCheck:
+        http = self.http_path is not None or self.port is not None
+        if http == (self.command is not None):
+            raise ValueError("give either httpPath and port, or command")
+        if http and (self.http_path is None or self.port is None):
+            raise ValueError("an HTTP health check needs both httpPath and port")
+        if self.command is not None and any(not arg or "\x00" in arg for arg in self.command):
+            raise ValueError("command arguments must be non-empty strings without NUL")
+        return self
+
+    def wait_budget_s(self) -> float:
+        """How long to wait for healthy before failing the deploy."""
+        if self.wait_s is not None:
+            return self.wait_s
+        return self.start_period_s + (self.retries + 1) * (self.interval_s + self.timeout_s)
+
+
+class ServiceDeployCreate(CamelModel):
+    """POST /deploys/service: roll one Gordon service container to a new image."""
+
+    service: str = Field(pattern=SERVICE_PATTERN, examples=["gordon-risk"],
+                         description="Service (and container) name.")
+    image: str = Field(min_length=1, max_length=255, examples=["ghcr.io/dlepaux/gordon-risk:2.4.1"])
+    health_check: HealthCheck
+
+
+class ServiceDeployRead(CamelModel):
+    """One service deploy."""
+
+    id: int = Field(examples=[3])
+    service: str = Field(examples=["gordon-risk"])
+    old_image: str | None = None
+    new_image: str
+    old_container_id: str | None = None
+    new_container_id: str | None = None
+    health_check: dict[str, Any]
+    state: ServiceDeployState = Field(examples=["health_checking"])
+    reason: str | None = Field(None, examples=["health check failed: unhealthy after 3 probes"])
+    actor: str
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    health_deadline_at: datetime | None = None
+    cleaned_up_at: datetime | None = None
+
+
+class ServiceDeployPage(CamelModel):
+    """A page of service deploys, newest first."""
+
+    items: list[ServiceDeployRead]
+    next_cursor: str | None = None

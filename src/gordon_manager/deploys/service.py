@@ -1,0 +1,201 @@
+"""Rules of green/blue bot deploys: start (candidate as a shadow bot under a lease), abort, read,
+and promote a shadow bot by hand through the same swap.
+
+Every change commits with its audit rows in one transaction. Lock order: live bot, deploy, candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.bots import repo as bots_repo
+from gordon_manager.bots.schemas import BotSpec
+from gordon_manager.bots.service import validate_spec
+from gordon_manager.deploys import repo
+from gordon_manager.deploys.faults import failpoint
+from gordon_manager.deploys.schemas import DeployPromote, DeployRead, DeployStatus, DivergenceRead
+from gordon_manager.deploys.swap import SwapImpossible, audit, record_finished, retire_candidate, swap_locked
+from gordon_manager.errors import Conflict, NotFound, Unprocessable
+from gordon_manager.http.casing import camelize
+from gordon_manager.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+CANDIDATE_FIELDS = ("strategy", "params", "execution", "image")
+LATEST_DIVERGENCES = 10
+_READ_FIELDS = frozenset(DeployRead.model_fields)
+
+
+def deploy_read(row: Any) -> DeployRead:
+    """API model of a bot_deploys row."""
+    data = {k: v for k, v in dict(row).items() if k in _READ_FIELDS}
+    data["candidate"] = camelize(data["candidate"] or {})
+    compared = data["bars_compared"]
+    data["match_rate"] = data["matches"] / compared if compared else None
+    return DeployRead(**data)
+
+
+def candidate_spec(live: Any, body: DeployPromote, settings: Settings) -> dict[str, Any]:
+    """The candidate's validated column values: the live bot's spec with the body's changes."""
+    strategy = body.strategy or live["strategy"]
+    if body.params is not None:
+        params = body.params
+    else:  # another strategy does not understand the live bot's params: start from its defaults
+        params = live["params"] if strategy == live["strategy"] else {}
+    spec = BotSpec(name=live["name"], strategy=strategy, symbol=live["symbol"], interval=live["interval"],
+                   params=params, execution=body.execution if body.execution is not None else live["execution"],
+                   mode=live["mode"], image=body.image or live["image"], labels=live["labels"])
+    return validate_spec(spec, settings)
+
+
+def _candidate_labels(live_labels: dict[str, str], deploy_id: int) -> dict[str, str]:
+    # Replay labels would make the candidate replay on its own clock; without them a shadow bot
+    # starts where the live bot's run started, so both decide on the same bars with the same state.
+    labels = {k: v for k, v in (live_labels or {}).items() if not k.startswith("replay.")}
+    labels["deploy.id"] = str(deploy_id)
+    return labels
+
+
+async def start_deploy(pool: asyncpg.Pool, *, bot_id: int, body: DeployPromote, settings: Settings, actor: str,
+                       request_id: str | None) -> DeployRead:
+    """Create the deploy (pending, lease unclaimed) and its candidate shadow bot, in one transaction."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            live = await bots_repo.lock_bot(conn, bot_id=bot_id)
+            if live is None:
+                raise NotFound(f"bot {bot_id} does not exist")
+            if live["mode"] == "shadow":
+                raise Conflict(f"bot {bot_id} is a shadow bot: deploy to its live bot instead",
+                               extra={"currentState": live["desired_state"]})
+            status = await bots_repo.get_status(conn, bot_id=bot_id)
+            observed = status["observed_state"] if status else "pending"
+            if live["delete_requested_at"] is not None or live["desired_state"] != "running" or observed != "running":
+                raise Conflict(f"bot {bot_id} must be running to deploy (desired {live['desired_state']!r}, "
+                               f"observed {observed!r})", extra={"currentState": observed})
+            values = candidate_spec(live, body, settings)
+            candidate = {field: values[field] for field in CANDIDATE_FIELDS}
+            try:
+                deploy = await repo.insert_deploy(
+                    conn, bot_id=bot_id, state="pending", from_version=live["version"],
+                    from_spec_version=live["spec_version"], candidate=candidate,
+                    compare_window=body.compare_window or settings.deploy_compare_window,
+                    match_threshold=body.match_threshold if body.match_threshold is not None
+                    else settings.deploy_match_threshold,
+                    lease_ttl_s=body.lease_ttl_s or settings.deploy_lease_ttl_s, actor=actor)
+            except asyncpg.UniqueViolationError as exc:
+                raise Conflict(f"bot {bot_id} already has a deploy in progress",
+                               extra={"currentState": "deploying"}) from exc
+            values.update(name=f"{live['name'][:36]}.deploy-{deploy['id']}", mode="shadow", desired_state="running",
+                          shadow_of=bot_id, labels=_candidate_labels(live["labels"], deploy["id"]))
+            cand = await bots_repo.insert_bot(conn, values=values, actor=actor)
+            await audit(conn, bot_id=cand["id"], actor=actor, action="create", before=None, after=cand,
+                        request_id=request_id)
+            deploy = await repo.set_candidate(conn, deploy_id=deploy["id"], candidate_bot_id=cand["id"])
+            await bots_repo.insert_bot_event(conn, bot_id=bot_id, kind="deploy_started", level="info",
+                                             message=f"deploy {deploy['id']} started: candidate bot {cand['id']}",
+                                             data={"deployId": deploy["id"], "candidateBotId": cand["id"]})
+    failpoint("deploy.after_create")
+    logger.info("deploy started", extra={"deploy_id": deploy["id"], "bot_id": bot_id, "candidate": cand["id"]})
+    return deploy_read(deploy)
+
+
+async def finish_and_retire(conn: asyncpg.Connection, *, deploy: Any, state: str, reason: str, actor: str,
+                            request_id: str | None = None) -> asyncpg.Record:
+    """End a locked, active deploy as aborted/failed and retire its candidate (caller's transaction)."""
+    done = await repo.finish_deploy(conn, deploy_id=deploy["id"], state=state, reason=reason)
+    await retire_candidate(conn, candidate_bot_id=deploy["candidate_bot_id"], actor=actor, request_id=request_id)
+    await bots_repo.insert_bot_event(conn, bot_id=deploy["bot_id"], kind=f"deploy_{state}", level="warning",
+                                     message=f"deploy {deploy['id']} {state}: {reason}",
+                                     data={"deployId": deploy["id"], "reason": reason})
+    return done
+
+
+async def end_deploy(pool: asyncpg.Pool, *, deploy_id: int, state: str, reason: str, actor: str,
+                     owner: str | None = None, only_if_expired: bool = False) -> asyncpg.Record | None:
+    """Abort/fail a deploy if it is still active (and still ours, or still lapsed); None otherwise."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            deploy = await repo.get_deploy(conn, deploy_id=deploy_id, for_update=True)
+            if deploy is None or deploy["state"] not in repo.ACTIVE:
+                return None
+            if owner is not None and deploy["lease_owner"] != owner:
+                return None
+            if only_if_expired and not deploy["lease_expired"]:
+                return None
+            done = await finish_and_retire(conn, deploy=deploy, state=state, reason=reason, actor=actor)
+    record_finished(done)
+    logger.warning("deploy ended", extra={"deploy_id": deploy_id, "state": state, "reason": reason})
+    return done
+
+
+async def abort_deploy(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_id: str | None) -> DeployRead:
+    """Operator abort of the bot's deploy in progress (409 when there is none)."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            if not await bots_repo.bot_exists(conn, bot_id=bot_id):
+                raise NotFound(f"bot {bot_id} does not exist")
+            deploy = await repo.active_for_bot(conn, bot_id=bot_id, for_update=True)
+            if deploy is None:
+                raise Conflict(f"bot {bot_id} has no deploy in progress", extra={"currentState": "idle"})
+            done = await finish_and_retire(conn, deploy=deploy, state="aborted", reason=f"aborted by {actor}",
+                                           actor=actor, request_id=request_id)
+    record_finished(done)
+    return deploy_read(done)
+
+
+async def deploy_status(conn: asyncpg.Connection, *, bot_id: int) -> DeployStatus:
+    """The bot's deploy in progress, else its latest one, with the latest divergences."""
+    if not await bots_repo.bot_exists(conn, bot_id=bot_id):
+        raise NotFound(f"bot {bot_id} does not exist")
+    deploy = await repo.active_for_bot(conn, bot_id=bot_id) or await repo.latest_for_bot(conn, bot_id=bot_id)
+    if deploy is None:
+        raise NotFound(f"bot {bot_id} has never been deployed")
+    divergences = await repo.latest_divergences(conn, deploy_id=deploy["id"], limit=LATEST_DIVERGENCES)
+    return DeployStatus(**deploy_read(deploy).model_dump(),
+                        latest_divergences=[DivergenceRead(**dict(r)) for r in divergences])
+
+
+async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, request_id: str | None) -> DeployRead:
+    """Promote an existing shadow bot by hand: the same swap as a deploy, recorded as a deploy."""
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            shadow = await bots_repo.get_bot(conn, bot_id=shadow_id)
+            if shadow is None:
+                raise NotFound(f"bot {shadow_id} does not exist")
+            if shadow["mode"] != "shadow" or shadow["shadow_of"] is None:
+                raise Conflict(f"bot {shadow_id} is not a shadow bot (mode {shadow['mode']!r})",
+                               extra={"currentState": shadow["desired_state"]})
+            if shadow["delete_requested_at"] is not None:
+                raise Conflict(f"bot {shadow_id} is being deleted", extra={"currentState": "deleting"})
+            live = await bots_repo.lock_bot(conn, bot_id=shadow["shadow_of"])
+            if live is None or live["delete_requested_at"] is not None:
+                raise Conflict(f"the live bot {shadow['shadow_of']} of shadow bot {shadow_id} is gone",
+                               extra={"currentState": "orphaned"})
+            if (shadow["symbol"], shadow["interval"]) != (live["symbol"], live["interval"]):
+                raise Unprocessable(f"shadow bot {shadow_id} trades {shadow['symbol']} {shadow['interval']}, its live "
+                                    f"bot {live['symbol']} {live['interval']}: only strategy, params, execution and "
+                                    "image can be promoted")
+            deploy = await repo.active_for_bot(conn, bot_id=live["id"], for_update=True)
+            if deploy is not None and deploy["candidate_bot_id"] != shadow_id:
+                raise Conflict(f"bot {live['id']} has another deploy in progress (deploy {deploy['id']})",
+                               extra={"currentState": "deploying"})
+            if deploy is None:
+                deploy = await repo.insert_deploy(
+                    conn, bot_id=live["id"], state="swapping", from_version=live["version"],
+                    from_spec_version=live["spec_version"],
+                    candidate={f: shadow[f] for f in CANDIDATE_FIELDS}, compare_window=1, match_threshold=0,
+                    lease_ttl_s=60, actor=actor)
+                deploy = await repo.set_candidate(conn, deploy_id=deploy["id"], candidate_bot_id=shadow_id)
+            else:
+                deploy = await repo.set_swapping(conn, deploy_id=deploy["id"])
+            try:
+                done = await swap_locked(conn, deploy=deploy, live=live, actor=actor, reason=f"promoted by {actor}",
+                                         request_id=request_id)
+            except SwapImpossible as exc:  # pragma: no cover - the shadow row is locked above
+                raise Conflict(str(exc)) from exc
+    failpoint("swap.after_commit")
+    record_finished(done)
+    return deploy_read(done)
