@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -204,6 +205,7 @@ def main() -> None:
           f"in {time.perf_counter() - started:.1f} s")
     if server is not None and args.dir is None:
         server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
