@@ -342,3 +342,29 @@ def test_backtest_command_configuration_errors(cli_env, kline_db, monkeypatch):
     get_settings.cache_clear()
     result = CliRunner().invoke(cli_app, backtest_args(kline_db))
     assert result.exit_code == 2 and "invalid configuration" in result.stderr
+
+
+async def test_a_failed_heartbeat_does_not_fail_the_run(kline_db, kadmin, mconn, monkeypatch, caplog):
+    from gordon_manager.backtests import repo
+
+    real, failed = repo.heartbeat, threading.Event()
+    calls = []
+
+    async def flaky(conn, **kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:  # the check after loading the bars
+            return await real(conn, **kwargs)
+        failed.set()
+        raise ConnectionResetError("network blip")
+
+    monkeypatch.setattr(repo, "heartbeat", flaky)
+
+    def on_phase(phase: str, fraction: float) -> None:
+        if phase == "engine":
+            failed.wait(10)  # hold the engine (its own thread) until a beat has failed
+
+    run_id = await queued(mconn, kline_db, runner="cli")
+    with caplog.at_level(logging.WARNING, logger="gordon_manager.backtests.job"):
+        outcome = await execute_run(RunJob(run_id, kline_db.db.manager_url), on_phase=on_phase)
+    assert outcome.status == "done" and failed.is_set()
+    assert any(r.getMessage() == "backtest heartbeat failed" for r in caplog.records)

@@ -104,9 +104,10 @@ async def claim_run(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record 
     return await conn.fetchrow(CLAIM_RUN, run_id)
 
 
-async def heartbeat(conn: asyncpg.Connection, *, run_id: int, progress: float | None) -> bool:
+async def heartbeat(conn: asyncpg.Connection, *, run_id: int, progress: float | None,
+                    timeout: float = 5.0) -> bool:
     """Record liveness (and progress); True when the worker must stop."""
-    stop = await conn.fetchval(HEARTBEAT, run_id, progress)
+    stop = await conn.fetchval(HEARTBEAT, run_id, progress, timeout=timeout)
     return stop is None or bool(stop)
 
 

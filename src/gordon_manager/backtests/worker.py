@@ -33,7 +33,8 @@ from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
 
-__all__ = ["BacktestRunner", "RESTART_REASON", "STOP_REASON", "default_workers", "run_in_process", "start"]
+__all__ = ["BacktestRunner", "RESTART_REASON", "STOP_REASON", "default_workers", "init_worker", "run_in_process",
+           "start"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,13 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
+def init_worker(log_level: str) -> None:
+    """Pool initializer: the worker logs JSON lines on stderr like the manager."""
+    from gordon_manager.observability.logging import configure_logging
+
+    configure_logging(log_level)
+
+
 def run_in_process(job: RunJob) -> RunOutcome:
     """Pool entry point: run one job on a fresh event loop in the worker process."""
     return asyncio.run(execute_run(job))
@@ -59,7 +67,7 @@ class BacktestRunner(LoopService):
     name = "backtest-runner"
 
     def __init__(self, *, pool: asyncpg.Pool, database_url: str, workers: int | None = None,
-                 connect_timeout: float = 5.0, interval: float = POLL_S,
+                 connect_timeout: float = 5.0, interval: float = POLL_S, log_level: str = "INFO",
                  target: Callable[[RunJob], RunOutcome] = run_in_process) -> None:
         super().__init__(interval=interval)
         self.pool = pool
@@ -67,6 +75,7 @@ class BacktestRunner(LoopService):
         self.workers = workers or default_workers()
         self.connect_timeout = connect_timeout
         self.target = target
+        self.log_level = log_level
         self.inflight: dict[int, asyncio.Future[RunOutcome]] = {}
         self.outcomes: list[RunOutcome] = []  # the last few, for logs and tests
         self._executor: ProcessPoolExecutor | None = None
@@ -74,7 +83,8 @@ class BacktestRunner(LoopService):
     def _pool_executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(max_workers=self.workers,
-                                                 mp_context=multiprocessing.get_context("spawn"))
+                                                 mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=init_worker, initargs=(self.log_level,))
         return self._executor
 
     async def run_once(self) -> None:
@@ -148,6 +158,6 @@ async def start(ctx) -> None:
         logger.warning("backtests left unfinished by a previous manager marked failed",
                        extra={"run_ids": recovered[:100], "count": len(recovered)})
     runner = BacktestRunner(pool=ctx.pool, database_url=ctx.database_url,
-                            connect_timeout=ctx.settings.db_connect_timeout_s)
+                            connect_timeout=ctx.settings.db_connect_timeout_s, log_level=ctx.settings.log_level)
     ctx.services["backtests"] = runner
     ctx.supervisor.start(runner)
