@@ -81,6 +81,11 @@ async def test_backtest_through_the_api_equals_run_backtest(kclient, kadmin, kli
         assert int(row["entry_at"].timestamp() * 1000) == trip.entry_ts
         assert row["duration_s"] == trip.duration_ms / 1000 and row["exit_reason"] == str(trip.exit_reason)
 
+    events = await kadmin.fetch("SELECT payload FROM trading.events WHERE channel = 'run_progress'"
+                                " AND (payload->'row'->>'id')::bigint = $1 ORDER BY id", run_id)
+    statuses = [e["payload"]["row"]["status"] for e in events]  # what the console sees over /ws
+    assert statuses[0] == "queued" and statuses[-1] == "done" and "running" in statuses
+
     detail = await kclient.get(f"/runs/{run_id}")
     assert detail.status_code == 200, detail.text
     assert detail.json()["status"] == "done" and detail.json()["stats"]["tradeCount"] == expected.stats.trade_count
