@@ -17,7 +17,10 @@ from multiprocessing.connection import Connection
 INSERT = "INSERT INTO trading.bot_events (bot_id, kind, data) VALUES ($1, 'bench', $2::jsonb)"
 INSERT_MANY = ("INSERT INTO trading.bot_events (bot_id, kind, data) "
                "SELECT $1, 'bench', $2::jsonb FROM generate_series(1, $3)")
-TICK_RATE = 200.0
+PREFILL = ("INSERT INTO trading.runs (kind, strategy, symbol, interval, config) "
+           "SELECT 'backtest', 'bench-prefill', 'BTCUSDT', '1m', jsonb_build_object('blob', repeat('x', $1)) "
+           "FROM generate_series(1, $2)")
+TICK_RATE = 100.0
 TICK_S = 0.010
 
 
@@ -56,6 +59,12 @@ async def _serve(pipe: Connection, url: str, bot_id: int) -> None:
         command = await loop.run_in_executor(None, pipe.recv)
         if command[0] == "stop":
             break
+        if command[0] == "prefill":  # big rows on run_progress (only the stalled client listens there)
+            _, count, size = command
+            for _ in range(count):
+                await conn.execute(PREFILL, size, 1)
+            pipe.send(("done", count, 0.0, 0.0))
+            continue
         _, phase, rate, duration = command
         published, elapsed, lag = await _publish(conn, bot_id, phase, rate, duration)
         pipe.send(("done", published, elapsed, lag))
