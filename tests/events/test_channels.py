@@ -224,3 +224,16 @@ async def test_plain_http_get_on_ws_is_not_an_upgrade(manager):
         response = await http.get("/ws")
     assert response.status_code in (400, 404, 426)
     await asyncio.sleep(0)
+
+
+async def test_ws_refuses_politely_when_the_events_service_is_not_running(manager):
+    import pytest
+    from websockets.exceptions import InvalidStatus
+
+    service = manager.ctx.services.pop("events")
+    try:
+        with pytest.raises(InvalidStatus):
+            async with ws_client(manager.ws_url):
+                pass
+    finally:
+        manager.ctx.services["events"] = service

@@ -128,3 +128,26 @@ async def test_nats_down_at_start_is_reported_and_recovers(tmp_path: Path, start
             await until(lambda: manager.ctx.health.degraded == [], timeout=10)
         finally:
             server.stop()
+
+
+async def test_a_failed_handoff_is_redelivered(nats_server, start_manager, monkeypatch):
+    name = f"brk-{uuid.uuid4().hex[:6]}"
+    async with start_manager(bus_nats_url=nats_server.url) as manager:
+        await wait_consuming(manager)
+        hub = manager.events.hub
+        real_publish = hub.publish
+        calls = []
+
+        def flaky(channel, item, event_id=None):
+            calls.append(channel)
+            if len(calls) == 1:
+                raise RuntimeError("hub refused")
+            real_publish(channel, item, event_id)
+
+        monkeypatch.setattr(hub, "publish", flaky)
+        async with ws_client(manager.ws_url) as client:
+            await client.subscribe(["breaker_state"])
+            await publish(nats_server.url, breaker_event(name, "open", reason="retry me"))
+            [event] = await client.events(1, timeout=10)  # nak(delay=1s) → redelivered → forwarded once
+            assert event["data"]["reason"] == "retry me" and len(calls) == 2
+            assert await client.quiet(0.3) == []

@@ -205,3 +205,16 @@ async def test_fast_path_never_writes_to_a_closing_transport():
     assert sub.offer(frame(1)) == 0 and sink.written == [] and sub.queued == 1
     sub.closed = True
     assert sub.offer(frame(2)) == 0 and sub.queued == 1
+
+
+async def test_replayed_ids_arriving_live_after_the_release_are_dropped_for_a_while():
+    sink = MemorySink()
+    sub = subscriber(sink, queue_size=10)
+    sub.hold(["bot_events"])
+    sub.release(["bot_events"], skip_ids={5, 6})
+    sub.offer(frame(5))  # its NOTIFY was late: already replayed
+    sub.offer(frame(7))
+    assert ids(sink.written) == [7]
+    sub._skip_until = 0.0  # the window is over: ids are no longer checked
+    sub.offer(frame(6))
+    assert ids(sink.written) == [7, 6] and sub._plain

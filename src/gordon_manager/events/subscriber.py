@@ -10,11 +10,16 @@ sends with a timeout; a client that accepts nothing for that long is stalled and
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
 from gordon_manager.events.protocol import Frame, messages_counter, resync_frame
 from gordon_manager.events.sinks import Sink
+
+
+# How long live frames are checked against the ids a replay already sent.
+SKIP_WINDOW_S = 10.0
 
 
 class SubscriberStalled(Exception):
@@ -39,6 +44,8 @@ class Subscriber:
         self._held: list[Frame] = []
         self._resync: Frame | None = None
         self._closed = False
+        self._skip: set[int] | None = None
+        self._skip_until = 0.0
         fast = sink.fast_path()
         self._is_writable, self._is_closing, self._write = fast if fast is not None else (None, None, None)
         # True while nothing special is going on (no hold, no pending resync, open): the hot path.
@@ -54,7 +61,7 @@ class Subscriber:
         self._refresh()
 
     def _refresh(self) -> None:
-        self._plain = not (self._holding or self._resync is not None or self._closed)
+        self._plain = not (self._holding or self._resync is not None or self._closed or self._skip is not None)
 
     @property
     def queued(self) -> int:
@@ -70,6 +77,15 @@ class Subscriber:
         return self._offer(frame)
 
     def _offer(self, frame: Frame) -> int:
+        if self._skip is not None:
+            if time.monotonic() > self._skip_until:
+                self._skip = None
+                self._refresh()
+            else:
+                remaining = frame.without(self._skip)
+                if remaining is None:
+                    return 0
+                frame = remaining
         if self._holding and frame.channel in self._holding:
             if len(self._held) >= self._max:
                 self._overflow()
@@ -126,16 +142,19 @@ class Subscriber:
         """Deliver the held frames of ``channels`` in order, minus events the replay already sent."""
         channels = set(channels)
         self._holding -= channels
+        if skip_ids:
+            # A replayed row's NOTIFY may still be on its way to the hub (committed before the
+            # replay query, not yet read): keep dropping those ids from live frames for a while.
+            self._skip = set(skip_ids) if self._skip is None else self._skip | skip_ids
+            self._skip_until = time.monotonic() + SKIP_WINDOW_S
         self._refresh()
         held, self._held = self._held, [f for f in self._held if f.channel not in channels]
         for frame in held:
             if frame.channel not in channels:
                 continue
-            remaining = frame.without(skip_ids) if skip_ids else frame
-            if remaining is not None:
-                written = self.offer(remaining)
-                if written:
-                    messages_counter(remaining.channel).inc(written)
+            written = self.offer(frame)
+            if written:
+                messages_counter(frame.channel).inc(written)
 
     # -- writer ------------------------------------------------------------------------------------
     async def run_writer(self) -> None:
