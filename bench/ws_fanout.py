@@ -321,6 +321,7 @@ class Bench:
                 self.manager.kill()
         if self.server is not None:
             self.server.cleanup()
+            self.server.stop()  # even if a killed manager left its pid in pgserver's handle list
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
@@ -354,8 +355,14 @@ def main() -> None:
     ap.add_argument("--priority", type=int, default=-5 if os.geteuid() == 0 else 0,
                     help="niceness of every bench process (manager, postgres, load generator, publisher); "
                          "negative (root only) shields the run from other work on a shared machine")
+    ap.add_argument("--max-seconds", type=int, default=900, help="hard bound on the whole run")
     args = ap.parse_args()
 
+    def too_long(signum, frame):
+        raise SystemExit(f"bench exceeded --max-seconds={args.max_seconds}")
+
+    signal.signal(signal.SIGALRM, too_long)
+    signal.alarm(args.max_seconds)
     bench = Bench(args)
     started = time.monotonic()
     try:
