@@ -127,7 +127,10 @@ class FleetMachine(RuleBasedStateMachine):
 
 def test_fleet_always_settles(pg_server_url):
     loop = asyncio.new_event_loop()
-    previous = asyncio.get_event_loop_policy().get_event_loop()
+    try:
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # no loop set in this thread (depends on which tests ran before)
+        previous = None
     asyncio.set_event_loop(loop)  # asyncpg binds the pool to the current loop
     try:
         db = loop.run_until_complete(create_database(pg_server_url))
