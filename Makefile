@@ -21,8 +21,8 @@ run: $(STAMP)
 
 ## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:.coverage.json $(PYTEST_ARGS)
-	$(PY) ci/coverage_gate.py .coverage.json
+	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:coverage.json $(PYTEST_ARGS)
+	$(PY) ci/coverage_gate.py coverage.json
 
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
@@ -37,4 +37,4 @@ bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* .coverage.json htmlcov .pytest_cache
+	rm -rf $(VENV) .coverage .coverage.* coverage.json htmlcov .pytest_cache

@@ -46,4 +46,4 @@ def main(path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ".coverage.json"))
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "coverage.json"))
