@@ -216,8 +216,22 @@ class ProcessRuntime:
                     )
                     await self._terminate(rec, timeout_s=10)
             rec = self._spawn(spec)
+            previous = self._records.get(spec.bot_id)
             self._records[spec.bot_id] = rec
-            self._save()
+            try:
+                self._save()
+            except RuntimeUnavailable:
+                # An unrecorded child would be invisible to a restarted manager (a duplicate in
+                # waiting): take it back down and report the failure.
+                self._kill_group(rec, _signal.SIGKILL)
+                child = self._children.pop(rec.pid, None)
+                if child is not None:
+                    child.wait(timeout=5)
+                if previous is None:
+                    self._records.pop(spec.bot_id, None)
+                else:
+                    self._records[spec.bot_id] = previous
+                raise
             return self._observed(rec, True)
 
     def _spawn(self, spec: WorkloadSpec) -> ProcessRecord:
