@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,8 +54,14 @@ async def build_context(settings: Settings) -> AppContext:
 
 async def start_services(ctx: AppContext) -> None:
     """Start the background services of every domain (each domain adds one line here)."""
+    from gordon_manager.workers import runs_background, start_api_worker
+
     failed: dict[str, str] = {}
-    for starter in service_starters():
+    background = runs_background(ctx)
+    starters = service_starters() if background else [start_api_worker]
+    if ctx.settings.workers > 1:
+        ctx.health.set_check("worker", pid=os.getpid(), background=background)
+    for starter in starters:
         try:
             await starter(ctx)
         except Exception as exc:  # serve (and say so in /healthz) rather than crash-loop: e.g. migrations pending
@@ -80,6 +87,15 @@ def service_starters() -> list:
         start_events,
         start_backtests,
     ]
+
+
+def serve_app() -> FastAPI:
+    """Factory for uvicorn worker processes (GORDON_MANAGER_WORKERS > 1): settings from the environment."""
+    from gordon_manager.observability.logging import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

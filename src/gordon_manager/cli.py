@@ -85,12 +85,29 @@ def serve() -> None:
         fail(exc.detail)
     typer.echo(f"gordon-manager: database ready in {time.perf_counter() - started:.1f}s; "
                f"serving on http://{host}:{port}", err=True)
+    if settings.workers > 1:
+        _serve_workers(settings, host, port)
+        return
     config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False,
                             proxy_headers=False, server_header=False, lifespan="on")
     server = uvicorn.Server(config)
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def _serve_workers(settings: Settings, host: str, port: int) -> None:
+    """Several uvicorn worker processes sharing the socket; they read their settings from the environment."""
+    import os
+
+    import uvicorn
+
+    # The workers must reach the database this process prepared (embedded or not) without migrating again.
+    os.environ["GORDON_DATABASE_URL"] = settings.database_url.get_secret_value()
+    os.environ["GORDON_MANAGER_MIGRATE_ON_START"] = "false"
+    os.environ["GORDON_MANAGER_DATA_DIR"] = str(settings.data_dir)
+    uvicorn.run("gordon_manager.app:serve_app", factory=True, workers=settings.workers, host=host, port=port,
+                log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="on")
 
 
 @app.command("migrate")

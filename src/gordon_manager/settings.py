@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=lambda: Path(platformdirs.user_data_dir("gordon-manager")),
                            validation_alias=_alias("GORDON_MANAGER_DATA_DIR"),
                            description="Per-user state: embedded PostgreSQL data, generated operator token, process-runtime state.")
+    workers: int = Field(1, ge=1, le=32, validation_alias=_alias("GORDON_MANAGER_WORKERS"),
+                         description="HTTP worker processes. One of them (elected by a lock in the data dir) runs the background services; every worker serves HTTP and /ws.")
     log_level: str = Field("INFO", validation_alias=_alias("GORDON_MANAGER_LOG_LEVEL"), description="Log level (JSON logs on stderr).")
     db_pool_min: int = Field(2, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MIN"), description="Minimum pooled connections.")
     db_pool_max: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MAX"), description="Maximum pooled connections.")
