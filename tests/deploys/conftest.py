@@ -9,6 +9,7 @@ import signal
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.botrunner.conftest import insert_klines, synth
@@ -75,10 +76,15 @@ def kill_recorded_bots(data_dir: Path) -> None:
         except ValueError:
             continue
         for record in records:
-            pid = record.get("pid") if isinstance(record, dict) else None
-            if pid:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+            if not isinstance(record, dict) or not record.get("pid"):
+                continue
+            try:  # only the very process that was recorded (a pid may have been recycled since)
+                if abs(psutil.Process(record["pid"]).create_time() - record.get("create_time", 0)) > 0.05:
+                    continue
+            except psutil.Error:
+                continue
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(record["pid"], signal.SIGKILL)
 
 
 @pytest.fixture

@@ -8,8 +8,9 @@ import time
 import psutil
 
 
-def bot_processes() -> dict[int, list[tuple[int, int]]]:
-    """{bot id: [(pid, config version)]} of every running `gordon-manager bot` process on this host."""
+def bot_processes(database: str) -> dict[int, list[tuple[int, int]]]:
+    """{bot id: [(pid, config version)]} of the running `gordon-manager bot` processes of ``database``
+    (bot ids repeat across databases: other test sessions on this host run bots too)."""
     found: dict[int, list[tuple[int, int]]] = {}
     for proc in psutil.process_iter(["cmdline", "status"]):
         try:
@@ -17,6 +18,8 @@ def bot_processes() -> dict[int, list[tuple[int, int]]]:
             if proc.info["status"] == psutil.STATUS_ZOMBIE or "gordon_manager.cli" not in cmd or cmd[-1:] != ["bot"]:
                 continue
             env = proc.environ()
+            if database not in env.get("GORDON_DATABASE_URL", ""):
+                continue
             bot_id = int(env["GORDON_BOT_ID"])
             found.setdefault(bot_id, []).append((proc.pid, int(env.get("GORDON_BOT_CONFIG_VERSION", "0"))))
         except (psutil.Error, KeyError, ValueError):
@@ -27,16 +30,17 @@ def bot_processes() -> dict[int, list[tuple[int, int]]]:
 class BotSampler(threading.Thread):
     """Samples the processes of ``bot_id`` every ``interval`` seconds until stopped."""
 
-    def __init__(self, bot_id: int, interval: float = 0.01) -> None:
+    def __init__(self, bot_id: int, database: str, interval: float = 0.01) -> None:
         super().__init__(daemon=True)
         self.bot_id = bot_id
+        self.database = database
         self.interval = interval
         self.samples: list[tuple[float, list[tuple[int, int]]]] = []
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.samples.append((time.monotonic(), bot_processes().get(self.bot_id, [])))
+            self.samples.append((time.monotonic(), bot_processes(self.database).get(self.bot_id, [])))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:

@@ -67,7 +67,7 @@ async def test_identical_candidate_promotes_itself_and_the_live_workload_is_swap
     async with running_app(deploy_settings(ddb, data_dir)) as (_app, client):
         live = await create_live_bot(client, symbol)
         first = await wait_running(client, ddb, live)
-        sampler = BotSampler(live)
+        sampler = BotSampler(live, ddb.name)
         sampler.start()
         try:
             response = await client.post(f"/bots/{live}/deploy/promote", headers=HEADERS,

@@ -242,3 +242,11 @@ async def test_manual_promote_of_the_running_candidate_uses_the_same_swap(admin,
     assert live_row["params"] == {"fast": 2, "slow": 9} and live_row["spec_version"] == 2
     await controller.run_once()  # nothing left to do
     assert (await deploy_row(admin, deploy_id))["state"] == "promoted"
+
+
+async def test_a_candidate_stopped_by_hand_fails_the_deploy(admin, pool, settings, controller):
+    live, cand, *_rest, deploy_id = await comparing(admin, pool, settings, controller)
+    await admin.execute("UPDATE trading.bot_configs SET desired_state = 'stopped' WHERE id = $1", cand)
+    await controller.run_once()
+    row = await deploy_row(admin, deploy_id)
+    assert row["state"] == "failed" and row["reason"] == "candidate was set stopped by hand"

@@ -68,7 +68,7 @@ class Manager:
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def wait_healthy(self, timeout: float = 30) -> None:
+    def wait_healthy(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"manager exited early:\n{self.log.read_text()[-3000:]}"
@@ -80,7 +80,7 @@ class Manager:
             time.sleep(0.05)
         raise AssertionError("manager did not become healthy")
 
-    async def wait_exit(self, timeout: float = 30) -> int:
+    async def wait_exit(self, timeout: float = 60) -> int:
         async def exited():
             return self.proc.poll() is not None
         await wait_for(exited, timeout=timeout, interval=0.05)
@@ -100,7 +100,7 @@ class Manager:
 async def world(pg_server_url, tmp_path_factory):
     db = await create_database(pg_server_url)
     data_dir = tmp_path_factory.mktemp("faults")
-    symbol = await klines(db, 3000, seed=3)
+    symbol = await klines(db, 400, seed=3)
     admin = await connect(db.admin_url)
     try:
         live = await live_bot(admin, symbol=symbol, observed="pending", labels={"replay.speed": "20"})
@@ -125,7 +125,7 @@ async def live_converged(world: World):
                          "   AND (r.config->>'specVersion')::int = c.spec_version LIMIT 1) AS run"
                          " FROM trading.bot_configs c JOIN trading.bot_status s ON s.bot_id = c.id WHERE c.id = $1",
                   world.live)
-    procs = bot_processes().get(world.live, [])
+    procs = bot_processes(world.db.name).get(world.live, [])
     ok = (row["observed_state"] == "running" and row["observed_version"] == row["spec_version"] and row["run"]
           and [v for _pid, v in procs] == [row["spec_version"]])
     return row["spec_version"] if ok else None
@@ -135,11 +135,13 @@ async def live_converged(world: World):
 async def test_a_manager_killed_at_each_step_recovers_consistently(world, step):
     outcome, reason = OUTCOMES[step]
     first = Manager(world, failpoint=step)
-    sampler = BotSampler(world.live)
+    sampler = BotSampler(world.live, world.db.name)
     second = None
     try:
         first.wait_healthy()
-        spec_before = await wait_for(lambda: live_converged(world), timeout=30, interval=0.1)
+        # a step that failed before must not leave its deploy in the way of this one
+        httpx.post(f"{first.url}/bots/{world.live}/deploy/abort", headers=HEADERS, timeout=10)
+        spec_before = await wait_for(lambda: live_converged(world), timeout=60, interval=0.1)
         sampler.start()
         try:
             httpx.post(f"{first.url}/bots/{world.live}/deploy/promote", headers=HEADERS,
@@ -167,11 +169,14 @@ async def test_a_manager_killed_at_each_step_recovers_consistently(world, step):
             row = await q(world, "SELECT state, reason FROM trading.bot_deploys WHERE id = $1", deploy["id"])
             return row if row["state"] in ("promoted", "aborted", "failed") else None
 
-        done = await wait_for(finished, timeout=30, interval=0.1)
+        try:
+            done = await wait_for(finished, timeout=60, interval=0.1)
+        except AssertionError:
+            raise AssertionError(f"{step}: deploy did not finish: {await _dump(world, deploy['id'])}") from None
         assert (done["state"], done["reason"] if reason else None) == (outcome, reason)
         # converged: the candidate is removed, the live bot runs exactly one process of its current spec
-        await wait_for(lambda: _candidate_gone(world, deploy["candidate_bot_id"]), timeout=30, interval=0.1)
-        spec_after = await wait_for(lambda: live_converged(world), timeout=30, interval=0.1)
+        await wait_for(lambda: _candidate_gone(world, deploy["candidate_bot_id"]), timeout=60, interval=0.1)
+        spec_after = await wait_for(lambda: live_converged(world), timeout=60, interval=0.1)
         assert spec_after == spec_before + (1 if outcome == "promoted" else 0)
         cand = await q(world, "SELECT mode FROM trading.bot_configs WHERE id = $1", deploy["candidate_bot_id"])
         assert cand["mode"] == "shadow"
@@ -186,4 +191,22 @@ async def test_a_manager_killed_at_each_step_recovers_consistently(world, step):
 
 async def _candidate_gone(world: World, candidate: int) -> bool:
     row = await q(world, "SELECT deleted_at FROM trading.bot_configs WHERE id = $1", candidate)
-    return row["deleted_at"] is not None and candidate not in bot_processes()
+    return row["deleted_at"] is not None and candidate not in bot_processes(world.db.name)
+
+
+async def _dump(world: World, deploy_id: int) -> str:
+    """What the deploy, both bots and their runs look like (for a failure message)."""
+    conn = await asyncpg.connect(world.db.admin_url)
+    try:
+        deploy = dict(await conn.fetchrow("SELECT * FROM trading.bot_deploys WHERE id = $1", deploy_id))
+        bots = [dict(r) for r in await conn.fetch(
+            "SELECT c.id, c.mode, c.desired_state, c.spec_version, s.observed_state, s.observed_version, s.last_error"
+            " FROM trading.bot_configs c JOIN trading.bot_status s ON s.bot_id = c.id WHERE c.id = ANY($1)",
+            [deploy["bot_id"], deploy["candidate_bot_id"]])]
+        runs = [dict(r) for r in await conn.fetch(
+            "SELECT r.id, r.bot_id, r.kind, r.status, r.range_start, (SELECT count(*) FROM trading.equity_points e"
+            " WHERE e.run_id = r.id) AS points FROM trading.runs r WHERE r.bot_id = ANY($1) ORDER BY r.id",
+            [deploy["bot_id"], deploy["candidate_bot_id"]])]
+    finally:
+        await conn.close()
+    return f"deploy={deploy}\nbots={bots}\nruns={runs}\nprocesses={bot_processes(world.db.name)}"

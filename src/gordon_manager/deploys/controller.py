@@ -87,13 +87,14 @@ class DeployController(LoopService):
             deploy = await repo.claim_or_renew(conn, deploy_id=deploy["id"], owner=self.owner)
             if deploy is None:
                 return
-            ctx = await repo.deploy_context(conn, bot_id=deploy["bot_id"], candidate_bot_id=deploy["candidate_bot_id"])
+            ctx = await repo.deploy_context(conn, bot_id=deploy["bot_id"],
+                                            candidate_bot_id=deploy["candidate_bot_id"])
         problem = live_problem(deploy, ctx)
         if problem is not None:
             await self._end(deploy, "aborted", problem)
             return
         state = deploy["state"]
-        if state in ("pending", "shadowing"):
+        if state != "swapping":
             problem = candidate_problem(ctx)
             if problem is not None:
                 await self._end(deploy, "failed", problem)
@@ -126,7 +127,8 @@ class DeployController(LoopService):
             state = "swapping"
         if state == "swapping":
             try:
-                await swap(self.pool, deploy_id=deploy["id"], bot_id=deploy["bot_id"], actor=ACTOR, owner=self.owner)
+                await swap(self.pool, deploy_id=deploy["id"], bot_id=deploy["bot_id"], actor=ACTOR,
+                           owner=self.owner)
             except SwapImpossible as exc:
                 await self._end(deploy, "failed", str(exc))
 
@@ -172,9 +174,9 @@ class DeployController(LoopService):
                 else:
                     divergent.append((deploy["id"], r["ts"], live.as_json(), cand.as_json()))
             async with conn.transaction():
-                updated = await repo.record_compare(conn, deploy_id=deploy["id"], compared=len(rows), matches=matches,
-                                                    divergences=len(divergent), through=rows[-1]["ts"],
-                                                    owner=self.owner)
+                updated = await repo.record_compare(conn, deploy_id=deploy["id"], compared=len(rows),
+                                                    matches=matches, divergences=len(divergent),
+                                                    through=rows[-1]["ts"], owner=self.owner)
                 if updated is None:  # aborted or taken over meanwhile: record nothing
                     raise _Lost
                 await repo.insert_divergences(conn, rows=divergent)
@@ -191,7 +193,8 @@ class DeployController(LoopService):
                                          owner=self.owner)
 
     async def _end(self, deploy: Any, state: str, reason: str) -> None:
-        await end_deploy(self.pool, deploy_id=deploy["id"], state=state, reason=reason, actor=ACTOR, owner=self.owner)
+        await end_deploy(self.pool, deploy_id=deploy["id"], state=state, reason=reason, actor=ACTOR,
+                         owner=self.owner)
 
 
 class _Lost(Exception):
@@ -212,8 +215,10 @@ def live_problem(deploy: Any, ctx: Any) -> str | None:
 
 def candidate_problem(ctx: Any) -> str | None:
     """Why the candidate will not run (None while it runs or may still start)."""
-    if not ctx["cand_exists"] or ctx["cand_mode"] != "shadow":
+    if not ctx["cand_exists"] or ctx["cand_mode"] != "shadow" or ctx["cand_deleting"]:
         return "candidate bot is gone"
+    if ctx["cand_desired"] != "running":
+        return f"candidate was set {ctx['cand_desired']} by hand"
     if ctx["cand_quarantined"]:
         return f"candidate quarantined: {ctx['cand_last_error']}"
     if ctx["cand_observed"] == "error" and ctx["cand_observed_version"] == ctx["cand_spec_version"]:
@@ -223,9 +228,10 @@ def candidate_problem(ctx: Any) -> str | None:
 
 def run_problem(deploy: Any, ctx: Any) -> str | None:
     """Why the pinned runs no longer give both bots the same inputs (a restart of either)."""
-    for who, pinned, current, status in (("live bot", deploy["live_run_id"], ctx["live_run_id"], ctx["live_run_status"]),
-                                         ("candidate", deploy["candidate_run_id"], ctx["cand_run_id"],
-                                          ctx["cand_run_status"])):
+    pairs = (("live bot", deploy["live_run_id"], ctx["live_run_id"], ctx["live_run_status"]),
+             ("candidate", deploy["candidate_run_id"], ctx["cand_run_id"], ctx["cand_run_status"]))
+    for who, pinned, current, status in pairs:
         if current != pinned or status != "running":
-            return f"the {who}'s run {pinned} ended or was replaced during the compare (now run {current}, {status})"
+            return (f"the {who}'s run {pinned} ended or was replaced during the compare "
+                    f"(now run {current}, {status})")
     return None

@@ -88,7 +88,8 @@ RETURNING *
 """
 
 INSERT_DIVERGENCE = """
-INSERT INTO trading.deploy_divergences (deploy_id, bar_at, live_decision, candidate_decision) VALUES ($1, $2, $3, $4)
+INSERT INTO trading.deploy_divergences (deploy_id, bar_at, live_decision, candidate_decision)
+VALUES ($1, $2, $3, $4)
 """
 
 LATEST_DIVERGENCES = """
@@ -100,9 +101,11 @@ SELECT id, bar_at, live_decision, candidate_decision, at FROM trading.deploy_div
 DEPLOY_CONTEXT = """
 SELECT l.desired_state AS live_desired, l.spec_version AS live_spec_version,
        l.delete_requested_at IS NOT NULL OR l.deleted_at IS NOT NULL AS live_deleting,
-       c.id IS NOT NULL AS cand_exists, c.mode AS cand_mode,
+       c.id IS NOT NULL AS cand_exists, c.mode AS cand_mode, c.desired_state AS cand_desired,
+       c.delete_requested_at IS NOT NULL OR c.deleted_at IS NOT NULL AS cand_deleting,
        cs.observed_state AS cand_observed, coalesce(cs.quarantined, false) AS cand_quarantined,
-       cs.last_error AS cand_last_error, cs.observed_version AS cand_observed_version, c.spec_version AS cand_spec_version,
+       cs.last_error AS cand_last_error, cs.observed_version AS cand_observed_version,
+       c.spec_version AS cand_spec_version,
        lr.id AS live_run_id, lr.status AS live_run_status, lr.range_start AS live_range_start,
        cr.id AS cand_run_id, cr.status AS cand_run_status, cr.range_start AS cand_range_start
   FROM trading.bot_configs l
@@ -115,15 +118,17 @@ SELECT l.desired_state AS live_desired, l.spec_version AS live_spec_version,
  WHERE l.id = $1
 """
 
-# The compare tick: the next bars (after the keyset position) that both runs processed, with each
-# bot's decision on it (NULL side = no row = hold). PK (run_id, ts) and UNIQUE (bot_id, run_id,
-# bar_at) make it index lookups only, whatever the size of the tables.
+# The compare tick: the next bars (after the keyset position, up to the newest bar of the candidate)
+# that both runs processed, with each bot's decision on it (NULL side = no row = hold). The LATERAL
+# subqueries with LIMIT cannot be flattened into hash joins, so every lookup is an index probe
+# (PK (run_id, ts), UNIQUE (bot_id, run_id, bar_at)): a tick costs O(batch), never O(run length).
 COMPARE_BATCH = """
 WITH bars AS (
     SELECT l.ts
       FROM trading.equity_points l
-      JOIN trading.equity_points c ON c.run_id = $4 AND c.ts = l.ts
-     WHERE l.run_id = $2 AND ($5::timestamptz IS NULL OR l.ts > $5)
+     CROSS JOIN LATERAL (SELECT 1 FROM trading.equity_points c WHERE c.run_id = $4 AND c.ts = l.ts LIMIT 1) c
+     WHERE l.run_id = $2 AND l.ts > coalesce($5::timestamptz, '-infinity')
+       AND l.ts <= (SELECT max(m.ts) FROM trading.equity_points m WHERE m.run_id = $4)
      ORDER BY l.ts
      LIMIT $6
 )
@@ -131,8 +136,10 @@ SELECT b.ts,
        ld.side AS l_side, ld.qty AS l_qty, ld.order_type AS l_type, ld.price AS l_price, ld.reason AS l_reason,
        cd.side AS c_side, cd.qty AS c_qty, cd.order_type AS c_type, cd.price AS c_price, cd.reason AS c_reason
   FROM bars b
-  LEFT JOIN trading.bot_decisions ld ON ld.bot_id = $1 AND ld.run_id = $2 AND ld.bar_at = b.ts
-  LEFT JOIN trading.bot_decisions cd ON cd.bot_id = $3 AND cd.run_id = $4 AND cd.bar_at = b.ts
+  LEFT JOIN LATERAL (SELECT side, qty, order_type, price, reason FROM trading.bot_decisions
+                      WHERE bot_id = $1 AND run_id = $2 AND bar_at = b.ts LIMIT 1) ld ON true
+  LEFT JOIN LATERAL (SELECT side, qty, order_type, price, reason FROM trading.bot_decisions
+                      WHERE bot_id = $3 AND run_id = $4 AND bar_at = b.ts LIMIT 1) cd ON true
  ORDER BY b.ts
 """
 
@@ -158,11 +165,13 @@ async def set_candidate(conn: asyncpg.Connection, *, deploy_id: int, candidate_b
     return await conn.fetchrow(SET_CANDIDATE, deploy_id, candidate_bot_id)
 
 
-async def get_deploy(conn: asyncpg.Connection, *, deploy_id: int, for_update: bool = False) -> asyncpg.Record | None:
+async def get_deploy(conn: asyncpg.Connection, *, deploy_id: int,
+                     for_update: bool = False) -> asyncpg.Record | None:
     return await conn.fetchrow(SELECT_DEPLOY_FOR_UPDATE if for_update else SELECT_DEPLOY, deploy_id)
 
 
-async def active_for_bot(conn: asyncpg.Connection, *, bot_id: int, for_update: bool = False) -> asyncpg.Record | None:
+async def active_for_bot(conn: asyncpg.Connection, *, bot_id: int,
+                         for_update: bool = False) -> asyncpg.Record | None:
     """The bot's deploy in progress (locked when asked), or None."""
     return await conn.fetchrow(SELECT_ACTIVE_FOR_BOT_FOR_UPDATE if for_update else SELECT_ACTIVE_FOR_BOT, bot_id)
 
@@ -224,13 +233,15 @@ async def latest_divergences(conn: asyncpg.Connection, *, deploy_id: int, limit:
     return await conn.fetch(LATEST_DIVERGENCES, deploy_id, limit)
 
 
-async def deploy_context(conn: asyncpg.Connection, *, bot_id: int, candidate_bot_id: int | None) -> asyncpg.Record | None:
+async def deploy_context(conn: asyncpg.Connection, *, bot_id: int,
+                         candidate_bot_id: int | None) -> asyncpg.Record | None:
     return await conn.fetchrow(DEPLOY_CONTEXT, bot_id, candidate_bot_id)
 
 
 async def compare_batch(conn: asyncpg.Connection, *, live_bot_id: int, live_run_id: int, candidate_bot_id: int,
                         candidate_run_id: int, after: datetime | None, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(COMPARE_BATCH, live_bot_id, live_run_id, candidate_bot_id, candidate_run_id, after, limit)
+    return await conn.fetch(COMPARE_BATCH, live_bot_id, live_run_id, candidate_bot_id, candidate_run_id, after,
+                            limit)
 
 
 async def promote_spec(conn: asyncpg.Connection, *, bot_id: int, candidate: Any) -> asyncpg.Record | None:

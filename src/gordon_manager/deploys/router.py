@@ -99,7 +99,8 @@ async def promote_shadow(request: Request, bot_id: BotId, actor: Operator) -> De
                                         request_id=request_id_var.get())
 
 
-@router.post("/deploys/service", status_code=202, response_model=ServiceDeployRead, summary="Trigger a service deploy",
+@router.post("/deploys/service", status_code=202, response_model=ServiceDeployRead,
+             summary="Trigger a service deploy",
              responses={**_AUTH, **_409, 422: {"description": "Image not allowed or invalid health check"},
                         503: {"description": "DOCKER_SOCKET_PROXY_URL not configured"}})
 async def create_service_deploy(request: Request, response: Response, body: ServiceDeployCreate,

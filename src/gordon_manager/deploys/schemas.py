@@ -101,7 +101,8 @@ class HealthCheck(CamelModel):
     retries: int = Field(3, ge=1, le=100, description="Consecutive failures that make it unhealthy.")
     start_period_s: float = Field(0.0, ge=0, le=3600, description="Grace period before failures count.")
     wait_s: float | None = Field(None, ge=1, le=3600, description=(
-        "Give up waiting for healthy after this long (default: start period + (retries + 1) × (interval + timeout))."))
+        "Give up waiting for healthy after this long "
+        "(default: start period + (retries + 1) × (interval + timeout))."))
 
     @model_validator(mode="after")
     def _one_kind(self) -> HealthCheck:

@@ -72,7 +72,8 @@ async def start_deploy(pool: asyncpg.Pool, *, bot_id: int, body: DeployPromote, 
                                extra={"currentState": live["desired_state"]})
             status = await bots_repo.get_status(conn, bot_id=bot_id)
             observed = status["observed_state"] if status else "pending"
-            if live["delete_requested_at"] is not None or live["desired_state"] != "running" or observed != "running":
+            deleting = live["delete_requested_at"] is not None
+            if deleting or live["desired_state"] != "running" or observed != "running":
                 raise Conflict(f"bot {bot_id} must be running to deploy (desired {live['desired_state']!r}, "
                                f"observed {observed!r})", extra={"currentState": observed})
             values = candidate_spec(live, body, settings)
@@ -175,9 +176,9 @@ async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, requ
                 raise Conflict(f"the live bot {shadow['shadow_of']} of shadow bot {shadow_id} is gone",
                                extra={"currentState": "orphaned"})
             if (shadow["symbol"], shadow["interval"]) != (live["symbol"], live["interval"]):
-                raise Unprocessable(f"shadow bot {shadow_id} trades {shadow['symbol']} {shadow['interval']}, its live "
-                                    f"bot {live['symbol']} {live['interval']}: only strategy, params, execution and "
-                                    "image can be promoted")
+                raise Unprocessable(f"shadow bot {shadow_id} trades {shadow['symbol']} {shadow['interval']}, "
+                                    f"its live bot {live['symbol']} {live['interval']}: only strategy, params, "
+                                    "execution and image can be promoted")
             deploy = await repo.active_for_bot(conn, bot_id=live["id"], for_update=True)
             if deploy is not None and deploy["candidate_bot_id"] != shadow_id:
                 raise Conflict(f"bot {live['id']} has another deploy in progress (deploy {deploy['id']})",

@@ -15,11 +15,12 @@ started; a container a previous attempt created is found by its deploy label and
 from __future__ import annotations
 
 import logging
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 
 from gordon_manager.deploys import repo
+from gordon_manager.deploys.controller import Leadership
 from gordon_manager.deploys.schemas import HealthCheck, ServiceDeployCreate, ServiceDeployRead
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.loops import LoopService
@@ -49,7 +50,8 @@ async def create_service_deploy(pool: asyncpg.Pool, *, body: ServiceDeployCreate
                                 actor: str) -> ServiceDeployRead:
     """Record a pending service deploy (the runner does the work); 409 while one is in flight."""
     if not settings.docker_socket_proxy_url:
-        raise PeerNotConfigured("DOCKER_SOCKET_PROXY_URL is not set: service deploys go through docker-socket-proxy")
+        raise PeerNotConfigured("DOCKER_SOCKET_PROXY_URL is not set: service deploys go through "
+                                "docker-socket-proxy")
     try:
         image_repository(body.image)
     except RuntimeConfigError as exc:
@@ -108,11 +110,6 @@ def probe_of(health: HealthCheck) -> HealthProbe:
     return HealthProbe.http(path=health.http_path, port=health.port, **timing)
 
 
-class Leadership(Protocol):
-    @property
-    def is_leader(self) -> bool: ...
-
-
 class ServiceDeployRunner(LoopService):
     """Drives service deploys; acts only in the leader replica."""
 
@@ -141,7 +138,8 @@ class ServiceDeployRunner(LoopService):
                 await self._fail(row, str(exc))
             except RuntimeFailure as exc:  # proxy/daemon trouble: retry next tick
                 metrics.DOCKER_SOCKET_ERRORS.labels(kind=type(exc).__name__).inc()
-                logger.warning("service deploy step failed; retrying", extra={"deploy_id": row["id"], "error": str(exc)})
+                logger.warning("service deploy step failed; retrying",
+                               extra={"deploy_id": row["id"], "error": str(exc)})
 
     async def advance(self, row: Any) -> None:
         """Take one deploy as far as it can go now."""
@@ -162,7 +160,8 @@ class ServiceDeployRunner(LoopService):
         if state == "starting":
             base = old or (await self.containers.serving(row["service"]) if row["old_container_id"] else None)
             new_id = await self.containers.start_candidate(service=row["service"], deploy_id=row["id"],
-                                                           image=row["new_image"], probe=probe_of(health), base=base)
+                                                           image=row["new_image"], probe=probe_of(health),
+                                                           base=base)
             async with self.pool.acquire() as conn:
                 # Recorded whatever the state now is, so an abort that raced us still removes it.
                 await repo.service_record_new(conn, deploy_id=row["id"], container_id=new_id)

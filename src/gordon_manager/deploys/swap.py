@@ -68,7 +68,8 @@ async def swap_locked(conn: asyncpg.Connection, *, deploy: Any, live: Any, actor
                                     to_version=after["version"])
     await bots_repo.insert_bot_event(
         conn, bot_id=live["id"], kind="deploy_promoted", level="info",
-        message=f"deploy {deploy['id']} promoted candidate bot {candidate['id']} (v{live['version']} → v{after['version']})",
+        message=(f"deploy {deploy['id']} promoted candidate bot {candidate['id']} "
+                 f"(v{live['version']} → v{after['version']})"),
         data={"deployId": deploy["id"], "candidateBotId": candidate["id"], "fromVersion": live["version"],
               "toVersion": after["version"], "specVersion": after["spec_version"]})
     failpoint("swap.before_commit")
@@ -91,7 +92,8 @@ async def swap(pool: asyncpg.Pool, *, deploy_id: int, bot_id: int, actor: str, o
             done = await swap_locked(conn, deploy=deploy, live=live, actor=actor, reason=reason)
     failpoint("swap.after_commit")
     record_finished(done)
-    logger.info("deploy promoted", extra={"deploy_id": deploy_id, "bot_id": bot_id, "to_version": done["to_version"]})
+    logger.info("deploy promoted",
+                extra={"deploy_id": deploy_id, "bot_id": bot_id, "to_version": done["to_version"]})
     return done
 
 

@@ -177,7 +177,8 @@ class ServiceContainers:
             payload = service_container_payload(service=service, deploy_id=deploy_id, image=image, probe=probe,
                                                 policy=self._policy, env=carried_env(base, image_body),
                                                 network=carried_network(base, self._policy))
-            container_id = await self._api.create_container(name=candidate_name(service, deploy_id), payload=payload)
+            container_id = await self._api.create_container(name=candidate_name(service, deploy_id),
+                                                            payload=payload)
             logger.info("service %s: created candidate container %s (%s)", service, container_id[:12], image)
         await self._api.start_container(container_id)
         return container_id
