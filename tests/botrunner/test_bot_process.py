@@ -218,3 +218,29 @@ def test_missing_environment_is_a_clear_error():
 async def test_unknown_bot_exits_2(bdb):
     proc = spawn_bot(bdb, 987654)
     assert proc.wait(timeout=30) == 2
+
+
+async def test_pause_follows_the_declared_state_without_a_signal(bdb):
+    """A pause signal lost at start-up is corrected from bot_configs at the next heartbeat."""
+    sym = symbol()
+    await insert_klines(bdb.admin_url, synth(60, seed=9), symbol=sym)
+    bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20})
+    port = free_port()
+    proc = spawn_bot(bdb, bot_id, GORDON_BOT_METRICS_PORT=str(port))
+    try:
+        await wait_for(lambda: _metrics_has(port, "gordon_bot_paused 0.0"), timeout=20)
+        conn = await asyncpg.connect(bdb.admin_url)
+        await conn.execute("UPDATE trading.bot_configs SET desired_state = 'paused' WHERE id = $1", bot_id)
+        await wait_for(lambda: _metrics_has(port, "gordon_bot_paused 1.0"), timeout=12)
+        await conn.execute("UPDATE trading.bot_configs SET desired_state = 'running' WHERE id = $1", bot_id)
+        await conn.close()
+        await wait_for(lambda: _metrics_has(port, "gordon_bot_paused 0.0"), timeout=12)
+    finally:
+        assert terminate(proc) == 0
+
+
+def _metrics_has(port: int, text: str) -> bool:
+    try:
+        return text in httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except httpx.HTTPError:
+        return False

@@ -94,8 +94,9 @@ class FleetMachine(RuleBasedStateMachine):
 
     def teardown(self):
         try:
-            for _ in range(6):
+            for _ in range(10):
                 self.now += timedelta(seconds=600)  # let any restart backoff expire
+                self.run(asyncio.sleep(0.05))  # real passes are spaced: let a kill or an exit land
                 self.run(self.reconciler.reconcile())
                 if self._converged():
                     break
@@ -122,25 +123,7 @@ class FleetMachine(RuleBasedStateMachine):
         return True
 
     def _describe(self) -> str:
-        return f"desired={self.bots} status={self.run(self.pool.fetch('SELECT bot_id, observed_state, last_error FROM trading.bot_status'))}"
-
-
-def test_fleet_always_settles(pg_server_url):
-    loop = asyncio.new_event_loop()
-    try:
-        previous = asyncio.get_event_loop_policy().get_event_loop()
-    except RuntimeError:  # no loop set in this thread (depends on which tests ran before)
-        previous = None
-    asyncio.set_event_loop(loop)  # asyncpg binds the pool to the current loop
-    try:
-        db = loop.run_until_complete(create_database(pg_server_url))
-        pool = loop.run_until_complete(create_pool(db.admin_url, min_size=1, max_size=4))
-        FleetMachine.loop, FleetMachine.db, FleetMachine.pool = loop, db, pool
-        runner = FleetMachine.TestCase
-        runner.settings = settings(max_examples=10, stateful_step_count=10, deadline=None,
-                                   suppress_health_check=list(HealthCheck))
-        runner("runTest").runTest()
-        loop.run_until_complete(pool.close())
-    finally:
-        asyncio.set_event_loop(previous)
-        loop.close()
+        rows = self.run(self.pool.fetch(
+            "SELECT bot_id, observed_state, workload_id, next_retry_at, failure_times, last_error"
+            " FROM trading.bot_status WHERE bot_id = ANY($1)", list(self.bots)))
+        return f"now={self.now} observed={self.run(self.runtime.observe())} desired={self.bots} status={rows}"

@@ -12,7 +12,9 @@ same state and decide on the same bars. Labels ``replay.speed`` (bars/s) and ``r
 Signals: SIGTERM/SIGINT stop cleanly (the current batch commits, the run is marked stopped);
 SIGUSR1 pauses: the process, its position and orders are kept but it stops consuming bars (no
 decision, no order, no fill); SIGUSR2 resumes from the newest bar (bars that closed while paused are
-skipped: it never trades on stale bars).
+skipped: it never trades on stale bars). Signals are the fast path; the bot also re-reads its
+desired state at every heartbeat, so a signal lost during start-up (the process runtime starts bots
+with both signals ignored until the handlers are installed) is corrected within one heartbeat.
 
 Modes: ``paper`` fills through the ExecutionModel; ``shadow`` does the same and exists only for
 comparison; ``live`` also publishes each new decision as an order intent on NATS
@@ -96,6 +98,13 @@ class BotRunner:
         loop.add_signal_handler(signal.SIGUSR1, self.pause)
         loop.add_signal_handler(signal.SIGUSR2, self.resume)
 
+    def _sync_pause(self, desired: str | None) -> None:
+        """Level-triggered pause: a signal lost at start-up is corrected from the declared state."""
+        if desired == "paused" and not self.paused:
+            self.pause()
+        elif desired == "running" and self.paused:
+            self.resume()
+
     def pause(self) -> None:
         self.paused = True
         self.metrics.paused.set(1)
@@ -171,6 +180,7 @@ class BotRunner:
                                       metrics_port=self.env.metrics_port)
                 self.metrics.heartbeat.set(time.time())
                 last_beat = time.monotonic()
+                self._sync_pause(await store.desired_state(conn, bot_id=cfg["id"]))
             if self.paused or cursor is None:
                 if cursor is None:  # no data yet: wait for the first bars
                     cursor = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"],

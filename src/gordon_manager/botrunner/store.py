@@ -58,6 +58,8 @@ UPDATE trading.runs SET status = $2, error = $3, finished_at = now(), updated_at
  WHERE id = $1
 """
 
+SELECT_DESIRED = "SELECT desired_state FROM trading.bot_configs WHERE id = $1"
+
 HEARTBEAT_RUN = "UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1"
 HEARTBEAT_STATUS = "UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = $2 WHERE bot_id = $1"
 
@@ -116,6 +118,11 @@ async def heartbeat(conn: asyncpg.Connection, *, bot_id: int, run_id: int, last_
                     metrics_port: int | None) -> None:
     await conn.execute(HEARTBEAT_RUN, run_id, last_bar_at)
     await conn.execute(HEARTBEAT_STATUS, bot_id, metrics_port)
+
+
+async def desired_state(conn: asyncpg.Connection, *, bot_id: int) -> str | None:
+    """The bot's desired state as the manager last declared it."""
+    return await conn.fetchval(SELECT_DESIRED, bot_id)
 
 
 async def event(conn: asyncpg.Connection, *, bot_id: int, run_id: int | None, kind: str, message: str,
