@@ -127,3 +127,24 @@ class FleetMachine(RuleBasedStateMachine):
             "SELECT bot_id, observed_state, workload_id, next_retry_at, failure_times, last_error"
             " FROM trading.bot_status WHERE bot_id = ANY($1)", list(self.bots)))
         return f"now={self.now} observed={self.run(self.runtime.observe())} desired={self.bots} status={rows}"
+
+
+def test_fleet_always_settles(pg_server_url):
+    loop = asyncio.new_event_loop()
+    try:
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # no loop set in this thread (depends on which tests ran before)
+        previous = None
+    asyncio.set_event_loop(loop)  # asyncpg binds the pool to the current loop
+    try:
+        db = loop.run_until_complete(create_database(pg_server_url))
+        pool = loop.run_until_complete(create_pool(db.admin_url, min_size=1, max_size=4))
+        FleetMachine.loop, FleetMachine.db, FleetMachine.pool = loop, db, pool
+        runner = FleetMachine.TestCase
+        runner.settings = settings(max_examples=10, stateful_step_count=10, deadline=None,
+                                   suppress_health_check=list(HealthCheck))
+        runner("runTest").runTest()
+        loop.run_until_complete(pool.close())
+    finally:
+        asyncio.set_event_loop(previous)
+        loop.close()
