@@ -125,3 +125,18 @@ async def test_missing_portfolio_row_is_drift_for_live_only(checker, bots, admin
     assert await drift_events(admin, paper) == []
     assert await drift_events(admin, shadow) == []
     assert await drift_events(admin, no_equity) == []
+
+
+async def test_a_replica_that_is_not_the_leader_does_not_report(checker, bots, admin):
+    bot = await bots.create(serve_metrics=False)
+    await start_run(admin, bot, kind="paper", position=2.5)
+    await portfolio(admin, bot, 1.0)
+    checker.active = lambda: False
+    before = drift_total()
+    for _ in range(3):
+        await checker.run_once()
+    assert await drift_events(admin, bot) == [] and drift_total() == before
+    checker.active = lambda: True
+    await checker.run_once()
+    await checker.run_once()
+    assert len(await drift_events(admin, bot)) == 1

@@ -20,6 +20,7 @@ The rule, per bot with a running ``paper`` or ``live`` run (its newest one):
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -83,14 +84,19 @@ class DriftChecker(LoopService):
 
     name = "portfolio_drift"
 
-    def __init__(self, *, pool: asyncpg.Pool, interval: float = INTERVAL_S) -> None:
+    def __init__(self, *, pool: asyncpg.Pool, interval: float = INTERVAL_S,
+                 active: Callable[[], bool] = lambda: True) -> None:
         super().__init__(interval=interval)
         self.pool = pool
+        # With several replicas only one (the reconciler leader) reports, so drift is counted once.
+        self.active = active
         self._seen: dict[tuple[int, str], tuple[tuple[Any, ...], int]] = {}
         self._reported: dict[tuple[int, str], tuple[Any, ...]] = {}
 
     async def run_once(self) -> None:
         """One comparison pass."""
+        if not self.active():
+            return
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(POSITIONS)
             drifting: set[tuple[int, str]] = set()

@@ -20,6 +20,10 @@ async def start(ctx: Any) -> None:
                          interval=settings.stack_health_interval_s, timeout_s=settings.http_timeout_s)
     ctx.services["stack_prober"] = prober
     ctx.supervisor.start(prober)
-    drift = DriftChecker(pool=ctx.pool)
+    def leading() -> bool:
+        leader = ctx.services.get("leader")  # absent when this replica does not reconcile at all
+        return leader is None or leader.is_leader
+
+    drift = DriftChecker(pool=ctx.pool, active=leading)
     ctx.services["portfolio_drift"] = drift
     ctx.supervisor.start(drift)
