@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import signal as _signal
+import sys as _sys
+
+if len(_sys.argv) > 1 and _sys.argv[1] == "bot":
+    # First thing a bot process does: a pause/resume signal that arrives before its handlers exist
+    # must not kill it (the default action). Ignored, it is corrected from the declared desired
+    # state at the bot's next heartbeat.
+    _signal.signal(_signal.SIGUSR1, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGUSR2, _signal.SIG_IGN)
+
 import asyncio
 import errno
 import socket

@@ -102,6 +102,7 @@ class FleetMachine(RuleBasedStateMachine):
                     break
             assert self._converged(), self._describe()
             calls = self.reconciler.runtime_calls
+            self.run(asyncio.sleep(0.2))  # anything the last actions set off has landed
             self.run(self.reconciler.reconcile())
             assert self.reconciler.runtime_calls == calls, "a settled fleet needs no runtime call"
         finally:

@@ -13,8 +13,9 @@ Signals: SIGTERM/SIGINT stop cleanly (the current batch commits, the run is mark
 SIGUSR1 pauses: the process, its position and orders are kept but it stops consuming bars (no
 decision, no order, no fill); SIGUSR2 resumes from the newest bar (bars that closed while paused are
 skipped: it never trades on stale bars). Signals are the fast path; the bot also re-reads its
-desired state at every heartbeat, so a signal lost during start-up (the process runtime starts bots
-with both signals ignored until the handlers are installed) is corrected within one heartbeat.
+desired state at every heartbeat, so a signal lost during start-up (the process ignores both
+signals from its first instruction until its handlers are installed) is corrected within one
+heartbeat.
 
 Modes: ``paper`` fills through the ExecutionModel; ``shadow`` does the same and exists only for
 comparison; ``live`` also publishes each new decision as an order intent on NATS

@@ -8,13 +8,11 @@ trusted when psutil reports the same create time, which rules out a recycled pid
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
 import signal as _signal
 import subprocess
-import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -246,17 +244,16 @@ class ProcessRuntime:
                     f"--- {datetime.now(UTC).isoformat()} start config v{spec.config_version}\n".encode()
                 )
                 log.flush()
-                with _pause_signals_ignored():
-                    child = subprocess.Popen(
-                        list(spec.command),
-                        env=env,
-                        cwd=self._cwd,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,  # own process group: stop() can signal the whole tree
-                        close_fds=True,
-                    )
+                child = subprocess.Popen(
+                    list(spec.command),
+                    env=env,
+                    cwd=self._cwd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # own process group: stop() can signal the whole tree
+                    close_fds=True,
+                )
         except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
             raise RuntimeConfigError(f"bot {spec.bot_id}: cannot execute {spec.command[0]!r}: {exc}") from exc
         except OSError as exc:
@@ -365,25 +362,6 @@ class ProcessRuntime:
     async def close(self) -> None:
         """Stop event streams; bot processes keep running (a restarted manager adopts them)."""
         self._closed.set()
-
-
-@contextlib.contextmanager
-def _pause_signals_ignored():
-    """Spawn children with SIGUSR1/SIGUSR2 ignored (an ignored disposition survives exec).
-
-    A pause signal that reaches a bot before it has installed its handlers would otherwise kill it
-    (the default action); ignored, it is lost instead, and the bot corrects itself from its
-    desired state at its next heartbeat.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {sig: _signal.signal(sig, _signal.SIG_IGN) for sig in (_signal.SIGUSR1, _signal.SIGUSR2)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            _signal.signal(sig, handler)
 
 
 def _diff(last: dict[int, tuple[int, bool]], current: dict[int, tuple[int, bool]]) -> list[RuntimeEvent]:
