@@ -7,7 +7,7 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gordon_manager.events import camel
+from gordon_manager.http import casing as camel  # the one converter (events.camel re-exports it)
 from gordon_manager.events.camel import camelize, to_camel
 
 WORD = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=8).filter(

@@ -1,36 +1,7 @@
-"""snake_case → camelCase for JSON leaving the service (NOTIFY payloads re-serialised at the edge)."""
+"""snake_case → camelCase for NOTIFY payloads re-serialised at the WS edge (the service's one converter)."""
 
 from __future__ import annotations
 
-import re
-from typing import Any
+from gordon_manager.http.casing import camelize, to_camel
 
-# Keys are a small, repetitive set (column names, strategy params), so conversions are memoised;
-# the cap keeps a stream of arbitrary user keys from growing the cache without bound.
-_CACHE: dict[str, str] = {}
-_CACHE_MAX = 4096
-_INNER_UNDERSCORES = re.compile(r"(?<=[^_])_+([^_])")
-
-
-def to_camel(key: str) -> str:
-    """``bot_id`` → ``botId``; leading/trailing underscores and keys without ``_`` are kept as they are."""
-    cached = _CACHE.get(key)
-    if cached is not None:
-        return cached
-    if "_" not in key:
-        converted = key
-    else:
-        converted = _INNER_UNDERSCORES.sub(lambda m: m.group(1).upper(), key)
-    if len(_CACHE) >= _CACHE_MAX:
-        _CACHE.clear()
-    _CACHE[key] = converted
-    return converted
-
-
-def camelize(value: Any) -> Any:
-    """A copy of ``value`` with every dict key converted (nested dicts and lists too); values are untouched."""
-    if isinstance(value, dict):
-        return {to_camel(k) if isinstance(k, str) else k: camelize(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [camelize(v) for v in value]
-    return value
+__all__ = ["camelize", "to_camel"]

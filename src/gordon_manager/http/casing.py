@@ -1,14 +1,37 @@
-"""snake_case ↔ camelCase conversion of JSON-like values (dict keys, recursively)."""
+"""snake_case ↔ camelCase conversion of JSON-like values (dict keys, recursively).
+
+One converter for everything leaving the service: API bodies with free-form dicts (params,
+execution, labels) and NOTIFY payloads re-serialised at the WS edge (``events.camel``).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from pydantic.alias_generators import to_camel, to_snake
+from pydantic.alias_generators import to_snake
+
+# Keys are a small, repetitive set (column names, strategy params), so conversions are memoised;
+# the cap keeps a stream of arbitrary user keys from growing the cache without bound.
+_CACHE: dict[str, str] = {}
+_CACHE_MAX = 4096
+_INNER_UNDERSCORES = re.compile(r"(?<=[^_])_+([^_])")
+
+
+def to_camel(key: str) -> str:
+    """``bot_id`` → ``botId``; leading/trailing underscores and keys without ``_`` are kept as they are."""
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
+    converted = key if "_" not in key else _INNER_UNDERSCORES.sub(lambda m: m.group(1).upper(), key)
+    if len(_CACHE) >= _CACHE_MAX:
+        _CACHE.clear()
+    _CACHE[key] = converted
+    return converted
 
 
 def camelize(value: Any) -> Any:
-    """Every dict key in ``value`` converted to camelCase, recursively."""
+    """A copy of ``value`` with every dict key converted (nested dicts and lists too); values are untouched."""
     if isinstance(value, dict):
         return {to_camel(k) if isinstance(k, str) else k: camelize(v) for k, v in value.items()}
     if isinstance(value, list):
