@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from gordon_manager.runtimes.proxied import ProxiedRuntime
 from gordon_manager.runtimes.base import (
     LABEL_BOT_ID,
     LABEL_CONFIG_VERSION,
     LABEL_MANAGED,
-    LABEL_RUNTIME,
     Observed,
     RuntimeConfigError,
     RuntimeEvent,
@@ -27,7 +27,7 @@ from gordon_manager.runtimes.base import (
     parse_signal,
 )
 from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound
-from gordon_manager.runtimes.payload import PayloadPolicy, container_payload
+from gordon_manager.runtimes.payload import container_payload
 
 logger = logging.getLogger(__name__)
 
@@ -162,34 +162,10 @@ def _to_event(
     return RuntimeEvent(bot_id=bot_id, kind=kind, workload_id=workload_id)
 
 
-class DockerRuntime:
+class DockerRuntime(ProxiedRuntime):
     """Bots as containers labelled gordon.managed=true, reached through the socket proxy."""
 
     kind = "docker"
-
-    def __init__(
-        self,
-        *,
-        proxy_url: str,
-        policy: PayloadPolicy,
-        timeout_s: float = 10.0,
-        api_version: str | None = None,
-        reconnect_delay_s: float = 0.5,
-        api: DockerAPI | None = None,
-    ) -> None:
-        self._api = api or DockerAPI(base_url=proxy_url, timeout_s=timeout_s, api_version=api_version)
-        self._policy = policy
-        self._reconnect_delay_s = reconnect_delay_s
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._closed = asyncio.Event()
-
-    def _owned_filter(self, **extra: str) -> dict[str, list[str]]:
-        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_RUNTIME}={self.kind}"]
-        labels += [f"{k}={v}" for k, v in extra.items()]
-        return {"label": labels}
-
-    def _lock(self, bot_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(bot_id, asyncio.Lock())
 
     async def ping(self) -> None:
         """Raise RuntimeUnavailable unless the daemon answers through the proxy."""
@@ -318,8 +294,3 @@ class DockerRuntime:
             reconnect_delay_s=self._reconnect_delay_s,
             since=events_since_now(),
         )
-
-    async def close(self) -> None:
-        """Stop event streams and close the HTTP client."""
-        self._closed.set()
-        await self._api.close()

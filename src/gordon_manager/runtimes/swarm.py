@@ -7,11 +7,10 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from gordon_manager.runtimes.proxied import ProxiedRuntime
 from gordon_manager.runtimes.base import (
     LABEL_BOT_ID,
     LABEL_CONFIG_VERSION,
-    LABEL_MANAGED,
-    LABEL_RUNTIME,
     Observed,
     RuntimeEvent,
     RuntimeUnavailable,
@@ -21,8 +20,8 @@ from gordon_manager.runtimes.base import (
     parse_signal,
 )
 from gordon_manager.runtimes.docker import container_events, events_since_now, parse_docker_time
-from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound
-from gordon_manager.runtimes.payload import PayloadPolicy, service_payload
+from gordon_manager.runtimes.docker_api import DockerConflict, DockerNotFound
+from gordon_manager.runtimes.payload import service_payload
 
 logger = logging.getLogger(__name__)
 
@@ -78,34 +77,10 @@ def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, A
     )
 
 
-class SwarmRuntime:
+class SwarmRuntime(ProxiedRuntime):
     """Bots as one-replica Swarm services labelled gordon.managed=true, through the socket proxy."""
 
     kind = "swarm"
-
-    def __init__(
-        self,
-        *,
-        proxy_url: str,
-        policy: PayloadPolicy,
-        timeout_s: float = 10.0,
-        api_version: str | None = None,
-        reconnect_delay_s: float = 0.5,
-        api: DockerAPI | None = None,
-    ) -> None:
-        self._api = api or DockerAPI(base_url=proxy_url, timeout_s=timeout_s, api_version=api_version)
-        self._policy = policy
-        self._locks: dict[int, asyncio.Lock] = {}
-        self._reconnect_delay_s = reconnect_delay_s
-        self._closed = asyncio.Event()
-
-    def _owned_filter(self, **extra: str) -> dict[str, list[str]]:
-        labels = [f"{LABEL_MANAGED}=true", f"{LABEL_RUNTIME}={self.kind}"]
-        labels += [f"{k}={v}" for k, v in extra.items()]
-        return {"label": labels}
-
-    def _lock(self, bot_id: int) -> asyncio.Lock:
-        return self._locks.setdefault(bot_id, asyncio.Lock())
 
     async def ping(self) -> None:
         """Raise RuntimeUnavailable unless the daemon answers and is a swarm manager."""
@@ -260,8 +235,3 @@ class SwarmRuntime:
             workload_attr="com.docker.swarm.service.id",
             since=events_since_now(),
         )
-
-    async def close(self) -> None:
-        """Stop event streams and close the HTTP client."""
-        self._closed.set()
-        await self._api.close()
