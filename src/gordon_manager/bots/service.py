@@ -7,6 +7,7 @@ Every change and its audit row commit in one transaction. Lifecycle actions only
 from __future__ import annotations
 
 import hashlib
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -58,9 +59,14 @@ def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
                             extra={"errors": [{"field": "image", "message": "repository not allowed"}]})
     return {
         "name": spec.name, "strategy": strategy.name, "symbol": spec.symbol, "interval": spec.interval,
-        "params": params.model_dump(mode="json"), "execution": execution.model_dump(mode="json"),
+        "params": params.model_dump(mode="json"), "execution": _plain_decimals(execution.model_dump()),
         "mode": spec.mode, "image": image, "labels": dict(spec.labels),
     }
+
+
+def _plain_decimals(values: dict[str, Any]) -> dict[str, Any]:
+    """Decimals as plain strings ("0.00000001", not "1E-8"): exact, and readable in the console."""
+    return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
 def bot_read(row: asyncpg.Record) -> BotRead:
