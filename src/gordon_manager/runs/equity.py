@@ -15,7 +15,6 @@ point. A ``points=N`` read reduces the range to at most N points that keep its s
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -85,10 +84,13 @@ def packed_items_json(ts: bytes, floats: tuple[bytes, ...]) -> bytes:
         columns.append(orjson.dumps(np.frombuffer(packed, dtype=">f8").astype(np.float64), option=_NUMPY)[1:-1]
                        .split(b","))
     n = len(columns[0])
-    parts = []
-    for key, column in zip(_KEYS, columns, strict=True):
-        parts += (itertools.repeat(key, n), column)
-    body = b"".join(itertools.chain.from_iterable(zip(*parts, strict=True)))
+    width = 2 * len(columns)
+    # Interleave keys and values by strided slice assignment (C loops, no tuple per point).
+    out = [b""] * (width * n)
+    for j, (key, column) in enumerate(zip(_KEYS, columns, strict=True)):
+        out[2 * j::width] = [key] * n
+        out[2 * j + 1::width] = column
+    body = b"".join(out)
     return b'[{"ts":"' + body[len(_KEYS[0]):] + b"}]"
 
 
