@@ -14,6 +14,7 @@ if len(_sys.argv) > 1 and _sys.argv[1] == "bot":
 
 import asyncio
 import errno
+import os
 import socket
 import sys
 import time
@@ -108,8 +109,6 @@ def serve() -> None:
 
 def _serve_workers(settings: Settings, host: str, port: int) -> None:
     """Several uvicorn worker processes sharing the socket; they read their settings from the environment."""
-    import os
-
     import uvicorn
 
     # The workers must reach the database this process prepared (embedded or not) without migrating again.
@@ -141,19 +140,13 @@ def bot() -> None:
     """Run one bot (the process inside a bot container): reads GORDON_BOT_ID and GORDON_DATABASE_URL."""
     from gordon_manager.botrunner.main import BotEnv, run_bot
 
-    configure_logging(os_environ_level())
+    configure_logging(os.environ.get("GORDON_MANAGER_LOG_LEVEL", "INFO"))
     try:
         env = BotEnv.from_environ()
         code = asyncio.run(run_bot(env))
     except GordonError as exc:
         fail(exc.detail)
     raise typer.Exit(code)
-
-
-def os_environ_level() -> str:
-    import os
-
-    return os.environ.get("GORDON_MANAGER_LOG_LEVEL", "INFO")
 
 
 @app.command()

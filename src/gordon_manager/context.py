@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from gordon_manager.datadir import load_or_generate
 from gordon_manager.health.state import HealthState
 from gordon_manager.http.auth import OperatorAuth
 from gordon_manager.http.cursor import CursorCodec
@@ -38,11 +38,4 @@ def load_or_generate_secret(configured: str | None, data_dir: Path, name: str) -
     """A configured secret, or a random one persisted (0600) in the data dir so restarts keep it."""
     if configured:
         return configured.encode()
-    path = data_dir / name
-    if path.exists() and path.read_text(encoding="utf-8").strip():
-        return path.read_text(encoding="utf-8").strip().encode()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(value + "\n", encoding="utf-8")
-    return value.encode()
+    return load_or_generate(data_dir, name)[0].encode()

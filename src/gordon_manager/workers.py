@@ -57,11 +57,8 @@ def runs_background(ctx: AppContext) -> bool:
 async def start_api_worker(ctx: AppContext) -> None:
     """What a worker without the background role runs: the WS hub (NOTIFY only) and a prober."""
     from gordon_manager.events.service import start as start_events
-    from gordon_manager.observability.prober import StackProber, configured_peers
+    from gordon_manager.observability.start import start_prober
 
     notify_only = dataclasses.replace(ctx, settings=ctx.settings.model_copy(update={"bus_nats_url": None}))
     await start_events(notify_only)
-    prober = StackProber(peers=configured_peers(ctx), health=ctx.health,
-                         interval=ctx.settings.stack_health_interval_s, timeout_s=ctx.settings.http_timeout_s)
-    ctx.services["stack_prober"] = prober
-    ctx.supervisor.start(prober)
+    start_prober(ctx)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from gordon_manager.bots import repo, service
 from gordon_manager.bots.schemas import AuditPage, BotCreate, BotPage, BotRead, BotUpdate, DesiredState, Mode
-from gordon_manager.errors import BadCursor, ClientError, PreconditionRequired
+from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.observability.logging import request_id_var
@@ -142,7 +142,7 @@ async def audit(request: Request, bot_id: BotId, page: Pagination) -> AuditPage:
         raise BadCursor("The cursor is not valid.")
     async with request.app.state.ctx.pool.acquire() as conn:
         if not await repo.bot_exists(conn, bot_id=bot_id):
-            raise service.NotFound(f"bot {bot_id} does not exist")
+            raise NotFound(f"bot {bot_id} does not exist")
         rows = await repo.list_audit(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
     return AuditPage(items=[service.audit_read(r) for r in rows],
                      next_cursor=page.next_cursor(f"audit:{bot_id}", rows, lambda r: {"id": r["id"]}))

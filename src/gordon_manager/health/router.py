@@ -11,7 +11,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from gordon_manager.db import migrate
-from gordon_manager.errors import DatabaseUnavailable
 from gordon_manager.health.redact import redacted_config
 from gordon_manager.http.models import CamelModel
 from gordon_manager.http.problems import problem_response
@@ -98,5 +97,3 @@ async def config(request: Request) -> ConfigDump:
     """Every setting, with tokens, secrets and URL passwords redacted."""
     return ConfigDump(version=__version__, config=redacted_config(request.app.state.ctx.settings))
 
-
-__all__ = ["router", "DatabaseUnavailable"]

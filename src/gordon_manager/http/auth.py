@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hmac
 import logging
-import secrets
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gordon_manager.datadir import load_or_generate
 from gordon_manager.errors import Forbidden, Unauthorized
 from gordon_manager.observability import metrics
 
@@ -44,17 +44,12 @@ def load_or_generate_token(configured: str | None, data_dir: Path) -> str:
     """The configured token, or one generated once into ``data_dir/operator-token`` (mode 0600)."""
     if configured:
         return configured
-    path = data_dir / "operator-token"
-    if path.exists():
-        token = path.read_text(encoding="utf-8").strip()
-        if token:
-            logger.info("operator token loaded", extra={"path": str(path)})
-            return token
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(32)
-    path.touch(mode=0o600)
-    path.write_text(token + "\n", encoding="utf-8")
-    logger.warning("no GORDON_MANAGER_OPERATOR_TOKEN set: generated one", extra={"path": str(path)})
+    token, generated = load_or_generate(data_dir, "operator-token")
+    path = str(data_dir / "operator-token")
+    if generated:
+        logger.warning("no GORDON_MANAGER_OPERATOR_TOKEN set: generated one", extra={"path": path})
+    else:
+        logger.info("operator token loaded", extra={"path": path})
     return token
 
 

@@ -16,10 +16,8 @@ async def start(ctx: Any) -> None:
         writer = FileSdWriter(pool=ctx.pool, path=settings.file_sd_path)
         ctx.services["file_sd"] = writer
         ctx.supervisor.start(writer)
-    prober = StackProber(peers=configured_peers(ctx), health=ctx.health,
-                         interval=settings.stack_health_interval_s, timeout_s=settings.http_timeout_s)
-    ctx.services["stack_prober"] = prober
-    ctx.supervisor.start(prober)
+    start_prober(ctx)
+
     def leading() -> bool:
         leader = ctx.services.get("leader")  # absent when this replica does not reconcile at all
         return leader is None or leader.is_leader
@@ -27,3 +25,11 @@ async def start(ctx: Any) -> None:
     drift = DriftChecker(pool=ctx.pool, active=leading)
     ctx.services["portfolio_drift"] = drift
     ctx.supervisor.start(drift)
+
+
+def start_prober(ctx: Any) -> None:
+    """The stack-health prober (every HTTP worker runs one, so /healthz answers alike everywhere)."""
+    prober = StackProber(peers=configured_peers(ctx), health=ctx.health,
+                         interval=ctx.settings.stack_health_interval_s, timeout_s=ctx.settings.http_timeout_s)
+    ctx.services["stack_prober"] = prober
+    ctx.supervisor.start(prober)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -135,7 +135,7 @@ class Reconciler(LoopService):
                 self._runtime_error(d.action, exc)
                 retry = self.thresholds.backoff_base_s
                 d.status.update(last_error=f"{d.action} failed: {exc}", last_error_at=now,
-                                next_retry_at=now + _seconds(retry),
+                                next_retry_at=now + timedelta(seconds=retry),
                                 observed_state="backoff" if d.action == "start" else row["observed_state"])
                 d.action = "none"
 
@@ -187,8 +187,3 @@ def _metrics_port(spec: WorkloadSpec) -> int | None:
     value = spec.env.get("GORDON_BOT_METRICS_PORT")
     return int(value) if value and value.isdigit() else None
 
-
-def _seconds(value: float):
-    from datetime import timedelta
-
-    return timedelta(seconds=value)

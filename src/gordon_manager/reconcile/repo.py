@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from gordon_manager.bots.repo import INSERT_BOT_EVENT
+
 # One round trip for the whole fleet (no per-bot queries): a pass over 10k idle bots is one query.
 LOAD_FLEET = """
 SELECT c.id, c.name, c.strategy, c.symbol, c.interval, c.mode, c.image, c.desired_state, c.spec_version,
@@ -32,7 +34,6 @@ ON CONFLICT (bot_id) DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in STA
 
 SOFT_DELETE = "UPDATE trading.bot_configs SET deleted_at = now(), updated_at = now() WHERE id = $1 AND deleted_at IS NULL"
 
-INSERT_EVENT = "INSERT INTO trading.bot_events (bot_id, kind, level, message, data) VALUES ($1, $2, $3, $4, $5)"
 
 
 async def load_fleet(conn: asyncpg.Connection) -> list[asyncpg.Record]:
@@ -52,4 +53,4 @@ async def soft_delete(conn: asyncpg.Connection, *, bot_id: int) -> None:
 
 async def insert_events(conn: asyncpg.Connection, *, events: list[tuple[int, str, str, str, dict]]) -> None:
     if events:
-        await conn.executemany(INSERT_EVENT, events)
+        await conn.executemany(INSERT_BOT_EVENT, events)
