@@ -7,6 +7,7 @@ longer match what the file says.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -48,8 +49,9 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
-def load_migrations() -> list[Migration]:
-    """Every packaged migration, ordered by version."""
+@functools.cache
+def _packaged() -> tuple[Migration, ...]:
+    """The packaged files, read once per process (/healthz and /readyz ask on every probe)."""
     found: list[Migration] = []
     for entry in resources.files("gordon_manager.db").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
@@ -59,7 +61,12 @@ def load_migrations() -> list[Migration]:
     versions = [m.version for m in found]
     if len(set(versions)) != len(versions):
         raise MigrationError(f"duplicate migration numbers: {versions}")
-    return found
+    return tuple(found)
+
+
+def load_migrations() -> list[Migration]:
+    """Every packaged migration, ordered by version."""
+    return list(_packaged())
 
 
 def latest_version() -> int:
