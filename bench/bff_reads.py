@@ -86,7 +86,7 @@ async def raw_sql(seeded: Seeded, depths: list[int], repeats: int) -> dict:
                 t = time.perf_counter()
                 row = await api_sql.fetchrow(seeded.big_run, page_after(seeded, index), equity.TIME_MAX, PAGE)
                 json_times.append(time.perf_counter() - t)
-            assert len(rows) == PAGE and row["n"] == PAGE
+            assert len(rows) == PAGE and len(row["ts"]) == 8 * PAGE
             out[name], out[name + "_json"] = times, json_times
         times, json_times = [], []
         for _ in range(repeats * 3):
@@ -117,11 +117,13 @@ async def raw_sql(seeded: Seeded, depths: list[int], repeats: int) -> dict:
     return out
 
 
-def start_manager(seeded: Seeded, port: int, data_dir: Path, log_level: str) -> subprocess.Popen:
+def start_manager(seeded: Seeded, port: int, data_dir: Path, log_level: str, workers: int | None) -> subprocess.Popen:
     env = {**os.environ, "GORDON_DATABASE_URL": seeded.manager_url, "GORDON_MANAGER_MIGRATE_ON_START": "false",
            "GORDON_MANAGER_DATA_DIR": str(data_dir), "GORDON_MANAGER_BIND_ADDR": f"127.0.0.1:{port}",
            "GORDON_MANAGER_LOG_LEVEL": log_level, "GORDON_MANAGER_CURSOR_SECRET": CURSOR_SECRET,
            "GORDON_MANAGER_OPERATOR_TOKEN": "bench-operator-token"}
+    if workers is not None:
+        env["GORDON_MANAGER_WORKERS"] = str(workers)
     exe = Path(sys.executable).parent / "gordon-manager"
     return subprocess.Popen([str(exe), "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -179,10 +181,6 @@ async def downsample_latency(base: str, run_id: int, repeats: int) -> tuple[list
     return times, {"items": len(body["items"]), **body["downsample"]}
 
 
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    return sum(cpu_by_pid(procs).values())
-
-
 def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
     """CPU seconds used so far by each live process (gone ones are skipped)."""
     out = {}
@@ -195,8 +193,9 @@ def cpu_by_pid(procs: list[psutil.Process]) -> dict[int, float]:
     return out
 
 
-def postgres_processes(pg: list[psutil.Process]) -> list[psutil.Process]:
-    return pg + [c for p in pg for c in p.children(recursive=True)]
+def with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
+    """The processes and all their descendants (PostgreSQL backends, uvicorn workers)."""
+    return roots + [c for p in roots for c in p.children(recursive=True)]
 
 
 def machine_busy() -> float:
@@ -211,11 +210,11 @@ def run_wrk(base: str, paths: list[str], duration: int, manager: psutil.Process,
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     (workdir / "paths.txt").write_text("\n".join(paths) + "\n")
     (workdir / "random.lua").write_text(WRK_LUA)
-    before = (cpu_seconds([manager]), cpu_by_pid(postgres_processes(pg)), resource.getrusage(resource.RUSAGE_CHILDREN),
+    before = (cpu_by_pid(with_descendants([manager])), cpu_by_pid(with_descendants(pg)), resource.getrusage(resource.RUSAGE_CHILDREN),
               machine_busy())
     out = subprocess.run(["wrk", "-t2", "-c64", f"-d{duration}s", "--latency", "-s", str(workdir / "random.lua"), base],
                          capture_output=True, text=True, env={**os.environ, "GM_PATHS": str(workdir / "paths.txt")})
-    pg_after = cpu_by_pid(postgres_processes(pg))
+    pg_after = cpu_by_pid(with_descendants(pg))
     after_children = resource.getrusage(resource.RUSAGE_CHILDREN)
     wrk_cpu = (after_children.ru_utime - before[2].ru_utime) + (after_children.ru_stime - before[2].ru_stime)
     text = out.stdout
@@ -223,7 +222,8 @@ def run_wrk(base: str, paths: list[str], duration: int, manager: psutil.Process,
     total = int(re.search(r"(\d+) requests in", text).group(1))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", text, re.M))
-    manager_cpu = cpu_seconds([manager]) - before[0]
+    # the serve process and its uvicorn workers (GORDON_MANAGER_WORKERS > 1)
+    manager_cpu = sum(t - before[0].get(pid, 0.0) for pid, t in cpu_by_pid(with_descendants([manager])).items())
     # per backend: what it used during the run (backends that exited meanwhile are not counted)
     pg_cpu = sum(t - before[1].get(pid, 0.0) for pid, t in pg_after.items())
     busy = machine_busy() - before[3]
@@ -241,6 +241,32 @@ def postmaster(data_dir: Path | None) -> list[psutil.Process]:
     return [psutil.Process(pid)]
 
 
+async def latency_report(base: str, seeded: Seeded, paths: dict[str, list[str]], raw: dict, repeats: int) -> None:
+    """Page latency at each depth and the whole-run downsample, against the raw SQL baselines."""
+    api = await api_latency(base, paths, repeats)
+
+    print(f"\nGET /runs/{{id}}/equity?limit={PAGE} over {seeded.points:,} points (one client, keep-alive)")
+    print("  (raw SQL = the plain keyset page, rows to the client; page SQL = the API's query, JSON by PostgreSQL)")
+    for name in ("first", "deepest", "random"):
+        ratio = pct(api[name], 50) / pct(raw[name], 50)
+        print(f"  {name:8s} page  API {ms(api[name])} | raw SQL {ms(raw[name])} | page SQL "
+              f"{ms(raw[name + '_json'])} | API/raw SQL p50 x{ratio:.1f}")
+    deep_vs_first = pct(api["deepest"], 50) / pct(api["first"], 50)
+    print(f"  deepest/first p50: API x{deep_vs_first:.2f}, raw SQL x"
+          f"{pct(raw['deepest'], 50) / pct(raw['first'], 50):.2f}")
+    print(f"  OFFSET {seeded.points - PAGE:,} LIMIT {PAGE} (raw SQL, same depth): {ms(raw['offset'])}  "
+          f"= x{pct(raw['offset'], 50) / pct(raw['deepest'], 50):.0f} the keyset page")
+    worst = max(pct(api[n], 99) for n in ("first", "deepest", "random")) * 1e3
+    print(f"  target p99 <= 10 ms at any depth: {'PASS' if worst <= 10 else 'FAIL'} (worst p99 {worst:.3f} ms)")
+
+    times, info = await downsample_latency(base, seeded.big_run, 20)
+    print(f"\nGET /runs/{{id}}/equity?points=2000 over the whole run: {ms(times)}  max {max(times) * 1e3:.1f} ms"
+          f"  ({info['items']} points from {info['sourcePoints']:,} via {info['source']})")
+    print(f"  naive raw-SQL min/max reduction of every point (baseline): {raw['naive_reduce'][0] * 1e3:.0f} ms "
+          f"= x{raw['naive_reduce'][0] / pct(times, 50):.0f} the API")
+    print(f"  target <= 300 ms: {'PASS' if max(times) <= 0.3 else 'FAIL'}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description="console-read benchmarks")
     parser.add_argument("--points", type=int, default=10_000_000)
@@ -248,6 +274,8 @@ async def main() -> None:
     parser.add_argument("--dir", type=Path, default=None, help="embedded server data dir to keep/reuse")
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument("--repeats", type=int, default=300)
+    parser.add_argument("--throughput-only", action="store_true", help="only the wrk runs (skip latency)")
+    parser.add_argument("--workers", type=int, default=None, help="GORDON_MANAGER_WORKERS for the manager")
     parser.add_argument("--log-level", default="WARNING", help="manager log level (INFO logs every request)")
     args = parser.parse_args()
 
@@ -265,39 +293,18 @@ async def main() -> None:
         print(f"seed ready in {time.perf_counter() - t:.1f} s: run {seeded.big_run}, {seeded.points:,} points, "
               f"{seeded.roundtrips:,} round trips")
         depths = [random.randrange(0, seeded.points - PAGE) for _ in range(5000)]
-        raw = await raw_sql(seeded, depths, args.repeats)
+        raw = None if args.throughput_only else await raw_sql(seeded, depths, args.repeats)
 
         port = _free_port()
         base = f"http://127.0.0.1:{port}"
-        proc = start_manager(seeded, port, workdir / "data", args.log_level)
+        proc = start_manager(seeded, port, workdir / "data", args.log_level, args.workers)
         await wait_ready(base, proc)
         codec = CursorCodec(CURSOR_SECRET.encode())
         paths = {"first": [cursor_path(codec, seeded, 0)],
                  "deepest": [cursor_path(codec, seeded, seeded.points - PAGE)],
                  "random": [cursor_path(codec, seeded, d) for d in depths]}
-        api = await api_latency(base, paths, args.repeats)
-
-        print(f"\nGET /runs/{{id}}/equity?limit={PAGE} over {seeded.points:,} points (one client, keep-alive)")
-        print("  (raw SQL = the plain keyset page, rows to the client; page SQL = the API's query, JSON by PostgreSQL)")
-        for name in ("first", "deepest", "random"):
-            ratio = pct(api[name], 50) / pct(raw[name], 50)
-            print(f"  {name:8s} page  API {ms(api[name])} | raw SQL {ms(raw[name])} | page SQL "
-                  f"{ms(raw[name + '_json'])} | API/raw SQL p50 x{ratio:.1f}")
-        deep_vs_first = pct(api["deepest"], 50) / pct(api["first"], 50)
-        print(f"  deepest/first p50: API x{deep_vs_first:.2f}, raw SQL x"
-              f"{pct(raw['deepest'], 50) / pct(raw['first'], 50):.2f}")
-        print(f"  OFFSET {seeded.points - PAGE:,} LIMIT {PAGE} (raw SQL, same depth): {ms(raw['offset'])}  "
-              f"= x{pct(raw['offset'], 50) / pct(raw['deepest'], 50):.0f} the keyset page")
-        worst = max(pct(api[n], 99) for n in ("first", "deepest", "random")) * 1e3
-        print(f"  target p99 <= 10 ms at any depth: {'PASS' if worst <= 10 else 'FAIL'} (worst p99 {worst:.3f} ms)")
-
-        times, info = await downsample_latency(base, seeded.big_run, 20)
-        print(f"\nGET /runs/{{id}}/equity?points=2000 over the whole run: {ms(times)}  max {max(times) * 1e3:.1f} ms"
-              f"  ({info['items']} points from {info['sourcePoints']:,} via {info['source']})")
-        print(f"  naive raw-SQL min/max reduction of every point (baseline): {raw['naive_reduce'][0] * 1e3:.0f} ms "
-              f"= x{raw['naive_reduce'][0] / pct(times, 50):.0f} the API")
-        print(f"  target <= 300 ms: {'PASS' if max(times) <= 0.3 else 'FAIL'}")
-
+        if not args.throughput_only:
+            await latency_report(base, seeded, paths, raw, args.repeats)
         manager = psutil.Process(proc.pid)
         pg = postmaster(root)
         for name, choice in (("random-depth pages", paths["random"]), ("first page", paths["first"])):

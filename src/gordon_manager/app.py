@@ -25,6 +25,7 @@ from gordon_manager.http.problems import install_problem_handlers
 from gordon_manager.observability import metrics
 from gordon_manager.observability.start import start as start_observability
 from gordon_manager.proxies.router import router as proxies_router
+from gordon_manager.runs.fastpath import EquityPageFastPath
 from gordon_manager.runs.router import router as runs_router
 from gordon_manager.settings import Settings, get_settings
 from gordon_manager.strategies.router import router as strategies_router
@@ -123,6 +124,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     install_problem_handlers(app)
+    # The last added is the outermost: request id, access log and metrics wrap the equity fast path.
+    app.add_middleware(EquityPageFastPath)
     app.add_middleware(RequestContextMiddleware)
     for router in routers():
         app.include_router(router)

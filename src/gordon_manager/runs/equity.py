@@ -22,6 +22,7 @@ import asyncpg
 import numpy as np
 import orjson
 
+from gordon_manager import _rowjson
 from gordon_manager.errors import NotFound
 from gordon_manager.runs import downsample, repo
 
@@ -54,44 +55,39 @@ def page_json(items: list, next_cursor: str | None, extra: dict | None = None) -
 
 
 async def run_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                   limit: int) -> tuple[bytes, int, datetime | None]:
-    """One keyset page of a run's points: (items JSON, count, last ts); NotFound without the run."""
+                   limit: int) -> tuple[bytes, int, int | None]:
+    """One keyset page of a run's points: (items JSON, count, last ts in epoch µs); NotFound without the run."""
     row = await repo.equity_page(conn, run_id=run_id, after=after, before=before, limit=limit)
-    if row is None:
-        raise NotFound(f"run {run_id} does not exist")
-    n, last_ts = row[0], row[1]
-    if not n:
+    if row[0] is None:
+        if not await repo.run_exists(conn, run_id=run_id):
+            raise NotFound(f"run {run_id} does not exist")
         return b"[]", 0, None
-    return packed_items_json(row[2], row[3:]), n, last_ts
+    stamps = np.frombuffer(row[0], dtype=">i8") + _PG_EPOCH_US
+    columns = [np.frombuffer(packed, dtype=">f8") for packed in row[1:]]
+    if not (stamps[1:] > stamps[:-1]).all():  # the aggregates' input order is the plan's; restore it if needed
+        order = np.argsort(stamps, kind="stable")
+        stamps, columns = stamps[order], [c[order] for c in columns]
+    return packed_items_json(stamps, columns), len(stamps), int(stamps[-1])
 
 
 # PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
 _PG_EPOCH_US = 946_684_800_000_000
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_KEYS = (b'},{"ts":"', b'Z","equity":', b',"cash":', b',"positionQty":', b',"price":')
+_PREFIXES = (b'{"ts":"', b'Z","equity":', b',"cash":', b',"positionQty":', b',"price":')
+_SEPARATORS = (b'","', b",", b",", b",", b",")
 
 
-def packed_items_json(ts: bytes, floats: tuple[bytes, ...]) -> bytes:
-    """The items JSON of a page from packed binary columns (ts int64 µs since 2000, then float64s).
+def packed_items_json(stamps: np.ndarray, floats: list[np.ndarray]) -> bytes:
+    """The items JSON of a page from its columns (epoch µs, then float64s in the order of ``_PREFIXES``).
 
-    orjson writes each column as one JSON array in C (RFC 3339 times, shortest round-trip floats,
-    NaN as null); the arrays are split into their elements and interleaved with the keys by one
-    ``bytes.join`` — no Python object per point beyond those small byte strings.
+    orjson writes each column's values in C (RFC 3339 times, shortest round-trip floats, NaN as
+    null); ``_rowjson.rows`` (C) lays them out row by row between the keys. No Python object is
+    made per point.
     """
-    stamps = (np.frombuffer(ts, dtype=">i8") + _PG_EPOCH_US).astype("datetime64[us]")
-    columns = [orjson.dumps(stamps, option=_NUMPY)[2:-2].split(b'","')]
-    for packed in floats:
-        columns.append(orjson.dumps(np.frombuffer(packed, dtype=">f8").astype(np.float64), option=_NUMPY)[1:-1]
-                       .split(b","))
-    n = len(columns[0])
-    width = 2 * len(columns)
-    # Interleave keys and values by strided slice assignment (C loops, no tuple per point).
-    out = [b""] * (width * n)
-    for j, (key, column) in enumerate(zip(_KEYS, columns, strict=True)):
-        out[2 * j::width] = [key] * n
-        out[2 * j + 1::width] = column
-    body = b"".join(out)
-    return b'[{"ts":"' + body[len(_KEYS[0]):] + b"}]"
+    columns = [orjson.dumps(stamps.astype("datetime64[us]"), option=_NUMPY)[2:-2]]  # strip '["' and '"]'
+    for column in floats:
+        columns.append(orjson.dumps(column.astype(np.float64), option=_NUMPY)[1:-1])
+    return _rowjson.rows(_PREFIXES, tuple(columns), _SEPARATORS, b"}", len(stamps))
 
 
 def wrap_page(items: bytes, next_cursor: str | None) -> bytes:

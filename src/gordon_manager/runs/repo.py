@@ -110,23 +110,8 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 # packed big-endian binary values (the type's own send function), so neither side formats or
 # decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
 # NULL cash/position/price travel as NaN, which becomes JSON null.
-EQUITY_PAGE = """
-SELECT p.n, p.last_ts, p.ts, p.equity, p.cash, p.position_qty, p.price
-FROM trading.runs r
-LEFT JOIN LATERAL (
-    SELECT count(*) AS n, max(ts) AS last_ts,
-           string_agg(timestamptz_send(ts), ''::bytea ORDER BY ts) AS ts,
-           string_agg(float8send(equity), ''::bytea ORDER BY ts) AS equity,
-           string_agg(float8send(coalesce(cash, 'NaN')), ''::bytea ORDER BY ts) AS cash,
-           string_agg(float8send(coalesce(position_qty, 'NaN')), ''::bytea ORDER BY ts) AS position_qty,
-           string_agg(float8send(coalesce(price, 'NaN')), ''::bytea ORDER BY ts) AS price
-    FROM (
-        SELECT ts, equity, cash, position_qty, price FROM trading.equity_points
-        WHERE run_id = r.id AND ts > $2 AND ts < $3 ORDER BY ts LIMIT $4
-    ) s
-) p ON true
-WHERE r.id = $1
-"""
+# One keyset page, each column packed binary (migration 0014 says why it is a function).
+EQUITY_PAGE = "SELECT * FROM trading.equity_page($1, $2, $3, $4)"
 
 # Keyset over (ts, run_id) across the bot's runs: each run contributes at most `limit` points.
 BOT_EQUITY_PAGE = """
@@ -199,9 +184,9 @@ FROM c
 
 
 async def equity_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                      limit: int) -> asyncpg.Record | None:
-    """(n, last_ts, ts, equity, cash, position_qty, price) of the points with ``after < ts < before``, each
-    column packed binary; None without the run."""
+                      limit: int) -> asyncpg.Record:
+    """(ts, equity, cash, position_qty, price) of the points with ``after < ts < before``, each column
+    packed binary (all NULL when there is none)."""
     return await conn.fetchrow(EQUITY_PAGE, run_id, after, before, limit)
 
 

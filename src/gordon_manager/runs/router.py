@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime
 
 from gordon_manager.bff.instrument import bff_read
 from gordon_manager.bff.readpool import reading
@@ -20,6 +19,7 @@ from gordon_manager.runs.schemas import (
     BotEventPage,
     DownsampleMethod,
     EquityPage,
+    EquityQuery,
     RoundtripPage,
     RunDetail,
     RunKind,
@@ -50,21 +50,6 @@ _RUN_404 = {404: {"description": "No such run (problem+json)"}}
 _BOT_404 = {404: {"description": "No such bot (problem+json)"}}
 
 
-class EquityQuery(BaseModel):
-    """Query of GET /runs/{run_id}/equity (validated in one call: this is the hot path)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-    limit: int = Field(500, ge=1, le=MAX_LIMIT, description="Points per page.")
-    cursor: str | None = Field(None, max_length=2048, description="Opaque cursor from `nextCursor`.")
-    points: int | None = Field(None, ge=2, le=20000, description=(
-        "Downsample the whole range to at most this many points (min/max-preserving); no paging."))
-    method: DownsampleMethod = Field("lttb", description=(
-        "`lttb` (shape, with the global extremes) or `minmax` (every bucket's low and high)."))
-    start: AwareDatetime | None = Field(None, alias="from", description="Inclusive lower bound (RFC 3339 with offset).")
-    end: AwareDatetime | None = Field(None, alias="to", description="Exclusive upper bound (RFC 3339 with offset).")
-
-
 # First in the router: the hot path is matched before every other route.
 @router.get("/runs/{run_id}/equity", response_model=EquityPage, summary="A run's equity curve",
             responses={**_BAD, **_RUN_404}, openapi_extra={"parameters": query_parameters(EquityQuery)})
@@ -73,36 +58,17 @@ async def run_equity(request: Request, run_id: RunId) -> Response:
     """Points in time order over [from, to): keyset pages of `limit`, or with `points` the whole range
     downsampled server-side in one answer (`downsample` says how)."""
     q = parse_query(EquityQuery, request)
-    start, end, cursor = q.start, q.end, q.cursor
+    start, end = q.start, q.end
     service.check_range(start, end)
     ctx = request.app.state.ctx
     if q.points is not None:
-        if cursor is not None:
+        if q.cursor is not None:
             raise ClientError("`cursor` cannot be combined with `points` (a downsampled answer is not paged).")
         async with reading(ctx) as conn:
             body = await equity.run_downsampled(conn, run_id=run_id, start=start or equity.TIME_MIN,
                                                 end=end or equity.TIME_MAX, points=q.points, method=q.method)
         return Response(body, media_type=JSON)
-    list_scope = f"equity|{run_id}|{end}"
-    if cursor is None:
-        after = start - equity.ONE_US if start is not None else equity.TIME_MIN
-    else:
-        after = _time_position(ctx.cursors.decode(list_scope, cursor), "t")
-    async with reading(ctx) as conn:
-        items, n, last_ts = await equity.run_page(conn, run_id=run_id, after=after, before=end or equity.TIME_MAX,
-                                                  limit=q.limit)
-    next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(last_ts)}) if n == q.limit else None
-    return Response(equity.wrap_page(items, next_cursor), media_type=JSON)
-
-
-def _time_position(position: dict, key: str) -> datetime:
-    value = position.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadCursor("The cursor is not valid.")
-    try:
-        return equity.from_us(value)
-    except OverflowError as exc:
-        raise BadCursor("The cursor is not valid.") from exc
+    return Response(await service.equity_page(ctx, run_id=run_id, query=q), media_type=JSON)
 
 
 @router.get("/runs", response_model=RunPage, summary="List runs", responses=_BAD)
@@ -167,7 +133,7 @@ async def bot_equity(request: Request, bot_id: BotId, limit: EquityLimit = 500, 
     after_ts, after_run = lo, 0
     if cursor is not None:
         position = ctx.cursors.decode(list_scope, cursor)
-        after_ts, after_run = _time_position(position, "t"), position.get("r")
+        after_ts, after_run = service.time_position(position, "t"), position.get("r")
         if not isinstance(after_run, int) or isinstance(after_run, bool):
             raise BadCursor("The cursor is not valid.")
     async with reading(ctx) as conn:

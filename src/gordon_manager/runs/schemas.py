@@ -6,9 +6,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.http.pagination import MAX_LIMIT
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
 RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped"]
@@ -128,6 +129,21 @@ class BotEquityPage(Page[BotEquityPointRead]):
     """Equity points of a bot's runs in time order (then run id)."""
 
     downsample: DownsampleInfo | None = Field(None, description="Set when `points` was given.")
+
+
+class EquityQuery(BaseModel):
+    """Query of GET /runs/{run_id}/equity (validated in one call: this is the console's hot path)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    limit: int = Field(500, ge=1, le=MAX_LIMIT, description="Points per page.")
+    cursor: str | None = Field(None, max_length=2048, description="Opaque cursor from `nextCursor`.")
+    points: int | None = Field(None, ge=2, le=20000, description=(
+        "Downsample the whole range to at most this many points (min/max-preserving); no paging."))
+    method: DownsampleMethod = Field("lttb", description=(
+        "`lttb` (shape, with the global extremes) or `minmax` (every bucket's low and high)."))
+    start: AwareDatetime | None = Field(None, alias="from", description="Inclusive lower bound (RFC 3339 with offset).")
+    end: AwareDatetime | None = Field(None, alias="to", description="Exclusive upper bound (RFC 3339 with offset).")
 
 
 class BotEventRead(CamelModel):

@@ -7,13 +7,16 @@ from typing import Any
 
 import asyncpg
 
+from gordon_manager.bff.readpool import reading
+from gordon_manager.context import AppContext
 from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
-from gordon_manager.runs import repo
+from gordon_manager.runs import equity, repo
 from gordon_manager.runs.schemas import (
     BotEventPage,
     BotEventRead,
+    EquityQuery,
     EquitySummary,
     RoundtripPage,
     RoundtripRead,
@@ -44,6 +47,32 @@ def int_position(page: PageQuery, list_scope: str, key: str) -> int | None:
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadCursor("The cursor is not valid.")
     return value
+
+
+def time_position(position: dict, key: str) -> datetime:
+    """A time keyset position (epoch microseconds) from a decoded cursor."""
+    value = position.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise BadCursor("The cursor is not valid.")
+    try:
+        return equity.from_us(value)
+    except OverflowError as exc:
+        raise BadCursor("The cursor is not valid.") from exc
+
+
+async def equity_page(ctx: AppContext, *, run_id: int, query: EquityQuery) -> bytes:
+    """The JSON body of one keyset page of a run's equity points (``query.points`` unset)."""
+    check_range(query.start, query.end)
+    list_scope = f"equity|{run_id}|{query.end}"
+    if query.cursor is None:
+        after = query.start - equity.ONE_US if query.start is not None else equity.TIME_MIN
+    else:
+        after = time_position(ctx.cursors.decode(list_scope, query.cursor), "t")
+    async with reading(ctx) as conn:
+        items, n, last_ts = await equity.run_page(conn, run_id=run_id, after=after,
+                                                  before=query.end or equity.TIME_MAX, limit=query.limit)
+    next_cursor = ctx.cursors.encode(list_scope, {"t": last_ts}) if n == query.limit else None
+    return equity.wrap_page(items, next_cursor)
 
 
 def _run_read(row: asyncpg.Record) -> dict[str, Any]:
