@@ -8,7 +8,7 @@
  * small objects per page and was a third of the request's CPU. It formats nothing itself: every
  * byte of a value comes from the column text it was given.
  *
- *     rows(prefixes, columns, separators, row_end, n) -> bytes
+ *     rows(prefixes, columns, separators, row_end, n, head=b"", tail=b"") -> bytes
  *
  * prefixes[j]   bytes written before the value of column j (e.g. b'{"ts":"', b'","equity":')
  * columns[j]    the n values of column j, separated by separators[j] (no leading/trailing separator)
@@ -17,7 +17,9 @@
  * row_end       bytes written after the last value of each row (e.g. b'}')
  * n             the number of rows; each column must hold exactly n values (ValueError otherwise)
  *
- * The result is b'[' + row_0 + b',' + ... + row_{n-1} + b']'.
+ * head, tail    bytes written before the array and after it (so a page body is one allocation)
+ *
+ * The result is head + b'[' + row_0 + b',' + ... + row_{n-1} + b']' + tail.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -56,13 +58,15 @@ static int bytes_items(PyObject *tuple, const char *name, Py_ssize_t k, const ch
     return 0;
 }
 
-static PyObject *rows(PyObject *self, PyObject *args) {
+static PyObject *rows(PyObject *self, PyObject *args, PyObject *kwargs) {
     (void)self;
+    static char *keywords[] = {"prefixes", "columns", "separators", "row_end", "n", "head", "tail", NULL};
     PyObject *prefixes, *columns, *separators;
-    const char *row_end;
-    Py_ssize_t row_end_len, n;
-    if (!PyArg_ParseTuple(args, "O!O!O!y#n:rows", &PyTuple_Type, &prefixes, &PyTuple_Type, &columns,
-                          &PyTuple_Type, &separators, &row_end, &row_end_len, &n)) {
+    const char *row_end, *head = "", *tail = "";
+    Py_ssize_t row_end_len, n, head_len = 0, tail_len = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!y#n|y#y#:rows", keywords, &PyTuple_Type, &prefixes,
+                                     &PyTuple_Type, &columns, &PyTuple_Type, &separators, &row_end, &row_end_len,
+                                     &n, &head, &head_len, &tail, &tail_len)) {
         return NULL;
     }
     Py_ssize_t k = PyTuple_GET_SIZE(columns);
@@ -87,10 +91,17 @@ static PyObject *rows(PyObject *self, PyObject *args) {
                 return NULL;
             }
         }
-        return PyBytes_FromStringAndSize("[]", 2);
+        PyObject *empty = PyBytes_FromStringAndSize(NULL, head_len + 2 + tail_len);
+        if (empty != NULL) {
+            char *p = PyBytes_AS_STRING(empty);
+            memcpy(p, head, (size_t)head_len);
+            memcpy(p + head_len, "[]", 2);
+            memcpy(p + head_len + 2, tail, (size_t)tail_len);
+        }
+        return empty;
     }
     /* Exact size: every value byte, every prefix and row end once per row, n - 1 row commas, brackets. */
-    Py_ssize_t size = 2 + (n - 1) + n * row_end_len;
+    Py_ssize_t size = head_len + 2 + (n - 1) + n * row_end_len + tail_len;
     for (Py_ssize_t j = 0; j < k; j++) {
         if (sep_len[j] < 1) {
             PyErr_Format(PyExc_ValueError, "separators[%zd] is empty", j);
@@ -108,7 +119,9 @@ static PyObject *rows(PyObject *self, PyObject *args) {
         return NULL;
     }
     char *out = PyBytes_AS_STRING(result);
-    char *const out_end = out + size;
+    memcpy(out, head, (size_t)head_len);
+    out += head_len;
+    char *const out_end = out + (size - head_len - tail_len);
     const char *pos[MAX_COLUMNS], *end[MAX_COLUMNS];
     for (Py_ssize_t j = 0; j < k; j++) {
         pos[j] = col[j];
@@ -147,7 +160,8 @@ static PyObject *rows(PyObject *self, PyObject *args) {
     if (out_end - out != 1) {
         goto mismatch;
     }
-    *out = ']';
+    *out++ = ']';
+    memcpy(out, tail, (size_t)tail_len);
     return result;
 
 mismatch:
@@ -157,8 +171,9 @@ mismatch:
 }
 
 static PyMethodDef methods[] = {
-    {"rows", rows, METH_VARARGS,
-     "rows(prefixes, columns, separators, row_end, n) -> bytes: a JSON array of n objects from column texts."},
+    {"rows", (PyCFunction)(void (*)(void))rows, METH_VARARGS | METH_KEYWORDS,
+     "rows(prefixes, columns, separators, row_end, n, head=b'', tail=b'') -> bytes: head, a JSON array of n "
+     "objects built from column texts, tail."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -36,7 +36,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = _header(scope, b"x-request-id")
-        request_id = incoming if incoming and _VALID_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if incoming and _VALID_ID.match(incoming) else os.urandom(16).hex()
         token = request_id_var.set(request_id)
         status = 500
         start = time.perf_counter()
@@ -69,11 +69,28 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - start
                 route = route_template(scope)
                 method = scope["method"]
-                metrics.REQUESTS.labels(method=method, route=route, status=str(status)).inc()
-                metrics.REQUEST_DURATION.labels(method=method, route=route).observe(elapsed)
+                counter, histogram = _children(method, route, status)
+                counter.inc()
+                histogram.observe(elapsed)
                 logger.info("request", extra={"method": method, "route": route, "path": scope["path"],
                                               "status": status, "duration_ms": round(elapsed * 1000, 3)})
             request_id_var.reset(token)
+
+
+_CHILDREN: dict[tuple[str, str, int], tuple] = {}
+
+
+def _children(method: str, route: str, status: int) -> tuple:
+    """The request counter and duration histogram children of one (method, route, status), resolved once.
+
+    Routes are templates, so the keys are bounded like the metric's own label sets.
+    """
+    key = (method, route, status)
+    found = _CHILDREN.get(key)
+    if found is None:
+        found = _CHILDREN[key] = (metrics.REQUESTS.labels(method=method, route=route, status=str(status)),
+                                  metrics.REQUEST_DURATION.labels(method=method, route=route))
+    return found
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -55,19 +55,20 @@ def page_json(items: list, next_cursor: str | None, extra: dict | None = None) -
 
 
 async def run_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                   limit: int) -> tuple[bytes, int, int | None]:
-    """One keyset page of a run's points: (items JSON, count, last ts in epoch µs); NotFound without the run."""
+                   limit: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """One keyset page of a run's points as columns: epoch µs (int64), then equity, cash, position qty
+    and price (float64, NaN for null); NotFound without the run."""
     row = await repo.equity_page(conn, run_id=run_id, after=after, before=before, limit=limit)
     if row[0] is None:
         if not await repo.run_exists(conn, run_id=run_id):
             raise NotFound(f"run {run_id} does not exist")
-        return b"[]", 0, None
+        return np.empty(0, dtype=np.int64), [np.empty(0)] * 4
     stamps = np.frombuffer(row[0], dtype=">i8") + _PG_EPOCH_US
-    columns = [np.frombuffer(packed, dtype=">f8") for packed in row[1:]]
+    columns = [np.frombuffer(packed, dtype=">f8").astype(np.float64) for packed in row[1:]]
     if not (stamps[1:] > stamps[:-1]).all():  # the aggregates' input order is the plan's; restore it if needed
         order = np.argsort(stamps, kind="stable")
         stamps, columns = stamps[order], [c[order] for c in columns]
-    return packed_items_json(stamps, columns), len(stamps), int(stamps[-1])
+    return stamps, columns
 
 
 # PostgreSQL's binary timestamps count microseconds from 2000-01-01 UTC.
@@ -77,23 +78,20 @@ _PREFIXES = (b'{"ts":"', b'Z","equity":', b',"cash":', b',"positionQty":', b',"p
 _SEPARATORS = (b'","', b",", b",", b",", b",")
 
 
-def packed_items_json(stamps: np.ndarray, floats: list[np.ndarray]) -> bytes:
-    """The items JSON of a page from its columns (epoch µs, then float64s in the order of ``_PREFIXES``).
+def page_body(stamps: np.ndarray, floats: list[np.ndarray], next_cursor: str | None) -> bytes:
+    """The JSON body of a page, ``{"items": [...], "nextCursor": ...}``, from its columns.
 
     orjson writes each column's values in C (RFC 3339 times, shortest round-trip floats, NaN as
-    null); ``_rowjson.rows`` (C) lays them out row by row between the keys. No Python object is
-    made per point.
+    null); ``_rowjson.rows`` (C) lays them out row by row between the keys, inside the page's head
+    and tail, in one allocation. No Python object is made per point.
     """
+    tail = b',"nextCursor":null}' if next_cursor is None else b',"nextCursor":"' + next_cursor.encode() + b'"}'
+    if not len(stamps):
+        return b'{"items":[]' + tail
     columns = [orjson.dumps(stamps.astype("datetime64[us]"), option=_NUMPY)[2:-2]]  # strip '["' and '"]'
     for column in floats:
-        columns.append(orjson.dumps(column.astype(np.float64), option=_NUMPY)[1:-1])
-    return _rowjson.rows(_PREFIXES, tuple(columns), _SEPARATORS, b"}", len(stamps))
-
-
-def wrap_page(items: bytes, next_cursor: str | None) -> bytes:
-    """The page body around items JSON built elsewhere (no re-parsing)."""
-    cursor = b"null" if next_cursor is None else b'"' + next_cursor.encode() + b'"'
-    return b'{"items":' + items + b',"nextCursor":' + cursor + b"}"
+        columns.append(orjson.dumps(column, option=_NUMPY)[1:-1])
+    return _rowjson.rows(_PREFIXES, tuple(columns), _SEPARATORS, b"}", len(stamps), head=b'{"items":', tail=tail)
 
 
 def point_dicts(rows: list) -> list[dict]:

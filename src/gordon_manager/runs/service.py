@@ -69,10 +69,10 @@ async def equity_page(ctx: AppContext, *, run_id: int, query: EquityQuery) -> by
     else:
         after = time_position(ctx.cursors.decode(list_scope, query.cursor), "t")
     async with reading(ctx) as conn:
-        items, n, last_ts = await equity.run_page(conn, run_id=run_id, after=after,
-                                                  before=query.end or equity.TIME_MAX, limit=query.limit)
-    next_cursor = ctx.cursors.encode(list_scope, {"t": last_ts}) if n == query.limit else None
-    return equity.wrap_page(items, next_cursor)
+        stamps, columns = await equity.run_page(conn, run_id=run_id, after=after,
+                                                before=query.end or equity.TIME_MAX, limit=query.limit)
+    next_cursor = ctx.cursors.encode(list_scope, {"t": int(stamps[-1])}) if len(stamps) == query.limit else None
+    return equity.page_body(stamps, columns, next_cursor)
 
 
 def _run_read(row: asyncpg.Record) -> dict[str, Any]:
