@@ -15,6 +15,7 @@ point. A ``points=N`` read reduces the range to at most N points that keep its s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -63,9 +64,18 @@ async def run_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, be
         if not await repo.run_exists(conn, run_id=run_id):
             raise NotFound(f"run {run_id} does not exist")
         return np.empty(0, dtype=np.int64), [np.empty(0)] * 4
-    stamps = np.frombuffer(row[0], dtype=">i8") + _PG_EPOCH_US
-    columns = [np.frombuffer(packed, dtype=">f8").astype(np.float64) for packed in row[1:]]
-    if not (stamps[1:] > stamps[:-1]).all():  # the aggregates' input order is the plan's; restore it if needed
+    return page_columns(row)
+
+
+def page_columns(packed: Sequence[bytes]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Decode the packed columns of ``trading.equity_page`` (int64 µs since 2000, then float8s), in time order.
+
+    The aggregates take their input in the plan's order (the index's); should a plan ever change
+    that, the order is restored here rather than trusted.
+    """
+    stamps = np.frombuffer(packed[0], dtype=">i8") + _PG_EPOCH_US
+    columns = [np.frombuffer(column, dtype=">f8").astype(np.float64) for column in packed[1:]]
+    if not (stamps[1:] > stamps[:-1]).all():
         order = np.argsort(stamps, kind="stable")
         stamps, columns = stamps[order], [c[order] for c in columns]
     return stamps, columns

@@ -138,8 +138,9 @@ class EquityQuery(BaseModel):
 
     limit: int = Field(500, ge=1, le=MAX_LIMIT, description="Points per page.")
     cursor: str | None = Field(None, max_length=2048, description="Opaque cursor from `nextCursor`.")
-    points: int | None = Field(None, ge=2, le=20000, description=(
-        "Downsample the whole range to at most this many points (min/max-preserving); no paging."))
+    points: int | None = Field(None, ge=4, le=20000, description=(
+        "Downsample the whole range to at most this many points (min/max-preserving: at least 4, the first, "
+        "the last, the lowest and the highest); no paging."))
     method: DownsampleMethod = Field("lttb", description=(
         "`lttb` (shape, with the global extremes) or `minmax` (every bucket's low and high)."))
     start: AwareDatetime | None = Field(None, alias="from", description="Inclusive lower bound (RFC 3339 with offset).")

@@ -1,0 +1,119 @@
+"""The C row builder (``gordon_manager._rowjson``) and the page body built with it.
+
+The extension is part of the package: it must be built (``make test`` installs it) and it must
+give the bytes a plain-Python split-and-join gives, for any input, and refuse malformed input.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gordon_manager import _rowjson
+from gordon_manager.runs import equity
+
+SEPARATORS = [b",", b'","', b"|", b"::"]
+
+
+def reference(prefixes, columns, separators, row_end, n, head=b"", tail=b""):
+    """The same function in plain Python."""
+    split = [c.split(s) if n else [] for c, s in zip(columns, separators, strict=True)]
+    assert all(len(values) == n for values in split)
+    rows = [b"".join(p + values[i] for p, values in zip(prefixes, split, strict=True)) + row_end for i in range(n)]
+    return head + b"[" + b",".join(rows) + b"]" + tail
+
+
+@st.composite
+def tables(draw):
+    k = draw(st.integers(1, 6))
+    n = draw(st.integers(0, 40))
+    separators = tuple(draw(st.sampled_from(SEPARATORS)) for _ in range(k))
+    alphabet = st.binary(min_size=1, max_size=12)
+    columns = []
+    for sep in separators:
+        values = draw(st.lists(alphabet.filter(lambda v, s=sep: s not in v and not v.endswith(s[:1])
+                                               and not v.startswith(s[-1:])), min_size=n, max_size=n))
+        columns.append(sep.join(values))
+    prefixes = tuple(draw(st.binary(max_size=8)) for _ in range(k))
+    return prefixes, tuple(columns), separators, draw(st.binary(max_size=3)), n, draw(st.binary(max_size=9)), \
+        draw(st.binary(max_size=9))
+
+
+@settings(max_examples=300, deadline=None)
+@given(tables())
+def test_rows_equals_the_python_split_and_join(table):
+    prefixes, columns, separators, row_end, n, head, tail = table
+    assert _rowjson.rows(prefixes, columns, separators, row_end, n, head=head, tail=tail) == \
+        reference(prefixes, columns, separators, row_end, n, head, tail)
+
+
+@pytest.mark.parametrize(("columns", "n"), [
+    ((b"1,2", b"a,b,c"), 2),  # too many values in one column
+    ((b"1,2,3", b"a,b"), 3),  # too few
+    ((b"1,,3", b"a,b,c"), 3),  # an empty value
+    ((b"1,2,", b"a,b,c"), 3),  # a trailing separator
+    ((b"1", b"a"), 0),  # values but n = 0
+    ((b"", b""), 1),  # no values but n = 1
+])
+def test_rows_refuses_columns_that_do_not_hold_n_values(columns, n):
+    with pytest.raises(ValueError, match="values|n is 0"):
+        _rowjson.rows((b"{", b","), columns, (b",", b","), b"}", n)
+
+
+def test_rows_checks_its_arguments():
+    with pytest.raises(TypeError):
+        _rowjson.rows((b"{",), ("1",), (b",",), b"}", 1)  # str, not bytes
+    with pytest.raises(TypeError):
+        _rowjson.rows((b"{", b","), (b"1",), (b",",), b"}", 1)  # prefixes and columns differ in length
+    with pytest.raises(ValueError, match="separators"):
+        _rowjson.rows((b"{",), (b"1",), (b"",), b"}", 1)
+    with pytest.raises(ValueError, match="negative"):
+        _rowjson.rows((b"{",), (b"1",), (b",",), b"}", -1)
+    with pytest.raises(ValueError, match="columns are supported"):
+        _rowjson.rows((), (), (), b"}", 1)
+    assert _rowjson.rows((b"{",), (b"",), (b",",), b"}", 0, head=b"H", tail=b"T") == b"H[]T"
+
+
+floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.1, -0.0, 1e22, 5e-324, 1e16])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(-2_000_000_000, 4_000_000_000), floats, floats, floats, floats), max_size=60),
+       st.none() | st.text(alphabet="abcXYZ-_0123456789", min_size=1, max_size=40))
+def test_page_body_is_the_json_of_the_points(points, cursor):
+    """Every field as orjson writes it for one point: RFC 3339 UTC times, shortest floats, null for NaN/inf."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    stamps = np.array(sorted({p[0] * 1_000_003 for p in points}), dtype=np.int64)
+    rows = points[:len(stamps)]
+    columns = [np.array([r[j] for r in rows], dtype=np.float64) for j in range(1, 5)]
+    body = equity.page_body(stamps, columns, cursor)
+    expected = [{"ts": (epoch + timedelta(microseconds=int(us))).isoformat().replace("+00:00", "Z"),
+                 "equity": c[0], "cash": c[1], "positionQty": c[2], "price": c[3]}
+                for us, *c in zip(stamps.tolist(), *[col.tolist() for col in columns], strict=True)]
+    decoded = orjson.loads(body)
+    assert decoded["nextCursor"] == cursor
+    assert len(decoded["items"]) == len(expected)
+    for got, want in zip(decoded["items"], expected, strict=True):
+        assert datetime.fromisoformat(got["ts"]) == datetime.fromisoformat(want["ts"])
+        assert got["ts"].endswith("Z")
+        for key in ("equity", "cash", "positionQty", "price"):
+            value = want[key]
+            assert got[key] == (value if math.isfinite(value) else None)
+
+
+def test_page_columns_restores_time_order_when_the_plan_does_not_keep_it():
+    pg_epoch = 946_684_800_000_000
+    stamps = np.array([30, 10, 20], dtype=np.int64)
+    values = np.array([3.0, 1.0, 2.0])
+    packed = [(stamps - pg_epoch).astype(">i8").tobytes()] + [values.astype(">f8").tobytes()] * 4
+    got_stamps, got_columns = equity.page_columns(packed)
+    assert got_stamps.tolist() == [10, 20, 30]
+    assert all(c.tolist() == [1.0, 2.0, 3.0] for c in got_columns)
+    in_order = [(np.sort(stamps) - pg_epoch).astype(">i8").tobytes()] + [np.sort(values).astype(">f8").tobytes()] * 4
+    assert equity.page_columns(in_order)[0].tolist() == [10, 20, 30]
