@@ -198,6 +198,21 @@ def with_descendants(roots: list[psutil.Process]) -> list[psutil.Process]:
     return roots + [c for p in roots for c in p.children(recursive=True)]
 
 
+def reference_loop_ms() -> float:
+    """Time of a fixed pure-Python loop (3M additions): how fast this shared machine is right now.
+
+    The same code's CPU per request moves with it (on this 2-vCPU VM, by up to 2x between hours);
+    it is printed next to the throughput so runs can be compared.
+    """
+    best = float("inf")
+    for _ in range(3):
+        t, total = time.perf_counter(), 0
+        for i in range(3_000_000):
+            total += i
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
 def machine_busy() -> float:
     fields = [float(x) for x in open("/proc/stat").readline().split()[1:]]
     idle = fields[3] + fields[4]
@@ -307,6 +322,7 @@ async def main() -> None:
             await latency_report(base, seeded, paths, raw, args.repeats)
         manager = psutil.Process(proc.pid)
         pg = postmaster(root)
+        print(f"\nreference loop (3M Python additions, best of 3): {reference_loop_ms():.0f} ms")
         for name, choice in (("random-depth pages", paths["random"]), ("first page", paths["first"])):
             result = run_wrk(base, choice, args.duration, manager, pg, workdir)
             cpu = ", ".join(f"{k} {v:.3f}" for k, v in result["cpu_ms_per_request"].items())
@@ -315,7 +331,8 @@ async def main() -> None:
                   f"{result['latency'].get('50')} p99 {result['latency'].get('99')}")
             print(f"  CPU ms per request: {cpu}; machine CPU in use {result['machine_cpu_used']:.2f} of {os.cpu_count()}")
             print(f"  target >= 2,000 req/s: {'PASS' if result['rps'] >= 2000 else 'FAIL'}")
-        print(f"\nload average after: {open('/proc/loadavg').read().split()[:3]}")
+        print(f"\nload average after: {open('/proc/loadavg').read().split()[:3]}; reference loop after: "
+              f"{reference_loop_ms():.0f} ms")
     finally:
         if proc is not None:
             proc.terminate()
