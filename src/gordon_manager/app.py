@@ -80,6 +80,7 @@ def service_starters() -> list:
     from gordon_manager.events.service import start as start_events
     from gordon_manager.backtests.worker import start as start_backtests
     from gordon_manager.deploys.start import start as start_deploys
+    from gordon_manager.runs.compactor import start as start_compactor
 
     return [
         start_reconciler,
@@ -87,6 +88,7 @@ def service_starters() -> list:
         start_observability,
         start_events,
         start_backtests,
+        start_compactor,
     ]
 
 

@@ -91,6 +91,7 @@ class Settings(BaseSettings):
     ws_overflow_threshold: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_OVERFLOW_THRESHOLD"), description="Overflows per minute that report ws_subscriber_overload.")
     ws_reconnect_storm_per_s: float = Field(1.0, gt=0, validation_alias=_alias("GORDON_MANAGER_WS_RECONNECT_STORM_PER_S"), description="Connects per second that report ws_reconnect_storm.")
     events_retention_s: float = Field(86400.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EVENTS_RETENTION_S"), description="Outbox (trading.events) rows older than this are pruned; a client resuming from before gets a resync.")
+    equity_compact_interval_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EQUITY_COMPACT_INTERVAL_S"), description="How often the background worker packs runs' new equity points into blocks (the page reads' fast path).")
     stack_health_interval_s: float = Field(15.0, gt=0, validation_alias=_alias("GORDON_MANAGER_STACK_HEALTH_INTERVAL_S"), description="Interval of the peer prober.")
     source_stale_after_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_SOURCE_STALE_AFTER_S"), description="Default freshness threshold of a data source.")
     deploy_compare_window: int = Field(60, ge=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_COMPARE_WINDOW"), description="Bars a deploy compares before swapping.")

@@ -17,6 +17,8 @@ _LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5
 UP = Gauge("gordon_manager_up", "1 while the manager process is serving.")
 REQUESTS = Counter("gordon_manager_requests_total", "HTTP requests by method, route template and status.",
                    ["method", "route", "status"])
+EQUITY_POINTS_COMPACTED = Counter("gordon_manager_equity_points_compacted_total",
+                                  "Equity points packed into blocks for the page reads (migration 0015).")
 REQUEST_DURATION = Histogram("gordon_manager_request_duration_seconds", "HTTP request duration by route template.",
                              ["method", "route"], buckets=_LATENCY)
 

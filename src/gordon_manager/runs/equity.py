@@ -59,12 +59,18 @@ async def run_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, be
                    limit: int) -> tuple[np.ndarray, list[np.ndarray]]:
     """One keyset page of a run's points as columns: epoch µs (int64), then equity, cash, position qty
     and price (float64, NaN for null); NotFound without the run."""
-    row = await repo.equity_page(conn, run_id=run_id, after=after, before=before, limit=limit)
-    if row[0] is None:
+    rows = [row for row in await repo.equity_page(conn, run_id=run_id, after=after, before=before, limit=limit)
+            if row[0] is not None]
+    if not rows:
         if not await repo.run_exists(conn, run_id=run_id):
             raise NotFound(f"run {run_id} does not exist")
         return np.empty(0, dtype=np.int64), [np.empty(0)] * 4
-    return page_columns(row)
+    packed = rows[0] if len(rows) == 1 else [b"".join(column) for column in zip(*rows, strict=True)]
+    stamps, columns = page_columns(packed)
+    # Whole blocks come back: keep after < ts < before, then the first `limit`.
+    lo = int(np.searchsorted(stamps, to_us(after), side="right"))
+    hi = min(int(np.searchsorted(stamps, to_us(before), side="left")), lo + limit)
+    return stamps[lo:hi], [c[lo:hi] for c in columns]
 
 
 def page_columns(packed: Sequence[bytes]) -> tuple[np.ndarray, list[np.ndarray]]:

@@ -110,7 +110,7 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 # packed big-endian binary values (the type's own send function), so neither side formats or
 # decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
 # NULL cash/position/price travel as NaN, which becomes JSON null.
-# One keyset page, each column packed binary (migration 0014 says why it is a function).
+# One keyset page as rows of packed binary columns: blocks, then the raw tail (migrations 0014, 0015).
 EQUITY_PAGE = "SELECT * FROM trading.equity_page($1, $2, $3, $4)"
 
 # Keyset over (ts, run_id) across the bot's runs: each run contributes at most `limit` points.
@@ -184,10 +184,10 @@ FROM c
 
 
 async def equity_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                      limit: int) -> asyncpg.Record:
-    """(ts, equity, cash, position_qty, price) of the points with ``after < ts < before``, each column
-    packed binary (all NULL when there is none)."""
-    return await conn.fetchrow(EQUITY_PAGE, run_id, after, before, limit)
+                      limit: int) -> list[asyncpg.Record]:
+    """Rows of (ts, equity, cash, position_qty, price), each column packed binary, in time order: the
+    first ``limit`` points with ``after < ts < before`` are among them (a row may be all NULL)."""
+    return await conn.fetch(EQUITY_PAGE, run_id, after, before, limit)
 
 
 async def bot_equity_page(conn: asyncpg.Connection, *, bot_id: int, after_ts: datetime, after_run: int,
@@ -228,3 +228,19 @@ async def rollup_candidates(conn: asyncpg.Connection, *, run_id: int, width_s: i
                             end: datetime) -> asyncpg.Record:
     """First/min/max/last of each ``width_s`` rollup bucket starting in [start, end)."""
     return await conn.fetchrow(ROLLUP_CANDIDATES, run_id, width_s, start, end)
+
+
+COMPACTION_CANDIDATES = """
+SELECT run_id FROM trading.equity_compaction_candidates ORDER BY tail_points DESC, run_id LIMIT $1
+"""
+
+
+async def compaction_candidates(conn: asyncpg.Connection, *, limit: int) -> list[int]:
+    """Runs whose points after their last block fill at least one block (largest backlog first)."""
+    return [r["run_id"] for r in await conn.fetch(COMPACTION_CANDIDATES, limit)]
+
+
+async def compact(conn: asyncpg.Connection, *, run_id: int, max_points: int) -> int:
+    """Pack up to ``max_points`` of the run's points after its last block into full blocks (0: busy or
+    nothing to pack); one transaction."""
+    return await conn.fetchval("SELECT trading.equity_compact($1, $2)", run_id, max_points)
