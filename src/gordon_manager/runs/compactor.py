@@ -20,7 +20,7 @@ from gordon_manager.observability import metrics
 from gordon_manager.runs import repo
 
 logger = logging.getLogger(__name__)
-BATCH_POINTS = 96 * 1024
+BATCH_POINTS = 96 * 512
 CANDIDATES_PER_PASS = 100
 
 

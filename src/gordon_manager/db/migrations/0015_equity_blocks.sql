@@ -8,7 +8,7 @@
 --
 -- Invariant: a run's blocks hold exactly its first (96 × number of blocks) points, in time order,
 -- without gaps. Every block is full. The points after the last block (the "tail") are read raw.
--- * Writers do nothing. A statement trigger on equity_points deletes every block at or after the
+-- * Writers do nothing. Statement triggers on equity_points delete every block at or after the
 --   earliest point a statement inserted, updated or deleted. An append (the only kind of write
 --   the bots and backtests make) deletes nothing. Any other change cuts the blocks back to a
 --   correct prefix.
@@ -50,12 +50,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
-CREATE TRIGGER equity_blocks_cut_insert AFTER INSERT ON trading.equity_points
-    REFERENCING NEW TABLE AS changed_points FOR EACH STATEMENT EXECUTE FUNCTION trading.equity_blocks_cut();
 CREATE TRIGGER equity_blocks_cut_update_old AFTER UPDATE ON trading.equity_points
     REFERENCING OLD TABLE AS changed_points FOR EACH STATEMENT EXECUTE FUNCTION trading.equity_blocks_cut();
-CREATE TRIGGER equity_blocks_cut_update_new AFTER UPDATE ON trading.equity_points
-    REFERENCING NEW TABLE AS changed_points FOR EACH STATEMENT EXECUTE FUNCTION trading.equity_blocks_cut();
 CREATE TRIGGER equity_blocks_cut_delete AFTER DELETE ON trading.equity_points
     REFERENCING OLD TABLE AS changed_points FOR EACH STATEMENT EXECUTE FUNCTION trading.equity_blocks_cut();
 
@@ -67,6 +63,40 @@ BEGIN
     RETURN NULL;
 END
 $$;
+-- Inserted and updated (new) points: the statement-level run check of 0012 already reads the
+-- transition table, so it also cuts the blocks, in the same single pass. The run is checked and
+-- locked once per statement, as before, and it now groups the new rows once instead of twice. A
+-- 1M-point COPY pays no extra pass for the blocks.
+CREATE OR REPLACE FUNCTION trading.equity_points_check_run() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
+DECLARE
+    ids bigint[];
+    froms timestamptz[];
+    missing bigint;
+BEGIN
+    SELECT array_agg(run_id ORDER BY run_id), array_agg(from_ts ORDER BY run_id) INTO ids, froms
+      FROM (SELECT run_id, min(ts) AS from_ts FROM new_points GROUP BY run_id) p;
+    IF ids IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM 1 FROM trading.runs r WHERE r.id = ANY (ids) FOR KEY SHARE OF r;
+    SELECT u INTO missing FROM unnest(ids) u WHERE NOT EXISTS (SELECT 1 FROM trading.runs r WHERE r.id = u) LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = 'insert or update on table "equity_points" violates foreign key constraint "equity_points_run_id_fkey"',
+            DETAIL = format('Key (run_id)=(%s) is not present in table "runs".', missing);
+    END IF;
+    FOR i IN 1 .. array_length(ids, 1) LOOP
+        PERFORM pg_advisory_xact_lock(x'65716b62'::int, hashint8(ids[i]));
+        DELETE FROM trading.equity_blocks WHERE run_id = ids[i] AND last_ts >= froms[i];
+        IF FOUND THEN
+            DELETE FROM trading.equity_block_state WHERE run_id = ids[i];
+        END IF;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+
 CREATE TRIGGER equity_blocks_truncate AFTER TRUNCATE ON trading.equity_points
     FOR EACH STATEMENT EXECUTE FUNCTION trading.equity_blocks_truncate();
 
