@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -101,6 +102,12 @@ def serve_app() -> FastAPI:
     return create_app(settings)
 
 
+# Metrics are Prometheus (observability/metrics.py) and logs are JSON lines; FastAPI's native
+# OpenTelemetry hooks (newer FastAPI) would otherwise look up the global providers on every request.
+_NO_OTEL = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+            if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI application."""
     settings = settings or get_settings()
@@ -124,7 +131,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await close()
             await ctx.pool.close()
 
-    app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  **_NO_OTEL)
     install_problem_handlers(app)
     # The last added is the outermost: request id, access log and metrics wrap the equity fast path.
     app.add_middleware(EquityPageFastPath)

@@ -117,3 +117,33 @@ def test_page_columns_restores_time_order_when_the_plan_does_not_keep_it():
     assert all(c.tolist() == [1.0, 2.0, 3.0] for c in got_columns)
     in_order = [(np.sort(stamps) - pg_epoch).astype(">i8").tobytes()] + [np.sort(values).astype(">f8").tobytes()] * 4
     assert equity.page_columns(in_order)[0].tolist() == [10, 20, 30]
+
+
+MIN_US = -62_135_596_800_000_000  # 0001-01-01T00:00:00Z
+MAX_US = 253_402_300_799_999_999  # 9999-12-31T23:59:59.999999Z
+
+
+def rfc3339(us: int) -> bytes:
+    """What a page's times look like, by the standard library."""
+    text = (datetime(1970, 1, 1) + timedelta(microseconds=us)).isoformat()
+    return text.encode()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.integers(MIN_US, MAX_US) | st.sampled_from([0, -1, 1, MIN_US, MAX_US, 951_782_400_000_000]),
+                max_size=30), st.sampled_from([b",", b'","']))
+def test_timestamps_are_rfc3339_for_every_year(micros, sep):
+    got = _rowjson.timestamps(np.array(micros, dtype=np.int64), sep)
+    assert got == sep.join(rfc3339(us) for us in micros)
+
+
+def test_timestamps_match_orjson_and_refuse_years_outside_1_to_9999():
+    micros = np.array([0, 1, -1, 1_500_000, 1_709_251_200_000_001, MIN_US], dtype=np.int64)
+    assert _rowjson.timestamps(micros, b'","') == \
+        orjson.dumps(micros.astype("datetime64[us]"), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
+    for bad in (MIN_US - 1, MAX_US + 1):
+        with pytest.raises(ValueError, match="outside 1..9999"):
+            _rowjson.timestamps(np.array([bad], dtype=np.int64), b",")
+    with pytest.raises(ValueError, match="whole int64"):
+        _rowjson.timestamps(b"1234567", b",")
+    assert _rowjson.timestamps(np.array([], dtype=np.int64), b",") == b""
