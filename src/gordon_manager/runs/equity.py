@@ -55,16 +55,14 @@ def page_json(items: list, next_cursor: str | None, extra: dict | None = None) -
     return orjson.dumps(body, option=JSON_OPTIONS)
 
 
-async def run_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                   limit: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """One keyset page of a run's points as columns: epoch µs (int64), then equity, cash, position qty
-    and price (float64, NaN for null); NotFound without the run."""
-    rows = [row for row in await repo.equity_page(conn, run_id=run_id, after=after, before=before, limit=limit)
-            if row[0] is not None]
+def page_from_rows(rows: Sequence[Sequence[bytes | None]], *, after: datetime, before: datetime,
+                   limit: int) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """One keyset page from the rows of ``trading.equity_page`` as columns: epoch µs (int64), then
+    equity, cash, position qty and price (float64, NaN for null). None when the run has no point
+    in the range (it may not exist: the caller checks)."""
+    rows = [row for row in rows if row[0] is not None]
     if not rows:
-        if not await repo.run_exists(conn, run_id=run_id):
-            raise NotFound(f"run {run_id} does not exist")
-        return np.empty(0, dtype=np.int64), [np.empty(0)] * 4
+        return None
     packed = rows[0] if len(rows) == 1 else [b"".join(column) for column in zip(*rows, strict=True)]
     stamps, columns = page_columns(packed)
     # Whole blocks come back: keep after < ts < before, then the first `limit`.

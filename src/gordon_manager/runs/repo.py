@@ -111,6 +111,7 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 # decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
 # NULL cash/position/price travel as NaN, which becomes JSON null.
 # One keyset page as rows of packed binary columns: blocks, then the raw tail (migrations 0014, 0015).
+# The service reads pages in batches (runs/batch.py); this single form is the benchmark's baseline.
 EQUITY_PAGE = "SELECT * FROM trading.equity_page($1, $2, $3, $4)"
 
 # Keyset over (ts, run_id) across the bot's runs: each run contributes at most `limit` points.
@@ -181,13 +182,6 @@ SELECT coalesce(array_agg(date_part('epoch', t) ORDER BY t), '{}') AS t,
        coalesce(array_agg(v ORDER BY t), '{}') AS v, (SELECT coalesce(sum(n), 0)::bigint FROM b) AS n
 FROM c
 """
-
-
-async def equity_page(conn: asyncpg.Connection, *, run_id: int, after: datetime, before: datetime,
-                      limit: int) -> list[asyncpg.Record]:
-    """Rows of (ts, equity, cash, position_qty, price), each column packed binary, in time order: the
-    first ``limit`` points with ``after < ts < before`` are among them (a row may be all NULL)."""
-    return await conn.fetch(EQUITY_PAGE, run_id, after, before, limit)
 
 
 async def bot_equity_page(conn: asyncpg.Connection, *, bot_id: int, after_ts: datetime, after_run: int,

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from gordon_manager.bff.readpool import reading
 from gordon_manager.context import AppContext
@@ -13,6 +14,7 @@ from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
 from gordon_manager.runs import equity, repo
+from gordon_manager.runs.batch import page_batcher
 from gordon_manager.runs.schemas import (
     BotEventPage,
     BotEventRead,
@@ -68,9 +70,15 @@ async def equity_page(ctx: AppContext, *, run_id: int, query: EquityQuery) -> by
         after = query.start - equity.ONE_US if query.start is not None else equity.TIME_MIN
     else:
         after = time_position(ctx.cursors.decode(list_scope, query.cursor), "t")
-    async with reading(ctx) as conn:
-        stamps, columns = await equity.run_page(conn, run_id=run_id, after=after,
-                                                before=query.end or equity.TIME_MAX, limit=query.limit)
+    before = query.end or equity.TIME_MAX
+    rows = await page_batcher(ctx).fetch(run_id, after, before, query.limit)
+    page = equity.page_from_rows(rows, after=after, before=before, limit=query.limit)
+    if page is None:
+        async with reading(ctx) as conn:
+            if not await repo.run_exists(conn, run_id=run_id):
+                raise NotFound(f"run {run_id} does not exist")
+        page = np.empty(0, dtype=np.int64), [np.empty(0)] * 4
+    stamps, columns = page
     next_cursor = ctx.cursors.encode(list_scope, {"t": int(stamps[-1])}) if len(stamps) == query.limit else None
     return equity.page_body(stamps, columns, next_cursor)
 

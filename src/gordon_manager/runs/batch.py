@@ -1,0 +1,96 @@
+"""Concurrent equity page reads coalesced into one database round trip.
+
+Under load the console's page reads arrive together (64 clients, two workers). Each one on its own
+costs a round trip: a send, a backend wake-up, parse/bind/execute, the reply, and asyncpg's
+bookkeeping, on both sides of the socket. Here every page requested in the same event-loop turn
+goes out as one query: ``unnest`` of the requests, joined laterally to ``trading.equity_page``.
+The rows come back tagged with their request. A lone request still goes out at once (the flush is
+scheduled with ``call_soon``, not on a timer), so an idle console waits for nothing.
+
+A failure of the batch (the database gone, a timeout) is every request's failure. Each caller then
+sees it as its own read would have failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import asyncpg
+
+from gordon_manager.bff.readpool import reading
+from gordon_manager.context import AppContext
+
+SERVICE_KEY = "runs.page_batcher"
+MAX_BATCH = 64
+
+EQUITY_PAGES = """
+SELECT q.i, p.ts_packed, p.equity_packed, p.cash_packed, p.position_qty_packed, p.price_packed
+FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[])
+     WITH ORDINALITY AS q(run_id, after_ts, before_ts, lim, i)
+CROSS JOIN LATERAL trading.equity_page(q.run_id, q.after_ts, q.before_ts, q.lim)
+     WITH ORDINALITY AS p(ts_packed, equity_packed, cash_packed, position_qty_packed, price_packed, k)
+ORDER BY q.i, p.k
+"""
+
+Request = tuple[int, datetime, datetime, int]
+
+
+class PageBatcher:
+    """Collects page requests for one loop turn and answers them from one query."""
+
+    def __init__(self, ctx: AppContext, *, max_batch: int = MAX_BATCH) -> None:
+        self._ctx = ctx
+        self._max_batch = max_batch
+        self._pending: list[tuple[Request, asyncio.Future]] = []
+        self._tasks: set[asyncio.Task] = set()
+        self.batches = 0
+        self.requests = 0
+
+    async def fetch(self, run_id: int, after: datetime, before: datetime, limit: int) -> list[tuple]:
+        """The rows ``trading.equity_page(run_id, after, before, limit)`` returns (without the tag)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._pending.append(((run_id, after, before, limit), future))
+        if len(self._pending) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), self._max_batch):
+            task = asyncio.ensure_future(self._run(pending[start:start + self._max_batch]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[Request, asyncio.Future]]) -> None:
+        self.batches += 1
+        self.requests += len(batch)
+        try:
+            async with reading(self._ctx) as conn:
+                rows = await fetch_pages(conn, [request for request, _ in batch])
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for (_, future), page_rows in zip(batch, rows, strict=True):
+            if not future.done():
+                future.set_result(page_rows)
+
+
+async def fetch_pages(conn: asyncpg.Connection, requests: list[Request]) -> list[list[tuple]]:
+    """Each request's rows of ``trading.equity_page``, in order, from one query."""
+    columns = list(zip(*requests, strict=True))
+    out: list[list[tuple]] = [[] for _ in requests]
+    for row in await conn.fetch(EQUITY_PAGES, *(list(c) for c in columns)):
+        out[row[0] - 1].append(tuple(row)[1:])
+    return out
+
+
+def page_batcher(ctx: AppContext) -> PageBatcher:
+    """The context's batcher (created on first use)."""
+    batcher = ctx.services.get(SERVICE_KEY)
+    if batcher is None:
+        batcher = ctx.services.setdefault(SERVICE_KEY, PageBatcher(ctx))
+    return batcher
