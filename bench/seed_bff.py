@@ -106,7 +106,7 @@ async def copy_roundtrips(conn: asyncpg.Connection, run_id: int, bot_id: int, n:
 
 
 async def pack_blocks(conn: asyncpg.Connection, log=print) -> None:
-    """Pack every run's points into equity blocks (migration 0015) before measuring: what the
+    """Pack every run's points into equity blocks (migration 0014) before measuring: what the
     manager's background compactor does a few seconds after points are written."""
     t, total = time.perf_counter(), 0
     while runs := await conn.fetch("SELECT run_id FROM trading.equity_compaction_candidates"):

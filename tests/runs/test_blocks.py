@@ -1,4 +1,4 @@
-"""Equity blocks (migration 0015): pages read from blocks plus the raw tail are the pages of the raw
+"""Equity blocks (migration 0014): pages read from blocks plus the raw tail are the pages of the raw
 points, whatever was packed, cut or changed, and whatever a concurrent writer does."""
 
 from __future__ import annotations

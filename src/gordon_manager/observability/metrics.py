@@ -18,7 +18,7 @@ UP = Gauge("gordon_manager_up", "1 while the manager process is serving.")
 REQUESTS = Counter("gordon_manager_requests_total", "HTTP requests by method, route template and status.",
                    ["method", "route", "status"])
 EQUITY_POINTS_COMPACTED = Counter("gordon_manager_equity_points_compacted_total",
-                                  "Equity points packed into blocks for the page reads (migration 0015).")
+                                  "Equity points packed into blocks for the page reads (migration 0014).")
 REQUEST_DURATION = Histogram("gordon_manager_request_duration_seconds", "HTTP request duration by route template.",
                              ["method", "route"], buckets=_LATENCY)
 

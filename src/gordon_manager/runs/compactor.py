@@ -1,6 +1,6 @@
 """Equity compaction: the background worker packs runs' new equity points into blocks.
 
-Blocks (migration 0015) hold a run's points 96 to a row, columns packed binary. The equity page
+Blocks (migration 0014) hold a run's points 96 to a row, columns packed binary. The equity page
 read takes whole blocks and reads only the points after them raw. Nothing here is needed for
 correctness: a run without blocks is read raw, and a change to points already packed cuts the
 blocks back at once, in the writer's own statement. Compaction only keeps the raw tail short.

@@ -110,7 +110,7 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 # packed big-endian binary values (the type's own send function), so neither side formats or
 # decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
 # NULL cash/position/price travel as NaN, which becomes JSON null.
-# One keyset page as rows of packed binary columns: blocks, then the raw tail (migrations 0014, 0015).
+# One keyset page as rows of packed binary columns: blocks, then the raw tail (migration 0014).
 # The service reads pages in batches (runs/batch.py); this single form is the benchmark's baseline.
 EQUITY_PAGE = "SELECT * FROM trading.equity_page($1, $2, $3, $4)"
 
