@@ -76,7 +76,6 @@ async def raw_sql(seeded: Seeded, depths: list[int], repeats: int) -> dict:
     try:
         await conn.execute("SET TimeZone = 'UTC'")
         plain = await conn.prepare(PLAIN_PAGE)
-        api_sql = await conn.prepare(repo.EQUITY_PAGE)
         for name, index in (("first", 0), ("deepest", seeded.points - PAGE)):
             times, json_times = [], []
             for _ in range(repeats):
@@ -84,7 +83,8 @@ async def raw_sql(seeded: Seeded, depths: list[int], repeats: int) -> dict:
                 rows = await plain.fetch(seeded.big_run, page_after(seeded, index), PAGE)
                 times.append(time.perf_counter() - t)
                 t = time.perf_counter()
-                page_rows = await api_sql.fetch(seeded.big_run, page_after(seeded, index), equity.TIME_MAX, PAGE)
+                [page_rows] = await repo.equity_pages(conn, [(seeded.big_run, page_after(seeded, index),
+                                                             equity.TIME_MAX, PAGE)])
                 json_times.append(time.perf_counter() - t)
             assert len(rows) == PAGE and sum(len(r[0]) for r in page_rows if r[0]) >= 8 * PAGE
             out[name], out[name + "_json"] = times, json_times
@@ -95,7 +95,7 @@ async def raw_sql(seeded: Seeded, depths: list[int], repeats: int) -> dict:
             await plain.fetch(seeded.big_run, after, PAGE)
             times.append(time.perf_counter() - t)
             t = time.perf_counter()
-            await api_sql.fetch(seeded.big_run, after, equity.TIME_MAX, PAGE)
+            await repo.equity_pages(conn, [(seeded.big_run, after, equity.TIME_MAX, PAGE)])
             json_times.append(time.perf_counter() - t)
         out["random"], out["random_json"] = times, json_times
         offset = "SELECT ts, equity, cash, position_qty, price FROM trading.equity_points WHERE run_id = $1" \

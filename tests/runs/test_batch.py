@@ -52,7 +52,7 @@ async def test_a_failed_batch_fails_every_read_in_it(reads_app, monkeypatch):
     async def broken(conn, requests):
         raise DatabaseUnavailable("the database connection failed: ConnectionResetError")
 
-    monkeypatch.setattr("gordon_manager.runs.batch.fetch_pages", broken)
+    monkeypatch.setattr("gordon_manager.runs.repo.equity_pages", broken)
     results = await asyncio.gather(*(batcher.fetch(1, equity.TIME_MIN, equity.TIME_MAX, 5) for _ in range(5)),
                                    return_exceptions=True)
     assert all(isinstance(r, DatabaseUnavailable) for r in results)

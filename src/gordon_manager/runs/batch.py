@@ -16,22 +16,12 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-import asyncpg
-
 from gordon_manager.bff.readpool import reading
 from gordon_manager.context import AppContext
+from gordon_manager.runs import repo
 
 SERVICE_KEY = "runs.page_batcher"
 MAX_BATCH = 64
-
-EQUITY_PAGES = """
-SELECT q.i, p.ts_packed, p.equity_packed, p.cash_packed, p.position_qty_packed, p.price_packed
-FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[])
-     WITH ORDINALITY AS q(run_id, after_ts, before_ts, lim, i)
-CROSS JOIN LATERAL trading.equity_page(q.run_id, q.after_ts, q.before_ts, q.lim)
-     WITH ORDINALITY AS p(ts_packed, equity_packed, cash_packed, position_qty_packed, price_packed, k)
-ORDER BY q.i, p.k
-"""
 
 Request = tuple[int, datetime, datetime, int]
 
@@ -68,7 +58,7 @@ class PageBatcher:
         self.requests += len(batch)
         try:
             async with reading(self._ctx) as conn:
-                rows = await fetch_pages(conn, [request for request, _ in batch])
+                rows = await repo.equity_pages(conn, [request for request, _ in batch])
         except Exception as exc:
             for _, future in batch:
                 if not future.done():
@@ -77,15 +67,6 @@ class PageBatcher:
         for (_, future), page_rows in zip(batch, rows, strict=True):
             if not future.done():
                 future.set_result(page_rows)
-
-
-async def fetch_pages(conn: asyncpg.Connection, requests: list[Request]) -> list[list[tuple]]:
-    """Each request's rows of ``trading.equity_page``, in order, from one query."""
-    columns = list(zip(*requests, strict=True))
-    out: list[list[tuple]] = [[] for _ in requests]
-    for row in await conn.fetch(EQUITY_PAGES, *(list(c) for c in columns)):
-        out[row[0] - 1].append(tuple(row)[1:])
-    return out
 
 
 def page_batcher(ctx: AppContext) -> PageBatcher:

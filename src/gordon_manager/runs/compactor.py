@@ -53,6 +53,4 @@ class EquityCompactor(LoopService):
 
 async def start(ctx: AppContext) -> None:
     """Start the compactor (background worker only)."""
-    compactor = EquityCompactor(ctx.pool, interval=ctx.settings.equity_compact_interval_s)
-    ctx.services["runs.compactor"] = compactor
-    ctx.supervisor.start(compactor)
+    ctx.supervisor.start(EquityCompactor(ctx.pool, interval=ctx.settings.equity_compact_interval_s))

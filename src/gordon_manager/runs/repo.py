@@ -105,14 +105,19 @@ async def list_bot_events(conn: asyncpg.Connection, *, limit: int, **filters: An
 
 
 # -- equity ----------------------------------------------------------------------------------------
-# One query per page: the run row decides 404 (no row) versus an empty page (n = 0); the points come
-# from a keyset range scan of the (run_id, ts) primary key. Each column arrives as one bytea of
-# packed big-endian binary values (the type's own send function), so neither side formats or
-# decodes per row here: the manager turns the columns into JSON with numpy and orjson (runs.equity).
-# NULL cash/position/price travel as NaN, which becomes JSON null.
-# One keyset page as rows of packed binary columns: blocks, then the raw tail (migration 0014).
-# The service reads pages in batches (runs/batch.py); this single form is the benchmark's baseline.
-EQUITY_PAGE = "SELECT * FROM trading.equity_page($1, $2, $3, $4)"
+# Pages of several requests in one query (runs/batch.py): each request's rows of
+# trading.equity_page (migration 0014: whole blocks, then the raw tail), tagged with the request's
+# 1-based position. Each column is one bytea of packed big-endian values (the type's own send
+# function), so neither side formats or decodes per row; NULL cash/position/price travel as NaN.
+# An unknown run and an empty range look alike (no points): the service tells them apart.
+EQUITY_PAGES = """
+SELECT q.i, p.ts_packed, p.equity_packed, p.cash_packed, p.position_qty_packed, p.price_packed
+FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[], $4::integer[])
+     WITH ORDINALITY AS q(run_id, after_ts, before_ts, lim, i)
+CROSS JOIN LATERAL trading.equity_page(q.run_id, q.after_ts, q.before_ts, q.lim)
+     WITH ORDINALITY AS p(ts_packed, equity_packed, cash_packed, position_qty_packed, price_packed, k)
+ORDER BY q.i, p.k
+"""
 
 # Keyset over (ts, run_id) across the bot's runs: each run contributes at most `limit` points.
 BOT_EQUITY_PAGE = """
@@ -182,6 +187,15 @@ SELECT coalesce(array_agg(date_part('epoch', t) ORDER BY t), '{}') AS t,
        coalesce(array_agg(v ORDER BY t), '{}') AS v, (SELECT coalesce(sum(n), 0)::bigint FROM b) AS n
 FROM c
 """
+
+
+async def equity_pages(conn: asyncpg.Connection,
+                       requests: Sequence[tuple[int, datetime, datetime, int]]) -> list[list[tuple]]:
+    """For each (run_id, after, before, limit), in order, the rows of ``trading.equity_page``."""
+    out: list[list[tuple]] = [[] for _ in requests]
+    for row in await conn.fetch(EQUITY_PAGES, *(list(column) for column in zip(*requests, strict=True))):
+        out[row[0] - 1].append(tuple(row)[1:])
+    return out
 
 
 async def bot_equity_page(conn: asyncpg.Connection, *, bot_id: int, after_ts: datetime, after_run: int,

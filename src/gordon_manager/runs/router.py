@@ -39,7 +39,7 @@ EquityLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Points per p
 EquityCursor = Annotated[str | None, Query(max_length=2048, description="Opaque cursor from `nextCursor`.")]
 Points = Annotated[int | None, Query(ge=4, le=20000, description=(
     "Downsample the whole range to at most this many points (min/max-preserving: at least 4, the first, "
-        "the last, the lowest and the highest); no paging."))]
+    "the last, the lowest and the highest); no paging."))]
 Method = Annotated[DownsampleMethod, Query(description="`lttb` (shape, with the global extremes) or `minmax` "
                                                        "(every bucket's low and high).")]
 BOT_RUN_KINDS = ["paper", "shadow", "live"]

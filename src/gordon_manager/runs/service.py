@@ -77,7 +77,7 @@ async def equity_page(ctx: AppContext, *, run_id: int, query: EquityQuery) -> by
         async with reading(ctx) as conn:
             if not await repo.run_exists(conn, run_id=run_id):
                 raise NotFound(f"run {run_id} does not exist")
-        page = np.empty(0, dtype=np.int64), [np.empty(0)] * 4
+        return equity.page_body(np.empty(0, dtype=np.int64), [], None)
     stamps, columns = page
     next_cursor = ctx.cursors.encode(list_scope, {"t": int(stamps[-1])}) if len(stamps) == query.limit else None
     return equity.page_body(stamps, columns, next_cursor)

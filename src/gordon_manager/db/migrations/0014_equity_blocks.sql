@@ -35,17 +35,27 @@ CREATE TABLE trading.equity_block_state (
     points bigint NOT NULL CHECK (points >= 0)
 );
 
+-- The one cut rule: under the run's lock, drop every block at or after p_from_ts (called by the
+-- triggers below, which run as the owner; callers must lock runs in ascending id order).
+CREATE FUNCTION trading.equity_blocks_cut_run(p_run_id bigint, p_from_ts timestamptz) RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, trading AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(x'65716b62'::int, hashint8(p_run_id));
+    DELETE FROM trading.equity_blocks WHERE run_id = p_run_id AND last_ts >= p_from_ts;
+    IF FOUND THEN
+        DELETE FROM trading.equity_block_state WHERE run_id = p_run_id;
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION trading.equity_blocks_cut_run(bigint, timestamptz) FROM PUBLIC;
+
 CREATE FUNCTION trading.equity_blocks_cut() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
 DECLARE
     r record;
 BEGIN
     FOR r IN SELECT run_id, min(ts) AS from_ts FROM changed_points GROUP BY run_id ORDER BY run_id LOOP
-        PERFORM pg_advisory_xact_lock(x'65716b62'::int, hashint8(r.run_id));
-        DELETE FROM trading.equity_blocks WHERE run_id = r.run_id AND last_ts >= r.from_ts;
-        IF FOUND THEN
-            DELETE FROM trading.equity_block_state WHERE run_id = r.run_id;
-        END IF;
+        PERFORM trading.equity_blocks_cut_run(r.run_id, r.from_ts);
     END LOOP;
     RETURN NULL;
 END
@@ -87,11 +97,7 @@ BEGIN
             DETAIL = format('Key (run_id)=(%s) is not present in table "runs".', missing);
     END IF;
     FOR i IN 1 .. array_length(ids, 1) LOOP
-        PERFORM pg_advisory_xact_lock(x'65716b62'::int, hashint8(ids[i]));
-        DELETE FROM trading.equity_blocks WHERE run_id = ids[i] AND last_ts >= froms[i];
-        IF FOUND THEN
-            DELETE FROM trading.equity_block_state WHERE run_id = ids[i];
-        END IF;
+        PERFORM trading.equity_blocks_cut_run(ids[i], froms[i]);
     END LOOP;
     RETURN NULL;
 END
