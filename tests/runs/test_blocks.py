@@ -10,10 +10,24 @@ import asyncpg
 import pytest
 
 from gordon_manager.runs import repo
-from gordon_manager.runs.compactor import EquityCompactor
+from gordon_manager.runs.compactor import SERVICE_KEY, EquityCompactor
+from tests.conftest import wait_for
 from tests.runs.helpers import T0, add_points, collect, make_run
 
 BLOCK = 96
+
+
+@pytest.fixture
+def reads_settings_overrides() -> dict:
+    """These tests compact by hand: the app's own compactor makes one pass at start-up, then waits."""
+    return {"equity_compact_interval_s": 3600.0}
+
+
+@pytest.fixture(autouse=True)
+async def quiet_compactor(reads_app):
+    """Wait for the app compactor's start-up pass, so it cannot pack a test's points behind its back."""
+    compactor = reads_app.state.ctx.services[SERVICE_KEY]
+    await wait_for(lambda: compactor.iterations >= 1, timeout=30, interval=0.02)
 
 
 async def compact(conn: asyncpg.Connection, run: int, max_points: int = 10**9) -> int:
