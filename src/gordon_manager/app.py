@@ -82,6 +82,7 @@ def service_starters() -> list:
     from gordon_manager.backtests.worker import start as start_backtests
     from gordon_manager.deploys.start import start as start_deploys
     from gordon_manager.runs.compactor import start as start_compactor
+    from gordon_manager.runs.reaper import start as start_reaper
 
     return [
         start_reconciler,
@@ -90,6 +91,7 @@ def service_starters() -> list:
         start_events,
         start_backtests,
         start_compactor,
+        start_reaper,
     ]
 
 

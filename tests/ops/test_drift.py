@@ -1,4 +1,4 @@
-"""Portfolio drift: runs' implied positions versus trading.portfolio_state (real Postgres)."""
+"""Portfolio drift: bots' ledgers versus trading.portfolio_state (real Postgres)."""
 
 from __future__ import annotations
 
@@ -25,9 +25,13 @@ async def start_run(admin, bot, *, kind: str, symbol: str = "BTCUSDT", position:
 
 
 async def equity(admin, run_id: int, position: float, *, at: datetime | None = None) -> None:
+    """The bot books ``position`` in its ledger (what the drift checker compares)."""
     at = at or datetime.now(UTC)
-    await admin.execute("INSERT INTO trading.equity_points (run_id, ts, equity, position_qty) VALUES ($1, $2, 1000, $3)",
-                        run_id, at, position)
+    await admin.execute(
+        "INSERT INTO trading.bot_ledgers (bot_id, mode, symbol, qty, cash, run_id, updated_at)"
+        " SELECT bot_id, kind, symbol, $2, 1000, id, $3 FROM trading.runs WHERE id = $1"
+        " ON CONFLICT (bot_id) DO UPDATE SET qty = EXCLUDED.qty, symbol = EXCLUDED.symbol, run_id = EXCLUDED.run_id,"
+        " updated_at = EXCLUDED.updated_at", run_id, position, at)
 
 
 async def portfolio(admin, bot, qty: float, symbol: str = "BTCUSDT") -> None:

@@ -5,6 +5,12 @@ a time, in the same order the engine uses: fills of the working orders on this b
 close, then the strategy's decision at the close (an order for the next bar). The caller feeds
 closed bars (from Postgres) and persists the events returned; the parity test holds the result to
 be identical to ``run_backtest`` on the same bars.
+
+Three switches let a bot use the same loop outside a plain replay: ``decide=False`` only warms the
+strategy up (history before the bot's first tradable bar), ``simulate=False`` leaves fills to
+someone else (a live bot books the executor's fills, never simulated ones), and ``block_entries``
+turns an entry the strategy wants into a ``BlockedEntry`` (paused, risk halt, breaker) while exits
+still go.
 """
 
 from __future__ import annotations
@@ -27,15 +33,24 @@ from gordon_manager.execution import (
     FillModel,
     Rejection,
     RoundTrip,
+    Side,
     SlippageModel,
-    decide,
     validate_bar,
 )
+from gordon_manager.execution.policy import decide as decide_order
 from gordon_manager.strategies import StrategySpec, get_strategy
 
-__all__ = ["BarLoop", "LoopEvent"]
+__all__ = ["BarLoop", "BlockedEntry", "LoopEvent"]
 
-LoopEvent = Fill | Rejection | RoundTrip | EquityPoint | Decision
+
+class BlockedEntry(NamedTuple):
+    """An entry the strategy wanted at bar ``ts`` that was not submitted, and why."""
+
+    ts: int
+    reason: str
+
+
+LoopEvent = Fill | Rejection | RoundTrip | EquityPoint | Decision | BlockedEntry
 
 _COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
@@ -107,21 +122,27 @@ class BarLoop:
             self._buf[name][i] = value
         self._len += 1
 
-    def on_bar(self, bar: Bar) -> list[LoopEvent]:
+    def on_bar(self, bar: Bar, *, decide: bool = True, simulate: bool = True,
+               block_entries: str | None = None) -> list[LoopEvent]:
         """Process one closed bar: fills, round trips, the equity point, then any decision."""
         validate_bar(bar)
         if self._last_ts is not None and bar.ts <= self._last_ts:
             raise ValueError(f"bar ts {bar.ts} is not after the previous bar ({self._last_ts})")
         self._last_ts = bar.ts
         self.bars_seen += 1
-        events: list[LoopEvent] = list(self.model.process_bar(bar))
+        events: list[LoopEvent] = list(self.model.process_bar(bar)) if simulate else []
         self._push(bar)
         events.append(EquityPoint(bar.ts, self.model.equity(bar.close)))
         # Before a full window the signal is defined to be nothing (StrategySpec contract).
-        if self.warmed_up:
+        if decide and self.warmed_up:
             sig = self.spec.signals(self._view(), self.params)
             entry, exit_, stop_loss, take_profit = sig.at(self.window - 1)
-            decision = decide(
+            if entry and block_entries is not None:
+                model = self.model
+                if model.position == 0 and not model.has_open(side=Side.BUY):
+                    events.append(BlockedEntry(bar.ts, block_entries))
+                entry = False
+            decision = decide_order(
                 self.model, bar, entry=entry, exit_=exit_, stop_loss=stop_loss, take_profit=take_profit
             )
             if decision is not None:

@@ -2,24 +2,28 @@
 
 Environment: ``GORDON_BOT_ID``, ``GORDON_DATABASE_URL`` (role gordon_bot), ``GORDON_BOT_METRICS_PORT``
 (and ``GORDON_BOT_METRICS_ADDR``, default 127.0.0.1), ``GORDON_BOT_PAUSED`` (1 = start paused),
-``GORDON_BUS_NATS_URL`` (live mode), ``GORDON_BOT_POLL_S`` (how often to look for new bars).
+``GORDON_BUS_NATS_URL`` (required in live mode), ``GORDON_BOT_POLL_S`` (how often to look for new
+bars), ``GORDON_BOT_FLATTEN_WAIT_S`` (how long a flattening stop waits for its fill).
 
-Where it starts: a bot warms up on the last ``warmup`` stored bars and then trades every new closed
-bar. A shadow bot (``shadow_of``) starts where its live bot's current run started, so both hold the
-same state and decide on the same bars. Labels ``replay.speed`` (bars/s) and ``replay.from``
-(RFC 3339) replay stored bars at that pace instead, for demos.
+Start: the bot rebuilds its ledger (position, cash, open round trip) and its open orders from what
+it recorded (``ledger_store.recover``), closes the runs a killed predecessor left ``running``, and
+opens a run that records this opening state and its first tradable bar. It warms the strategy up on
+the bars before that one, without deciding: bars that closed while it was down are never traded
+(a signal that fired meanwhile is stale; the recovered position stands until the next exit signal
+or its bracket). A shadow bot starts from its live bot's run instead: same bars, same first traded
+bar, same opening ledger. Labels ``replay.speed`` (bars/s, 0 = at once) and ``replay.from``
+(RFC 3339) replay stored bars for demos; a restarted replay continues after its last bar.
 
-Signals: SIGTERM/SIGINT stop cleanly (the current batch commits, the run is marked stopped);
-SIGUSR1 pauses: the process, its position and orders are kept but it stops consuming bars (no
-decision, no order, no fill); SIGUSR2 resumes from the newest bar (bars that closed while paused are
-skipped: it never trades on stale bars). Signals are the fast path; the bot also re-reads its
-desired state at every heartbeat, so a signal lost during start-up (the process ignores both
-signals from its first instruction until its handlers are installed) is corrected within one
-heartbeat.
+Modes: ``paper`` and ``shadow`` fill through the ExecutionModel; ``live`` books only the fills
+gordon-executor reports (see ``contract`` and the README's "The live loop"): every order is an
+intent written with its decision (outbox) and published on JetStream after the commit.
 
-Modes: ``paper`` fills through the ExecutionModel; ``shadow`` does the same and exists only for
-comparison; ``live`` also publishes each new decision as an order intent on NATS
-(``orders.intents.<bot_id>``) for gordon-executor — the bot holds no exchange keys.
+Lifecycle: SIGUSR1 pauses (no new entries; exits, brackets and cancels go on; a replay holds its
+place), SIGUSR2 resumes; the declared state is re-read every heartbeat, so a lost signal is
+corrected within 5 s. SIGTERM ends the current batch; when the manager asked for a stop (desired
+state ``stopped``) the bot cancels its open orders and, with ``?flatten=true``, first sells its
+position (reduce-only market) and waits up to ``GORDON_BOT_FLATTEN_WAIT_S`` for the fill; any other
+SIGTERM (a restart, a deploy swap) leaves orders working for the next process to recover.
 """
 
 from __future__ import annotations
@@ -30,22 +34,33 @@ import os
 import signal
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
-import orjson
+from pydantic import ValidationError
 
-from gordon_manager.botrunner import store
-from gordon_manager.botrunner.loop import BarLoop
+from gordon_manager.botrunner import contract, ledger_store, store
+from gordon_manager.botrunner.book import OrderBook, dt_to_ms, fill_from_json, ms_to_dt
+from gordon_manager.botrunner.bus import Bus
+from gordon_manager.botrunner.labels import replay_settings
+from gordon_manager.botrunner.loop import BarLoop, BlockedEntry
 from gordon_manager.botrunner.metrics import BotMetrics
+from gordon_manager.botrunner.risk import RiskGate
 from gordon_manager.db.connect import connect
 from gordon_manager.errors import ConfigurationError
-from gordon_manager.execution import Decision, ExecutionConfig, Fill
+from gordon_manager.execution import Bar, Decision, ExecutionConfig, Fill
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
 BATCH_BARS = 5000
+REPORT_BATCH = 256
+PUBLISH_BACKOFF_MAX_S = 10.0
+
+
+class RunAbandoned(RuntimeError):
+    """The leader declared this bot's run abandoned (no heartbeat for too long)."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,7 @@ class BotEnv:
     paused: bool = False
     nats_url: str | None = None
     poll_s: float = 1.0
+    flatten_wait_s: float = 5.0
 
     @classmethod
     def from_environ(cls, env: dict[str, str] | None = None) -> BotEnv:
@@ -75,29 +91,50 @@ class BotEnv:
         return cls(bot_id=bot_id, database_url=url, metrics_port=int(port) if port else None,
                    metrics_addr=env.get("GORDON_BOT_METRICS_ADDR", "127.0.0.1"),
                    paused=env.get("GORDON_BOT_PAUSED") == "1", nats_url=env.get("GORDON_BUS_NATS_URL") or None,
-                   poll_s=float(env.get("GORDON_BOT_POLL_S", "1.0")))
+                   poll_s=float(env.get("GORDON_BOT_POLL_S", "1.0")),
+                   flatten_wait_s=float(env.get("GORDON_BOT_FLATTEN_WAIT_S", "5.0")))
+
+
+@dataclass
+class Plan:
+    """Where the run starts reading bars, and the first bar it trades (epoch ms; None: not known yet)."""
+
+    range_start: datetime | None
+    trade_from: int | None
+    speed: float | None = None
 
 
 class BotRunner:
-    """Feeds closed bars to a BarLoop and persists what happens, batch by batch."""
+    """Feeds closed bars to a BarLoop, books the executor's reports, and persists it all."""
 
     def __init__(self, env: BotEnv) -> None:
         self.env = env
         self.metrics = BotMetrics()
         self.stopping = asyncio.Event()
+        self.wakeup = asyncio.Event()
         self.paused = env.paused
-        self._resume_pending = False
+        self._pause_note: str | None = None
         self.run_id: int | None = None
         self.bars = 0
-        self._nats = None
+        self.bus: Bus | None = None
+        self.outbox: list[ledger_store.Outgoing] = []
+        self._publish_at = 0.0
+        self._publish_backoff = 0.5
+        self._connect_at = 0.0
+        self.last_close: float | None = None
+        self.last_bar_at: datetime | None = None
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self.stop)
         loop.add_signal_handler(signal.SIGUSR1, self.pause)
         loop.add_signal_handler(signal.SIGUSR2, self.resume)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.set()
 
     def _sync_pause(self, desired: str | None) -> None:
         """Level-triggered pause: a signal lost at start-up is corrected from the declared state."""
@@ -107,14 +144,18 @@ class BotRunner:
             self.resume()
 
     def pause(self) -> None:
-        self.paused = True
-        self.metrics.paused.set(1)
+        if not self.paused:
+            self.paused = True
+            self._pause_note = "paused"
+            self.metrics.paused.set(1)
+            self.wakeup.set()
 
     def resume(self) -> None:
         if self.paused:
             self.paused = False
-            self._resume_pending = True
+            self._pause_note = "resumed"
             self.metrics.paused.set(0)
+            self.wakeup.set()
 
     # -- main ----------------------------------------------------------------------------------
     async def run(self) -> int:
@@ -125,129 +166,348 @@ class BotRunner:
             if cfg is None:
                 logger.error("bot config not found", extra={"bot_id": self.env.bot_id})
                 return 2
-            loop = BarLoop(cfg["strategy"], cfg["params"], ExecutionConfig.model_validate(cfg["execution"]))
-            start, speed = await self._start_point(conn, cfg, loop.window)
-            if cfg["mode"] == "live":
-                await self._connect_nats()
-            self.run_id = await store.create_run(conn, cfg=cfg, range_start=start)
-            await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="started",
-                              message=f"{cfg['mode']} bot started ({cfg['strategy']} {cfg['symbol']} {cfg['interval']})",
-                              data={"specVersion": cfg["spec_version"], "paused": self.paused})
-            if self.env.metrics_port:
-                self.metrics.serve(self.env.metrics_port, self.env.metrics_addr)
-            self.metrics.up.set(1)
-            self.metrics.paused.set(1 if self.paused else 0)
             try:
-                await self._loop(conn, cfg, loop, start, speed)
-            except Exception as exc:
-                logger.exception("bot failed")
-                async with conn.transaction():
-                    await store.finish_run(conn, run_id=self.run_id, status="failed", error=str(exc),
-                                           stats=self._stats(loop))
-                    await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="error", level="error",
-                                      message=f"bot failed: {exc}")
-                return 1
-            async with conn.transaction():
-                await store.finish_run(conn, run_id=self.run_id, status="stopped", error=None, stats=self._stats(loop))
-                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="stopped", message="bot stopped")
-            return 0
+                return await self._run(conn, cfg)
+            except ConfigurationError as exc:
+                logger.error("bot cannot run: %s", exc)
+                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="config_error", level="error",
+                                  message=str(exc))
+                return 2
         finally:
-            if self._nats is not None:
-                await self._nats.close()
+            if self.bus is not None:
+                await self.bus.close()
             await conn.close()
 
-    async def _start_point(self, conn, cfg, window: int) -> tuple[datetime | None, float | None]:
-        labels = cfg["labels"] or {}
-        speed = float(labels["replay.speed"]) if labels.get("replay.speed") else None
-        if speed is not None:
-            start = labels.get("replay.from")
-            return (datetime.fromisoformat(start) if start else
-                    await store.first_bar_at(conn, symbol=cfg["symbol"], interval=cfg["interval"])), speed
-        if cfg["shadow_of"] is not None:
-            live_start = await store.live_run_start(conn, bot_id=cfg["shadow_of"])
-            if live_start is not None:
-                return live_start, None
-        return await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"],
-                                           bars_back=window - 1), None
-
-    async def _loop(self, conn, cfg, loop: BarLoop, start: datetime | None, speed: float | None) -> None:
-        cursor = start
-        caught_up = False
-        last_beat = 0.0
-        last_bar_at: datetime | None = None
-        while not self.stopping.is_set():
-            if time.monotonic() - last_beat >= HEARTBEAT_S:
-                await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=last_bar_at,
-                                      metrics_port=self.env.metrics_port)
-                self.metrics.heartbeat.set(time.time())
-                last_beat = time.monotonic()
-                self._sync_pause(await store.desired_state(conn, bot_id=cfg["id"]))
-            if self.paused or cursor is None:
-                if cursor is None:  # no data yet: wait for the first bars
-                    cursor = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"],
-                                                         bars_back=loop.window - 1)
-                await self._wait(self.env.poll_s)
-                continue
-            if self._resume_pending:
-                self._resume_pending = False
-                newest = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"], bars_back=0)
-                if newest is not None and newest >= cursor:
-                    cursor = newest + timedelta(milliseconds=1)
-                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="resumed", message="bot resumed")
-            limit = 1 if speed else BATCH_BARS
-            bars = await store.fetch_bars(conn, symbol=cfg["symbol"], interval=cfg["interval"], from_ts=cursor,
-                                          limit=limit)
-            if not bars:
-                caught_up = True
-                await self._wait(self.env.poll_s)
-                continue
-            batch = []
-            for bar in bars:
-                happened = loop.on_bar(bar)
-                batch.append((bar, happened, float(loop.model.cash), float(loop.model.position)))
-                self._observe(happened, loop, bar.close)
-                if caught_up and cfg["mode"] == "live":
-                    await self._publish_intents(cfg, happened)
+    async def _run(self, conn, cfg) -> int:
+        self.mode = cfg["mode"]
+        self.live = self.mode == "live"
+        if self.live and not self.env.nats_url:
+            raise ConfigurationError("live mode needs GORDON_BUS_NATS_URL to send order intents to gordon-executor")
+        self.speed, replay_from = replay_settings(cfg["labels"] or {})
+        execution = ExecutionConfig.model_validate(cfg["execution"])
+        loop = BarLoop(cfg["strategy"], cfg["params"], execution)
+        self.book = OrderBook(bot_id=cfg["id"], symbol=cfg["symbol"], mode=self.mode, model=loop.model)
+        self.gate = RiskGate(bot_id=cfg["id"], symbol=cfg["symbol"])
+        opening, plan = await self._prepare(conn, cfg, loop, execution, replay_from)
+        loop.model.restore(cash=opening.cash, position=opening.qty, fees_paid=opening.fees_paid,
+                           trip=[fill_from_json(f) for f in opening.trip])
+        self.book.restore(orders=opening.orders, trip_ids=[f["clientOrderId"] for f in opening.trip],
+                          generations=opening.generations, realized_pnl=opening.realized_pnl,
+                          persist=cfg["shadow_of"] is not None)
+        if self.env.nats_url:
+            self.bus = Bus(url=self.env.nats_url, bot_id=cfg["id"], live=self.live, on_report=self.wakeup.set,
+                           on_breaker=self.gate.on_breaker)
+            await self.bus.connect()
+        extra = {"opening": opening.snapshot(),
+                 "tradeFrom": ms_to_dt(plan.trade_from).isoformat() if plan.trade_from is not None else None}
+        async with conn.transaction():
+            abandoned = await store.abandon_runs(conn, bot_id=cfg["id"])
+            self.run_id = await store.create_run(conn, cfg=cfg, range_start=plan.range_start, extra=extra)
+            self.book.run_id = self.run_id
+            await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="started",
+                              message=f"{cfg['mode']} bot started ({cfg['strategy']} {cfg['symbol']} {cfg['interval']})",
+                              data={"specVersion": cfg["spec_version"], "paused": self.paused,
+                                    "abandonedRuns": abandoned})
+            if opening.holds_anything:
+                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="recovered",
+                                  message=f"recovered position {opening.qty} with {len(opening.orders)} open orders",
+                                  data={"qty": format(opening.qty, "f"), "cash": format(opening.cash, "f"),
+                                        "openOrders": [o["client_order_id"] for o in opening.orders]})
+            self.book.rearm(entry=opening.entry, ts=plan.trade_from or dt_to_ms(datetime.now(UTC)))
+            await self._write(conn, cfg)
+        if self.live:
+            self.outbox = await ledger_store.unpublished(conn, bot_id=cfg["id"])
+        if self.env.metrics_port:
+            self.metrics.serve(self.env.metrics_port, self.env.metrics_addr)
+        self.metrics.up.set(1)
+        self.metrics.paused.set(1 if self.paused else 0)
+        self._observe_ledger(loop.model)
+        try:
+            await self._loop(conn, cfg, loop, plan)
+            await self._shutdown(conn, cfg, loop)
+        except Exception as exc:
+            logger.exception("bot failed")
             async with conn.transaction():
-                await store.write_batch(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"], events=batch)
-            self.bars += len(bars)
-            last_bar_at = store.ms_to_dt(bars[-1].ts)
-            cursor = last_bar_at + timedelta(milliseconds=1)
-            self.metrics.last_bar.set(time.time())
-            if speed:
-                await self._wait(1.0 / speed)
+                await store.finish_run(conn, run_id=self.run_id, status="failed", error=str(exc),
+                                       stats=self._stats(loop))
+                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="error", level="error",
+                                  message=f"bot failed: {exc}")
+            return 1
+        async with conn.transaction():
+            await store.finish_run(conn, run_id=self.run_id, status="stopped", error=None, stats=self._stats(loop))
+            await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="stopped", message="bot stopped")
+        return 0
+
+    async def _prepare(self, conn, cfg, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None):
+        """(opening ledger, plan) of this run."""
+        symbol, interval = cfg["symbol"], cfg["interval"]
+        recovered = await ledger_store.recover(conn, bot_id=cfg["id"], initial_cash=execution.initial_cash)
+        if recovered.found and (recovered.mode, recovered.symbol) != (cfg["mode"], symbol):
+            if recovered.holds_anything:
+                raise ConfigurationError(
+                    f"the bot's ledger holds {recovered.qty} {recovered.symbol} ({recovered.mode}) with "
+                    f"{len(recovered.orders)} open orders, but its config now trades {symbol} ({cfg['mode']})")
+            recovered = ledger_store.Recovered(qty=recovered.qty, cash=execution.initial_cash)
+        if cfg["shadow_of"] is not None:
+            live = await store.live_run(conn, bot_id=cfg["shadow_of"])
+            if live is not None:
+                config = live["config"] or {}
+                trade_from = config.get("tradeFrom")
+                opening = (ledger_store.Recovered.from_snapshot(config["opening"]).renamed(
+                               f"gb{cfg['shadow_of']}-", f"gb{cfg['id']}-") if config.get("opening")
+                           else ledger_store.Recovered(qty=Decimal(0), cash=execution.initial_cash))
+                start = live["range_start"]
+                plan = Plan(start, dt_to_ms(datetime.fromisoformat(trade_from)) if trade_from else
+                            (dt_to_ms(start) if start else None))
+                return opening, plan
+        if self.speed is not None:
+            start = replay_from or await store.first_bar_at(conn, symbol=symbol, interval=interval)
+            if start is not None and recovered.last_bar_at is not None and recovered.last_bar_at >= start:
+                resume = recovered.last_bar_at + timedelta(milliseconds=1)
+                range_start = await store.bar_before(conn, symbol=symbol, interval=interval, ts=resume,
+                                                     bars_back=loop.window - 2)
+                return recovered, Plan(range_start, dt_to_ms(resume), self.speed)
+            return recovered, Plan(start, dt_to_ms(start) if start else None, self.speed)
+        return recovered, await self._follow_plan(conn, cfg, loop.window)
+
+    async def _follow_plan(self, conn, cfg, window: int) -> Plan:
+        """Warm up on the newest ``window`` bars; trade from the first bar that closes after them."""
+        newest = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"], bars_back=0)
+        if newest is None:
+            return Plan(None, None)
+        range_start = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"],
+                                                  bars_back=window - 1)
+        return Plan(range_start, dt_to_ms(newest) + 1)
+
+    async def _loop(self, conn, cfg, loop: BarLoop, plan: Plan) -> None:
+        cursor = plan.range_start
+        last_beat = 0.0
+        while not self.stopping.is_set():
+            self.wakeup.clear()
+            if time.monotonic() - last_beat >= HEARTBEAT_S:
+                await self._heartbeat(conn, cfg)
+                last_beat = time.monotonic()
+            if self._pause_note is not None:
+                note, self._pause_note = self._pause_note, None
+                await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind=note, message=f"bot {note}")
+            await self._connect_bus()
+            await self._apply_reports(conn, cfg)
+            await self._publish(conn)
+            if self.paused and self.speed is not None:  # a replay holds its place while paused
+                await self._wait(self.env.poll_s)
+                continue
+            if cursor is None:  # no data yet: wait for the first bars, all of which are history
+                fresh = await self._follow_plan(conn, cfg, loop.window)
+                cursor, plan.trade_from = fresh.range_start, fresh.trade_from
+                if cursor is None:
+                    await self._wait(self.env.poll_s)
+                    continue
+            bars = await store.fetch_bars(conn, symbol=cfg["symbol"], interval=cfg["interval"], from_ts=cursor,
+                                          limit=1 if self.speed else BATCH_BARS)
+            if not bars:
+                await self._wait(self.env.poll_s)
+                continue
+            await self._trade(conn, cfg, loop, bars, plan.trade_from)
+            cursor = self.last_bar_at + timedelta(milliseconds=1)
+            if self.speed:
+                await self._wait(1.0 / self.speed)
+
+    async def _trade(self, conn, cfg, loop: BarLoop, bars: list[Bar], trade_from: int | None) -> None:
+        """One batch of bars: simulate (paper), decide, and commit everything they caused at once."""
+        await self.gate.refresh(conn)
+        blocked = "paused" if self.paused else self.gate.blocked()
+        book = self.book
+        batch = []
+        for bar in bars:
+            trading = trade_from is not None and bar.ts >= trade_from
+            happened = loop.on_bar(bar, decide=trading, simulate=trading and not self.live,
+                                   block_entries=blocked if trading else None)
+            for item in happened:
+                if type(item) is Decision:
+                    book.on_decision(item)
+            book.after_bar(bar, happened)
+            batch.append((bar, happened, float(loop.model.cash), float(loop.model.position)))
+            self._observe(happened, loop, bar.close)
+        self.last_bar_at = ms_to_dt(bars[-1].ts)
+        self.last_close = bars[-1].close
+        async with conn.transaction():
+            await store.write_batch(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"], events=batch,
+                                    coid_of=book.coid_of)
+            await self._write(conn, cfg, last_bar_at=self.last_bar_at)
+        self.bars += len(bars)
+        self.metrics.last_bar.set(time.time())
+        self._observe_ledger(loop.model)
+        await self._publish(conn)
+
+    async def _write(self, conn, cfg, *, last_bar_at: datetime | None = None) -> None:
+        """Write what the book collected (inside the caller's transaction); new intents join the outbox."""
+        outgoing = await ledger_store.write_changes(
+            conn, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode, symbol=cfg["symbol"],
+            subject=contract.intents_subject(cfg["id"]), changes=self.book.take(), ledger=self.book.ledger(),
+            last_bar_at=last_bar_at)
+        self.outbox.extend(outgoing)
+        self.metrics.intents_pending.set(len(self.outbox))
+
+    # -- the executor's side ---------------------------------------------------------------------
+    async def _connect_bus(self) -> None:
+        bus = self.bus
+        if bus is None or bus.ready or time.monotonic() < self._connect_at:
+            return
+        if not await bus.connect():
+            self._connect_at = time.monotonic() + 2.0
+
+    async def _apply_reports(self, conn, cfg) -> None:
+        """Book the executor's reports, one transaction per batch; acknowledge them once committed."""
+        bus = self.bus
+        if bus is None:
+            return
+        while not bus.reports.empty():
+            messages = [bus.reports.get_nowait() for _ in range(min(REPORT_BATCH, bus.reports.qsize()))]
+            happened: list[Any] = []
+            done = []
+            async with conn.transaction():
+                claimed: set[str] = set()
+                for message in messages:
+                    try:
+                        report = contract.parse_report(message.data)
+                    except ValidationError as exc:
+                        self.book.note("bad_report", f"invalid executor report: {exc.error_count()} errors",
+                                       level="error", subject=message.subject)
+                        done.append((message, False))
+                        continue
+                    if isinstance(report, contract.FillReport):
+                        if report.fill_id in claimed or not await ledger_store.claim_fill(
+                                conn, bot_id=cfg["id"], fill_id=report.fill_id):
+                            self.metrics.reports.labels(kind="duplicate").inc()
+                        else:
+                            claimed.add(report.fill_id)
+                            happened.extend(self.book.apply_fill(report))
+                            self.metrics.reports.labels(kind="fill").inc()
+                    else:
+                        self.book.apply_status(report)
+                        self.metrics.reports.labels(kind=report.status).inc()
+                    done.append((message, True))
+                await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
+                                         items=happened, coid_of=self.book.coid_of)
+                await self._write(conn, cfg)
+            for message, valid in done:  # after the commit: a crash before this redelivers, harmlessly
+                try:
+                    await (message.ack() if valid else message.term())
+                except Exception:  # the ack is lost with the connection; the redelivery is a no-op
+                    logger.debug("report ack failed", exc_info=True)
+            for item in happened:
+                if type(item) is Fill:
+                    self.metrics.orders.labels(side=item.side.value).inc()
+            self._observe_ledger(self.book.model)
+
+    async def _publish(self, conn) -> None:
+        """Publish committed intents in order; after a failure retry with a growing pause."""
+        bus = self.bus
+        if not self.outbox or bus is None or not bus.ready or time.monotonic() < self._publish_at:
+            return
+        acked = await bus.publish(self.outbox)
+        if acked:
+            await ledger_store.mark_published(conn, ids=acked)
+            done = set(acked)
+            self.outbox = [o for o in self.outbox if o.id not in done]
+            self.metrics.intents.inc(len(acked))
+        if self.outbox:
+            self._publish_at = time.monotonic() + self._publish_backoff
+            self._publish_backoff = min(self._publish_backoff * 2, PUBLISH_BACKOFF_MAX_S)
+        else:
+            self._publish_backoff = 0.5
+        self.metrics.intents_pending.set(len(self.outbox))
+
+    # -- stopping ------------------------------------------------------------------------------------
+    async def _shutdown(self, conn, cfg, loop: BarLoop) -> None:
+        """A stop the manager asked for cancels open orders (and flattens first when asked)."""
+        request = await store.stop_request(conn, bot_id=cfg["id"])
+        if request is None or request["desired_state"] != "stopped":
+            return  # a restart or a swap: the next process recovers the orders as they are
+        now = dt_to_ms(datetime.now(UTC))
+        if request["flatten_on_stop"] and loop.model.position > 0:
+            await self._flatten(conn, cfg, loop, now, request["version"])
+        cancelled = self.book.cancel_all(ts=now)
+        async with conn.transaction():
+            if cancelled:
+                self.book.note("orders_cancelled", f"stop: {cancelled} open orders cancelled", count=cancelled)
+            await self._write(conn, cfg)
+        await self._drain_outbox(conn)
+
+    async def _flatten(self, conn, cfg, loop: BarLoop, now: int, version: int) -> None:
+        qty = loop.model.position
+        order = self.book.flatten(ts=now, config_version=version, ref_price=self.last_close)
+        if not self.live and self.last_close is not None:  # paper: fill at the last close, as a market order
+            c = self.last_close
+            bar = Bar(now, c, c, c, c, 0.0)
+            happened = list(loop.model.process_bar(bar))
+            self.book.after_bar(bar, happened)
+            async with conn.transaction():
+                await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
+                                         items=happened, coid_of=self.book.coid_of)
+                await self._write(conn, cfg)
+        else:
+            async with conn.transaction():
+                await self._write(conn, cfg)
+            deadline = time.monotonic() + self.env.flatten_wait_s
+            while loop.model.position > 0 and time.monotonic() < deadline:
+                await self._publish(conn)
+                await self._apply_reports(conn, cfg)
+                if loop.model.position > 0:
+                    self.wakeup.clear()
+                    try:
+                        await asyncio.wait_for(self.wakeup.wait(), timeout=min(0.2, self.env.flatten_wait_s))
+                    except TimeoutError:
+                        pass
+        left = loop.model.position
+        kind, level = ("flattened", "info") if left == 0 else ("flatten_incomplete", "error")
+        await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind=kind, level=level,
+                          message=f"flatten: sold {qty - left} of {qty}" + ("" if left == 0 else f", {left} still held"),
+                          data={"clientOrderId": order.client_order_id if order else None,
+                                "qty": format(qty, "f"), "remaining": format(left, "f")})
+
+    async def _drain_outbox(self, conn, timeout_s: float = 3.0) -> None:
+        """Best effort before exiting: what is left stays in the outbox for the next start."""
+        deadline = time.monotonic() + timeout_s
+        self._publish_at = 0.0
+        while self.outbox and self.bus is not None and self.bus.ready and time.monotonic() < deadline:
+            await self._publish(conn)
+            if self.outbox:
+                await asyncio.sleep(0.1)
+                self._publish_at = 0.0
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+    async def _heartbeat(self, conn, cfg) -> None:
+        alive = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=self.last_bar_at,
+                                      metrics_port=self.env.metrics_port)
+        if not alive:
+            raise RunAbandoned(f"run {self.run_id} was declared abandoned while this bot still ran")
+        self.metrics.heartbeat.set(time.time())
+        self._sync_pause(await store.desired_state(conn, bot_id=cfg["id"]))
 
     async def _wait(self, seconds: float) -> None:
         try:
-            await asyncio.wait_for(self.stopping.wait(), timeout=seconds)
+            await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
         except TimeoutError:
             pass
 
     def _observe(self, happened: list[Any], loop: BarLoop, close: float) -> None:
         self.metrics.bars.inc()
-        if loop.warmed_up:
-            decided = [e for e in happened if isinstance(e, Decision)]
-            side = decided[-1].side.value if decided else "hold"
-            self.metrics.decisions.labels(side=side).inc()
+        decided = None
         for item in happened:
-            if isinstance(item, Fill):
+            kind = type(item)
+            if kind is Fill:
                 self.metrics.orders.labels(side=item.side.value).inc()
+            elif kind is Decision:
+                decided = item.side.value
+            elif kind is BlockedEntry:
+                self.metrics.blocked.labels(reason=item.reason.split(":")[0]).inc()
+        if loop.warmed_up:
+            self.metrics.decisions.labels(side=decided or "hold").inc()
         self.metrics.equity.set(loop.model.equity(close))
 
-    async def _connect_nats(self) -> None:
-        if not self.env.nats_url:
-            raise ConfigurationError("live mode needs GORDON_BUS_NATS_URL to publish order intents")
-        import nats
-
-        self._nats = await nats.connect(self.env.nats_url, connect_timeout=5, max_reconnect_attempts=-1)
-
-    async def _publish_intents(self, cfg, happened: list[Any]) -> None:
-        for item in happened:
-            if isinstance(item, Decision):
-                intent = {"botId": cfg["id"], "runId": self.run_id, "barTs": item.ts, "side": item.side.value,
-                          "qty": str(item.qty), "orderType": item.order_type.value, "price": str(item.price),
-                          "reason": item.reason.value, "clientOrderId": f"gb{cfg['id']}-{self.run_id}-{item.order_id}"}
-                await self._nats.publish(f"orders.intents.{cfg['id']}", orjson.dumps(intent))
+    def _observe_ledger(self, model: Any) -> None:
+        self.metrics.position.set(float(model.position))
 
     def _stats(self, loop: BarLoop) -> dict[str, Any]:
         return {"bars": self.bars, "cash": str(loop.model.cash), "position": str(loop.model.position),

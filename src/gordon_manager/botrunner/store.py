@@ -7,11 +7,14 @@ one transaction, so a stop or crash never leaves a half-written bar behind.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from gordon_manager.botrunner.book import ms_to_dt
+from gordon_manager.botrunner.loop import BlockedEntry
 from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
 
 SELECT_CONFIG = """
@@ -39,12 +42,29 @@ SELECT_FIRST = """
 SELECT min(open_time) FROM market_data.v_klines_reader WHERE symbol = $1 AND interval = $2
 """
 
-# A shadow bot replays from its live bot's current run start, so both hold the same state.
-SELECT_LIVE_RUN_START = """
-SELECT range_start FROM trading.runs
+# The open time of the bar `offset` bars before `ts` (where a replay that continues warms up).
+SELECT_BEFORE = """
+SELECT open_time FROM market_data.v_klines_reader
+ WHERE symbol = $1 AND interval = $2 AND open_time < $3
+ ORDER BY open_time DESC OFFSET $4 LIMIT 1
+"""
+
+# A shadow bot replays its live bot's current run: same start, same first traded bar, same opening ledger.
+SELECT_LIVE_RUN = """
+SELECT id, range_start, config FROM trading.runs
  WHERE bot_id = $1 AND kind IN ('paper', 'live') AND status = 'running'
  ORDER BY id DESC LIMIT 1
 """
+
+# A (re)starting bot is the only process of its bot id: whatever run it left 'running' is over.
+ABANDON_RUNS = """
+UPDATE trading.runs SET status = 'abandoned', finished_at = now(), updated_at = now(),
+       error = 'the bot process ended without stopping its run (killed or lost)'
+ WHERE bot_id = $1 AND kind IN ('paper', 'shadow', 'live') AND status = 'running'
+RETURNING id
+"""
+
+SELECT_STOP_REQUEST = "SELECT desired_state, flatten_on_stop, version FROM trading.bot_configs WHERE id = $1"
 
 INSERT_RUN = """
 INSERT INTO trading.runs (kind, bot_id, status, strategy, params, symbol, interval, range_start, config,
@@ -60,7 +80,11 @@ UPDATE trading.runs SET status = $2, error = $3, finished_at = now(), updated_at
 
 SELECT_DESIRED = "SELECT desired_state FROM trading.bot_configs WHERE id = $1"
 
-HEARTBEAT_RUN = "UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1"
+# No row: the leader declared the run abandoned (no heartbeat for too long); the bot must not go on.
+HEARTBEAT_RUN = """
+UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1 AND status = 'running'
+RETURNING id
+"""
 HEARTBEAT_STATUS = "UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = $2 WHERE bot_id = $1"
 
 INSERT_EVENT = """
@@ -68,13 +92,9 @@ INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALU
 """
 
 INSERT_DECISION = """
-INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason, client_order_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 """
-
-
-def ms_to_dt(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 async def load_config(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:
@@ -98,13 +118,31 @@ async def first_bar_at(conn: asyncpg.Connection, *, symbol: str, interval: str) 
     return await conn.fetchval(SELECT_FIRST, symbol, interval)
 
 
-async def live_run_start(conn: asyncpg.Connection, *, bot_id: int) -> datetime | None:
-    return await conn.fetchval(SELECT_LIVE_RUN_START, bot_id)
+async def bar_before(conn: asyncpg.Connection, *, symbol: str, interval: str, ts: datetime,
+                     bars_back: int) -> datetime | None:
+    """Open time of the bar ``bars_back`` bars before ``ts`` (or the oldest bar there is)."""
+    at = await conn.fetchval(SELECT_BEFORE, symbol, interval, ts, bars_back)
+    return at or await conn.fetchval(SELECT_FIRST, symbol, interval)
 
 
-async def create_run(conn: asyncpg.Connection, *, cfg: asyncpg.Record, range_start: datetime | None) -> int:
+async def live_run(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:
+    """The live bot's current run (its start, first traded bar and opening ledger are in it)."""
+    return await conn.fetchrow(SELECT_LIVE_RUN, bot_id)
+
+
+async def abandon_runs(conn: asyncpg.Connection, *, bot_id: int) -> list[int]:
+    return [r["id"] for r in await conn.fetch(ABANDON_RUNS, bot_id)]
+
+
+async def stop_request(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:
+    """(desired_state, flatten_on_stop, version): what the manager asked when the bot is told to stop."""
+    return await conn.fetchrow(SELECT_STOP_REQUEST, bot_id)
+
+
+async def create_run(conn: asyncpg.Connection, *, cfg: asyncpg.Record, range_start: datetime | None,
+                     extra: dict[str, Any]) -> int:
     config = {"execution": cfg["execution"], "specVersion": cfg["spec_version"], "mode": cfg["mode"],
-              "shadowOf": cfg["shadow_of"]}
+              "shadowOf": cfg["shadow_of"], **extra}
     return await conn.fetchval(INSERT_RUN, cfg["mode"], cfg["id"], cfg["strategy"], cfg["params"], cfg["symbol"],
                                cfg["interval"], range_start, config)
 
@@ -115,9 +153,11 @@ async def finish_run(conn: asyncpg.Connection, *, run_id: int, status: str, erro
 
 
 async def heartbeat(conn: asyncpg.Connection, *, bot_id: int, run_id: int, last_bar_at: datetime | None,
-                    metrics_port: int | None) -> None:
-    await conn.execute(HEARTBEAT_RUN, run_id, last_bar_at)
+                    metrics_port: int | None) -> bool:
+    """Beat; False when the run is no longer 'running' (declared abandoned)."""
+    alive = await conn.fetchval(HEARTBEAT_RUN, run_id, last_bar_at)
     await conn.execute(HEARTBEAT_STATUS, bot_id, metrics_port)
+    return alive is not None
 
 
 async def desired_state(conn: asyncpg.Connection, *, bot_id: int) -> str | None:
@@ -131,32 +171,47 @@ async def event(conn: asyncpg.Connection, *, bot_id: int, run_id: int | None, ki
 
 
 async def write_batch(conn: asyncpg.Connection, *, bot_id: int, run_id: int, symbol: str,
-                      events: list[tuple[Bar, list[Any], float, float]]) -> None:
+                      events: list[tuple[Bar, list[Any], float, float]],
+                      coid_of: Callable[[int], str | None] = lambda _id: None) -> None:
     """Persist the outcome of a batch of bars (call inside a transaction)."""
-    equity, trips, decisions, notes = [], [], [], []
-    for bar, happened, cash, qty in events:
-        for item in happened:
+    equity, happened = [], []
+    for bar, items, cash, qty in events:
+        for item in items:
             if isinstance(item, EquityPoint):
                 equity.append((run_id, ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
-            elif isinstance(item, Decision):
-                decisions.append((bot_id, run_id, ms_to_dt(item.ts), item.side.value, item.qty,
-                                  item.order_type.value, item.price, item.reason.value))
-            elif isinstance(item, RoundTrip):
-                trips.append((run_id, bot_id, symbol, "long", ms_to_dt(item.entry_ts), ms_to_dt(item.exit_ts),
-                              item.entry_price, item.exit_price, item.qty, item.gross_pnl, item.fees, item.net_pnl,
-                              item.duration_ms / 1000.0, item.exit_reason.value))
-            elif isinstance(item, Fill):
-                notes.append((bot_id, run_id, "fill", "info",
-                              f"{item.side.value} {item.qty} @ {item.price} ({item.order_type.value})",
-                              {"orderId": item.order_id, "side": item.side.value, "qty": str(item.qty),
-                               "price": str(item.price), "fee": str(item.fee), "ts": item.ts,
-                               "reason": item.reason.value}))
-            elif isinstance(item, Rejection):
-                notes.append((bot_id, run_id, "order_rejected", "warning", item.reason,
-                              {"orderId": item.order_id, "ts": item.ts}))
+            else:
+                happened.append(item)
     if equity:
         await conn.copy_records_to_table("equity_points", schema_name="trading", records=equity,
                                          columns=["run_id", "ts", "equity", "cash", "position_qty", "price"])
+    await write_events(conn, bot_id=bot_id, run_id=run_id, symbol=symbol, items=happened, coid_of=coid_of)
+
+
+async def write_events(conn: asyncpg.Connection, *, bot_id: int, run_id: int, symbol: str, items: list[Any],
+                       coid_of: Callable[[int], str | None] = lambda _id: None) -> None:
+    """Decisions, round trips, fills, rejections and blocked entries (call inside a transaction)."""
+    trips, decisions, notes = [], [], []
+    for item in items:
+        if isinstance(item, Decision):
+            decisions.append((bot_id, run_id, ms_to_dt(item.ts), item.side.value, item.qty,
+                              item.order_type.value, item.price, item.reason.value, coid_of(item.order_id)))
+        elif isinstance(item, RoundTrip):
+            trips.append((run_id, bot_id, symbol, "long", ms_to_dt(item.entry_ts), ms_to_dt(item.exit_ts),
+                          item.entry_price, item.exit_price, item.qty, item.gross_pnl, item.fees, item.net_pnl,
+                          item.duration_ms / 1000.0, item.exit_reason.value))
+        elif isinstance(item, Fill):
+            coid = coid_of(item.order_id)
+            notes.append((bot_id, run_id, "fill", "info",
+                          f"{item.side.value} {item.qty} @ {item.price} ({item.order_type.value})",
+                          {"orderId": item.order_id, "clientOrderId": coid, "side": item.side.value,
+                           "qty": str(item.qty), "price": str(item.price), "fee": str(item.fee), "ts": item.ts,
+                           "reason": item.reason.value}))
+        elif isinstance(item, Rejection):
+            notes.append((bot_id, run_id, "order_rejected", "warning", item.reason,
+                          {"orderId": item.order_id, "clientOrderId": coid_of(item.order_id), "ts": item.ts}))
+        elif isinstance(item, BlockedEntry):
+            notes.append((bot_id, run_id, "entry_blocked", "warning", f"entry blocked ({item.reason})",
+                          {"reason": item.reason, "barAt": ms_to_dt(item.ts).isoformat()}))
     if trips:
         await conn.copy_records_to_table(
             "roundtrips", schema_name="trading", records=trips,

@@ -8,10 +8,28 @@ import asyncpg
 
 _COLUMNS = """c.id, c.name, c.strategy, c.symbol, c.interval, c.params, c.execution, c.mode, c.image,
     c.desired_state, c.version, c.spec_version, c.shadow_of, c.labels, c.created_by, c.created_at,
-    c.updated_at, c.delete_requested_at, c.deleted_at"""
+    c.updated_at, c.delete_requested_at, c.deleted_at, c.flatten_on_stop"""
+
+# The bot's ledger and open orders as the bot last committed them (decimals as text: exact).
+_POSITION = """(
+SELECT jsonb_build_object(
+         'mode', l.mode, 'symbol', l.symbol, 'qty', l.qty::text, 'avgEntryPrice', l.avg_entry_price::text,
+         'cash', l.cash::text, 'feesPaid', l.fees_paid::text, 'realizedPnl', l.realized_pnl::text,
+         'updatedAt', l.updated_at,
+         'openOrders', coalesce((
+             SELECT jsonb_agg(jsonb_build_object(
+                      'clientOrderId', o.client_order_id, 'side', o.side, 'orderType', o.order_type,
+                      'qty', o.qty::text, 'filledQty', o.filled_qty::text, 'price', o.price::text,
+                      'reduceOnly', o.reduce_only, 'ocoGroup', o.oco_group, 'reason', o.reason,
+                      'stopLoss', o.stop_loss::text, 'takeProfit', o.take_profit::text, 'status', o.status,
+                      'createdAt', o.created_at) ORDER BY o.created_at, o.client_order_id)
+               FROM trading.bot_orders o
+              WHERE o.bot_id = c.id AND o.status IN ('new', 'accepted', 'partially_filled', 'cancelling')),
+           '[]'::jsonb))
+  FROM trading.bot_ledgers l WHERE l.bot_id = c.id) AS position"""
 
 SELECT_BOT = f"""
-SELECT {_COLUMNS}, to_jsonb(s.*) AS status
+SELECT {_COLUMNS}, to_jsonb(s.*) AS status, {_POSITION}
   FROM trading.bot_configs c LEFT JOIN trading.bot_status s ON s.bot_id = c.id
  WHERE c.id = $1 AND c.deleted_at IS NULL
 """
@@ -21,7 +39,7 @@ SELECT * FROM trading.bot_configs WHERE id = $1 AND deleted_at IS NULL FOR UPDAT
 """
 
 LIST_BOTS = f"""
-SELECT {_COLUMNS}, to_jsonb(s.*) AS status
+SELECT {_COLUMNS}, to_jsonb(s.*) AS status, {_POSITION}
   FROM trading.bot_configs c LEFT JOIN trading.bot_status s ON s.bot_id = c.id
  WHERE c.deleted_at IS NULL
    AND ($1::bigint IS NULL OR c.id > $1)
@@ -52,10 +70,17 @@ RETURNING *
 
 UPDATE_DESIRED = """
 UPDATE trading.bot_configs
-   SET desired_state = $2, version = version + 1, updated_at = now(),
+   SET desired_state = $2, version = version + 1, updated_at = now(), flatten_on_stop = $4,
        delete_requested_at = CASE WHEN $3 THEN now() ELSE delete_requested_at END
  WHERE id = $1 AND deleted_at IS NULL
 RETURNING *
+"""
+
+SELECT_LEDGER = """
+SELECT l.mode, l.symbol, l.qty,
+       (SELECT count(*) FROM trading.bot_orders o
+         WHERE o.bot_id = l.bot_id AND o.status IN ('new', 'accepted', 'partially_filled', 'cancelling')) AS open_orders
+  FROM trading.bot_ledgers l WHERE l.bot_id = $1
 """
 
 CLEAR_QUARANTINE = """
@@ -136,9 +161,14 @@ async def update_spec(conn: asyncpg.Connection, *, bot_id: int, expected_version
 
 
 async def set_desired_state(conn: asyncpg.Connection, *, bot_id: int, desired_state: str,
-                            delete: bool = False) -> asyncpg.Record:
-    """Set the desired state (and, for DELETE, the deletion request)."""
-    return await conn.fetchrow(UPDATE_DESIRED, bot_id, desired_state, delete)
+                            delete: bool = False, flatten: bool = False) -> asyncpg.Record:
+    """Set the desired state (and, for DELETE, the deletion request; for a stop, whether to flatten)."""
+    return await conn.fetchrow(UPDATE_DESIRED, bot_id, desired_state, delete, flatten)
+
+
+async def get_ledger(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:
+    """What the bot's ledger holds: (mode, symbol, qty, open_orders), or None if it never traded."""
+    return await conn.fetchrow(SELECT_LEDGER, bot_id)
 
 
 async def get_status(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:

@@ -19,9 +19,11 @@ router = APIRouter(tags=["bots"])
 
 BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
 IfMatch = Annotated[str | None, Header(description='Current version, e.g. `"3"` (from ETag / `version`).')]
+Flatten = Annotated[bool, Query(description="Sell the position first (reduce-only market), bounded wait for its fill.")]
 _ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 _PROBLEMS = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"},
-             404: {"description": "No such bot"}, 409: {"description": "Illegal transition or name taken"},
+             404: {"description": "No such bot"},
+             409: {"description": "Illegal transition, name taken, or a position in the way"},
              422: {"description": "Invalid body"}}
 
 
@@ -96,25 +98,49 @@ async def update_bot(request: Request, response: Response, bot_id: BotId, body: 
 @router.delete("/bots/{bot_id}", status_code=202, response_model=BotRead, summary="Delete a bot config",
                responses=_PROBLEMS)
 async def delete_bot(request: Request, response: Response, bot_id: BotId, actor: Operator,
-                     if_match: IfMatch = None) -> BotRead:
-    """Desired state → stopped; the reconciler removes the workload, then the row is soft-deleted."""
+                     if_match: IfMatch = None, flatten: Flatten = False) -> BotRead:
+    """Desired state → stopped; the reconciler removes the workload, then the row is soft-deleted.
+
+    A live bot holding a position is a 409 naming it, unless `flatten=true`: the bot then sells its
+    position (reduce-only market) before it exits.
+    """
     bot = await service.delete_bot(request.app.state.ctx.pool, bot_id=bot_id, actor=actor,
                                    request_id=request_id_var.get(),
-                                   expected_version=parse_if_match(if_match, required=False))
+                                   expected_version=parse_if_match(if_match, required=False), flatten=flatten)
     return _etag(bot, response)
+
+
+_LIFECYCLE_DOC = {
+    "start": "Start a bot (stopped → running). It recovers its position and open orders, then trades new bars.",
+    "pause": "Pause a bot (running → paused): no new entries; exits, brackets and cancels go on.",
+    "resume": "Resume a bot (paused → running); a replay continues where it paused.",
+    "stop": "Stop a bot (running|paused → stopped): its open orders are cancelled, its position is kept and "
+            "recovered at the next start; with `flatten=true` it first sells the position (reduce-only market) "
+            "and waits a bounded time for the fill.",
+}
 
 
 def _lifecycle_route(action: str, summary: str):
     async def handler(request: Request, response: Response, bot_id: BotId, actor: Operator,
                       if_match: IfMatch = None) -> BotRead:
-        bot = await service.lifecycle(request.app.state.ctx.pool, bot_id=bot_id, action=action, actor=actor,
-                                      request_id=request_id_var.get(),
+        ctx = request.app.state.ctx
+        bot = await service.lifecycle(ctx.pool, bot_id=bot_id, action=action, actor=actor,
+                                      request_id=request_id_var.get(), settings=ctx.settings,
                                       expected_version=parse_if_match(if_match, required=False))
         return _etag(bot, response)
 
-    handler.__name__ = f"{action}_bot"
-    handler.__doc__ = f"{summary}: only sets the desired state; 409 names the current state when illegal."
-    router.add_api_route(f"/bots/{{bot_id}}/{action}", handler, methods=["POST"], response_model=BotRead,
+    async def stop_handler(request: Request, response: Response, bot_id: BotId, actor: Operator,
+                           if_match: IfMatch = None, flatten: Flatten = False) -> BotRead:
+        ctx = request.app.state.ctx
+        bot = await service.lifecycle(ctx.pool, bot_id=bot_id, action=action, actor=actor,
+                                      request_id=request_id_var.get(), settings=ctx.settings, flatten=flatten,
+                                      expected_version=parse_if_match(if_match, required=False))
+        return _etag(bot, response)
+
+    chosen = stop_handler if action == "stop" else handler
+    chosen.__name__ = f"{action}_bot"
+    chosen.__doc__ = f"{_LIFECYCLE_DOC[action]} Only sets the desired state; 409 names the current state when illegal."
+    router.add_api_route(f"/bots/{{bot_id}}/{action}", chosen, methods=["POST"], response_model=BotRead,
                          summary=summary, responses=_PROBLEMS, name=f"{action}_bot")
 
 

@@ -68,6 +68,42 @@ class BotStatusRead(CamelModel):
     updated_at: datetime | None = None
 
 
+class OpenOrderRead(CamelModel):
+    """An order that may still fill (decimals as exact strings)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    client_order_id: str = Field(examples=["gb42-1704067260000-0-sl0"])
+    side: Literal["buy", "sell"]
+    order_type: Literal["market", "limit", "stop"]
+    qty: str = Field(examples=["0.125"])
+    filled_qty: str = Field(examples=["0"])
+    price: str | None = Field(None, description="Limit price or stop trigger; none for a market order.")
+    reduce_only: bool
+    oco_group: str | None = None
+    reason: str = Field(examples=["stop_loss"])
+    stop_loss: str | None = Field(None, description="Bracket stop loss of an entry, placed once it fills.")
+    take_profit: str | None = Field(None, description="Bracket take profit of an entry, placed once it fills.")
+    status: Literal["new", "accepted", "partially_filled", "cancelling"]
+    created_at: datetime
+
+
+class PositionRead(CamelModel):
+    """The bot's ledger as it last committed it: the executor's fills for live bots, simulated otherwise."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    mode: Mode
+    symbol: str
+    qty: str = Field(examples=["100.85"], description="Base quantity held.")
+    avg_entry_price: str | None = Field(None, examples=["42000.5"], description="Of the open round trip's buys.")
+    cash: str = Field(examples=["5873.21"])
+    fees_paid: str
+    realized_pnl: str = Field(description="Sum of closed round trips' net PnL.")
+    updated_at: datetime
+    open_orders: list[OpenOrderRead]
+
+
 class BotRead(CamelModel):
     """A bot config with its observed status."""
 
@@ -90,7 +126,9 @@ class BotRead(CamelModel):
     updated_at: datetime
     delete_requested_at: datetime | None = None
     deleted_at: datetime | None = None
+    flatten_on_stop: bool = Field(False, description="A stop or delete asked the bot to sell its position first.")
     status: BotStatusRead | None = None
+    position: PositionRead | None = Field(None, description="Null until the bot has run once.")
 
 
 class BotPage(CamelModel):

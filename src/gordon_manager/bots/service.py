@@ -14,8 +14,9 @@ import asyncpg
 import orjson
 from pydantic import ValidationError
 
+from gordon_manager.botrunner.labels import label_errors
 from gordon_manager.bots import repo
-from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, BotStatusRead
+from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, BotStatusRead, PositionRead
 from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
@@ -23,8 +24,12 @@ from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
 
 IDEMPOTENCY_SCOPE = "POST /bots"
+NO_NATS = ("a live bot sends its orders to gordon-executor over NATS JetStream: set GORDON_BUS_NATS_URL "
+           "on the manager (bots inherit it)")
+RUNNING = frozenset({"running", "paused"})
 SPEC_FIELDS = ("strategy", "symbol", "interval", "params", "execution", "mode", "image")
-SNAPSHOT_FIELDS = ("name", *SPEC_FIELDS, "desired_state", "labels", "shadow_of", "version", "spec_version")
+SNAPSHOT_FIELDS = ("name", *SPEC_FIELDS, "desired_state", "labels", "shadow_of", "version", "spec_version",
+                   "flatten_on_stop")
 
 # action -> (states it may start from, desired state it sets)
 TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
@@ -52,6 +57,12 @@ def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
         errors = [{"field": "execution." + ".".join(map(str, e["loc"])), "message": e["msg"]}
                   for e in exc.errors(include_url=False)]
         raise Unprocessable("invalid execution settings", extra={"errors": errors}) from exc
+    label_problems = label_errors(dict(spec.labels), mode=spec.mode)
+    if label_problems:
+        raise Unprocessable("invalid labels: " + "; ".join(e["message"] for e in label_problems),
+                            extra={"errors": label_problems})
+    if spec.mode == "live" and not settings.bus_nats_url:
+        raise Unprocessable(NO_NATS, extra={"errors": [{"field": "mode", "message": "live needs GORDON_BUS_NATS_URL"}]})
     image = spec.image or settings.bot_image
     allowed = [p.strip() for p in settings.allowed_images.split(",") if p.strip()]
     if not any(image.startswith(prefix) for prefix in allowed):
@@ -73,9 +84,11 @@ def bot_read(row: asyncpg.Record) -> BotRead:
     """API model of a joined config+status row."""
     data = dict(row)
     status = data.pop("status", None)
+    position = data.pop("position", None)
     data["params"] = camelize(data["params"])
     data["execution"] = camelize(data["execution"])
-    return BotRead(**data, status=BotStatusRead.model_validate(status) if status else None)
+    return BotRead(**data, status=BotStatusRead.model_validate(status) if status else None,
+                   position=PositionRead.model_validate(position) if position else None)
 
 
 def audit_read(row: asyncpg.Record) -> AuditRead:
@@ -90,7 +103,7 @@ def snapshot(row: asyncpg.Record | dict | None) -> dict[str, Any] | None:
     """The audited fields of a config row."""
     if row is None:
         return None
-    return {field: row[field] for field in SNAPSHOT_FIELDS}
+    return {field: row.get(field) if isinstance(row, dict) else row[field] for field in SNAPSHOT_FIELDS}
 
 
 def diff(before: dict | None, after: dict | None) -> dict[str, Any]:
@@ -180,6 +193,8 @@ async def update_bot(pool: asyncpg.Pool, *, bot_id: int, body: BotSpec, expected
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
+        if values["symbol"] != before["symbol"] or values["mode"] != before["mode"]:
+            await _refuse_if_holding(conn, bot_id, "change its symbol or mode")
         spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
         try:
             after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
@@ -191,8 +206,29 @@ async def update_bot(pool: asyncpg.Pool, *, bot_id: int, body: BotSpec, expected
         return bot_read(await repo.get_bot(conn, bot_id=bot_id))
 
 
+async def _refuse_if_holding(conn: asyncpg.Connection, bot_id: int, action: str) -> None:
+    """409 naming the position when the bot's ledger holds a position or open orders."""
+    ledger = await repo.get_ledger(conn, bot_id=bot_id)
+    if ledger is not None and (ledger["qty"] != 0 or ledger["open_orders"]):
+        position = {"mode": ledger["mode"], "symbol": ledger["symbol"], "qty": format(ledger["qty"], "f"),
+                    "openOrders": ledger["open_orders"]}
+        raise Conflict(f"cannot {action}: bot {bot_id} holds {position['qty']} {ledger['symbol']} "
+                       f"({ledger['mode']}) and {ledger['open_orders']} open orders; stop it with ?flatten=true first",
+                       extra={"position": position})
+
+
+async def _check_can_flatten(conn: asyncpg.Connection, bot_id: int) -> None:
+    """Flattening is done by the bot on its way out: it must be running to do it."""
+    status = await repo.get_status(conn, bot_id=bot_id)
+    observed = status["observed_state"] if status is not None else "pending"
+    if observed not in RUNNING:
+        raise Conflict(f"cannot flatten bot {bot_id}: it is not running (observed {observed!r}), and the bot "
+                       "itself sells its position when it stops", extra={"currentState": observed})
+
+
 async def lifecycle(pool: asyncpg.Pool, *, bot_id: int, action: str, actor: str, request_id: str | None,
-                    expected_version: int | None = None) -> BotRead:
+                    expected_version: int | None = None, settings: Settings | None = None,
+                    flatten: bool = False) -> BotRead:
     """start | pause | resume | stop: set the desired state when the transition is legal (409 otherwise)."""
     allowed_from, target = TRANSITIONS[action]
     async with pool.acquire() as conn, conn.transaction():
@@ -209,22 +245,34 @@ async def lifecycle(pool: asyncpg.Pool, *, bot_id: int, action: str, actor: str,
             if status is not None and status["quarantined"]:
                 raise Conflict(f"bot {bot_id} is quarantined ({status['quarantine_reason']}); "
                                "POST /bots/{id}/clear-quarantine first", extra={"currentState": "quarantined"})
-        after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state=target)
-        await _audit(conn, bot_id=bot_id, actor=actor, action=action, before=before, after=after,
-                     request_id=request_id)
+            if before["mode"] == "live" and settings is not None and not settings.bus_nats_url:
+                raise Conflict(f"cannot {action} live bot {bot_id}: {NO_NATS}", extra={"currentState": current})
+        if flatten:
+            await _check_can_flatten(conn, bot_id)
+        after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state=target, flatten=flatten)
+        await _audit(conn, bot_id=bot_id, actor=actor, action=action,
+                     before=before, after=after, request_id=request_id)
         return bot_read(await repo.get_bot(conn, bot_id=bot_id))
 
 
 async def delete_bot(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_id: str | None,
-                     expected_version: int | None = None) -> BotRead:
-    """Request deletion: desired state stopped; the reconciler removes the workload, then soft-deletes."""
+                     expected_version: int | None = None, flatten: bool = False) -> BotRead:
+    """Request deletion: desired state stopped; the reconciler removes the workload, then soft-deletes.
+
+    A live bot that holds a position is deleted only with ``flatten`` (the bot sells it first).
+    """
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
         if before["delete_requested_at"] is None:
-            after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state="stopped", delete=True)
-            await _audit(conn, bot_id=bot_id, actor=actor, action="delete", before=before, after=after,
-                         request_id=request_id)
+            if flatten:
+                await _check_can_flatten(conn, bot_id)
+            elif before["mode"] == "live":
+                await _refuse_if_holding(conn, bot_id, "delete it")
+            after = await repo.set_desired_state(conn, bot_id=bot_id, desired_state="stopped", delete=True,
+                                                 flatten=flatten)
+            await _audit(conn, bot_id=bot_id, actor=actor, action="delete",
+                         before=before, after=after, request_id=request_id)
         return bot_read(await repo.get_bot(conn, bot_id=bot_id))
 
 

@@ -90,6 +90,7 @@ class ExecutionModel:
         self._orders: dict[int, Order] = {}
         self._next_id = 1
         self._trip: list[Fill] = []  # fills of the open round trip
+        self._filled: dict[int, Decimal] = {}  # partly filled working orders (external fills only)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -267,10 +268,12 @@ class ExecutionModel:
                 del orders[order.id]
                 events.append(outcome)
                 if type(outcome) is Fill:
-                    self._after_fill(order, outcome, bar, events)
+                    self._after_fill(order, outcome, bar.ts, events, outcome.qty)
         return events
 
-    def _after_fill(self, order: Order, fill: Fill, bar: Bar, events: list[BarEvent]) -> None:
+    def _after_fill(self, order: Order, fill: Fill, ts: int, events: list[BarEvent],
+                    bracket_qty: Decimal | None) -> None:
+        """Book the fill, then: OCO siblings go, reduce-only orders go once flat, an entry gets its bracket."""
         trip = self._apply(fill)
         if trip is not None:
             events.append(trip)
@@ -278,21 +281,22 @@ class ExecutionModel:
         if not orders and order.stop_loss is None and order.take_profit is None:
             return
         if order.oco_group is not None:
-            for other in [o for o in orders.values() if o.oco_group == order.oco_group]:
+            for other in [o for o in orders.values() if o.oco_group == order.oco_group and o.id != order.id]:
                 del orders[other.id]
         if self._position == ZERO:
             for other in [o for o in orders.values() if o.reduce_only]:
                 del orders[other.id]
-        if fill.side is Side.BUY:
-            # The bracket protects the position for the rest of the fill bar (pessimistic).
-            if order.stop_loss is not None:
-                self.submit(side=Side.SELL, order_type=OrderType.STOP, qty=fill.qty, ts=bar.ts,
-                            price=order.stop_loss, reason=OrderReason.STOP_LOSS, reduce_only=True,
-                            active_from=bar.ts, oco_group=order.id)
-            if order.take_profit is not None:
-                self.submit(side=Side.SELL, order_type=OrderType.LIMIT, qty=fill.qty, ts=bar.ts,
-                            price=order.take_profit, reason=OrderReason.TAKE_PROFIT, reduce_only=True,
-                            active_from=bar.ts, oco_group=order.id)
+        if fill.side is Side.BUY and bracket_qty is not None:
+            self._bracket(order, bracket_qty, ts)
+
+    def _bracket(self, order: Order, qty: Decimal, ts: int) -> None:
+        # The bracket protects the position for the rest of the fill bar (pessimistic).
+        if order.stop_loss is not None:
+            self.submit(side=Side.SELL, order_type=OrderType.STOP, qty=qty, ts=ts, price=order.stop_loss,
+                        reason=OrderReason.STOP_LOSS, reduce_only=True, active_from=ts, oco_group=order.id)
+        if order.take_profit is not None:
+            self.submit(side=Side.SELL, order_type=OrderType.LIMIT, qty=qty, ts=ts, price=order.take_profit,
+                        reason=OrderReason.TAKE_PROFIT, reduce_only=True, active_from=ts, oco_group=order.id)
 
     def _apply(self, fill: Fill) -> RoundTrip | None:
         self._fees = CTX.add(self._fees, fill.fee)
@@ -341,6 +345,101 @@ class ExecutionModel:
             last.ts - buys[0].ts,
             last.reason,
         )
+
+    # -- recovery and fills from outside (live bots) ------------------------------------------
+    def restore(self, *, cash: Decimal, position: Decimal, fees_paid: Decimal, trip: Iterable[Fill] = ()) -> None:
+        """Continue a recorded ledger (a restarted bot) instead of starting flat with ``initial_cash``.
+
+        ``trip`` holds the fills of the open round trip, so the round trip the next exit closes is the
+        same as if the process had never stopped. Working orders are restored with ``submit``.
+        """
+        if position < ZERO:
+            raise ValueError("a long/flat ledger cannot hold a negative position")
+        self._cash, self._position, self._fees = cash, position, fees_paid
+        self._trip = list(trip) if position > ZERO else []
+
+    def protect(self, *, qty: Decimal, ts: int, stop_loss: Decimal | None,
+                take_profit: Decimal | None) -> tuple[Order, ...]:
+        """Submit a bracket for ``qty`` of the position: reduce-only sell stop and/or sell limit, OCO.
+
+        What a buy's bracket becomes when it fills; used again to re-arm the bracket of a recovered
+        position whose orders were cancelled by a stop.
+        """
+        group = self.new_group()
+        legs = []
+        if stop_loss is not None:
+            legs.append(self.submit(side=Side.SELL, order_type=OrderType.STOP, qty=qty, ts=ts, price=stop_loss,
+                                    reason=OrderReason.STOP_LOSS, reduce_only=True, active_from=ts, oco_group=group))
+        if take_profit is not None:
+            legs.append(self.submit(side=Side.SELL, order_type=OrderType.LIMIT, qty=qty, ts=ts, price=take_profit,
+                                    reason=OrderReason.TAKE_PROFIT, reduce_only=True, active_from=ts,
+                                    oco_group=group))
+        return tuple(legs)
+
+    def new_group(self) -> int:
+        """A fresh OCO group id (never an order's id, so it cannot meet a bracket the model attaches)."""
+        group = self._next_id
+        self._next_id += 1
+        return group
+
+    def mark_filled(self, order_id: int, qty: Decimal) -> None:
+        """A restored working order had already filled ``qty`` (its bracket will cover that too)."""
+        self._filled[order_id] = qty
+
+    @property
+    def open_trip(self) -> tuple[Fill, ...]:
+        """Fills of the open round trip (empty when flat)."""
+        return tuple(self._trip)
+
+    @property
+    def average_entry(self) -> Decimal | None:
+        """Quantity-weighted price of the open round trip's buys, on the tick (None when flat)."""
+        buys = [f for f in self._trip if f.side is Side.BUY]
+        return self._avg_price(buys) if self._position > ZERO and buys else None
+
+    def external_fill(self, order: Order, *, qty: Decimal, price: Decimal, fee: Decimal, ts: int,
+                      liquidity: Liquidity | None = None) -> Fill:
+        """A fill reported from outside (the executor), in this model's units: notional rounded like ours."""
+        if not qty > ZERO or not price > ZERO or fee < ZERO:
+            raise ValueError("a fill needs qty > 0, price > 0 and fee >= 0")
+        adverse = ROUND_UP if order.side is Side.BUY else ROUND_DOWN
+        notional = self._money(CTX.multiply(qty, price), adverse)
+        if liquidity is None:
+            liquidity = Liquidity.MAKER if order.type is OrderType.LIMIT else Liquidity.TAKER
+        return Fill(order.id, ts, order.side, order.type, order.reason, qty, price, notional, fee, liquidity)
+
+    def apply_fill(self, order: Order, fill: Fill, *, done: bool) -> list[BarEvent]:
+        """Book a fill that happened outside the model (live: the executor's truth); returns the events.
+
+        A partial fill leaves the rest of the order working; ``done`` (or nothing left) ends it. As for
+        simulated fills: OCO siblings go at the first fill, reduce-only orders go once flat, and an
+        entry's bracket is submitted when the entry ends, for the whole quantity it filled. The fill is
+        booked even when the order no longer works here (cancelled locally, filled before the cancel
+        reached the exchange): money moved, so the ledger follows.
+        """
+        events: list[BarEvent] = [fill]
+        filled = CTX.add(self._filled.pop(order.id, ZERO), fill.qty)
+        working = self._orders.get(order.id)
+        if working is not None:
+            rest = CTX.subtract(working.qty, fill.qty)
+            if done or rest <= ZERO:
+                del self._orders[order.id]
+                done = True
+            else:
+                self._orders[order.id] = working._replace(qty=rest)
+                self._filled[order.id] = filled
+        else:
+            done = False  # already ended here: its bracket, if any, was settled then
+        self._after_fill(order, fill, fill.ts, events, filled if done else None)
+        return events
+
+    def end_order(self, order: Order, *, ts: int) -> None:
+        """An order ended outside (cancelled, expired, rejected): drop it; a partly filled entry gets its bracket."""
+        if self._orders.pop(order.id, None) is None:
+            return
+        filled = self._filled.pop(order.id, ZERO)
+        if filled > ZERO and order.side is Side.BUY and self._position > ZERO:
+            self._bracket(order, min(filled, self._position), ts)
 
     # -- engine support ----------------------------------------------------------------------
     def next_trigger(

@@ -55,6 +55,7 @@ class OrderReason(StrEnum):
     STOP_LOSS = "stop_loss"
     TAKE_PROFIT = "take_profit"
     MANUAL = "manual"
+    FLATTEN = "flatten"
 
 
 class Order(NamedTuple):

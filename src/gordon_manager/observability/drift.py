@@ -1,10 +1,10 @@
-"""Portfolio drift: what the bots' runs imply versus what ``trading.portfolio_state`` holds.
+"""Portfolio drift: what the bots' ledgers hold versus what ``trading.portfolio_state`` holds.
 
 The rule, per bot with a running ``paper`` or ``live`` run (its newest one):
 
-* implied quantity = ``position_qty`` of the run's newest equity point (the bot marks its position
-  to market every bar). A run with no equity point yet, or a NULL ``position_qty``, implies nothing
-  and is skipped;
+* implied quantity = ``qty`` of the bot's ledger (``trading.bot_ledgers``), which the bot commits
+  with every fill it books: the executor's fills for a live bot, simulated ones for a paper bot. A
+  bot without a ledger row (it has not started trading yet) implies nothing and is skipped;
 * actual quantity = ``portfolio_state.qty`` for (bot_id, the run's symbol). A missing row counts as
   0 for a ``live`` bot (the executor must track every live position) and is skipped for a ``paper``
   bot (nothing is obliged to mirror paper positions);
@@ -44,12 +44,10 @@ WITH live_runs AS (
     WHERE r.status = 'running' AND r.kind IN ('paper', 'live') AND r.bot_id IS NOT NULL
     ORDER BY r.bot_id, r.id DESC
 )
-SELECT lr.run_id, lr.bot_id, lr.symbol, lr.kind, e.position_qty AS implied_qty, e.ts AS implied_at,
+SELECT lr.run_id, lr.bot_id, lr.symbol, lr.kind, l.qty AS implied_qty, l.updated_at AS implied_at,
        p.qty AS portfolio_qty, p.updated_at AS portfolio_at
 FROM live_runs lr
-JOIN LATERAL (
-    SELECT position_qty, ts FROM trading.equity_points WHERE run_id = lr.run_id ORDER BY ts DESC LIMIT 1
-) e ON true
+JOIN trading.bot_ledgers l ON l.bot_id = lr.bot_id AND l.symbol = lr.symbol
 LEFT JOIN trading.portfolio_state p ON p.bot_id = lr.bot_id AND p.symbol = lr.symbol
 ORDER BY lr.bot_id
 """
@@ -122,7 +120,7 @@ class DriftChecker(LoopService):
                 "portfolio_qty": actual, "difference": implied - actual, "tolerance": tolerance(implied, actual),
                 "implied_at": row["implied_at"].isoformat(),
                 "portfolio_at": row["portfolio_at"].isoformat() if row["portfolio_at"] else None}
-        message = (f"portfolio drift on {row['symbol']}: runs imply {implied:g}, "
+        message = (f"portfolio drift on {row['symbol']}: the bot's ledger holds {implied:g}, "
                    f"portfolio_state holds {actual:g}")
         await conn.execute(INSERT_EVENT, row["bot_id"], row["run_id"], EVENT_KIND, message, data)
         metrics.PORTFOLIO_DRIFT.inc()

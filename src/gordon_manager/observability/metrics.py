@@ -56,7 +56,9 @@ FILE_SD_WRITE_DURATION = Histogram("gordon_manager_file_sd_write_duration_second
 NOTIFY_PAYLOADS = Counter("gordon_manager_notify_payloads_received_total",
                           "Postgres NOTIFY payloads received by channel.", ["channel"])
 PORTFOLIO_DRIFT = Counter("gordon_manager_portfolio_drift_total",
-                          "Portfolio mismatches between bots' runs and trading.portfolio_state.")
+                          "Portfolio mismatches between bots' ledgers and trading.portfolio_state.")
+RUNS_ABANDONED = Counter("gordon_manager_runs_abandoned_total",
+                         "Bot runs marked abandoned because their bot stopped heartbeating.")
 
 # -- websocket -------------------------------------------------------------------------------------
 WS_ACTIVE = Gauge("gordon_manager_ws_active_connections", "Open /ws connections.")

@@ -252,3 +252,28 @@ async def compact(conn: asyncpg.Connection, *, run_id: int, max_points: int) -> 
     """Pack up to ``max_points`` of the run's points after its last block into full blocks (0: busy or
     nothing to pack); one transaction."""
     return await conn.fetchval("SELECT trading.equity_compact($1, $2)", run_id, max_points)
+
+
+# A bot run whose bot has not heartbeaten for `stale` is over: the process was killed or its host lost
+# (a bot that merely froze finds its run abandoned at its next heartbeat and exits, to be restarted).
+ABANDON_STALE_RUNS = """
+WITH stale AS (
+    UPDATE trading.runs
+       SET status = 'abandoned', finished_at = now(), updated_at = now(),
+           error = format('no heartbeat since %s', to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+     WHERE status = 'running' AND kind IN ('paper', 'shadow', 'live')
+       AND coalesce(heartbeat_at, started_at, created_at) < now() - $1::double precision * interval '1 second'
+    RETURNING id, bot_id, heartbeat_at
+), noted AS (
+    INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
+    SELECT bot_id, id, 'run_abandoned', 'warning', 'run abandoned: its bot stopped heartbeating',
+           jsonb_build_object('lastHeartbeatAt', heartbeat_at)
+      FROM stale WHERE bot_id IS NOT NULL
+)
+SELECT id FROM stale
+"""
+
+
+async def abandon_stale_runs(conn: asyncpg.Connection, *, stale_after_s: float) -> list[int]:
+    """Mark bot runs without a heartbeat for ``stale_after_s`` abandoned (with a bot event each)."""
+    return [r["id"] for r in await conn.fetch(ABANDON_STALE_RUNS, stale_after_s)]

@@ -12,7 +12,7 @@ from gordon_manager.http.models import CamelModel, Page
 from gordon_manager.http.pagination import MAX_LIMIT
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
-RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped"]
+RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped", "abandoned"]
 DownsampleMethod = Literal["lttb", "minmax"]
 
 _TS = "2024-03-01T12:00:00Z"

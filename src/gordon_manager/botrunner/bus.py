@@ -1,0 +1,167 @@
+"""The bot's side of NATS: intents out (JetStream, acknowledged, de-duplicated), reports in, breakers.
+
+* ``publish``: each committed intent with ``Nats-Msg-Id`` = its clientOrderId, awaiting the
+  JetStream ack; it stops at the first failure so intents leave in commit order, and the caller
+  retries the rest later (a duplicate the server already stored is acknowledged as such).
+* Reports: the durable pull consumer ``bot-<id>`` on ``orders.fills.<id>``; a background task
+  fetches them into ``reports`` and the bot acknowledges each one only after the transaction that
+  booked it committed, so a crash redelivers it (and the fill id makes the redelivery a no-op).
+* Breakers: a plain subscription to ``risk.events.>`` hands each BreakerEvent to ``on_breaker``
+  (the database stays the baseline: the bot re-reads it with every batch).
+
+Streams and the consumer are created when missing, with the configuration in ``contract``.
+nats-py reconnects by itself; a bot whose NATS is down keeps deciding, and its intents wait in the
+outbox until the bus is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.js.api import AckPolicy, DeliverPolicy, StorageType
+from pydantic import ValidationError
+
+from gordon_manager.botrunner import contract
+from gordon_manager.botrunner.ledger_store import Outgoing
+from gordon_manager.events.breaker import BreakerEvent
+
+logger = logging.getLogger(__name__)
+
+NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
+RISK_SUBJECT = "risk.events.>"
+FETCH_BATCH = 64
+
+
+class Bus:
+    """One NATS connection of one bot."""
+
+    def __init__(self, *, url: str, bot_id: int, live: bool, on_report: Callable[[], None],
+                 on_breaker: Callable[[BreakerEvent], None], timeout_s: float = 2.0) -> None:
+        self.url = url
+        self.bot_id = bot_id
+        self.live = live
+        self.timeout_s = timeout_s
+        self.reports: asyncio.Queue = asyncio.Queue()
+        self._on_report = on_report
+        self._on_breaker = on_breaker
+        self._nc: nats.NATS | None = None
+        self._js = None
+        self._sub = None
+        self._puller: asyncio.Task | None = None
+        self.ready = False
+        self.duplicates = 0
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> bool:
+        """Connect and set up streams, consumer and subscriptions; False (retry later) when NATS is down."""
+        try:
+            if self._nc is None:
+                # Unlimited reconnects make nats-py retry the first connect forever: bound it.
+                async with asyncio.timeout(self.timeout_s * 2):
+                    self._nc = await nats.connect(self.url, name=f"gordon-bot-{self.bot_id}",
+                                                  connect_timeout=self.timeout_s, allow_reconnect=True,
+                                                  max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                                  error_cb=self._on_error)
+                await self._nc.subscribe(RISK_SUBJECT, cb=self._breaker_message)
+            if self.live and self._sub is None:
+                self._js = self._nc.jetstream(timeout=self.timeout_s)
+                await self._ensure_stream(contract.INTENTS_STREAM, contract.INTENTS_SUBJECTS)
+                stream = await self._ensure_stream(contract.REPORTS_STREAM, contract.REPORTS_SUBJECTS)
+                durable = contract.consumer_name(self.bot_id)
+                try:
+                    await self._js.consumer_info(stream, durable)
+                except nats.js.errors.NotFoundError:
+                    await self._js.add_consumer(
+                        stream, durable_name=durable, filter_subject=contract.reports_subject(self.bot_id),
+                        ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL, ack_wait=30,
+                        max_ack_pending=1000, inactive_threshold=contract.MAX_AGE_S)
+                self._sub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
+                self._puller = asyncio.create_task(self._pull(), name="bot-reports")
+        except NATS_ERRORS as exc:
+            logger.warning("NATS not ready", extra={"error": f"{type(exc).__name__}: {exc}"})
+            if self._nc is not None and not self._nc.is_connected:
+                await self.close()
+            return False
+        self.ready = True
+        return True
+
+    async def _ensure_stream(self, name: str, subjects: str) -> str:
+        try:
+            return await self._js.find_stream_name_by_subject(subjects)
+        except nats.js.errors.NotFoundError:
+            try:
+                await self._js.add_stream(name=name, subjects=[subjects], storage=StorageType.FILE,
+                                          duplicate_window=contract.DEDUP_WINDOW_S, max_age=contract.MAX_AGE_S)
+            except nats.js.errors.BadRequestError:  # created meanwhile by another bot or the executor
+                pass
+            return name
+
+    async def publish(self, items: list[Outgoing]) -> list[int]:
+        """Publish in order until one fails; returns the ids JetStream acknowledged."""
+        if not self.ready or self._js is None:
+            return []
+        acked: list[int] = []
+        for item in items:
+            try:
+                ack = await self._js.publish(item.subject, item.payload, timeout=self.timeout_s,
+                                             headers={"Nats-Msg-Id": item.client_order_id})
+            except NATS_ERRORS as exc:
+                logger.warning("intent not published yet", extra={"clientOrderId": item.client_order_id,
+                                                                  "error": f"{type(exc).__name__}: {exc}"})
+                break
+            if ack.duplicate:
+                self.duplicates += 1
+            acked.append(item.id)
+        return acked
+
+    async def _pull(self) -> None:
+        while True:
+            try:
+                messages = await self._sub.fetch(batch=FETCH_BATCH, timeout=1.0)
+            except TimeoutError:
+                continue
+            except asyncio.CancelledError:
+                raise
+            except NATS_ERRORS as exc:
+                logger.debug("report fetch failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                await asyncio.sleep(0.5)
+                continue
+            for message in messages:
+                self.reports.put_nowait(message)
+            self._on_report()
+
+    async def _breaker_message(self, message) -> None:
+        try:
+            event = BreakerEvent.model_validate_json(message.data)
+        except ValidationError:
+            logger.warning("ignoring an invalid breaker event", extra={"subject": message.subject})
+            return
+        self._on_breaker(event)
+
+    async def _on_error(self, exc: Exception) -> None:
+        logger.debug("nats client error", extra={"error": f"{type(exc).__name__}: {exc}"})
+
+    async def close(self) -> None:
+        puller, self._puller = self._puller, None
+        if puller is not None:
+            puller.cancel()
+            try:
+                await puller
+            except (asyncio.CancelledError, Exception):
+                pass
+        nc, self._nc, self._sub, self._js = self._nc, None, None, None
+        self.ready = False
+        if nc is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await nc.close()
+            except Exception:  # closing a broken client is best effort
+                logger.debug("nats close failed", exc_info=True)
