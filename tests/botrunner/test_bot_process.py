@@ -1,5 +1,5 @@
-"""`gordon-manager bot` end to end: replay parity with the backtest, follow mode, pause/resume,
-clean SIGTERM, /metrics, live intents on NATS, bad environment."""
+"""`gordon-manager bot` end to end: replay parity with the backtest, follow mode, pause/resume (entries
+blocked, exits go; a replay holds its place), clean SIGTERM, /metrics, live intents on NATS, bad environment."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ from gordon_manager.backtests.engine import run_backtest
 from gordon_manager.botrunner.loop import BarLoop
 from gordon_manager.execution import ExecutionConfig
 from tests.botrunner.conftest import START, create_bot_row, insert_klines, spawn_bot, synth, terminate
+from gordon_manager.db.connect import connect
+from tests.botrunner.live_helpers import Bars
 from tests.conftest import wait_for
 
 
@@ -32,7 +34,7 @@ def symbol() -> str:
 
 
 async def fetch(db, query: str, *args):
-    conn = await asyncpg.connect(db.admin_url)
+    conn = await connect(db.admin_url)
     try:
         return await conn.fetch(query, *args)
     finally:
@@ -81,7 +83,7 @@ async def test_replay_equals_the_backtest_on_the_same_bars(bdb):
     assert kinds[0] == "started" and kinds[-1] == "stopped" and "fill" in kinds
 
 
-async def test_follow_mode_pause_resume_metrics_and_clean_stop(bdb):
+async def test_follow_mode_warms_up_trades_new_bars_and_stops_cleanly(bdb):
     sym = symbol()
     history = synth(200, seed=3)
     await insert_klines(bdb.admin_url, history, symbol=sym)
@@ -96,31 +98,19 @@ async def test_follow_mode_pause_resume_metrics_and_clean_stop(bdb):
             return (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1",
                                 run["id"]))[0]["n"]
 
-        # warms up on the last `warmup` stored bars, not on the whole history
+        # warms up on the last `warmup` stored bars, not on the whole history, and trades none of them
         window = BarLoop("sma_crossover", {"fast": 5, "slow": 20}).window
         await wait_for(lambda: _eq(points, window), timeout=20)
         run = await run_row(bdb, bot_id)
         assert run["range_start"] == START + timedelta(minutes=200 - window)
+        assert run["config"]["tradeFrom"] == (START + timedelta(minutes=199, milliseconds=1)).isoformat()
         # new bars arrive (the following minutes of the same path) and are traded
         more = synth(260, seed=3)
-        later = more.slice(200, 230)
-        await insert_klines(bdb.admin_url, later, symbol=sym)
-        await wait_for(lambda: _eq(points, window + 30), timeout=20)
+        await insert_klines(bdb.admin_url, more.slice(200, 260), symbol=sym)
+        await wait_for(lambda: _eq(points, window + 60), timeout=20)
         metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        assert f"gordon_bot_bars_total {window + 30}.0" in metrics and "gordon_bot_equity" in metrics
-        assert "gordon_bot_decisions_total" in metrics
-        # pause: bars arriving now are not consumed
-        proc.send_signal(signal.SIGUSR1)
-        await asyncio.sleep(0.5)
-        await insert_klines(bdb.admin_url, more.slice(230, 240), symbol=sym)
-        await asyncio.sleep(1.0)
-        assert await points() == window + 30
-        assert "gordon_bot_paused 1.0" in httpx.get(f"http://127.0.0.1:{port}/metrics").text
-        # resume: the stale bars are skipped, the next new bar is traded
-        proc.send_signal(signal.SIGUSR2)
-        await asyncio.sleep(0.5)
-        await insert_klines(bdb.admin_url, more.slice(240, 245), symbol=sym)
-        await wait_for(lambda: _eq(points, window + 35), timeout=20)
+        assert f"gordon_bot_bars_total {window + 60}.0" in metrics and "gordon_bot_equity" in metrics
+        assert "gordon_bot_decisions_total" in metrics and "gordon_bot_position" in metrics
         heartbeat = (await fetch(bdb, "SELECT last_heartbeat_at, metrics_port FROM trading.bot_status WHERE bot_id = $1",
                                  bot_id))[0]
         assert heartbeat["last_heartbeat_at"] is not None and heartbeat["metrics_port"] == port
@@ -129,9 +119,92 @@ async def test_follow_mode_pause_resume_metrics_and_clean_stop(bdb):
     assert code == 0
     run = await run_row(bdb, bot_id)
     assert run["status"] == "stopped"
-    assert await points() == window + 35, "nothing half-written"
-    kinds = [r["kind"] for r in await fetch(bdb, "SELECT kind FROM trading.bot_events WHERE run_id = $1", run["id"])]
-    assert "resumed" in kinds and kinds[-1] == "stopped"
+    assert await points() == window + 60, "nothing half-written"
+    decisions = await fetch(bdb, "SELECT bar_at FROM trading.bot_decisions WHERE run_id = $1", run["id"])
+    assert decisions and min(d["bar_at"] for d in decisions) >= START + timedelta(minutes=200)
+    ledger = (await fetch(bdb, "SELECT qty, run_id FROM trading.bot_ledgers WHERE bot_id = $1", bot_id))[0]
+    assert ledger["run_id"] == run["id"]
+
+
+async def test_pause_blocks_entries_but_exits_go_and_resume_trades_again(bdb):
+    bars = Bars(bdb.admin_url)
+    await bars.flat(6, 100.0)
+    bot_id = await create_bot_row(bdb.admin_url, symbol=bars.symbol, strategy="donchian_breakout",
+                                  params={"entry_period": 3, "exit_period": 3})
+    proc = spawn_bot(bdb, bot_id)
+    try:
+        await wait_for(lambda: _trading_run(bdb, bot_id), timeout=20)
+        proc.send_signal(signal.SIGUSR1)
+        await wait_for(lambda: _events(bdb, bot_id, "paused"), timeout=10)
+        await bars.add(102.0)  # a breakout while paused: not an order, an event
+        blocked = await wait_for(lambda: _events(bdb, bot_id, "entry_blocked"), timeout=10)
+        assert blocked[0]["data"]["reason"] == "paused"
+        proc.send_signal(signal.SIGUSR2)
+        await wait_for(lambda: _events(bdb, bot_id, "resumed"), timeout=10)
+        await bars.add(103.0, 103.0)  # the next breakout is bought (filled at the next open)
+        await wait_for(lambda: _ledger_qty(bdb, bot_id), timeout=10)
+        proc.send_signal(signal.SIGUSR1)
+        await wait_for(lambda: _count(bdb, bot_id, "paused", 2), timeout=10)
+        await bars.add(98.0, 98.0)  # an exit while paused still goes
+        await wait_for(lambda: _flat_after_trip(bdb, bot_id), timeout=10)
+    finally:
+        assert terminate(proc) == 0
+    sides = [r["side"] for r in await fetch(bdb, "SELECT side FROM trading.bot_decisions WHERE bot_id = $1 ORDER BY id",
+                                            bot_id)]
+    assert sides == ["buy", "sell"]
+
+
+async def test_a_paused_replay_continues_where_it_paused(bdb):
+    sym = symbol()
+    bars = synth(120, seed=21)
+    await insert_klines(bdb.admin_url, bars, symbol=sym)
+    bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20},
+                                  labels={"replay.speed": "40"})
+    proc = spawn_bot(bdb, bot_id)
+    try:
+        await wait_for(lambda: _points(bdb, bot_id, at_least=20), timeout=20)
+        proc.send_signal(signal.SIGUSR1)
+        await wait_for(lambda: _events(bdb, bot_id, "paused"), timeout=10)
+        proc.send_signal(signal.SIGUSR2)
+        await wait_for(lambda: _points(bdb, bot_id, at_least=120), timeout=30)
+    finally:
+        assert terminate(proc) == 0
+    run = await run_row(bdb, bot_id)
+    stamps = [r["ts"] for r in await fetch(bdb, "SELECT ts FROM trading.equity_points WHERE run_id = $1 ORDER BY ts",
+                                           run["id"])]
+    assert len(stamps) == 120, "every bar replayed once: none skipped on resume"
+    assert {b - a for a, b in zip(stamps, stamps[1:], strict=False)} == {timedelta(minutes=1)}
+
+
+async def _trading_run(db, bot_id: int):
+    run = await run_row(db, bot_id)
+    return run if run is not None and run["config"].get("tradeFrom") else None
+
+
+async def _events(db, bot_id: int, kind: str):
+    return await fetch(db, "SELECT * FROM trading.bot_events WHERE bot_id = $1 AND kind = $2 ORDER BY id", bot_id, kind)
+
+
+async def _count(db, bot_id: int, kind: str, n: int) -> bool:
+    return len(await _events(db, bot_id, kind)) >= n
+
+
+async def _ledger_qty(db, bot_id: int):
+    rows = await fetch(db, "SELECT qty FROM trading.bot_ledgers WHERE bot_id = $1", bot_id)
+    return rows[0]["qty"] if rows and rows[0]["qty"] > 0 else None
+
+
+async def _flat_after_trip(db, bot_id: int) -> bool:
+    trips = await fetch(db, "SELECT 1 FROM trading.roundtrips WHERE bot_id = $1", bot_id)
+    return bool(trips) and await _ledger_qty(db, bot_id) is None
+
+
+async def _points(db, bot_id: int, *, at_least: int) -> bool:
+    run = await run_row(db, bot_id)
+    if run is None:
+        return False
+    rows = await fetch(db, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"])
+    return rows[0]["n"] >= at_least
 
 
 async def _eq(fn, value) -> bool:

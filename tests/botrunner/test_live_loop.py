@@ -7,7 +7,9 @@ import os
 import signal
 from decimal import Decimal
 
+import orjson
 import pytest
+from asyncpg import connect as asyncpg_connect
 
 from gordon_manager.db.connect import create_pool
 from tests.botrunner.live_helpers import (
@@ -105,3 +107,245 @@ async def _open_orders_are(db: Db, bot_id: int, expected: list[str]) -> bool:
 
 async def _flat(db: Db, bot_id: int) -> bool:
     return await db.qty(bot_id) == 0 and not await db.open_orders(bot_id)
+
+
+async def _long_with_bracket(bars: Bars, executor, db: Db, bot_id: int) -> Decimal:
+    """Drive the bot into a filled entry whose two bracket legs work at the executor."""
+    await bars.add(102.0)
+    await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
+    await wait_for(lambda: _open_orders_count(db, bot_id, 2), timeout=10)
+    return await db.qty(bot_id)
+
+
+async def _open_orders_count(db: Db, bot_id: int, n: int) -> bool:
+    return len(await db.open_orders(bot_id)) == n
+
+
+async def test_nats_restart_mid_stream_loses_and_doubles_nothing(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        await trading(db, bot_id)
+        held = await _long_with_bracket(bars, executor, db, bot_id)
+        nats_server.stop()
+        # the exit is decided and committed while NATS is down: it waits in the outbox
+        await bars.add(102.0, 102.0, 98.0)
+        await wait_for(lambda: _unpublished(db, bot_id), timeout=20)
+        nats_server.start()
+        await wait_for(lambda: _flat(db, bot_id), timeout=30)
+        await wait_for(lambda: _all_published(db, bot_id), timeout=10)
+        # and trading goes on after the outage: a new entry
+        await bars.add(97.0, 97.0, 99.0)
+        await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
+        decisions = await db.decisions(bot_id)
+        assert len(decisions) == 3
+        decided = {d["client_order_id"] for d in decisions}
+        orders = executor.new_orders(bot_id)
+        assert decided <= {o["clientOrderId"] for o in orders}
+        assert all(executor.deliveries(o["clientOrderId"]) == 1 for o in orders), "an intent was delivered twice"
+        exit_ = next(o for o in orders if o["reason"] == "exit")
+        assert Decimal(exit_["qty"]) == held
+        intents = await db.val("SELECT count(*) FROM trading.order_intents WHERE bot_id = $1 AND kind = 'new'", bot_id)
+        assert intents == len(orders)
+
+
+async def _unpublished(db: Db, bot_id: int) -> bool:
+    return await db.val("SELECT count(*) FROM trading.order_intents WHERE bot_id = $1 AND published_at IS NULL",
+                        bot_id) > 0
+
+
+async def _all_published(db: Db, bot_id: int) -> bool:
+    return await db.val("SELECT count(*) FROM trading.order_intents WHERE bot_id = $1 AND published_at IS NULL",
+                        bot_id) == 0
+
+
+async def test_a_rejected_entry_leaves_the_ledger_unchanged(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    rejected = []
+
+    def reject_first_buy(intent):
+        if intent["side"] == "buy" and not rejected:
+            rejected.append(intent["clientOrderId"])
+            return "insufficient balance"
+        return None
+
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, reject=reject_first_buy) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        await trading(db, bot_id)
+        await bars.add(102.0)
+        events = await wait_for(lambda: db.events(bot_id, "order_rejected"), timeout=20)
+        assert "insufficient balance" in events[0]["message"]
+        ledger = await db.ledger(bot_id)
+        assert ledger["qty"] == 0 and ledger["cash"] == Decimal("10000") and ledger["fees_paid"] == 0
+        assert await db.open_orders(bot_id) == []
+        status = await db.val("SELECT status FROM trading.bot_orders WHERE client_order_id = $1", rejected[0])
+        assert status == "rejected"
+        # the next entry signal is traded normally
+        await bars.add(100.0, 100.0, 104.0)
+        await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
+        assert await db.qty(bot_id) > 0
+
+
+async def test_halt_and_breaker_block_entries_but_not_exits(ldb, data_dir, nats_server):
+    import nats
+
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        await trading(db, bot_id)
+        held = await _long_with_bracket(bars, executor, db, bot_id)
+        admin = await asyncpg_connect(ldb.admin_url)
+        try:
+            await admin.execute("INSERT INTO trading.risk_halt (scope, halted, reason) VALUES ($1, true, 'test')",
+                                f"bot:{bot_id}")
+            # the exit still goes, and sells what is held
+            await bars.add(102.0, 102.0, 98.0)
+            await wait_for(lambda: _flat(db, bot_id), timeout=20)
+            exits = [o for o in executor.new_orders(bot_id) if o["reason"] == "exit"]
+            assert len(exits) == 1 and Decimal(exits[0]["qty"]) == held
+            # an entry signal while halted is an event, not an order
+            await bars.add(97.0, 97.0, 100.0)
+            blocked = await wait_for(lambda: db.events(bot_id, "entry_blocked"), timeout=20)
+            assert blocked[0]["data"]["reason"] == f"risk_halt:bot:{bot_id}"
+            buys = [o for o in executor.new_orders(bot_id) if o["side"] == "buy"]
+            assert len(buys) == 1
+            # lift the halt; a breaker tripped over NATS for the bot's symbol blocks the next entry
+            await admin.execute("UPDATE trading.risk_halt SET halted = false, updated_at = now() WHERE scope = $1",
+                                f"bot:{bot_id}")
+            nc = await nats.connect(nats_server.url)
+            try:
+                event = {"breaker": f"loss-{bot_id}", "state": "open", "scope": f"symbol:{bars.symbol}",
+                         "reason": "daily loss", "at": "2030-01-01T00:00:00Z"}
+                await nc.publish("risk.events.breaker", orjson.dumps(event))
+                await nc.flush()
+            finally:
+                await nc.close()
+            await bars.add(96.0, 96.0, 96.0, 99.0)
+            await wait_for(lambda: _blocked_count(db, bot_id, 2), timeout=20)
+            latest = (await db.events(bot_id, "entry_blocked"))[-1]
+            assert latest["data"]["reason"] == f"breaker:loss-{bot_id}"
+            assert len([o for o in executor.new_orders(bot_id) if o["side"] == "buy"]) == 1
+        finally:
+            await admin.execute("DELETE FROM trading.risk_halt WHERE scope = $1", f"bot:{bot_id}")
+            await admin.close()
+
+
+async def _blocked_count(db: Db, bot_id: int, n: int) -> bool:
+    return len(await db.events(bot_id, "entry_blocked")) >= n
+
+
+async def test_stop_cancels_orders_keeps_the_position_and_start_rearms_the_bracket(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        first = await trading(db, bot_id)
+        held = await _long_with_bracket(bars, executor, db, bot_id)
+        legs = sorted(w["clientOrderId"] for w in executor.working_of(bot_id))
+        assert (await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)).status_code == 200
+        await wait_for(lambda: _run_status(db, first["id"], "stopped"), timeout=20)
+        await wait_for(lambda: not executor.working_of(bot_id), timeout=10)
+        assert executor.statuses["cancelled"] >= 2
+        assert await db.qty(bot_id) == held
+        assert await db.open_orders(bot_id) == []  # the executor's cancels were booked on the way out
+        # start again: the position is recovered and its bracket re-armed (next generation)
+        assert (await client.post(f"/bots/{bot_id}/start", headers=HEADERS)).status_code == 200
+        await trading(db, bot_id, other_than=first["id"])
+        await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
+        rearmed = sorted(w["clientOrderId"] for w in executor.working_of(bot_id))
+        assert rearmed == [leg[:-1] + "1" for leg in legs]
+        assert all(Decimal(w["qty"]) == held for w in executor.working_of(bot_id))
+        assert await db.events(bot_id, "bracket_rearmed")
+
+
+async def test_stop_with_flatten_sells_the_position_first(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, latency_s=0.3, parts=2) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        run = await trading(db, bot_id)
+        held = await _long_with_bracket(bars, executor, db, bot_id)
+        refused = await client.delete(f"/bots/{bot_id}", headers=HEADERS)
+        assert refused.status_code == 409 and str(held) in refused.json()["detail"]
+        response = await client.post(f"/bots/{bot_id}/stop?flatten=true", headers=HEADERS)
+        assert response.status_code == 200 and response.json()["flattenOnStop"] is True
+        await wait_for(lambda: _run_status(db, run["id"], "stopped"), timeout=30)
+        assert await db.qty(bot_id) == 0 and await db.open_orders(bot_id) == []
+        flattens = [o for o in executor.new_orders(bot_id) if o["reason"] == "flatten"]
+        assert len(flattens) == 1 and Decimal(flattens[0]["qty"]) == held and flattens[0]["reduceOnly"]
+        assert flattens[0]["clientOrderId"].endswith("-flat")
+        assert (await db.events(bot_id, "flattened"))
+        trips = await db.fetch("SELECT qty, exit_reason FROM trading.roundtrips WHERE bot_id = $1", bot_id)
+        assert [(t["qty"], t["exit_reason"]) for t in trips] == [(held, "flatten")]
+        bot = await bot_json(client, bot_id)
+        assert Decimal(bot["position"]["qty"]) == 0 and bot["position"]["openOrders"] == []
+        # flat now: the delete goes through
+        assert (await client.delete(f"/bots/{bot_id}", headers=HEADERS)).status_code == 202
+
+
+async def _run_status(db: Db, run_id: int, status: str) -> bool:
+    return await db.val("SELECT status FROM trading.runs WHERE id = $1", run_id) == status
+
+
+async def test_partial_and_duplicate_fills_book_once(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, parts=3,
+                                duplicate_fills=True) as executor, \
+            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol)
+        await trading(db, bot_id)
+        held = await _long_with_bracket(bars, executor, db, bot_id)
+        buy = next(o for o in executor.new_orders(bot_id) if o["side"] == "buy")
+        assert held == Decimal(buy["qty"]) == executor.positions[bot_id]
+        fills = await db.fetch("SELECT qty FROM trading.bot_fills WHERE client_order_id = $1", buy["clientOrderId"])
+        assert len(fills) == 3 and sum(f["qty"] for f in fills) == held
+        assert all(Decimal(w["qty"]) == held for w in executor.working_of(bot_id)), "one bracket, for the whole entry"
+        duplicates = await db.val("SELECT count(*) FROM trading.bot_orders WHERE bot_id = $1", bot_id)
+        assert duplicates == 3  # the entry and its two legs
+        ledger = await db.ledger(bot_id)
+        paid = sum(Decimal(f["qty"]) * Decimal(buy["refPrice"]) for f in fills)
+        assert ledger["cash"] < Decimal("10000") - paid + 1  # fees too, each booked once
+
+
+async def test_paper_bot_killed_mid_position_keeps_it(ldb, data_dir, nats_server):
+    db = Db(ldb.admin_url)
+    bars = Bars(ldb.admin_url)
+    await bars.flat(6, 100.0)
+    async with running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
+        bot_id = await create_live_bot(client, bars.symbol, mode="paper")
+        first = await trading(db, bot_id)
+        await bars.add(102.0, 102.0)  # decided at the breakout's close, filled at the next bar's open
+        held = await wait_for(lambda: _positive(db, bot_id), timeout=20)
+        legs = await db.open_orders(bot_id)
+        assert len(legs) == 2
+        os.kill(pid_of(await bot_json(client, bot_id)), signal.SIGKILL)
+        second = await trading(db, bot_id, other_than=first["id"])
+        assert Decimal(second["config"]["opening"]["qty"]) == held
+        assert await db.open_orders(bot_id) == legs
+        bot = await bot_json(client, bot_id)
+        assert Decimal(bot["position"]["qty"]) == held and bot["position"]["mode"] == "paper"
+        # its exit later sells exactly that
+        await bars.add(102.0, 98.0, 98.0)
+        await wait_for(lambda: _flat(db, bot_id), timeout=20)
+        trips = await db.fetch("SELECT qty FROM trading.roundtrips WHERE bot_id = $1", bot_id)
+        assert [t["qty"] for t in trips] == [held]
+
+
+async def _positive(db: Db, bot_id: int):
+    qty = await db.qty(bot_id)
+    return qty if qty else None

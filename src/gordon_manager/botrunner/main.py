@@ -433,6 +433,8 @@ class BotRunner:
                 self.book.note("orders_cancelled", f"stop: {cancelled} open orders cancelled", count=cancelled)
             await self._write(conn, cfg)
         await self._drain_outbox(conn)
+        if self.live:  # a bounded wait for the executor to confirm, so the stopped bot shows no open order
+            await self._await_executor(conn, cfg, lambda: not self.book.open_records)
 
     async def _flatten(self, conn, cfg, loop: BarLoop, now: int, version: int) -> None:
         qty = loop.model.position
@@ -449,22 +451,27 @@ class BotRunner:
         else:
             async with conn.transaction():
                 await self._write(conn, cfg)
-            deadline = time.monotonic() + self.env.flatten_wait_s
-            while loop.model.position > 0 and time.monotonic() < deadline:
-                await self._publish(conn)
-                await self._apply_reports(conn, cfg)
-                if loop.model.position > 0:
-                    self.wakeup.clear()
-                    try:
-                        await asyncio.wait_for(self.wakeup.wait(), timeout=min(0.2, self.env.flatten_wait_s))
-                    except TimeoutError:
-                        pass
+            await self._await_executor(conn, cfg, lambda: loop.model.position <= 0)
         left = loop.model.position
         kind, level = ("flattened", "info") if left == 0 else ("flatten_incomplete", "error")
         await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind=kind, level=level,
                           message=f"flatten: sold {qty - left} of {qty}" + ("" if left == 0 else f", {left} still held"),
                           data={"clientOrderId": order.client_order_id if order else None,
                                 "qty": format(qty, "f"), "remaining": format(left, "f")})
+
+    async def _await_executor(self, conn, cfg, done) -> None:
+        """Publish and book reports until ``done()`` or ``GORDON_BOT_FLATTEN_WAIT_S`` passes."""
+        deadline = time.monotonic() + self.env.flatten_wait_s
+        self._publish_at = 0.0
+        while not done() and time.monotonic() < deadline:
+            self.wakeup.clear()
+            await self._publish(conn)
+            await self._apply_reports(conn, cfg)
+            if not done():
+                try:
+                    await asyncio.wait_for(self.wakeup.wait(), timeout=0.2)
+                except TimeoutError:
+                    pass
 
     async def _drain_outbox(self, conn, timeout_s: float = 3.0) -> None:
         """Best effort before exiting: what is left stays in the outbox for the next start."""
