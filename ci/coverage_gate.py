@@ -1,6 +1,7 @@
 """Fail the build below 80% overall or below 90% on the safety-critical modules.
 
-Safety-critical: operator-token auth, the reconciler, deploys, execution and the risk proxies.
+Safety-critical: operator-token auth, the reconciler, deploys, execution, the risk proxies and the bot
+runner (real money flows through it).
 Reads the JSON report written by pytest-cov (`--cov-report=json:PATH`).
 """
 
@@ -18,6 +19,7 @@ CRITICAL_PREFIXES = (
     "src/gordon_manager/deploys/",
     "src/gordon_manager/execution/",
     "src/gordon_manager/proxies/risk",
+    "src/gordon_manager/botrunner/",
 )
 
 

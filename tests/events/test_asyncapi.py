@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import re
+
 import orjson
 import pytest
 import yaml
@@ -63,6 +65,8 @@ def validate(value: Any, schema: dict, path: str = "$") -> list[str]:
             errors += validate(item, schema.get("items", {}), f"{path}[{i}]")
     if isinstance(value, str) and len(value) > schema.get("maxLength", 10**9):
         errors.append(f"{path}: too long")
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        errors.append(f"{path}: {value!r} does not match {schema['pattern']}")
     if isinstance(value, int) and value < schema.get("minimum", -(10**18)):
         errors.append(f"{path}: below minimum")
     return errors
@@ -131,8 +135,8 @@ def test_vocabularies_are_the_code_s():
     assert SCHEMAS["ChannelName"]["enum"] == list(CHANNELS)
     assert SCHEMAS["Error"]["properties"]["code"]["enum"] == list(ERROR_CODES)
     assert SCHEMAS["Resync"]["properties"]["reason"]["enum"] == list(RESYNC_REASONS)
-    messages = set(DOC["components"]["messages"])
-    assert messages == {"subscribe", "unsubscribe", "ping", "welcome", "subscribed", "unsubscribed", "snapshot",
-                        "event", "batch", "resync", "error", "heartbeat"}
+    messages = {"subscribe", "unsubscribe", "ping", "welcome", "subscribed", "unsubscribed", "snapshot",
+                "event", "batch", "resync", "error", "heartbeat"}
     assert set(DOC["channels"]["ws"]["messages"]) == messages
+    assert set(DOC["components"]["messages"]) == messages | {"newOrder", "cancelOrder", "fill", "orderStatus"}
     assert DOC["channels"]["ws"]["address"] == "/ws"
