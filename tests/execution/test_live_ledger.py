@@ -16,6 +16,11 @@ from gordon_manager.execution import Fill, Liquidity, Order, OrderReason, OrderT
 from .helpers import D, bar, model
 
 
+# The buy of a round trip opened before a restart, as the ledger row stores it.
+BOUGHT = Fill(-1, 0, Side.BUY, OrderType.MARKET, OrderReason.ENTRY, D(1), D("100.00"), D("100.00"), D("0.10"),
+              Liquidity.TAKER)
+
+
 def entry_limit(m, *, qty: str = "2", stop_loss: str | None = "95", take_profit: str | None = "110", ts: int = 0):
     """A buy limit entry carrying a bracket (a limit, so nothing in process_bar would ever be needed)."""
     return m.submit(side=Side.BUY, order_type=OrderType.LIMIT, qty=D(qty), ts=ts, price=D(100),
@@ -102,10 +107,26 @@ def test_protect_with_one_level_places_one_leg(stop_loss, take_profit, expected)
 def test_a_protected_leg_still_fills_in_the_simulation() -> None:
     # protect() only submits orders: the paper path must treat them like any bracket.
     m = model()
-    m.restore(cash=D(9000), position=D(1), fees_paid=D(0))
+    m.restore(cash=D(9900), position=D(1), fees_paid=D("0.1"), trip=[BOUGHT])
     m.protect(qty=D(1), ts=0, stop_loss=D(95), take_profit=D(105))
-    fill, = [e for e in m.process_bar(bar(1, 100, 106, 99, 104)) if isinstance(e, Fill)]
+    fill, trip = m.process_bar(bar(1, 100, 106, 99, 104))
     assert fill.reason is OrderReason.TAKE_PROFIT and fill.price == D(105) and m.open_orders == ()
+    # 105.00 - 100.00, fees 0.10 + 0.03 (maker 2 bps of 105 = 0.021 -> 0.03)
+    assert (trip.gross_pnl, trip.fees, trip.net_pnl) == (D("5.00"), D("0.13"), D("4.87"))
+
+
+@pytest.mark.xfail(strict=True, reason="src bug: restore() accepts a position without the buys of its round trip "
+                   "(trip defaults to ()), and the exit that flattens it raises IndexError in _round_trip after "
+                   "the ledger was already changed")
+def test_a_position_restored_without_its_trip_can_still_be_sold() -> None:
+    m = model()
+    try:
+        m.restore(cash=D(9900), position=D(1), fees_paid=D(0))
+    except ValueError:
+        return  # refusing it up front would be fine too
+    m.submit(side=Side.SELL, order_type=OrderType.MARKET, qty=D(1), ts=0, reason=OrderReason.EXIT, reduce_only=True)
+    m.process_bar(bar(1, 100, 100, 100, 100))
+    assert m.position == 0
 
 
 # -- external_fill ----------------------------------------------------------------------------------------
@@ -196,22 +217,21 @@ def test_the_bracket_is_placed_once() -> None:
 def test_first_fill_of_a_leg_removes_its_oco_sibling_and_the_last_one_closes_the_trip() -> None:
     m = model()
     entry = entry_limit(m)
-    buy, _ = book(m, entry, "2", "100", "0.20", 10)
+    book(m, entry, "2", "100", "0.20", 10)
     stop, target = m.open_orders
     sell1, events = book(m, target, "0.5", "110", "0.01", 20)
     assert events == [sell1]
     # the stop loss is gone at once; the take profit keeps working for the rest
     assert [(o.id, o.qty) for o in m.open_orders] == [(target.id, D("1.5"))]
-    assert m.position == D("1.5")
+    assert stop.id != target.id and m.position == D("1.5")
     sell2, events = book(m, target, "1.5", "110.01", "0.03", 30)
     # 1.5 x 110.01 = 165.015 -> a sell receives 165.01
     assert sell2.notional == D("165.01")
-    assert events == [sell2, RoundTrip(10, 30, D(100), D("110.01"), D(2), D("40.01"), D("0.24"), D("39.77"), 20,
+    # sold 55.00 + 165.01 = 220.01 for 200.00; exit price (55 + 165.015) / 2 = 110.0075 -> 110.01
+    assert events == [sell2, RoundTrip(10, 30, D(100), D("110.01"), D(2), D("20.01"), D("0.24"), D("19.77"), 20,
                                        OrderReason.TAKE_PROFIT)]
     assert m.position == 0 and m.open_orders == () and m.open_trip == ()
-    assert m.cash == D("10039.77") and m.fees_paid == D("0.24")
-    assert stop.id not in {o.id for o in m.open_orders}
-    del buy
+    assert m.cash == D("10019.77") and m.fees_paid == D("0.24")
 
 
 def test_reduce_only_orders_go_when_flat_and_others_stay() -> None:
@@ -340,6 +360,6 @@ def test_process_bar_brackets_the_clipped_qty_of_a_gapped_buy() -> None:
     m.submit(side=Side.BUY, order_type=OrderType.MARKET, qty=D(9), ts=0, reason=OrderReason.ENTRY,
              stop_loss=D(100))
     [fill] = m.process_bar(bar(1, 120, 120, 120, 120))
-    # 120 x 1.001 = 120.12; one lot with fee costs 120.24012: 1000 buys 8.316 lots
+    # 120 x 1.001 = 120.12; 8.316 lots cost 998.92 + 1.00 fee, one more lot would not fit in 1000
     assert fill.qty == D("8.316")
     assert [o.qty for o in m.open_orders] == [D("8.316")]
