@@ -39,6 +39,7 @@ from gordon_manager.execution.money import CTX, ZERO, dec
 WORKING = frozenset({"new", "accepted", "partially_filled"})
 AT_EXECUTOR = WORKING | {"cancelling"}  # may still fill
 TERMINAL = frozenset({"filled", "cancelled", "rejected", "expired"})
+KEEP_RECORDS = 2000  # finished orders kept in memory (a late duplicate report of one is then recognised)
 
 Note = tuple[str, str, str, dict[str, Any]]  # (kind, level, message, data) of a bot event
 
@@ -166,6 +167,10 @@ class OrderBook:
     def take(self) -> Changes:
         """The pending writes (and forget them: the caller commits them or the process dies)."""
         changes, self._pending = self._pending, Changes()
+        if len(self.records) > KEEP_RECORDS:  # a long-running bot: forget the oldest finished orders
+            finished = [c for c, r in self.records.items() if r.status in TERMINAL]
+            for coid in finished[: len(self.records) - KEEP_RECORDS]:
+                del self.records[coid]
         return changes
 
     def note(self, kind: str, message: str, *, level: str = "info", **data: Any) -> None:

@@ -241,16 +241,9 @@ class BotRunner:
     async def _prepare(self, conn, cfg, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None):
         """(opening ledger, plan) of this run."""
         symbol, interval = cfg["symbol"], cfg["interval"]
-        recovered = await ledger_store.recover(conn, bot_id=cfg["id"], initial_cash=execution.initial_cash)
-        if recovered.found and (recovered.mode, recovered.symbol) != (cfg["mode"], symbol):
-            if recovered.holds_anything:
-                raise ConfigurationError(
-                    f"the bot's ledger holds {recovered.qty} {recovered.symbol} ({recovered.mode}) with "
-                    f"{len(recovered.orders)} open orders, but its config now trades {symbol} ({cfg['mode']})")
-            recovered = ledger_store.Recovered(qty=recovered.qty, cash=execution.initial_cash)
         if cfg["shadow_of"] is not None:
             live = await store.live_run(conn, bot_id=cfg["shadow_of"])
-            if live is not None:
+            if live is not None:  # the live bot's run: its start, first traded bar and opening ledger
                 config = live["config"] or {}
                 trade_from = config.get("tradeFrom")
                 opening = (ledger_store.Recovered.from_snapshot(config["opening"]).renamed(
@@ -260,6 +253,13 @@ class BotRunner:
                 plan = Plan(start, dt_to_ms(datetime.fromisoformat(trade_from)) if trade_from else
                             (dt_to_ms(start) if start else None))
                 return opening, plan
+        recovered = await ledger_store.recover(conn, bot_id=cfg["id"], initial_cash=execution.initial_cash)
+        if recovered.found and (recovered.mode, recovered.symbol) != (cfg["mode"], symbol):
+            if recovered.holds_anything:
+                raise ConfigurationError(
+                    f"the bot's ledger holds {recovered.qty} {recovered.symbol} ({recovered.mode}) with "
+                    f"{len(recovered.orders)} open orders, but its config now trades {symbol} ({cfg['mode']})")
+            recovered = ledger_store.Recovered(qty=Decimal(0), cash=execution.initial_cash)
         if self.speed is not None:
             start = replay_from or await store.first_bar_at(conn, symbol=symbol, interval=interval)
             if start is not None and recovered.last_bar_at is not None and recovered.last_bar_at >= start:

@@ -319,8 +319,8 @@ class ExecutionModel:
         value = _dsum(CTX.multiply(f.qty, f.price) for f in fills)
         return self._price(CTX.divide(value, qty), ROUND_HALF_EVEN)
 
-    def _round_trip(self, fills: list[Fill]) -> RoundTrip:
-        if len(fills) == 2:  # the usual one buy, one sell
+    def _round_trip(self, fills: list[Fill]) -> RoundTrip | None:
+        if len(fills) == 2 and fills[0].side is Side.BUY:  # the usual one buy, one sell
             buy, sell = fills
             gross = CTX.subtract(sell.notional, buy.notional)
             fees = CTX.add(buy.fee, sell.fee)
@@ -328,6 +328,8 @@ class ExecutionModel:
                              CTX.subtract(gross, fees), sell.ts - buy.ts, sell.reason)
         buys = [f for f in fills if f.side is Side.BUY]
         sells = [f for f in fills if f.side is Side.SELL]
+        if not buys:  # a position restored without its entry's fills: closed, but no round trip to report
+            return None
         bought = buys[0].notional if len(buys) == 1 else _dsum(f.notional for f in buys)
         sold = sells[0].notional if len(sells) == 1 else _dsum(f.notional for f in sells)
         fees = CTX.add(buys[0].fee, sells[0].fee) if len(fills) == 2 else _dsum(f.fee for f in fills)
@@ -351,7 +353,8 @@ class ExecutionModel:
         """Continue a recorded ledger (a restarted bot) instead of starting flat with ``initial_cash``.
 
         ``trip`` holds the fills of the open round trip, so the round trip the next exit closes is the
-        same as if the process had never stopped. Working orders are restored with ``submit``.
+        same as if the process had never stopped (without them the position still closes, with no
+        round trip reported). Working orders are restored with ``submit``.
         """
         if position < ZERO:
             raise ValueError("a long/flat ledger cannot hold a negative position")
