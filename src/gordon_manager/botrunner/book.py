@@ -118,8 +118,8 @@ class Changes:
 def fill_json(fill: Fill, client_order_id: str) -> dict[str, Any]:
     """A fill of the open round trip as the ledger row stores it."""
     return {"clientOrderId": client_order_id, "ts": fill.ts, "side": fill.side.value,
-            "orderType": fill.order_type.value, "reason": fill.reason.value, "qty": str(fill.qty),
-            "price": str(fill.price), "notional": str(fill.notional), "fee": str(fill.fee),
+            "orderType": fill.order_type.value, "reason": fill.reason.value, "qty": format(fill.qty, "f"),
+            "price": format(fill.price, "f"), "notional": format(fill.notional, "f"), "fee": format(fill.fee, "f"),
             "liquidity": fill.liquidity.value}
 
 
@@ -137,6 +137,7 @@ class OrderBook:
         self.symbol = symbol
         self.live = mode == "live"
         self.model = model
+        model.journal = []
         self.run_id: int | None = None
         self.records: dict[str, OrderRecord] = {}
         self._by_model: dict[int, str] = {}  # model order id -> client order id (every id ever seen)
@@ -146,6 +147,7 @@ class OrderBook:
         self._trip_ids: list[str] = []  # client order ids of the open round trip's fills
         self._seq: dict[int, int] = {}  # bar ts -> orders decided at that bar so far
         self.realized_pnl = ZERO
+        self._cancel_reason = "bracket"  # why the orders dropped during the current bar are cancelled
         self._pending = Changes()
 
     # -- reading ------------------------------------------------------------------------------
@@ -220,6 +222,7 @@ class OrderBook:
                 self.model.mark_filled(order.id, rec.filled_qty)
             rec.order = order
             self._by_model[order.id] = coid
+        self.model.journal.clear()  # registered above, under their recorded ids
         if persist:
             self._pending.orders.extend(self.records.values())
 
@@ -244,6 +247,8 @@ class OrderBook:
     # -- paper / shadow: what the model simulated on a bar -----------------------------------------
     def after_bar(self, bar: Bar, events: list[Any]) -> None:
         """Record the bar's simulated fills and rejections, then sync new and vanished orders."""
+        mark = len(self._pending.intents)
+        self._register_new(bar.ts, bar.close)  # first: a bracket may be submitted and filled in this bar
         for item in events:
             kind = type(item)
             if kind is Fill:
@@ -262,7 +267,8 @@ class OrderBook:
                 self._pending.orders.append(rec)
             elif kind is RoundTrip:
                 self.realized_pnl = CTX.add(self.realized_pnl, item.net_pnl)
-        self.sync(bar.ts, ref_price=bar.close)
+        reason, self._cancel_reason = self._cancel_reason, "bracket"
+        self._pending.intents[mark:mark] = self._drop_vanished(reason)
 
     def _booked(self, coid: str) -> None:
         """Track the open round trip's fills (their ids go into the ledger row)."""
@@ -277,6 +283,7 @@ class OrderBook:
             for order in self.model.open_orders:
                 if order.reduce_only and order.id != decision.order_id:
                     self.model.cancel(order.id)
+                    self._cancel_reason = "exit"
 
     # -- live: the executor's reports --------------------------------------------------------------
     def apply_fill(self, report: contract.FillReport) -> list[Any]:
@@ -338,52 +345,74 @@ class OrderBook:
         self.sync(ts)
 
     # -- lifecycle ----------------------------------------------------------------------------
-    def cancel_all(self, *, ts: int) -> int:
+    def cancel_all(self, *, ts: int, reason: str = "stop") -> int:
         """Cancel every working order (a stop); returns how many."""
         working = list(self.model.open_orders)
         for order in working:
             self.model.cancel(order.id)
-        self.sync(ts, cancel_reason="stop")
+        self.sync(ts, cancel_reason=reason)
         return len(working)
 
     def flatten(self, *, ts: int, config_version: int, ref_price: float | None = None) -> OrderRecord | None:
-        """Cancel everything, then a reduce-only market sell of the whole position."""
-        self.cancel_all(ts=ts)
+        """Cancel everything else, then a reduce-only market sell of the whole position.
+
+        A flatten already working for this stop (the bot restarted while flattening) is kept, not
+        sent twice; a further attempt for the same stop gets the next id (``…-flat1``).
+        """
         model = self.model
+        base = contract.flatten_id(self.bot_id, config_version)
+        attempts = [r for c, r in self.records.items() if c == base or c.startswith(base) and c[len(base):].isdigit()]
+        under_way = next((r for r in attempts if r.status in WORKING and r.order is not None), None)
+        if under_way is not None:
+            for order in model.open_orders:
+                if order.id != under_way.order.id:
+                    model.cancel(order.id)
+            self.sync(ts, cancel_reason="flatten")
+            return under_way
+        self.cancel_all(ts=ts, reason="flatten")
         if model.position <= ZERO:
             return None
         order = model.submit(side=Side.SELL, order_type=OrderType.MARKET, qty=model.position, ts=ts,
                              reason=OrderReason.FLATTEN, reduce_only=True, active_from=ts)
-        coid = contract.flatten_id(self.bot_id, config_version)
-        existing = self.records.get(coid)
-        if existing is not None and existing.status in AT_EXECUTOR:
-            model.cancel(order.id)  # a flatten already under way (a restart while flattening): keep that one
-            return existing
+        coid = base if not attempts else f"{base}{len(attempts)}"
         self._register(order, ts, coid=coid, ref_price=ref_price)
+        model.journal.clear()
         return self.records[coid]
 
     # -- keeping the model and the records in step ------------------------------------------------
     def sync(self, ts: int, *, cancel_reason: str = "bracket", ref_price: float | None = None) -> None:
-        """Register orders the model submitted since the last sync; close those it dropped."""
-        model = self.model
-        working = {o.id: o for o in model.open_orders}
-        for order_id, order in working.items():
-            if order_id not in self._by_model:
+        """Register the orders the model submitted since the last sync and close those it dropped.
+
+        A dropped order's cancel goes out before the new orders of the same step: an exit never
+        races the bracket it replaces.
+        """
+        mark = len(self._pending.intents)
+        self._register_new(ts, ref_price)
+        self._pending.intents[mark:mark] = self._drop_vanished(cancel_reason)
+
+    def _register_new(self, ts: int, ref_price: float | None) -> None:
+        journal = self.model.journal
+        for order in journal:
+            if order.id not in self._by_model:
                 self._register(order, ts, ref_price=ref_price)
-        for rec in list(self.records.values()):
+        journal.clear()
+
+    def _drop_vanished(self, reason: str) -> list[Intent]:
+        """Orders the model dropped without a fill or an executor's verdict: cancelled (live: asked to)."""
+        working = {o.id for o in self.model.open_orders}
+        cancels = []
+        for rec in self.records.values():
             order = rec.order
             if order is None or order.id <= 0 or order.id in working or rec.status not in WORKING:
                 continue
-            # dropped here without the executor (or the simulation) having ended it
-            rec.order = None
             if self.live:
-                rec.status = "cancelling"
-                rec.order = order  # a fill may still come before the cancel lands
-                self._pending.intents.append(self._cancel_intent(rec, cancel_reason))
+                rec.status = "cancelling"  # a fill may still come before the cancel lands: keep the order
+                cancels.append(self._cancel_intent(rec, reason))
             else:
-                rec.status = "cancelled"
-            rec.status_reason = cancel_reason
+                rec.status, rec.order = "cancelled", None
+            rec.status_reason = reason
             self._pending.orders.append(rec)
+        return cancels
 
     def _register(self, order: Order, ts: int, *, coid: str | None = None, ref_price: float | None = None) -> None:
         parent = oco = None

@@ -91,6 +91,9 @@ class ExecutionModel:
         self._next_id = 1
         self._trip: list[Fill] = []  # fills of the open round trip
         self._filled: dict[int, Decimal] = {}  # partly filled working orders (external fills only)
+        # When a list, every submitted order is appended to it, in submission order: a bot's order
+        # book reads it to name orders the model submits and fills within one bar (a bracket).
+        self.journal: list[Order] | None = None
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -181,6 +184,8 @@ class ExecutionModel:
         ).validate()
         self._next_id += 1
         self._orders[order.id] = order
+        if self.journal is not None:
+            self.journal.append(order)
         return order
 
     def cancel(self, order_id: int) -> bool:

@@ -260,14 +260,15 @@ ABANDON_STALE_RUNS = """
 WITH stale AS (
     UPDATE trading.runs
        SET status = 'abandoned', finished_at = now(), updated_at = now(),
-           error = format('no heartbeat since %s', to_char(heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
+           error = format('no heartbeat since %s', to_char(coalesce(heartbeat_at, started_at, created_at)
+                                                            AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'))
      WHERE status = 'running' AND kind IN ('paper', 'shadow', 'live')
        AND coalesce(heartbeat_at, started_at, created_at) < now() - $1::double precision * interval '1 second'
-    RETURNING id, bot_id, heartbeat_at
+    RETURNING id, bot_id, coalesce(heartbeat_at, started_at, created_at) AS last_seen
 ), noted AS (
     INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
     SELECT bot_id, id, 'run_abandoned', 'warning', 'run abandoned: its bot stopped heartbeating',
-           jsonb_build_object('lastHeartbeatAt', heartbeat_at)
+           jsonb_build_object('lastHeartbeatAt', last_seen)
       FROM stale WHERE bot_id IS NOT NULL
 )
 SELECT id FROM stale
