@@ -4,7 +4,6 @@ Donchian bot enter and exit when the test wants."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shlex
@@ -14,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from gordon_manager.db.connect import connect
-from gordon_manager.db.connect import create_pool
+from gordon_manager.db.connect import connect, create_pool
 from gordon_manager.observability.drift import POSITIONS, DriftChecker
 from tests.conftest import TEST_OPERATOR_TOKEN, make_settings, wait_for
+from tests.reconcile.conftest import running_app
 
 HEADERS = {"X-Operator-Token": TEST_OPERATOR_TOKEN}
 T0 = datetime(2024, 3, 1, tzinfo=UTC)
@@ -154,6 +153,23 @@ async def no_drift(db) -> None:
         await pool.close()
     assert after == before, "the drift checker reported drift"
     assert all(r["implied_qty"] == (r["portfolio_qty"] or 0) for r in compared if r["kind"] == "live")
+
+
+@contextlib.asynccontextmanager
+async def live_bot(database, data_dir, nats_url: str, *, mode: str = "live", executor: dict | None = None):
+    """Six flat bars, a test executor (``executor``: its options; none for a paper bot), a manager
+    with the reconciler on, and a running bot that has warmed up: (db, bars, executor, client,
+    bot_id, run)."""
+    db, bars = Db(database.admin_url), Bars(database.admin_url)
+    await bars.flat(6, 100.0)
+    async with contextlib.AsyncExitStack() as stack:
+        peer = None
+        if mode == "live":
+            peer = await stack.enter_async_context(
+                executor_running(url=nats_url, admin_url=database.admin_url, **(executor or {})))
+        _app, client = await stack.enter_async_context(running_app(live_settings(database, data_dir, nats_url)))
+        bot_id = await create_live_bot(client, bars.symbol, mode=mode)
+        yield db, bars, peer, client, bot_id, await trading(db, bot_id)
 
 
 @contextlib.asynccontextmanager

@@ -12,13 +12,12 @@ from decimal import Decimal
 
 import asyncpg
 import httpx
-import pytest
 
 from gordon_manager.backtests.engine import run_backtest
 from gordon_manager.botrunner.loop import BarLoop
+from gordon_manager.db.connect import connect
 from gordon_manager.execution import ExecutionConfig
 from tests.botrunner.conftest import START, create_bot_row, insert_klines, spawn_bot, synth, terminate
-from gordon_manager.db.connect import connect
 from tests.botrunner.live_helpers import Bars
 from tests.conftest import wait_for
 

@@ -11,20 +11,10 @@ import orjson
 import pytest
 from asyncpg import connect as asyncpg_connect
 
-from tests.botrunner.live_helpers import (
-    HEADERS,
-    Bars,
-    Db,
-    bot_json,
-    create_live_bot,
-    executor_running,
-    live_settings,
-    no_drift,
-    trading,
-)
+from tests.botrunner.live_helpers import HEADERS, Bars, Db, bot_json, live_bot, no_drift, trading
 from tests.conftest import create_database, wait_for
 from tests.events.helpers import NatsServer
-from tests.reconcile.conftest import kill_leftovers, running_app  # noqa: F401 (fixture)
+from tests.reconcile.conftest import kill_leftovers  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("kill_leftovers")
 
@@ -47,13 +37,7 @@ def pid_of(bot: dict) -> int:
 
 
 async def test_kill_9_live_bot_keeps_position_and_brackets_and_sells_exactly_it(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        first_run = await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url) as (db, bars, executor, client, bot_id, first_run):
         # a breakout: the bot buys at the close, the executor fills it, the bracket goes out as OCO legs
         await bars.add(102.0)
         await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=20)
@@ -117,13 +101,7 @@ async def _open_orders_count(db: Db, bot_id: int, n: int) -> bool:
 
 
 async def test_nats_restart_mid_stream_loses_and_doubles_nothing(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url) as (db, bars, executor, client, bot_id, _run):
         held = await _long_with_bracket(bars, executor, db, bot_id)
         nats_server.stop()
         # the exit is decided and committed while NATS is down: it waits in the outbox
@@ -159,9 +137,6 @@ async def _all_published(db: Db, bot_id: int) -> bool:
 
 
 async def test_a_rejected_entry_leaves_the_ledger_unchanged(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
     rejected = []
 
     def reject_first_buy(intent):
@@ -170,10 +145,8 @@ async def test_a_rejected_entry_leaves_the_ledger_unchanged(ldb, data_dir, nats_
             return "insufficient balance"
         return None
 
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, reject=reject_first_buy) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url,
+                        executor={"reject": reject_first_buy}) as (db, bars, executor, client, bot_id, _run):
         await bars.add(102.0)
         events = await wait_for(lambda: db.events(bot_id, "order_rejected"), timeout=20)
         assert "insufficient balance" in events[0]["message"]
@@ -192,13 +165,7 @@ async def test_a_rejected_entry_leaves_the_ledger_unchanged(ldb, data_dir, nats_
 async def test_halt_and_breaker_block_entries_but_not_exits(ldb, data_dir, nats_server):
     import nats
 
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url) as (db, bars, executor, client, bot_id, _run):
         held = await _long_with_bracket(bars, executor, db, bot_id)
         admin = await asyncpg_connect(ldb.admin_url)
         try:
@@ -242,13 +209,7 @@ async def _blocked_count(db: Db, bot_id: int, n: int) -> bool:
 
 
 async def test_stop_cancels_orders_keeps_the_position_and_start_rearms_the_bracket(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        first = await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url) as (db, bars, executor, client, bot_id, first):
         held = await _long_with_bracket(bars, executor, db, bot_id)
         legs = sorted(w["clientOrderId"] for w in executor.working_of(bot_id))
         assert (await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)).status_code == 200
@@ -269,13 +230,8 @@ async def test_stop_cancels_orders_keeps_the_position_and_start_rearms_the_brack
 
 
 async def test_stop_with_flatten_sells_the_position_first(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, latency_s=0.3, parts=2) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        run = await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url,
+                        executor={"latency_s": 0.3, "parts": 2}) as (db, bars, executor, client, bot_id, run):
         held = await _long_with_bracket(bars, executor, db, bot_id)
         refused = await client.delete(f"/bots/{bot_id}", headers=HEADERS)
         assert refused.status_code == 409 and str(held) in refused.json()["detail"]
@@ -301,14 +257,8 @@ async def _run_status(db: Db, run_id: int, status: str) -> bool:
 
 
 async def test_partial_and_duplicate_fills_book_once(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with executor_running(url=nats_server.url, admin_url=ldb.admin_url, parts=3,
-                                duplicate_fills=True) as executor, \
-            running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol)
-        await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url,
+                        executor={"parts": 3, "duplicate_fills": True}) as (db, bars, executor, client, bot_id, _run):
         held = await _long_with_bracket(bars, executor, db, bot_id)
         buy = next(o for o in executor.new_orders(bot_id) if o["side"] == "buy")
         assert held == Decimal(buy["qty"]) == executor.positions[bot_id]
@@ -329,12 +279,8 @@ async def test_partial_and_duplicate_fills_book_once(ldb, data_dir, nats_server)
 
 
 async def test_paper_bot_killed_mid_position_keeps_it(ldb, data_dir, nats_server):
-    db = Db(ldb.admin_url)
-    bars = Bars(ldb.admin_url)
-    await bars.flat(6, 100.0)
-    async with running_app(live_settings(ldb, data_dir, nats_server.url)) as (_app, client):
-        bot_id = await create_live_bot(client, bars.symbol, mode="paper")
-        first = await trading(db, bot_id)
+    async with live_bot(ldb, data_dir, nats_server.url,
+                        mode="paper") as (db, bars, executor, client, bot_id, first):
         await bars.add(102.0, 102.0)  # decided at the breakout's close, filled at the next bar's open
         held = await wait_for(lambda: _positive(db, bot_id), timeout=20)
         legs = await db.open_orders(bot_id)

@@ -15,7 +15,6 @@ from gordon_manager.execution import Fill, Liquidity, Order, OrderReason, OrderT
 
 from .helpers import D, bar, model
 
-
 # The buy of a round trip opened before a restart, as the ledger row stores it.
 BOUGHT = Fill(-1, 0, Side.BUY, OrderType.MARKET, OrderReason.ENTRY, D(1), D("100.00"), D("100.00"), D("0.10"),
               Liquidity.TAKER)
