@@ -114,7 +114,7 @@ class TestExecutor:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                messages = await self._sub.fetch(batch=64, timeout=0.5)
+                messages = await self._sub.fetch(batch=1, timeout=0.5)  # see botrunner/bus.py FETCH_BATCH
             except (TimeoutError, nats.errors.Error, OSError):
                 continue
             for message in messages:

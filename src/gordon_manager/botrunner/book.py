@@ -148,6 +148,7 @@ class OrderBook:
         self._seq: dict[int, int] = {}  # bar ts -> orders decided at that bar so far
         self.realized_pnl = ZERO
         self._cancel_reason = "bracket"  # why the orders dropped during the current bar are cancelled
+        self.ledger_changed = True  # a fill was booked since the ledger row was last taken
         self._pending = Changes()
 
     # -- reading ------------------------------------------------------------------------------
@@ -272,6 +273,7 @@ class OrderBook:
 
     def _booked(self, coid: str) -> None:
         """Track the open round trip's fills (their ids go into the ledger row)."""
+        self.ledger_changed = True
         if self.model.position == ZERO:
             self._trip_ids = []
         else:

@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 RISK_SUBJECT = "risk.events.>"
-FETCH_BATCH = 64
+# One report per pull: with a larger batch, nats-py (2.16) can take the server's late "request
+# timeout" of an idle pull as the answer to the next one, then wait out a whole lingering pull for
+# the rest of the batch: reports reached the bot up to ~1 s late (bench/live_loop.py measured it).
+FETCH_BATCH = 1
 
 
 class Bus:

@@ -123,6 +123,7 @@ class BotRunner:
         self._connect_at = 0.0
         self.last_close: float | None = None
         self.last_bar_at: datetime | None = None
+        self._risk_stale = True
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -188,6 +189,7 @@ class BotRunner:
         loop = BarLoop(cfg["strategy"], cfg["params"], execution)
         self.book = OrderBook(bot_id=cfg["id"], symbol=cfg["symbol"], mode=self.mode, model=loop.model)
         self.gate = RiskGate(bot_id=cfg["id"], symbol=cfg["symbol"])
+        await self._listen(conn, cfg)
         opening, plan = await self._prepare(conn, cfg, loop, execution, replay_from)
         loop.model.restore(cash=opening.cash, position=opening.qty, fees_paid=opening.fees_paid,
                            trip=[fill_from_json(f) for f in opening.trip])
@@ -237,6 +239,25 @@ class BotRunner:
             await store.finish_run(conn, run_id=self.run_id, status="stopped", error=None, stats=self._stats(loop))
             await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="stopped", message="bot stopped")
         return 0
+
+    async def _listen(self, conn, cfg) -> None:
+        """New bars of its market wake the bot (NOTIFY 'klines'); a risk change marks the gate stale.
+
+        Polling stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every
+        heartbeat anyway.
+        """
+        mine = f"{cfg['symbol']}:{cfg['interval']}"
+
+        def on_klines(_conn, _pid, _channel, payload) -> None:
+            if payload == mine:
+                self.wakeup.set()
+
+        def on_risk(_conn, _pid, _channel, _payload) -> None:
+            self._risk_stale = True
+
+        await conn.add_listener("klines", on_klines)
+        for channel in ("risk_halt_changed", "breaker_state"):
+            await conn.add_listener(channel, on_risk)
 
     async def _prepare(self, conn, cfg, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None):
         """(opening ledger, plan) of this run."""
@@ -314,7 +335,9 @@ class BotRunner:
 
     async def _trade(self, conn, cfg, loop: BarLoop, bars: list[Bar], trade_from: int | None) -> None:
         """One batch of bars: simulate (paper), decide, and commit everything they caused at once."""
-        await self.gate.refresh(conn)
+        if self._risk_stale:
+            self._risk_stale = False
+            await self.gate.refresh(conn)
         blocked = "paused" if self.paused else self.gate.blocked()
         book = self.book
         batch = []
@@ -340,10 +363,17 @@ class BotRunner:
         await self._publish(conn)
 
     async def _write(self, conn, cfg, *, last_bar_at: datetime | None = None) -> None:
-        """Write what the book collected (inside the caller's transaction); new intents join the outbox."""
+        """Write what the book collected (inside the caller's transaction); new intents join the outbox.
+
+        The ledger row is written when a fill changed it (and, for a replay, with every batch: where a
+        restarted replay continues is its last bar).
+        """
+        book = self.book
+        ledger = book.ledger() if book.ledger_changed or self.speed is not None else None
+        book.ledger_changed = False
         outgoing = await ledger_store.write_changes(
             conn, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode, symbol=cfg["symbol"],
-            subject=contract.intents_subject(cfg["id"]), changes=self.book.take(), ledger=self.book.ledger(),
+            subject=contract.intents_subject(cfg["id"]), changes=book.take(), ledger=ledger,
             last_bar_at=last_bar_at)
         self.outbox.extend(outgoing)
         self.metrics.intents_pending.set(len(self.outbox))
@@ -490,6 +520,7 @@ class BotRunner:
         if not alive:
             raise RunAbandoned(f"run {self.run_id} was declared abandoned while this bot still ran")
         self.metrics.heartbeat.set(time.time())
+        self._risk_stale = True  # the safety net under the NOTIFYs
         self._sync_pause(await store.desired_state(conn, bot_id=cfg["id"]))
 
     async def _wait(self, seconds: float) -> None:

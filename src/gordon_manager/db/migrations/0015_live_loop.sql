@@ -107,6 +107,20 @@ CREATE INDEX runs_bots_running ON trading.runs (heartbeat_at)
 -- Set by that action, cleared by the next start; the bot reads it when it is told to stop.
 ALTER TABLE trading.bot_configs ADD COLUMN flatten_on_stop boolean NOT NULL DEFAULT false;
 
+-- New bars wake the bots that trade them: one NOTIFY 'klines' per (symbol, interval) an insert
+-- statement wrote, payload "SYMBOL:INTERVAL" (bots LISTEN instead of polling fast; a slow poll stays
+-- as the safety net, e.g. for a pipeline that stores the forming bar and updates it).
+CREATE FUNCTION market_data.klines_notify() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, market_data AS $$
+BEGIN
+    PERFORM pg_notify('klines', k.symbol || ':' || k.interval)
+       FROM (SELECT DISTINCT symbol, interval FROM new_rows) k;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER klines_notify AFTER INSERT ON market_data.klines
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION market_data.klines_notify();
+
 -- Grants. gordon_bot writes its own orders, intents, fills and ledger, and reads the risk state it
 -- obeys (halts and breakers). gordon_manager reads them all (default privileges of 0008).
 GRANT SELECT, INSERT, UPDATE ON trading.bot_orders, trading.bot_ledgers TO gordon_bot;
