@@ -125,6 +125,16 @@ async def test_follow_mode_warms_up_trades_new_bars_and_stops_cleanly(bdb):
     assert ledger["run_id"] == run["id"]
 
 
+async def declare(bdb, bot_id: int, proc, state: str) -> None:
+    """Pause or resume as the manager does: declare the state, then signal the process.
+
+    The bot is level-triggered on the declared state (its heartbeat re-reads it), so a bare signal
+    against a declared 'running' would be undone at the next beat.
+    """
+    await fetch(bdb, "UPDATE trading.bot_configs SET desired_state = $2 WHERE id = $1 RETURNING id", bot_id, state)
+    proc.send_signal(signal.SIGUSR1 if state == "paused" else signal.SIGUSR2)
+
+
 async def test_pause_blocks_entries_but_exits_go_and_resume_trades_again(bdb):
     bars = Bars(bdb.admin_url)
     await bars.flat(6, 100.0)
@@ -133,16 +143,16 @@ async def test_pause_blocks_entries_but_exits_go_and_resume_trades_again(bdb):
     proc = spawn_bot(bdb, bot_id)
     try:
         await wait_for(lambda: _trading_run(bdb, bot_id), timeout=20)
-        proc.send_signal(signal.SIGUSR1)
+        await declare(bdb, bot_id, proc, "paused")
         await wait_for(lambda: _events(bdb, bot_id, "paused"), timeout=10)
         await bars.add(102.0)  # a breakout while paused: not an order, an event
         blocked = await wait_for(lambda: _events(bdb, bot_id, "entry_blocked"), timeout=10)
         assert blocked[0]["data"]["reason"] == "paused"
-        proc.send_signal(signal.SIGUSR2)
+        await declare(bdb, bot_id, proc, "running")
         await wait_for(lambda: _events(bdb, bot_id, "resumed"), timeout=10)
         await bars.add(103.0, 103.0)  # the next breakout is bought (filled at the next open)
         await wait_for(lambda: _ledger_qty(bdb, bot_id), timeout=10)
-        proc.send_signal(signal.SIGUSR1)
+        await declare(bdb, bot_id, proc, "paused")
         await wait_for(lambda: _count(bdb, bot_id, "paused", 2), timeout=10)
         await bars.add(98.0, 98.0)  # an exit while paused still goes
         await wait_for(lambda: _flat_after_trip(bdb, bot_id), timeout=10)
@@ -162,9 +172,9 @@ async def test_a_paused_replay_continues_where_it_paused(bdb):
     proc = spawn_bot(bdb, bot_id)
     try:
         await wait_for(lambda: _points(bdb, bot_id, at_least=20), timeout=20)
-        proc.send_signal(signal.SIGUSR1)
+        await declare(bdb, bot_id, proc, "paused")
         await wait_for(lambda: _events(bdb, bot_id, "paused"), timeout=10)
-        proc.send_signal(signal.SIGUSR2)
+        await declare(bdb, bot_id, proc, "running")
         await wait_for(lambda: _points(bdb, bot_id, at_least=120), timeout=30)
     finally:
         assert terminate(proc) == 0

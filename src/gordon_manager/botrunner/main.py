@@ -113,7 +113,7 @@ class BotRunner:
         self.stopping = asyncio.Event()
         self.wakeup = asyncio.Event()
         self.paused = env.paused
-        self._pause_note: str | None = None
+        self._pause_notes: list[str] = []  # paused/resumed events not written yet, in order
         self.run_id: int | None = None
         self.bars = 0
         self.bus: Bus | None = None
@@ -147,14 +147,14 @@ class BotRunner:
     def pause(self) -> None:
         if not self.paused:
             self.paused = True
-            self._pause_note = "paused"
+            self._pause_notes.append("paused")
             self.metrics.paused.set(1)
             self.wakeup.set()
 
     def resume(self) -> None:
         if self.paused:
             self.paused = False
-            self._pause_note = "resumed"
+            self._pause_notes.append("resumed")
             self.metrics.paused.set(0)
             self.wakeup.set()
 
@@ -308,8 +308,8 @@ class BotRunner:
             if time.monotonic() - last_beat >= HEARTBEAT_S:
                 await self._heartbeat(conn, cfg)
                 last_beat = time.monotonic()
-            if self._pause_note is not None:
-                note, self._pause_note = self._pause_note, None
+            while self._pause_notes:
+                note = self._pause_notes.pop(0)
                 await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind=note, message=f"bot {note}")
             await self._connect_bus()
             await self._apply_reports(conn, cfg)
