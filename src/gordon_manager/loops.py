@@ -103,6 +103,10 @@ class Supervisor:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._loops: list[LoopService] = []
 
+    @property
+    def loops(self) -> tuple[LoopService, ...]:
+        return tuple(self._loops)
+
     def start(self, loop: LoopService) -> None:
         """Run ``loop`` in a supervised task."""
         self._loops.append(loop)

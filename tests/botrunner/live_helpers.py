@@ -26,13 +26,17 @@ DONCHIAN = {"entryPeriod": 3, "exitPeriod": 3, "stopPct": 0.05, "takeProfitPct":
 # The process runtime passes bots a minimal environment; `env` sets the test's poll interval, and the
 # coverage configuration when the suite runs under coverage, so these bots are measured too.
 _COVERAGE = os.environ.get("COVERAGE_PROCESS_CONFIG")
-BOT_COMMAND = ("env GORDON_BOT_POLL_S=0.1 GORDON_BOT_FLATTEN_WAIT_S=5 "
-               + (f"COVERAGE_PROCESS_CONFIG={shlex.quote(_COVERAGE)} " if _COVERAGE else "")
-               + f"{sys.executable} -m gordon_manager.cli bot")
 
 
-def live_settings(db, data_dir, nats_url: str, **overrides):
-    values = dict(reconcile_enabled=True, reconcile_interval_s=0.5, bus_nats_url=nats_url, bot_command=BOT_COMMAND,
+def bot_command(poll_s: float = 0.1) -> str:
+    return (f"env GORDON_BOT_POLL_S={poll_s} GORDON_BOT_FLATTEN_WAIT_S=5 "
+            + (f"COVERAGE_PROCESS_CONFIG={shlex.quote(_COVERAGE)} " if _COVERAGE else "")
+            + f"{sys.executable} -m gordon_manager.cli bot")
+
+
+def live_settings(db, data_dir, nats_url: str, *, poll_s: float = 0.1, **overrides):
+    values = dict(reconcile_enabled=True, reconcile_interval_s=0.5, bus_nats_url=nats_url,
+                  bot_command=bot_command(poll_s),
                   backoff_base_s=0.3, backoff_max_s=1.0, quarantine_failures=5, quarantine_window_s=60)
     values.update(overrides)
     return make_settings(db, data_dir, **values)
@@ -156,7 +160,8 @@ async def no_drift(db) -> None:
 
 
 @contextlib.asynccontextmanager
-async def live_bot(database, data_dir, nats_url: str, *, mode: str = "live", executor: dict | None = None):
+async def live_bot(database, data_dir, nats_url: str, *, mode: str = "live", executor: dict | None = None,
+                   poll_s: float = 0.1):
     """Six flat bars, a test executor (``executor``: its options; none for a paper bot), a manager
     with the reconciler on, and a running bot that has warmed up: (db, bars, executor, client,
     bot_id, run)."""
@@ -167,7 +172,8 @@ async def live_bot(database, data_dir, nats_url: str, *, mode: str = "live", exe
         if mode == "live":
             peer = await stack.enter_async_context(
                 executor_running(url=nats_url, admin_url=database.admin_url, **(executor or {})))
-        _app, client = await stack.enter_async_context(running_app(live_settings(database, data_dir, nats_url)))
+        _app, client = await stack.enter_async_context(running_app(live_settings(database, data_dir, nats_url,
+                                                                              poll_s=poll_s)))
         bot_id = await create_live_bot(client, bars.symbol, mode=mode)
         yield db, bars, peer, client, bot_id, await trading(db, bot_id)
 

@@ -301,3 +301,22 @@ async def test_paper_bot_killed_mid_position_keeps_it(ldb, data_dir, nats_server
 async def _positive(db: Db, bot_id: int):
     qty = await db.qty(bot_id)
     return qty if qty else None
+
+
+async def test_bots_with_nats_wake_on_the_managers_hints_not_on_a_poll(ldb, data_dir, nats_server):
+    """A minute-long poll: only the hints the manager relays (new bars, risk changes) can make it this fast."""
+    async with live_bot(ldb, data_dir, nats_server.url, poll_s=60) as (db, bars, executor, client, bot_id, _run):
+        admin = await asyncpg_connect(ldb.admin_url)
+        try:
+            # the halt's hint is relayed before the bar's (one relay, one NATS connection): blocked
+            await admin.execute("INSERT INTO trading.risk_halt (scope, halted, reason) VALUES ($1, true, 'test')",
+                                f"bot:{bot_id}")
+            await bars.add(102.0)
+            blocked = await wait_for(lambda: db.events(bot_id, "entry_blocked"), timeout=10)
+            assert blocked[0]["data"]["reason"] == f"risk_halt:bot:{bot_id}"
+            await admin.execute("UPDATE trading.risk_halt SET halted = false, updated_at = now() WHERE scope = $1",
+                                f"bot:{bot_id}")
+            await bars.add(100.0, 100.0, 104.0)
+            await wait_for(lambda: len(executor.working_of(bot_id)) == 2, timeout=10)
+        finally:
+            await admin.close()

@@ -8,6 +8,8 @@
   booked it committed, so a crash redelivers it (and the fill id makes the redelivery a no-op).
 * Breakers: a plain subscription to ``risk.events.>`` hands each BreakerEvent to ``on_breaker``
   (the database stays the baseline: the bot re-reads it with every batch).
+* Hints (the manager relays them from PostgreSQL NOTIFY, see ``events/hints.py``): new bars of the
+  bot's market call ``on_bars``, a risk change calls ``on_risk``.
 
 Streams and the consumer are created when missing, with the configuration in ``contract``.
 nats-py reconnects by itself; a bot whose NATS is down keeps deciding, and its intents wait in the
@@ -44,7 +46,9 @@ class Bus:
     """One NATS connection of one bot."""
 
     def __init__(self, *, url: str, bot_id: int, live: bool, on_report: Callable[[], None],
-                 on_breaker: Callable[[BreakerEvent], None], timeout_s: float = 2.0) -> None:
+                 on_breaker: Callable[[BreakerEvent], None], bars_subject: str | None = None,
+                 on_bars: Callable[[], None] = lambda: None, on_risk: Callable[[], None] = lambda: None,
+                 timeout_s: float = 2.0) -> None:
         self.url = url
         self.bot_id = bot_id
         self.live = live
@@ -52,6 +56,9 @@ class Bus:
         self.reports: asyncio.Queue = asyncio.Queue()
         self._on_report = on_report
         self._on_breaker = on_breaker
+        self._bars_subject = bars_subject
+        self._on_bars = on_bars
+        self._on_risk = on_risk
         self._nc: nats.NATS | None = None
         self._js = None
         self._sub = None
@@ -74,6 +81,9 @@ class Bus:
                                                   max_reconnect_attempts=-1, reconnect_time_wait=0.5,
                                                   error_cb=self._on_error)
                 await self._nc.subscribe(RISK_SUBJECT, cb=self._breaker_message)
+                await self._nc.subscribe(contract.HINT_RISK_SUBJECT, cb=self._risk_hint)
+                if self._bars_subject is not None:
+                    await self._nc.subscribe(self._bars_subject, cb=self._bars_hint)
             if self.live and self._sub is None:
                 self._js = self._nc.jetstream(timeout=self.timeout_s)
                 await self._ensure_stream(contract.INTENTS_STREAM, contract.INTENTS_SUBJECTS)
@@ -148,6 +158,12 @@ class Bus:
             logger.warning("ignoring an invalid breaker event", extra={"subject": message.subject})
             return
         self._on_breaker(event)
+
+    async def _bars_hint(self, _message) -> None:
+        self._on_bars()
+
+    async def _risk_hint(self, _message) -> None:
+        self._on_risk()
 
     async def _on_error(self, exc: Exception) -> None:
         logger.debug("nats client error", extra={"error": f"{type(exc).__name__}: {exc}"})

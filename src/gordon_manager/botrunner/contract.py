@@ -40,6 +40,21 @@ MAX_AGE_S = 7 * 86400.0
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
+# Wake-up hints the manager relays from PostgreSQL NOTIFY (core NATS, no payload, may be lost: bots
+# poll and re-read the risk gate at every heartbeat anyway). They spare PostgreSQL a listening
+# backend per bot: every NOTIFY signals every listening backend of the database, whatever its
+# channel, so N listening bots made each NOTIFY cost O(N) (bench/live_loop.py measured it).
+HINT_RISK_SUBJECT = "gordon.hints.risk"
+_TOKEN_BAD = frozenset(" .*>\t\r\n")
+
+
+def klines_hint_subject(symbol: str, interval: str) -> str | None:
+    """The hint subject of new closed bars of (symbol, interval); None when not a valid NATS subject."""
+    if not symbol or not interval or any(c in _TOKEN_BAD for c in symbol + interval):
+        return None
+    return f"gordon.hints.klines.{symbol}.{interval}"
+
+
 def intents_subject(bot_id: int) -> str:
     return f"orders.intents.{bot_id}"
 

@@ -124,6 +124,8 @@ class BotRunner:
         self.last_close: float | None = None
         self.last_bar_at: datetime | None = None
         self._risk_stale = True
+        self._bars_due = True  # a new bar may be there: a klines NOTIFY, a poll period, a full batch
+        self._acked: list[int] = []  # outbox ids JetStream acknowledged, marked in the next transaction
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -189,7 +191,8 @@ class BotRunner:
         loop = BarLoop(cfg["strategy"], cfg["params"], execution)
         self.book = OrderBook(bot_id=cfg["id"], symbol=cfg["symbol"], mode=self.mode, model=loop.model)
         self.gate = RiskGate(bot_id=cfg["id"], symbol=cfg["symbol"])
-        await self._listen(conn, cfg)
+        if not self.env.nats_url:  # with NATS, the manager relays these NOTIFYs as hints (events/hints.py)
+            await self._listen(conn, cfg)
         opening, plan = await self._prepare(conn, cfg, loop, execution, replay_from)
         loop.model.restore(cash=opening.cash, position=opening.qty, fees_paid=opening.fees_paid,
                            trip=[fill_from_json(f) for f in opening.trip])
@@ -198,7 +201,9 @@ class BotRunner:
                           persist=cfg["shadow_of"] is not None)
         if self.env.nats_url:
             self.bus = Bus(url=self.env.nats_url, bot_id=cfg["id"], live=self.live, on_report=self.wakeup.set,
-                           on_breaker=self.gate.on_breaker)
+                           on_breaker=self.gate.on_breaker,
+                           bars_subject=contract.klines_hint_subject(cfg["symbol"], cfg["interval"]),
+                           on_bars=self._bars_hint, on_risk=self._risk_hint)
             await self.bus.connect()
         extra = {"opening": opening.snapshot(),
                  "tradeFrom": ms_to_dt(plan.trade_from).isoformat() if plan.trade_from is not None else None}
@@ -236,6 +241,7 @@ class BotRunner:
                                   message=f"bot failed: {exc}")
             return 1
         async with conn.transaction():
+            await self._mark_published(conn)
             await store.finish_run(conn, run_id=self.run_id, status="stopped", error=None, stats=self._stats(loop))
             await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="stopped", message="bot stopped")
         return 0
@@ -243,21 +249,29 @@ class BotRunner:
     async def _listen(self, conn, cfg) -> None:
         """New bars of its market wake the bot (NOTIFY 'klines'); a risk change marks the gate stale.
 
-        Polling stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every
+        Only for a bot without NATS: with NATS the manager relays these as hints, so that PostgreSQL
+        does not signal one listening backend per bot on every NOTIFY (``events/hints.py``). Polling stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every
         heartbeat anyway.
         """
         mine = f"{cfg['symbol']}:{cfg['interval']}"
 
         def on_klines(_conn, _pid, _channel, payload) -> None:
             if payload == mine:
-                self.wakeup.set()
+                self._bars_hint()
 
         def on_risk(_conn, _pid, _channel, _payload) -> None:
-            self._risk_stale = True
+            self._risk_hint()
 
         await conn.add_listener("klines", on_klines)
         for channel in ("risk_halt_changed", "breaker_state"):
             await conn.add_listener(channel, on_risk)
+
+    def _bars_hint(self) -> None:
+        self._bars_due = True
+        self.wakeup.set()
+
+    def _risk_hint(self) -> None:
+        self._risk_stale = True
 
     async def _prepare(self, conn, cfg, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None):
         """(opening ledger, plan) of this run."""
@@ -317,19 +331,26 @@ class BotRunner:
             if self.paused and self.speed is not None:  # a replay holds its place while paused
                 await self._wait(self.env.poll_s)
                 continue
+            if not (self._bars_due or self.speed):  # woken by a report: no bar to look for
+                await self._wait(self.env.poll_s)
+                continue
+            self._bars_due = False
             if cursor is None:  # no data yet: wait for the first bars, all of which are history
                 fresh = await self._follow_plan(conn, cfg, loop.window)
                 cursor, plan.trade_from = fresh.range_start, fresh.trade_from
                 if cursor is None:
                     await self._wait(self.env.poll_s)
                     continue
+            limit = 1 if self.speed else BATCH_BARS
             bars = await store.fetch_bars(conn, symbol=cfg["symbol"], interval=cfg["interval"], from_ts=cursor,
-                                          limit=1 if self.speed else BATCH_BARS)
+                                          limit=limit)
             if not bars:
                 await self._wait(self.env.poll_s)
                 continue
             await self._trade(conn, cfg, loop, bars, plan.trade_from)
             cursor = self.last_bar_at + timedelta(milliseconds=1)
+            if len(bars) == limit:
+                self._bars_due = True
             if self.speed:
                 await self._wait(1.0 / self.speed)
 
@@ -371,6 +392,7 @@ class BotRunner:
         book = self.book
         ledger = book.ledger() if book.ledger_changed or self.speed is not None else None
         book.ledger_changed = False
+        await self._mark_published(conn)
         outgoing = await ledger_store.write_changes(
             conn, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode, symbol=cfg["symbol"],
             subject=contract.intents_subject(cfg["id"]), changes=book.take(), ledger=ledger,
@@ -437,7 +459,7 @@ class BotRunner:
             return
         acked = await bus.publish(self.outbox)
         if acked:
-            await ledger_store.mark_published(conn, ids=acked)
+            self._acked.extend(acked)
             done = set(acked)
             self.outbox = [o for o in self.outbox if o.id not in done]
             self.metrics.intents.inc(len(acked))
@@ -447,6 +469,19 @@ class BotRunner:
         else:
             self._publish_backoff = 0.5
         self.metrics.intents_pending.set(len(self.outbox))
+
+    async def _mark_published(self, conn) -> None:
+        """Record the intents JetStream acknowledged (inside the caller's transaction when there is one).
+
+        Marking rides on the bot's next write (a report, a bar, a heartbeat: within
+        ``HEARTBEAT_S``) instead of a round trip of its own. An intent published but not yet marked
+        when the bot dies is published again at the next start: JetStream drops it as a duplicate
+        (same ``Nats-Msg-Id`` within the de-duplication window, far longer than a heartbeat) and
+        the executor is idempotent by clientOrderId anyway.
+        """
+        if self._acked:
+            ids, self._acked = self._acked, []
+            await ledger_store.mark_published(conn, ids=ids)
 
     # -- stopping ------------------------------------------------------------------------------------
     async def _shutdown(self, conn, cfg, loop: BarLoop) -> None:
@@ -515,6 +550,7 @@ class BotRunner:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     async def _heartbeat(self, conn, cfg) -> None:
+        await self._mark_published(conn)
         alive = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=self.last_bar_at,
                                       metrics_port=self.env.metrics_port)
         if not alive:
@@ -527,7 +563,7 @@ class BotRunner:
         try:
             await asyncio.wait_for(self.wakeup.wait(), timeout=seconds)
         except TimeoutError:
-            pass
+            self._bars_due = True  # the poll: the safety net under the klines NOTIFYs
 
     def _observe(self, happened: list[Any], loop: BarLoop, close: float) -> None:
         self.metrics.bars.inc()

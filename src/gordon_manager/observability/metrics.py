@@ -59,6 +59,9 @@ PORTFOLIO_DRIFT = Counter("gordon_manager_portfolio_drift_total",
                           "Portfolio mismatches between bots' ledgers and trading.portfolio_state.")
 RUNS_ABANDONED = Counter("gordon_manager_runs_abandoned_total",
                          "Bot runs marked abandoned because their bot stopped heartbeating.")
+HINTS = Counter("gordon_manager_bot_hints_total",
+                "Wake-up hints for bots (new bars, risk changes) relayed from NOTIFY to NATS, by outcome.",
+                ["outcome"])
 
 # -- websocket -------------------------------------------------------------------------------------
 WS_ACTIVE = Gauge("gordon_manager_ws_active_connections", "Open /ws connections.")
