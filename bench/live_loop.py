@@ -258,6 +258,8 @@ class BenchExecutor(TestExecutor):
     consumer: str = "push"
     pool_size: int = 8
     received_wall: dict[str, float] = field(default_factory=dict)  # clientOrderId -> time.time(), 1st receipt
+    # clientOrderId -> when JetStream stored it (the server's stream timestamp, same clock on this host)
+    stored_wall: dict[str, float] = field(default_factory=dict)
     deliveries_of: Counter = field(default_factory=Counter)  # clientOrderId -> deliveries
     sequences_of: dict[str, set] = field(default_factory=lambda: defaultdict(set))  # -> JetStream stream seqs
     fill_sent: dict[str, float] = field(default_factory=dict)  # clientOrderId -> time.time(), fill published
@@ -325,6 +327,7 @@ class BenchExecutor(TestExecutor):
         intent = orjson.loads(message.data)
         coid = intent["clientOrderId"]
         self.received_wall.setdefault(coid, now)
+        self.stored_wall.setdefault(coid, message.metadata.timestamp.timestamp())
         self.deliveries_of[coid] += 1
         self.sequences_of[coid].add(message.metadata.sequence.stream)
         return intent
@@ -742,6 +745,10 @@ class LiveBench:
         rates = sorted(per_bot.get(b, 0) / wall for b in self.bot_ids)
         lat = [received[r["client_order_id"]] - r["committed"] for r in window
                if r["client_order_id"] in received]
+        stored = executor.stored_wall
+        to_stored = [stored[r["client_order_id"]] - r["committed"] for r in window if r["client_order_id"] in stored]
+        stored_to_receipt = [received[c] - stored[c] for c in (r["client_order_id"] for r in window)
+                             if c in stored and c in received]
         slices = []
         for s0 in range(0, int(args.seconds), 10):
             part = [received[r["client_order_id"]] - r["committed"] for r in window
@@ -759,6 +766,10 @@ class LiveBench:
             "redelivered": len(redelivered), "unpublished": unpublished, "intents_total": intents,
             "decisions_without_intent": no_intent, "alive": alive,
             "latency": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat, default=float("nan"))},
+            "latency_split": {"commit_to_stored": {"p50": pct(to_stored, 50), "p99": pct(to_stored, 99),
+                                                   "max": max(to_stored, default=float("nan"))},
+                              "stored_to_receipt": {"p50": pct(stored_to_receipt, 50),
+                                                    "p99": pct(stored_to_receipt, 99)}},
             "cpu": {k: v for k, v in cpu.items() if k != "wall"}, "cpu_per_bot": cpu["bots"] / max(1, alive),
             "loadavg": load, "window_s": wall, "diagnosis": diagnosis,
         })
@@ -775,6 +786,10 @@ class LiveBench:
         print(f"  commit → executor receipt: p50 {ms(pct(lat, 50))} ms, p99 {ms(pct(lat, 99))} ms, max "
               f"{ms(max(lat, default=float('nan')))} ms; ×{pct(lat, 50) / base['p50']:.1f} / "
               f"×{pct(lat, 99) / base['p99']:.1f} the baseline's p50 / p99")
+        print(f"  split at JetStream's stream timestamp: commit → stored (the bot, NATS) p50 "
+              f"{ms(pct(to_stored, 50))} ms, p99 {ms(pct(to_stored, 99))} ms, max "
+              f"{ms(max(to_stored, default=float('nan')))} ms; stored → receipt (delivery, the test executor's "
+              f"event loop) p50 {ms(pct(stored_to_receipt, 50))} ms, p99 {ms(pct(stored_to_receipt, 99))} ms")
         print("  per 10 s (intents, p99): "
               + "; ".join(f"{s0}-{s0 + 10} s {n} {ms(p)} ms" for s0, n, p in slices))
         if diagnosis is not None:
