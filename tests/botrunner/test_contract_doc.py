@@ -87,3 +87,10 @@ def test_vocabularies_are_the_code_s():
     assert DOC["channels"]["orderIntents"]["address"] == "orders.intents.{botId}"
     assert contract.intents_subject(5) == "orders.intents.5" and contract.reports_subject(5) == "orders.fills.5"
     assert DOC["channels"]["executorReports"]["address"] == "orders.fills.{botId}"
+
+
+def test_the_hint_subjects_are_the_documented_addresses():
+    channels = DOC["channels"]
+    address = channels["klinesHints"]["address"]
+    assert contract.klines_hint_subject("BTCUSDT", "1m") == address.format(symbol="BTCUSDT", interval="1m")
+    assert channels["riskHints"]["address"] == contract.HINT_RISK_SUBJECT

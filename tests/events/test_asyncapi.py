@@ -138,5 +138,5 @@ def test_vocabularies_are_the_code_s():
     messages = {"subscribe", "unsubscribe", "ping", "welcome", "subscribed", "unsubscribed", "snapshot",
                 "event", "batch", "resync", "error", "heartbeat"}
     assert set(DOC["channels"]["ws"]["messages"]) == messages
-    assert set(DOC["components"]["messages"]) == messages | {"newOrder", "cancelOrder", "fill", "orderStatus"}
+    assert set(DOC["components"]["messages"]) == messages | {"newOrder", "cancelOrder", "fill", "orderStatus", "hint"}
     assert DOC["channels"]["ws"]["address"] == "/ws"
