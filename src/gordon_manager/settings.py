@@ -96,7 +96,9 @@ class Settings(BaseSettings):
     source_stale_after_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_SOURCE_STALE_AFTER_S"), description="Default freshness threshold of a data source.")
     run_abandon_after_s: float = Field(30.0, ge=10, validation_alias=_alias("GORDON_MANAGER_RUN_ABANDON_AFTER_S"), description="A bot run whose bot has not heartbeaten (every 5 s) for this long is marked abandoned.")
     deploy_compare_window: int = Field(60, ge=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_COMPARE_WINDOW"), description="Bars a deploy compares before swapping.")
-    deploy_match_threshold: float = Field(0.95, ge=0, le=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MATCH_THRESHOLD"), description="Match rate needed to swap.")
+    deploy_match_threshold: float = Field(0.95, ge=0, le=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MATCH_THRESHOLD"), description="Match rate of the action bars needed to swap.")
+    deploy_min_actions: int = Field(5, ge=1, le=100_000, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MIN_ACTIONS"), description="Action bars (a bar where either bot acts) a deploy needs compared before it may swap.")
+    deploy_max_window: int = Field(600, ge=1, le=10_000_000, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MAX_WINDOW"), description="Bars a deploy short of evidence extends to before it ends inconclusive (at least the compare window).")
     deploy_lease_ttl_s: float = Field(30.0, gt=0, validation_alias=_alias("GORDON_MANAGER_DEPLOY_LEASE_TTL_S"), description="Deploy lease time-to-live.")
 
     @field_validator("bind_addr")

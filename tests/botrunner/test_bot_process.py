@@ -238,6 +238,21 @@ async def test_shadow_bot_starts_where_its_live_bot_started(bdb):
             assert shadow_run["range_start"] == live_run["range_start"]
         finally:
             assert terminate(shadow) == 0
+        # a candidate with a longer warm-up starts earlier, so it is warm at the live run's first traded bar
+        slow_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 40}, mode="shadow",
+                                       shadow_of=live_id)
+        slow = spawn_bot(bdb, slow_id)
+        try:
+            await wait_for(lambda: run_row(bdb, slow_id), timeout=20)
+            slow_run = await run_row(bdb, slow_id)
+            assert slow_run["config"]["tradeFrom"] == live_run["config"]["tradeFrom"]
+            assert slow_run["range_start"] < live_run["range_start"]
+            before = (await fetch(bdb, "SELECT count(*) AS n FROM market_data.klines WHERE symbol = $1 AND"
+                                       " open_time >= $2 AND open_time < $3::text::timestamptz", sym,
+                                  slow_run["range_start"], live_run["config"]["tradeFrom"]))[0]["n"]
+            assert before == BarLoop("sma_crossover", {"fast": 5, "slow": 40}).window - 1
+        finally:
+            assert terminate(slow) == 0
     finally:
         assert terminate(live) == 0
 

@@ -128,20 +128,28 @@ async def test_manual_promote_of_a_shadow_bot(client, operator_headers, sadmin):
         "name": f"shadow-{live}", "strategy": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m",
         "params": {"fast": 6, "slow": 12}, "mode": "shadow", "shadowOf": live, "image": "gordon-bot:2"})
     shadow = created.json()["id"]
-    response = await client.post(f"/bots/{shadow}/promote", headers=operator_headers)
+    # no deploy compared it with its live bot: no evidence, so only with an explicit force
+    refused = await client.post(f"/bots/{shadow}/promote", headers=operator_headers)
+    assert refused.status_code == 409 and "no evidence" in refused.json()["detail"]
+    assert refused.json()["currentState"] == "no_deploy"
+    bad = await client.post(f"/bots/{shadow}/promote", headers=operator_headers, json={"force": "maybe"})
+    assert bad.status_code == 422
+    response = await client.post(f"/bots/{shadow}/promote", headers=operator_headers, json={"force": True})
     assert response.status_code == 200, response.text
     done = response.json()
     assert done["state"] == "promoted" and done["candidateBotId"] == shadow and done["botId"] == live
+    assert done["forcedBy"] == "operator"
     bot = (await client.get(f"/bots/{live}")).json()
     assert bot["params"] == {"fast": 6, "slow": 12} and bot["image"] == "gordon-bot:2" and bot["mode"] == "paper"
     assert bot["specVersion"] == 2 and bot["version"] == done["toVersion"]
     audit = (await client.get(f"/bots/{live}/audit")).json()["items"]
     assert audit[0]["action"] == "deploy-promote" and audit[0]["diff"]["params"]["after"] == {"fast": 6, "slow": 12}
     assert (await client.get(f"/bots/{shadow}")).json()["desiredState"] == "stopped"
-    again = await client.post(f"/bots/{shadow}/promote", headers=operator_headers)
+    again = await client.post(f"/bots/{shadow}/promote", headers=operator_headers, json={"force": True})
     assert again.status_code == 409 and "being deleted" in again.json()["detail"]
     history = (await client.get(f"/bots/{live}/deploys")).json()["items"]
-    assert history[0]["id"] == done["id"] and history[0]["reason"] == "promoted by operator"
+    assert history[0]["id"] == done["id"]
+    assert history[0]["reason"] == "promoted by operator (forced without evidence)"
 
 
 async def test_manual_promote_refusals(client, operator_headers, sadmin):
@@ -188,3 +196,34 @@ async def test_health_check_must_be_http_or_command(client, operator_headers, he
     body = {"service": "gordon-risk", "image": "gordon-bot:svc", "healthCheck": health}
     assert (await client.post("/deploys/service", json=body, headers=operator_headers)).status_code == 422
 
+
+
+async def test_a_deploy_to_another_market_is_refused(client, operator_headers, sadmin):
+    bot_id = await live_bot(sadmin)
+    for body in ({"symbol": "ETHUSDT"}, {"interval": "5m"}, {"maxWindow": 10, "compareWindow": 20}):
+        response = await promote(client, operator_headers, bot_id, **body)
+        assert response.status_code == 422, (body, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+    response = await promote(client, operator_headers, bot_id, symbol="ETHUSDT")
+    assert "symbol 'BTCUSDT'" in response.json()["detail"]
+    # the live bot's own market is accepted (and the deploy shows its evidence settings)
+    response = await promote(client, operator_headers, bot_id, symbol="BTCUSDT", interval="1m", minActions=7,
+                             maxWindow=500)
+    assert response.status_code == 202, response.text
+    assert (response.json()["minActions"], response.json()["maxWindow"]) == (7, 500)
+    assert response.json()["evidenceNeeded"] == 7 and response.json()["matchRate"] is None
+
+
+async def test_force_promote_refusals(client, operator_headers, sadmin):
+    bot_id = await live_bot(sadmin)
+    assert (await client.post(f"/bots/{bot_id}/deploys/1/promote", json={"force": True})).status_code == 401
+    missing = await client.post(f"/bots/{bot_id}/deploys/{10**12}/promote", headers=operator_headers,
+                                json={"force": True})
+    assert missing.status_code == 404
+    started = (await promote(client, operator_headers, bot_id)).json()
+    active = await client.post(f"/bots/{bot_id}/deploys/{started['id']}/promote", headers=operator_headers,
+                               json={"force": True})
+    assert active.status_code == 409 and active.json()["currentState"] == "pending"
+    bad = await client.post(f"/bots/{bot_id}/deploys/{started['id']}/promote", headers=operator_headers,
+                            json={"force": "yes please"})
+    assert bad.status_code == 422

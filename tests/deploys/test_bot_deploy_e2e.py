@@ -4,10 +4,11 @@ replaying synthetic klines; the candidate shadows the live bot from its run star
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import asyncpg
 
+from gordon_manager.deploys.controller import warmup_bars
 from tests.conftest import wait_for
 from tests.deploys.conftest import HEADERS, deploy_settings, klines
 from tests.deploys.sampler import BotSampler
@@ -71,14 +72,18 @@ async def test_identical_candidate_promotes_itself_and_the_live_workload_is_swap
         sampler.start()
         try:
             response = await client.post(f"/bots/{live}/deploy/promote", headers=HEADERS,
-                                         json={"compareWindow": 40, "matchThreshold": 1.0})
+                                         json={"compareWindow": 40, "matchThreshold": 1.0, "minActions": 3})
             assert response.status_code == 202, response.text
             candidate = response.json()["candidateBotId"]
-            done = await wait_deploy(client, live, {"promoted", "aborted", "failed"})
+            done = await wait_deploy(client, live, {"promoted", "aborted", "failed", "inconclusive"})
             assert done["state"] == "promoted", done
-            assert (done["barsCompared"], done["matches"], done["divergences"]) == (40, 40, 0)
-            assert done["matchRate"] == 1.0 and done["latestDivergences"] == []
-            # the compared bars did trade: the match is not just 40 holds
+            # promoted on evidence: at least minActions agreeing action bars, idle bars skipped
+            assert done["divergences"] == 0 and done["matches"] >= 3 and done["barsCompared"] >= 40
+            assert done["matches"] + done["idleSkipped"] == done["barsCompared"]
+            assert done["matchRate"] == 1.0 and done["latestDivergences"] == [] and done["evidenceNeeded"] == 0
+            assert done["outcomes"]["equityMaxAbsDiff"] == 0.0
+            assert done["outcomes"]["live"]["roundtrips"] == done["outcomes"]["candidate"]["roundtrips"]
+            # the compared bars did trade: the match is not just holds
             traded = await fetchval(ddb, "SELECT count(*) FROM trading.bot_decisions WHERE run_id = $1"
                                          " AND bar_at <= $2", done["liveRunId"],
                                    datetime.fromisoformat(done["comparedThrough"].replace("Z", "+00:00")))
@@ -110,11 +115,13 @@ async def test_a_changed_parameter_diverges_and_aborts_itself(ddb, data_dir):
                                            "matchThreshold": 0.99})
         assert response.status_code == 202, response.text
         candidate = response.json()["candidateBotId"]
-        done = await wait_deploy(client, live, {"promoted", "aborted", "failed"})
+        done = await wait_deploy(client, live, {"promoted", "aborted", "failed", "inconclusive"})
         assert done["state"] == "aborted", done
-        # 200 bars at 0.99 allow 2 divergences; a compare batch records all it saw
-        assert done["divergences"] >= 3 and f"{done['divergences']} divergences" in done["reason"]
+        # at 0.99 over (at least) minActions = 5 action bars no divergence is allowed: the first aborts,
+        # on the bar it happened
+        assert done["divergences"] == 1 and "1 of" in done["reason"] and "action bars diverge" in done["reason"]
         assert done["barsCompared"] < 200
+        assert done["comparedThrough"] == done["latestDivergences"][0]["barAt"]
         assert len(done["latestDivergences"]) == min(done["divergences"], 10)
         for div in done["latestDivergences"]:
             assert div["liveDecision"] != div["candidateDecision"]
@@ -125,3 +132,75 @@ async def test_a_changed_parameter_diverges_and_aborts_itself(ddb, data_dir):
         assert after["status"]["workloadId"] == before["workloadId"]
         await wait_for(lambda: fetchval(ddb, "SELECT deleted_at IS NOT NULL FROM trading.bot_configs WHERE id = $1",
                                         candidate), timeout=15)
+
+
+async def test_other_strategies_are_never_promoted_and_their_divergences_are_listed(ddb, data_dir):
+    symbol = await klines(ddb, 900, seed=7)
+    async with running_app(deploy_settings(ddb, data_dir)) as (_app, client):
+        live = await create_live_bot(client, symbol)
+        await wait_running(client, ddb, live)
+        for strategy in ("rsi_reversion", "donchian_breakout"):
+            response = await client.post(f"/bots/{live}/deploy/promote", headers=HEADERS,
+                                         json={"strategy": strategy, "compareWindow": 30, "matchThreshold": 0.95,
+                                               "maxWindow": 300})
+            assert response.status_code == 202, response.text
+            done = await wait_deploy(client, live, {"promoted", "aborted", "failed", "inconclusive"}, timeout=60)
+            assert done["state"] in ("aborted", "inconclusive"), (strategy, done)
+            assert done["candidate"]["strategy"] == strategy
+            # the compare starts where both are warm: the slower strategy's warm-up bars are skipped
+            warm = max(warmup_bars("sma_crossover", {"fast": 3, "slow": 8}), warmup_bars(strategy, {}))
+            assert warm > warmup_bars("sma_crossover", {"fast": 3, "slow": 8})
+            first = await fetchval(ddb, "SELECT min(open_time) FROM market_data.klines WHERE symbol = $1", symbol)
+            compare_from = datetime.fromisoformat(done["compareFrom"].replace("Z", "+00:00"))
+            assert compare_from == first + timedelta(minutes=warm - 1) - timedelta(milliseconds=1)
+            if done["state"] == "aborted":
+                assert done["divergences"] >= 1 and done["latestDivergences"]
+                div = done["latestDivergences"][0]
+                assert div["liveDecision"] != div["candidateDecision"]
+            after = await bot(client, live)
+            assert after["strategy"] == "sma_crossover" and after["specVersion"] == 1
+
+
+async def flat_klines(db, n: int) -> str:
+    """A market that never moves: no strategy acts on it."""
+    from datetime import UTC
+
+    sym = "F" + uuid.uuid4().hex[:8].upper()
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    records = [(sym, "1m", t0 + timedelta(minutes=i), t0 + timedelta(minutes=i + 1) - timedelta(milliseconds=1),
+                100.0, 100.0, 100.0, 100.0, 1.0) for i in range(n)]
+    conn = await asyncpg.connect(db.admin_url)
+    try:
+        await conn.copy_records_to_table("klines", schema_name="market_data", records=records,
+                                         columns=["symbol", "interval", "open_time", "close_time", "open", "high",
+                                                  "low", "close", "volume"])
+    finally:
+        await conn.close()
+    return sym
+
+
+async def test_a_deploy_without_actions_ends_inconclusive_and_is_promoted_only_with_force(ddb, data_dir):
+    symbol = await flat_klines(ddb, 400)
+    async with running_app(deploy_settings(ddb, data_dir)) as (_app, client):
+        live = await create_live_bot(client, symbol)
+        await wait_running(client, ddb, live)
+        response = await client.post(f"/bots/{live}/deploy/promote", headers=HEADERS,
+                                     json={"params": {"fast": 4, "slow": 10}, "compareWindow": 20, "maxWindow": 60})
+        assert response.status_code == 202, response.text
+        done = await wait_deploy(client, live, {"promoted", "aborted", "failed", "inconclusive"}, timeout=60)
+        assert done["state"] == "inconclusive", done
+        assert (done["barsCompared"], done["idleSkipped"], done["actionsCompared"]) == (60, 60, 0)
+        assert done["evidenceNeeded"] == 5 and "only 0 action bars in 60 bars" in done["reason"]
+        assert (await bot(client, live))["params"] == {"fast": 3, "slow": 8}
+        path = f"/bots/{live}/deploys/{done['id']}/promote"
+        refused = await client.post(path, headers=HEADERS, json={})
+        assert refused.status_code == 422 and "force: true" in refused.json()["detail"]
+        assert (await client.post(path, json={"force": True})).status_code == 401
+        forced = await client.post(path, headers=HEADERS, json={"force": True})
+        assert forced.status_code == 200, forced.text
+        assert forced.json()["state"] == "promoted" and forced.json()["forcedBy"]
+        after = await bot(client, live)
+        assert after["params"] == {"fast": 4, "slow": 10} and after["specVersion"] == 2
+        audit = (await client.get(f"/bots/{live}/audit")).json()["items"]
+        assert audit[0]["action"] == "deploy-force-promote" and audit[0]["actor"] == forced.json()["forcedBy"]
+        assert (await client.post(path, headers=HEADERS, json={"force": True})).status_code == 409

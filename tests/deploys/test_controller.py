@@ -10,6 +10,7 @@ import pytest
 from gordon_manager.deploys import service
 from gordon_manager.deploys.controller import DeployController
 from gordon_manager.deploys.schemas import DeployPromote
+from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.observability import metrics
 from tests.conftest import make_settings
 from tests.deploys.helpers import T0, Leader, bars, live_bot, run, set_observed
@@ -20,7 +21,8 @@ SELL = ("sell", "0.5", "market", "101")
 
 @pytest.fixture
 def settings(ddb, tmp_path):
-    return make_settings(ddb, tmp_path, deploy_compare_window=20, deploy_match_threshold=1.0, deploy_lease_ttl_s=5)
+    return make_settings(ddb, tmp_path, deploy_compare_window=20, deploy_match_threshold=1.0, deploy_lease_ttl_s=5,
+                         deploy_min_actions=3, deploy_max_window=40)
 
 
 @pytest.fixture
@@ -65,14 +67,16 @@ async def test_identical_decisions_promote_through_the_swap(admin, pool, setting
     await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=30, decisions=decisions)
     await controller.run_once()
     row = await deploy_row(admin, deploy_id)
-    assert (row["state"], row["bars_compared"], row["matches"], row["divergences"]) == ("comparing", 12, 12, 0)
+    # two action bars (3 and 9) agree; the ten bars where both hold are skipped, not counted as matches
+    assert (row["state"], row["bars_compared"], row["matches"], row["divergences"], row["idle_skipped"]) == \
+        ("comparing", 12, 2, 0, 10)
     assert row["compared_through"] == T0 + timedelta(minutes=11)
     before = await admin.fetchrow("SELECT * FROM trading.bot_configs WHERE id = $1", live)
     await bars(admin, bot_id=live, run_id=live_run, first=12, n=18, decisions=decisions)
     await controller.run_once()
     row = await deploy_row(admin, deploy_id)
-    # exactly the window, although more bars were there
-    assert (row["state"], row["bars_compared"], row["matches"]) == ("promoted", 20, 20)
+    # exactly the window (with min_actions = 3 action bars), although more bars were there
+    assert (row["state"], row["bars_compared"], row["matches"], row["idle_skipped"]) == ("promoted", 20, 3, 17)
     assert row["to_version"] == before["version"] + 1 and row["finished_at"] is not None
     after = await admin.fetchrow("SELECT * FROM trading.bot_configs WHERE id = $1", live)
     assert after["version"] == before["version"] + 1 and after["spec_version"] == before["spec_version"] + 1
@@ -89,7 +93,7 @@ async def test_identical_decisions_promote_through_the_swap(admin, pool, setting
     assert promote["before"]["spec_version"] + 1 == promote["after"]["spec_version"]
     kinds = [r["kind"] for r in await admin.fetch("SELECT kind FROM trading.bot_events WHERE bot_id = $1", live)]
     assert "deploy_started" in kinds and "deploy_promoted" in kinds
-    assert metrics.SHADOW_MATCHES._value.get() - matches_before == 20
+    assert metrics.SHADOW_MATCHES._value.get() - matches_before == 3
     assert metrics.DEPLOYS.labels(kind="bot", outcome="promoted")._value.get() == promoted_before + 1
     # the outbox got the progress events the WS channel deploy_progress serves
     states = [r["s"] for r in await admin.fetch(
@@ -101,20 +105,23 @@ async def test_identical_decisions_promote_through_the_swap(admin, pool, setting
 
 async def test_divergences_abort_with_both_decisions_recorded(admin, pool, settings, controller):
     live, cand, live_run, cand_run, deploy_id = await comparing(admin, pool, settings, controller,
-                                                                params={"fast": 4, "slow": 8}, match_threshold=0.9)
+                                                                params={"fast": 4, "slow": 8}, match_threshold=0.9,
+                                                                min_actions=20)
     await bars(admin, bot_id=live, run_id=live_run, first=0, n=10, decisions={2: BUY, 5: SELL, 7: BUY})
     await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=10, decisions={2: BUY, 6: SELL, 8: ("buy", "0.7",
                                                                                                     "market", "100")})
     await controller.run_once()
     row = await deploy_row(admin, deploy_id)
-    assert row["state"] == "aborted" and row["divergences"] == 4 and row["matches"] == 6
-    assert "4 divergences in 10 bars" in row["reason"] and "allows" in row["reason"]
+    # 0.9 over (at least) 20 action bars allows 2 divergences: the third (bar 7) aborts, bar 8 is never read
+    assert row["state"] == "aborted" and row["divergences"] == 3 and row["matches"] == 1
+    assert (row["idle_skipped"], row["bars_compared"]) == (4, 8) and "3 of 4 action bars diverge" in row["reason"]
     status = await _status(pool, live)
-    assert status.state == "aborted" and status.match_rate == 0.6
-    assert [d.bar_at for d in status.latest_divergences] == [T0 + timedelta(minutes=m) for m in (8, 7, 6, 5)]
+    assert status.state == "aborted" and status.match_rate == 0.25 and status.actions_compared == 4
+    assert status.evidence_needed == 16 and status.min_actions == 20
+    assert [d.bar_at for d in status.latest_divergences] == [T0 + timedelta(minutes=m) for m in (7, 6, 5)]
     first = status.latest_divergences[-1]
     assert first.live_decision == {"side": "sell", "qty": "0.5", "orderType": "market", "price": "101",
-                                   "reason": "signal"}
+                                   "reason": "signal", "position": "0"}
     assert first.candidate_decision["side"] == "hold"
     candidate = await admin.fetchrow("SELECT desired_state, delete_requested_at FROM trading.bot_configs"
                                      " WHERE id = $1", cand)
@@ -235,9 +242,17 @@ async def test_a_swap_without_candidate_fails_and_a_broken_deploy_does_not_stop_
 
 
 async def test_manual_promote_of_the_running_candidate_uses_the_same_swap(admin, pool, settings, controller):
-    live, cand, *_rest, deploy_id = await comparing(admin, pool, settings, controller, params={"fast": 2, "slow": 9})
+    live, cand, live_run, cand_run, deploy_id = await comparing(admin, pool, settings, controller,
+                                                                params={"fast": 2, "slow": 9})
+    # no evidence yet: refused without force
+    with pytest.raises(Conflict, match="0 agreeing of 0 action bars"):
+        await service.promote_shadow(pool, shadow_id=cand, actor="operator", request_id="r")
+    await bars(admin, bot_id=live, run_id=live_run, first=0, n=8, decisions={1: BUY, 3: SELL, 5: BUY})
+    await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=8, decisions={1: BUY, 3: SELL, 5: BUY})
+    await controller.run_once()  # 3 agreeing action bars: the evidence, before the window is walked
     done = await service.promote_shadow(pool, shadow_id=cand, actor="operator", request_id="r")
     assert done.id == deploy_id and done.state == "promoted" and done.reason == "promoted by operator"
+    assert done.forced_by is None
     live_row = await admin.fetchrow("SELECT params, spec_version FROM trading.bot_configs WHERE id = $1", live)
     assert live_row["params"] == {"fast": 2, "slow": 9} and live_row["spec_version"] == 2
     await controller.run_once()  # nothing left to do
@@ -250,3 +265,80 @@ async def test_a_candidate_stopped_by_hand_fails_the_deploy(admin, pool, setting
     await controller.run_once()
     row = await deploy_row(admin, deploy_id)
     assert row["state"] == "failed" and row["reason"] == "candidate was set stopped by hand"
+
+
+async def test_a_candidate_that_never_acts_ends_inconclusive_and_only_force_promotes_it(admin, pool, settings,
+                                                                                      controller):
+    live, cand, live_run, cand_run, deploy_id = await comparing(admin, pool, settings, controller,
+                                                                params={"fast": 5, "slow": 30}, max_window=30)
+    await bars(admin, bot_id=live, run_id=live_run, first=0, n=20)
+    await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=20)
+    await controller.run_once()
+    row = await deploy_row(admin, deploy_id)
+    assert (row["state"], row["bars_compared"], row["idle_skipped"]) == ("comparing", 20, 20)  # window extends
+    await bars(admin, bot_id=live, run_id=live_run, first=20, n=15, decisions={22: BUY})
+    await bars(admin, bot_id=cand, run_id=cand_run, first=20, n=15, decisions={22: BUY})
+    await controller.run_once()
+    row = await deploy_row(admin, deploy_id)
+    assert (row["state"], row["bars_compared"], row["matches"]) == ("inconclusive", 30, 1)
+    assert "only 1 action bars in 30 bars" in row["reason"] and "3 needed" in row["reason"]
+    candidate = await admin.fetchrow("SELECT desired_state FROM trading.bot_configs WHERE id = $1", cand)
+    assert candidate["desired_state"] == "stopped"  # retired like an aborted deploy's
+    live_row = await admin.fetchrow("SELECT params, spec_version FROM trading.bot_configs WHERE id = $1", live)
+    assert live_row["spec_version"] == 1
+    with pytest.raises(Unprocessable, match="force: true"):
+        await service.force_promote(pool, bot_id=live, deploy_id=deploy_id, force=False, actor="alice",
+                                    request_id="r")
+    with pytest.raises(NotFound):
+        await service.force_promote(pool, bot_id=live, deploy_id=deploy_id + 1000, force=True, actor="alice",
+                                    request_id="r")
+    done = await service.force_promote(pool, bot_id=live, deploy_id=deploy_id, force=True, actor="alice",
+                                       request_id="r")
+    assert done.state == "promoted" and done.forced_by == "alice" and done.reason.startswith("forced by alice")
+    live_row = await admin.fetchrow("SELECT params, spec_version FROM trading.bot_configs WHERE id = $1", live)
+    assert live_row["params"] == {"fast": 5, "slow": 30} and live_row["spec_version"] == 2
+    audit = await admin.fetchrow("SELECT action, actor FROM trading.bot_config_audit WHERE bot_id = $1"
+                                 " ORDER BY id DESC LIMIT 1", live)
+    assert (audit["action"], audit["actor"]) == ("deploy-force-promote", "alice")
+    with pytest.raises(Conflict, match="only an inconclusive deploy"):
+        await service.force_promote(pool, bot_id=live, deploy_id=deploy_id, force=True, actor="alice",
+                                    request_id="r")
+
+
+async def test_a_different_position_on_an_idle_bar_is_a_divergence_and_outcomes_are_reported(admin, pool, settings,
+                                                                                          controller):
+    live, cand, live_run, cand_run, deploy_id = await comparing(admin, pool, settings, controller,
+                                                                params={"fast": 2, "slow": 6})
+    await bars(admin, bot_id=live, run_id=live_run, first=0, n=5)
+    await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=5)
+    await admin.execute("UPDATE trading.equity_points SET position_qty = 0.5, equity = 10010 WHERE run_id = $1"
+                        " AND ts >= $2", cand_run, T0 + timedelta(minutes=3))
+    await controller.run_once()
+    row = await deploy_row(admin, deploy_id)
+    assert row["state"] == "aborted" and row["divergences"] >= 1
+    status = await _status(pool, live)
+    diverged = status.latest_divergences[-1]
+    assert diverged.live_decision["position"] == "0" and diverged.candidate_decision["position"] == "0.5"
+    assert status.outcomes is not None and status.outcomes.bars == row["bars_compared"]
+    assert status.outcomes.equity_max_abs_diff == 10.0 and status.outcomes.live.roundtrips == 0
+
+
+async def test_one_changed_action_in_fifty_is_caught_on_its_bar(admin, pool, settings, controller):
+    live, cand, live_run, cand_run, deploy_id = await comparing(admin, pool, settings, controller,
+                                                                params={"fast": 3, "slow": 9}, min_actions=50,
+                                                                compare_window=100, max_window=200)
+    # 50 actions on every other bar; the candidate's 37th differs in quantity only
+    live_actions = {2 * k + 1: (BUY if k % 2 == 0 else SELL) for k in range(50)}
+    cand_actions = dict(live_actions)
+    changed_bar = 2 * 36 + 1
+    cand_actions[changed_bar] = ("sell", "0.55", "market", "101")
+    await bars(admin, bot_id=live, run_id=live_run, first=0, n=100, decisions=live_actions)
+    await bars(admin, bot_id=cand, run_id=cand_run, first=0, n=100, decisions=cand_actions)
+    await controller.run_once()
+    row = await deploy_row(admin, deploy_id)
+    assert row["state"] == "aborted" and (row["matches"], row["divergences"]) == (36, 1)
+    assert row["bars_compared"] == changed_bar + 1, "stopped on the bar of the changed action"
+    assert row["compared_through"] == T0 + timedelta(minutes=changed_bar)
+    status = await _status(pool, live)
+    (divergence,) = status.latest_divergences
+    assert divergence.live_decision["qty"] == "0.5" and divergence.candidate_decision["qty"] == "0.55"

@@ -285,6 +285,11 @@ class BotRunner:
                                f"gb{cfg['shadow_of']}-", f"gb{cfg['id']}-") if config.get("opening")
                            else ledger_store.Recovered(qty=Decimal(0), cash=execution.initial_cash))
                 start = live["range_start"]
+                if trade_from:  # warm at the first compared bar, even with a longer warm-up than the live bot's
+                    warm = await store.bar_before(conn, symbol=symbol, interval=interval,
+                                                  ts=datetime.fromisoformat(trade_from),
+                                                  bars_back=max(loop.window - 2, 0))
+                    start = min(d for d in (start, warm) if d is not None) if (start or warm) else None
                 plan = Plan(start, dt_to_ms(datetime.fromisoformat(trade_from)) if trade_from else
                             (dt_to_ms(start) if start else None))
                 return opening, plan

@@ -1,15 +1,20 @@
-"""Shadow-compare as pure functions: is a candidate's decision the live bot's decision, and what now.
+"""Shadow-compare as pure functions: did the candidate act as the live bot did, and what now.
 
-A bar both bots processed has, for each bot, either a decision row or none ("hold"). Two decisions
-match when side, order type, quantity and price agree, quantities and prices within a relative
-tolerance (Decimal arithmetic on both sides, so 0.1 + 0.2 style float noise never counts).
-``reason`` is recorded with a divergence but not compared: it explains, it does not trade.
+A bar both bots processed has, for each bot, either a decision row or none ("hold"), and the
+position each held after it. Only *action bars* are evidence: bars where at least one bot decided
+something. A bar where both hold is skipped (``idle``): two strategies that rarely trade would
+otherwise "agree" on almost every bar. On an action bar the two agree when side, order type,
+quantity and price match (quantities and prices within a relative tolerance, Decimal arithmetic on
+both sides, so 0.1 + 0.2 style float noise never counts) and so do the positions after the bar.
+``reason`` is recorded with a divergence but not compared: it explains, it does not trade. Cancels
+follow from these (an exit cancels its bracket), so a different cancel shows as a different
+decision or position.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -19,18 +24,24 @@ _ABS_TOL = Decimal("1e-12")  # two zero-ish quantities match; a relative toleran
 
 @dataclass(frozen=True)
 class BotDecision:
-    """One bot's decision at one bar (side 'hold' when it wrote no row)."""
+    """One bot's decision at one bar (side 'hold' when it wrote no row), and its position after it."""
 
     side: str = "hold"
     qty: Decimal = Decimal(0)
     order_type: str = "none"
     price: Decimal | None = None
     reason: str | None = None
+    position: Decimal | None = None
 
     def as_json(self) -> dict[str, Any]:
         """What a divergence row stores (strings for decimals: no float rounding in the evidence)."""
         return {"side": self.side, "qty": str(self.qty), "orderType": self.order_type,
-                "price": None if self.price is None else str(self.price), "reason": self.reason}
+                "price": None if self.price is None else str(self.price), "reason": self.reason,
+                "position": None if self.position is None else str(self.position)}
+
+    def at(self, position: Any) -> BotDecision:
+        """This decision with the position held after the bar."""
+        return replace(self, position=None if position is None else _dec(position))
 
 
 HOLD = BotDecision()
@@ -57,8 +68,11 @@ def close_enough(a: Decimal | None, b: Decimal | None, rel_tol: Decimal = REL_TO
 
 
 def decisions_match(live: BotDecision, candidate: BotDecision, rel_tol: Decimal = REL_TOL) -> bool:
-    """True when the candidate would have done what the live bot did on this bar."""
+    """True when the candidate did what the live bot did on this bar (and holds the same after it)."""
     if live.side != candidate.side:
+        return False
+    if live.position is not None and candidate.position is not None \
+            and not close_enough(live.position, candidate.position, rel_tol):
         return False
     if live.side == "hold":
         return True
@@ -66,11 +80,16 @@ def decisions_match(live: BotDecision, candidate: BotDecision, rel_tol: Decimal 
             and close_enough(live.price, candidate.price, rel_tol))
 
 
+def is_idle(live: BotDecision, candidate: BotDecision) -> bool:
+    """Neither bot acted: not evidence either way."""
+    return live.side == "hold" and candidate.side == "hold"
+
+
 @dataclass(frozen=True)
 class Verdict:
     """What the controller does after a compare tick: keep comparing, promote, or abort (with why)."""
 
-    action: str  # continue | promote | abort
+    action: str  # continue | promote | abort | inconclusive
     reason: str | None = None
 
 
@@ -81,15 +100,28 @@ def allowed_divergences(window: int, threshold: float) -> int:
     return max(0, window - needed)
 
 
-def evaluate(*, compared: int, matches: int, divergences: int, window: int, threshold: float) -> Verdict:
-    """The decision after ``compared`` bars of a ``window``-bar compare at match ``threshold``."""
-    allowed = allowed_divergences(window, threshold)
+def evaluate(*, bars: int, matches: int, divergences: int, window: int, max_window: int, min_actions: int,
+             threshold: float) -> Verdict:
+    """The decision after ``bars`` bars walked, ``matches`` + ``divergences`` of them action bars.
+
+    * abort as soon as the divergences exceed what ``threshold`` allows over the action bars so far,
+      counted as at least ``min_actions`` (one wrong action in the first few is already too many
+      at a strict threshold; a divergence is caught when it comes, not at the end of the window);
+    * promote once the ``window`` is walked with at least ``min_actions`` action bars (the rate is
+      then at or above ``threshold``, or the first rule would have aborted);
+    * without that evidence the window extends, up to ``max_window`` bars: then ``inconclusive``.
+    """
+    actions = matches + divergences
+    allowed = allowed_divergences(max(actions, min_actions), threshold)
     if divergences > allowed:
-        return Verdict("abort", f"{divergences} divergences in {compared} bars compared: more than the "
-                                f"{allowed} a {window}-bar window at match threshold {threshold:g} allows")
-    if compared < window:
+        return Verdict("abort", f"{divergences} of {actions} action bars diverge: more than the {allowed} "
+                                f"match threshold {threshold:g} allows over {max(actions, min_actions)} "
+                                f"action bars")
+    if bars < window:
         return Verdict("continue")
-    rate = matches / compared
-    if rate + 1e-12 < threshold:
-        return Verdict("abort", f"match rate {rate:.4f} below threshold {threshold:g} after {compared} bars")
-    return Verdict("promote")
+    if actions >= min_actions:
+        return Verdict("promote")
+    if bars >= max_window:
+        return Verdict("inconclusive", f"only {actions} action bars in {bars} bars compared ({min_actions} "
+                                       f"needed): not enough evidence to promote")
+    return Verdict("continue")

@@ -6,10 +6,12 @@ Per tick (only in the reconciling replica, the advisory-lock leader) and per act
 - otherwise claim an unowned lease or renew ours (a lapsed lease of ours is never renewed);
 - the live bot must still be running its starting spec, else ``aborted``;
 - pending → shadowing when the candidate's workload runs; shadowing → comparing when both bots
-  have a running run (the two runs are pinned); comparing: the next bars both runs processed
-  (keyset on bar time, one query per batch) are compared and counted; above the divergence
-  threshold → ``aborted``; the window passed at or above it → swapping → the one-transaction
-  swap → ``promoted``. A candidate that cannot start (quarantined, config error) → ``failed``.
+  have a running run (the two runs are pinned, and the compare starts at the live run's first
+  traded bar); comparing: the next bars both runs processed (keyset on bar time, one query per
+  batch) are compared on actions (``compare.py``: idle bars skipped); more divergences than the
+  threshold allows → ``aborted``; the window walked with at least ``min_actions`` action bars →
+  swapping → the one-transaction swap → ``promoted``; still short of evidence at ``max_window``
+  bars → ``inconclusive``. A candidate that cannot start (quarantined, config error) → ``failed``.
 """
 
 from __future__ import annotations
@@ -19,18 +21,20 @@ import os
 import socket
 import time
 import uuid
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
 import asyncpg
 
 from gordon_manager.deploys import repo
-from gordon_manager.deploys.compare import REL_TOL, decision_from, decisions_match, evaluate
+from gordon_manager.deploys.compare import REL_TOL, decision_from, decisions_match, evaluate, is_idle
 from gordon_manager.deploys.faults import failpoint
 from gordon_manager.deploys.service import end_deploy
 from gordon_manager.deploys.swap import SwapImpossible, swap
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
+from gordon_manager.strategies.registry import get_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +115,10 @@ class DeployController(LoopService):
             if not (ctx["live_run_status"] == "running" and ctx["cand_run_status"] == "running"):
                 return
             async with self.pool.acquire() as conn:
+                start_after = await _compare_start(conn, ctx)
                 deploy = await repo.pin_runs(conn, deploy_id=deploy["id"], live_run_id=ctx["live_run_id"],
-                                             candidate_run_id=ctx["cand_run_id"], owner=self.owner)
+                                             candidate_run_id=ctx["cand_run_id"], owner=self.owner,
+                                             start_after=start_after)
             if deploy is None:
                 return
             state = "comparing"
@@ -136,18 +142,17 @@ class DeployController(LoopService):
         """Compare batches until caught up (or out of time); the deploy row after, None when we lost it."""
         deadline = time.monotonic() + max(self.interval, 0.05) / 2
         while True:
-            want = min(self.batch_bars, deploy["compare_window"] - deploy["bars_compared"])
+            want = min(self.batch_bars, deploy["max_window"] - deploy["bars_compared"])
             got = 0
             if want > 0:
                 try:
                     deploy, got = await self._compare_batch(deploy, want)
                 except _Lost:
                     return None
-            verdict = evaluate(compared=deploy["bars_compared"], matches=deploy["matches"],
-                               divergences=deploy["divergences"], window=deploy["compare_window"],
-                               threshold=deploy["match_threshold"])
-            if verdict.action == "abort":
-                await self._end(deploy, "aborted", verdict.reason or "diverged")
+            verdict = _verdict(deploy)
+            if verdict.action in ("abort", "inconclusive"):
+                state = "aborted" if verdict.action == "abort" else "inconclusive"
+                await self._end(deploy, state, verdict.reason or state)
                 return None
             if verdict.action == "promote":
                 swapping = await self._transition(deploy, "comparing", "swapping")
@@ -165,18 +170,27 @@ class DeployController(LoopService):
                                             after=deploy["compared_through"], limit=limit)
             if not rows:
                 return deploy, 0
-            matches, divergent = 0, []
+            matches, idle, divergent, walked = 0, 0, [], 0
             for r in rows:
-                live = decision_from(r["l_side"], r["l_qty"], r["l_type"], r["l_price"], r["l_reason"])
-                cand = decision_from(r["c_side"], r["c_qty"], r["c_type"], r["c_price"], r["c_reason"])
-                if decisions_match(live, cand, self.rel_tol):
+                walked += 1
+                live = decision_from(r["l_side"], r["l_qty"], r["l_type"], r["l_price"],
+                                     r["l_reason"]).at(r["l_position"])
+                cand = decision_from(r["c_side"], r["c_qty"], r["c_type"], r["c_price"],
+                                     r["c_reason"]).at(r["c_position"])
+                if is_idle(live, cand) and decisions_match(live, cand, self.rel_tol):
+                    idle += 1  # neither acted (and both hold the same): not evidence
+                elif decisions_match(live, cand, self.rel_tol):
                     matches += 1
                 else:
                     divergent.append((deploy["id"], r["ts"], live.as_json(), cand.as_json()))
+                # stop at the bar that decides: promoted with exactly the evidence, aborted at the divergence
+                if _verdict(deploy, bars=walked, matches=matches, divergences=len(divergent)).action != "continue":
+                    break
+            rows = rows[:walked]
             async with conn.transaction():
                 updated = await repo.record_compare(conn, deploy_id=deploy["id"], compared=len(rows),
                                                     matches=matches, divergences=len(divergent),
-                                                    through=rows[-1]["ts"], owner=self.owner)
+                                                    through=rows[-1]["ts"], owner=self.owner, idle=idle)
                 if updated is None:  # aborted or taken over meanwhile: record nothing
                     raise _Lost
                 await repo.insert_divergences(conn, rows=divergent)
@@ -195,6 +209,43 @@ class DeployController(LoopService):
     async def _end(self, deploy: Any, state: str, reason: str) -> None:
         await end_deploy(self.pool, deploy_id=deploy["id"], state=state, reason=reason, actor=ACTOR,
                          owner=self.owner)
+
+
+def _verdict(deploy: Any, *, bars: int = 0, matches: int = 0, divergences: int = 0):
+    """The compare verdict with the deploy's counts plus a batch's so far."""
+    return evaluate(bars=deploy["bars_compared"] + bars, matches=deploy["matches"] + matches,
+                    divergences=deploy["divergences"] + divergences, window=deploy["compare_window"],
+                    max_window=deploy["max_window"], min_actions=deploy["min_actions"],
+                    threshold=deploy["match_threshold"])
+
+
+def warmup_bars(strategy: str | None, params: Any) -> int:
+    """Bars a strategy needs before its first decision (1 when unknown: the bot would not run anyway)."""
+    try:
+        spec = get_strategy(strategy or "")
+        return max(1, spec.warmup(spec.parse_params(params or {})))
+    except Exception:  # an unknown strategy or bad params: the candidate fails to start on its own
+        return 1
+
+
+async def _compare_start(conn: asyncpg.Connection, ctx: Any) -> datetime | None:
+    """Just before the first bar both bots decide on: their warm-up bars are no evidence.
+
+    The compare starts at the live run's first traded bar (``runs.config.tradeFrom``). A bot that
+    follows the market warmed up on history before it, and its shadow too (the bot runner starts a
+    shadow early enough for its own warm-up); a replay trades from its first bar, so the warm-up of
+    the slower of the two strategies is skipped here.
+    """
+    if not ctx["live_trade_from"]:
+        return None
+    trade_from = datetime.fromisoformat(ctx["live_trade_from"])
+    start = trade_from
+    if ctx["live_range_start"] is not None and ctx["live_range_start"] >= trade_from - timedelta(milliseconds=1):
+        warm = max(warmup_bars(ctx["live_strategy"], ctx["live_params"]),
+                   warmup_bars(ctx["cand_strategy"], ctx["cand_params"]))
+        start = await repo.warm_bar(conn, symbol=ctx["live_symbol"], interval=ctx["live_interval"],
+                                    start=trade_from, bars_after=warm - 1) or trade_from
+    return start - timedelta(milliseconds=1)
 
 
 class _Lost(Exception):

@@ -18,8 +18,8 @@ _SERVICE_ACTIVE_SQL = "('pending', 'starting', 'health_checking', 'swapping')"
 
 INSERT_DEPLOY = """
 INSERT INTO trading.bot_deploys (bot_id, state, from_version, from_spec_version, candidate, compare_window,
-                                 match_threshold, lease_ttl_s, lease_expires_at, actor)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8), $9)
+                                 match_threshold, lease_ttl_s, lease_expires_at, actor, min_actions, max_window)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now() + make_interval(secs => $8), $9, $10, $11)
 RETURNING *
 """
 
@@ -63,9 +63,11 @@ UPDATE trading.bot_deploys SET state = $3, updated_at = now()
 RETURNING *
 """
 
+# The compare starts after $5: the bars before the live run's first traded bar are warm-up for both.
 PIN_RUNS = """
 UPDATE trading.bot_deploys
-   SET state = 'comparing', live_run_id = $2, candidate_run_id = $3, updated_at = now()
+   SET state = 'comparing', live_run_id = $2, candidate_run_id = $3, compared_through = $5, compare_from = $5,
+       updated_at = now()
  WHERE id = $1 AND state = 'shadowing' AND lease_owner = $4
 RETURNING *
 """
@@ -73,7 +75,7 @@ RETURNING *
 RECORD_COMPARE = """
 UPDATE trading.bot_deploys
    SET bars_compared = bars_compared + $2, matches = matches + $3, divergences = divergences + $4,
-       compared_through = $5, updated_at = now()
+       compared_through = $5, idle_skipped = idle_skipped + $7, updated_at = now()
  WHERE id = $1 AND state = 'comparing' AND lease_owner = $6
 RETURNING *
 """
@@ -82,7 +84,8 @@ SET_SWAPPING = "UPDATE trading.bot_deploys SET state = 'swapping', updated_at = 
 
 FINISH_DEPLOY = """
 UPDATE trading.bot_deploys
-   SET state = $2, reason = $3, to_version = coalesce($4, to_version), finished_at = now(), updated_at = now()
+   SET state = $2, reason = $3, to_version = coalesce($4, to_version), finished_at = now(), updated_at = now(),
+       forced_by = coalesce($5, forced_by)
  WHERE id = $1
 RETURNING *
 """
@@ -100,6 +103,8 @@ SELECT id, bar_at, live_decision, candidate_decision, at FROM trading.deploy_div
 # What the controller needs to know about both bots, in one round trip.
 DEPLOY_CONTEXT = """
 SELECT l.desired_state AS live_desired, l.spec_version AS live_spec_version,
+       l.strategy AS live_strategy, l.params AS live_params, l.symbol AS live_symbol, l.interval AS live_interval,
+       c.strategy AS cand_strategy, c.params AS cand_params,
        l.delete_requested_at IS NOT NULL OR l.deleted_at IS NOT NULL AS live_deleting,
        c.id IS NOT NULL AS cand_exists, c.mode AS cand_mode, c.desired_state AS cand_desired,
        c.delete_requested_at IS NOT NULL OR c.deleted_at IS NOT NULL AS cand_deleting,
@@ -107,11 +112,12 @@ SELECT l.desired_state AS live_desired, l.spec_version AS live_spec_version,
        cs.last_error AS cand_last_error, cs.observed_version AS cand_observed_version,
        c.spec_version AS cand_spec_version,
        lr.id AS live_run_id, lr.status AS live_run_status, lr.range_start AS live_range_start,
+       lr.config ->> 'tradeFrom' AS live_trade_from,
        cr.id AS cand_run_id, cr.status AS cand_run_status, cr.range_start AS cand_range_start
   FROM trading.bot_configs l
   LEFT JOIN trading.bot_configs c ON c.id = $2
   LEFT JOIN trading.bot_status cs ON cs.bot_id = $2
-  LEFT JOIN LATERAL (SELECT id, status, range_start FROM trading.runs
+  LEFT JOIN LATERAL (SELECT id, status, range_start, config FROM trading.runs
                       WHERE bot_id = $1 AND kind IN ('paper', 'live') ORDER BY id DESC LIMIT 1) lr ON true
   LEFT JOIN LATERAL (SELECT id, status, range_start FROM trading.runs
                       WHERE bot_id = $2 AND kind = 'shadow' ORDER BY id DESC LIMIT 1) cr ON true
@@ -124,15 +130,16 @@ SELECT l.desired_state AS live_desired, l.spec_version AS live_spec_version,
 # (PK (run_id, ts), UNIQUE (bot_id, run_id, bar_at)): a tick costs O(batch), never O(run length).
 COMPARE_BATCH = """
 WITH bars AS (
-    SELECT l.ts
+    SELECT l.ts, l.position_qty AS l_position, c.position_qty AS c_position
       FROM trading.equity_points l
-     CROSS JOIN LATERAL (SELECT 1 FROM trading.equity_points c WHERE c.run_id = $4 AND c.ts = l.ts LIMIT 1) c
+     CROSS JOIN LATERAL (SELECT c.position_qty FROM trading.equity_points c
+                          WHERE c.run_id = $4 AND c.ts = l.ts LIMIT 1) c
      WHERE l.run_id = $2 AND l.ts > coalesce($5::timestamptz, '-infinity')
        AND l.ts <= (SELECT max(m.ts) FROM trading.equity_points m WHERE m.run_id = $4)
      ORDER BY l.ts
      LIMIT $6
 )
-SELECT b.ts,
+SELECT b.ts, b.l_position, b.c_position,
        ld.side AS l_side, ld.qty AS l_qty, ld.order_type AS l_type, ld.price AS l_price, ld.reason AS l_reason,
        cd.side AS c_side, cd.qty AS c_qty, cd.order_type AS c_type, cd.price AS c_price, cd.reason AS c_reason
   FROM bars b
@@ -141,6 +148,37 @@ SELECT b.ts,
   LEFT JOIN LATERAL (SELECT side, qty, order_type, price, reason FROM trading.bot_decisions
                       WHERE bot_id = $3 AND run_id = $4 AND bar_at = b.ts LIMIT 1) cd ON true
  ORDER BY b.ts
+"""
+
+# The open time of the bar ``$4`` bars after ``$3`` (the first bar both strategies are warm at).
+WARM_BAR = """
+SELECT open_time FROM market_data.v_klines_reader
+ WHERE symbol = $1 AND interval = $2 AND open_time >= $3
+ ORDER BY open_time OFFSET $4 LIMIT 1
+"""
+
+# Outcomes over the compared window (compare_from, compared_through]: how far the two equity curves
+# drift apart, and each side's round trips closed in it.
+EQUITY_TRACKING = """
+SELECT count(*) AS bars, max(abs(l.equity - c.equity)) AS max_abs_diff,
+       max(abs(l.equity - c.equity) / nullif(abs(l.equity), 0)) AS max_rel_diff,
+       (array_agg(c.equity - l.equity ORDER BY l.ts DESC))[1] AS last_diff
+  FROM trading.equity_points l
+  JOIN trading.equity_points c ON c.run_id = $2 AND c.ts = l.ts
+ WHERE l.run_id = $1 AND l.ts > coalesce($3::timestamptz, '-infinity') AND l.ts <= $4
+"""
+
+WINDOW_ROUNDTRIPS = """
+SELECT entry_at, exit_at, entry_price, exit_price, qty, net_pnl, exit_reason
+  FROM trading.roundtrips
+ WHERE run_id = $1 AND exit_at > coalesce($2::timestamptz, '-infinity') AND exit_at <= $3
+ ORDER BY exit_at
+ LIMIT $4
+"""
+
+WINDOW_ROUNDTRIP_TOTALS = """
+SELECT count(*) AS n, coalesce(sum(net_pnl), 0) AS net_pnl FROM trading.roundtrips
+ WHERE run_id = $1 AND exit_at > coalesce($2::timestamptz, '-infinity') AND exit_at <= $3
 """
 
 # The swap: the candidate's runnable spec becomes the live bot's (name, mode, labels stay).
@@ -155,10 +193,12 @@ RETURNING *
 
 async def insert_deploy(conn: asyncpg.Connection, *, bot_id: int, state: str, from_version: int,
                         from_spec_version: int, candidate: dict[str, Any], compare_window: int,
-                        match_threshold: float, lease_ttl_s: float, actor: str) -> asyncpg.Record:
+                        match_threshold: float, lease_ttl_s: float, actor: str, min_actions: int = 1,
+                        max_window: int | None = None) -> asyncpg.Record:
     """Insert a deploy; asyncpg.UniqueViolationError when the bot already has an active one."""
     return await conn.fetchrow(INSERT_DEPLOY, bot_id, state, from_version, from_spec_version, candidate,
-                               compare_window, match_threshold, lease_ttl_s, actor)
+                               compare_window, match_threshold, lease_ttl_s, actor, min_actions,
+                               max(max_window or compare_window, compare_window))
 
 
 async def set_candidate(conn: asyncpg.Connection, *, deploy_id: int, candidate_bot_id: int) -> asyncpg.Record:
@@ -205,13 +245,13 @@ async def transition(conn: asyncpg.Connection, *, deploy_id: int, from_state: st
 
 
 async def pin_runs(conn: asyncpg.Connection, *, deploy_id: int, live_run_id: int, candidate_run_id: int,
-                   owner: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(PIN_RUNS, deploy_id, live_run_id, candidate_run_id, owner)
+                   owner: str, start_after: datetime | None = None) -> asyncpg.Record | None:
+    return await conn.fetchrow(PIN_RUNS, deploy_id, live_run_id, candidate_run_id, owner, start_after)
 
 
 async def record_compare(conn: asyncpg.Connection, *, deploy_id: int, compared: int, matches: int,
-                         divergences: int, through: datetime, owner: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(RECORD_COMPARE, deploy_id, compared, matches, divergences, through, owner)
+                         divergences: int, through: datetime, owner: str, idle: int = 0) -> asyncpg.Record | None:
+    return await conn.fetchrow(RECORD_COMPARE, deploy_id, compared, matches, divergences, through, owner, idle)
 
 
 async def set_swapping(conn: asyncpg.Connection, *, deploy_id: int) -> asyncpg.Record:
@@ -220,8 +260,8 @@ async def set_swapping(conn: asyncpg.Connection, *, deploy_id: int) -> asyncpg.R
 
 
 async def finish_deploy(conn: asyncpg.Connection, *, deploy_id: int, state: str, reason: str | None,
-                        to_version: int | None = None) -> asyncpg.Record:
-    return await conn.fetchrow(FINISH_DEPLOY, deploy_id, state, reason, to_version)
+                        to_version: int | None = None, forced_by: str | None = None) -> asyncpg.Record:
+    return await conn.fetchrow(FINISH_DEPLOY, deploy_id, state, reason, to_version, forced_by)
 
 
 async def insert_divergences(conn: asyncpg.Connection, *, rows: list[tuple[int, datetime, dict, dict]]) -> None:
@@ -242,6 +282,23 @@ async def compare_batch(conn: asyncpg.Connection, *, live_bot_id: int, live_run_
                         candidate_run_id: int, after: datetime | None, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(COMPARE_BATCH, live_bot_id, live_run_id, candidate_bot_id, candidate_run_id, after,
                             limit)
+
+
+async def warm_bar(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
+                   bars_after: int) -> datetime | None:
+    return await conn.fetchval(WARM_BAR, symbol, interval, start, bars_after)
+
+
+async def equity_tracking(conn: asyncpg.Connection, *, live_run_id: int, candidate_run_id: int,
+                          start: datetime | None, through: datetime) -> asyncpg.Record:
+    return await conn.fetchrow(EQUITY_TRACKING, live_run_id, candidate_run_id, start, through)
+
+
+async def window_roundtrips(conn: asyncpg.Connection, *, run_id: int, start: datetime | None, through: datetime,
+                            limit: int) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
+    """(count and net PnL, the first ``limit`` round trips) of a run closed in the compared window."""
+    totals = await conn.fetchrow(WINDOW_ROUNDTRIP_TOTALS, run_id, start, through)
+    return totals, await conn.fetch(WINDOW_ROUNDTRIPS, run_id, start, through, limit)
 
 
 async def promote_spec(conn: asyncpg.Connection, *, bot_id: int, candidate: Any) -> asyncpg.Record | None:

@@ -14,9 +14,11 @@ from gordon_manager.deploys.schemas import (
     DeployPromote,
     DeployRead,
     DeployStatus,
+    ForcePromote,
     ServiceDeployCreate,
     ServiceDeployPage,
     ServiceDeployRead,
+    ShadowPromote,
 )
 from gordon_manager.errors import BadCursor, NotFound
 from gordon_manager.http.auth import Operator
@@ -93,10 +95,26 @@ async def list_deploys(request: Request, bot_id: BotId, page: Pagination) -> Dep
 
 @router.post("/bots/{bot_id}/promote", response_model=DeployRead, summary="Promote a shadow bot",
              responses={**_AUTH, **_404, **_409, 422: {"description": "Shadow trades another market"}})
-async def promote_shadow(request: Request, bot_id: BotId, actor: Operator) -> DeployRead:
-    """Make this shadow bot's spec its live bot's (the deploy swap, by hand) and retire the shadow."""
+async def promote_shadow(request: Request, bot_id: BotId, actor: Operator,
+                         body: ShadowPromote | None = None) -> DeployRead:
+    """Make this shadow bot's spec its live bot's (the deploy swap, by hand) and retire the shadow.
+
+    Only with evidence: its deploy is comparing with enough agreeing action bars; otherwise 409,
+    unless the body says ``{"force": true}`` (recorded as the deploy's ``forcedBy``)."""
     return await service.promote_shadow(request.app.state.ctx.pool, shadow_id=bot_id, actor=actor,
-                                        request_id=request_id_var.get())
+                                        request_id=request_id_var.get(), force=bool(body and body.force))
+
+
+@router.post("/bots/{bot_id}/deploys/{deploy_id}/promote", response_model=DeployRead,
+             summary="Force-promote an inconclusive deploy",
+             responses={**_AUTH, **_404, **_409, 422: {"description": "force is not true"}})
+async def force_promote(request: Request, bot_id: BotId, deploy_id: Annotated[int, Path(ge=1, le=2**62)],
+                        body: ForcePromote, actor: Operator) -> DeployRead:
+    """Apply an inconclusive deploy's candidate spec to the live bot: only with ``{"force": true}``.
+
+    Audited (``deploy-force-promote`` with the actor); the deploy becomes ``promoted`` with ``forcedBy``."""
+    return await service.force_promote(request.app.state.ctx.pool, bot_id=bot_id, deploy_id=deploy_id,
+                                       force=body.force, actor=actor, request_id=request_id_var.get())
 
 
 @router.post("/deploys/service", status_code=202, response_model=ServiceDeployRead,

@@ -9,7 +9,8 @@ from pydantic import Field, model_validator
 
 from gordon_manager.http.models import CamelModel
 
-DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed"]
+DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed",
+                      "inconclusive"]
 ServiceDeployState = Literal["pending", "starting", "health_checking", "swapping", "done", "aborted", "failed"]
 SERVICE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{1,62}$"
 _TS = "2026-05-17T10:00:00Z"
@@ -21,13 +22,23 @@ class DeployPromote(CamelModel):
     image: str | None = Field(None, max_length=255, examples=["ghcr.io/dlepaux/gordon-manager:3.8.1"],
                               description="Candidate image (allow-listed like PUT /bots).")
     strategy: str | None = Field(None, min_length=1, max_length=64, examples=["sma_crossover"])
+    symbol: str | None = Field(None, max_length=32, description=(
+        "Must be the live bot's (or omitted): a shadow-compare on another market proves nothing (422)."))
+    interval: str | None = Field(None, max_length=8, description="Must be the live bot's (or omitted), like symbol.")
     params: dict[str, Any] | None = Field(None, examples=[{"fast": 8, "slow": 30}],
                                           description="Full parameter set of the candidate (not merged).")
     execution: dict[str, Any] | None = Field(None, description="Candidate execution settings (full set).")
     compare_window: int | None = Field(None, ge=1, le=1_000_000, examples=[60],
                                        description="Bars to compare before swapping (default: settings).")
     match_threshold: float | None = Field(None, ge=0, le=1, examples=[0.95],
-                                          description="Match rate needed to swap (default: settings).")
+                                          description="Match rate of the action bars needed to swap (default: "
+                                                      "settings).")
+    min_actions: int | None = Field(None, ge=1, le=100_000, examples=[5],
+                                    description="Action bars (either bot acts) needed before a swap (default: "
+                                                "settings).")
+    max_window: int | None = Field(None, ge=1, le=10_000_000, examples=[600],
+                                   description="Bars the compare may extend to while short of evidence, then "
+                                               "inconclusive (default: settings; at least compareWindow).")
     lease_ttl_s: float | None = Field(None, ge=1, le=3600, examples=[30],
                                       description="Lease time-to-live; a deploy whose lease lapses aborts.")
 
@@ -49,13 +60,22 @@ class DeployRead(CamelModel):
     lease_ttl_s: float = Field(examples=[30.0])
     lease_owner: str | None = None
     lease_expires_at: datetime | None = Field(None, examples=[_TS])
-    bars_compared: int = Field(examples=[41])
-    matches: int = Field(examples=[41])
-    divergences: int = Field(examples=[0])
-    match_rate: float | None = Field(None, examples=[1.0], description="matches / barsCompared (null before any).")
+    min_actions: int = Field(examples=[5], description="Action bars needed before a swap.")
+    max_window: int = Field(examples=[600], description="Bars the compare may extend to, then inconclusive.")
+    bars_compared: int = Field(examples=[41], description="Bars walked (idle ones included).")
+    idle_skipped: int = Field(examples=[33], description="Bars where neither bot acted: skipped, not evidence.")
+    actions_compared: int = Field(examples=[8], description="Action bars compared (matches + divergences).")
+    matches: int = Field(examples=[8], description="Action bars on which both bots did the same.")
+    divergences: int = Field(examples=[0], description="Action bars on which they did not.")
+    evidence_needed: int = Field(examples=[0], description="Action bars still needed before a swap.")
+    match_rate: float | None = Field(None, examples=[1.0],
+                                     description="matches / actionsCompared (null before any action bar).")
+    forced_by: str | None = Field(None, description="Who promoted an inconclusive deploy with force.")
     live_run_id: int | None = None
     candidate_run_id: int | None = None
     compared_through: datetime | None = Field(None, description="Bar time up to which both runs were compared.")
+    compare_from: datetime | None = Field(None, description=(
+        "The compare covers bars after this: the live run's first traded bar, past both strategies' warm-up."))
     reason: str | None = Field(None, examples=["lease lost"])
     actor: str = Field(examples=["operator"])
     started_at: datetime
@@ -64,21 +84,63 @@ class DeployRead(CamelModel):
 
 
 class DivergenceRead(CamelModel):
-    """A bar on which the candidate decided differently, with both decisions."""
+    """An action bar on which the candidate acted differently: both decisions and positions after it."""
 
     id: int
     bar_at: datetime = Field(examples=[_TS])
     live_decision: dict[str, Any] = Field(examples=[{"side": "buy", "qty": "0.5", "orderType": "market",
-                                                     "price": "64000.1", "reason": "signal"}])
+                                                     "price": "64000.1", "reason": "signal", "position": "0"}])
     candidate_decision: dict[str, Any] = Field(examples=[{"side": "hold", "qty": "0", "orderType": "none",
-                                                          "price": None, "reason": None}])
+                                                          "price": None, "reason": None, "position": "0"}])
     at: datetime
 
 
+class RoundTripRead(CamelModel):
+    entry_at: datetime
+    exit_at: datetime
+    entry_price: float
+    exit_price: float
+    qty: float
+    net_pnl: float
+    exit_reason: str | None = None
+
+
+class SideOutcome(CamelModel):
+    """One bot's round trips closed in the compared window."""
+
+    roundtrips: int = Field(examples=[3])
+    net_pnl: float = Field(examples=[12.5])
+    items: list[RoundTripRead] = Field(default_factory=list, description="The first 20.")
+
+
+class DeployOutcomes(CamelModel):
+    """Outcomes over the compared window: equity tracking and both sides' round trips."""
+
+    bars: int = Field(examples=[60], description="Bars both equity curves have in the window.")
+    equity_max_abs_diff: float | None = Field(None, description="max |candidate − live| equity, quote currency.")
+    equity_max_rel_diff: float | None = Field(None, description="The same relative to the live bot's equity.")
+    equity_last_diff: float | None = Field(None, description="candidate − live equity at the last compared bar.")
+    live: SideOutcome
+    candidate: SideOutcome
+
+
 class DeployStatus(DeployRead):
-    """Live progress of the bot's current (or latest) deploy, with the latest divergences."""
+    """Live progress of the bot's current (or latest) deploy, with the latest divergences and outcomes."""
 
     latest_divergences: list[DivergenceRead] = Field(default_factory=list)
+    outcomes: DeployOutcomes | None = Field(None, description="Null before the compare started.")
+
+
+class ShadowPromote(CamelModel):
+    """POST /bots/{id}/promote: without the evidence of a deploy, a shadow is promoted only with force."""
+
+    force: bool = Field(False, description="Promote without (enough) shadow-compare evidence; audited.")
+
+
+class ForcePromote(CamelModel):
+    """POST /bots/{id}/deploys/{deployId}/promote: an inconclusive deploy is promoted only with force."""
+
+    force: bool = Field(False, description="Must be true: promote although the compare was inconclusive.")
 
 
 class DeployPage(CamelModel):

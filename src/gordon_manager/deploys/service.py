@@ -16,7 +16,15 @@ from gordon_manager.bots.schemas import BotSpec
 from gordon_manager.bots.service import validate_spec
 from gordon_manager.deploys import repo
 from gordon_manager.deploys.faults import failpoint
-from gordon_manager.deploys.schemas import DeployPromote, DeployRead, DeployStatus, DivergenceRead
+from gordon_manager.deploys.schemas import (
+    DeployOutcomes,
+    DeployPromote,
+    DeployRead,
+    DeployStatus,
+    DivergenceRead,
+    RoundTripRead,
+    SideOutcome,
+)
 from gordon_manager.deploys.swap import SwapImpossible, audit, record_finished, retire_candidate, swap_locked
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
@@ -26,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 CANDIDATE_FIELDS = ("strategy", "params", "execution", "image")
 LATEST_DIVERGENCES = 10
+ROUNDTRIPS_SHOWN = 20
 _READ_FIELDS = frozenset(DeployRead.model_fields)
 
 
@@ -33,13 +42,28 @@ def deploy_read(row: Any) -> DeployRead:
     """API model of a bot_deploys row."""
     data = {k: v for k, v in dict(row).items() if k in _READ_FIELDS}
     data["candidate"] = camelize(data["candidate"] or {})
-    compared = data["bars_compared"]
-    data["match_rate"] = data["matches"] / compared if compared else None
+    actions = data["matches"] + data["divergences"]
+    data["actions_compared"] = actions
+    data["evidence_needed"] = max(0, data["min_actions"] - actions)
+    data["match_rate"] = data["matches"] / actions if actions else None
     return DeployRead(**data)
+
+
+def has_evidence(deploy: Any) -> bool:
+    """Enough agreeing action bars for a swap (what the controller's verdict would promote on)."""
+    actions = deploy["matches"] + deploy["divergences"]
+    return (deploy["state"] == "comparing" and actions >= deploy["min_actions"]
+            and deploy["matches"] >= deploy["match_threshold"] * actions - 1e-9)
 
 
 def candidate_spec(live: Any, body: DeployPromote, settings: Settings) -> dict[str, Any]:
     """The candidate's validated column values: the live bot's spec with the body's changes."""
+    for field in ("symbol", "interval"):
+        wanted = getattr(body, field)
+        if wanted is not None and wanted != live[field]:
+            raise Unprocessable(f"the candidate must trade the live bot's {field} {live[field]!r}, not {wanted!r}: "
+                                "a shadow-compare on another market proves nothing",
+                                extra={"errors": [{"field": field, "message": f"must be {live[field]!r}"}]})
     strategy = body.strategy or live["strategy"]
     if body.params is not None:
         params = body.params
@@ -78,14 +102,20 @@ async def start_deploy(pool: asyncpg.Pool, *, bot_id: int, body: DeployPromote, 
                                f"observed {observed!r})", extra={"currentState": observed})
             values = candidate_spec(live, body, settings)
             candidate = {field: values[field] for field in CANDIDATE_FIELDS}
+            window = body.compare_window or settings.deploy_compare_window
+            max_window = body.max_window or max(settings.deploy_max_window, window)
+            if max_window < window:
+                raise Unprocessable(f"maxWindow ({max_window}) must be at least compareWindow ({window})",
+                                    extra={"errors": [{"field": "maxWindow", "message": "below compareWindow"}]})
             try:
                 deploy = await repo.insert_deploy(
                     conn, bot_id=bot_id, state="pending", from_version=live["version"],
                     from_spec_version=live["spec_version"], candidate=candidate,
-                    compare_window=body.compare_window or settings.deploy_compare_window,
+                    compare_window=window,
                     match_threshold=body.match_threshold if body.match_threshold is not None
                     else settings.deploy_match_threshold,
-                    lease_ttl_s=body.lease_ttl_s or settings.deploy_lease_ttl_s, actor=actor)
+                    lease_ttl_s=body.lease_ttl_s or settings.deploy_lease_ttl_s, actor=actor,
+                    min_actions=body.min_actions or settings.deploy_min_actions, max_window=max_window)
             except asyncpg.UniqueViolationError as exc:
                 raise Conflict(f"bot {bot_id} already has a deploy in progress",
                                extra={"currentState": "deploying"}) from exc
@@ -156,11 +186,41 @@ async def deploy_status(conn: asyncpg.Connection, *, bot_id: int) -> DeployStatu
         raise NotFound(f"bot {bot_id} has never been deployed")
     divergences = await repo.latest_divergences(conn, deploy_id=deploy["id"], limit=LATEST_DIVERGENCES)
     return DeployStatus(**deploy_read(deploy).model_dump(),
-                        latest_divergences=[DivergenceRead(**dict(r)) for r in divergences])
+                        latest_divergences=[DivergenceRead(**dict(r)) for r in divergences],
+                        outcomes=await _outcomes(conn, deploy))
 
 
-async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, request_id: str | None) -> DeployRead:
-    """Promote an existing shadow bot by hand: the same swap as a deploy, recorded as a deploy."""
+async def _outcomes(conn: asyncpg.Connection, deploy: Any) -> DeployOutcomes | None:
+    """Equity tracking and round trips of both runs over the compared window (None before it starts)."""
+    live_run, cand_run, through = deploy["live_run_id"], deploy["candidate_run_id"], deploy["compared_through"]
+    if live_run is None or cand_run is None or through is None:
+        return None
+    start = deploy["compare_from"]
+    tracking = await repo.equity_tracking(conn, live_run_id=live_run, candidate_run_id=cand_run, start=start,
+                                          through=through)
+
+    async def side(run_id: int) -> SideOutcome:
+        totals, items = await repo.window_roundtrips(conn, run_id=run_id, start=start, through=through,
+                                                     limit=ROUNDTRIPS_SHOWN)
+        return SideOutcome(roundtrips=totals["n"], net_pnl=float(totals["net_pnl"]),
+                           items=[RoundTripRead(**dict(r)) for r in items])
+
+    def num(value: Any) -> float | None:
+        return None if value is None else float(value)
+
+    return DeployOutcomes(bars=tracking["bars"], equity_max_abs_diff=num(tracking["max_abs_diff"]),
+                          equity_max_rel_diff=num(tracking["max_rel_diff"]),
+                          equity_last_diff=num(tracking["last_diff"]), live=await side(live_run),
+                          candidate=await side(cand_run))
+
+
+async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, request_id: str | None,
+                         force: bool = False) -> DeployRead:
+    """Promote an existing shadow bot by hand: the same swap as a deploy, recorded as a deploy.
+
+    Only with evidence (its deploy is comparing and has enough agreeing action bars) or ``force``
+    (audited: the deploy's ``forcedBy`` and reason name the actor).
+    """
     async with pool.acquire() as conn:
         async with conn.transaction():
             shadow = await bots_repo.get_bot(conn, bot_id=shadow_id)
@@ -183,6 +243,16 @@ async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, requ
             if deploy is not None and deploy["candidate_bot_id"] != shadow_id:
                 raise Conflict(f"bot {live['id']} has another deploy in progress (deploy {deploy['id']})",
                                extra={"currentState": "deploying"})
+            evidence = deploy is not None and has_evidence(deploy)
+            if not evidence and not force:
+                have = (f"its deploy {deploy['id']} has {deploy['matches']} agreeing of "
+                        f"{deploy['matches'] + deploy['divergences']} action bars compared "
+                        f"({deploy['min_actions']} needed at match threshold {deploy['match_threshold']:g})"
+                        if deploy is not None else "it has no deploy comparing it with its live bot")
+                raise Conflict(f"shadow bot {shadow_id} has no evidence for a promotion: {have}; "
+                               "send {\"force\": true} to promote it anyway",
+                               extra={"currentState": deploy["state"] if deploy is not None else "no_deploy"})
+            reason = f"promoted by {actor}" + ("" if evidence else " (forced without evidence)")
             if deploy is None:
                 deploy = await repo.insert_deploy(
                     conn, bot_id=live["id"], state="swapping", from_version=live["version"],
@@ -193,10 +263,50 @@ async def promote_shadow(pool: asyncpg.Pool, *, shadow_id: int, actor: str, requ
             else:
                 deploy = await repo.set_swapping(conn, deploy_id=deploy["id"])
             try:
-                done = await swap_locked(conn, deploy=deploy, live=live, actor=actor, reason=f"promoted by {actor}",
-                                         request_id=request_id)
+                done = await swap_locked(conn, deploy=deploy, live=live, actor=actor, reason=reason,
+                                         request_id=request_id, forced_by=None if evidence else actor)
             except SwapImpossible as exc:  # pragma: no cover - the shadow row is locked above
                 raise Conflict(str(exc)) from exc
     failpoint("swap.after_commit")
     record_finished(done)
+    return deploy_read(done)
+
+
+async def force_promote(pool: asyncpg.Pool, *, bot_id: int, deploy_id: int, force: bool, actor: str,
+                        request_id: str | None) -> DeployRead:
+    """Promote an inconclusive deploy's candidate spec, only with ``force`` (audited with the actor).
+
+    The candidate bot was retired when the deploy ended; its spec is the deploy's ``candidate``.
+    """
+    if not force:
+        raise Unprocessable("an inconclusive deploy is promoted only with an explicit force: true",
+                            extra={"errors": [{"field": "force", "message": "must be true"}]})
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            live = await bots_repo.lock_bot(conn, bot_id=bot_id)
+            if live is None:
+                raise NotFound(f"bot {bot_id} does not exist")
+            deploy = await repo.get_deploy(conn, deploy_id=deploy_id, for_update=True)
+            if deploy is None or deploy["bot_id"] != bot_id:
+                raise NotFound(f"bot {bot_id} has no deploy {deploy_id}")
+            if deploy["state"] != "inconclusive":
+                raise Conflict(f"deploy {deploy_id} is {deploy['state']}: only an inconclusive deploy can be "
+                               "force-promoted", extra={"currentState": deploy["state"]})
+            if live["delete_requested_at"] is not None or live["spec_version"] != deploy["from_spec_version"]:
+                raise Conflict(f"bot {bot_id} changed since deploy {deploy_id} (spec version "
+                               f"{deploy['from_spec_version']} → {live['spec_version']}): deploy again",
+                               extra={"currentState": "changed"})
+            after = await repo.promote_spec(conn, bot_id=bot_id, candidate=deploy["candidate"])
+            await audit(conn, bot_id=bot_id, actor=actor, action="deploy-force-promote", before=live, after=after,
+                        request_id=request_id)
+            done = await repo.finish_deploy(conn, deploy_id=deploy_id, state="promoted",
+                                            reason=f"forced by {actor} ({deploy['reason']})",
+                                            to_version=after["version"], forced_by=actor)
+            await bots_repo.insert_bot_event(
+                conn, bot_id=bot_id, kind="deploy_promoted", level="warning",
+                message=f"deploy {deploy_id} force-promoted by {actor} without enough evidence "
+                        f"(v{live['version']} → v{after['version']})",
+                data={"deployId": deploy_id, "forcedBy": actor, "fromVersion": live["version"],
+                      "toVersion": after["version"]})
+    logger.warning("inconclusive deploy force-promoted", extra={"deploy_id": deploy_id, "actor": actor})
     return deploy_read(done)

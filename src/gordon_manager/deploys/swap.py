@@ -54,7 +54,7 @@ async def retire_candidate(conn: asyncpg.Connection, *, candidate_bot_id: int | 
 
 
 async def swap_locked(conn: asyncpg.Connection, *, deploy: Any, live: Any, actor: str, reason: str | None,
-                      request_id: str | None = None) -> asyncpg.Record:
+                      request_id: str | None = None, forced_by: str | None = None) -> asyncpg.Record:
     """The swap inside the caller's transaction; ``deploy`` (state swapping) and ``live`` are locked."""
     candidate = await bots_repo.lock_bot(conn, bot_id=deploy["candidate_bot_id"]) \
         if deploy["candidate_bot_id"] is not None else None
@@ -65,7 +65,7 @@ async def swap_locked(conn: asyncpg.Connection, *, deploy: Any, live: Any, actor
                 request_id=request_id)
     await retire_candidate(conn, candidate_bot_id=candidate["id"], actor=actor, request_id=request_id)
     done = await repo.finish_deploy(conn, deploy_id=deploy["id"], state="promoted", reason=reason,
-                                    to_version=after["version"])
+                                    to_version=after["version"], forced_by=forced_by)
     await bots_repo.insert_bot_event(
         conn, bot_id=live["id"], kind="deploy_promoted", level="info",
         message=(f"deploy {deploy['id']} promoted candidate bot {candidate['id']} "
