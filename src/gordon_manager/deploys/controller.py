@@ -142,7 +142,7 @@ class DeployController(LoopService):
         """Compare batches until caught up (or out of time); the deploy row after, None when we lost it."""
         deadline = time.monotonic() + max(self.interval, 0.05) / 2
         while True:
-            want = min(self.batch_bars, deploy["max_window"] - deploy["bars_compared"])
+            want = min(self.batch_bars, max_window(deploy) - deploy["bars_compared"])
             got = 0
             if want > 0:
                 try:
@@ -215,8 +215,13 @@ def _verdict(deploy: Any, *, bars: int = 0, matches: int = 0, divergences: int =
     """The compare verdict with the deploy's counts plus a batch's so far."""
     return evaluate(bars=deploy["bars_compared"] + bars, matches=deploy["matches"] + matches,
                     divergences=deploy["divergences"] + divergences, window=deploy["compare_window"],
-                    max_window=deploy["max_window"], min_actions=deploy["min_actions"],
+                    max_window=max_window(deploy), min_actions=deploy["min_actions"],
                     threshold=deploy["match_threshold"])
+
+
+def max_window(deploy: Any) -> int:
+    """The deploy's maxWindow (NULL, from other writers or older rows: its compare window)."""
+    return max(deploy["max_window"] or 0, deploy["compare_window"])
 
 
 def warmup_bars(strategy: str | None, params: Any) -> int:

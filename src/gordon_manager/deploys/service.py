@@ -43,6 +43,7 @@ def deploy_read(row: Any) -> DeployRead:
     data = {k: v for k, v in dict(row).items() if k in _READ_FIELDS}
     data["candidate"] = camelize(data["candidate"] or {})
     actions = data["matches"] + data["divergences"]
+    data["max_window"] = max(data["max_window"] or 0, data["compare_window"])
     data["actions_compared"] = actions
     data["evidence_needed"] = max(0, data["min_actions"] - actions)
     data["match_rate"] = data["matches"] / actions if actions else None

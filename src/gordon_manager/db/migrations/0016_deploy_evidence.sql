@@ -14,8 +14,8 @@ ALTER TABLE trading.bot_deploys
     ADD COLUMN max_window   integer,
     ADD COLUMN idle_skipped integer NOT NULL DEFAULT 0,
     ADD COLUMN forced_by    text;
-UPDATE trading.bot_deploys SET max_window = compare_window WHERE max_window IS NULL;
-ALTER TABLE trading.bot_deploys ALTER COLUMN max_window SET NOT NULL;
-ALTER TABLE trading.bot_deploys ADD CONSTRAINT bot_deploys_max_window_check CHECK (max_window >= compare_window);
+-- max_window NULL (rows written by other tools, and deploys from before this migration) = compare_window.
+ALTER TABLE trading.bot_deploys ADD CONSTRAINT bot_deploys_max_window_check
+    CHECK (max_window IS NULL OR max_window >= compare_window);
 -- Where the compare started (just before the live run's first traded bar): the window of outcomes.
 ALTER TABLE trading.bot_deploys ADD COLUMN compare_from timestamptz;
