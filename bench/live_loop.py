@@ -674,8 +674,11 @@ class LiveBench:
         for first in range(0, args.bots, args.wave):  # in waves: 100 interpreters starting at once starve
             wave = self.bot_ids[first:first + args.wave]
             for bot_id in wave:
+                profile = (["-m", "cProfile", "-o", args.profile_bot]
+                           if args.profile_bot and bot_id == self.bot_ids[0] else [])
                 self.bots[bot_id] = spawn(
-                    [sys.executable, "-m", "gordon_manager.cli", "bot"], log=tmp / "bots" / f"{bot_id}.log",
+                    [sys.executable, *profile, "-m", "gordon_manager.cli", "bot"],
+                    log=tmp / "bots" / f"{bot_id}.log",
                     env=child_env(GORDON_BOT_ID=str(bot_id), GORDON_DATABASE_URL=self.db.bot_url,
                                   GORDON_BUS_NATS_URL=self.nats.url, GORDON_BOT_POLL_S=str(args.poll),
                                   GORDON_MANAGER_LOG_LEVEL="WARNING", **extra))
@@ -869,6 +872,8 @@ def main() -> None:
                         help="connections the executor writes portfolio_state through")
     parser.add_argument("--infra-nice", type=int, default=0,
                         help="experiment: nice of PostgreSQL and nats-server (0: as started)")
+    parser.add_argument("--profile-bot", metavar="FILE",
+                        help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="experiment: a postgresql.conf line (e.g. log_statement=all), repeatable")
     parser.add_argument("--executor-consumer", choices=("push", "pull"), default="push",
