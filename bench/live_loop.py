@@ -420,8 +420,9 @@ async def baseline_publisher(args) -> None:
 
 
 # -- the run ----------------------------------------------------------------------------------------------
-def spawn(cmd: list[str], *, env: dict[str, str], log: Path | None = None, **kwargs) -> subprocess.Popen:
-    """A child in its own session at nice 0 (this process may run at a raised priority), output in ``log``."""
+def spawn(cmd: list[str], *, env: dict[str, str], log: Path | None = None, nice: int = 0,
+          **kwargs) -> subprocess.Popen:
+    """A child in its own session at ``nice`` (this process may run at a raised priority), output in ``log``."""
     if log is None:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, **kwargs)
     else:
@@ -429,7 +430,7 @@ def spawn(cmd: list[str], *, env: dict[str, str], log: Path | None = None, **kwa
             proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, stdout=out,
                                     stderr=subprocess.STDOUT, **kwargs)
     with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, proc.pid, 0)
+        os.setpriority(os.PRIO_PROCESS, proc.pid, nice)
     return proc
 
 
@@ -677,7 +678,7 @@ class LiveBench:
                 profile = (["-m", "cProfile", "-o", args.profile_bot]
                            if args.profile_bot and bot_id == self.bot_ids[0] else [])
                 self.bots[bot_id] = spawn(
-                    [sys.executable, *profile, "-m", "gordon_manager.cli", "bot"],
+                    [sys.executable, *profile, "-m", "gordon_manager.cli", "bot"], nice=args.bots_nice,
                     log=tmp / "bots" / f"{bot_id}.log",
                     env=child_env(GORDON_BOT_ID=str(bot_id), GORDON_DATABASE_URL=self.db.bot_url,
                                   GORDON_BUS_NATS_URL=self.nats.url, GORDON_BOT_POLL_S=str(args.poll),
@@ -872,6 +873,9 @@ def main() -> None:
                         help="connections the executor writes portfolio_state through")
     parser.add_argument("--infra-nice", type=int, default=0,
                         help="experiment: nice of PostgreSQL and nats-server (0: as started)")
+    parser.add_argument("--bots-nice", type=int, default=0,
+                        help="experiment: nice of the bot processes (as lower CPU shares for bot containers than "
+                             "for the control plane, PostgreSQL and NATS would give)")
     parser.add_argument("--profile-bot", metavar="FILE",
                         help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",

@@ -14,6 +14,7 @@ from gordon_manager.events import repo
 from gordon_manager.events.hub import Hub
 from gordon_manager.events.listener import NotifyListener
 from gordon_manager.events.hints import HintRelay
+from gordon_manager.events.intent_relay import IntentRelay
 from gordon_manager.events.nats_consumer import NatsBreakerConsumer
 from gordon_manager.events.protocol import heartbeat_frame
 from gordon_manager.events.session import Session
@@ -107,6 +108,7 @@ async def start(ctx: AppContext) -> None:
         ctx.health.set_check("nats", configured=True, connected=False, breakerStateSource="nats")
         ctx.supervisor.start(consumer)
         ctx.supervisor.start(HintRelay(database_url=ctx.database_url, nats_url=nats_url))
+        ctx.supervisor.start(IntentRelay(database_url=ctx.database_url, nats_url=nats_url))
     else:
         ctx.health.set_check("nats", configured=False, breakerStateSource="notify",
                              detail="GORDON_BUS_NATS_URL is unset: breaker_state deltas come from Postgres NOTIFY")

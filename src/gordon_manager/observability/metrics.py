@@ -59,6 +59,10 @@ PORTFOLIO_DRIFT = Counter("gordon_manager_portfolio_drift_total",
                           "Portfolio mismatches between bots' ledgers and trading.portfolio_state.")
 RUNS_ABANDONED = Counter("gordon_manager_runs_abandoned_total",
                          "Bot runs marked abandoned because their bot stopped heartbeating.")
+INTENTS_RELAYED = Counter("gordon_manager_intents_relayed_total",
+                          "Committed order intents the manager relayed to JetStream at commit time, by outcome "
+                          "(published first, duplicate of the bot's own publish, dropped, skipped: too large).",
+                          ["outcome"])
 HINTS = Counter("gordon_manager_bot_hints_total",
                 "Wake-up hints for bots (new bars, risk changes) relayed from NOTIFY to NATS, by outcome.",
                 ["outcome"])
