@@ -610,7 +610,7 @@ class LiveBench:
         if args.infra_nice:  # experiment: PostgreSQL (backends fork from the postmaster) and nats-server first
             for proc in postgres_procs(self.pgdata) + tree(self.nats.proc.pid):
                 os.setpriority(os.PRIO_PROCESS, proc.pid, args.infra_nice)
-            print(f"experiment: PostgreSQL and nats-server at nice {args.infra_nice}")
+            print(f"experiment: PostgreSQL, nats-server and the manager at nice {args.infra_nice}")
         if args.loadgen_nice:
             # The executor stands in for a peer with its own CPU (gordon-executor, normally elsewhere): on a
             # saturated box it would otherwise queue behind the bots. Children are put back to nice 0.
@@ -629,7 +629,8 @@ class LiveBench:
                           GORDON_MANAGER_RECONCILE_ENABLED="false",
                           GORDON_MANAGER_BIND_ADDR=f"127.0.0.1:{port}",
                           GORDON_MANAGER_DATA_DIR=str(tmp / "manager"), GORDON_BUS_NATS_URL=self.nats.url,
-                          GORDON_MANAGER_OPERATOR_TOKEN=TOKEN, GORDON_MANAGER_LOG_LEVEL="WARNING"))
+                          GORDON_MANAGER_OPERATOR_TOKEN=TOKEN, GORDON_MANAGER_LOG_LEVEL="WARNING"),
+            nice=args.infra_nice)
         await wait_ready(f"http://127.0.0.1:{port}", self.procs["manager"])
 
     async def baseline(self) -> None:
@@ -872,7 +873,8 @@ def main() -> None:
     parser.add_argument("--executor-pool", type=int, default=8,
                         help="connections the executor writes portfolio_state through")
     parser.add_argument("--infra-nice", type=int, default=0,
-                        help="experiment: nice of PostgreSQL and nats-server (0: as started)")
+                        help="experiment: nice of PostgreSQL, nats-server and the manager, as CPU weights favouring "
+                             "the control plane over bot containers would (0: as started)")
     parser.add_argument("--bots-nice", type=int, default=0,
                         help="experiment: nice of the bot processes (as lower CPU shares for bot containers than "
                              "for the control plane, PostgreSQL and NATS would give)")
