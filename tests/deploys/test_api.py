@@ -227,3 +227,22 @@ async def test_force_promote_refusals(client, operator_headers, sadmin):
     bad = await client.post(f"/bots/{bot_id}/deploys/{started['id']}/promote", headers=operator_headers,
                             json={"force": "yes please"})
     assert bad.status_code == 422
+
+
+async def test_a_deploys_divergences_are_paged_oldest_first(client, operator_headers, sadmin):
+    bot_id = await live_bot(sadmin)
+    other = await live_bot(sadmin)
+    deploy = (await promote(client, operator_headers, bot_id)).json()
+    for minute in range(3):
+        await sadmin.execute(
+            "INSERT INTO trading.deploy_divergences (deploy_id, bar_at, live_decision, candidate_decision)"
+            " VALUES ($1, '2024-01-01T00:00:00Z'::timestamptz + make_interval(mins => $2), $3, $4)",
+            deploy["id"], minute, {"side": "buy", "position": "0"}, {"side": "hold", "position": "0"})
+    path = f"/bots/{bot_id}/deploys/{deploy['id']}/divergences"
+    first = (await client.get(path, params={"limit": 2})).json()
+    assert [d["barAt"] for d in first["items"]] == ["2024-01-01T00:00:00Z", "2024-01-01T00:01:00Z"]
+    assert first["items"][0]["liveDecision"]["side"] == "buy" and first["nextCursor"]
+    rest = (await client.get(path, params={"limit": 2, "cursor": first["nextCursor"]})).json()
+    assert [d["barAt"] for d in rest["items"]] == ["2024-01-01T00:02:00Z"] and rest["nextCursor"] is None
+    assert (await client.get(f"/bots/{other}/deploys/{deploy['id']}/divergences")).status_code == 404
+    assert (await client.get(path, params={"cursor": "garbage"})).status_code == 400

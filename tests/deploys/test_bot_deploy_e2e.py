@@ -15,8 +15,9 @@ from tests.deploys.sampler import BotSampler
 from tests.reconcile.conftest import running_app
 
 
-async def create_live_bot(client, symbol: str, *, speed: str = "40", params: dict | None = None) -> int:
-    body = {"name": f"e2e-{uuid.uuid4().hex[:8]}", "strategy": "sma_crossover", "symbol": symbol, "interval": "1m",
+async def create_live_bot(client, symbol: str, *, speed: str = "40", params: dict | None = None,
+                          strategy: str = "sma_crossover") -> int:
+    body = {"name": f"e2e-{uuid.uuid4().hex[:8]}", "strategy": strategy, "symbol": symbol, "interval": "1m",
             "params": params or {"fast": 3, "slow": 8}, "mode": "paper", "image": "gordon-bot:1",
             "labels": {"replay.speed": speed}, "desiredState": "running"}
     response = await client.post("/bots", json=body, headers=HEADERS)
@@ -204,3 +205,26 @@ async def test_a_deploy_without_actions_ends_inconclusive_and_is_promoted_only_w
         audit = (await client.get(f"/bots/{live}/audit")).json()["items"]
         assert audit[0]["action"] == "deploy-force-promote" and audit[0]["actor"] == forced.json()["forcedBy"]
         assert (await client.post(path, headers=HEADERS, json={"force": True})).status_code == 409
+
+
+async def test_a_param_change_that_alters_one_action_in_fifty_is_caught_on_that_bar(ddb, data_dir):
+    """Donchian with a take profit of 2% vs 2.1%: on these bars (seed 31) the two agree on 43 action
+    bars, then one take profit fills for one and not the other (the positions differ) at bar 597."""
+    from tests.botrunner.conftest import START
+
+    symbol = await klines(ddb, 900, seed=31)
+    params = {"entryPeriod": 5, "exitPeriod": 3, "takeProfitPct": 0.02}
+    async with running_app(deploy_settings(ddb, data_dir)) as (_app, client):
+        live = await create_live_bot(client, symbol, strategy="donchian_breakout", params=params, speed="60")
+        await wait_running(client, ddb, live)
+        response = await client.post(f"/bots/{live}/deploy/promote", headers=HEADERS,
+                                     json={"params": {**params, "takeProfitPct": 0.021}, "compareWindow": 60,
+                                           "maxWindow": 900, "minActions": 50, "matchThreshold": 1.0})
+        assert response.status_code == 202, response.text
+        done = await wait_deploy(client, live, {"promoted", "aborted", "failed", "inconclusive"}, timeout=90)
+        assert done["state"] == "aborted", done
+        assert (done["matches"], done["divergences"]) == (43, 1), done
+        at = START + timedelta(minutes=597)
+        assert datetime.fromisoformat(done["comparedThrough"].replace("Z", "+00:00")) == at
+        (divergence,) = done["latestDivergences"]
+        assert divergence["liveDecision"]["position"] != divergence["candidateDecision"]["position"]

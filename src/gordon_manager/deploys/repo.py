@@ -95,6 +95,13 @@ INSERT INTO trading.deploy_divergences (deploy_id, bar_at, live_decision, candid
 VALUES ($1, $2, $3, $4)
 """
 
+DIVERGENCES_PAGE = """
+SELECT id, bar_at, live_decision, candidate_decision, at FROM trading.deploy_divergences
+ WHERE deploy_id = $1 AND ($2::bigint IS NULL OR id > $2)
+ ORDER BY id
+ LIMIT $3
+"""
+
 LATEST_DIVERGENCES = """
 SELECT id, bar_at, live_decision, candidate_decision, at FROM trading.deploy_divergences
  WHERE deploy_id = $1 ORDER BY id DESC LIMIT $2
@@ -267,6 +274,12 @@ async def finish_deploy(conn: asyncpg.Connection, *, deploy_id: int, state: str,
 async def insert_divergences(conn: asyncpg.Connection, *, rows: list[tuple[int, datetime, dict, dict]]) -> None:
     if rows:
         await conn.executemany(INSERT_DIVERGENCE, rows)
+
+
+async def divergences_page(conn: asyncpg.Connection, *, deploy_id: int, after_id: int | None,
+                           limit: int) -> list[asyncpg.Record]:
+    """A keyset page of a deploy's divergences, in the order they were found."""
+    return await conn.fetch(DIVERGENCES_PAGE, deploy_id, after_id, limit)
 
 
 async def latest_divergences(conn: asyncpg.Connection, *, deploy_id: int, limit: int) -> list[asyncpg.Record]:

@@ -14,6 +14,8 @@ from gordon_manager.deploys.schemas import (
     DeployPromote,
     DeployRead,
     DeployStatus,
+    DivergencePage,
+    DivergenceRead,
     ForcePromote,
     ServiceDeployCreate,
     ServiceDeployPage,
@@ -91,6 +93,23 @@ async def list_deploys(request: Request, bot_id: BotId, page: Pagination) -> Dep
         rows = await repo.list_deploys(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
     return DeployPage(items=[service.deploy_read(r) for r in rows],
                       next_cursor=page.next_cursor(f"deploys:{bot_id}", rows, lambda r: {"id": r["id"]}))
+
+
+@router.get("/bots/{bot_id}/deploys/{deploy_id}/divergences", response_model=DivergencePage,
+            summary="A deploy's divergences", responses={**_404, 400: {"description": "Invalid cursor"}})
+async def list_divergences(request: Request, bot_id: BotId, deploy_id: Annotated[int, Path(ge=1, le=2**62)],
+                           page: Pagination) -> DivergencePage:
+    """Every action bar on which the candidate acted differently (both sides' actions and positions),
+    oldest first; keyset-paginated."""
+    scope = f"divergences:{deploy_id}"
+    after_id = _before_id(page, scope)
+    async with request.app.state.ctx.pool.acquire() as conn:
+        deploy = await repo.get_deploy(conn, deploy_id=deploy_id)
+        if deploy is None or deploy["bot_id"] != bot_id:
+            raise NotFound(f"bot {bot_id} has no deploy {deploy_id}")
+        rows = await repo.divergences_page(conn, deploy_id=deploy_id, after_id=after_id, limit=page.limit)
+    return DivergencePage(items=[DivergenceRead(**dict(r)) for r in rows],
+                          next_cursor=page.next_cursor(scope, rows, lambda r: {"id": r["id"]}))
 
 
 @router.post("/bots/{bot_id}/promote", response_model=DeployRead, summary="Promote a shadow bot",

@@ -143,6 +143,13 @@ class ForcePromote(CamelModel):
     force: bool = Field(False, description="Must be true: promote although the compare was inconclusive.")
 
 
+class DivergencePage(CamelModel):
+    """A page of a deploy's divergences, oldest first."""
+
+    items: list[DivergenceRead]
+    next_cursor: str | None = None
+
+
 class DeployPage(CamelModel):
     """A page of deploys, newest first."""
 
