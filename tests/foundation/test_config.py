@@ -6,10 +6,11 @@ import io
 import logging
 
 import httpx
+import pytest
 from pydantic import SecretStr
 
 from gordon_manager.app import create_app
-from gordon_manager.health.redact import redacted_config
+from gordon_manager.health.redact import redact_text, redacted_config
 from gordon_manager.observability.logging import JsonFormatter
 from gordon_manager.settings import Settings
 from tests.conftest import make_settings
@@ -50,7 +51,9 @@ async def test_config_redacts_every_secret_in_response_and_logs(database, data_d
         app = create_app(settings)
         async with app.router.lifespan_context(app):
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-                response = await http.get("/config")
+                assert (await http.get("/config")).status_code == 401
+                assert (await http.get("/config", headers={"X-Operator-Token": "wrong"})).status_code == 403
+                response = await http.get("/config", headers={"X-Operator-Token": SECRETS["operator"]})
                 await http.get("/healthz")
                 await http.get("/nope")
     finally:
@@ -101,3 +104,29 @@ async def test_operator_token_generated_when_unset_and_never_logged(database, da
     assert oct(token_file.stat().st_mode & 0o777) == "0o600"
     assert token not in stream.getvalue()
     assert str(token_file) in stream.getvalue()
+
+
+@pytest.mark.parametrize("value, secret, kept", [
+    ("nats://TOKEN-a1b2c3@nats.internal:4222", "TOKEN-a1b2c3", "nats://***@nats.internal:4222"),
+    ("nats://gm:pw-Zz9@127.0.0.1:4222", "pw-Zz9", "nats://gm:***@127.0.0.1:4222"),
+    ("http://risk:8080/v1?token=tok-Qq1&region=eu", "tok-Qq1", "http://risk:8080/v1?token=***&region=eu"),
+    ("http://h/x?api_key=k-1&X-Amz-Signature=s-2&sslpassword=p-3", "k-1", None),
+    ("postgresql:///gordon?user=admin&password=pw-Ab1&host=/run/pg", "pw-Ab1",
+     "postgresql:///gordon?user=admin&password=***&host=/run/pg"),
+    ("host=/run/pg user=admin password=pw-Cd2 dbname=gordon", "pw-Cd2",
+     "host=/run/pg user=admin password=*** dbname=gordon"),
+    ("host=db password='pw Ef3 with space' sslmode=require", "Ef3", "host=db password=*** sslmode=require"),
+    ("postgresql://u:pw-Gh4@[::1]:5432/db", "pw-Gh4", "postgresql://u:***@[::1]:5432/db"),
+])
+def test_every_credential_form_is_redacted(value, secret, kept):
+    out = redact_text(value)
+    assert secret not in out
+    if kept is not None:
+        assert out == kept
+    for other in ("s-2", "p-3"):
+        assert other not in out
+
+
+def test_non_secret_settings_are_redacted_too(database, data_dir):
+    settings = make_settings(database, data_dir, bus_nats_url="nats://TOKEN-x9y8@127.0.0.1:4222")
+    assert redacted_config(settings)["busNatsUrl"] == "nats://***@127.0.0.1:4222"

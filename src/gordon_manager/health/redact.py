@@ -1,16 +1,61 @@
-"""The config sanitiser behind GET /config: every secret redacted, URLs without passwords."""
+"""The config sanitiser behind GET /config: every secret redacted, URLs without credentials.
+
+In any string value (secret or not):
+* a URL's user-info: a password becomes ``***`` (``user:***@``); a user name alone becomes ``***``
+  (``nats://TOKEN@host`` carries a token there);
+* a URL query value whose key looks secret (``password``, ``token``, ``secret``, ``key``…);
+* a libpq keyword/value string's ``password=`` / ``sslpassword=`` (quoted or not).
+A secret setting that is not URL-shaped is ``***`` as a whole.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, SecretStr
 from pydantic.alias_generators import to_camel
 
-from gordon_manager.db.urls import redact_url
-
 REDACTED = "***"
+_SECRET_KEY = re.compile(r"pass|pwd|token|secret|key|auth|credential|signature|sig$|session", re.IGNORECASE)
+_LIBPQ_SECRET = re.compile(r"\b(password|sslpassword)\s*=\s*('(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials (see the module docstring); a string that does not parse is ``***``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc
+    if "@" in netloc:
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6
+            host = f"[{host}]"
+        user = REDACTED if parts.password is None else f"{quote(parts.username or '', safe='')}:{REDACTED}"
+        netloc = f"{user}@{host}" + (f":{port}" if port else "")
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, REDACTED if _SECRET_KEY.search(k) else v) for k, v in pairs], safe="/:*")
+    rebuilt = urlunsplit(parts._replace(netloc=netloc, query=query))
+    if not netloc and url.startswith(f"{parts.scheme}://") and not rebuilt.startswith(f"{parts.scheme}://"):
+        rebuilt = f"{parts.scheme}://" + rebuilt[len(parts.scheme) + 1:]  # postgresql:///db keeps its //
+    return rebuilt
+
+
+def _redact_libpq(value: str) -> str:
+    return _LIBPQ_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
+
+
+def redact_text(value: str) -> str:
+    """Any string with the credentials it may carry redacted."""
+    if "://" in value:
+        return redact_url(value)
+    return _redact_libpq(value)
 
 
 def _clean(value: Any) -> Any:
@@ -27,8 +72,8 @@ def _clean(value: Any) -> Any:
         return [_clean(v) for v in value]
     if isinstance(value, Path):
         return str(value)
-    if isinstance(value, str) and "://" in value:
-        return redact_url(value)
+    if isinstance(value, str):
+        return redact_text(value)
     return value
 
 

@@ -12,6 +12,7 @@ from pydantic import Field
 
 from gordon_manager.db import migrate
 from gordon_manager.health.redact import redacted_config
+from gordon_manager.http.auth import Operator
 from gordon_manager.http.models import CamelModel
 from gordon_manager.http.problems import problem_response
 from gordon_manager.observability import metrics
@@ -92,8 +93,9 @@ async def metrics_endpoint() -> Response:
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/config", response_model=ConfigDump, summary="Redacted effective config")
-async def config(request: Request) -> ConfigDump:
-    """Every setting, with tokens, secrets and URL passwords redacted."""
+@router.get("/config", response_model=ConfigDump, summary="Redacted effective config",
+            responses={401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}})
+async def config(request: Request, _actor: Operator) -> ConfigDump:
+    """Every setting, with tokens, secrets and URL credentials redacted; needs the operator token."""
     return ConfigDump(version=__version__, config=redacted_config(request.app.state.ctx.settings))
 
