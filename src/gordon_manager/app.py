@@ -22,6 +22,7 @@ from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.middleware import RequestContextMiddleware
+from gordon_manager.http.text_guard import TextGuardMiddleware
 from gordon_manager.http.problems import install_problem_handlers
 from gordon_manager.observability import metrics
 from gordon_manager.observability.start import start as start_observability
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     # The last added is the outermost: request id, access log and metrics wrap the equity fast path.
     app.add_middleware(EquityPageFastPath)
+    app.add_middleware(TextGuardMiddleware)
     app.add_middleware(RequestContextMiddleware)
     for router in routers():
         app.include_router(router)

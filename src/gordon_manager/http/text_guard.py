@@ -1,0 +1,88 @@
+"""Refuse JSON text PostgreSQL cannot store, before any handler runs: 422 naming the field.
+
+PostgreSQL ``text`` and ``jsonb`` hold neither NUL (U+0000) nor lone UTF-16 surrogates
+(U+D800–U+DFFF), and asyncpg cannot even encode the latter: such a string in a label, a name or an
+image used to reach the database and come back as a 500. JSON can only carry them as ``\\u``
+escapes, so the raw body is searched for those escapes (cheap, no parsing); only a body that has
+one is decoded, to find the first offending field and name it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gordon_manager.http.problems import problem_response
+
+_SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+_BAD = re.compile("[\x00\ud800-\udfff]")
+_WRITES = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _find(value: Any, path: str) -> tuple[str, str] | None:
+    """(field path, what is wrong) of the first string (or key) with a NUL or a lone surrogate."""
+    if isinstance(value, str):
+        bad = _BAD.search(value)
+        if bad is None:
+            return None
+        return path or "body", "contains a NUL character" if bad.group() == "\x00" else \
+            "contains a lone UTF-16 surrogate (not valid Unicode text)"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _find(key, f"{path}.{key}" if path else str(key)) if _BAD.search(key) else None
+            found = found or _find(item, f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _find(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
+class TextGuardMiddleware:
+    """Pure ASGI: buffers write bodies, lets clean ones through unchanged, answers 422 for the rest."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in _WRITES:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: nothing to do
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if _SUSPECT.search(body):
+            try:
+                found = _find(json.loads(body), "")
+            except ValueError:
+                found = None  # not JSON: the route's own validation answers
+            if found is not None:
+                field, problem = found
+                field = _BAD.sub(lambda m: f"\\u{ord(m.group()):04x}", field)  # a key can be the culprit
+                response = problem_response(422, slug="validation", instance=scope["path"],
+                                            detail=f"{field} {problem}",
+                                            errors=[{"field": field, "message": problem}])
+                await response(scope, receive, send)
+                return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
