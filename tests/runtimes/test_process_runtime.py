@@ -200,6 +200,8 @@ async def test_env_is_explicit_and_output_goes_to_the_log(
             break
         await asyncio.sleep(0.05)
     assert "id=11 token=\n" in log.read_text()
+    assert log.stat().st_mode & 0o777 == 0o600, "bot logs are private"
+    assert log.parent.stat().st_mode & 0o777 == 0o700
 
 
 async def test_invalid_commands_are_config_errors(process_runtime: ProcessRuntime) -> None:

