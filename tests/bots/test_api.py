@@ -272,3 +272,19 @@ async def test_request_metrics_label_bot_routes_by_template(client):
     text = (await client.get("/metrics")).text
     assert 'route="/bots/{bot_id}"' in text
     assert 'route="/bots/123"' not in text and 'route="/bots/456"' not in text
+
+
+@pytest.mark.parametrize("image", ["gordon-bot-evil:latest", "gordon-bot.evil.example/x:1",
+                                   "ghcr.io/dlepaux/../../evil/x", "ghcr.io/dlepauxevil/x:1",
+                                   "gordon-bot:bad tag", "GORDON-BOT:1"])
+async def test_images_are_checked_by_whole_repository_name(client, operator_headers, image):
+    response = await client.post("/bots", json=new_bot(image=image), headers=operator_headers)
+    assert response.status_code == 422, (image, response.text)
+    assert response.json()["errors"][0]["field"] == "image"
+
+
+@pytest.mark.parametrize("image", ["gordon-bot:1", "gordon-bot/extra:2", "ghcr.io/dlepaux/gordon-manager:3.8.0",
+                                   "gordon-bot@sha256:" + "a" * 64])
+async def test_allowed_repositories_pass(client, operator_headers, image):
+    response = await client.post("/bots", json=new_bot(image=image), headers=operator_headers)
+    assert response.status_code == 201, (image, response.text)

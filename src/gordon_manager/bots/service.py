@@ -20,6 +20,7 @@ from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, 
 from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
+from gordon_manager.runtimes.payload import image_allowed
 from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
 
@@ -64,8 +65,8 @@ def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
     if spec.mode == "live" and not settings.bus_nats_url:
         raise Unprocessable(NO_NATS, extra={"errors": [{"field": "mode", "message": "live needs GORDON_BUS_NATS_URL"}]})
     image = spec.image or settings.bot_image
-    allowed = [p.strip() for p in settings.allowed_images.split(",") if p.strip()]
-    if not any(image.startswith(prefix) for prefix in allowed):
+    allowed = tuple(p.strip() for p in settings.allowed_images.split(",") if p.strip())
+    if not image_allowed(image, allowed):  # the runtimes' check: whole repository names, parsed
         raise Unprocessable(f"image {image!r} is not from an allowed repository ({', '.join(allowed)})",
                             extra={"errors": [{"field": "image", "message": "repository not allowed"}]})
     return {
