@@ -110,3 +110,30 @@ async def test_request_metrics_use_the_route_template(app, client):
     series = re.findall(r'^gordon_manager_requests_total\{method="GET",route="/things/\{thing_id\}",status="200"\} (\S+)$',
                         text, re.M)
     assert series and float(series[0]) >= 2.0
+
+
+async def test_every_endpoint_answers_503_when_the_database_is_gone(database, data_dir, pg_server_url):
+    import asyncpg
+    import httpx
+
+    from tests.conftest import TEST_OPERATOR_TOKEN
+
+    db = await create_database(pg_server_url)
+    app = create_app(make_settings(db, data_dir))
+    headers = {"X-Operator-Token": TEST_OPERATOR_TOKEN}
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            assert (await http.get("/bots")).status_code == 200
+            conn = await asyncpg.connect(pg_server_url)
+            await conn.execute(f'DROP DATABASE "{db.name}" WITH (FORCE)')
+            await conn.close()
+            calls = [http.get("/bots"), http.get("/bots/1"), http.get("/bots/1/audit"),
+                     http.post("/bots/1/start", headers=headers), http.get("/runs"),
+                     http.post("/backtests", headers=headers, json={
+                         "strategy": "sma_crossover", "params": {}, "symbol": "BTCUSDT", "interval": "1m",
+                         "from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})]
+            for call in calls:
+                response = await call
+                assert response.status_code == 503, (response.request.url, response.text)
+                assert response.headers["content-type"] == "application/problem+json"
+                assert response.json()["type"] == "/problems/database-unavailable"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -89,8 +90,26 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
                             instance=request.url.path)
 
 
+# Connection-level failures of PostgreSQL, wherever a handler meets them: the database is down,
+# restarting, gone or full. None is caused by what the client sent: 503, never 500.
+DATABASE_DOWN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
+                 asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.CrashShutdownError,
+                 asyncpg.exceptions.TooManyConnectionsError, asyncpg.exceptions.InvalidCatalogNameError,
+                 ConnectionError)
+
+
+async def _database_down(request: Request, exc: Exception) -> Response:
+    metrics.ERRORS.labels(component="http", kind="database-unavailable").inc()
+    logger.warning("database unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+    return problem_response(503, slug="database-unavailable", title="Database unavailable",
+                            detail=f"The database is not available ({type(exc).__name__}); retry later.",
+                            instance=request.url.path, headers={"Retry-After": "1"})
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json."""
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(GordonError, _gordon_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
