@@ -109,3 +109,11 @@ async def test_trigger_writes_outbox_without_granting_it(as_manager):
             "INSERT INTO trading.runs (kind, strategy, symbol, interval) VALUES ('backtest', 's', 'ETHUSDT', '1h')")
     rows = await as_manager.fetch("SELECT channel, payload FROM trading.events WHERE id > $1", before)
     assert [r["channel"] for r in rows] == ["run_progress"]
+
+
+@pytest.mark.parametrize("table", ["trading.bot_config_audit", "trading.operator_audit"])
+async def test_audit_tables_are_append_only_for_the_manager(as_manager, table):
+    for statement in (f"UPDATE {table} SET actor = 'rewritten'", f"DELETE FROM {table}", f"TRUNCATE {table}"):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await as_manager.execute(statement)
+    assert await as_manager.fetchval(f"SELECT count(*) >= 0 FROM {table}") is True
