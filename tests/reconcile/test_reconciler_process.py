@@ -3,7 +3,6 @@ crash-loop → quarantine, manager restart → adoption, leader election."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
@@ -67,7 +66,8 @@ async def test_start_kill_restart_pause_resume_stop_delete(rdb, data_dir, log_di
         assert (await client.post(f"/bots/{bot_id}/start", headers=HEADERS)).status_code == 200
         pid = await running_pid(client, bot_id)
         log = log_dir / f"bot-{bot_id}.log"
-        assert "start paused=0 version=1" in log.read_text()
+        # observed running can come before the workload's first line (or its log file): wait for it
+        await wait_for(lambda: "start paused=0 version=1" in _text(log))
 
         killed_at = time.monotonic()
         os.kill(pid, signal.SIGKILL)
@@ -78,7 +78,7 @@ async def test_start_kill_restart_pause_resume_stop_delete(rdb, data_dir, log_di
         assert st["restarts"] == 1 and "died" in st["lastError"]
 
         # the workload installs its signal handlers first thing; wait until it has
-        await wait_for(lambda: f"{new_pid} start" in log.read_text())
+        await wait_for(lambda: f"{new_pid} start" in _text(log))
         await client.post(f"/bots/{bot_id}/pause", headers=HEADERS)
         await wait_for(lambda: f"{new_pid} paused" in log.read_text())
         await wait_for(_state(client, bot_id, "paused"))
@@ -99,6 +99,19 @@ async def test_start_kill_restart_pause_resume_stop_delete(rdb, data_dir, log_di
         assert not alive(third)
         events = (await _events(rdb, bot_id))
         assert "crashed" in events
+
+
+def _text(path) -> str:
+    """The file's text, or "" while it does not exist yet."""
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _reconcile_passes() -> float:
+    return sum(sample.value for metric in metrics.RECONCILE_TICKS.collect() for sample in metric.samples
+               if sample.name.endswith("_total"))
 
 
 def _state(client, bot_id, wanted):
@@ -133,7 +146,9 @@ async def test_crash_loop_is_quarantined_until_cleared(rdb, data_dir, log_dir):
         assert metrics.BOT_QUARANTINES._value.get() == before + 1
         assert "quarantined" in await _events(rdb, bot_id)
         starts = (log_dir / f"bot-{bot_id}.log").read_text().count("start")
-        await asyncio.sleep(1.5)  # stays quarantined: no more starts
+        # stays quarantined: three more reconcile passes start nothing (waiting on passes, not on time)
+        passes = _reconcile_passes()
+        await wait_for(lambda: _reconcile_passes() >= passes + 3, timeout=20)
         assert (log_dir / f"bot-{bot_id}.log").read_text().count("start") == starts
         cleared = await client.post(f"/bots/{bot_id}/clear-quarantine", headers=HEADERS)
         assert cleared.status_code == 200
