@@ -28,7 +28,12 @@ def bot_processes(database: str) -> dict[int, list[tuple[int, int]]]:
 
 
 class BotSampler(threading.Thread):
-    """Samples the processes of ``bot_id`` every ``interval`` seconds until stopped."""
+    """Samples the processes of ``bot_id`` every ``interval`` seconds until stopped.
+
+    Besides the samples it keeps, per pid, the kernel's start time of the process and the wall time
+    it was last seen alive, so that a gap between two processes is measured from the old one last
+    seen to the new one's exact start: the sampler's own speed (slow under load) does not widen it.
+    """
 
     def __init__(self, bot_id: int, database: str, interval: float = 0.01) -> None:
         super().__init__(daemon=True)
@@ -36,11 +41,22 @@ class BotSampler(threading.Thread):
         self.database = database
         self.interval = interval
         self.samples: list[tuple[float, list[tuple[int, int]]]] = []
+        self.created: dict[int, float] = {}  # pid -> process start (wall clock, from the kernel)
+        self.last_seen: dict[int, float] = {}  # pid -> wall time it was last seen alive
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.samples.append((time.monotonic(), bot_processes(self.database).get(self.bot_id, [])))
+            procs = bot_processes(self.database).get(self.bot_id, [])
+            for pid, _version in procs:
+                try:
+                    created = psutil.Process(pid).create_time()
+                except psutil.Error:
+                    continue
+                seen = time.time()
+                self.created.setdefault(pid, created)
+                self.last_seen[pid] = seen
+            self.samples.append((time.monotonic(), procs))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -52,18 +68,15 @@ class BotSampler(threading.Thread):
         return max((len(procs) for _t, procs in self.samples), default=0)
 
     def longest_gap(self) -> float:
-        """Longest time with no process, between the first and the last sample that saw one."""
-        seen = [t for t, procs in self.samples if procs]
-        if not seen:
+        """Longest time without a process between two successive ones: from the old one last seen
+        alive to the new one's start (an upper bound of the real gap; 0 when they overlapped)."""
+        order = self.pids()
+        if not order:
             return float("inf")
-        longest, gap_start = 0.0, None
-        for t, procs in self.samples:
-            if t < seen[0] or t > seen[-1]:
-                continue
-            if not procs and gap_start is None:
-                gap_start = t
-            elif procs and gap_start is not None:
-                longest, gap_start = max(longest, t - gap_start), None
+        longest = 0.0
+        for old, new in zip(order, order[1:], strict=False):
+            if old in self.last_seen and new in self.created:
+                longest = max(longest, self.created[new] - self.last_seen[old])
         return longest
 
     def pids(self) -> list[int]:
