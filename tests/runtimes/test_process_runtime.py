@@ -21,6 +21,14 @@ from gordon_manager.runtimes.process import STATE_FILE
 LOOP = "while :; do sleep 0.05; done"
 
 
+async def traps_ready(marker: Path, timeout: float = 20.0) -> None:
+    """Wait until the workload has written ``marker`` (right after installing its traps)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not marker.exists():
+        assert asyncio.get_running_loop().time() < deadline, "the workload never installed its traps"
+        await asyncio.sleep(0.02)
+
+
 def spec(
     bot_id: int, script: str = LOOP, *, version: int = 1, env: dict[str, str] | None = None
 ) -> WorkloadSpec:
@@ -57,9 +65,10 @@ async def test_start_is_idempotent_and_replaces_older_versions(process_runtime: 
     )
 
 
-async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime) -> None:
-    started = await process_runtime.start(spec(3, 'trap "exit 7" TERM; ' + LOOP))
-    await asyncio.sleep(0.3)  # let the shell install its trap first
+async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    started = await process_runtime.start(spec(3, f'trap "exit 7" TERM; touch {ready}; ' + LOOP))
+    await traps_ready(ready)  # the trap is in place before the stop (no fixed sleep)
     await process_runtime.stop(3, timeout_s=5)
     observed = (await process_runtime.observe())[3]
     assert observed.state == "exited"
@@ -70,9 +79,10 @@ async def test_stop_is_graceful_then_idempotent(process_runtime: ProcessRuntime)
     assert restarted.state == "running" and restarted.workload_id != started.workload_id
 
 
-async def test_stop_kills_a_bot_that_ignores_sigterm(process_runtime: ProcessRuntime) -> None:
-    started = await process_runtime.start(spec(4, 'trap "" TERM; ' + LOOP))
-    await asyncio.sleep(0.3)
+async def test_stop_kills_a_bot_that_ignores_sigterm(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    started = await process_runtime.start(spec(4, f'trap "" TERM; touch {ready}; ' + LOOP))
+    await traps_ready(ready)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await process_runtime.stop(4, timeout_s=0.5)
@@ -171,9 +181,10 @@ async def test_kill_from_outside_is_reported_within_two_seconds(
 async def test_signal_is_delivered(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
     marker = tmp_path / "signals"
     await process_runtime.start(
-        spec(10, f'trap "echo usr1 >> {marker}" USR1; trap "echo usr2 >> {marker}" USR2; ' + LOOP)
+        spec(10, f'trap "echo usr1 >> {marker}" USR1; trap "echo usr2 >> {marker}" USR2; touch {marker}.ready; '
+             + LOOP)
     )
-    await asyncio.sleep(0.2)  # let the shell install its traps
+    await traps_ready(Path(f"{marker}.ready"))
     await process_runtime.signal(10, "SIGUSR1")
     await process_runtime.signal(10, "USR2")
     for _ in range(50):
