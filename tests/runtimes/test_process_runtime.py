@@ -156,8 +156,7 @@ async def test_recycled_pid_is_never_adopted_or_killed(tmp_path: Path) -> None:
 async def test_died_event_arrives_promptly_with_exit_code(
     process_runtime: ProcessRuntime, collect_events
 ) -> None:
-    events = collect_events(process_runtime)
-    await asyncio.sleep(0.1)
+    events = collect_events(process_runtime)  # events() snapshots at once: nothing after this is missed
     started = await process_runtime.start(spec(8, "sleep 0.3; exit 3"))
     await events.wait_for(bot_id=8, kind="started")
     died = await events.wait_for(bot_id=8, kind="died", timeout_s=2.0)
