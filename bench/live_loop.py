@@ -267,61 +267,21 @@ class BenchExecutor(TestExecutor):
     def __post_init__(self) -> None:
         super().__post_init__()
         self._bot_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._pool: asyncpg.Pool | None = None
 
-    async def start(self) -> BenchExecutor:
-        if self.admin_url:
-            # No reset query on release (asyncpg's default sends one per write): the executor only runs
-            # plain upserts, and its load on PostgreSQL is not what this bench measures.
-            self._pool = await asyncpg.create_pool(self.admin_url, min_size=1, max_size=self.pool_size,
-                                                   reset=_no_reset)
-        return await super().start()
-
-    async def stop(self) -> None:
-        await super().stop()
-        if self._pool is not None:
-            await self._pool.close()
-
-    async def _portfolio(self, bot_id: int, symbol: str) -> None:
-        if self._pool is None:
-            return
-        await self._pool.execute(
-            "INSERT INTO trading.portfolio_state (bot_id, symbol, qty) VALUES ($1, $2, $3)"
-            " ON CONFLICT (COALESCE(bot_id, 0), symbol) DO UPDATE SET qty = EXCLUDED.qty, updated_at = now()",
-            bot_id, symbol, self.positions[bot_id])
+    async def _open_db(self) -> asyncpg.Pool:
+        # A small pool instead of one connection, and no reset query on release (asyncpg's default
+        # sends one per write): the executor only runs plain upserts, and its load on PostgreSQL is
+        # not what this bench measures.
+        return await asyncpg.create_pool(self.admin_url, min_size=1, max_size=self.pool_size, reset=_no_reset)
 
     async def _publish(self, bot_id: int, report: dict, msg_id: str) -> None:
         await super()._publish(bot_id, report, msg_id)
         if report["type"] == "fill":
             self.fill_sent.setdefault(report["clientOrderId"], time.time())
 
-    async def trigger(self, coid: str, price: Decimal, *, qty: Decimal | None = None) -> None:
-        """TestExecutor.trigger under the bot's own lock instead of one lock for all bots."""
-        working = self.working.get(coid)
-        if working is None:
-            return
-        async with self._bot_locks[working.intent["botId"]]:
-            working = self.working.get(coid)
-            if working is None:
-                return
-            total = qty if qty is not None else working.rest
-            parts = max(1, self.parts if qty is None else 1)
-            step = (total / parts).quantize(Decimal("0.00000001"))
-            done = Decimal(0)
-            for n in range(parts):
-                part = total - done if n == parts - 1 else step
-                if part <= 0:
-                    continue
-                done += part
-                await self._fill(working, part, price)
-            if working.rest <= 0:
-                self.working.pop(coid, None)
-            group = working.intent.get("ocoGroup")
-            if group:
-                for other in [w for c, w in self.working.items()
-                              if w.intent.get("ocoGroup") == group and c != coid]:
-                    self.working.pop(other.intent["clientOrderId"], None)
-                    await self._status(other.intent, "cancelled", "oco")
+    def _lock_for(self, bot_id: int) -> asyncio.Lock:
+        """Each bot's fills under its own lock instead of one lock for all bots."""
+        return self._bot_locks[bot_id]
 
     def _receive(self, message, now: float) -> dict:
         intent = orjson.loads(message.data)

@@ -51,7 +51,6 @@ def load_or_generate(data_dir: Path, name: str) -> tuple[str, bool]:
             return value, False
     value = secrets.token_urlsafe(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
+    with os.fdopen(fd, "w", encoding="utf-8") as out:  # created 0600 (an existing one was made 0600 above)
         out.write(value + "\n")
-    private_file(path)
     return value, True

@@ -61,7 +61,7 @@ class TestExecutor:
         self._js = None
         self._task: asyncio.Task | None = None
         self._ids = itertools.count(1)
-        self._db: asyncpg.Connection | None = None
+        self._db: asyncpg.Connection | asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
         self.changed = asyncio.Event()
 
@@ -83,9 +83,13 @@ class TestExecutor:
                                         deliver_policy=DeliverPolicy.ALL, ack_wait=5)
         self._sub = await self._js.pull_subscribe_bind(durable=self.durable, stream=contract.INTENTS_STREAM)
         if self.admin_url:
-            self._db = await asyncpg.connect(self.admin_url)
+            self._db = await self._open_db()
         self._task = asyncio.create_task(self._consume())
         return self
+
+    async def _open_db(self) -> asyncpg.Connection | asyncpg.Pool:
+        """What portfolio_state is written through (anything with ``execute`` and ``close``)."""
+        return await asyncpg.connect(self.admin_url)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -152,9 +156,16 @@ class TestExecutor:
         price = Decimal(working.intent.get("refPrice") or "1")
         await self.trigger(coid, price)
 
+    def _lock_for(self, bot_id: int) -> asyncio.Lock:
+        """The lock fills of ``bot_id`` are taken under (one for all bots here)."""
+        return self._lock
+
     async def trigger(self, coid: str, price: Decimal, *, qty: Decimal | None = None) -> None:
         """Fill a working order (``qty``: part of it) at ``price``; OCO siblings are cancelled."""
-        async with self._lock:
+        working = self.working.get(coid)
+        if working is None:
+            return
+        async with self._lock_for(working.intent["botId"]):
             working = self.working.get(coid)
             if working is None:
                 return

@@ -220,6 +220,17 @@ async def _eq(fn, value) -> bool:
     return await fn() == value
 
 
+async def _shadow_run(bdb, sym: str, live_id: int, params: dict):
+    """The first run of a shadow bot of ``live_id`` (its process is stopped once the run exists)."""
+    shadow_id = await create_bot_row(bdb.admin_url, symbol=sym, params=params, mode="shadow", shadow_of=live_id)
+    proc = spawn_bot(bdb, shadow_id)
+    try:
+        await wait_for(lambda: run_row(bdb, shadow_id), timeout=20)
+        return await run_row(bdb, shadow_id)
+    finally:
+        assert terminate(proc) == 0
+
+
 async def test_shadow_bot_starts_where_its_live_bot_started(bdb):
     sym = symbol()
     await insert_klines(bdb.admin_url, synth(100, seed=5), symbol=sym)
@@ -228,31 +239,17 @@ async def test_shadow_bot_starts_where_its_live_bot_started(bdb):
     try:
         await wait_for(lambda: run_row(bdb, live_id), timeout=20)
         live_run = await run_row(bdb, live_id)
-        shadow_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20}, mode="shadow",
-                                         shadow_of=live_id)
-        shadow = spawn_bot(bdb, shadow_id)
-        try:
-            await wait_for(lambda: run_row(bdb, shadow_id), timeout=20)
-            shadow_run = await run_row(bdb, shadow_id)
-            assert shadow_run["kind"] == "shadow"
-            assert shadow_run["range_start"] == live_run["range_start"]
-        finally:
-            assert terminate(shadow) == 0
+        shadow_run = await _shadow_run(bdb, sym, live_id, {"fast": 5, "slow": 20})
+        assert shadow_run["kind"] == "shadow"
+        assert shadow_run["range_start"] == live_run["range_start"]
         # a candidate with a longer warm-up starts earlier, so it is warm at the live run's first traded bar
-        slow_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 40}, mode="shadow",
-                                       shadow_of=live_id)
-        slow = spawn_bot(bdb, slow_id)
-        try:
-            await wait_for(lambda: run_row(bdb, slow_id), timeout=20)
-            slow_run = await run_row(bdb, slow_id)
-            assert slow_run["config"]["tradeFrom"] == live_run["config"]["tradeFrom"]
-            assert slow_run["range_start"] < live_run["range_start"]
-            before = (await fetch(bdb, "SELECT count(*) AS n FROM market_data.klines WHERE symbol = $1 AND"
-                                       " open_time >= $2 AND open_time < $3::text::timestamptz", sym,
-                                  slow_run["range_start"], live_run["config"]["tradeFrom"]))[0]["n"]
-            assert before == BarLoop("sma_crossover", {"fast": 5, "slow": 40}).window - 1
-        finally:
-            assert terminate(slow) == 0
+        slow_run = await _shadow_run(bdb, sym, live_id, {"fast": 5, "slow": 40})
+        assert slow_run["config"]["tradeFrom"] == live_run["config"]["tradeFrom"]
+        assert slow_run["range_start"] < live_run["range_start"]
+        before = (await fetch(bdb, "SELECT count(*) AS n FROM market_data.klines WHERE symbol = $1 AND"
+                                   " open_time >= $2 AND open_time < $3::text::timestamptz", sym,
+                              slow_run["range_start"], live_run["config"]["tradeFrom"]))[0]["n"]
+        assert before == BarLoop("sma_crossover", {"fast": 5, "slow": 40}).window - 1
     finally:
         assert terminate(live) == 0
 

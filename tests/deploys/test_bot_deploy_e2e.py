@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from gordon_manager.deploys.controller import warmup_bars
+from tests.botrunner.live_helpers import Bars
 from tests.conftest import wait_for
 from tests.deploys.conftest import HEADERS, deploy_settings, klines
 from tests.deploys.sampler import BotSampler
@@ -162,26 +163,10 @@ async def test_other_strategies_are_never_promoted_and_their_divergences_are_lis
             assert after["strategy"] == "sma_crossover" and after["specVersion"] == 1
 
 
-async def flat_klines(db, n: int) -> str:
-    """A market that never moves: no strategy acts on it."""
-    from datetime import UTC
-
-    sym = "F" + uuid.uuid4().hex[:8].upper()
-    t0 = datetime(2024, 1, 1, tzinfo=UTC)
-    records = [(sym, "1m", t0 + timedelta(minutes=i), t0 + timedelta(minutes=i + 1) - timedelta(milliseconds=1),
-                100.0, 100.0, 100.0, 100.0, 1.0) for i in range(n)]
-    conn = await asyncpg.connect(db.admin_url)
-    try:
-        await conn.copy_records_to_table("klines", schema_name="market_data", records=records,
-                                         columns=["symbol", "interval", "open_time", "close_time", "open", "high",
-                                                  "low", "close", "volume"])
-    finally:
-        await conn.close()
-    return sym
-
-
 async def test_a_deploy_without_actions_ends_inconclusive_and_is_promoted_only_with_force(ddb, data_dir):
-    symbol = await flat_klines(ddb, 400)
+    bars = Bars(ddb.admin_url)  # a market that never moves: no strategy acts on it
+    await bars.flat(400, 100.0)
+    symbol = bars.symbol
     async with running_app(deploy_settings(ddb, data_dir)) as (_app, client):
         live = await create_live_bot(client, symbol)
         await wait_running(client, ddb, live)

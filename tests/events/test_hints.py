@@ -4,25 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import nats
-import pytest
 
 from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject
 from gordon_manager.events.hints import HintRelay
 from gordon_manager.observability import metrics
-from tests.events.helpers import NatsServer, until
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path):
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.events.helpers import until
 
 
 class Inbox:

@@ -4,26 +4,14 @@ against the bot's own publish, and a failure never reorders a bot's intents."""
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import nats
 import orjson
-import pytest
 
 from gordon_manager.botrunner import contract
 from gordon_manager.events.intent_relay import IntentRelay
 from gordon_manager.observability import metrics
-from tests.events.helpers import NatsServer, until
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path):
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+from tests.events.helpers import until
 
 
 async def intents_stream(url: str):

@@ -7,20 +7,9 @@ from pathlib import Path
 
 import httpx
 import nats
-import pytest
 
 from gordon_manager.events.nats_consumer import DURABLE, STREAM, SUBJECT
 from tests.events.helpers import NatsServer, breaker_event, until, ws_client
-
-
-@pytest.fixture
-def nats_server(tmp_path: Path):
-    server = NatsServer(tmp_path / "jetstream")
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 async def publish(url: str, *bodies: bytes, subject: str = "risk.events.breaker") -> None:

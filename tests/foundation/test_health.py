@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 import pytest
@@ -39,27 +40,39 @@ def test_unknown_degraded_reason_is_refused():
         HealthState().set_degraded("bored", "x")
 
 
-async def test_healthz_degraded_peer_down_when_database_goes_away(database, data_dir, pg_server_url):
+@contextlib.asynccontextmanager
+async def app_on_a_droppable_database(data_dir, pg_server_url):
+    """(client of a running app on its own database, drop(): DROP DATABASE … WITH (FORCE))."""
     import asyncpg
+    import httpx
 
     db = await create_database(pg_server_url)
     app = create_app(make_settings(db, data_dir))
-    import httpx
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(pg_server_url)
+        try:
+            await conn.execute(f'DROP DATABASE "{db.name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            assert (await http.get("/readyz")).status_code == 200
-            conn = await asyncpg.connect(pg_server_url)
-            await conn.execute(f'DROP DATABASE "{db.name}" WITH (FORCE)')
-            await conn.close()
-            health = await http.get("/healthz")
-            assert health.status_code == 200
-            assert health.json()["status"] == "degraded"
-            assert health.json()["degraded"] == ["peer_down"]
-            ready = await http.get("/readyz")
-            assert ready.status_code == 503
-            assert ready.headers["content-type"] == "application/problem+json"
-            assert "database not answering" in ready.json()["detail"]
+            yield http, drop
+
+
+async def test_healthz_degraded_peer_down_when_database_goes_away(database, data_dir, pg_server_url):
+    async with app_on_a_droppable_database(data_dir, pg_server_url) as (http, drop):
+        assert (await http.get("/readyz")).status_code == 200
+        await drop()
+        health = await http.get("/healthz")
+        assert health.status_code == 200
+        assert health.json()["status"] == "degraded"
+        assert health.json()["degraded"] == ["peer_down"]
+        ready = await http.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.headers["content-type"] == "application/problem+json"
+        assert "database not answering" in ready.json()["detail"]
 
 
 async def test_readyz_503_while_migrations_pending(pg_server_url, data_dir):
@@ -113,27 +126,19 @@ async def test_request_metrics_use_the_route_template(app, client):
 
 
 async def test_every_endpoint_answers_503_when_the_database_is_gone(database, data_dir, pg_server_url):
-    import asyncpg
-    import httpx
-
     from tests.conftest import TEST_OPERATOR_TOKEN
 
-    db = await create_database(pg_server_url)
-    app = create_app(make_settings(db, data_dir))
     headers = {"X-Operator-Token": TEST_OPERATOR_TOKEN}
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
-            assert (await http.get("/bots")).status_code == 200
-            conn = await asyncpg.connect(pg_server_url)
-            await conn.execute(f'DROP DATABASE "{db.name}" WITH (FORCE)')
-            await conn.close()
-            calls = [http.get("/bots"), http.get("/bots/1"), http.get("/bots/1/audit"),
-                     http.post("/bots/1/start", headers=headers), http.get("/runs"),
-                     http.post("/backtests", headers=headers, json={
-                         "strategy": "sma_crossover", "params": {}, "symbol": "BTCUSDT", "interval": "1m",
-                         "from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})]
-            for call in calls:
-                response = await call
-                assert response.status_code == 503, (response.request.url, response.text)
-                assert response.headers["content-type"] == "application/problem+json"
-                assert response.json()["type"] == "/problems/database-unavailable"
+    async with app_on_a_droppable_database(data_dir, pg_server_url) as (http, drop):
+        assert (await http.get("/bots")).status_code == 200
+        await drop()
+        calls = [http.get("/bots"), http.get("/bots/1"), http.get("/bots/1/audit"),
+                 http.post("/bots/1/start", headers=headers), http.get("/runs"),
+                 http.post("/backtests", headers=headers, json={
+                     "strategy": "sma_crossover", "params": {}, "symbol": "BTCUSDT", "interval": "1m",
+                     "from": "2024-01-01T00:00:00Z", "to": "2024-01-02T00:00:00Z"})]
+        for call in calls:
+            response = await call
+            assert response.status_code == 503, (response.request.url, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["type"] == "/problems/database-unavailable"

@@ -66,6 +66,11 @@ class _Window(NamedTuple):
     volume: np.ndarray
 
 
+def warmup_window(spec: StrategySpec, params: Any) -> int:
+    """Bars a strategy holds before its first decision (its first decision is on the last of them)."""
+    return max(1, spec.warmup(params))
+
+
 class BarLoop:
     """Bar-by-bar strategy + execution; ``on_bar`` returns what happened, it never does IO."""
 
@@ -85,7 +90,7 @@ class BarLoop:
         self.model = ExecutionModel(
             self.config, fee_model=fee_model, slippage_model=slippage_model, fill_model=fill_model
         )
-        self.window = max(1, self.spec.warmup(self.params))
+        self.window = warmup_window(self.spec, self.params)
         # Twice the window so the trailing slice is shifted down once per `window` bars, not per bar.
         self._capacity = 2 * self.window
         self._buf = {

@@ -250,8 +250,8 @@ class BotRunner:
         """New bars of its market wake the bot (NOTIFY 'klines'); a risk change marks the gate stale.
 
         Only for a bot without NATS: with NATS the manager relays these as hints, so that PostgreSQL
-        does not signal one listening backend per bot on every NOTIFY (``events/hints.py``). Polling stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every
-        heartbeat anyway.
+        does not signal one listening backend per bot on every NOTIFY (``events/hints.py``). Polling
+        stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every heartbeat.
         """
         mine = f"{cfg['symbol']}:{cfg['interval']}"
 
@@ -289,7 +289,7 @@ class BotRunner:
                     warm = await store.bar_before(conn, symbol=symbol, interval=interval,
                                                   ts=datetime.fromisoformat(trade_from),
                                                   bars_back=max(loop.window - 2, 0))
-                    start = min(d for d in (start, warm) if d is not None) if (start or warm) else None
+                    start = min(start, warm) if start and warm else start or warm
                 plan = Plan(start, dt_to_ms(datetime.fromisoformat(trade_from)) if trade_from else
                             (dt_to_ms(start) if start else None))
                 return opening, plan

@@ -1,20 +1,8 @@
-"""Small helpers on PostgreSQL URLs (redaction, role swap, host naming)."""
+"""Small helpers on PostgreSQL URLs (role swap, database swap, host naming); redaction is in health/redact.py."""
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{quote(parts.username or '', safe='')}:***@{host}"
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def with_user(url: str, user: str) -> str:

@@ -100,6 +100,18 @@ def allowed_divergences(window: int, threshold: float) -> int:
     return max(0, window - needed)
 
 
+def effective_max_window(max_window: int | None, compare_window: int) -> int:
+    """A deploy's maxWindow: never below its compare window (NULL, from other writers or older rows,
+    means the compare window)."""
+    return max(max_window or 0, compare_window)
+
+
+def has_evidence(*, matches: int, divergences: int, min_actions: int, threshold: float) -> bool:
+    """At least ``min_actions`` action bars, agreeing at or above ``threshold``."""
+    actions = matches + divergences
+    return actions >= min_actions and divergences <= allowed_divergences(actions, threshold)
+
+
 def evaluate(*, bars: int, matches: int, divergences: int, window: int, max_window: int, min_actions: int,
              threshold: float) -> Verdict:
     """The decision after ``bars`` bars walked, ``matches`` + ``divergences`` of them action bars.

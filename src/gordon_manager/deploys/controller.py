@@ -27,8 +27,16 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from gordon_manager.botrunner.loop import warmup_window
 from gordon_manager.deploys import repo
-from gordon_manager.deploys.compare import REL_TOL, decision_from, decisions_match, evaluate, is_idle
+from gordon_manager.deploys.compare import (
+    REL_TOL,
+    decision_from,
+    decisions_match,
+    effective_max_window,
+    evaluate,
+    is_idle,
+)
 from gordon_manager.deploys.faults import failpoint
 from gordon_manager.deploys.service import end_deploy
 from gordon_manager.deploys.swap import SwapImpossible, swap
@@ -142,7 +150,8 @@ class DeployController(LoopService):
         """Compare batches until caught up (or out of time); the deploy row after, None when we lost it."""
         deadline = time.monotonic() + max(self.interval, 0.05) / 2
         while True:
-            want = min(self.batch_bars, max_window(deploy) - deploy["bars_compared"])
+            want = min(self.batch_bars, effective_max_window(deploy["max_window"], deploy["compare_window"])
+                       - deploy["bars_compared"])
             got = 0
             if want > 0:
                 try:
@@ -177,9 +186,12 @@ class DeployController(LoopService):
                                      r["l_reason"]).at(r["l_position"])
                 cand = decision_from(r["c_side"], r["c_qty"], r["c_type"], r["c_price"],
                                      r["c_reason"]).at(r["c_position"])
-                if is_idle(live, cand) and decisions_match(live, cand, self.rel_tol):
+                same = decisions_match(live, cand, self.rel_tol)
+                if same and is_idle(live, cand):
                     idle += 1  # neither acted (and both hold the same): not evidence
-                elif decisions_match(live, cand, self.rel_tol):
+                    if deploy["bars_compared"] + walked < deploy["compare_window"]:
+                        continue  # an idle bar inside the window cannot change the verdict
+                elif same:
                     matches += 1
                 else:
                     divergent.append((deploy["id"], r["ts"], live.as_json(), cand.as_json()))
@@ -215,20 +227,16 @@ def _verdict(deploy: Any, *, bars: int = 0, matches: int = 0, divergences: int =
     """The compare verdict with the deploy's counts plus a batch's so far."""
     return evaluate(bars=deploy["bars_compared"] + bars, matches=deploy["matches"] + matches,
                     divergences=deploy["divergences"] + divergences, window=deploy["compare_window"],
-                    max_window=max_window(deploy), min_actions=deploy["min_actions"],
+                    max_window=effective_max_window(deploy["max_window"], deploy["compare_window"]),
+                    min_actions=deploy["min_actions"],
                     threshold=deploy["match_threshold"])
-
-
-def max_window(deploy: Any) -> int:
-    """The deploy's maxWindow (NULL, from other writers or older rows: its compare window)."""
-    return max(deploy["max_window"] or 0, deploy["compare_window"])
 
 
 def warmup_bars(strategy: str | None, params: Any) -> int:
     """Bars a strategy needs before its first decision (1 when unknown: the bot would not run anyway)."""
     try:
         spec = get_strategy(strategy or "")
-        return max(1, spec.warmup(spec.parse_params(params or {})))
+        return warmup_window(spec, spec.parse_params(params or {}))
     except Exception:  # an unknown strategy or bad params: the candidate fails to start on its own
         return 1
 

@@ -175,17 +175,15 @@ SELECT count(*) AS bars, max(abs(l.equity - c.equity)) AS max_abs_diff,
  WHERE l.run_id = $1 AND l.ts > coalesce($3::timestamptz, '-infinity') AND l.ts <= $4
 """
 
+# The first $4 round trips closed in the window, each row with the window's count and net PnL (the
+# window aggregates are computed before the LIMIT): one round trip per side.
 WINDOW_ROUNDTRIPS = """
-SELECT entry_at, exit_at, entry_price, exit_price, qty, net_pnl, exit_reason
+SELECT entry_at, exit_at, entry_price, exit_price, qty, net_pnl, exit_reason,
+       count(*) OVER () AS total_n, sum(net_pnl) OVER () AS total_net_pnl
   FROM trading.roundtrips
  WHERE run_id = $1 AND exit_at > coalesce($2::timestamptz, '-infinity') AND exit_at <= $3
  ORDER BY exit_at
  LIMIT $4
-"""
-
-WINDOW_ROUNDTRIP_TOTALS = """
-SELECT count(*) AS n, coalesce(sum(net_pnl), 0) AS net_pnl FROM trading.roundtrips
- WHERE run_id = $1 AND exit_at > coalesce($2::timestamptz, '-infinity') AND exit_at <= $3
 """
 
 # The swap: the candidate's runnable spec becomes the live bot's (name, mode, labels stay).
@@ -204,8 +202,7 @@ async def insert_deploy(conn: asyncpg.Connection, *, bot_id: int, state: str, fr
                         max_window: int | None = None) -> asyncpg.Record:
     """Insert a deploy; asyncpg.UniqueViolationError when the bot already has an active one."""
     return await conn.fetchrow(INSERT_DEPLOY, bot_id, state, from_version, from_spec_version, candidate,
-                               compare_window, match_threshold, lease_ttl_s, actor, min_actions,
-                               max(max_window or compare_window, compare_window))
+                               compare_window, match_threshold, lease_ttl_s, actor, min_actions, max_window)
 
 
 async def set_candidate(conn: asyncpg.Connection, *, deploy_id: int, candidate_bot_id: int) -> asyncpg.Record:
@@ -308,10 +305,13 @@ async def equity_tracking(conn: asyncpg.Connection, *, live_run_id: int, candida
 
 
 async def window_roundtrips(conn: asyncpg.Connection, *, run_id: int, start: datetime | None, through: datetime,
-                            limit: int) -> tuple[asyncpg.Record, list[asyncpg.Record]]:
-    """(count and net PnL, the first ``limit`` round trips) of a run closed in the compared window."""
-    totals = await conn.fetchrow(WINDOW_ROUNDTRIP_TOTALS, run_id, start, through)
-    return totals, await conn.fetch(WINDOW_ROUNDTRIPS, run_id, start, through, limit)
+                            limit: int) -> tuple[int, Any, list[dict[str, Any]]]:
+    """(count, net PnL, the first ``limit`` round trips) of a run's round trips closed in the window."""
+    rows = await conn.fetch(WINDOW_ROUNDTRIPS, run_id, start, through, limit)
+    if not rows:
+        return 0, 0, []
+    items = [{k: v for k, v in r.items() if not k.startswith("total_")} for r in rows]
+    return rows[0]["total_n"], rows[0]["total_net_pnl"], items
 
 
 async def promote_spec(conn: asyncpg.Connection, *, bot_id: int, candidate: Any) -> asyncpg.Record | None:

@@ -14,7 +14,8 @@ import asyncpg
 from gordon_manager.bots import repo as bots_repo
 from gordon_manager.bots.schemas import BotSpec
 from gordon_manager.bots.service import validate_spec
-from gordon_manager.deploys import repo
+from gordon_manager.deploys import compare, repo
+from gordon_manager.deploys.compare import effective_max_window
 from gordon_manager.deploys.faults import failpoint
 from gordon_manager.deploys.schemas import (
     DeployOutcomes,
@@ -43,7 +44,7 @@ def deploy_read(row: Any) -> DeployRead:
     data = {k: v for k, v in dict(row).items() if k in _READ_FIELDS}
     data["candidate"] = camelize(data["candidate"] or {})
     actions = data["matches"] + data["divergences"]
-    data["max_window"] = max(data["max_window"] or 0, data["compare_window"])
+    data["max_window"] = effective_max_window(data["max_window"], data["compare_window"])
     data["actions_compared"] = actions
     data["evidence_needed"] = max(0, data["min_actions"] - actions)
     data["match_rate"] = data["matches"] / actions if actions else None
@@ -51,10 +52,10 @@ def deploy_read(row: Any) -> DeployRead:
 
 
 def has_evidence(deploy: Any) -> bool:
-    """Enough agreeing action bars for a swap (what the controller's verdict would promote on)."""
-    actions = deploy["matches"] + deploy["divergences"]
-    return (deploy["state"] == "comparing" and actions >= deploy["min_actions"]
-            and deploy["matches"] >= deploy["match_threshold"] * actions - 1e-9)
+    """A deploy comparing with enough agreeing action bars for a swap (the controller's rule)."""
+    return deploy["state"] == "comparing" and compare.has_evidence(
+        matches=deploy["matches"], divergences=deploy["divergences"], min_actions=deploy["min_actions"],
+        threshold=deploy["match_threshold"])
 
 
 def candidate_spec(live: Any, body: DeployPromote, settings: Settings) -> dict[str, Any]:
@@ -201,10 +202,9 @@ async def _outcomes(conn: asyncpg.Connection, deploy: Any) -> DeployOutcomes | N
                                           through=through)
 
     async def side(run_id: int) -> SideOutcome:
-        totals, items = await repo.window_roundtrips(conn, run_id=run_id, start=start, through=through,
-                                                     limit=ROUNDTRIPS_SHOWN)
-        return SideOutcome(roundtrips=totals["n"], net_pnl=float(totals["net_pnl"]),
-                           items=[RoundTripRead(**dict(r)) for r in items])
+        count, net_pnl, items = await repo.window_roundtrips(conn, run_id=run_id, start=start, through=through,
+                                                             limit=ROUNDTRIPS_SHOWN)
+        return SideOutcome(roundtrips=count, net_pnl=float(net_pnl), items=[RoundTripRead(**r) for r in items])
 
     def num(value: Any) -> float | None:
         return None if value is None else float(value)

@@ -17,34 +17,25 @@ LISTENing themselves. Every manager replica relays (a duplicate hint costs a bot
 from __future__ import annotations
 
 import asyncio
-import logging
 
-import asyncpg
-import nats
 import nats.errors
 
 from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject
-from gordon_manager.db.connect import connect
-from gordon_manager.loops import LoopService
+from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
-
-logger = logging.getLogger(__name__)
 
 KLINES_CHANNEL = "klines"
 RISK_CHANNELS = ("risk_halt_changed", "breaker_state")
 
 
-class HintRelay(LoopService):
-    """LISTEN on a dedicated connection, publish each notification as a hint; reconnect when either drops."""
+class HintRelay(NotifyRelay):
+    """Publish each new-bars or risk notification as a hint."""
 
     name = "hint-relay"
+    channels = (KLINES_CHANNEL, *RISK_CHANNELS)
 
     def __init__(self, *, database_url: str, nats_url: str, interval: float = 2.0) -> None:
-        super().__init__(interval=interval)
-        self._database_url = database_url
-        self._nats_url = nats_url
-        self._conn: asyncpg.Connection | None = None
-        self._nc: nats.NATS | None = None
+        super().__init__(database_url=database_url, nats_url=nats_url, interval=interval)
         self.relayed = 0
 
     def _subject(self, channel: str, payload: str) -> str | None:
@@ -53,7 +44,7 @@ class HintRelay(LoopService):
             return klines_hint_subject(symbol, interval)
         return HINT_RISK_SUBJECT
 
-    def _notified(self, _conn, _pid, channel: str, payload: str) -> None:
+    def notified(self, channel: str, payload: str) -> None:
         subject = self._subject(channel, payload)
         if subject is None or self._nc is None or not self._nc.is_connected:
             metrics.HINTS.labels(outcome="dropped").inc()
@@ -69,32 +60,5 @@ class HintRelay(LoopService):
         self.relayed += 1
         metrics.HINTS.labels(outcome="relayed").inc()
 
-    async def run_once(self) -> None:
-        try:
-            if self._nc is None:
-                self._nc = await nats.connect(self._nats_url, name="gordon-manager-hints", connect_timeout=2,
-                                              allow_reconnect=True, max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.5)
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await connect(self._database_url, init=False)
-                for channel in (KLINES_CHANNEL, *RISK_CHANNELS):
-                    await self._conn.add_listener(channel, self._notified)
-                await self._nc.publish(HINT_RISK_SUBJECT, b"")  # what changed while nobody listened
-            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), timeout=self.interval)
-        except Exception:
-            await self._drop()
-            raise
-
-    async def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
-        nc, self._nc = self._nc, None
-        if nc is not None:
-            try:
-                await asyncio.wait_for(nc.close(), timeout=2.0)
-            except Exception:  # closing a broken client is best effort
-                logger.debug("nats close failed", exc_info=True)
-
-    async def teardown(self) -> None:
-        await self._drop()
+    async def on_listening(self) -> None:
+        await self._nc.publish(HINT_RISK_SUBJECT, b"")  # what changed while nobody listened

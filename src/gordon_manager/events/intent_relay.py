@@ -19,14 +19,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import asyncpg
-import nats
 import nats.errors
 import nats.js.errors
 import orjson
 
-from gordon_manager.db.connect import connect
-from gordon_manager.loops import LoopService
+from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
 
 logger = logging.getLogger(__name__)
@@ -36,24 +33,21 @@ QUEUE_MAX = 10_000  # beyond this the relay drops (the bots publish anyway)
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, OSError, asyncio.TimeoutError)
 
 
-class IntentRelay(LoopService):
-    """LISTEN order_intents on a dedicated connection; publish each message in order."""
+class IntentRelay(NotifyRelay):
+    """Publish each announced order intent to JetStream, in order per bot."""
 
     name = "intent-relay"
+    channels = (CHANNEL,)
 
     def __init__(self, *, database_url: str, nats_url: str, interval: float = 2.0, timeout_s: float = 2.0) -> None:
-        super().__init__(interval=interval)
-        self._database_url = database_url
-        self._nats_url = nats_url
+        super().__init__(database_url=database_url, nats_url=nats_url, interval=interval)
         self._timeout_s = timeout_s
-        self._conn: asyncpg.Connection | None = None
-        self._nc: nats.NATS | None = None
         self._js = None
         self._pending: dict[int, list[dict]] = {}  # bot id -> notes waiting, in commit order
         self._senders: dict[int, asyncio.Task] = {}
         self._queued = 0
 
-    def _notified(self, _conn, _pid, _channel: str, payload: str) -> None:
+    def notified(self, channel: str, payload: str) -> None:
         if self._js is None or self._queued >= QUEUE_MAX:
             metrics.INTENTS_RELAYED.labels(outcome="dropped").inc()
             return
@@ -101,22 +95,10 @@ class IntentRelay(LoopService):
         metrics.INTENTS_RELAYED.labels(outcome="duplicate" if ack.duplicate else "published").inc()
         return True
 
-    async def run_once(self) -> None:
-        try:
-            if self._nc is None:
-                self._nc = await nats.connect(self._nats_url, name="gordon-manager-intent-relay",
-                                              connect_timeout=2, allow_reconnect=True, max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.5)
-                self._js = self._nc.jetstream(timeout=self._timeout_s)
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await connect(self._database_url, init=False)
-                await self._conn.add_listener(CHANNEL, self._notified)
-            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), timeout=self.interval)
-        except Exception:
-            await self._drop()
-            raise
+    async def on_nats(self) -> None:
+        self._js = self._nc.jetstream(timeout=self._timeout_s)
 
-    async def _drop(self) -> None:
+    async def on_drop(self) -> None:
         senders = list(self._senders.values())
         for task in senders:
             task.cancel()
@@ -124,15 +106,4 @@ class IntentRelay(LoopService):
         self._pending.clear()
         self._senders.clear()
         self._queued = 0
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            conn.terminate()
-        nc, self._nc, self._js = self._nc, None, None
-        if nc is not None:
-            try:
-                await asyncio.wait_for(nc.close(), timeout=2.0)
-            except Exception:  # closing a broken client is best effort
-                logger.debug("nats close failed", exc_info=True)
-
-    async def teardown(self) -> None:
-        await self._drop()
+        self._js = None
