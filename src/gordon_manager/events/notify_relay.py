@@ -19,6 +19,7 @@ from gordon_manager.db.connect import connect
 from gordon_manager.loops import LoopService
 
 logger = logging.getLogger(__name__)
+CONNECT_TIMEOUT_S = 2.0
 
 
 class NotifyRelay(LoopService):
@@ -45,15 +46,22 @@ class NotifyRelay(LoopService):
     async def on_drop(self) -> None:
         """Called before both connections are dropped."""
 
+    async def _on_nats_error(self, exc: Exception) -> None:
+        logger.debug("nats client error", extra={"relay": self.name, "error": f"{type(exc).__name__}: {exc}"})
+
     def _notified(self, _conn, _pid, channel: str, payload: str) -> None:
         self.notified(channel, payload)
 
     async def run_once(self) -> None:
         try:
             if self._nc is None:
-                self._nc = await nats.connect(self._nats_url, name=f"gordon-manager-{self.name}", connect_timeout=2,
-                                              allow_reconnect=True, max_reconnect_attempts=-1,
-                                              reconnect_time_wait=0.5)
+                # As in events/nats_consumer.py: with unlimited reconnects nats-py retries the *first*
+                # connect forever (and a shutdown then waits on it); bound it, this loop retries.
+                async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                    self._nc = await nats.connect(self._nats_url, name=f"gordon-manager-{self.name}",
+                                                  connect_timeout=CONNECT_TIMEOUT_S, allow_reconnect=True,
+                                                  max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                                  error_cb=self._on_nats_error)
                 await self.on_nats()
             if self._conn is None or self._conn.is_closed():
                 self._conn = await connect(self._database_url, init=False)
