@@ -40,7 +40,7 @@ async def main(server_url: str) -> None:
                                  quarantine_window_s=0.5)
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
                 headers = {"X-Operator-Token": "test-operator-token-0123456789"}
                 body = {"name": "bench-docker", "strategy": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m",
                         "desiredState": "running"}

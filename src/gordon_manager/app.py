@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
@@ -19,8 +20,9 @@ from gordon_manager.bots.router import router as bots_router
 from gordon_manager.bff.router import router as bff_router
 from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
-from gordon_manager.http.auth import OperatorAuth, load_or_generate_token
+from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
+from gordon_manager.http.edge import EdgeGuard, OriginPolicy, exposed_headers
 from gordon_manager.http.middleware import RequestContextMiddleware
 from gordon_manager.http.text_guard import TextGuardMiddleware
 from gordon_manager.http.problems import install_problem_handlers
@@ -50,9 +52,11 @@ async def build_context(settings: Settings) -> AppContext:
     cursor_key = load_or_generate_secret(
         settings.cursor_secret.get_secret_value() if settings.cursor_secret else None, settings.data_dir,
         "cursor-secret")
+    named = load_operator_tokens_file(settings.operator_tokens_file) if settings.operator_tokens_file else None
+    operator_auth = OperatorAuth(token, named)
     pool = await create_pool(settings.database_url.get_secret_value(), min_size=settings.db_pool_min,
                              max_size=settings.db_pool_max, timeout=settings.db_connect_timeout_s)
-    return AppContext(settings=settings, pool=pool, operator_auth=OperatorAuth(token), cursors=CursorCodec(cursor_key))
+    return AppContext(settings=settings, pool=pool, operator_auth=operator_auth, cursors=CursorCodec(cursor_key))
 
 
 async def start_services(ctx: AppContext) -> None:
@@ -100,8 +104,11 @@ def serve_app() -> FastAPI:
     """Factory for uvicorn worker processes (GORDON_MANAGER_WORKERS > 1): settings from the environment."""
     from gordon_manager.observability.logging import configure_logging
 
+    from gordon_manager.http.protocol import GuardedHttpProtocol
+
     settings = get_settings()
     configure_logging(settings.log_level)
+    GuardedHttpProtocol.configure(settings)
     return create_app(settings)
 
 
@@ -137,9 +144,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan,
                   **_NO_OTEL)
     install_problem_handlers(app)
-    # The last added is the outermost: request id, access log and metrics wrap the equity fast path.
+    # The last added is the outermost: request id, access log and metrics wrap the edge checks
+    # (hosts, origins, tokens, limits: nothing is read or parsed before them), then CORS for the
+    # allowed origins, the text guard and the equity fast path.
     app.add_middleware(EquityPageFastPath)
     app.add_middleware(TextGuardMiddleware)
+    origins = OriginPolicy(settings.cors_origins).allowed  # a bad origin fails here, when `serve` starts
+    if origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(origins),
+                           allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+                           allow_headers=["X-Operator-Token", "X-Read-Token", "If-Match", "Idempotency-Key",
+                                          "X-Request-ID", "Content-Type"],
+                           expose_headers=list(exposed_headers()), max_age=600)
+    app.add_middleware(EdgeGuard, settings=settings)
     app.add_middleware(RequestContextMiddleware)
     for router in routers():
         app.include_router(router)

@@ -99,8 +99,12 @@ def serve() -> None:
     if settings.workers > 1:
         _serve_workers(settings, host, port)
         return
-    config = uvicorn.Config(create_app(settings), host=host, port=port, log_config=None, access_log=False,
-                            proxy_headers=False, server_header=False, lifespan="on")
+    try:
+        application = create_app(settings)
+    except GordonError as exc:
+        fail(exc.detail)
+    config = uvicorn.Config(application, host=host, port=port, log_config=None, access_log=False,
+                            proxy_headers=False, server_header=False, lifespan="on", **server_limits(settings))
     server = uvicorn.Server(config)
     server.run()
     if not server.started:
@@ -116,7 +120,17 @@ def _serve_workers(settings: Settings, host: str, port: int) -> None:
     os.environ["GORDON_MANAGER_MIGRATE_ON_START"] = "false"
     os.environ["GORDON_MANAGER_DATA_DIR"] = str(settings.data_dir)
     uvicorn.run("gordon_manager.app:serve_app", factory=True, workers=settings.workers, host=host, port=port,
-                log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="on")
+                log_config=None, access_log=False, proxy_headers=False, server_header=False, lifespan="on",
+                **server_limits(settings, by_name=True))
+
+
+def server_limits(settings: Settings, *, by_name: bool = False) -> dict:
+    """uvicorn options enforcing the limits of the head (http/protocol.py) and of /ws frames."""
+    from gordon_manager.http.protocol import GuardedHttpProtocol
+
+    GuardedHttpProtocol.configure(settings)  # worker processes configure it again in serve_app()
+    http = "gordon_manager.http.protocol:GuardedHttpProtocol" if by_name else GuardedHttpProtocol
+    return {"http": http, "ws_max_size": settings.ws_max_frame_bytes}
 
 
 @app.command("migrate")

@@ -101,6 +101,52 @@ class Settings(BaseSettings):
     deploy_max_window: int = Field(600, ge=1, le=10_000_000, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MAX_WINDOW"), description="Bars a deploy short of evidence extends to before it ends inconclusive (at least the compare window).")
     deploy_lease_ttl_s: float = Field(30.0, gt=0, validation_alias=_alias("GORDON_MANAGER_DEPLOY_LEASE_TTL_S"), description="Deploy lease time-to-live.")
 
+    # -- the browser boundary and access (http/edge.py) ------------------------------------------
+    cors_origins: str = Field("", validation_alias=_alias("GORDON_MANAGER_CORS_ORIGINS"),
+                              description="Comma-separated origins (scheme://host[:port]) allowed to call the API and open /ws from a browser. Empty: same origin only.")
+    allowed_hosts: str = Field("", validation_alias=_alias("GORDON_MANAGER_ALLOWED_HOSTS"),
+                               description="Comma-separated Host names served (against DNS rebinding; `*.example.com` matches subdomains, `*` any). Empty: localhost names, IP literals, the bind host and this machine's hostname.")
+    read_token: SecretStr | None = Field(None, validation_alias=_alias("GORDON_MANAGER_READ_TOKEN"),
+                                         description="When set, every read and /ws need it (X-Read-Token header, or the WebSocket subprotocol `gordon.read-token.<token>`); an operator token also reads. Unset: reads are open.")
+    operator_tokens_file: Path | None = Field(None, validation_alias=_alias("GORDON_MANAGER_OPERATOR_TOKENS_FILE"),
+                                              description="File of named operator tokens, one `name:token` per line (# comments); the name is the actor of every audit row. Adds to GORDON_MANAGER_OPERATOR_TOKEN.")
+    # -- limits enforced before the work they protect (each refusal counted in gordon_manager_refusals_total)
+    max_body_bytes: int = Field(1_048_576, ge=1024, validation_alias=_alias("GORDON_MANAGER_MAX_BODY_BYTES"),
+                                description="Largest request body (413 above).")
+    max_header_bytes: int = Field(32_768, ge=1024, validation_alias=_alias("GORDON_MANAGER_MAX_HEADER_BYTES"),
+                                  description="Largest request head: request line and headers (431 above).")
+    max_headers: int = Field(100, ge=8, validation_alias=_alias("GORDON_MANAGER_MAX_HEADERS"),
+                             description="Most header fields in a request (431 above).")
+    request_read_timeout_s: float = Field(10.0, gt=0, validation_alias=_alias("GORDON_MANAGER_REQUEST_READ_TIMEOUT_S"),
+                                          description="Time a client has to send a request's head, and then its body (408 after).")
+    max_label_key_bytes: int = Field(63, ge=1, validation_alias=_alias("GORDON_MANAGER_MAX_LABEL_KEY_BYTES"),
+                                     description="Largest label key of a bot (UTF-8 bytes; 422 above).")
+    max_label_value_bytes: int = Field(256, ge=1, validation_alias=_alias("GORDON_MANAGER_MAX_LABEL_VALUE_BYTES"),
+                                       description="Largest label value of a bot (UTF-8 bytes; 422 above).")
+    max_params_bytes: int = Field(16_384, ge=64, validation_alias=_alias("GORDON_MANAGER_MAX_PARAMS_BYTES"),
+                                  description="Largest strategy `params` (and `execution`) of a bot or backtest, as compact JSON (422 above).")
+    ws_max_connections: int = Field(1000, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_MAX_CONNECTIONS"),
+                                    description="Open /ws connections per worker process (refused with 503 above).")
+    ws_max_connections_per_client: int = Field(32, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_MAX_CONNECTIONS_PER_CLIENT"),
+                                               description="Open /ws connections per client address (refused with 429 above).")
+    ws_max_frame_bytes: int = Field(65_536, ge=1024, validation_alias=_alias("GORDON_MANAGER_WS_MAX_FRAME_BYTES"),
+                                    description="Largest frame a /ws client may send (the connection is closed with 1009 above).")
+    ws_replay_max_bytes: int = Field(8_388_608, ge=65_536, validation_alias=_alias("GORDON_MANAGER_WS_REPLAY_MAX_BYTES"),
+                                     description="Largest replay a resume may send; beyond it (or 10,000 rows) the client gets a resync.")
+    ws_idle_timeout_s: float = Field(60.0, gt=0, validation_alias=_alias("GORDON_MANAGER_WS_IDLE_TIMEOUT_S"),
+                                     description="A /ws connection subscribed to nothing for this long is closed (1008).")
+    ws_send_timeout_s: float = Field(10.0, gt=0, validation_alias=_alias("GORDON_MANAGER_WS_SEND_TIMEOUT_S"),
+                                     description="A /ws client that accepts no frame for this long is dropped (slow client).")
+    # -- the embedded PostgreSQL's supervisor (db/supervisor.py) ---------------------------------
+    embedded_db_check_interval_s: float = Field(1.0, gt=0, le=60, validation_alias=_alias("GORDON_MANAGER_EMBEDDED_DB_CHECK_INTERVAL_S"),
+                                                description="How often `serve` checks that the embedded PostgreSQL's postmaster is alive (pid file + process table, no query).")
+    embedded_db_backoff_base_s: float = Field(0.5, gt=0, validation_alias=_alias("GORDON_MANAGER_EMBEDDED_DB_BACKOFF_BASE_S"),
+                                              description="Delay before restarting a dead embedded PostgreSQL (doubles per attempt).")
+    embedded_db_backoff_max_s: float = Field(30.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EMBEDDED_DB_BACKOFF_MAX_S"),
+                                             description="Largest delay between restart attempts of the embedded PostgreSQL.")
+    embedded_db_backoff_reset_s: float = Field(60.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EMBEDDED_DB_BACKOFF_RESET_S"),
+                                               description="Time the restarted embedded PostgreSQL must stay up before the restart delay is back to the base.")
+
     @field_validator("bind_addr")
     @classmethod
     def _check_bind(cls, value: str) -> str:

@@ -33,7 +33,7 @@ async def nats_client(database, tmp_path: Path) -> AsyncIterator[httpx.AsyncClie
     data_dir.mkdir()
     app = create_app(make_settings(database, data_dir, bus_nats_url="nats://127.0.0.1:1"))
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             yield http
 
 

@@ -54,11 +54,13 @@ class LiveManager:
 async def live_manager(settings: Settings) -> AsyncIterator[LiveManager]:
     """Serve create_app(settings) until the block ends."""
     from gordon_manager.app import create_app
+    from gordon_manager.cli import server_limits
 
     app = create_app(settings)
     port = free_port()
+    # The head/read-time limits and the /ws frame limit exactly as `serve` configures them.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_config=None, access_log=False,
-                            ws_ping_interval=None)
+                            ws_ping_interval=None, **server_limits(settings))
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  (older uvicorn)
     task = asyncio.create_task(server.serve())

@@ -50,7 +50,7 @@ async def test_config_redacts_every_secret_in_response_and_logs(database, data_d
         assert settings.gordon_manager.gordon_risk_operator_token.get_secret_value() == SECRETS["forward"]
         app = create_app(settings)
         async with app.router.lifespan_context(app):
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
                 assert (await http.get("/config")).status_code == 401
                 assert (await http.get("/config", headers={"X-Operator-Token": "wrong"})).status_code == 403
                 response = await http.get("/config", headers={"X-Operator-Token": SECRETS["operator"]})

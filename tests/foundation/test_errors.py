@@ -63,14 +63,15 @@ async def test_405_is_a_problem(client):
     assert "DELETE" in body["detail"]
 
 
-async def test_422_names_the_field(routes, client):
-    body = assert_problem(await client.post("/test/validate", json={"qty": "many"}), 422)
+async def test_422_names_the_field(routes, client, operator_headers):
+    # Writes reach their route's validation only with a valid operator token (http/edge.py).
+    body = assert_problem(await client.post("/test/validate", json={"qty": "many"}, headers=operator_headers), 422)
     assert body["errors"][0]["field"] == "qty"
 
 
-async def test_malformed_json_is_400(routes, client):
+async def test_malformed_json_is_400(routes, client, operator_headers):
     body = assert_problem(await client.post("/test/validate", content=b"{nope",
-                                            headers={"content-type": "application/json"}), 400)
+                                            headers={"content-type": "application/json", **operator_headers}), 400)
     assert body["type"] == "/problems/malformed-json"
 
 
@@ -79,7 +80,7 @@ async def test_unexpected_exception_is_500_problem_without_trace_and_logged_with
 
     # raise_app_exceptions=False: see what a real client sees instead of the re-raised error
     transport = httpx.ASGITransport(app=routes, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         response = await http.get("/test/boom", headers={"X-Request-ID": "req-boom-1"})
     body = assert_problem(response, 500)
     assert body["requestId"] == "req-boom-1"

@@ -57,7 +57,7 @@ async def app_on_a_droppable_database(data_dir, pg_server_url):
             await conn.close()
 
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             yield http, drop
 
 
@@ -85,7 +85,7 @@ async def test_readyz_503_while_migrations_pending(pg_server_url, data_dir):
     import httpx
 
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as http:
             response = await http.get("/readyz")
             assert response.status_code == 503
             assert "migrations pending" in response.json()["detail"]

@@ -88,7 +88,7 @@ async def kapp(kline_db: KlineDb, tmp_path: Path):
 async def kclient(kapp) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on ``kapp``."""
     transport = httpx.ASGITransport(app=kapp)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 

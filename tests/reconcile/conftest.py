@@ -37,7 +37,7 @@ async def running_app(settings):
     """An app with lifespan (reconciler running) and a client."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost") as client:
             yield app, client
 
 

@@ -55,7 +55,7 @@ async def reads_app(reads_db: Database, tmp_path: Path, reads_settings_overrides
 async def api(reads_app) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client on the read tests' app."""
     transport = httpx.ASGITransport(app=reads_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as http:
         yield http
 
 

@@ -20,6 +20,7 @@ from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, 
 from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
+from gordon_manager.http.limits import check_sizes
 from gordon_manager.runtimes.payload import image_allowed
 from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
@@ -43,6 +44,7 @@ TRANSITIONS: dict[str, tuple[frozenset[str], str]] = {
 
 def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
     """Normalised column values for ``spec``; Unprocessable naming what is wrong."""
+    check_sizes(settings, labels=spec.labels, params=spec.params, execution=spec.execution)
     try:
         strategy = get_strategy(spec.strategy)
         params = strategy.parse_params(snakify(spec.params))

@@ -15,10 +15,17 @@ SELECT (SELECT min(id) FROM trading.events) AS oldest,
        pg_sequence_last_value(pg_get_serial_sequence('trading.events', 'id')::regclass) AS newest
 """
 
+# At most $4 rows, and rows only while the running size of the payloads before them stays within
+# $5 bytes (so the one row that crosses the cap is returned, and shows the caller the cap was hit):
+# a resume never loads more than the cap (plus one row) into the manager.
 REPLAY_FOR_CLIENT = """
-SELECT id, channel, payload FROM trading.events
-WHERE channel = ANY($1::text[]) AND (id > $2 OR id = ANY($3::bigint[]))
-ORDER BY id LIMIT $4
+SELECT id, channel, payload, running FROM (
+    SELECT id, channel, payload, size, sum(size) OVER (ORDER BY id) AS running FROM (
+        SELECT id, channel, payload, octet_length(payload::text) AS size FROM trading.events
+        WHERE channel = ANY($1::text[]) AND (id > $2 OR id = ANY($3::bigint[]))
+        ORDER BY id LIMIT $4) AS page) AS sized
+WHERE running - size <= $5
+ORDER BY id
 """
 
 REPLAY_AFTER = "SELECT id, channel, payload FROM trading.events WHERE id > $1 ORDER BY id LIMIT $2"
@@ -47,9 +54,10 @@ async def outbox_bounds(conn: asyncpg.Connection) -> tuple[int | None, int | Non
 
 
 async def replay_for_client(conn: asyncpg.Connection, *, channels: list[str], since: int, extra_ids: list[int],
-                            limit: int) -> list[asyncpg.Record]:
-    """Events of ``channels`` after ``since`` (plus ``extra_ids``), in id order."""
-    return await conn.fetch(REPLAY_FOR_CLIENT, channels, since, extra_ids, limit)
+                            limit: int, max_bytes: int) -> list[asyncpg.Record]:
+    """Events of ``channels`` after ``since`` (plus ``extra_ids``), in id order, up to ``limit`` rows and
+    ``max_bytes`` of payload; each row's ``running`` total above ``max_bytes`` means the cap was hit."""
+    return await conn.fetch(REPLAY_FOR_CLIENT, channels, since, extra_ids, limit, max_bytes)
 
 
 async def events_after(conn: asyncpg.Connection, *, after: int, limit: int) -> list[asyncpg.Record]:

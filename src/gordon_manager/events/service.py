@@ -22,7 +22,6 @@ from gordon_manager.loops import LoopService
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_S = 15.0
-SEND_TIMEOUT_S = 10.0
 PRUNE_BATCH = 5000
 
 
@@ -84,7 +83,9 @@ class EventsService:
 
     async def serve(self, websocket: WebSocket) -> None:
         """Run one WebSocket connection to its end."""
-        await Session(websocket, hub=self.hub, pool=self.ctx.pool, heartbeat_s=lambda: self.heartbeat_s).run()
+        settings = self.ctx.settings
+        await Session(websocket, hub=self.hub, pool=self.ctx.pool, heartbeat_s=lambda: self.heartbeat_s,
+                      idle_timeout_s=settings.ws_idle_timeout_s, replay_max_bytes=settings.ws_replay_max_bytes).run()
 
     async def close(self) -> None:
         self.hub.close()
@@ -95,7 +96,7 @@ async def start(ctx: AppContext) -> None:
     settings = ctx.settings
     nats_url = settings.bus_nats_url
     hub = Hub(health=ctx.health, queue_size=settings.ws_queue_size,
-              batch_window_s=settings.ws_batch_window_ms / 1000.0, send_timeout_s=SEND_TIMEOUT_S,
+              batch_window_s=settings.ws_batch_window_ms / 1000.0, send_timeout_s=settings.ws_send_timeout_s,
               overflow_threshold=settings.ws_overflow_threshold, storm_per_s=settings.ws_reconnect_storm_per_s,
               breaker_source="nats" if nats_url else "notify")
     listener = NotifyListener(url=ctx.database_url, pool=ctx.pool, hub=hub, health=ctx.health,

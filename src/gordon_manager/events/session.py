@@ -26,11 +26,13 @@ from gordon_manager.events.protocol import (
 )
 from gordon_manager.events.sinks import SinkClosed, make_sink
 from gordon_manager.events.subscriber import Subscriber, SubscriberStalled
+from gordon_manager.http.edge import WS_SUBPROTOCOL_KEY
 from gordon_manager.observability import metrics
 from gordon_manager.version import __version__
 
 logger = logging.getLogger(__name__)
 MAX_REPLAY_ROWS = 10_000
+DEFAULT_REPLAY_MAX_BYTES = 8 * 1024 * 1024
 REPLAY_FRAME_EVENTS = 500
 _DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
               DatabaseUnavailable)
@@ -40,17 +42,21 @@ class Session:
     """Serves one accepted WebSocket until either side ends it."""
 
     def __init__(self, websocket: WebSocket, *, hub: Hub, pool: asyncpg.Pool, heartbeat_s: Callable[[], float],
-                 query_timeout_s: float = 10.0) -> None:
+                 query_timeout_s: float = 10.0, idle_timeout_s: float = 60.0,
+                 replay_max_bytes: int = DEFAULT_REPLAY_MAX_BYTES) -> None:
         self.websocket = websocket
         self.hub = hub
         self.pool = pool
         self._heartbeat_s = heartbeat_s
         self._query_timeout_s = query_timeout_s
+        self._idle_timeout_s = idle_timeout_s
+        self._replay_max_bytes = replay_max_bytes
         self.subscriber: Subscriber | None = None
 
     async def run(self) -> None:
         """Accept, greet, then run reader and writer until one of them ends."""
-        await self.websocket.accept()
+        # The subprotocol the edge chose (gordon.v1 when offered; never the read-token one).
+        await self.websocket.accept(subprotocol=self.websocket.scope.get("state", {}).get(WS_SUBPROTOCOL_KEY))
         sink = make_sink(self.websocket)
         subscriber = self.subscriber = self.hub.new_subscriber(sink)
         reader = writer = None
@@ -83,7 +89,15 @@ class Session:
 
     async def _read_loop(self) -> None:
         while True:
-            message = await self.websocket.receive()
+            # A connection subscribed to nothing holds a slot for nothing: it has the idle timeout to subscribe.
+            idle = self.subscriber is not None and not self.subscriber.channels
+            try:
+                async with asyncio.timeout(self._idle_timeout_s if idle else None):
+                    message = await self.websocket.receive()
+            except TimeoutError:
+                metrics.REFUSALS.labels(reason="ws_idle").inc()
+                await self.websocket.close(code=1008, reason=f"idle: no subscription for {self._idle_timeout_s:g} s")
+                return
             if message["type"] == "websocket.disconnect":
                 return
             raw = message.get("text")
@@ -157,7 +171,7 @@ class Session:
         async def read(conn: asyncpg.Connection) -> tuple[int | None, int | None, list]:
             oldest, newest = await repo.outbox_bounds(conn)
             rows = await repo.replay_for_client(conn, channels=channels, since=since, extra_ids=late,
-                                                limit=MAX_REPLAY_ROWS + 1)
+                                                limit=MAX_REPLAY_ROWS + 1, max_bytes=self._replay_max_bytes)
             return oldest, newest, rows
 
         try:
@@ -166,7 +180,10 @@ class Session:
             logger.warning("replay failed", extra={"error": type(exc).__name__})
             await self._put(resync_frame("unavailable", channels, detail="replay unavailable", ref=ref))
             return set()
-        reason = _resync_reason(since, oldest, newest, len(rows))
+        too_big = bool(rows) and rows[-1]["running"] > self._replay_max_bytes
+        if too_big:
+            metrics.REFUSALS.labels(reason="ws_replay_bytes").inc()
+        reason = _resync_reason(since, oldest, newest, MAX_REPLAY_ROWS + 1 if too_big else len(rows))
         if reason is not None:
             await self._put(resync_frame(reason, channels, ref=ref,
                                          detail=f"cannot replay after id {since} (oldest retained {oldest}, "

@@ -22,6 +22,15 @@ EQUITY_POINTS_COMPACTED = Counter("gordon_manager_equity_points_compacted_total"
 REQUEST_DURATION = Histogram("gordon_manager_request_duration_seconds", "HTTP request duration by route template.",
                              ["method", "route"], buckets=_LATENCY)
 
+# -- embedded PostgreSQL (db/supervisor.py; in the serve process that started it) -------------------
+EMBEDDED_DB_UP = Gauge("gordon_manager_embedded_db_up",
+                       "1 while the embedded PostgreSQL's postmaster is running, 0 while it is down.")
+EMBEDDED_DB_DEATHS = Counter("gordon_manager_embedded_db_deaths_total",
+                             "Times the embedded PostgreSQL's postmaster was found gone.")
+EMBEDDED_DB_RESTARTS = Counter("gordon_manager_embedded_db_restarts_total",
+                               "Restart attempts of the embedded PostgreSQL by outcome (ok, failed, blocked: "
+                               "processes of the dead server still running).", ["outcome"])
+
 # -- reconciler ------------------------------------------------------------------------------------
 RECONCILE_TICKS = Counter("gordon_manager_reconcile_ticks_total", "Reconcile passes by what woke the reconciler.",
                           ["trigger"])
@@ -89,6 +98,11 @@ STACK_HEALTH_PEER_UP = Gauge("gordon_manager_stack_health_peer_up",
 ERRORS = Counter("gordon_errors_total", "Errors by component and kind.", ["component", "kind"])
 OPERATOR_AUTH_FAILURES = Counter("gordon_manager_operator_auth_failures_total",
                                  "Mutations refused for a missing (401) or wrong (403) operator token.", ["status"])
+REFUSALS = Counter("gordon_manager_refusals_total",
+                   "Requests and /ws connections refused at the edge before any work, by the limit or check "
+                   "(host, origin, headers, head_size, read_timeout, read_token, operator_token, body_size, "
+                   "ws_connections, ws_connections_per_client, ws_idle, ws_replay_bytes, label_size, params_size).",
+                   ["reason"])
 
 SEED_METRIC_NAMES: tuple[str, ...] = (
     "gordon_manager_up", "gordon_manager_requests_total", "gordon_manager_request_duration_seconds",
