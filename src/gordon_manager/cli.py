@@ -90,12 +90,17 @@ def serve() -> None:
     configure_logging(settings.log_level)
     host, port = settings.host_port
     check_port_free(host, port)
+    embedded = settings.database_url is None
     try:
         settings = prepare_database(settings)
     except GordonError as exc:
         fail(exc.detail)
     typer.echo(f"gordon-manager: database ready in {time.perf_counter() - started:.1f}s; "
                f"serving on http://{host}:{port}", err=True)
+    if embedded:
+        # The process that started the embedded server restarts it when it dies (with several workers
+        # too: they only connect to it). Its supervisor stops at exit before the server is stopped.
+        start_supervisor(settings)
     if settings.workers > 1:
         _serve_workers(settings, host, port)
         return
@@ -109,6 +114,18 @@ def serve() -> None:
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def start_supervisor(settings: Settings):
+    """Watch the embedded PostgreSQL of ``settings.data_dir`` and restart it when it dies (db/supervisor.py)."""
+    from gordon_manager.db.embedded import embedded_server
+    from gordon_manager.db.supervisor import SupervisorPolicy, supervise_embedded
+
+    policy = SupervisorPolicy(check_interval_s=settings.embedded_db_check_interval_s,
+                              backoff_base_s=settings.embedded_db_backoff_base_s,
+                              backoff_max_s=settings.embedded_db_backoff_max_s,
+                              backoff_reset_s=settings.embedded_db_backoff_reset_s)
+    return supervise_embedded(embedded_server(settings.data_dir), policy)
 
 
 def _serve_workers(settings: Settings, host: str, port: int) -> None:

