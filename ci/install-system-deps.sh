@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus).
+# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus, chromium).
 # Idempotent: packages already installed are skipped; quiet unless something fails.
 set -euo pipefail
 
-PACKAGES=(docker.io haproxy busybox-static prometheus prometheus-alertmanager)
+PACKAGES=(docker.io haproxy busybox-static prometheus prometheus-alertmanager chromium)
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
