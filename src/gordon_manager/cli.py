@@ -16,6 +16,7 @@ import asyncio
 import errno
 import os
 import socket
+import signal
 import sys
 import time
 
@@ -101,6 +102,7 @@ def serve() -> None:
         # The process that started the embedded server restarts it when it dies (with several workers
         # too: they only connect to it). Its supervisor stops at exit before the server is stopped.
         start_supervisor(settings)
+    stop_cleanly_on_sigterm()
     if settings.workers > 1:
         _serve_workers(settings, host, port)
         return
@@ -114,6 +116,20 @@ def serve() -> None:
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def stop_cleanly_on_sigterm() -> None:
+    """Make SIGTERM (docker stop, systemd) end ``serve`` like Ctrl-C does: through the exit hooks.
+
+    uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the handler that was
+    installed before it; with the default action the process would die right there, skipping the
+    atexit hooks that stop the embedded PostgreSQL (and its supervisor). Exiting with 143 (128 +
+    SIGTERM) keeps the conventional status.
+    """
+    def exit_143(signum, frame) -> None:  # noqa: ARG001
+        raise SystemExit(128 + signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, exit_143)
 
 
 def start_supervisor(settings: Settings):

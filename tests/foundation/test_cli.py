@@ -120,3 +120,27 @@ def test_bad_bind_address_is_a_clear_error(tmp_path):
     result = subprocess.run([*GM, "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "invalid configuration" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_sigterm_stops_serve_and_its_embedded_database(tmp_path):
+    """docker stop / systemd send SIGTERM: the embedded PostgreSQL must be stopped too, not left behind."""
+    import psutil
+
+    data_dir = tmp_path / "gm-data"
+    port = free_port()
+    proc = subprocess.Popen([*GM, "serve"], env=env_for(data_dir, port), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, proc)
+        postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
+        assert psutil.pid_exists(postmaster)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, proc.stderr.read()
+    psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster) else [], timeout=30)
+    assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
+    assert not (data_dir / "pgdata" / "postmaster.pid").exists()
