@@ -1,6 +1,6 @@
 """Fail the build below 80% overall or below 90% on the safety-critical modules.
 
-Safety-critical: operator-token auth, the reconciler, deploys, execution, the risk proxies and the bot
+Safety-critical: operator-token auth and the edge (hosts, origins, tokens, limits), the reconciler, deploys, execution, the risk proxies and the bot
 runner (real money flows through it).
 Reads the JSON report written by pytest-cov (`--cov-report=json:PATH`).
 """
@@ -15,6 +15,8 @@ OVERALL_MIN = 80.0
 CRITICAL_MIN = 90.0
 CRITICAL_PREFIXES = (
     "src/gordon_manager/http/auth.py",
+    "src/gordon_manager/http/edge.py",
+    "src/gordon_manager/http/protocol.py",
     "src/gordon_manager/reconcile/",
     "src/gordon_manager/deploys/",
     "src/gordon_manager/execution/",
