@@ -91,8 +91,13 @@ async def test_alertmanager_that_is_not_alertmanager_is_502(prom_stack, ops_app)
 
 
 async def test_alertmanager_that_hangs_is_504(ops_app):
+    accepted = asyncio.Event()
+    release = asyncio.Event()
+
     async def hang(reader, writer):
-        await asyncio.sleep(5)
+        # A peer that accepts and never answers, until the test is over (no duration to guess).
+        accepted.set()
+        await release.wait()
         writer.close()
 
     server = await asyncio.start_server(hang, "127.0.0.1", 0)
@@ -103,7 +108,10 @@ async def test_alertmanager_that_hangs_is_504(ops_app):
             started = asyncio.get_running_loop().time()
             response = await client.get("/bff/alerts/firing")
             assert asyncio.get_running_loop().time() - started < 2
+            assert accepted.is_set(), "the request reached the hanging peer"
     finally:
+        release.set()
         server.close()
+        await server.wait_closed()
     assert response.status_code == 504
     assert response.json()["type"] == "/problems/gateway-timeout"
