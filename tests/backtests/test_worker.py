@@ -32,9 +32,13 @@ def die(job: RunJob) -> RunOutcome:
     os._exit(3)
 
 
+HANG_MARKER_ENV = "GORDON_TEST_HANG_MARKER"
+
+
 def hang(job: RunJob) -> RunOutcome:
-    """A worker that never finishes on its own."""
-    time.sleep(120)
+    """A worker that never finishes on its own; it first touches $GORDON_TEST_HANG_MARKER.<run id>."""
+    Path(f"{os.environ[HANG_MARKER_ENV]}.{job.run_id}").touch()
+    time.sleep(120)  # the workload itself: stays busy until the runner terminates it
     raise AssertionError("not reached")
 
 
@@ -92,13 +96,17 @@ async def test_a_dead_worker_fails_its_run_and_the_next_run_gets_a_fresh_pool(kl
         await runner.teardown()
 
 
-async def test_stopping_fails_in_flight_runs_and_ends_the_workers(kline_db, kadmin, mconn, mpool):
+async def test_stopping_fails_in_flight_runs_and_ends_the_workers(kline_db, kadmin, mconn, mpool, tmp_path,
+                                                                 monkeypatch):
+    marker = tmp_path / "hanging"
+    monkeypatch.setenv(HANG_MARKER_ENV, str(marker))  # inherited by the spawned worker (pool starts below)
     runner = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1, target=hang)
     run_id = await queued(mconn, kline_db)
     other = await queued(mconn, kline_db)  # waits for the single worker: stays queued
     await runner.run_once()
     assert list(runner.inflight) == [run_id]
-    await asyncio.sleep(0.5)
+    started_run = Path(f"{marker}.{run_id}")
+    await wait_for(started_run.exists, timeout=60)  # the worker is inside the run, not still spawning
     started = time.monotonic()
     await runner.teardown()
     assert time.monotonic() - started < worker.STOP_GRACE_S + 5
