@@ -23,6 +23,7 @@ from gordon_manager.runtimes.base import label_int, parse_signal
 from gordon_manager.runtimes.docker import container_events, observed_from_inspect, parse_docker_time
 from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound, encode_filters
 from gordon_manager.runtimes.swarm import observed_from_service
+from tests.conftest import wait_for
 
 POLICY = PayloadPolicy(allowed_images=("gordon-bot",))
 
@@ -165,8 +166,10 @@ async def test_container_events_reconnect_and_drop_duplicates() -> None:
     first = await stream.__anext__()
     assert (first.bot_id, first.kind, first.workload_id) == (5, "died", "svc")
     pending = asyncio.ensure_future(stream.__anext__())
-    await asyncio.sleep(0.2)
-    assert len(calls) >= 3 and calls[-1].url.params["since"] == "1500.000000123"
+    # Two reconnects after the failed one, each replaying the event: it must not come out again.
+    await wait_for(lambda: len(calls) >= 4, timeout=10, interval=0.01)
+    assert not pending.done(), "the replayed event was reported twice"
+    assert all(call.url.params["since"] == "1500.000000123" for call in calls[1:])
     closed.set()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, timeout=2)

@@ -16,6 +16,7 @@ from gordon_manager.runtimes import (
     WorkloadNotFound,
     WorkloadSpec,
 )
+from tests.conftest import wait_for
 from tests.infra import DockerStack, SocketProxy
 from tests.runtimes.helpers import wait_for_state
 
@@ -40,6 +41,10 @@ def spec(bot_id: int, image: str, script: str = LOOP, *, version: int = 1) -> Wo
 def containers_of(raw: httpx.Client, bot_id: int) -> list[dict]:
     filters = json.dumps({"label": ["gordon.managed=true", f"gordon.bot_id={bot_id}"]})
     return raw.get("/containers/json", params={"all": "1", "filters": filters}).json()
+
+
+def logs_of(raw: httpx.Client, container_id: str) -> bytes:
+    return raw.get(f"/containers/{container_id}/logs", params={"stdout": "1"}).content
 
 
 async def test_start_creates_a_running_locked_down_container(
@@ -127,15 +132,13 @@ async def test_stop_and_remove_are_idempotent(
 async def test_signal_reaches_the_bot(
     docker_runtime: DockerRuntime, bot_image: str, docker_raw: httpx.Client
 ) -> None:
-    started = await docker_runtime.start(spec(6, bot_image, 'trap "echo got-usr1" USR1; ' + LOOP))
-    await asyncio.sleep(0.3)
+    started = await docker_runtime.start(
+        spec(6, bot_image, 'trap "echo got-usr1" USR1; echo trap-ready; ' + LOOP)
+    )
+    # The trap is in place before the signal (an untrapped USR1 would kill the shell).
+    await wait_for(lambda: b"trap-ready" in logs_of(docker_raw, started.workload_id), timeout=20)
     await docker_runtime.signal(6, "SIGUSR1")
-    for _ in range(40):
-        logs = docker_raw.get(f"/containers/{started.workload_id}/logs", params={"stdout": "1"}).content
-        if b"got-usr1" in logs:
-            break
-        await asyncio.sleep(0.05)
-    assert b"got-usr1" in logs
+    await wait_for(lambda: b"got-usr1" in logs_of(docker_raw, started.workload_id), timeout=20)
     await docker_runtime.stop(6, timeout_s=1)
     with pytest.raises(WorkloadNotFound):
         await docker_runtime.signal(6, "SIGUSR1")
@@ -162,7 +165,11 @@ async def test_proxy_down_is_runtime_unavailable_and_recovers(
         await docker_runtime.start(spec(8, bot_image))
     # The bot died while we were blind: the resumed stream (since=last event) must still report it.
     docker_raw.post(f"/containers/{started.workload_id}/kill").raise_for_status()
-    await asyncio.sleep(0.3)
+    # The death has happened (seen on the raw socket) before the proxy comes back.
+    await wait_for(
+        lambda: docker_raw.get(f"/containers/{started.workload_id}/json").json()["State"]["Status"] == "exited",
+        timeout=20,
+    )
     socket_proxy.start()
     await docker_runtime.ping()
     assert (await docker_runtime.observe())[7].state == "exited"
@@ -216,11 +223,16 @@ async def test_crashing_bot_reports_exit_code(
     assert observed.exit_code == 3
 
 
-async def test_close_ends_the_event_stream(docker_env: DockerStack, bot_policy: PayloadPolicy) -> None:
+async def test_close_ends_the_event_stream(
+    docker_env: DockerStack, docker_clean: None, bot_policy: PayloadPolicy, bot_image: str
+) -> None:
     runtime = DockerRuntime(proxy_url=docker_env.proxy_url, policy=bot_policy)
     stream = runtime.events()
+    first = asyncio.ensure_future(stream.__anext__())
+    await runtime.start(spec(13, bot_image))
+    # An event came through: the stream is connected, its /events response open, when close() comes.
+    assert (await asyncio.wait_for(first, timeout=10)).kind == "started"
     pending = asyncio.ensure_future(stream.__anext__())
-    await asyncio.sleep(0.3)
     await runtime.close()
     with pytest.raises(StopAsyncIteration):
         await asyncio.wait_for(pending, timeout=5)

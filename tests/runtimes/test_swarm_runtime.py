@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import httpx
@@ -16,6 +15,7 @@ from gordon_manager.runtimes import (
     WorkloadNotFound,
     WorkloadSpec,
 )
+from tests.conftest import wait_for
 from tests.infra import DockerStack, SocketProxy
 from tests.runtimes.helpers import wait_for_state
 
@@ -114,20 +114,20 @@ async def test_dead_task_is_reported_and_restarted_by_start(
 async def test_signal_reaches_a_local_task(
     swarm_runtime: SwarmRuntime, bot_image: str, docker_raw: httpx.Client
 ) -> None:
-    await swarm_runtime.start(spec(105, bot_image, 'trap "echo got-usr2" USR2; ' + LOOP))
+    await swarm_runtime.start(spec(105, bot_image, 'trap "echo got-usr2" USR2; echo trap-ready; ' + LOOP))
     with pytest.raises(WorkloadNotFound):
         await swarm_runtime.signal(999, "SIGUSR2")
     await wait_for_state(swarm_runtime, 105, "running")
-    await asyncio.sleep(0.3)
-    await swarm_runtime.signal(105, "SIGUSR2")
     filters = json.dumps({"label": ["gordon.bot_id=105"]})
     (container,) = docker_raw.get("/containers/json", params={"filters": filters}).json()
-    for _ in range(40):
-        logs = docker_raw.get(f"/containers/{container['Id']}/logs", params={"stdout": "1"}).content
-        if b"got-usr2" in logs:
-            break
-        await asyncio.sleep(0.05)
-    assert b"got-usr2" in logs
+
+    def logs() -> bytes:
+        return docker_raw.get(f"/containers/{container['Id']}/logs", params={"stdout": "1"}).content
+
+    # The trap is in place before the signal (an untrapped USR2 would kill the shell).
+    await wait_for(lambda: b"trap-ready" in logs(), timeout=20)
+    await swarm_runtime.signal(105, "SIGUSR2")
+    await wait_for(lambda: b"got-usr2" in logs(), timeout=20)
 
 
 async def test_refusals_and_outages(
