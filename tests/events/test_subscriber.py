@@ -11,7 +11,7 @@ from gordon_manager.events.hub import Hub
 from gordon_manager.events.protocol import events_frame, outbox_item
 from gordon_manager.events.subscriber import Subscriber, SubscriberStalled
 from gordon_manager.health.state import HealthState
-from tests.events.helpers import metric_value
+from tests.events.helpers import metric_value, until
 
 
 class MemorySink:
@@ -80,7 +80,7 @@ async def test_fast_path_writes_immediately_and_queue_when_not_writable():
     sink.writable.set()  # queued frames keep their order even though the socket is writable again
     assert sub.offer(frame(3)) == 0 and sub.queued == 2
     writer = asyncio.ensure_future(sub.run_writer())
-    await asyncio.sleep(0.01)
+    await until(lambda: len(sink.written) >= 3)  # the writer sent what was queued
     assert ids(sink.written) == [1, 2, 3] and sub.queued == 0
     writer.cancel()
 
@@ -96,7 +96,7 @@ async def test_overflow_drops_backlog_sends_resync_then_resumes():
     assert sub.queued == 1  # only the resync is left
     writer = asyncio.ensure_future(sub.run_writer())
     sink.writable.set()
-    await asyncio.sleep(0.01)
+    await until(lambda: sink.written)  # the resync went out: live frames flow again
     sub.offer(frame(6))
     assert ids(sink.written) == ["resync", 6]
     assert sink.written[0]["reason"] == "overflow" and sink.written[0]["channels"] == ["bot_events"]
@@ -120,7 +120,7 @@ async def test_put_waits_for_room_and_gives_up_after_the_timeout():
     writer = asyncio.ensure_future(sub.run_writer())
     sink.writable.set()
     await sub.put(frame(3))
-    await asyncio.sleep(0.01)
+    await until(lambda: len(sink.written) >= 2)  # the writer sent frame 1, then frame 3 went out
     assert ids(sink.written) == [1, 3]
     writer.cancel()
 
@@ -178,6 +178,7 @@ async def test_hub_health_signals_raise_and_clear():
         sub._refresh()
     assert metric_value("gordon_manager_ws_overflow_total") > before + 1
     assert "ws_subscriber_overload" in health.degraded
+    # Deliberate passage of time, what the test is about: both windows (0.1 s, 0.2 s) run out.
     await asyncio.sleep(0.25)
     hub.evaluate_health()
     assert health.degraded == []
