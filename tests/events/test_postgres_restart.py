@@ -94,18 +94,20 @@ async def test_postgres_restart_mid_stream_loses_no_event(own_pg_server, start_m
             try:
                 for i in range(30):
                     await publisher.write(f"e{i:03d}")
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # pacing of the writes, not a wait for anything
                 restarting = asyncio.ensure_future(asyncio.to_thread(restart, own_pg_server))
                 i = 30
                 while not restarting.done() or i < 60:  # keep writing through the restart and after it
                     await publisher.write(f"e{i:03d}")
                     i += 1
-                    await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.01)  # pacing of the writes, not a wait for anything
                 await restarting
                 for j in range(i, i + 20):
                     await publisher.write(f"e{j:03d}")
                 await until(lambda: len(received) >= len(publisher.committed), timeout=20)
-                await asyncio.sleep(0.3)  # anything extra (a duplicate) would show up now
+                # Events arrive in commit order: anything extra (a duplicate) would come before this marker.
+                await publisher.write("marker")
+                await until(lambda: "marker" in received, timeout=20)
             finally:
                 collector.cancel()
                 await publisher.close()
