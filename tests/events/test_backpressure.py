@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 
@@ -34,12 +33,15 @@ def stall(manager, client):
     return subscriber
 
 
-async def publish_big(admin, bot_id: int, count: int, prefix: str) -> None:
-    """``count`` big events, spaced beyond the batch window so that each is its own frame."""
+async def publish_big(admin, bot_id: int, count: int, prefix: str, witness) -> list[dict]:
+    """``count`` big events, each its own frame: the next is written only once ``witness`` (a client
+    that reads) has received the previous one, so no two can share a batch. Returns what it received."""
+    received = []
     for i in range(count):
         await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, $2, $3)",
                             bot_id, f"{prefix}{i}", BIG)
-        await asyncio.sleep(0.01)
+        received += await witness.events(1)
+    return received
 
 
 async def healthz(manager) -> dict:
@@ -57,8 +59,7 @@ async def test_a_stalled_subscriber_is_resynced_and_nobody_waits_for_it(start_ma
             subscriber = stall(manager, stalled)
             overflows = metric_value("gordon_manager_ws_overflow_total")
             started = time.monotonic()
-            await publish_big(admin, bot_id, 40, "e")
-            events = await healthy.events(40, timeout=10)
+            events = await publish_big(admin, bot_id, 40, "e", healthy)
             assert [e["data"]["kind"] for e in events] == [f"e{i}" for i in range(40)]
             assert time.monotonic() - started < 8
             assert subscriber.overflows >= 1
@@ -74,9 +75,9 @@ async def test_a_stalled_subscriber_is_resynced_and_nobody_waits_for_it(start_ma
             assert resync["reason"] == "overflow" and resync["channels"] == ["bot_events"]
             received = [e["data"]["kind"] for f in frames for e in unpack(f)]
             assert 0 < len(received) < 40 and received == [f"e{i}" for i in range(len(received))]
-            await publish_big(admin, bot_id, 2, "after")  # live again once the resync went out
+            after = await publish_big(admin, bot_id, 2, "after", healthy)  # live again once the resync went out
             assert [e["data"]["kind"] for e in await stalled.events(2)] == ["after0", "after1"]
-            assert [e["data"]["kind"] for e in await healthy.events(2)] == ["after0", "after1"]
+            assert [e["data"]["kind"] for e in after] == ["after0", "after1"]
 
             hub.overflow_window_s = 0.1  # let the overload subside
             await until(lambda: "ws_subscriber_overload" not in manager.ctx.health.degraded, timeout=5)
@@ -90,8 +91,7 @@ async def test_a_client_that_never_reads_is_disconnected_after_the_send_timeout(
         await stalled.subscribe(["bot_events"])
         stall(manager, stalled)
         active = metric_value("gordon_manager_ws_active_connections")
-        await publish_big(admin, bot_id, 20, "s")
-        assert len(await healthy.events(20)) == 20
+        assert len(await publish_big(admin, bot_id, 20, "s", healthy)) == 20
         await until(lambda: len(hub.sessions) == 1, timeout=5)
         assert metric_value("gordon_manager_ws_active_connections") == active - 1
         stalled.ws.transport.resume_reading()
@@ -110,4 +110,3 @@ async def test_a_reconnect_storm_is_reported_and_clears(manager):
     assert "connects/s" in body["degradedDetails"]["ws_reconnect_storm"]["ws_hub"]
     hub.storm_window_s = 0.1
     await until(lambda: "ws_reconnect_storm" not in manager.ctx.health.degraded, timeout=5)
-    await asyncio.sleep(0)
