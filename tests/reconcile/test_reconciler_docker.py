@@ -4,7 +4,6 @@ adopted (no duplicate), proxy down → bot unchanged and errors counted, then re
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -55,6 +54,17 @@ def state_is(client, bot_id, wanted):
     return check
 
 
+def _leader_ticks() -> float:
+    return sum(s.value for m in metrics.RECONCILE_TICKS.collect() for s in m.samples if s.name.endswith("_total"))
+
+
+async def passes_as_leader(reconciler, n: int = 3, timeout: float = 20) -> None:
+    """Wait for ``n`` whole reconcile passes run as leader, all begun after this call: what a check that
+    something does *not* happen waits for (a pass already under way may have read the state before)."""
+    done, ticks = reconciler.iterations + 1, _leader_ticks()
+    await wait_for(lambda: reconciler.iterations >= done + n and _leader_ticks() >= ticks + n, timeout=timeout)
+
+
 async def test_docker_lifecycle_kill_restart_adopt(ddb, data_dir, log_dir, docker_env):
     raw = docker_env.raw
     settings = docker_settings(ddb, data_dir, log_dir, docker_env)
@@ -77,7 +87,7 @@ async def test_docker_lifecycle_kill_restart_adopt(ddb, data_dir, log_dir, docke
     async with running_app(settings) as (app, client):
         reconciler = app.state.ctx.services["reconciler"]
         await wait_for(lambda: reconciler.iterations >= 3 and reconciler.leader.is_leader)
-        await asyncio.sleep(1.0)
+        await passes_as_leader(reconciler)  # each would have started a duplicate
         listed = containers(raw, bot_id)
         assert len(listed) == 1 and listed[0]["State"] == "running"
         await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)
@@ -119,7 +129,7 @@ async def test_proxy_down_leaves_bots_unchanged_counts_errors_then_recovers(ddb,
             assert st["observedState"] == "running", "an unreachable proxy changes nothing"
             assert _errors() > before
             await client.post(f"/bots/{bot_id}/stop", headers=HEADERS)
-            await asyncio.sleep(1.5)
+            await passes_as_leader(reconciler)  # each would have stopped it, had the proxy answered
             assert _running(raw, bot_id), "cannot act while the proxy is down"
         finally:
             docker_env.proxy.start()
@@ -144,7 +154,7 @@ async def test_unknown_image_is_a_terminal_error(ddb, data_dir, log_dir, docker_
         assert "image" in st["lastError"].lower()
         reconciler = app.state.ctx.services["reconciler"]
         calls = reconciler.runtime_calls
-        await asyncio.sleep(1.5)
+        await passes_as_leader(reconciler)  # each would have retried it
         assert reconciler.runtime_calls == calls, "a config error is not retried"
 
 
