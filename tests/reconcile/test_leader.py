@@ -23,7 +23,8 @@ async def test_second_manager_serves_but_does_not_act_then_takes_over(rdb, data_
         await wait_for(lambda: rec_a.leader.is_leader)
         async with running_app(settings_b) as (app_b, client_b):
             rec_b = app_b.state.ctx.services["reconciler"]
-            await asyncio.sleep(1.5)
+            # B has tried for the lock twice (one keepalive apart) and found it held.
+            await wait_for(lambda: rec_b.leader.iterations >= 2, timeout=15)
             assert rec_a.leader.is_leader and not rec_b.leader.is_leader
             bot_id = await create_bot(client_b, desiredState="running")  # B serves HTTP
             pid = await running_pid(client_b, bot_id)
@@ -55,13 +56,13 @@ async def test_frozen_leader_is_replaced_within_15s_and_never_two_leaders(rdb):
     both = []
 
     async def watch():
-        while True:
+        while True:  # a sampler for the whole test, not a wait
             both.append(a.is_leader and b.is_leader)
             await asyncio.sleep(0.02)
 
     watcher = asyncio.create_task(watch())
     try:
-        await asyncio.sleep(1)
+        await wait_for(lambda: b.iterations >= 3)  # B tried for the lock three times and found it held
         assert a.is_leader and not b.is_leader
         # Freeze A: its loop stops pinging but its session (and lock) stay open, as with a hung process.
         task_a.cancel()
@@ -72,8 +73,9 @@ async def test_frozen_leader_is_replaced_within_15s_and_never_two_leaders(rdb):
         assert not a.is_leader, "the frozen leader's lease lapsed before B took over"
         assert not any(both), "two leaders at once"
         # A wakes up: it must notice it lost the lock instead of acting
+        tries = a.iterations
         task_a = asyncio.create_task(a.run())
-        await asyncio.sleep(1.0)
+        await wait_for(lambda: a.iterations >= tries + 3)  # A tried three times since it woke up
         assert not a.is_leader and b.is_leader
         assert not any(both)
     finally:
