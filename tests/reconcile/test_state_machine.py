@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ from gordon_manager.reconcile.policy import Thresholds
 from gordon_manager.reconcile.reconciler import Reconciler
 from gordon_manager.reconcile.start import make_spec_builder
 from gordon_manager.runtimes.process import ProcessRuntime
-from tests.conftest import create_database, make_settings
+from tests.conftest import create_database, make_settings, wait_for
 from tests.reconcile.conftest import WORKLOAD
 
 TRANSITIONS = {"start": ("stopped", "running"), "pause": ("running", "paused"), "resume": ("paused", "running"),
@@ -51,6 +52,7 @@ class FleetMachine(RuleBasedStateMachine):
                                      clock=lambda: self.now)
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self.bots: dict[int, str] = {}
+        self.killed: dict[int, float] = {}  # pid -> create time, of processes killed behind our back
 
     def run(self, coro):
         return self.loop.run_until_complete(coro)
@@ -86,7 +88,12 @@ class FleetMachine(RuleBasedStateMachine):
         index = data.draw(st.integers(min_value=0, max_value=7))  # never depend on live state for draws
         if alive:
             victim = alive[index % len(alive)]
-            os.kill(int(victim.workload_id.split(":")[1]), signal.SIGKILL)
+            pid = int(victim.workload_id.split(":")[1])
+            try:
+                self.killed[pid] = psutil.Process(pid).create_time()
+            except psutil.NoSuchProcess:
+                return  # it died on its own meanwhile
+            os.kill(pid, signal.SIGKILL)
 
     @invariant()
     def settles(self):
@@ -96,13 +103,13 @@ class FleetMachine(RuleBasedStateMachine):
         try:
             for _ in range(10):
                 self.now += timedelta(seconds=600)  # let any restart backoff expire
-                self.run(asyncio.sleep(0.05))  # real passes are spaced: let a kill or an exit land
+                self._landed()  # real passes are spaced: a kill or an exit has landed before the next
                 self.run(self.reconciler.reconcile())
                 if self._converged():
                     break
             assert self._converged(), self._describe()
             calls = self.reconciler.runtime_calls
-            self.run(asyncio.sleep(0.2))  # anything the last actions set off has landed
+            self._landed()  # anything the last actions set off has landed
             self.run(self.reconciler.reconcile())
             assert self.reconciler.runtime_calls == calls, "a settled fleet needs no runtime call"
         finally:
@@ -110,6 +117,30 @@ class FleetMachine(RuleBasedStateMachine):
                 self.run(self.runtime.remove(bot_id))
             self.run(self.pool.execute("UPDATE trading.bot_configs SET deleted_at = now() WHERE id = ANY($1)",
                                        list(self.bots)))
+
+    def _landed(self) -> None:
+        """Wait until no process is between states: every pid killed behind our back is dead, and every
+        running bot has installed its signal handlers (its "start" line), so a pause or resume signal
+        can no longer kill it. What a fixed sleep used to hope for."""
+
+        async def settled() -> bool:
+            if not all(_dead(pid, created) for pid, created in self.killed.items()):
+                return False
+            for observed in (await self.runtime.observe()).values():
+                pid = int(observed.workload_id.split(":")[1])
+                if observed.running and not self._logged_start(observed.bot_id, pid):
+                    return False
+            return True
+
+        self.run(wait_for(settled, timeout=30))
+
+    def _logged_start(self, bot_id: int, pid: int) -> bool:
+        log = self.tmp / "logs" / f"bot-{bot_id}.log"
+        try:
+            lines = log.read_text().splitlines()
+        except FileNotFoundError:
+            return False
+        return any(line.startswith(f"{pid} start ") for line in lines)
 
     def _converged(self) -> bool:
         observed = self.run(self.runtime.observe())
@@ -128,6 +159,15 @@ class FleetMachine(RuleBasedStateMachine):
             "SELECT bot_id, observed_state, workload_id, next_retry_at, failure_times, last_error"
             " FROM trading.bot_status WHERE bot_id = ANY($1)", list(self.bots)))
         return f"now={self.now} observed={self.run(self.runtime.observe())} desired={self.bots} status={rows}"
+
+
+def _dead(pid: int, created: float) -> bool:
+    """The process ``pid`` created at ``created`` has exited (a zombie, reaped, or its pid reused)."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() != created or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def test_fleet_always_settles(pg_server_url):
