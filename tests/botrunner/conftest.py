@@ -12,11 +12,14 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from gordon_manager.botrunner import credentials
 from gordon_manager.db.connect import connect
 from gordon_manager.marketdata import generate_klines
 from tests.conftest import create_database
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
+# The token key of the bots these tests start themselves (the manager keeps its own in its data dir).
+TOKEN_KEY = b"tests-botrunner-token-key"
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +59,18 @@ async def create_bot_row(admin_url: str, *, symbol: str, params: dict, labels: d
             " 'running', $7, $8, 'test') RETURNING id",
             f"b-{uuid.uuid4().hex[:8]}", strategy, symbol, params, execution or {}, mode, labels or {}, shadow_of)
         await conn.execute("INSERT INTO trading.bot_status (bot_id) VALUES ($1)", bot_id)
+        await credentials.issue(conn, key=TOKEN_KEY, bot_id=bot_id)  # as the manager does before a start
         return bot_id
     finally:
         await conn.close()
 
 
 def spawn_bot(db, bot_id: int, **env: str) -> subprocess.Popen:
-    """`gordon-manager bot` as a real child process, logged in as gordon_bot."""
+    """`gordon-manager bot` as a real child process, logged in as gordon_bot with its own token."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("GORDON_")}
     full.update({"GORDON_BOT_ID": str(bot_id), "GORDON_DATABASE_URL": db.bot_url, "GORDON_BOT_POLL_S": "0.1",
-                 "GORDON_MANAGER_LOG_LEVEL": "WARNING"})
+                 "GORDON_MANAGER_LOG_LEVEL": "WARNING",
+                 credentials.TOKEN_ENV: credentials.bot_token(TOKEN_KEY, bot_id)})
     full.update(env)
     return subprocess.Popen([sys.executable, "-m", "gordon_manager.cli", "bot"], env=full,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -14,10 +14,19 @@ import asyncpg
 import httpx
 
 from gordon_manager.backtests.engine import run_backtest
+from gordon_manager.botrunner import credentials
 from gordon_manager.botrunner.loop import BarLoop
 from gordon_manager.db.connect import connect
 from gordon_manager.execution import ExecutionConfig
-from tests.botrunner.conftest import START, create_bot_row, insert_klines, spawn_bot, synth, terminate
+from tests.botrunner.conftest import (
+    START,
+    TOKEN_KEY,
+    create_bot_row,
+    insert_klines,
+    spawn_bot,
+    synth,
+    terminate,
+)
 from tests.botrunner.live_helpers import Bars
 from tests.conftest import wait_for
 
@@ -312,6 +321,30 @@ def test_missing_environment_is_a_clear_error():
 async def test_unknown_bot_exits_2(bdb):
     proc = spawn_bot(bdb, 987654)
     assert proc.wait(timeout=30) == 2
+
+
+async def test_a_missing_or_wrong_token_exits_2_naming_it(bdb):
+    """A bot proves which bot it is with GORDON_BOT_TOKEN (issue 14, item 8); without it nothing runs."""
+    sym = symbol()
+    bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20})
+    other = await create_bot_row(bdb.admin_url, symbol=sym, params={"fast": 5, "slow": 20})
+    for token in ("", "not-the-token", credentials.bot_token(TOKEN_KEY, other)):  # the last: another bot's
+        proc = spawn_bot(bdb, bot_id, GORDON_BOT_TOKEN=token)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 2 and "GORDON_BOT_TOKEN" in stderr
+    assert await run_row(bdb, bot_id) is None  # not even a run
+
+
+async def test_a_deleted_bot_with_a_valid_token_exits_2(bdb):
+    bot_id = await create_bot_row(bdb.admin_url, symbol=symbol(), params={"fast": 5, "slow": 20})
+    conn = await connect(bdb.admin_url)
+    try:
+        await conn.execute("UPDATE trading.bot_configs SET deleted_at = now() WHERE id = $1", bot_id)
+    finally:
+        await conn.close()
+    proc = spawn_bot(bdb, bot_id)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 2 and "bot config not found" in stderr
 
 
 async def test_pause_follows_the_declared_state_without_a_signal(bdb):

@@ -8,6 +8,7 @@ from datetime import timedelta
 import asyncpg
 import numpy as np
 
+from gordon_manager.botrunner import credentials
 from tests.conftest import Database
 from tests.runs.helpers import T0, add_points, make_bot, make_run
 
@@ -77,8 +78,10 @@ async def test_deleting_a_run_removes_its_rollups(admin):
 async def test_the_bot_role_writes_points_without_any_right_on_the_rollups(admin, reads_db: Database):
     bot = await make_bot(admin)
     run = await make_run(admin, kind="paper", bot_id=bot, status="running")
+    token = await credentials.issue(admin, key=b"tests-runs-token-key", bot_id=bot)
     conn = await asyncpg.connect(reads_db.bot_url)
     try:
+        await credentials.login(conn, bot_id=bot, token=token)  # the bot role writes only its own runs' points
         await conn.execute("INSERT INTO trading.equity_points (run_id, ts, equity) VALUES ($1, $2, 10), ($1, $3, 12)",
                            run, T0, T0 + timedelta(minutes=1))
         assert await conn.fetchval("SELECT has_table_privilege('trading.equity_rollups', 'INSERT')") is False

@@ -1,9 +1,12 @@
 """The bot process (`gordon-manager bot`): the same strategy + ExecutionModel as a backtest, bar by bar.
 
-Environment: ``GORDON_BOT_ID``, ``GORDON_DATABASE_URL`` (role gordon_bot), ``GORDON_BOT_METRICS_PORT``
-(and ``GORDON_BOT_METRICS_ADDR``, default 127.0.0.1), ``GORDON_BOT_PAUSED`` (1 = start paused),
-``GORDON_BUS_NATS_URL`` (required in live mode), ``GORDON_BOT_POLL_S`` (how often to look for new
-bars), ``GORDON_BOT_FLATTEN_WAIT_S`` (how long a flattening stop waits for its fill).
+Environment: ``GORDON_BOT_ID``, ``GORDON_DATABASE_URL`` (role gordon_bot), ``GORDON_BOT_TOKEN`` (this
+bot's own secret: right after connecting the bot calls ``trading.bot_login(id, token)``, and row-level
+security then lets the connection write this bot's rows only; a missing or refused token exits 2,
+see ``credentials``), ``GORDON_BOT_METRICS_PORT`` (and ``GORDON_BOT_METRICS_ADDR``, default
+127.0.0.1), ``GORDON_BOT_PAUSED`` (1 = start paused), ``GORDON_BUS_NATS_URL`` (required in live
+mode), ``GORDON_BOT_POLL_S`` (how often to look for new bars), ``GORDON_BOT_FLATTEN_WAIT_S`` (how
+long a flattening stop waits for its fill).
 
 Start: the bot rebuilds its ledger (position, cash, open round trip) and its open orders from what
 it recorded (``ledger_store.recover``), closes the runs a killed predecessor left ``running``, and
@@ -33,14 +36,14 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
-from gordon_manager.botrunner import contract, ledger_store, store
+from gordon_manager.botrunner import contract, credentials, ledger_store, store
 from gordon_manager.botrunner.book import OrderBook, dt_to_ms, fill_from_json, ms_to_dt
 from gordon_manager.botrunner.bus import Bus
 from gordon_manager.botrunner.labels import replay_settings
@@ -69,6 +72,7 @@ class BotEnv:
 
     bot_id: int
     database_url: str
+    token: str = field(repr=False)  # never in a log line
     metrics_port: int | None = None
     metrics_addr: str = "127.0.0.1"
     paused: bool = False
@@ -87,8 +91,11 @@ class BotEnv:
             raise ConfigurationError(f"{exc.args[0]} is not set") from exc
         except ValueError as exc:
             raise ConfigurationError("GORDON_BOT_ID must be an integer") from exc
+        token = env.get(credentials.TOKEN_ENV)
+        if not token:
+            raise ConfigurationError(f"{credentials.TOKEN_ENV} is not set (the manager gives each bot its own token)")
         port = env.get("GORDON_BOT_METRICS_PORT")
-        return cls(bot_id=bot_id, database_url=url, metrics_port=int(port) if port else None,
+        return cls(bot_id=bot_id, database_url=url, token=token, metrics_port=int(port) if port else None,
                    metrics_addr=env.get("GORDON_BOT_METRICS_ADDR", "127.0.0.1"),
                    paused=env.get("GORDON_BOT_PAUSED") == "1", nats_url=env.get("GORDON_BUS_NATS_URL") or None,
                    poll_s=float(env.get("GORDON_BOT_POLL_S", "1.0")),
@@ -165,6 +172,11 @@ class BotRunner:
         """Run until stopped; returns the process exit code."""
         conn = await connect(self.env.database_url)
         try:
+            try:  # before anything else: unbound, this connection may write nothing at all
+                await credentials.login(conn, bot_id=self.env.bot_id, token=self.env.token)
+            except credentials.BotLoginRefused as exc:
+                logger.error("bot login refused: %s", exc, extra={"bot_id": self.env.bot_id})
+                return 2
             cfg = await store.load_config(conn, bot_id=self.env.bot_id)
             if cfg is None:
                 logger.error("bot config not found", extra={"bot_id": self.env.bot_id})

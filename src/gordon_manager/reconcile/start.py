@@ -7,6 +7,9 @@ import socket
 import sys
 from typing import Any
 
+import asyncpg
+
+from gordon_manager.botrunner import credentials
 from gordon_manager.context import AppContext
 from gordon_manager.db.urls import with_user
 from gordon_manager.reconcile.leader import LeaderElector
@@ -14,7 +17,7 @@ from gordon_manager.reconcile.policy import Thresholds
 from gordon_manager.reconcile.reconciler import Reconciler
 from gordon_manager.reconcile.wakeups import ConfigListener, LeaderWatcher, RuntimeEventWatcher
 from gordon_manager.runtimes import create_runtime
-from gordon_manager.runtimes.base import WorkloadSpec
+from gordon_manager.runtimes.base import Observed, Runtime, RuntimeUnavailable, WorkloadSpec
 from gordon_manager.settings import Settings
 
 CONTAINER_METRICS_PORT = 9100
@@ -43,9 +46,14 @@ def _free_port() -> int:
 
 
 def make_spec_builder(settings: Settings, runtime_kind: str):
-    """A function turning a fleet row into the WorkloadSpec the runtime starts."""
+    """A function turning a fleet row into the WorkloadSpec the runtime starts.
+
+    Each bot gets its own ``GORDON_BOT_TOKEN`` (HMAC of its id under the data dir's token key, the
+    same after a manager restart); ``CredentialedRuntime`` registers it before the workload starts.
+    """
     command = bot_command(settings, runtime_kind)
     db_url = bot_database_url(settings)
+    token_key = credentials.load_key(settings.data_dir)
 
     def build(row: Any) -> WorkloadSpec:
         if runtime_kind == "process":
@@ -56,6 +64,7 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
             "GORDON_BOT_ID": str(row["id"]),
             "GORDON_BOT_CONFIG_VERSION": str(row["spec_version"]),
             "GORDON_DATABASE_URL": db_url,
+            credentials.TOKEN_ENV: credentials.bot_token(token_key, row["id"]),
             "GORDON_BOT_METRICS_PORT": str(port),
             "GORDON_BOT_PAUSED": "1" if row["desired_state"] == "paused" else "0",
         }
@@ -65,6 +74,28 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
                             image=row["image"], command=command, env=env)
 
     return build
+
+
+class CredentialedRuntime:
+    """The runtime, with each bot's token registered (its sha256, ``trading.bot_credentials``) before
+    the workload starts: a bot can log in as itself, and only as itself (migration 0019)."""
+
+    def __init__(self, inner: Runtime, pool: asyncpg.Pool) -> None:
+        self.inner = inner
+        self.pool = pool
+        self.kind = inner.kind
+
+    async def start(self, spec: WorkloadSpec) -> Observed:
+        token = spec.env.get(credentials.TOKEN_ENV)
+        if token:
+            try:
+                await credentials.register(self.pool, bot_id=spec.bot_id, token=token)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise RuntimeUnavailable(f"cannot register bot {spec.bot_id}'s database credential: {exc}") from exc
+        return await self.inner.start(spec)
+
+    def __getattr__(self, name: str) -> Any:  # observe, stop, remove, signal, events, ping, close…
+        return getattr(self.inner, name)
 
 
 def thresholds(settings: Settings) -> Thresholds:
@@ -83,6 +114,7 @@ async def start(ctx: AppContext) -> None:
         proxy_url=settings.docker_socket_proxy_url,
         allowed_images=[p.strip() for p in settings.allowed_images.split(",") if p.strip()],
         timeout_s=settings.http_timeout_s)
+    runtime = CredentialedRuntime(runtime, ctx.pool)
     leader = LeaderElector(url=ctx.database_url, connect_timeout_s=settings.db_connect_timeout_s)
     reconciler = Reconciler(pool=ctx.pool, runtime=runtime, leader=leader,
                             spec_builder=make_spec_builder(settings, runtime.kind), thresholds=thresholds(settings),
