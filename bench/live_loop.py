@@ -80,7 +80,7 @@ import psutil
 from _common import ROOT, free_port, pct
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from gordon_manager.botrunner import contract
+from gordon_manager.botrunner import contract, credentials
 from gordon_manager.db.migrate import migrate
 from gordon_manager.db.urls import with_database, with_user
 from tests.botrunner.executor import TestExecutor
@@ -93,6 +93,7 @@ INTERVAL = "1s"
 PARAMS = {"fast": 1, "slow": 2}
 EXECUTION = {"initial_cash": "10000", "taker_fee_bps": "10", "slippage_bps": "0"}
 TOKEN = "bench-operator-token-0123456789"
+TOKEN_KEY = os.urandom(32)  # the bots' token key (the manager keeps one in its data dir; bots here start directly)
 HISTORY_BARS = 10
 FEED_OFFSET_S = 0.005  # the feeder writes bar k at k + 1 s + this (just after it closed)
 
@@ -229,6 +230,7 @@ async def create_bots(admin: asyncpg.Connection, n: int, *, desired: str = "runn
             f"live-bench-{uuid.uuid4().hex[:8]}", SYMBOL, INTERVAL, json.dumps(PARAMS), json.dumps(EXECUTION),
             desired)
         await admin.execute("INSERT INTO trading.bot_status (bot_id) VALUES ($1)", bot_id)
+        await credentials.issue(admin, key=TOKEN_KEY, bot_id=bot_id)  # what the manager does before a start
         ids.append(bot_id)
     return ids
 
@@ -347,6 +349,7 @@ class BenchExecutor(TestExecutor):
 async def baseline_publisher(args) -> None:
     """Commit a decision row + its outbox intent, publish it (awaiting JetStream's ack), mark it published."""
     conn = await asyncpg.connect(args.db_url)
+    await credentials.login(conn, bot_id=args.bot_id, token=os.environ[credentials.TOKEN_ENV])
     nc = await nats.connect(args.nats_url)
     js = nc.jetstream(timeout=2.0)
     subject = contract.intents_subject(args.bot_id)
@@ -355,7 +358,7 @@ async def baseline_publisher(args) -> None:
     started = time.perf_counter()
     base_ms = int(time.time() * 1000)
     for i in range(n):
-        coid = f"bl{args.bot_id}-{base_ms}-{i}"
+        coid = f"gb{args.bot_id}-bl{base_ms}-{i}"  # a bot's own client order ids start gb<bot>- (migration 0019)
         side = "buy" if i % 2 == 0 else "sell"
         payload = contract.NewOrderIntent(
             client_order_id=coid, bot_id=args.bot_id, symbol=SYMBOL, side=side, order_type="market",
@@ -602,7 +605,9 @@ class LiveBench:
             [sys.executable, str(Path(__file__).resolve()), "--baseline-publisher",
              "--db-url", self.db.bot_url, "--nats-url", self.nats.url, "--bot-id", str(bot_id),
              "--rate", str(rate),
-             "--seconds", str(args.baseline_seconds)], env=child_env(), stdout=subprocess.PIPE, text=True)
+             "--seconds", str(args.baseline_seconds)],
+            env=child_env(**{credentials.TOKEN_ENV: credentials.bot_token(TOKEN_KEY, bot_id)}),
+            stdout=subprocess.PIPE, text=True)
         while proc.poll() is None:
             await asyncio.sleep(0.2)
         if proc.returncode != 0:
@@ -642,6 +647,7 @@ class LiveBench:
                     [sys.executable, *profile, "-m", "gordon_manager.cli", "bot"], nice=args.bots_nice,
                     log=tmp / "bots" / f"{bot_id}.log",
                     env=child_env(GORDON_BOT_ID=str(bot_id), GORDON_DATABASE_URL=self.db.bot_url,
+                                  GORDON_BOT_TOKEN=credentials.bot_token(TOKEN_KEY, bot_id),
                                   GORDON_BUS_NATS_URL=self.nats.url, GORDON_BOT_POLL_S=str(args.poll),
                                   GORDON_MANAGER_LOG_LEVEL="WARNING", **extra))
             await self.wait_until("SELECT count(*) FROM trading.runs WHERE bot_id = ANY($1::bigint[])"
