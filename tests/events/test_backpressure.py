@@ -75,7 +75,8 @@ async def test_a_stalled_subscriber_is_resynced_and_nobody_waits_for_it(start_ma
             assert resync["reason"] == "overflow" and resync["channels"] == ["bot_events"]
             received = [e["data"]["kind"] for f in frames for e in unpack(f)]
             assert 0 < len(received) < 40 and received == [f"e{i}" for i in range(len(received))]
-            after = await publish_big(admin, bot_id, 2, "after", healthy)  # live again once the resync went out
+            # live again once the resync went out
+            after = await publish_big(admin, bot_id, 2, "after", healthy)
             assert [e["data"]["kind"] for e in await stalled.events(2)] == ["after0", "after1"]
             assert [e["data"]["kind"] for e in after] == ["after0", "after1"]
 

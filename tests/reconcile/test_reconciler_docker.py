@@ -55,14 +55,16 @@ def state_is(client, bot_id, wanted):
 
 
 def _leader_ticks() -> float:
-    return sum(s.value for m in metrics.RECONCILE_TICKS.collect() for s in m.samples if s.name.endswith("_total"))
+    samples = (s for m in metrics.RECONCILE_TICKS.collect() for s in m.samples)
+    return sum(s.value for s in samples if s.name.endswith("_total"))
 
 
 async def passes_as_leader(reconciler, n: int = 3, timeout: float = 20) -> None:
     """Wait for ``n`` whole reconcile passes run as leader, all begun after this call: what a check that
     something does *not* happen waits for (a pass already under way may have read the state before)."""
     done, ticks = reconciler.iterations + 1, _leader_ticks()
-    await wait_for(lambda: reconciler.iterations >= done + n and _leader_ticks() >= ticks + n, timeout=timeout)
+    await wait_for(lambda: reconciler.iterations >= done + n and _leader_ticks() >= ticks + n,
+                   timeout=timeout)
 
 
 async def test_docker_lifecycle_kill_restart_adopt(ddb, data_dir, log_dir, docker_env):

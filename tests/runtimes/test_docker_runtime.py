@@ -166,10 +166,8 @@ async def test_proxy_down_is_runtime_unavailable_and_recovers(
     # The bot died while we were blind: the resumed stream (since=last event) must still report it.
     docker_raw.post(f"/containers/{started.workload_id}/kill").raise_for_status()
     # The death has happened (seen on the raw socket) before the proxy comes back.
-    await wait_for(
-        lambda: docker_raw.get(f"/containers/{started.workload_id}/json").json()["State"]["Status"] == "exited",
-        timeout=20,
-    )
+    inspect = f"/containers/{started.workload_id}/json"
+    await wait_for(lambda: docker_raw.get(inspect).json()["State"]["Status"] == "exited", timeout=20)
     socket_proxy.start()
     await docker_runtime.ping()
     assert (await docker_runtime.observe())[7].state == "exited"
