@@ -8,7 +8,7 @@ import uuid
 import httpx
 
 from gordon_manager.events.protocol import CHANNELS
-from tests.events.helpers import metric_value, unpack, until, ws_client
+from tests.events.helpers import metric_value, until, ws_client
 
 
 def keys_are_camel(value) -> bool:
