@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from gordon_manager.execution.config import ExecutionConfig
-from gordon_manager.http.models import CamelModel
+from gordon_manager.http.models import CamelModel, JsonObject
+from gordon_manager.runs.schemas import Rfc3339
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 INTERVAL_PATTERN = r"^(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)$"
@@ -58,14 +59,14 @@ class BacktestCreate(CamelModel):
 
     strategy: str = Field(min_length=1, max_length=64, examples=["sma_crossover"],
                           description="A strategy name from GET /strategies.")
-    params: dict[str, Any] = Field(default_factory=dict, examples=[{"fast": 10, "slow": 30}],
+    params: JsonObject = Field(default_factory=dict, examples=[{"fast": 10, "slow": 30}],
                                    description="Strategy parameters (camelCase or snake_case); omitted ones take "
                                                "the strategy's defaults.")
     symbol: str = Field(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])
     interval: str = Field(pattern=INTERVAL_PATTERN, examples=["1m"])
-    from_: AwareDatetime = Field(alias="from", examples=["2024-01-01T00:00:00Z"],
+    from_: Rfc3339 = Field(alias="from", examples=["2024-01-01T00:00:00Z"],
                                  description="First bar's open time, inclusive (RFC 3339 with offset).")
-    to: AwareDatetime = Field(examples=["2024-02-01T00:00:00Z"],
+    to: Rfc3339 = Field(examples=["2024-02-01T00:00:00Z"],
                               description="End of the range, exclusive: bars opening before it are used.")
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings,
                                          description="Fees, slippage, sizing, initial cash.")

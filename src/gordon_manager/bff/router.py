@@ -33,6 +33,7 @@ Symbol = Annotated[str | None, Query(min_length=1, max_length=64, description="S
 _BAD = {400: {"description": "Invalid cursor (problem+json)"},
         422: {"description": "Invalid parameter (problem+json)"}}
 SUMMARY_WINDOW = timedelta(hours=24)
+EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 
 @router.get("/portfolio", response_model=PortfolioRead, summary="Current portfolio")
@@ -75,8 +76,9 @@ async def list_overlay_decisions(request: Request, page: Pagination, bot_id: Bot
 async def overlay_summary(request: Request, bot_id: BotFilter = None, start: From = None,
                           end: To = None) -> OverlaySummary:
     """Counts, shares and hourly rates by overlay and decision over [from, to) (default: the last 24 h)."""
-    end = end or datetime.now(UTC)
-    start = start or end - SUMMARY_WINDOW
+    end = (end or datetime.now(UTC)).astimezone(UTC)  # a day back from 0001-01-01T23:00-01:00 is in UTC only
+    if start is None:  # the window before `to`, or what there is of it before year 1
+        start = end - SUMMARY_WINDOW if end - EARLIEST >= SUMMARY_WINDOW else EARLIEST
     async with reading(request.app.state.ctx) as conn:
         return await overlays.summary(conn, start=start, end=end, bot_id=bot_id)
 

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field
 
-from gordon_manager.http.models import CamelModel
+from gordon_manager.http.models import CamelModel, JsonObject
 
 DesiredState = Literal["running", "paused", "stopped"]
 Mode = Literal["paper", "shadow", "live"]
@@ -25,9 +25,9 @@ class BotSpec(CamelModel):
     strategy: str = Field(min_length=1, max_length=64, examples=["sma_crossover"])
     symbol: str = Field(pattern=SYMBOL_PATTERN, examples=["BTCUSDT"])
     interval: str = Field(pattern=INTERVAL_PATTERN, examples=["1m"])
-    params: dict[str, Any] = Field(default_factory=dict, examples=[_EXAMPLE_PARAMS],
+    params: JsonObject = Field(default_factory=dict, examples=[_EXAMPLE_PARAMS],
                                    description="Strategy parameters; validated against the strategy's schema.")
-    execution: dict[str, Any] = Field(default_factory=dict, examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
+    execution: JsonObject = Field(default_factory=dict, examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
                                       description="Execution settings (fees, slippage, initial cash); defaults apply.")
     mode: Mode = Field("paper", description="paper: simulated fills; shadow: decisions only; live: order intents to NATS.")
     image: str | None = Field(None, max_length=255, description="Container image (docker/swarm); defaults to the configured bot image.")
@@ -38,7 +38,7 @@ class BotCreate(BotSpec):
     """POST /bots body."""
 
     desired_state: DesiredState = Field("stopped", description="Initial desired state.")
-    shadow_of: int | None = Field(None, ge=1, description="Live bot this shadow bot mirrors (mode must be shadow).")
+    shadow_of: int | None = Field(None, ge=1, le=2**62, description="Live bot this shadow bot mirrors (mode must be shadow).")
 
 
 class BotUpdate(BotSpec):

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from gordon_manager.http.models import CamelModel
+from gordon_manager.http.models import CamelModel, JsonObject
 
 DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed",
                       "inconclusive"]
@@ -25,9 +25,9 @@ class DeployPromote(CamelModel):
     symbol: str | None = Field(None, max_length=32, description=(
         "Must be the live bot's (or omitted): a shadow-compare on another market proves nothing (422)."))
     interval: str | None = Field(None, max_length=8, description="Must be the live bot's (or omitted), like symbol.")
-    params: dict[str, Any] | None = Field(None, examples=[{"fast": 8, "slow": 30}],
+    params: JsonObject | None = Field(None, examples=[{"fast": 8, "slow": 30}],
                                           description="Full parameter set of the candidate (not merged).")
-    execution: dict[str, Any] | None = Field(None, description="Candidate execution settings (full set).")
+    execution: JsonObject | None = Field(None, description="Candidate execution settings (full set).")
     compare_window: int | None = Field(None, ge=1, le=1_000_000, examples=[60],
                                        description="Bars to compare before swapping (default: settings).")
     match_threshold: float | None = Field(None, ge=0, le=1, examples=[0.95],

@@ -1,10 +1,11 @@
-"""Refuse JSON text PostgreSQL cannot store, before any handler runs: 422 naming the field.
+"""Refuse text PostgreSQL cannot store, before any handler runs: 422 naming the field.
 
 PostgreSQL ``text`` and ``jsonb`` hold neither NUL (U+0000) nor lone UTF-16 surrogates
 (U+D800–U+DFFF), and asyncpg cannot even encode the latter: such a string in a label, a name or an
 image used to reach the database and come back as a 500. JSON can only carry them as ``\\u``
 escapes, so the raw body is searched for those escapes (cheap, no parsing); only a body that has
-one is decoded, to find the first offending field and name it.
+one is decoded, to find the first offending field and name it. A NUL in a query parameter (any
+method) is refused the same way, naming the parameter.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -44,6 +46,12 @@ def _find(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
+async def _refuse(scope: Scope, receive: Receive, send: Send, field: str, problem: str) -> None:
+    response = problem_response(422, slug="validation", instance=scope["path"], detail=f"{field} {problem}",
+                                errors=[{"field": field, "message": problem}])
+    await response(scope, receive, send)
+
+
 class TextGuardMiddleware:
     """Pure ASGI: buffers write bodies, lets clean ones through unchanged, answers 422 for the rest."""
 
@@ -51,7 +59,17 @@ class TextGuardMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _WRITES:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"")
+        if b"%00" in query or b"\x00" in query:  # a query value reaches SQL as text as well
+            for key, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+                if "\x00" in key or "\x00" in value:
+                    field = key.replace("\x00", "\\u0000")
+                    await _refuse(scope, receive, send, field, "contains a NUL character")
+                    return
+        if scope["method"] not in _WRITES:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []
@@ -71,10 +89,7 @@ class TextGuardMiddleware:
             if found is not None:
                 field, problem = found
                 field = _BAD.sub(lambda m: f"\\u{ord(m.group()):04x}", field)  # a key can be the culprit
-                response = problem_response(422, slug="validation", instance=scope["path"],
-                                            detail=f"{field} {problem}",
-                                            errors=[{"field": field, "message": problem}])
-                await response(scope, receive, send)
+                await _refuse(scope, receive, send, field, problem)
                 return
         sent = False
 

@@ -6,7 +6,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from gordon_manager.bff.instrument import bff_read
 from gordon_manager.bff.readpool import reading
@@ -20,6 +19,7 @@ from gordon_manager.runs.schemas import (
     DownsampleMethod,
     EquityPage,
     EquityQuery,
+    Rfc3339,
     RoundtripPage,
     RunDetail,
     RunKind,
@@ -31,8 +31,8 @@ router = APIRouter(tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=2**62, description="Run id.")]
 BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
-From = Annotated[AwareDatetime | None, Query(alias="from", description="Inclusive lower bound (RFC 3339 with offset).")]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="Exclusive upper bound (RFC 3339 with offset).")]
+From = Annotated[Rfc3339 | None, Query(alias="from", description="Inclusive lower bound (RFC 3339 with offset).")]
+To = Annotated[Rfc3339 | None, Query(alias="to", description="Exclusive upper bound (RFC 3339 with offset).")]
 Strategy = Annotated[str | None, Query(min_length=1, max_length=64)]
 Symbol = Annotated[str | None, Query(pattern=r"^[A-Z0-9]{2,20}$")]
 EquityLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Points per page.")]

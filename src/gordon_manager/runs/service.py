@@ -67,7 +67,8 @@ async def equity_page(ctx: AppContext, *, run_id: int, query: EquityQuery) -> by
     check_range(query.start, query.end)
     list_scope = f"equity|{run_id}|{query.end}"
     if query.cursor is None:
-        after = query.start - equity.ONE_US if query.start is not None else equity.TIME_MIN
+        # exclusive bound; no point is older than TIME_MIN, and a `from` in year 1 cannot step back 1 µs
+        after = max(query.start, equity.TIME_MIN) - equity.ONE_US if query.start is not None else equity.TIME_MIN
     else:
         after = time_position(ctx.cursors.decode(list_scope, query.cursor), "t")
     before = query.end or equity.TIME_MAX
