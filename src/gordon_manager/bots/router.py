@@ -7,9 +7,19 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import WithJsonSchema
 
 from gordon_manager.bots import repo, service
-from gordon_manager.bots.schemas import AuditPage, BotCreate, BotPage, BotRead, BotUpdate, DesiredState, Mode
+from gordon_manager.bots.schemas import (
+    AuditPage,
+    BotCreate,
+    BotPage,
+    BotRead,
+    BotUpdate,
+    DesiredState,
+    Mode,
+    ObservedState,
+)
 from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.pagination import Pagination
@@ -18,13 +28,22 @@ from gordon_manager.observability.logging import request_id_var
 router = APIRouter(tags=["bots"])
 
 BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
-IfMatch = Annotated[str | None, Header(description='Current version, e.g. `"3"` (from ETag / `version`).')]
+_ETAG = re.compile(r'^\s*(?:W/)?"?([0-9]{1,9})"?\s*$')
+_IF_MATCH_DOC = 'Current version, e.g. `"3"` (from ETag / `version`).'
+# What _ETAG reads, without the surrounding whitespace HTTP strips from a field value anyway.
+_IF_MATCH_SCHEMA = {"type": "string", "pattern": r'^(W/)?"?[0-9]{1,9}"?$'}
+IfMatch = Annotated[str | None, WithJsonSchema(_IF_MATCH_SCHEMA), Header(description=_IF_MATCH_DOC)]
 Flatten = Annotated[bool, Query(description="Sell the position first (reduce-only market), bounded wait for its fill.")]
-_ETAG = re.compile(r'^\s*(?:W/)?"?(\d{1,9})"?\s*$')
 _PROBLEMS = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"},
              404: {"description": "No such bot"},
              409: {"description": "Illegal transition, name taken, or a position in the way"},
              422: {"description": "Invalid body"}}
+_IF_MATCH = {400: {"description": "Malformed If-Match"}, 412: {"description": "Stale If-Match (`currentVersion`)"}}
+_BAD_CURSOR = {400: {"description": "Invalid cursor"}}
+# PUT needs If-Match (428 without it, RFC 6585): documented as required, read by the handler so that a
+# missing one is a 428 rather than FastAPI's 422.
+_REQUIRED_IF_MATCH = {"parameters": [{"name": "If-Match", "in": "header", "required": True, "description": _IF_MATCH_DOC,
+                                      "schema": _IF_MATCH_SCHEMA}]}
 
 
 def parse_if_match(value: str | None, *, required: bool) -> int | None:
@@ -44,10 +63,10 @@ def _etag(bot: BotRead, response: Response) -> BotRead:
     return bot
 
 
-@router.get("/bots", response_model=BotPage, summary="List bot configs")
+@router.get("/bots", response_model=BotPage, summary="List bot configs", responses=_BAD_CURSOR)
 async def list_bots(request: Request, page: Pagination,
                     desired_state: Annotated[DesiredState | None, Query(alias="desiredState")] = None,
-                    observed_state: Annotated[str | None, Query(alias="observedState", max_length=32)] = None,
+                    observed_state: Annotated[ObservedState | None, Query(alias="observedState")] = None,
                     mode: Mode | None = None) -> BotPage:
     """Bots ordered by id, filtered by desired/observed state or mode; keyset-paginated."""
     position = page.position("bots")
@@ -84,9 +103,10 @@ async def get_bot(request: Request, response: Response, bot_id: BotId) -> BotRea
 
 
 @router.put("/bots/{bot_id}", response_model=BotRead, summary="Update a bot config",
-            responses={**_PROBLEMS, 412: {"description": "Stale If-Match"}, 428: {"description": "If-Match missing"}})
+            responses={**_PROBLEMS, **_IF_MATCH, 428: {"description": "If-Match missing"}},
+            openapi_extra=_REQUIRED_IF_MATCH)
 async def update_bot(request: Request, response: Response, bot_id: BotId, body: BotUpdate, actor: Operator,
-                     if_match: IfMatch = None) -> BotRead:
+                     if_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> BotRead:
     """Replace the spec; requires `If-Match` with the current version."""
     expected = parse_if_match(if_match, required=True)
     ctx = request.app.state.ctx
@@ -96,7 +116,7 @@ async def update_bot(request: Request, response: Response, bot_id: BotId, body: 
 
 
 @router.delete("/bots/{bot_id}", status_code=202, response_model=BotRead, summary="Delete a bot config",
-               responses=_PROBLEMS)
+               responses={**_PROBLEMS, **_IF_MATCH})
 async def delete_bot(request: Request, response: Response, bot_id: BotId, actor: Operator,
                      if_match: IfMatch = None, flatten: Flatten = False) -> BotRead:
     """Desired state → stopped; the reconciler removes the workload, then the row is soft-deleted.
@@ -141,7 +161,7 @@ def _lifecycle_route(action: str, summary: str):
     chosen.__name__ = f"{action}_bot"
     chosen.__doc__ = f"{_LIFECYCLE_DOC[action]} Only sets the desired state; 409 names the current state when illegal."
     router.add_api_route(f"/bots/{{bot_id}}/{action}", chosen, methods=["POST"], response_model=BotRead,
-                         summary=summary, responses=_PROBLEMS, name=f"{action}_bot")
+                         summary=summary, responses={**_PROBLEMS, **_IF_MATCH}, name=f"{action}_bot")
 
 
 _lifecycle_route("start", "Start a bot (stopped → running)")
@@ -159,7 +179,7 @@ async def clear_quarantine(request: Request, bot_id: BotId, actor: Operator) -> 
 
 
 @router.get("/bots/{bot_id}/audit", response_model=AuditPage, summary="Audit log of a bot config",
-            responses={404: _PROBLEMS[404]})
+            responses={404: _PROBLEMS[404], **_BAD_CURSOR})
 async def audit(request: Request, bot_id: BotId, page: Pagination) -> AuditPage:
     """Who changed what and when, newest first; keyset-paginated."""
     position = page.position(f"audit:{bot_id}")

@@ -11,6 +11,8 @@ from gordon_manager.http.models import CamelModel, JsonObject
 
 DesiredState = Literal["running", "paused", "stopped"]
 Mode = Literal["paper", "shadow", "live"]
+ObservedState = Literal["pending", "starting", "running", "paused", "stopping", "stopped", "crashed", "backoff",
+                        "quarantined", "error", "removed"]  # trading.bot_status's CHECK (migration 0003)
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 INTERVAL_PATTERN = r"^(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)$"
@@ -50,7 +52,7 @@ class BotStatusRead(CamelModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    observed_state: str = Field(examples=["running"])
+    observed_state: ObservedState = Field(examples=["running"])
     runtime: str | None = None
     workload_id: str | None = None
     observed_version: int | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 
 from gordon_manager.http.models import CamelModel, JsonObject
 
@@ -137,10 +137,20 @@ class ShadowPromote(CamelModel):
     force: bool = Field(False, description="Promote without (enough) shadow-compare evidence; audited.")
 
 
+def _must_be_true(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+    schema["enum"] = [True]
+
+
 class ForcePromote(CamelModel):
     """POST /bots/{id}/deploys/{deployId}/promote: an inconclusive deploy is promoted only with force."""
 
-    force: bool = Field(False, description="Must be true: promote although the compare was inconclusive.")
+    # Documented as what it must be (required, true); an omitted or false force still reaches the
+    # service, whose 422 says why.
+    model_config = ConfigDict(json_schema_extra={"required": ["force"]})
+
+    force: bool = Field(False, description="Must be true: promote although the compare was inconclusive.",
+                        json_schema_extra=_must_be_true)
 
 
 class DivergencePage(CamelModel):

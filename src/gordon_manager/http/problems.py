@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from gordon_manager.errors import GordonError
 from gordon_manager.observability import metrics
@@ -76,10 +77,23 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.url.path}."
-    if exc.status_code == 405 and detail == "Method Not Allowed":
-        detail = f"{request.method} is not allowed on {request.url.path}."
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        if detail == "Method Not Allowed":
+            detail = f"{request.method} is not allowed on {request.url.path}."
+        headers = {**(headers or {}), "Allow": _allowed_methods(request)}
     return problem_response(exc.status_code, slug=slug, detail=detail, instance=request.url.path,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers)
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves on this path (Starlette's 405 names only the first route's)."""
+    routes = request.app.router.routes
+    return ", ".join(method for method in _METHODS
+                     if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes))
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -106,8 +120,75 @@ async def _database_down(request: Request, exc: Exception) -> Response:
                             instance=request.url.path, headers={"Retry-After": "1"})
 
 
+# -- the OpenAPI document says so ----------------------------------------------------------------------
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "type": "object",
+    "description": "RFC 9457 problem details: the body of every error of this API.",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "examples": ["/problems/validation"]},
+        "title": {"type": "string", "examples": ["Validation failed"]},
+        "status": {"type": "integer", "minimum": 400, "maximum": 599, "examples": [422]},
+        "detail": {"type": "string"},
+        "instance": {"type": "string", "description": "The request path."},
+        "requestId": {"type": "string", "description": "Also in the X-Request-ID header and the log line."},
+        "errors": {"type": "array", "description": "Field errors of a validation problem.", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}}}},
+    },
+    "additionalProperties": True,  # per-problem members, e.g. currentVersion, currentState
+}
+_PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+
+
+def describe_problems(spec: dict[str, Any]) -> dict[str, Any]:
+    """Declare every error response of ``spec`` as the problem+json it is (in place).
+
+    FastAPI documents its own 422 as application/json ``HTTPValidationError`` and the routes' error
+    responses without a body. An error status (not a range such as the risk proxy's pass-through
+    ``4XX``) with no body, FastAPI's, or a problem+json media type without a schema gets the
+    ``Problem`` schema; an operation reading a JSON body also documents 400 ``malformed-json``.
+    """
+    for item in spec.get("paths", {}).values():
+        for operation in item.values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            responses = operation["responses"]
+            if "requestBody" in operation and "400" not in responses:
+                responses["400"] = {"description": "The body is not JSON (malformed-json)"}
+            for status, response in responses.items():
+                if not (status.isdigit() and int(status) >= 400):
+                    continue
+                content = response.get("content") or {}
+                default = content.get("application/json", {}).get("schema", {}).get("$ref") == _FASTAPI_422
+                if not content or default or content.get(PROBLEM_MEDIA_TYPE) == {}:
+                    response["content"] = dict(_PROBLEM_CONTENT)
+    schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    if _FASTAPI_422.rsplit("/", 1)[1] not in str(spec["paths"]):
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+    spec["components"]["schemas"] = dict(sorted(schemas.items()))
+    return spec
+
+
+def _install_openapi(app: FastAPI) -> None:
+    built: list[dict[str, Any]] = []
+    fastapi_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if not built:
+            built.append(describe_problems(fastapi_openapi()))
+        return built[0]
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Register the handlers that turn every error into problem+json."""
+    """Register the handlers that turn every error into problem+json (and document them so)."""
+    _install_openapi(app)
     for kind in DATABASE_DOWN:
         app.add_exception_handler(kind, _database_down)  # type: ignore[arg-type]
     app.add_exception_handler(GordonError, _gordon_error)  # type: ignore[arg-type]
