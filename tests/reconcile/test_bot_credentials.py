@@ -48,10 +48,15 @@ class Inner:
 
     def __init__(self) -> None:
         self.started: list[WorkloadSpec] = []
+        self.calls: list[str] = []
 
     async def start(self, spec: WorkloadSpec) -> Observed:
         self.started.append(spec)
+        self.calls.append("start")
         return Observed(bot_id=spec.bot_id, workload_id="w", state="running", config_version=spec.config_version)
+
+    async def remove(self, bot_id: int) -> None:
+        self.calls.append("remove")
 
     async def observe(self) -> dict[int, Observed]:
         return {}
@@ -80,15 +85,17 @@ async def test_the_token_is_registered_before_the_workload_starts(rdb):
                                           bot_id)
             assert stored == credentials.token_digest(token)
         assert [s.bot_id for s in inner.started] == [bot_id] * 3
+        # a new token: the workload left from before (the old token in its environment) is recreated
+        assert inner.calls == ["start", "start", "remove", "start"]
         await runtime.start(spec(bot_id, None))  # a spec without a token (not a bot runner) registers nothing
-        assert len(inner.started) == 4
+        assert inner.calls[-1] == "start" and len(inner.started) == 4
     finally:
         await pool.close()
         await admin.close()
 
 
 class DownPool:
-    async def execute(self, *_args):
+    async def fetchval(self, *_args):
         raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
 
 

@@ -25,10 +25,15 @@ from gordon_manager.errors import ConfigurationError
 TOKEN_ENV = "GORDON_BOT_TOKEN"
 KEY_FILE = "bot-token-key"
 
+# Returns the digest registered before (one snapshot for both parts), so a caller knows when it changed.
 UPSERT_CREDENTIAL = """
-INSERT INTO trading.bot_credentials (bot_id, token_sha256) VALUES ($1, $2)
-ON CONFLICT (bot_id) DO UPDATE SET token_sha256 = EXCLUDED.token_sha256, updated_at = now()
- WHERE trading.bot_credentials.token_sha256 <> EXCLUDED.token_sha256
+WITH previous AS (SELECT token_sha256 FROM trading.bot_credentials WHERE bot_id = $1),
+     upsert AS (
+         INSERT INTO trading.bot_credentials (bot_id, token_sha256) VALUES ($1, $2)
+         ON CONFLICT (bot_id) DO UPDATE SET token_sha256 = EXCLUDED.token_sha256, updated_at = now()
+          WHERE trading.bot_credentials.token_sha256 <> EXCLUDED.token_sha256
+         RETURNING 1)
+SELECT (SELECT token_sha256 FROM previous)
 """
 
 LOGIN = "SELECT trading.bot_login($1, $2)"
@@ -53,9 +58,14 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-async def register(conn: asyncpg.Connection | asyncpg.Pool, *, bot_id: int, token: str) -> None:
-    """Record ``token`` as ``bot_id``'s (as gordon_manager or the owner; a no-op write when unchanged)."""
-    await conn.execute(UPSERT_CREDENTIAL, bot_id, token_digest(token))
+async def register(conn: asyncpg.Connection | asyncpg.Pool, *, bot_id: int, token: str) -> bool:
+    """Record ``token`` as ``bot_id``'s (as gordon_manager or the owner; no write when unchanged).
+
+    True when another token was registered before (the key changed: another data dir, another replica).
+    """
+    digest = token_digest(token)
+    previous = await conn.fetchval(UPSERT_CREDENTIAL, bot_id, digest)
+    return previous is not None and previous != digest
 
 
 async def issue(conn: asyncpg.Connection | asyncpg.Pool, *, key: bytes, bot_id: int) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
 import socket
 import sys
@@ -19,6 +20,8 @@ from gordon_manager.reconcile.wakeups import ConfigListener, LeaderWatcher, Runt
 from gordon_manager.runtimes import create_runtime
 from gordon_manager.runtimes.base import Observed, Runtime, RuntimeUnavailable, WorkloadSpec
 from gordon_manager.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 CONTAINER_METRICS_PORT = 9100
 
@@ -78,7 +81,13 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
 
 class CredentialedRuntime:
     """The runtime, with each bot's token registered (its sha256, ``trading.bot_credentials``) before
-    the workload starts: a bot can log in as itself, and only as itself (migration 0019)."""
+    the workload starts: a bot can log in as itself, and only as itself (migration 0019).
+
+    When the registered token changes (this manager's key is not the one that started the bot before:
+    a lost data dir, another replica), a workload left from before still carries the old token in its
+    environment, and docker and swarm would restart it as it is: it is removed, so the start creates
+    it afresh with the new one.
+    """
 
     def __init__(self, inner: Runtime, pool: asyncpg.Pool) -> None:
         self.inner = inner
@@ -89,9 +98,12 @@ class CredentialedRuntime:
         token = spec.env.get(credentials.TOKEN_ENV)
         if token:
             try:
-                await credentials.register(self.pool, bot_id=spec.bot_id, token=token)
+                replaced = await credentials.register(self.pool, bot_id=spec.bot_id, token=token)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 raise RuntimeUnavailable(f"cannot register bot {spec.bot_id}'s database credential: {exc}") from exc
+            if replaced:
+                logger.info("bot %s: its token changed (another token key): recreating its workload", spec.bot_id)
+                await self.inner.remove(spec.bot_id)
         return await self.inner.start(spec)
 
     def __getattr__(self, name: str) -> Any:  # observe, stop, remove, signal, events, ping, close…
