@@ -59,7 +59,10 @@ async def test_partial_summary_names_what_is_missing(prom_stack, ops_app, bots, 
 
         async def scraped():
             body = (await client.get(ROUTE.format(bot.id))).json()
-            return body if body["equity"] is not None else None
+            # The queries run concurrently: one scrape can land between them, so wait until every
+            # query that has data once the bot is scraped has it.
+            scraped_fields = ("up", "equity", "decisionsPerMin", "errorsPerMin")
+            return body if all(body[name] is not None for name in scraped_fields) else None
 
         body = await wait_for(scraped, timeout=20, interval=0.5)
         assert body["up"] is True and body["equity"] == 500.0
