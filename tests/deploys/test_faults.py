@@ -30,6 +30,10 @@ from tests.deploys.helpers import live_bot
 from tests.deploys.sampler import BotSampler, bot_processes
 
 RECONCILE_S = 0.5
+# Long enough that a manager starved of CPU by a loaded machine still renews its lease (with 2 s, a
+# full suite under load once saw the first manager lose its lease before reaching the failpoint, so
+# it never died); each recovery waits for the dead manager's lease to lapse, so not much longer.
+LEASE_TTL_S = 6
 OUTCOMES = {"deploy.after_create": ("promoted", None), "controller.after_shadowing": ("aborted", "lease lost"),
             "controller.after_compare": ("aborted", "lease lost"), "swap.after_swapping": ("aborted", "lease lost"),
             "swap.before_commit": ("aborted", "lease lost"), "swap.after_commit": ("promoted", None)}
@@ -60,7 +64,7 @@ class Manager:
                     "GORDON_MANAGER_BIND_ADDR": f"127.0.0.1:{self.port}",
                     "GORDON_MANAGER_OPERATOR_TOKEN": TEST_OPERATOR_TOKEN,
                     "GORDON_MANAGER_RECONCILE_INTERVAL_S": str(RECONCILE_S), "GORDON_MANAGER_BACKOFF_BASE_S": "0.3",
-                    "GORDON_MANAGER_DEPLOY_LEASE_TTL_S": "2", "GORDON_MANAGER_LOG_LEVEL": "WARNING",
+                    "GORDON_MANAGER_DEPLOY_LEASE_TTL_S": str(LEASE_TTL_S), "GORDON_MANAGER_LOG_LEVEL": "WARNING",
                     "GORDON_MANAGER_FAILPOINTS": failpoint or ""})
         self.log = world.data_dir / f"manager-{self.port}.log"
         with open(self.log, "wb") as out:
@@ -83,7 +87,10 @@ class Manager:
     async def wait_exit(self, timeout: float = 60) -> int:
         async def exited():
             return self.proc.poll() is not None
-        await wait_for(exited, timeout=timeout, interval=0.05)
+        try:
+            await wait_for(exited, timeout=timeout, interval=0.05)
+        except AssertionError as exc:  # say where the manager stood instead of only "not met"
+            raise AssertionError(f"manager still running after {timeout}s:\n{self.log.read_text()[-3000:]}") from exc
         return self.proc.returncode
 
     def stop(self) -> None:
@@ -145,7 +152,7 @@ async def test_a_manager_killed_at_each_step_recovers_consistently(world, step):
         sampler.start()
         try:
             httpx.post(f"{first.url}/bots/{world.live}/deploy/promote", headers=HEADERS,
-                       json={"compareWindow": 20, "matchThreshold": 1.0, "leaseTtlS": 2}, timeout=10)
+                       json={"compareWindow": 20, "matchThreshold": 1.0, "leaseTtlS": LEASE_TTL_S}, timeout=10)
         except httpx.HTTPError:
             assert step == "deploy.after_create"  # it died answering
         assert await first.wait_exit() == EXIT_CODE, first.log.read_text()[-3000:]
