@@ -83,6 +83,18 @@ async def emergency_flatten(request: Request, actor: risk.FlattenOperator) -> Re
     return await risk.forward(request.app.state.ctx, request, action=risk.FLATTEN, actor=actor)
 
 
+# The seed's invariants name the flatten `POST /bff/emergency-flatten` (its endpoint table says
+# `/risk/emergency-flatten`): both are served by the one handler above, so the alias is token-gated,
+# audited and counted alike.
+router.add_api_route(
+    "/bff/emergency-flatten", emergency_flatten, methods=["POST"], response_model=RiskAnswer, tags=["risk"],
+    name="bff_emergency_flatten", summary="Emergency flatten (gordon-risk), BFF alias",
+    description="Alias of `POST /risk/emergency-flatten` (the path the seed's invariants use): the same handler, "
+                "so the same operator token, audit row (`X-Audit-Id`) and "
+                "`gordon_manager_operator_flatten_requests_total` count.",
+    responses=_RISK_RESPONSES, openapi_extra={**_RISK_BODY, "x-alias-of": "POST /risk/emergency-flatten"})
+
+
 def _count_read(endpoint: str, started: float) -> None:
     metrics.BFF_READS.labels(endpoint=endpoint).inc()
     metrics.BFF_READ_DURATION.labels(endpoint=endpoint).observe(time.perf_counter() - started)
