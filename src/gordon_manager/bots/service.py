@@ -16,7 +16,15 @@ from pydantic import ValidationError
 
 from gordon_manager.botrunner.labels import label_errors
 from gordon_manager.bots import repo
-from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, BotStatusRead, PositionRead
+from gordon_manager.bots.schemas import (
+    AuditRead,
+    BotCreate,
+    BotRead,
+    BotSpec,
+    BotStatusRead,
+    BotUpdate,
+    PositionRead,
+)
 from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
@@ -196,17 +204,68 @@ async def update_bot(pool: asyncpg.Pool, *, bot_id: int, body: BotSpec, expected
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
-        if values["symbol"] != before["symbol"] or values["mode"] != before["mode"]:
-            await _refuse_if_holding(conn, bot_id, "change its symbol or mode")
-        spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
+        return await _write_spec(conn, before=before, values=values, expected_version=expected_version, actor=actor,
+                                 action="update", request_id=request_id)
+
+
+async def patch_bot(pool: asyncpg.Pool, *, bot_id: int, patch: dict[str, Any], expected_version: int,
+                    settings: Settings, actor: str, request_id: str | None) -> BotRead:
+    """Apply a JSON Merge Patch (RFC 7396) to the spec when ``expected_version`` is current (412 otherwise).
+
+    The patch is merged into the spec as ``GET /bots/{id}`` shows it (camelCase, ``params`` and
+    ``execution`` complete): a member replaces, an object merges key by key (``labels`` too), ``null``
+    removes (a field with a default gets it back; a required one is then a 422). The merged spec is
+    then validated and written exactly like a ``PUT``.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        _check_version(before, expected_version)
+        current = bot_read(await repo.get_bot(conn, bot_id=bot_id)).model_dump(mode="json", by_alias=True)
+        merged = merge_patch({key: current[key] for key in SPEC_KEYS}, patch)
         try:
-            after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
-                                           spec_changed=spec_changed)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a bot named {body.name!r} already exists") from exc
-        await _audit(conn, bot_id=bot_id, actor=actor, action="update", before=before, after=after,
-                     request_id=request_id)
-        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
+            spec = BotUpdate.model_validate(merged)
+        except ValidationError as exc:
+            errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"], "type": e["type"]}
+                      for e in exc.errors(include_url=False)]
+            raise Unprocessable("the patched spec is not valid: " + ", ".join(e["field"] for e in errors),
+                                extra={"errors": errors}) from exc
+        values = validate_spec(spec, settings)
+        return await _write_spec(conn, before=before, values=values, expected_version=expected_version, actor=actor,
+                                 action="patch", request_id=request_id)
+
+
+SPEC_KEYS = tuple(field.alias or name for name, field in BotUpdate.model_fields.items())
+"""The members of a bot's spec on the wire: what a PUT replaces and a PATCH merges into."""
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 MergePatch(target, patch)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+async def _write_spec(conn: asyncpg.Connection, *, before: asyncpg.Record, values: dict[str, Any],
+                      expected_version: int, actor: str, action: str, request_id: str | None) -> BotRead:
+    """Write a validated spec over the locked row ``before`` and audit it (PUT and PATCH)."""
+    bot_id = before["id"]
+    if values["symbol"] != before["symbol"] or values["mode"] != before["mode"]:
+        await _refuse_if_holding(conn, bot_id, "change its symbol or mode")
+    spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
+    try:
+        after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
+                                       spec_changed=spec_changed)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"a bot named {values['name']!r} already exists") from exc
+    await _audit(conn, bot_id=bot_id, actor=actor, action=action, before=before, after=after,
+                 request_id=request_id)
+    return bot_read(await repo.get_bot(conn, bot_id=bot_id))
 
 
 async def _refuse_if_holding(conn: asyncpg.Connection, bot_id: int, action: str) -> None:
