@@ -74,6 +74,7 @@ async def test_application_json_is_a_merge_patch_too(client, operator_headers, b
     ({"symbol": "btc/usdt"}, "symbol"),
     ({"name": None}, "name"),  # a required member cannot be removed
     ({"labels": {"k": 1}}, "labels.k"),
+    ({"execution": {"takerFeeBps": -1}}, "execution.takerFeeBps"),
     ({"desiredState": "running"}, "desiredState"),  # lifecycle actions, not the spec
     ({"image": "evil.example/miner:1"}, "image"),
 ])

@@ -18,6 +18,7 @@ from gordon_manager.backtests.schemas import BacktestCancel, BacktestCreate
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import snakify
+from gordon_manager.http.problems import field_path
 from gordon_manager.marketdata import repo as klines
 from gordon_manager.strategies import InvalidParams, StrategySpec, UnknownStrategy, get_strategy
 
@@ -39,7 +40,7 @@ def validate_request(body: BacktestCreate) -> tuple[StrategySpec, BaseModel, Exe
     try:
         params = spec.parse_params(snakify(body.params))
     except InvalidParams as exc:
-        errors = [{"field": "params." + ".".join(map(str, e.get("loc", ()))).strip("."), "message": e.get("msg", "")}
+        errors = [{"field": field_path("params", tuple(e.get("loc", ()))), "message": e.get("msg", "")}
                   for e in exc.errors]
         raise Unprocessable(str(exc), extra={"errors": errors}) from exc
     if body.from_ >= body.to:

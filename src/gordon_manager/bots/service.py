@@ -29,6 +29,7 @@ from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unproc
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
 from gordon_manager.http.limits import check_sizes
+from gordon_manager.http.problems import field_path
 from gordon_manager.runtimes.payload import image_allowed
 from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
@@ -59,13 +60,13 @@ def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
     except UnknownStrategy as exc:
         raise Unprocessable(str(exc), extra={"errors": [{"field": "strategy", "message": str(exc)}]}) from exc
     except InvalidParams as exc:
-        errors = [{"field": "params." + ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")}
+        errors = [{"field": field_path("params", tuple(e.get("loc", ()))), "message": e.get("msg", "")}
                   for e in exc.errors]
         raise Unprocessable(str(exc), extra={"errors": errors}) from exc
     try:
         execution = ExecutionConfig.model_validate(snakify(spec.execution))
     except ValidationError as exc:
-        errors = [{"field": "execution." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+        errors = [{"field": field_path("execution", e["loc"]), "message": e["msg"]}
                   for e in exc.errors(include_url=False)]
         raise Unprocessable("invalid execution settings", extra={"errors": errors}) from exc
     label_problems = label_errors(dict(spec.labels), mode=spec.mode)

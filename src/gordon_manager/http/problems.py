@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from gordon_manager.errors import GordonError
+from gordon_manager.http.casing import to_camel
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
 
@@ -48,8 +49,25 @@ def problem_response(status: int, *, slug: str, detail: str, title: str | None =
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """A validation error's location as the contract spells it.
+
+    Path and query parameters are camelCase (``bot_id`` → ``botId``; a query alias is already),
+    headers as they are documented (``idempotency-key`` → ``Idempotency-Key``); a body location is
+    pydantic's, already by alias, and keys inside it (a label's, a param's) stay as sent.
+    """
+    if len(loc) >= 2 and loc[0] in ("path", "query") and isinstance(loc[1], str):
+        loc = (loc[0], to_camel(loc[1]), *loc[2:])
+    elif len(loc) >= 2 and loc[0] == "header" and isinstance(loc[1], str):
+        loc = (loc[0], "-".join(part.capitalize() for part in loc[1].split("-")), *loc[2:])
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else \
+        [str(p) for p in loc]
     return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def field_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    """``prefix.a.b`` for a nested model's error location, its snake_case names camelCased as on the wire
+    (``execution`` + ``("taker_fee_bps",)`` → ``execution.takerFeeBps``)."""
+    return ".".join([prefix, *(to_camel(p) if isinstance(p, str) else str(p) for p in loc)]).strip(".")
 
 
 async def _gordon_error(request: Request, exc: GordonError) -> Response:
