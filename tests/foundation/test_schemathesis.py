@@ -145,6 +145,7 @@ the documented 503 ``peer-not-configured``, which ``not_a_server_error`` counts 
 SEMANTIC_FIELDS = {
     "POST /bots": ("strategy", "params", "image", "shadowOf", "mode", "labels", "execution"),
     "PUT /bots/{bot_id}": ("strategy", "params", "image", "mode", "labels", "execution"),
+    "PATCH /bots/{bot_id}": ("strategy", "params", "image", "mode", "labels", "execution"),
     "POST /backtests": ("strategy", "params", "execution", "from"),
     "POST /bots/{bot_id}/deploy/promote": ("strategy", "params", "image", "execution", "symbol", "interval"),
     "POST /deploys/service": ("healthCheck",),
@@ -287,9 +288,9 @@ def test_every_error_response_is_documented_as_problem_json():
 
 def test_a_405_allows_every_method_of_the_path(live_server, http):
     response = http.options(f"{live_server.url}/bots", headers=TOKEN_HEADERS)
-    assert response.status_code == 405 and response.headers["allow"] == "GET, POST"
-    response = http.patch(f"{live_server.url}/bots/1", headers=TOKEN_HEADERS)
-    assert response.status_code == 405 and response.headers["allow"] == "GET, PUT, DELETE"
+    assert response.status_code == 204 and response.headers["allow"] == "GET, POST, OPTIONS"
+    response = http.post(f"{live_server.url}/bots/1", headers=TOKEN_HEADERS)
+    assert response.status_code == 405 and response.headers["allow"] == "GET, PUT, PATCH, DELETE, OPTIONS"
     assert response.headers["content-type"] == "application/problem+json"
 
 

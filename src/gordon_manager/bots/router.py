@@ -23,6 +23,7 @@ from gordon_manager.bots.schemas import (
     ObservedState,
 )
 from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
+from gordon_manager.http import media
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.observability.logging import request_id_var
@@ -117,10 +118,6 @@ async def update_bot(request: Request, response: Response, bot_id: BotId, body: 
     return _etag(bot, response)
 
 
-MERGE_PATCH = "application/merge-patch+json"
-PATCH_MEDIA_TYPES = (MERGE_PATCH, "application/json")
-
-
 def _patch_schema() -> dict[str, Any]:
     """The body of PATCH /bots/{id}: the PUT body with every member optional (RFC 7396 merge patch).
 
@@ -164,13 +161,12 @@ def _without_titles_and_defaults(node: Any, *, names: bool = False) -> Any:
 
 
 _PATCH_BODY = {"requestBody": {"required": True, "content": {
-    media_type: {"schema": _patch_schema()} for media_type in PATCH_MEDIA_TYPES}},
+    media_type: {"schema": _patch_schema()} for media_type in media.PATCH_TYPES}},
     **_REQUIRED_IF_MATCH}
 
 
 @router.patch("/bots/{bot_id}", response_model=BotRead, summary="Patch a bot config (JSON Merge Patch)",
-              responses={**_PROBLEMS, **_IF_MATCH, 415: {"description": "Body is neither merge-patch+json nor json"},
-                         428: {"description": "If-Match missing"}},
+              responses={**_PROBLEMS, **_IF_MATCH, 428: {"description": "If-Match missing"}},
               openapi_extra=_PATCH_BODY)
 async def patch_bot(request: Request, response: Response, bot_id: BotId, actor: Operator,
                     if_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> BotRead:

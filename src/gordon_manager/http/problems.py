@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from gordon_manager.errors import GordonError
+from gordon_manager.http import media
 from gordon_manager.http.casing import to_camel
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
@@ -91,6 +92,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 405 and request.method == "OPTIONS":
+        # OPTIONS on a path some route serves (RFC 9110 §9.3.7): what it allows, no body. A CORS
+        # preflight from an allowed origin never gets here: CORSMiddleware answers it first.
+        allowed = _allowed_methods(request)
+        headers = {"Allow": allowed}
+        if "PATCH" in allowed.split(", "):
+            headers["Accept-Patch"] = ", ".join(media.PATCH_TYPES)
+        return Response(status_code=204, headers=headers)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
@@ -108,10 +117,11 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves on this path (Starlette's 405 names only the first route's)."""
+    """Every method some route serves on this path (Starlette's 405 names only the first route's), and
+    OPTIONS, which every path that has a route answers."""
     routes = request.app.router.routes
-    return ", ".join(method for method in _METHODS
-                     if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes))
+    return ", ".join([*(method for method in _METHODS if method != "OPTIONS" and any(
+        route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)), "OPTIONS"])
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -167,15 +177,20 @@ def describe_problems(spec: dict[str, Any]) -> dict[str, Any]:
     FastAPI documents its own 422 as application/json ``HTTPValidationError`` and the routes' error
     responses without a body. An error status (not a range such as the risk proxy's pass-through
     ``4XX``) with no body, FastAPI's, or a problem+json media type without a schema gets the
-    ``Problem`` schema; an operation reading a JSON body also documents 400 ``malformed-json``.
+    ``Problem`` schema; an operation reading a JSON body also documents 400 ``malformed-json``, and
+    every write 415 ``unsupported-media-type`` (``http.media``).
     """
     for item in spec.get("paths", {}).values():
-        for operation in item.values():
+        for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = {"description": "The body is not JSON (malformed-json)"}
+            if method.upper() in media.WRITES and "415" not in responses:
+                responses["415"] = {"description": "A body in another media type than "
+                                                   f"{' or '.join(media.accepted(method.upper()))} "
+                                                   "(unsupported-media-type)"}
             for status, response in responses.items():
                 if not (status.isdigit() and int(status) >= 400):
                     continue
