@@ -131,3 +131,16 @@ async def test_a_patch_is_audited_like_a_put(client, operator_headers, bot):
     assert entry["action"] == "patch" and entry["actor"] == "operator" and entry["version"] == bot["version"] + 1
     assert set(entry["diff"]) == {"labels", "params", "specVersion"}
     assert entry["diff"]["labels"]["before"]["tier"] == "1" and "tier" not in entry["diff"]["labels"]["after"]
+
+
+async def test_the_patch_itself_is_validated_before_the_version(client, operator_headers, bot):
+    """Like a PUT, whose body is validated before its If-Match: an ill-typed patch is a 422 even when stale."""
+    stale = bot["version"] + 3
+    response = await patch(client, operator_headers, bot, {"labels": [None, None], "mode": None}, version=stale)
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == ["labels"]
+    unknown = await client.patch("/bots/999999", content=b'{"symbol": 1}', headers={
+        **operator_headers, "content-type": MERGE_PATCH, "If-Match": '"1"'})
+    assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "symbol"
+    valid_but_stale = await patch(client, operator_headers, bot, {"labels": {"x": "y"}}, version=stale)
+    assert valid_but_stale.status_code == 412

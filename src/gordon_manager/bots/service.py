@@ -218,25 +218,32 @@ async def patch_bot(pool: asyncpg.Pool, *, bot_id: int, patch: dict[str, Any], e
     removes (a field with a default gets it back; a required one is then a 422). The merged spec is
     then validated and written exactly like a ``PUT``.
     """
+    _spec_from(merge_patch(_PATCH_BASE, patch))  # the patch's own members first, like a PUT's body
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
         current = bot_read(await repo.get_bot(conn, bot_id=bot_id)).model_dump(mode="json", by_alias=True)
-        merged = merge_patch({key: current[key] for key in SPEC_KEYS}, patch)
-        try:
-            spec = BotUpdate.model_validate(merged)
-        except ValidationError as exc:
-            errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"], "type": e["type"]}
-                      for e in exc.errors(include_url=False)]
-            raise Unprocessable("the patched spec is not valid: " + ", ".join(e["field"] for e in errors),
-                                extra={"errors": errors}) from exc
-        values = validate_spec(spec, settings)
+        values = validate_spec(_spec_from(merge_patch({key: current[key] for key in SPEC_KEYS}, patch)), settings)
         return await _write_spec(conn, before=before, values=values, expected_version=expected_version, actor=actor,
                                  action="patch", request_id=request_id)
 
 
 SPEC_KEYS = tuple(field.alias or name for name, field in BotUpdate.model_fields.items())
 """The members of a bot's spec on the wire: what a PUT replaces and a PATCH merges into."""
+_PATCH_BASE = {"name": "patch-check", "strategy": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m"}
+"""A valid spec to merge a patch into before anything is read: what fails then is the patch's own
+(a type, a pattern, an unknown or a removed required member), a 422 whatever the bot's version."""
+
+
+def _spec_from(document: dict[str, Any]) -> BotUpdate:
+    """The spec a merged document describes; Unprocessable naming each invalid field."""
+    try:
+        return BotUpdate.model_validate(document)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"], "type": e["type"]}
+                  for e in exc.errors(include_url=False)]
+        raise Unprocessable("the patched spec is not valid: " + ", ".join(e["field"] for e in errors),
+                            extra={"errors": errors}) from exc
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
