@@ -30,6 +30,7 @@ from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
 from gordon_manager.http.limits import check_sizes
 from gordon_manager.http.problems import field_path
+from gordon_manager.http.values import plain_decimal_strings
 from gordon_manager.runtimes.payload import image_allowed
 from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
@@ -38,6 +39,7 @@ IDEMPOTENCY_SCOPE = "POST /bots"
 NO_NATS = ("a live bot sends its orders to gordon-executor over NATS JetStream: set GORDON_BUS_NATS_URL "
            "on the manager (bots inherit it)")
 RUNNING = frozenset({"running", "paused"})
+USER_KEYED = frozenset({"labels"})  # fields whose keys a user chose: never re-cased
 SPEC_FIELDS = ("strategy", "symbol", "interval", "params", "execution", "mode", "image")
 SNAPSHOT_FIELDS = ("name", *SPEC_FIELDS, "desired_state", "labels", "shadow_of", "version", "spec_version",
                    "flatten_on_stop")
@@ -92,13 +94,20 @@ def _plain_decimals(values: dict[str, Any]) -> dict[str, Any]:
     return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
+def config_fields(row: Any) -> dict[str, Any]:
+    """The BotRead fields of a ``trading.bot_configs`` row (GET /bots/{id}, and /ws ``bot_config_changed``):
+    params and execution camelCase (their keys are ours), labels as the user wrote them."""
+    data = dict(row)
+    data["params"] = camelize(data["params"] or {})
+    data["execution"] = camelize(plain_decimal_strings(data["execution"] or {}))
+    return data
+
+
 def bot_read(row: asyncpg.Record) -> BotRead:
     """API model of a joined config+status row."""
-    data = dict(row)
+    data = config_fields(row)
     status = data.pop("status", None)
     position = data.pop("position", None)
-    data["params"] = camelize(data["params"])
-    data["execution"] = camelize(data["execution"])
     return BotRead(**data, status=BotStatusRead.model_validate(status) if status else None,
                    position=PositionRead.model_validate(position) if position else None)
 
@@ -106,7 +115,8 @@ def bot_read(row: asyncpg.Record) -> BotRead:
 def audit_read(row: asyncpg.Record) -> AuditRead:
     data = dict(row)
     for key in ("before", "after", "diff"):
-        data[key] = camelize(data[key]) if data[key] is not None else None
+        # the snapshot's field names are ours; the keys of its labels are the user's
+        data[key] = camelize(data[key], keep=USER_KEYED) if data[key] is not None else None
     data["diff"] = data["diff"] or {}
     return AuditRead(**data)
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.http.values import DecimalStr, Fraction
 from gordon_manager.http.pagination import MAX_LIMIT
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
@@ -57,7 +57,7 @@ class RunRead(CamelModel):
     interval: str = Field(examples=["1m"])
     range_start: datetime | None = Field(None, examples=["2024-01-01T00:00:00Z"])
     range_end: datetime | None = Field(None, examples=["2024-02-01T00:00:00Z"])
-    progress: float = Field(ge=0, le=1, examples=[1.0], description="Fraction done, 0..1.")
+    progress: Fraction = Field(ge=0, le=1, examples=[1.0], description="Fraction done, 0..1.")
     error: str | None = None
     cancel_requested: bool = False
     created_by: str | None = Field(None, examples=["operator"])
@@ -104,12 +104,12 @@ class RoundtripRead(CamelModel):
     side: Literal["long", "short"] = Field(examples=["long"])
     entry_at: datetime = Field(examples=["2024-03-01T10:00:00Z"])
     exit_at: datetime = Field(examples=[_TS])
-    entry_price: Decimal = Field(examples=["61000.5"])
-    exit_price: Decimal = Field(examples=["61500"])
-    qty: Decimal = Field(examples=["0.01"])
-    gross_pnl: Decimal = Field(examples=["4.995"])
-    fees: Decimal = Field(examples=["1.225"])
-    net_pnl: Decimal = Field(examples=["3.77"])
+    entry_price: DecimalStr = Field(examples=["61000.5"])
+    exit_price: DecimalStr = Field(examples=["61500"])
+    qty: DecimalStr = Field(examples=["0.01"])
+    gross_pnl: DecimalStr = Field(examples=["4.995"])
+    fees: DecimalStr = Field(examples=["1.225"])
+    net_pnl: DecimalStr = Field(examples=["3.77"])
     duration_s: float = Field(examples=[7200.0])
     exit_reason: str | None = Field(None, examples=["signal"])
 
