@@ -54,11 +54,14 @@ async def test_null_removes_a_label_and_an_object_merges_key_by_key(client, oper
     assert after["params"] == {**bot["params"], "fast": 7}  # `slow` kept
     assert after["execution"] == bot["execution"]
     assert after["specVersion"] == bot["specVersion"] + 1
-    cleared = await patch(client, operator_headers, after, {"labels": None, "execution": {"takerFeeBps": None}})
+    fee = await patch(client, operator_headers, after, {"execution": {"takerFeeBps": "3"}})
+    assert fee.status_code == 200, fee.text
+    assert fee.json()["execution"] == {**bot["execution"], "takerFeeBps": "3"}
+    cleared = await patch(client, operator_headers, fee.json(), {"labels": None, "execution": None})
     assert cleared.status_code == 200, cleared.text
     assert cleared.json()["labels"] == {}
     defaults = (await client.post("/bots", json=new_bot(), headers=operator_headers)).json()["execution"]
-    assert cleared.json()["execution"] == {**bot["execution"], "takerFeeBps": defaults["takerFeeBps"]}
+    assert cleared.json()["execution"] == defaults
 
 
 async def test_application_json_is_a_merge_patch_too(client, operator_headers, bot):
@@ -75,6 +78,8 @@ async def test_application_json_is_a_merge_patch_too(client, operator_headers, b
     ({"name": None}, "name"),  # a required member cannot be removed
     ({"labels": {"k": 1}}, "labels.k"),
     ({"execution": {"takerFeeBps": -1}}, "execution.takerFeeBps"),
+    ({"execution": {"takerFeeBps": None}}, "execution.takerFeeBps"),  # a setting is a value: not removable
+    ({"labels": {f"k{i}": "v" for i in range(33)}}, "labels"),  # merged: more labels than a bot may have
     ({"desiredState": "running"}, "desiredState"),  # lifecycle actions, not the spec
     ({"image": "evil.example/miner:1"}, "image"),
 ])

@@ -131,8 +131,10 @@ def _patch_schema() -> dict[str, Any]:
     required = set(schema.pop("required", ()))
     properties = {}
     for name, prop in schema["properties"].items():
-        if name == "labels":
-            prop = {**prop, "additionalProperties": {"anyOf": [prop["additionalProperties"], {"type": "null"}]},
+        if name == "labels":  # no maxProperties: a patch may remove some labels and add as many (the merged
+            # labels are limited, a 422 naming `labels` above)
+            prop = {**{k: v for k, v in prop.items() if k != "maxProperties"},
+                    "additionalProperties": {"anyOf": [prop["additionalProperties"], {"type": "null"}]},
                     "description": "Merged label by label: a value sets that label, `null` removes it."}
         if name == "labels" and name not in required:
             prop = {"anyOf": [{k: v for k, v in prop.items() if k != "description"}, {"type": "null"}],

@@ -228,7 +228,7 @@ async def patch_bot(pool: asyncpg.Pool, *, bot_id: int, patch: dict[str, Any], e
     removes (a field with a default gets it back; a required one is then a 422). The merged spec is
     then validated and written exactly like a ``PUT``.
     """
-    _spec_from(merge_patch(_PATCH_BASE, patch))  # the patch's own members first, like a PUT's body
+    _check_patch(patch)
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
@@ -243,6 +243,19 @@ SPEC_KEYS = tuple(field.alias or name for name, field in BotUpdate.model_fields.
 _PATCH_BASE = {"name": "patch-check", "strategy": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m"}
 """A valid spec to merge a patch into before anything is read: what fails then is the patch's own
 (a type, a pattern, an unknown or a removed required member), a 422 whatever the bot's version."""
+
+
+def _check_patch(patch: dict[str, Any]) -> None:
+    """The patch's own members, before anything is read (like a PUT's body, before its If-Match)."""
+    _spec_from(merge_patch(_PATCH_BASE, patch))
+    execution = patch.get("execution")
+    nulls = [key for key, value in execution.items() if value is None] if isinstance(execution, dict) else []
+    if nulls:  # an execution setting is a value (its default is in GET /bff/bot-defaults), never null
+        errors = [{"field": f"execution.{key}", "message": "an execution setting cannot be null: send its value "
+                                                           "(`execution: null` restores every default)",
+                   "type": "none_forbidden"} for key in nulls]
+        raise Unprocessable("the patch is not valid: " + ", ".join(e["field"] for e in errors),
+                            extra={"errors": errors})
 
 
 def _spec_from(document: dict[str, Any]) -> BotUpdate:
