@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
 
-.PHONY: run test openapi bench lint clean system-deps
+.PHONY: run test openapi asyncapi bench lint clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP) system-deps
 
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
+
+## make asyncapi: regenerate asyncapi.yaml (src/gordon_manager/events/asyncapi.base.yaml + the payload models)
+asyncapi: $(STAMP)
+	$(VENV)/bin/gordon-manager asyncapi > asyncapi.yaml
 
 ## make openapi: regenerate openapi.yaml from the app
 openapi: $(STAMP)

@@ -209,6 +209,14 @@ def render_openapi(application) -> str:
     return yaml.safe_dump(application.openapi(), sort_keys=False, allow_unicode=True, width=120)
 
 
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of /ws and the bus as YAML (this is what asyncapi.yaml must contain)."""
+    from gordon_manager.events.asyncapi import render
+
+    typer.echo(render(), nl=False)
+
+
 app.command("backtest")(backtest_command)
 app.add_typer(data_app, name="data")
 

@@ -35,8 +35,10 @@ from gordon_manager.observability import metrics
 from gordon_manager.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Open without the read token: probes, Prometheus' scrape, and the API description (its pages and their assets).
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc", *DOCS_ASSET_PATHS})
+# Open without the read token: probes, Prometheus' scrape, and the API descriptions (OpenAPI with its pages and
+# their assets, AsyncAPI).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.yaml", "/docs", "/redoc",
+                          *DOCS_ASSET_PATHS})
 WS_PROTOCOL = "gordon.v1"
 WS_TOKEN_PREFIX = "gordon.read-token."
 WS_SUBPROTOCOL_KEY = "gordon_ws_subprotocol"  # scope["state"]: the subprotocol the session accepts with
