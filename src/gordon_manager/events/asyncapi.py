@@ -9,6 +9,7 @@ constants, ``data`` the row model), ``OutboxEvent`` (one of the envelopes) and `
 
 from __future__ import annotations
 
+import copy
 import functools
 from importlib import resources
 from typing import Any
@@ -95,10 +96,31 @@ def _envelope(table: str, channel: str, model: type[BaseModel]) -> dict[str, Any
     }
 
 
+def _refs(value: Any) -> set[str]:
+    """Names of the component schemas ``value`` refers to."""
+    if isinstance(value, dict):
+        found = {value["$ref"].rsplit("/", 1)[1]} if isinstance(value.get("$ref"), str) else set()
+        return found.union(*(_refs(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_refs(v) for v in value))
+    return set()
+
+
+def _declared_by_hand(name: str) -> dict[str, Any]:
+    """A schema the models refer to without generating it (``WithJsonSchema``): the OpenAPI document's."""
+    if name == "JsonValue":  # any JSON value, declared by http/openapi.py
+        from gordon_manager.http.openapi import JSON_VALUE_SCHEMA
+
+        return copy.deepcopy(JSON_VALUE_SCHEMA)
+    raise ValueError(f"a /ws model refers to #/components/schemas/{name}, which nothing defines")
+
+
 def generated_schemas() -> dict[str, Any]:
     """Every generated component schema, by name."""
     models = [model for _, model, _ in ROW_MODELS.values()]
     schemas = model_schemas([*models, BreakerEvent])
+    for name in sorted(_refs(schemas) - set(schemas)):
+        schemas[name] = _declared_by_hand(name)
     envelopes = {ENVELOPES[table]: _envelope(table, channel, model)
                  for table, (channel, model, _) in ROW_MODELS.items()}
     schemas.update(envelopes)
