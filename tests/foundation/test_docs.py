@@ -82,14 +82,20 @@ def chromium_path() -> str:
     return path
 
 
-async def _open(chromium: str, app, page_path: str, ready: str) -> tuple[dict, list[str], list[str]]:
-    """Load ``page_path`` with the network limited to the in-process app; returns (what the page shows,
-    requests refused, console errors)."""
+BASE = "http://manager.localhost"
+
+
+async def _open(chromium: str, app, page_path: str, ready: str, act=None,
+                sent: list | None = None) -> tuple[dict, list[str], list[str]]:
+    """Load ``page_path`` with the network limited to the in-process app, then ``await act(page)``;
+    returns (what the page shows, requests refused, console errors). ``sent`` collects (method, path,
+    headers) of every request the app answered."""
     from playwright.async_api import async_playwright
 
-    base = "http://manager.localhost"
+    base = BASE
     refused: list[str] = []
     errors: list[str] = []
+    sent = [] if sent is None else sent
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url=base) as http, async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
@@ -103,6 +109,7 @@ async def _open(chromium: str, app, page_path: str, ready: str) -> tuple[dict, l
                     await route.abort("blockedbyclient")
                     return
                 path = urlsplit(request.url)
+                sent.append((request.method, path.path, dict(request.headers)))
                 answer = await http.request(request.method, path.path + (f"?{path.query}" if path.query else ""),
                                             headers={k: v for k, v in request.headers.items()
                                                      if k.lower() not in ("host", "content-length")},
@@ -115,6 +122,8 @@ async def _open(chromium: str, app, page_path: str, ready: str) -> tuple[dict, l
             page.on("pageerror", lambda e: errors.append(str(e)))
             await page.goto(base + page_path)
             await page.wait_for_selector(ready, timeout=30_000)
+            if act is not None:
+                await act(page)
             shown = await page.evaluate("""() => ({
                 text: document.body.innerText,
                 authorize: !!document.querySelector('.swagger-ui .auth-wrapper .authorize'),
@@ -123,14 +132,6 @@ async def _open(chromium: str, app, page_path: str, ready: str) -> tuple[dict, l
         finally:
             await browser.close()
     return shown, refused, errors
-
-
-async def test_swagger_ui_renders_from_the_manager_alone(app, chromium_path):
-    shown, refused, errors = await _open(chromium_path, app, "/docs", ".swagger-ui .info .title")
-    assert refused == [] and errors == [], (refused, errors)
-    assert "gordon-manager" in shown["text"] and shown["operations"] > 20
-    if "securitySchemes" in app.openapi().get("components", {}):
-        assert shown["authorize"], "Swagger UI shows no Authorize button"
 
 
 async def test_redoc_renders_from_the_manager_alone(app, chromium_path):
@@ -144,3 +145,40 @@ async def test_assets_are_revalidated_by_etag(client):
     assert b"cdn.redoc.ly" not in first.content  # the sidebar credit's image: no other host, ever
     again = await client.get("/docs/assets/redoc.standalone.js", headers={"If-None-Match": first.headers["etag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+async def test_swagger_ui_renders_and_authorizes_from_the_manager_alone(app, chromium_path):
+    """Swagger UI renders with nothing but the manager; with the operator token authorized, GET /config
+    (operator only) carries it, also after a reload (persistAuthorization)."""
+    from tests.conftest import TEST_OPERATOR_TOKEN
+
+    schemes = app.openapi().get("components", {}).get("securitySchemes", {})
+    if not any(s.get("name") == "X-Operator-Token" for s in schemes.values()):  # not declared: render only
+        shown, refused, errors = await _open(chromium_path, app, "/docs", ".swagger-ui .info .title")
+        assert refused == [] and errors == [], (refused, errors)
+        assert "gordon-manager" in shown["text"] and shown["operations"] > 20
+        return
+    config = app.openapi()["paths"]["/config"]["get"]
+    block = f"#operations-{config['tags'][0]}-{config['operationId']}"
+
+    async def authorize_and_try(page) -> None:
+        await page.click(".swagger-ui .auth-wrapper .authorize")
+        field = page.locator(f".modal-ux input[type=text], .modal-ux input[type=password]").first
+        await field.fill(TEST_OPERATOR_TOKEN)
+        await page.locator(".modal-ux .auth-btn-wrapper .authorize").first.click()
+        await page.locator(".modal-ux .btn-done").first.click()
+        await page.reload()
+        await page.wait_for_selector(block, timeout=30_000)
+        await page.click(f"{block} .opblock-summary")
+        await page.click(f"{block} .try-out__btn")
+        await page.click(f"{block} .execute")
+        await page.wait_for_selector(f"{block} .live-responses-table .response-col_status", timeout=30_000)
+
+    sent: list = []
+    shown, refused, errors = await _open(chromium_path, app, "/docs", ".swagger-ui .info .title",
+                                         act=authorize_and_try, sent=sent)
+    assert refused == [] and errors == [], (refused, errors)
+    assert "gordon-manager" in shown["text"] and shown["operations"] > 20 and shown["authorize"]
+    calls = [headers for method, path, headers in sent if (method, path) == ("GET", "/config")]
+    assert calls and calls[-1].get("x-operator-token") == TEST_OPERATOR_TOKEN, calls
+    assert "200" in shown["text"]
