@@ -87,6 +87,11 @@ async def test_bot_config_changed(ws, http):
     assert response.status_code == 200, response.text
     event = await event_of(ws, "bot_config_changed", lambda d: d["id"] == bot["id"] and d["labels"] != read["labels"])
     same_common_fields(event["data"], (await http.get(f"/bots/{bot['id']}")).json(), at_least={"labels", "version"})
+    # the audit trail keeps the user's label keys too (its own field names are camelCase)
+    [change, *_] = (await http.get(f"/bots/{bot['id']}/audit")).json()["items"]
+    assert change["diff"]["labels"] == {"before": {"team_name": "alpha", "BTC_USDT": "watch"},
+                                        "after": {"team_name": "beta"}}
+    assert change["after"]["labels"] == {"team_name": "beta"} and "desiredState" in change["after"]
 
 
 async def test_bot_status(ws, http, admin):
