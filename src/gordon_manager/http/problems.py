@@ -164,8 +164,22 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "errors": {"type": "array", "description": "Field errors of a validation problem.", "items": {
             "type": "object", "required": ["field", "message"],
             "properties": {"field": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}}}},
+        # the members some problems add (RFC 9457 extension members)
+        "currentVersion": {"type": "integer", "description": "412 stale `If-Match`: the bot's current version."},
+        "currentState": {"type": "string", "description": "409 illegal transition: the state that forbids it."},
+        "position": {"type": "object", "description": "409 a position in the way: what the bot holds.",
+                     "required": ["mode", "symbol", "qty", "openOrders"], "properties": {
+                         "mode": {"type": "string", "enum": ["paper", "shadow", "live"]}, "symbol": {"type": "string"},
+                         "qty": {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"},
+                         "openOrders": {"type": "integer"}}},
+        "limit": {"type": "integer", "description": "413: the largest body accepted, in bytes."},
+        "acceptedTypes": {"type": "array", "items": {"type": "string"},
+                          "description": "415: the media types the operation accepts."},
+        "peer": {"type": "string", "description": "502/503/504: the peer that failed or is not configured."},
+        "upstreamStatus": {"type": "integer", "description": "502: the status the peer answered."},
     },
-    "additionalProperties": True,  # per-problem members, e.g. currentVersion, currentState
+    # Other extension members a later problem type adds are JSON values a client may ignore (RFC 9457 §3.2).
+    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
 }
 _PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
