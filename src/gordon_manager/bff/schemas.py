@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.http.models import CamelModel, JsonMembers, Page
 from gordon_manager.http.values import DecimalStr, Fraction
 
 _TS = "2024-03-01T12:00:00Z"
@@ -111,7 +111,8 @@ class OverlayDecisionRead(CamelModel):
     overlay: str = Field(examples=["volatility_gate"])
     decision: Decision = Field(examples=["block"])
     reason: str | None = Field(None, examples=["atr above 3x median"])
-    data: dict[str, Any] = Field(examples=[{"atrRatio": 3.4}])
+    data: JsonMembers = Field(examples=[{"atrRatio": 3.4}],
+                              description="What the overlay recorded with its decision, as it wrote it.")
     at: datetime = Field(examples=[_TS])
 
 
@@ -157,7 +158,7 @@ class SourceHealth(CamelModel):
     threshold: Literal["source", "default"] = Field(examples=["source"], description=(
         "`source`: the row's stale_after_seconds; `default`: GORDON_MANAGER_SOURCE_STALE_AFTER_S."))
     stale: bool = Field(examples=[False], description="Never updated, or ageSeconds > staleAfterSeconds.")
-    detail: dict[str, Any] = Field(examples=[{"symbols": 12}])
+    detail: JsonMembers = Field(examples=[{"symbols": 12}], description="What the source reported, as it wrote it.")
 
 
 class SourceHealthRead(CamelModel):

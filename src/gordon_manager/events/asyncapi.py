@@ -21,6 +21,7 @@ from pydantic_core import core_schema
 
 from gordon_manager.events.breaker import BreakerEvent
 from gordon_manager.events.wire import ROW_MODELS
+from gordon_manager.http.models import sparse_model_names
 from gordon_manager.http.values import DECIMAL_PATTERN
 from gordon_manager.version import __version__
 
@@ -75,7 +76,8 @@ def model_schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
     _, top = models_json_schema([(m, "serialization") for m in models], by_alias=True, ref_template=REF,
                                 schema_generator=_Schemas)
     defs = top.get("$defs", {})
-    _every_field_present(defs)
+    sparse = sparse_model_names()  # they send only the members present: their schema says which are required
+    _every_field_present({name: schema for name, schema in defs.items() if name not in sparse})
     return dict(sorted(defs.items()))
 
 

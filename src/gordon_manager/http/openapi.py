@@ -36,6 +36,7 @@ from pydantic.alias_generators import to_camel
 
 from gordon_manager.http.auth import OPERATOR_DEPENDENCY, require_operator
 from gordon_manager.http.edge import PUBLIC_PATHS
+from gordon_manager.http.models import sparse_model_names
 
 OPERATOR_SCHEME = "operatorToken"
 READ_SCHEME = "readToken"
@@ -388,20 +389,15 @@ def _response_decimals(spec: dict[str, Any]) -> None:
             _decimals_as_strings(schema)
 
 
-SPARSE = "x-gordon-sparse"
-"""Set by ``http.models.SparseModel`` on its schema (and removed here): only the members present are sent."""
-
-
 _WRITTEN_BY_HAND = frozenset({"Problem", "JsonValue"})  # their `required` is what they say
 
 
 def _response_members_required(spec: dict[str, Any]) -> None:
     """A model only responses use lists every member as required: the server sends them all (null when
     unset), except a ``SparseModel``'s, which sends only the members present."""
-    requests = _request_schemas(spec)
+    requests, sparse = _request_schemas(spec), sparse_model_names()
     for name, schema in spec.get("components", {}).get("schemas", {}).items():
-        sparse = schema.pop(SPARSE, False)
-        if name in requests or sparse or name in _WRITTEN_BY_HAND or not isinstance(schema.get("properties"), dict):
+        if name in requests or name in sparse or name in _WRITTEN_BY_HAND or not isinstance(schema.get("properties"), dict):
             continue
         schema["required"] = list(schema["properties"])
 

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gordon_manager.http.models import CamelModel
+from gordon_manager.http.models import CamelModel, json_value_members
 
 MissingReason = Literal["error", "timeout", "no_data"]
 
@@ -89,7 +89,13 @@ class RiskCommand(CamelModel):
                               description="What to act on (e.g. `global`, a bot or symbol); gordon-risk's default when absent.")
 
 
-class RiskAnswer(BaseModel):
-    """gordon-risk's JSON answer, returned unchanged with gordon-risk's status code."""
+def _risk_answer_schema(schema: dict) -> None:
+    json_value_members(schema)
+    schema["examples"] = [{"status": "accepted", "halted": True}]
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"status": "accepted", "halted": True}]})
+
+class RiskAnswer(BaseModel):
+    """gordon-risk's JSON answer, returned unchanged with gordon-risk's status code: an object whose members
+    gordon-risk defines (its own contract; the manager neither reads nor re-cases them)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_risk_answer_schema)
