@@ -2560,6 +2560,7 @@ export interface components {
          *       "annotations": {
          *         "summary": "bot 42 /metrics is down"
          *       },
+         *       "description": "Prometheus has not scraped it for 2 minutes.",
          *       "endsAt": "2026-01-05T12:04:00Z",
          *       "fingerprint": "4f2c1e0a9b8d7c6e",
          *       "generatorUrl": "http://prometheus:9090/graph?g0.expr=up",

@@ -46,7 +46,7 @@ class FiringAlert(CamelModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "fingerprint": "4f2c1e0a9b8d7c6e", "alertname": "GordonBotTargetDown", "severity": "critical",
-        "state": "active", "summary": "bot 42 /metrics is down", "description": None,
+        "state": "active", "summary": "bot 42 /metrics is down", "description": "Prometheus has not scraped it for 2 minutes.",
         "startsAt": "2026-01-05T11:58:00Z", "endsAt": "2026-01-05T12:04:00Z", "updatedAt": "2026-01-05T12:00:00Z",
         "generatorUrl": "http://prometheus:9090/graph?g0.expr=up", "receivers": ["gordon-default"],
         "labels": {"alertname": "GordonBotTargetDown", "bot_id": "42", "severity": "critical"},
