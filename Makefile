@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
+TS_STAMP := clients/ts/node_modules/.gordon-lock-sha256
 
-.PHONY: run test openapi bench lint clean system-deps
+.PHONY: run test openapi asyncapi bench lint clean system-deps
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,9 +28,19 @@ test: $(STAMP) system-deps
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
 
-## make openapi: regenerate openapi.yaml from the app
-openapi: $(STAMP)
+## make asyncapi: regenerate asyncapi.yaml (src/gordon_manager/events/asyncapi.base.yaml + the payload models)
+asyncapi: $(STAMP)
+	$(VENV)/bin/gordon-manager asyncapi > asyncapi.yaml
+
+## make openapi: regenerate openapi.yaml from the app, then the TypeScript client's types (clients/ts/src/schema.d.ts)
+openapi: $(STAMP) $(TS_STAMP)
 	$(VENV)/bin/gordon-manager openapi > openapi.yaml
+	cd clients/ts && npm run -s generate
+
+# clients/ts's pinned tools (openapi-typescript, TypeScript, Spectral): `npm ci` again only when the lock changes
+$(TS_STAMP): clients/ts/package-lock.json
+	cd clients/ts && npm ci --ignore-scripts --no-audit --no-fund
+	sha256sum clients/ts/package-lock.json | cut -d' ' -f1 > $@
 
 ## make bench: run every benchmark in bench/ (not part of `make test`)
 bench: $(STAMP)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus, chromium).
+# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus, chromium;
+# Node.js and npm for the TypeScript client and the OpenAPI lint, unless a node and an npm are already there).
 # Idempotent: packages already installed are skipped; quiet unless something fails.
 set -euo pipefail
 
@@ -14,6 +15,9 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    missing+=(nodejs npm)  # a NodeSource nodejs carries its own npm: never mix it with Debian's
+fi
 for pkg in "${PACKAGES[@]}"; do
     status="$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)"
     if [ "$status" != "install ok installed" ]; then

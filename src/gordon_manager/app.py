@@ -22,8 +22,10 @@ from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
+from gordon_manager.http.docs import install_docs
 from gordon_manager.http.edge import EdgeGuard, OriginPolicy, exposed_headers
 from gordon_manager.http.middleware import RequestContextMiddleware
+from gordon_manager.http.openapi import install_openapi, operation_id
 from gordon_manager.http.text_guard import TextGuardMiddleware
 from gordon_manager.http.problems import install_problem_handlers
 from gordon_manager.observability import metrics
@@ -141,9 +143,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     await close()
             await ctx.pool.close()
 
+    # One schema per model for requests and responses (no `-Input`/`-Output` twins); camelCase operationIds.
+    # /docs and /redoc are served from packaged assets (http/docs.py), not FastAPI's CDN pages.
     app = FastAPI(title="gordon-manager", version=__version__, description=DESCRIPTION, lifespan=lifespan,
-                  **_NO_OTEL)
+                  docs_url=None, redoc_url=None,
+                  separate_input_output_schemas=False, generate_unique_id_function=operation_id, **_NO_OTEL)
     install_problem_handlers(app)
+    install_docs(app)
+    install_openapi(app)
     # The last added is the outermost: request id, access log and metrics wrap the edge checks
     # (hosts, origins, tokens, limits: nothing is read or parsed before them), then CORS for the
     # allowed origins, the text guard and the equity fast path.

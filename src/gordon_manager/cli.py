@@ -21,7 +21,6 @@ import sys
 import time
 
 import typer
-import yaml
 from pydantic import SecretStr
 
 from gordon_manager.backtests.cli import backtest as backtest_command
@@ -206,7 +205,17 @@ def openapi() -> None:
 
 def render_openapi(application) -> str:
     """The app's OpenAPI document as stable YAML."""
-    return yaml.safe_dump(application.openapi(), sort_keys=False, allow_unicode=True, width=120)
+    from gordon_manager.http.openapi import to_yaml
+
+    return to_yaml(application.openapi())
+
+
+@app.command()
+def asyncapi() -> None:
+    """Print the AsyncAPI document of /ws and the bus as YAML (this is what asyncapi.yaml must contain)."""
+    from gordon_manager.events.asyncapi import render
+
+    typer.echo(render(), nl=False)
 
 
 app.command("backtest")(backtest_command)

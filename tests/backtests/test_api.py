@@ -99,7 +99,10 @@ async def test_snake_case_params_and_defaults(kclient, kadmin, kline_db, operato
     run = await wait_terminal(kadmin, response.json()["id"])
     assert run["status"] == "done", run["error"]
     assert run["params"] == {"entry_period": 30, "exit_period": 12, "stop_pct": None, "take_profit_pct": None}
-    assert run["config"] == ExecutionConfig().model_dump(mode="json")
+    assert run["config"] == {**ExecutionConfig().model_dump(mode="json"), "qty_step": "0.00000001",
+                             "price_step": "0.00000001", "cash_step": "0.00000001"}  # stored in plain notation
+    detail = (await kclient.get(f"/runs/{run['id']}")).json()
+    assert detail["config"]["qtyStep"] == "0.00000001" and detail["progress"] == 1
 
 
 async def test_invalid_requests_are_refused_with_the_reason(kclient, kline_db, operator_headers):
@@ -221,7 +224,8 @@ async def test_bot_defaults(kclient, kapp):
     assert body == {
         "strategy": "sma_crossover", "params": {"fast": 10, "slow": 30},
         "execution": {"initialCash": "10000", "takerFeeBps": "10", "makerFeeBps": "10", "slippageBps": "1",
-                      "positionFraction": "1", "qtyStep": "1E-8", "priceStep": "1E-8", "cashStep": "1E-8"},
+                      "positionFraction": "1", "qtyStep": "0.00000001", "priceStep": "0.00000001",
+                      "cashStep": "0.00000001"},
         "mode": "paper", "symbol": "BTCUSDT", "interval": "1m", "image": kapp.state.ctx.settings.bot_image,
         "desiredState": "stopped", "strategies": [s.name for s in list_strategies()],
     }

@@ -33,7 +33,7 @@ async def test_source_health_applies_each_threshold(api, admin):
     assert [s["source"] for s in body["sources"]] == ["funding", "klines", "macro", "oi"]
     assert by["klines"]["stale"] is False and by["klines"]["threshold"] == "source"
     assert by["klines"]["staleAfterSeconds"] == 60 and 9 <= by["klines"]["ageSeconds"] < 30
-    assert by["klines"]["detail"] == {"symbolCount": 3}
+    assert by["klines"]["detail"] == {"symbol_count": 3}  # the source's keys, unchanged
     assert by["macro"]["stale"] is True and by["macro"]["threshold"] == "default"  # 400 s > 300 s default
     assert by["macro"]["staleAfterSeconds"] == 300
     assert by["funding"]["stale"] is True and by["funding"]["ageSeconds"] is None  # never updated

@@ -34,7 +34,7 @@ async def test_decisions_newest_first_filtered_and_paged(api, admin):
     assert [i["id"] for i in items] == ids[::-1]
     first = items[-1]
     assert first == {"id": ids[0], "botId": a, "overlay": "vol_gate", "decision": "block", "reason": "because",
-                     "data": {"atrRatio": 3.4}, "at": "2024-03-01T00:00:00Z"}
+                     "data": {"atr_ratio": 3.4}, "at": "2024-03-01T00:00:00Z"}
     assert [i["id"] for i in await collect(api, "/overlays/decisions", {"bot": a, "limit": 1})] == [ids[3], ids[2], ids[0]]
     assert [i["id"] for i in await collect(api, "/overlays/decisions", {"overlay": "vol_gate"})] == [ids[3], ids[1], ids[0]]
     assert [i["id"] for i in await collect(api, "/overlays/decisions", {"decision": "allow"})] == [ids[3], ids[1]]

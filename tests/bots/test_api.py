@@ -55,7 +55,7 @@ async def test_unknown_bot_is_404_problem(client):
     ({"name": "has space"}, "name"),
     ({"mode": "yolo"}, "mode"),
     ({"image": "evil.example/miner:1"}, "image"),
-    ({"execution": {"takerFeeBps": -1}}, "execution.taker_fee_bps"),
+    ({"execution": {"takerFeeBps": -1}}, "execution.takerFeeBps"),
     ({"unknownField": 1}, "unknownField"),
 ])
 async def test_validation_errors_are_422_naming_the_field(client, operator_headers, override, field):
@@ -288,3 +288,20 @@ async def test_images_are_checked_by_whole_repository_name(client, operator_head
 async def test_allowed_repositories_pass(client, operator_headers, image):
     response = await client.post("/bots", json=new_bot(image=image), headers=operator_headers)
     assert response.status_code == 201, (image, response.text)
+
+
+@pytest.mark.parametrize("method, path, params, headers, field", [
+    ("GET", "/bots/0", None, {}, "botId"),
+    ("GET", "/bots/x/audit", None, {}, "botId"),
+    ("GET", "/runs/0", None, {}, "runId"),
+    ("GET", "/bots/1/deploys/0/divergences", None, {}, "deployId"),
+    ("GET", "/bots", {"desiredState": "flying"}, {}, "desiredState"),
+    ("GET", "/runs", {"to": "0.5"}, {}, "to"),
+    ("POST", "/bots", None, {"Idempotency-Key": ""}, "Idempotency-Key"),
+])
+async def test_parameter_errors_name_the_parameter_as_the_contract_spells_it(client, operator_headers, method, path,
+                                                                             params, headers, field):
+    response = await client.request(method, path, params=params, json=new_bot() if method == "POST" else None,
+                                    headers={**operator_headers, **headers})
+    assert response.status_code == 422, response.text
+    assert [e["field"] for e in response.json()["errors"]] == [field]

@@ -19,6 +19,11 @@ BUY = ("buy", "0.5", "market", "100")
 SELL = ("sell", "0.5", "market", "101")
 
 
+def wire(model) -> dict:
+    """A response model as the API sends it (camelCase, decimals as strings)."""
+    return model.model_dump(mode="json", by_alias=True)
+
+
 @pytest.fixture
 def settings(ddb, tmp_path):
     return make_settings(ddb, tmp_path, deploy_compare_window=20, deploy_match_threshold=1.0, deploy_lease_ttl_s=5,
@@ -120,9 +125,9 @@ async def test_divergences_abort_with_both_decisions_recorded(admin, pool, setti
     assert status.evidence_needed == 16 and status.min_actions == 20
     assert [d.bar_at for d in status.latest_divergences] == [T0 + timedelta(minutes=m) for m in (7, 6, 5)]
     first = status.latest_divergences[-1]
-    assert first.live_decision == {"side": "sell", "qty": "0.5", "orderType": "market", "price": "101",
-                                   "reason": "signal", "position": "0"}
-    assert first.candidate_decision["side"] == "hold"
+    assert wire(first.live_decision) == {"side": "sell", "qty": "0.5", "orderType": "market", "price": "101",
+                                         "reason": "signal", "position": "0"}
+    assert first.candidate_decision.side == "hold"
     candidate = await admin.fetchrow("SELECT desired_state, delete_requested_at FROM trading.bot_configs"
                                      " WHERE id = $1", cand)
     assert candidate["desired_state"] == "stopped" and candidate["delete_requested_at"] is not None
@@ -318,7 +323,7 @@ async def test_a_different_position_on_an_idle_bar_is_a_divergence_and_outcomes_
     assert row["state"] == "aborted" and row["divergences"] >= 1
     status = await _status(pool, live)
     diverged = status.latest_divergences[-1]
-    assert diverged.live_decision["position"] == "0" and diverged.candidate_decision["position"] == "0.5"
+    assert wire(diverged.live_decision)["position"] == "0" and wire(diverged.candidate_decision)["position"] == "0.5"
     assert status.outcomes is not None and status.outcomes.bars == row["bars_compared"]
     assert status.outcomes.equity_max_abs_diff == 10.0 and status.outcomes.live.roundtrips == 0
 
@@ -341,4 +346,4 @@ async def test_one_changed_action_in_fifty_is_caught_on_its_bar(admin, pool, set
     assert row["compared_through"] == T0 + timedelta(minutes=changed_bar)
     status = await _status(pool, live)
     (divergence,) = status.latest_divergences
-    assert divergence.live_decision["qty"] == "0.5" and divergence.candidate_decision["qty"] == "0.55"
+    assert wire(divergence.live_decision)["qty"] == "0.5" and wire(divergence.candidate_decision)["qty"] == "0.55"

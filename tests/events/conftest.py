@@ -59,7 +59,14 @@ async def bot_id(admin: asyncpg.Connection) -> int:
     """A fresh bot config row."""
     import uuid
 
+    import orjson
+
+    from gordon_manager.execution.config import ExecutionConfig
+    from gordon_manager.http.values import plain_decimal_strings
+
+    execution = plain_decimal_strings(ExecutionConfig().model_dump(mode="json"))  # as the API stores it
     return await admin.fetchval(
-        "INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, created_by, params) "
-        "VALUES ($1, 'donchian_breakout', 'BTCUSDT', '1m', 'gordon-bot:test', 'test', $2::jsonb) RETURNING id",
-        f"bot-{uuid.uuid4().hex[:8]}", '{"fast_period": 10, "nested_obj": {"slow_period": 20}}')
+        "INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, created_by, params, execution) "
+        "VALUES ($1, 'donchian_breakout', 'BTCUSDT', '1m', 'gordon-bot:test', 'test', $2::jsonb, $3::jsonb) "
+        "RETURNING id", f"bot-{uuid.uuid4().hex[:8]}", '{"fast_period": 10, "nested_obj": {"slow_period": 20}}',
+        orjson.dumps(execution).decode())

@@ -11,10 +11,14 @@ from gordon_manager.events.protocol import CHANNELS
 from tests.events.helpers import metric_value, until, ws_client
 
 
-def keys_are_camel(value) -> bool:
-    """No key at any depth has an underscore between characters."""
+# Fields whose keys a user or another service chose: passed as written, never re-cased.
+USER_KEYED = {"breaker_state": "data", "source_freshness": "detail", "bot_config_changed": "labels"}
+
+
+def keys_are_camel(value, skip: str | None = None) -> bool:
+    """No key at any depth has an underscore between characters (the value under ``skip`` aside)."""
     if isinstance(value, dict):
-        return all("_" not in k.strip("_") and keys_are_camel(v) for k, v in value.items())
+        return all(k == skip or ("_" not in k.strip("_") and keys_are_camel(v)) for k, v in value.items())
     if isinstance(value, list):
         return all(keys_are_camel(v) for v in value)
     return True
@@ -26,9 +30,9 @@ async def write_one_row_per_channel(admin, bot_id: int) -> str:
     await admin.execute("INSERT INTO trading.risk_halt (scope, halted, reason, actor) VALUES ($1, true, 'drawdown', "
                         "'gordon-risk')", f"scope-{tag}")
     await admin.execute("INSERT INTO trading.breaker_state (breaker, state, reason, tripped_at, data) "
-                        "VALUES ($1, 'open', 'loss', now(), '{\"loss_pct\": 2.5}')", f"brk-{tag}")
+                        "VALUES ($1, 'open', 'loss', now(), '{\"loss_pct\": 2.5, \"BTC_USDT\": 1}')", f"brk-{tag}")
     await admin.execute("INSERT INTO trading.portfolio_state (bot_id, symbol, qty, avg_entry_price, cash) "
-                        "VALUES ($1, 'BTCUSDT', 0.5, 60000.5, 1000)", bot_id)
+                        "VALUES ($1, 'BTCUSDT', 0.5, 60000.5, 1000.10)", bot_id)
     await admin.execute("INSERT INTO trading.source_freshness (source, last_update_at, stale_after_seconds, detail) "
                         "VALUES ($1, now(), 60, '{\"lag_ms\": 12}')", f"src-{tag}")
     await admin.execute("INSERT INTO trading.backfill_jobs (source, symbol, interval, status, rows_written) "
@@ -41,10 +45,10 @@ async def write_one_row_per_channel(admin, bot_id: int) -> str:
     await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message, data) "
                         "VALUES ($1, 'started', 'hello', '{\"order_book\": {\"best_bid\": 1}}')", bot_id)
     await admin.execute("INSERT INTO trading.bot_deploys (bot_id, from_version, candidate, compare_window, "
-                        "match_threshold, lease_ttl_s, actor) VALUES ($1, 1, '{\"image_tag\": \"v2\"}', 60, 0.95, "
-                        "30, 'op')", bot_id)
+                        "match_threshold, lease_ttl_s, actor) VALUES ($1, 1, '{\"image\": \"gordon-bot:v2\", "
+                        "\"params\": {\"entry_period\": 30}}', 60, 0.95, 30, 'op')", bot_id)
     await admin.execute("INSERT INTO trading.runs (kind, bot_id, strategy, symbol, interval, progress) "
-                        "VALUES ('backtest', $1, 'donchian_breakout', 'BTCUSDT', '1m', 0.25)", bot_id)
+                        "VALUES ('backtest', $1, 'donchian_breakout', 'BTCUSDT', '1m', 0.2500000001)", bot_id)
     return tag
 
 
@@ -59,10 +63,10 @@ async def test_every_channel_end_to_end_in_camel_case(manager, admin, bot_id):
             "portfolio_state": lambda d: d["botId"] == bot_id,
             "source_freshness": lambda d: d["source"] == f"src-{tag}",
             "backfill_jobs": lambda d: d["rowsWritten"] == 42,
-            "bot_config_changed": lambda d: d["labels"] == {"teamName": tag},
+            "bot_config_changed": lambda d: d["labels"] == {"team_name": tag},
             "bot_status": lambda d: d["lastError"] == f"err-{tag}",
             "bot_events": lambda d: d["kind"] == "started",
-            "deploy_progress": lambda d: d.get("candidate") == {"imageTag": "v2"},
+            "deploy_progress": lambda d: (d.get("candidate") or {}).get("image") == "gordon-bot:v2",
             "run_progress": lambda d: d.get("progress") == 0.25,
         }
         by_channel: dict = {}
@@ -74,23 +78,27 @@ async def test_every_channel_end_to_end_in_camel_case(manager, admin, bot_id):
                     by_channel[event["channel"]] = event
     for event in events:
         assert isinstance(event["id"], int) and event["op"] in ("insert", "update")
-        assert keys_are_camel(event["data"]), event
+        assert keys_are_camel(event["data"], skip=USER_KEYED.get(event["channel"])), event
     assert by_channel["risk_halt_changed"]["data"] == {**by_channel["risk_halt_changed"]["data"],
                                                        "scope": f"scope-{tag}", "halted": True}
     breaker = by_channel["breaker_state"]["data"]
-    assert breaker["breaker"] == f"brk-{tag}" and breaker["data"] == {"lossPct": 2.5}
+    # gordon-risk's keys as it wrote them: BTC_USDT is not BTCUSDT
+    assert breaker["breaker"] == f"brk-{tag}" and breaker["data"] == {"loss_pct": 2.5, "BTC_USDT": 1}
     assert breaker["trippedAt"].endswith("Z")
-    assert by_channel["portfolio_state"]["data"]["avgEntryPrice"] == 60000.5
-    assert by_channel["source_freshness"]["data"]["detail"] == {"lagMs": 12}
+    position = by_channel["portfolio_state"]["data"]  # exact decimal strings, as GET /portfolio
+    assert (position["avgEntryPrice"], position["cash"], position["qty"]) == ("60000.5", "1000.10", "0.5")
+    assert position["markPrice"] is None and position["exposure"] == "0"
+    assert by_channel["source_freshness"]["data"]["detail"] == {"lag_ms": 12}
     assert by_channel["source_freshness"]["data"]["staleAfterSeconds"] == 60
     assert by_channel["backfill_jobs"]["data"]["rowsWritten"] == 42
     config = by_channel["bot_config_changed"]["data"]
-    assert config["params"] == {"fastPeriod": 10, "nestedObj": {"slowPeriod": 20}}
+    assert config["params"] == {"fastPeriod": 10, "nestedObj": {"slowPeriod": 20}}  # strategy params: ours
+    assert config["labels"] == {"team_name": tag} and config["execution"]["qtyStep"] == "0.00000001"
     assert by_channel["bot_status"]["data"]["botId"] == bot_id
-    assert by_channel["bot_events"]["data"]["data"] == {"orderBook": {"bestBid": 1}}
-    assert by_channel["deploy_progress"]["data"]["candidate"] == {"imageTag": "v2"}
+    assert by_channel["bot_events"]["data"]["data"] == {"orderBook": {"bestBid": 1}}  # the manager's own data
+    assert by_channel["deploy_progress"]["data"]["candidate"]["params"] == {"entryPeriod": 30}
     assert by_channel["deploy_progress"]["table"] == "bot_deploys"
-    assert by_channel["run_progress"]["data"]["progress"] == 0.25
+    assert by_channel["run_progress"]["data"]["progress"] == 0.25  # rounded to 4 decimals
     assert metric_value("gordon_manager_notify_payloads_received_total", channel="bot_events") >= 1
     assert metric_value("gordon_manager_ws_messages_sent_total", channel="run_progress") >= 1
 
@@ -103,7 +111,7 @@ async def test_breaker_snapshot_on_subscribe_then_notify_deltas(manager, admin):
         await client.send({"type": "subscribe", "channels": ["breaker_state"], "ref": "s1"})
         snapshot = await client.until("snapshot")
         mine = [item for item in snapshot["items"] if item["breaker"] == name]
-        assert mine and mine[0]["state"] == "half_open" and mine[0]["data"] == {"probeCount": 3}
+        assert mine and mine[0]["state"] == "half_open" and mine[0]["data"] == {"probe_count": 3}
         assert mine[0]["updatedAt"].endswith("Z") and snapshot["ref"] == "s1"
         assert (await client.until("subscribed"))["ref"] == "s1"
         await admin.execute("UPDATE trading.breaker_state SET state = 'closed' WHERE breaker = $1", name)

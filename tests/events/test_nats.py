@@ -57,7 +57,7 @@ async def test_breaker_snapshot_then_nats_deltas_without_sql(nats_server, start_
             assert event["source"] == "nats" and isinstance(event["seq"], int) and "id" not in event
             assert event["data"] == {"breaker": name, "state": "open", "reason": "daily loss",
                                      "at": "2026-05-17T10:00:00Z", "previousState": "closed", "scope": None,
-                                     "data": {"lossPct": 3.1}}
+                                     "data": {"loss_pct": 3.1}}  # gordon-risk's keys, as it sent them
             # An absence window (the row change arrives by NOTIFY, not ordered with NATS deltas, so no marker can prove it).
             assert await client.quiet(0.3) == []
             # an invalid event is terminated (not redelivered forever) and the stream goes on

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -61,6 +61,7 @@ def test_frames_share_one_encoding_per_event():
     a = outbox_item(1, "bot_status", {"op": "update", "table": "bot_status", "row": {"bot_id": 7}})
     b = outbox_item(2, "bot_status", {"op": "update", "table": "bot_status", "row": {"bot_id": 8}})
     single = events_frame("bot_status", [1], [a])
+    # (a row its model refuses — no observed_state — still goes out, its columns camelCase)
     assert orjson.loads(single.payload) == {"type": "event", "id": 1, "channel": "bot_status", "op": "update",
                                             "table": "bot_status", "data": {"botId": 7}}
     batch = events_frame("bot_status", [1, 2], [a, b])
@@ -79,12 +80,14 @@ def test_timestamps_become_utc_z_and_nothing_else_changes():
              "list": ["2026-05-17T10:00:00+00:00"], "dt": datetime(2026, 5, 17, 10, tzinfo=UTC)}
     assert normalize_times(value) == {"at": "2026-05-17T10:00:00.500000Z", "name": "2026-05-17", "n": 1,
                                       "list": ["2026-05-17T10:00:00Z"], "dt": "2026-05-17T10:00:00Z"}
-    snap = orjson.loads(snapshot_frame("breaker_state", [{"tripped_at": value["dt"], "data": {"x_y": 1}}],
-                                       ref=None).payload)
-    assert snap["items"] == [{"trippedAt": "2026-05-17T10:00:00Z", "data": {"xY": 1}}]
+    snap = orjson.loads(snapshot_frame("breaker_state", [{
+        "breaker": "b", "state": "open", "reason": None, "tripped_at": value["dt"], "data": {"x_y": 1},
+        "updated_at": datetime(2026, 5, 17, 12, tzinfo=timezone(timedelta(hours=2)))}], ref=None).payload)
+    assert snap["items"] == [{"breaker": "b", "state": "open", "reason": None, "trippedAt": "2026-05-17T10:00:00Z",
+                              "data": {"x_y": 1}, "updatedAt": "2026-05-17T10:00:00Z"}]  # data: gordon-risk's keys
 
 
-def test_breaker_event_accepts_snake_or_camel_and_emits_camel():
+def test_breaker_event_accepts_snake_or_camel_and_emits_camel_with_its_data_as_sent():
     snake = BreakerEvent.model_validate_json(
         b'{"breaker":"daily_loss","state":"half_open","at":"2026-05-17T12:00:00+02:00","previous_state":"open",'
         b'"data":{"loss_pct":2.5},"unknown":1}')
@@ -94,7 +97,7 @@ def test_breaker_event_accepts_snake_or_camel_and_emits_camel():
     assert snake == camel
     assert snake.wire() == {"breaker": "daily_loss", "state": "half_open", "reason": None,
                             "at": "2026-05-17T10:00:00Z", "previousState": "open", "scope": None,
-                            "data": {"lossPct": 2.5}}
+                            "data": {"loss_pct": 2.5}}
     with pytest.raises(ValueError):
         BreakerEvent.model_validate_json(b'{"breaker":"x","state":"melted","at":"2026-05-17T10:00:00Z"}')
     with pytest.raises(ValueError):  # a naive time is ambiguous

@@ -223,3 +223,30 @@ async def test_a_failed_audit_write_never_blocks_the_flatten(ops_app, fake_risk,
     assert metrics.REGISTRY.get_sample_value("gordon_errors_total",
                                              {"component": "risk_proxy", "kind": "audit_write"}) == errors + 1
     assert await last_audit(admin, "flatten-noaudit") is None
+
+
+BFF_FLATTEN = "/bff/emergency-flatten"
+
+
+async def test_the_seeds_bff_flatten_path_is_the_same_handler(ops_app, fake_risk, admin):
+    """`POST /bff/emergency-flatten` (the seed's invariants): forwarded, audited and counted like the other path."""
+    ok, refused = flatten_count("ok"), flatten_count("unauthorized")
+    async with ops_app(peers=peers_for(fake_risk)) as (app, client):
+        response = await client.post(BFF_FLATTEN, headers={**OPERATOR, "X-Request-ID": "bff-flatten-ok"},
+                                     json={"reason": "manual", "scope": "global"})
+        missing = await client.post(BFF_FLATTEN, headers={"X-Request-ID": "bff-flatten-401"}, json={"reason": "x"})
+        spec = app.openapi()
+    assert response.status_code == 200, response.text
+    assert fake_risk.requests[-1]["path"] == "/risk/emergency-flatten"  # gordon-risk's own path
+    assert fake_risk.requests[-1]["headers"]["X-Operator-Token"] == RISK_FORWARD_TOKEN
+    assert len(fake_risk.requests) == 1  # the refused one was not forwarded
+    row = await last_audit(admin, "bff-flatten-ok")
+    assert (row["action"], row["outcome"], row["target"]) == ("emergency_flatten", "ok", "global")
+    assert response.headers[risk.AUDIT_HEADER] == str(row["id"])
+    assert missing.status_code == 401
+    assert (await last_audit(admin, "bff-flatten-401"))["outcome"] == "unauthorized"
+    assert (flatten_count("ok"), flatten_count("unauthorized")) == (ok + 1, refused + 1)
+    operation = spec["paths"][BFF_FLATTEN]["post"]
+    assert "Alias of `POST /risk/emergency-flatten`" in operation["description"]
+    assert operation["requestBody"] == spec["paths"][FLATTEN]["post"]["requestBody"]
+    assert not operation.get("deprecated")

@@ -139,3 +139,26 @@ async def test_reads_are_counted_and_timed_by_endpoint(api, admin):
     assert REGISTRY.get_sample_value("gordon_manager_bff_read_duration_seconds_count", {"endpoint": "runs.list"}) >= 1
     text = (await api.get("/metrics")).text
     assert 'gordon_manager_bff_reads_total{endpoint="runs.list"}' in text
+
+
+async def test_bff_runs_is_the_same_list_as_runs(api, admin, reads_app):
+    """The seed's `/bff/runs`: the same handler, filters, cursors and count as `/runs`."""
+    from prometheus_client import REGISTRY
+
+    bot = await make_bot(admin)
+    for _ in range(3):
+        await make_run(admin, kind="paper", bot_id=bot)
+    params = {"bot": bot, "kind": "paper", "limit": 2}
+    first, alias = (await api.get("/runs", params=params)), (await api.get("/bff/runs", params=params))
+    assert alias.status_code == 200 and alias.json() == first.json()
+    cursor = alias.json()["nextCursor"]
+    rest = await api.get("/runs", params={**params, "cursor": cursor})  # the alias' cursor pages /runs too
+    assert rest.status_code == 200 and len(rest.json()["items"]) == 1
+    assert (await api.get("/bff/runs", params={**params, "cursor": cursor})).json() == rest.json()
+    bad = await api.get("/bff/runs", params={"kind": "nope"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+    before = REGISTRY.get_sample_value("gordon_manager_bff_reads_total", {"endpoint": "runs.list"}) or 0.0
+    await api.get("/bff/runs", params={"limit": 1})
+    assert REGISTRY.get_sample_value("gordon_manager_bff_reads_total", {"endpoint": "runs.list"}) == before + 1
+    operation = reads_app.openapi()["paths"]["/bff/runs"]["get"]
+    assert "Alias of `GET /runs`" in operation["description"] and not operation.get("deprecated")

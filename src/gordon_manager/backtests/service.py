@@ -18,6 +18,8 @@ from gordon_manager.backtests.schemas import BacktestCancel, BacktestCreate
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import snakify
+from gordon_manager.http.problems import field_path
+from gordon_manager.http.values import plain_decimal_strings
 from gordon_manager.marketdata import repo as klines
 from gordon_manager.strategies import InvalidParams, StrategySpec, UnknownStrategy, get_strategy
 
@@ -39,7 +41,7 @@ def validate_request(body: BacktestCreate) -> tuple[StrategySpec, BaseModel, Exe
     try:
         params = spec.parse_params(snakify(body.params))
     except InvalidParams as exc:
-        errors = [{"field": "params." + ".".join(map(str, e.get("loc", ()))).strip("."), "message": e.get("msg", "")}
+        errors = [{"field": field_path("params", tuple(e.get("loc", ()))), "message": e.get("msg", "")}
                   for e in exc.errors]
         raise Unprocessable(str(exc), extra={"errors": errors}) from exc
     if body.from_ >= body.to:
@@ -57,7 +59,8 @@ async def create_backtest(conn: asyncpg.Connection, *, body: BacktestCreate, act
                        f"{_iso(body.to)} (import some with `gordon-manager data import-klines`)")
     row = await repo.insert_run(conn, strategy=spec.name, params=params.model_dump(mode="json"), symbol=body.symbol,
                                 interval=body.interval, range_start=body.from_, range_end=body.to,
-                                config=config.model_dump(mode="json"), created_by=actor, runner=runner)
+                                config=plain_decimal_strings(config.model_dump(mode="json")), created_by=actor,
+                                runner=runner)
     logger.info("backtest queued", extra={"run_id": row["id"], "strategy": spec.name, "symbol": body.symbol,
                                           "interval": body.interval, "runner": runner})
     return row

@@ -30,7 +30,6 @@ from gordon_manager.bff.schemas import (
     SourceHealthRead,
     SourceStatus,
 )
-from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
 from gordon_manager.runs.service import int_position, scope
 
@@ -47,7 +46,8 @@ def health_of(row: Any, *, now: datetime, default_stale_after_s: float) -> Sourc
     return SourceHealth(source=row["source"], last_update_at=row["last_update_at"], last_data_at=row["last_data_at"],
                         age_seconds=age, stale_after_seconds=threshold,
                         threshold="source" if own is not None else "default",
-                        stale=age is None or age > threshold, detail=camelize(row["detail"] or {}))
+                        stale=age is None or age > threshold,
+                        detail=row["detail"] or {})  # the source's own keys, as it wrote them
 
 
 async def source_health(conn: asyncpg.Connection, *, default_stale_after_s: float) -> SourceHealthRead:

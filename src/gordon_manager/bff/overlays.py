@@ -18,7 +18,6 @@ from gordon_manager.bff.schemas import (
     OverlaySummary,
     OverlaySummaryItem,
 )
-from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
 from gordon_manager.runs.service import check_range, int_position, scope
 
@@ -31,7 +30,8 @@ async def decisions(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | 
     before_id = int_position(page, list_scope, "id")
     rows = await repo.overlay_decisions(conn, limit=page.limit, bot_id=bot_id, overlay=overlay, decision=decision,
                                         at_from=start, at_to=end, before_id=before_id)
-    items = [OverlayDecisionRead.model_validate({**dict(r), "data": camelize(r["data"] or {})}) for r in rows]
+    # data: the overlay's own figures, keys as gordon-risk wrote them
+    items = [OverlayDecisionRead.model_validate({**dict(r), "data": r["data"] or {}}) for r in rows]
     return OverlayDecisionPage(items=items, next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
 
 

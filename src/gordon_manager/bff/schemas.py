@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any, Literal
 
 from pydantic import Field
 
-from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.http.models import CamelModel, JsonMembers, Page
+from gordon_manager.http.values import DecimalStr, Fraction
 
 _TS = "2024-03-01T12:00:00Z"
 Decision = Literal["allow", "block", "scale", "flatten"]
@@ -19,12 +19,12 @@ class PositionRead(CamelModel):
     """One row of ``trading.portfolio_state``: a symbol held by a bot (or the account)."""
 
     symbol: str = Field(examples=["BTCUSDT"])
-    qty: Decimal = Field(examples=["0.015"])
-    avg_entry_price: Decimal | None = Field(None, examples=["60100.5"])
-    mark_price: Decimal | None = Field(None, examples=["61000"])
-    cash: Decimal = Field(examples=["9100.25"])
-    exposure: Decimal = Field(examples=["915"], description="Signed notional as reported by the executor.")
-    unrealized_pnl: Decimal = Field(examples=["13.49"])
+    qty: DecimalStr = Field(examples=["0.015"])
+    avg_entry_price: DecimalStr | None = Field(None, examples=["60100.5"])
+    mark_price: DecimalStr | None = Field(None, examples=["61000"])
+    cash: DecimalStr = Field(examples=["9100.25"])
+    exposure: DecimalStr = Field(examples=["915"], description="Signed notional as reported by the executor.")
+    unrealized_pnl: DecimalStr = Field(examples=["13.49"])
     updated_at: datetime = Field(examples=[_TS])
 
 
@@ -43,10 +43,10 @@ class LiveRunRead(CamelModel):
 class PortfolioTotals(CamelModel):
     """Sums over the positions (and over the live runs for ``equity``)."""
 
-    cash: Decimal = Field(examples=["9100.25"])
-    exposure: Decimal = Field(examples=["915"], description="Σ exposure (net).")
-    gross_exposure: Decimal = Field(examples=["915"], description="Σ |exposure|.")
-    unrealized_pnl: Decimal = Field(examples=["13.49"])
+    cash: DecimalStr = Field(examples=["9100.25"])
+    exposure: DecimalStr = Field(examples=["915"], description="Σ exposure (net).")
+    gross_exposure: DecimalStr = Field(examples=["915"], description="Σ |exposure|.")
+    unrealized_pnl: DecimalStr = Field(examples=["13.49"])
     equity: float | None = Field(None, examples=[10013.49], description="Σ newest equity of the live runs.")
     positions: int = Field(examples=[1], description="Positions with a non-zero quantity.")
 
@@ -111,7 +111,8 @@ class OverlayDecisionRead(CamelModel):
     overlay: str = Field(examples=["volatility_gate"])
     decision: Decision = Field(examples=["block"])
     reason: str | None = Field(None, examples=["atr above 3x median"])
-    data: dict[str, Any] = Field(examples=[{"atrRatio": 3.4}])
+    data: JsonMembers = Field(examples=[{"atrRatio": 3.4}],
+                              description="What the overlay recorded with its decision, as it wrote it.")
     at: datetime = Field(examples=[_TS])
 
 
@@ -157,7 +158,7 @@ class SourceHealth(CamelModel):
     threshold: Literal["source", "default"] = Field(examples=["source"], description=(
         "`source`: the row's stale_after_seconds; `default`: GORDON_MANAGER_SOURCE_STALE_AFTER_S."))
     stale: bool = Field(examples=[False], description="Never updated, or ageSeconds > staleAfterSeconds.")
-    detail: dict[str, Any] = Field(examples=[{"symbols": 12}])
+    detail: JsonMembers = Field(examples=[{"symbols": 12}], description="What the source reported, as it wrote it.")
 
 
 class SourceHealthRead(CamelModel):
@@ -233,7 +234,7 @@ class BackfillJobRead(CamelModel):
     range_start: datetime | None = Field(None, examples=["2024-01-01T00:00:00Z"])
     range_end: datetime | None = Field(None, examples=["2024-02-01T00:00:00Z"])
     status: Literal["queued", "running", "done", "failed", "cancelled"] = Field(examples=["running"])
-    progress: float = Field(examples=[0.4])
+    progress: Fraction = Field(examples=[0.4], description="Fraction done, 0..1, rounded to 4 decimals.")
     rows_written: int = Field(examples=[17856])
     error: str | None = None
     created_at: datetime = Field(examples=[_TS])

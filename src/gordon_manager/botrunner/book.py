@@ -343,7 +343,7 @@ class OrderBook:
         level = "warning" if report.status == "rejected" else "info"
         self.note(f"order_{report.status}", f"{rec.client_order_id} {report.status}"
                   + (f": {report.reason}" if report.reason else ""), level=level,
-                  clientOrderId=rec.client_order_id, reason=report.reason, side=rec.side.value, qty=str(rec.qty))
+                  clientOrderId=rec.client_order_id, reason=report.reason, side=rec.side.value, qty=_str(rec.qty))
         self.sync(ts)
 
     # -- lifecycle ----------------------------------------------------------------------------

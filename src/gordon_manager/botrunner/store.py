@@ -16,6 +16,7 @@ import asyncpg
 from gordon_manager.botrunner.book import ms_to_dt
 from gordon_manager.botrunner.loop import BlockedEntry
 from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
+from gordon_manager.http.values import iso_utc, plain_decimal
 
 SELECT_CONFIG = """
 SELECT id, name, strategy, symbol, interval, params, execution, mode, desired_state, spec_version, shadow_of, labels
@@ -202,16 +203,17 @@ async def write_events(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sy
         elif isinstance(item, Fill):
             coid = coid_of(item.order_id)
             notes.append((bot_id, run_id, "fill", "info",
-                          f"{item.side.value} {item.qty} @ {item.price} ({item.order_type.value})",
+                          f"{item.side.value} {item.qty:f} @ {item.price:f} ({item.order_type.value})",
                           {"orderId": item.order_id, "clientOrderId": coid, "side": item.side.value,
-                           "qty": str(item.qty), "price": str(item.price), "fee": str(item.fee), "ts": item.ts,
-                           "reason": item.reason.value}))
+                           "qty": plain_decimal(item.qty), "price": plain_decimal(item.price),
+                           "fee": plain_decimal(item.fee), "ts": iso_utc(ms_to_dt(item.ts)), "reason": item.reason.value}))
         elif isinstance(item, Rejection):
             notes.append((bot_id, run_id, "order_rejected", "warning", item.reason,
-                          {"orderId": item.order_id, "clientOrderId": coid_of(item.order_id), "ts": item.ts}))
+                          {"orderId": item.order_id, "clientOrderId": coid_of(item.order_id),
+                           "ts": iso_utc(ms_to_dt(item.ts))}))
         elif isinstance(item, BlockedEntry):
             notes.append((bot_id, run_id, "entry_blocked", "warning", f"entry blocked ({item.reason})",
-                          {"reason": item.reason, "barAt": ms_to_dt(item.ts).isoformat()}))
+                          {"reason": item.reason, "barAt": iso_utc(ms_to_dt(item.ts))}))
     if trips:
         await conn.copy_records_to_table(
             "roundtrips", schema_name="trading", records=trips,

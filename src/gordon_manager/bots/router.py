@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
 
@@ -21,6 +23,7 @@ from gordon_manager.bots.schemas import (
     ObservedState,
 )
 from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
+from gordon_manager.http import media
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.observability.logging import request_id_var
@@ -113,6 +116,90 @@ async def update_bot(request: Request, response: Response, bot_id: BotId, body: 
     bot = await service.update_bot(ctx.pool, bot_id=bot_id, body=body, expected_version=expected,
                                    settings=ctx.settings, actor=actor, request_id=request_id_var.get())
     return _etag(bot, response)
+
+
+def _patch_schema() -> dict[str, Any]:
+    """The body of PATCH /bots/{id}: the PUT body with every member optional (RFC 7396 merge patch).
+
+    Built from ``BotUpdate``'s own schema so the two never drift: a member with a default may be
+    ``null`` (removed: the default again), a required one may not; a label value may be ``null``
+    (that label is removed). No ``default`` is kept: an absent member of a patch changes nothing.
+    """
+    schema = _without_titles_and_defaults(
+        BotUpdate.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}"))
+    schema.pop("$defs", None)  # every model BotUpdate uses is a component already (PUT /bots/{id})
+    required = set(schema.pop("required", ()))
+    properties = {}
+    for name, prop in schema["properties"].items():
+        if name == "labels":  # no maxProperties: a patch may remove some labels and add as many (the merged
+            # labels are limited, a 422 naming `labels` above)
+            prop = {**{k: v for k, v in prop.items() if k != "maxProperties"},
+                    "additionalProperties": {"anyOf": [prop["additionalProperties"], {"type": "null"}]},
+                    "description": "Merged label by label: a value sets that label, `null` removes it."}
+        if name == "labels" and name not in required:
+            prop = {"anyOf": [{k: v for k, v in prop.items() if k != "description"}, {"type": "null"}],
+                    "description": prop["description"] + " `labels: null` removes them all."}
+        elif name not in required:
+            described = {key: prop.pop(key) for key in ("description", "examples") if key in prop}
+            alternatives = prop["anyOf"] if set(prop) == {"anyOf"} else [prop]
+            if {"type": "null"} not in alternatives:
+                alternatives = [*alternatives, {"type": "null"}]
+            prop = {"anyOf": alternatives, **described}
+            prop["description"] = (prop.get("description", "") + " `null` restores the default.").strip()
+        properties[name] = prop
+    return {**schema, "title": "BotPatch", "properties": properties,
+            "description": "A JSON Merge Patch (RFC 7396) of the spec: members present replace (objects merge "
+                           "key by key), `null` removes, members absent are left as they are."}
+
+
+def _without_titles_and_defaults(node: Any, *, names: bool = False) -> Any:
+    """A copy of a JSON schema without ``title``/``default`` keywords (``names``: a map of property names)."""
+    if isinstance(node, list):
+        return [_without_titles_and_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {key: _without_titles_and_defaults(value, names=key in ("properties", "$defs") and not names)
+            for key, value in node.items() if names or key not in ("title", "default")}
+
+
+_PATCH_BODY = {"requestBody": {"required": True, "content": {
+    media_type: {"schema": _patch_schema()} for media_type in media.PATCH_TYPES}},
+    **_REQUIRED_IF_MATCH}
+
+
+@router.patch("/bots/{bot_id}", response_model=BotRead, summary="Patch a bot config (JSON Merge Patch)",
+              responses={**_PROBLEMS, **_IF_MATCH, 428: {"description": "If-Match missing"}},
+              openapi_extra=_PATCH_BODY)
+async def patch_bot(request: Request, response: Response, bot_id: BotId, actor: Operator,
+                    if_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> BotRead:
+    """Change part of the spec with a JSON Merge Patch (RFC 7396, `application/merge-patch+json` or
+    `application/json`); requires `If-Match` with the current version.
+
+    Members sent replace, objects (`labels`, `params`, `execution`) merge key by key, `null` removes
+    (a label; or a field with a default, which gets its default back); members not sent are left as
+    they are. The merged spec is validated and audited exactly like a `PUT`.
+    """
+    expected = parse_if_match(if_match, required=True)
+    patch = await _json_object(request)
+    ctx = request.app.state.ctx
+    bot = await service.patch_bot(ctx.pool, bot_id=bot_id, patch=patch, expected_version=expected,
+                                  settings=ctx.settings, actor=actor, request_id=request_id_var.get())
+    return _etag(bot, response)
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object: malformed JSON is the usual 400, anything but an object a 422."""
+    body = await request.body()
+    try:
+        value = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        raise RequestValidationError([{"type": "json_invalid", "loc": ("body", 0), "msg": "JSON decode error",
+                                       "input": {}}]) from None
+    if not isinstance(value, dict):
+        raise RequestValidationError([{"type": "dict_type" if body else "missing", "loc": ("body",),
+                                       "msg": "A merge patch of a bot is a JSON object" if body else "Field required",
+                                       "input": value}])
+    return value
 
 
 @router.delete("/bots/{bot_id}", status_code=202, response_model=BotRead, summary="Delete a bot config",

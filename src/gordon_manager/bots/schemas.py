@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, create_model
+from pydantic.alias_generators import to_pascal
 
-from gordon_manager.http.models import CamelModel, JsonObject
+from gordon_manager.backtests.schemas import ExecutionSettings
+from gordon_manager.execution.schemas import ExecutionRead
+from gordon_manager.http.models import CamelModel, JsonObject, SparseModel, storable_object
 
 DesiredState = Literal["running", "paused", "stopped"]
 Mode = Literal["paper", "shadow", "live"]
@@ -20,6 +23,20 @@ INTERVAL_PATTERN = r"^(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)$"
 _EXAMPLE_PARAMS = {"fast": 10, "slow": 30}
 
 
+def _as_sent(settings: ExecutionSettings) -> dict[str, Any]:
+    return settings.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+
+def _as_is(members: dict[str, Any]) -> dict[str, Any]:
+    return members
+
+
+ExecutionInput = Annotated[ExecutionSettings, BeforeValidator(storable_object), AfterValidator(_as_sent),
+                           PlainSerializer(_as_is)]
+"""Execution settings in a request: validated (and documented) as ``ExecutionSettings``, then handed on as the
+members that were sent (camelCase, decimals as strings); the service builds the ``ExecutionConfig``."""
+
+
 class BotSpec(CamelModel):
     """What a bot runs; the fields a PUT replaces."""
 
@@ -29,7 +46,8 @@ class BotSpec(CamelModel):
     interval: str = Field(pattern=INTERVAL_PATTERN, examples=["1m"])
     params: JsonObject = Field(default_factory=dict, examples=[_EXAMPLE_PARAMS],
                                    description="Strategy parameters; validated against the strategy's schema.")
-    execution: JsonObject = Field(default_factory=dict, examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
+    execution: ExecutionInput = Field(default_factory=dict,  # type: ignore[arg-type]
+                                      examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
                                       description="Execution settings (fees, slippage, initial cash); defaults apply.")
     mode: Mode = Field("paper", description="paper: simulated fills; shadow: decisions only; live: order intents to NATS.")
     image: str | None = Field(None, max_length=255, description="Container image (docker/swarm); defaults to the configured bot image.")
@@ -90,7 +108,7 @@ class OpenOrderRead(CamelModel):
     created_at: datetime
 
 
-class PositionRead(CamelModel):
+class BotPositionRead(CamelModel):
     """The bot's ledger as it last committed it: the executor's fills for live bots, simulated otherwise."""
 
     model_config = ConfigDict(extra="ignore")
@@ -114,8 +132,8 @@ class BotRead(CamelModel):
     strategy: str
     symbol: str
     interval: str
-    params: dict[str, Any]
-    execution: dict[str, Any]
+    params: dict[str, Any] = Field(description="Strategy parameters (camelCase; see the strategy's `paramsSchema`).")
+    execution: ExecutionRead
     mode: Mode
     image: str
     desired_state: DesiredState
@@ -130,7 +148,7 @@ class BotRead(CamelModel):
     deleted_at: datetime | None = None
     flatten_on_stop: bool = Field(False, description="A stop or delete asked the bot to sell its position first.")
     status: BotStatusRead | None = None
-    position: PositionRead | None = Field(None, description="Null until the bot has run once.")
+    position: BotPositionRead | None = Field(None, description="Null until the bot has run once.")
 
 
 class BotPage(CamelModel):
@@ -140,17 +158,56 @@ class BotPage(CamelModel):
     next_cursor: str | None = None
 
 
+class BotSnapshot(SparseModel):
+    """The audited fields of a bot config before or after a change. A change that is not a config write carries
+    only what it changes (clear-quarantine: `quarantineReason` before, `quarantined` after); a member absent
+    from a snapshot was not recorded (rows written before it existed)."""
+
+    name: str | None = None
+    strategy: str | None = None
+    symbol: str | None = None
+    interval: str | None = None
+    params: dict[str, Any] | None = Field(None, description="Strategy parameters.")
+    execution: ExecutionRead | None = None
+    mode: Mode | None = None
+    image: str | None = None
+    desired_state: DesiredState | None = None
+    labels: dict[str, str] | None = None
+    shadow_of: int | None = None
+    version: int | None = None
+    spec_version: int | None = None
+    flatten_on_stop: bool | None = None
+    quarantined: bool | None = None
+    quarantine_reason: str | None = None
+
+
+def _change_model(name: str, annotation: Any) -> type[CamelModel]:
+    return create_model(f"{to_pascal(name)}Change", __base__=CamelModel,
+                        __doc__=f"`{BotSnapshot.model_fields[name].alias}` before and after the change.",
+                        before=(annotation, Field(description="Null: unset or not recorded.")),
+                        after=(annotation, Field(description="Null: unset or not recorded.")))
+
+
+AuditDiff = create_model(
+    "AuditDiff", __base__=SparseModel,
+    __doc__="Every audited field that changed, with its value before and after (the version is in `version`).",
+    **{name: (_change_model(name, info.annotation) | None, None)
+       for name, info in BotSnapshot.model_fields.items() if name != "version"})
+
+
 class AuditRead(CamelModel):
     """One audited change of a bot config."""
 
     id: int
     bot_id: int
     actor: str
-    action: str
+    action: str = Field(examples=["update"], description="create, update, patch, start, pause, resume, stop, delete, "
+                                                         "clear-quarantine, deploy-promote, deploy-retire, …")
     version: int
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
-    diff: dict[str, Any] = Field(default_factory=dict, examples=[{"desiredState": {"before": "stopped", "after": "running"}}])
+    before: BotSnapshot | None = None
+    after: BotSnapshot | None = None
+    diff: AuditDiff = Field(default_factory=AuditDiff,
+                            examples=[{"desiredState": {"before": "stopped", "after": "running"}}])
     request_id: str | None = None
     at: datetime
 
@@ -160,3 +217,6 @@ class AuditPage(CamelModel):
 
     items: list[AuditRead]
     next_cursor: str | None = None
+
+
+PositionRead = BotPositionRead  # the name it had (bots.service)

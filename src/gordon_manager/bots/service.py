@@ -16,11 +16,21 @@ from pydantic import ValidationError
 
 from gordon_manager.botrunner.labels import label_errors
 from gordon_manager.bots import repo
-from gordon_manager.bots.schemas import AuditRead, BotCreate, BotRead, BotSpec, BotStatusRead, PositionRead
+from gordon_manager.bots.schemas import (
+    AuditRead,
+    BotCreate,
+    BotRead,
+    BotSpec,
+    BotStatusRead,
+    BotUpdate,
+    PositionRead,
+)
 from gordon_manager.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize, snakify
 from gordon_manager.http.limits import check_sizes
+from gordon_manager.http.problems import field_path
+from gordon_manager.http.values import plain_decimal_strings
 from gordon_manager.runtimes.payload import image_allowed
 from gordon_manager.settings import Settings
 from gordon_manager.strategies import InvalidParams, UnknownStrategy, get_strategy
@@ -29,6 +39,7 @@ IDEMPOTENCY_SCOPE = "POST /bots"
 NO_NATS = ("a live bot sends its orders to gordon-executor over NATS JetStream: set GORDON_BUS_NATS_URL "
            "on the manager (bots inherit it)")
 RUNNING = frozenset({"running", "paused"})
+USER_KEYED = frozenset({"labels"})  # fields whose keys a user chose: never re-cased
 SPEC_FIELDS = ("strategy", "symbol", "interval", "params", "execution", "mode", "image")
 SNAPSHOT_FIELDS = ("name", *SPEC_FIELDS, "desired_state", "labels", "shadow_of", "version", "spec_version",
                    "flatten_on_stop")
@@ -51,13 +62,13 @@ def validate_spec(spec: BotSpec, settings: Settings) -> dict[str, Any]:
     except UnknownStrategy as exc:
         raise Unprocessable(str(exc), extra={"errors": [{"field": "strategy", "message": str(exc)}]}) from exc
     except InvalidParams as exc:
-        errors = [{"field": "params." + ".".join(map(str, e.get("loc", ()))), "message": e.get("msg", "")}
+        errors = [{"field": field_path("params", tuple(e.get("loc", ()))), "message": e.get("msg", "")}
                   for e in exc.errors]
         raise Unprocessable(str(exc), extra={"errors": errors}) from exc
     try:
         execution = ExecutionConfig.model_validate(snakify(spec.execution))
     except ValidationError as exc:
-        errors = [{"field": "execution." + ".".join(map(str, e["loc"])), "message": e["msg"]}
+        errors = [{"field": field_path("execution", e["loc"]), "message": e["msg"]}
                   for e in exc.errors(include_url=False)]
         raise Unprocessable("invalid execution settings", extra={"errors": errors}) from exc
     label_problems = label_errors(dict(spec.labels), mode=spec.mode)
@@ -83,13 +94,20 @@ def _plain_decimals(values: dict[str, Any]) -> dict[str, Any]:
     return {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in values.items()}
 
 
+def config_fields(row: Any) -> dict[str, Any]:
+    """The BotRead fields of a ``trading.bot_configs`` row (GET /bots/{id}, and /ws ``bot_config_changed``):
+    params and execution camelCase (their keys are ours), labels as the user wrote them."""
+    data = dict(row)
+    data["params"] = camelize(data["params"] or {})
+    data["execution"] = camelize(plain_decimal_strings(data["execution"] or {}))
+    return data
+
+
 def bot_read(row: asyncpg.Record) -> BotRead:
     """API model of a joined config+status row."""
-    data = dict(row)
+    data = config_fields(row)
     status = data.pop("status", None)
     position = data.pop("position", None)
-    data["params"] = camelize(data["params"])
-    data["execution"] = camelize(data["execution"])
     return BotRead(**data, status=BotStatusRead.model_validate(status) if status else None,
                    position=PositionRead.model_validate(position) if position else None)
 
@@ -97,7 +115,8 @@ def bot_read(row: asyncpg.Record) -> BotRead:
 def audit_read(row: asyncpg.Record) -> AuditRead:
     data = dict(row)
     for key in ("before", "after", "diff"):
-        data[key] = camelize(data[key]) if data[key] is not None else None
+        # the snapshot's field names are ours; the keys of its labels are the user's
+        data[key] = camelize(data[key], keep=USER_KEYED) if data[key] is not None else None
     data["diff"] = data["diff"] or {}
     return AuditRead(**data)
 
@@ -196,17 +215,88 @@ async def update_bot(pool: asyncpg.Pool, *, bot_id: int, body: BotSpec, expected
     async with pool.acquire() as conn, conn.transaction():
         before = await _lock_or_raise(conn, bot_id)
         _check_version(before, expected_version)
-        if values["symbol"] != before["symbol"] or values["mode"] != before["mode"]:
-            await _refuse_if_holding(conn, bot_id, "change its symbol or mode")
-        spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
-        try:
-            after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
-                                           spec_changed=spec_changed)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(f"a bot named {body.name!r} already exists") from exc
-        await _audit(conn, bot_id=bot_id, actor=actor, action="update", before=before, after=after,
-                     request_id=request_id)
-        return bot_read(await repo.get_bot(conn, bot_id=bot_id))
+        return await _write_spec(conn, before=before, values=values, expected_version=expected_version, actor=actor,
+                                 action="update", request_id=request_id)
+
+
+async def patch_bot(pool: asyncpg.Pool, *, bot_id: int, patch: dict[str, Any], expected_version: int,
+                    settings: Settings, actor: str, request_id: str | None) -> BotRead:
+    """Apply a JSON Merge Patch (RFC 7396) to the spec when ``expected_version`` is current (412 otherwise).
+
+    The patch is merged into the spec as ``GET /bots/{id}`` shows it (camelCase, ``params`` and
+    ``execution`` complete): a member replaces, an object merges key by key (``labels`` too), ``null``
+    removes (a field with a default gets it back; a required one is then a 422). The merged spec is
+    then validated and written exactly like a ``PUT``.
+    """
+    _check_patch(patch)
+    async with pool.acquire() as conn, conn.transaction():
+        before = await _lock_or_raise(conn, bot_id)
+        _check_version(before, expected_version)
+        current = bot_read(await repo.get_bot(conn, bot_id=bot_id)).model_dump(mode="json", by_alias=True)
+        values = validate_spec(_spec_from(merge_patch({key: current[key] for key in SPEC_KEYS}, patch)), settings)
+        return await _write_spec(conn, before=before, values=values, expected_version=expected_version, actor=actor,
+                                 action="patch", request_id=request_id)
+
+
+SPEC_KEYS = tuple(field.alias or name for name, field in BotUpdate.model_fields.items())
+"""The members of a bot's spec on the wire: what a PUT replaces and a PATCH merges into."""
+_PATCH_BASE = {"name": "patch-check", "strategy": "sma_crossover", "symbol": "BTCUSDT", "interval": "1m"}
+"""A valid spec to merge a patch into before anything is read: what fails then is the patch's own
+(a type, a pattern, an unknown or a removed required member), a 422 whatever the bot's version."""
+
+
+def _check_patch(patch: dict[str, Any]) -> None:
+    """The patch's own members, before anything is read (like a PUT's body, before its If-Match)."""
+    _spec_from(merge_patch(_PATCH_BASE, patch))
+    execution = patch.get("execution")
+    nulls = [key for key, value in execution.items() if value is None] if isinstance(execution, dict) else []
+    if nulls:  # an execution setting is a value (its default is in GET /bff/bot-defaults), never null
+        errors = [{"field": f"execution.{key}", "message": "an execution setting cannot be null: send its value "
+                                                           "(`execution: null` restores every default)",
+                   "type": "none_forbidden"} for key in nulls]
+        raise Unprocessable("the patch is not valid: " + ", ".join(e["field"] for e in errors),
+                            extra={"errors": errors})
+
+
+def _spec_from(document: dict[str, Any]) -> BotUpdate:
+    """The spec a merged document describes; Unprocessable naming each invalid field."""
+    try:
+        return BotUpdate.model_validate(document)
+    except ValidationError as exc:
+        errors = [{"field": ".".join(map(str, e["loc"])) or "body", "message": e["msg"], "type": e["type"]}
+                  for e in exc.errors(include_url=False)]
+        raise Unprocessable("the patched spec is not valid: " + ", ".join(e["field"] for e in errors),
+                            extra={"errors": errors}) from exc
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7396 MergePatch(target, patch)."""
+    if not isinstance(patch, dict):
+        return patch
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+async def _write_spec(conn: asyncpg.Connection, *, before: asyncpg.Record, values: dict[str, Any],
+                      expected_version: int, actor: str, action: str, request_id: str | None) -> BotRead:
+    """Write a validated spec over the locked row ``before`` and audit it (PUT and PATCH)."""
+    bot_id = before["id"]
+    if values["symbol"] != before["symbol"] or values["mode"] != before["mode"]:
+        await _refuse_if_holding(conn, bot_id, "change its symbol or mode")
+    spec_changed = any(before[f] != values[f] for f in SPEC_FIELDS)
+    try:
+        after = await repo.update_spec(conn, bot_id=bot_id, expected_version=expected_version, values=values,
+                                       spec_changed=spec_changed)
+    except asyncpg.UniqueViolationError as exc:
+        raise Conflict(f"a bot named {values['name']!r} already exists") from exc
+    await _audit(conn, bot_id=bot_id, actor=actor, action=action, before=before, after=after,
+                 request_id=request_id)
+    return bot_read(await repo.get_bot(conn, bot_id=bot_id))
 
 
 async def _refuse_if_holding(conn: asyncpg.Connection, bot_id: int, action: str) -> None:

@@ -7,7 +7,10 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 
-from gordon_manager.http.models import CamelModel, JsonObject
+from gordon_manager.bots.schemas import ExecutionInput
+from gordon_manager.execution.schemas import ExecutionRead
+from gordon_manager.http.models import CamelModel, JsonObject, SparseModel
+from gordon_manager.http.values import DecimalStr
 
 DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed",
                       "inconclusive"]
@@ -27,7 +30,7 @@ class DeployPromote(CamelModel):
     interval: str | None = Field(None, max_length=8, description="Must be the live bot's (or omitted), like symbol.")
     params: JsonObject | None = Field(None, examples=[{"fast": 8, "slow": 30}],
                                           description="Full parameter set of the candidate (not merged).")
-    execution: JsonObject | None = Field(None, description="Candidate execution settings (full set).")
+    execution: ExecutionInput | None = Field(None, description="Candidate execution settings (full set).")
     compare_window: int | None = Field(None, ge=1, le=1_000_000, examples=[60],
                                        description="Bars to compare before swapping (default: settings).")
     match_threshold: float | None = Field(None, ge=0, le=1, examples=[0.95],
@@ -43,6 +46,27 @@ class DeployPromote(CamelModel):
                                       description="Lease time-to-live; a deploy whose lease lapses aborts.")
 
 
+class DeployCandidate(SparseModel):
+    """The spec a deploy tries: the live bot's with the promote request's changes."""
+
+    strategy: str | None = Field(None, examples=["sma_crossover"])
+    params: dict[str, Any] | None = Field(None, examples=[{"fast": 8, "slow": 30}], description="Strategy parameters.")
+    execution: ExecutionRead | None = None
+    image: str | None = Field(None, examples=["ghcr.io/dlepaux/gordon-manager:3.8.1"])
+
+
+class DeployDecision(SparseModel):
+    """What one bot decided on a bar, and the position it held after it (decimals as exact strings; a member not
+    recorded is absent)."""
+
+    side: Literal["buy", "sell", "hold"]
+    qty: DecimalStr | None = Field(None, examples=["0.5"])
+    order_type: Literal["market", "limit", "stop", "none"] | None = None
+    price: DecimalStr | None = Field(None, description="Limit price or stop trigger (none for market and hold).")
+    reason: str | None = Field(None, examples=["signal"])
+    position: DecimalStr | None = Field(None, description="Base quantity held after the bar (null: not known).")
+
+
 class DeployRead(CamelModel):
     """One green/blue deploy of a bot."""
 
@@ -53,8 +77,8 @@ class DeployRead(CamelModel):
     from_version: int = Field(description="Live bot version when the deploy started.")
     to_version: int | None = Field(None, description="Live bot version after the swap.")
     from_spec_version: int | None = None
-    candidate: dict[str, Any] = Field(examples=[{"strategy": "sma_crossover", "params": {"fast": 8, "slow": 30}}],
-                                      description="The candidate spec (strategy, params, execution, image).")
+    candidate: DeployCandidate = Field(examples=[{"strategy": "sma_crossover", "params": {"fast": 8, "slow": 30}}],
+                                       description="The candidate spec (strategy, params, execution, image).")
     compare_window: int = Field(examples=[60])
     match_threshold: float = Field(examples=[0.95])
     lease_ttl_s: float = Field(examples=[30.0])
@@ -88,29 +112,34 @@ class DivergenceRead(CamelModel):
 
     id: int
     bar_at: datetime = Field(examples=[_TS])
-    live_decision: dict[str, Any] = Field(examples=[{"side": "buy", "qty": "0.5", "orderType": "market",
+    live_decision: DeployDecision = Field(examples=[{"side": "buy", "qty": "0.5", "orderType": "market",
                                                      "price": "64000.1", "reason": "signal", "position": "0"}])
-    candidate_decision: dict[str, Any] = Field(examples=[{"side": "hold", "qty": "0", "orderType": "none",
+    candidate_decision: DeployDecision = Field(examples=[{"side": "hold", "qty": "0", "orderType": "none",
                                                           "price": None, "reason": None, "position": "0"}])
     at: datetime
 
 
-class RoundTripRead(CamelModel):
+class CompareRoundTrip(CamelModel):
+    """A round trip one side closed in the compared window (money and quantities as exact strings)."""
+
     entry_at: datetime
     exit_at: datetime
-    entry_price: float
-    exit_price: float
-    qty: float
-    net_pnl: float
+    entry_price: DecimalStr = Field(examples=["61000.5"])
+    exit_price: DecimalStr = Field(examples=["61500"])
+    qty: DecimalStr = Field(examples=["0.01"])
+    net_pnl: DecimalStr = Field(examples=["3.77"])
     exit_reason: str | None = None
+
+
+RoundTripRead = CompareRoundTrip  # the name it had (deploys.service)
 
 
 class SideOutcome(CamelModel):
     """One bot's round trips closed in the compared window."""
 
     roundtrips: int = Field(examples=[3])
-    net_pnl: float = Field(examples=[12.5])
-    items: list[RoundTripRead] = Field(default_factory=list, description="The first 20.")
+    net_pnl: DecimalStr = Field(examples=["12.5"], description="Sum of their net PnL.")
+    items: list[CompareRoundTrip] = Field(default_factory=list, description="The first 20.")
 
 
 class DeployOutcomes(CamelModel):
@@ -219,7 +248,7 @@ class ServiceDeployRead(CamelModel):
     new_image: str
     old_container_id: str | None = None
     new_container_id: str | None = None
-    health_check: dict[str, Any]
+    health_check: HealthCheck
     state: ServiceDeployState = Field(examples=["health_checking"])
     reason: str | None = Field(None, examples=["health check failed: unhealthy after 3 probes"])
     actor: str

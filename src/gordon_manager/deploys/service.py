@@ -204,7 +204,7 @@ async def _outcomes(conn: asyncpg.Connection, deploy: Any) -> DeployOutcomes | N
     async def side(run_id: int) -> SideOutcome:
         count, net_pnl, items = await repo.window_roundtrips(conn, run_id=run_id, start=start, through=through,
                                                              limit=ROUNDTRIPS_SHOWN)
-        return SideOutcome(roundtrips=count, net_pnl=float(net_pnl), items=[RoundTripRead(**r) for r in items])
+        return SideOutcome(roundtrips=count, net_pnl=net_pnl, items=[RoundTripRead(**r) for r in items])
 
     def num(value: Any) -> float | None:
         return None if value is None else float(value)

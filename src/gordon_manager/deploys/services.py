@@ -23,6 +23,7 @@ from gordon_manager.deploys import repo
 from gordon_manager.deploys.controller import Leadership
 from gordon_manager.deploys.schemas import HealthCheck, ServiceDeployCreate, ServiceDeployRead
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
+from gordon_manager.http.casing import camelize
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
 from gordon_manager.proxies.errors import PeerNotConfigured
@@ -38,8 +39,11 @@ _READ_FIELDS = frozenset(ServiceDeployRead.model_fields)
 
 
 def service_deploy_read(row: Any) -> ServiceDeployRead:
-    """API model of a service_deploys row."""
-    return ServiceDeployRead(**{k: v for k, v in dict(row).items() if k in _READ_FIELDS})
+    """API model of a service_deploys row (GET /deploys/service/{id}/status, /ws ``deploy_progress``); the
+    stored health check (HealthCheck's snake_case dump) is shown camelCase, as it is sent."""
+    data = {k: v for k, v in dict(row).items() if k in _READ_FIELDS}
+    data["health_check"] = camelize(data.get("health_check") or {})
+    return ServiceDeployRead(**data)
 
 
 def allowed_images(settings: Settings) -> tuple[str, ...]:

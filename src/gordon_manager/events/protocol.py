@@ -7,14 +7,14 @@ built once and written to every subscriber. asyncapi.yaml documents the same sha
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from gordon_manager.events.camel import camelize
+from gordon_manager.events.wire import breaker_rows, row_data
+from gordon_manager.http.values import iso_utc, utc_text
 from gordon_manager.observability import metrics
 
 # The seed's five DirectFromNotify channels, then the manager's own (triggers of migration 0007).
@@ -26,9 +26,6 @@ BREAKER_CHANNEL = "breaker_state"
 MAX_CLIENT_MESSAGE_BYTES = 16 * 1024
 ERROR_CODES = ("bad_json", "bad_message", "unknown_channel", "too_large", "unavailable", "internal")
 RESYNC_REASONS = ("overflow", "pruned", "unknown_position", "too_far_behind", "unavailable")
-
-# to_jsonb(timestamptz) renders in the writer's session time zone; the console gets UTC "Z".
-_PG_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
 
 
 # -- client → server -------------------------------------------------------------------------------
@@ -102,9 +99,7 @@ def _location(loc: tuple) -> str:
 def normalize_times(value: Any) -> Any:
     """Timestamps (Postgres text with an offset, or datetimes) become UTC RFC 3339 ``...Z``; nothing else changes."""
     if isinstance(value, str):
-        if _PG_TIMESTAMP.match(value):
-            return iso_utc(datetime.fromisoformat(value))
-        return value
+        return utc_text(value)
     if isinstance(value, datetime):
         return iso_utc(value)
     if isinstance(value, dict):
@@ -114,16 +109,13 @@ def normalize_times(value: Any) -> Any:
     return value
 
 
-def iso_utc(moment: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def outbox_item(event_id: int, channel: str, body: dict[str, Any]) -> bytes:
-    """One outbox event (trigger body ``{op, table, row}``) as camelCase JSON, serialised once."""
+    """One outbox event (trigger body ``{op, table, row}``), its row shaped as the HTTP API shows it
+    (events/wire.py), serialised once."""
+    table = body.get("table")
     return orjson.dumps({
-        "id": event_id, "channel": channel, "op": body.get("op"), "table": body.get("table"),
-        "data": normalize_times(camelize(body.get("row"))),
+        "id": event_id, "channel": channel, "op": body.get("op"), "table": table,
+        "data": row_data(table, body.get("row")),
     })
 
 
@@ -211,7 +203,7 @@ def unsubscribed_frame(channels: list[str], *, ref: str | None) -> Frame:
 
 def snapshot_frame(channel: str, items: list[dict[str, Any]], *, ref: str | None) -> Frame:
     """Current state of a state channel (``breaker_state``), sent before its live deltas."""
-    return _control("snapshot", channel=channel, items=normalize_times(camelize(items)), ref=ref)
+    return _control("snapshot", channel=channel, items=breaker_rows(items), ref=ref)
 
 
 def resync_frame(reason: str, channels: list[str], *, detail: str | None = None, ref: str | None = None) -> Frame:

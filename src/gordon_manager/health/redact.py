@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
 from pydantic.alias_generators import to_camel
+
+from gordon_manager.settings import Settings
 
 REDACTED = "***"
 _SECRET_KEY = re.compile(r"pass|pwd|token|secret|key|auth|credential|signature|sig$|session", re.IGNORECASE)
@@ -80,3 +82,35 @@ def _clean(value: Any) -> Any:
 def redacted_config(settings: BaseModel) -> dict[str, Any]:
     """Settings as a plain dict with secrets replaced by ``***`` (or null when unset)."""
     return _clean(settings)
+
+
+# -- what GET /config answers, as a model (for the OpenAPI document) ------------------------------------
+def _redacted_type(annotation: Any) -> Any:
+    """The JSON type ``_clean`` turns a setting of type ``annotation`` into."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return _redacted_model(annotation, f"Effective{annotation.__name__}")
+    args = getattr(annotation, "__args__", None)
+    if args and type(None) in args:  # X | None
+        inner = [a for a in args if a is not type(None)]
+        return _redacted_type(inner[0]) | None if len(inner) == 1 else annotation
+    if annotation is SecretStr:
+        return str | None  # "***", a URL without its credentials, or null when empty
+    if annotation is Path:
+        return str
+    return annotation
+
+
+def _redacted_model(model: type[BaseModel], name: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for field_name, info in model.model_fields.items():
+        annotation = _redacted_type(info.annotation)
+        described = info.description
+        if info.annotation is SecretStr or SecretStr in getattr(info.annotation, "__args__", ()):
+            described = f"{described or ''} Redacted: `***`, or a URL without its credentials.".strip()
+        fields[to_camel(field_name)] = (annotation, Field(description=described))
+    return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=model.__doc__, **fields)
+
+
+EffectiveConfig = _redacted_model(Settings, "EffectiveConfig")
+"""``redacted_config(settings)`` as a model: every setting (camelCase), secrets redacted."""
+

@@ -37,6 +37,9 @@ OPERATOR_ACTOR = "operator"
 MIN_TOKEN_CHARS = 16
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 STATE_KEY = "gordon_operator"  # scope["state"][STATE_KEY]: the actor, or the GordonError to raise
+OPERATOR_DEPENDENCY = "__gordon_operator_dependency__"
+"""Set (true) on a dependency that calls ``require_operator`` itself (the risk proxy's, which audits refusals),
+so that the OpenAPI document (``http.openapi``) declares its operations as needing ``X-Operator-Token``."""
 
 
 def _digest(token: bytes) -> bytes:

@@ -1,7 +1,8 @@
 """snake_case ↔ camelCase conversion of JSON-like values (dict keys, recursively).
 
-One converter for everything leaving the service: API bodies with free-form dicts (params,
-execution, labels) and NOTIFY payloads re-serialised at the WS edge (``events.camel``).
+One converter for everything leaving the service: our own JSON columns (params, execution, stats,
+bot event data) in API bodies and in the rows /ws sends (``events.camel``). Keys a user or another
+service chose (bot labels, breaker and overlay ``data``, a source's ``detail``) are never converted.
 """
 
 from __future__ import annotations
@@ -30,12 +31,17 @@ def to_camel(key: str) -> str:
     return converted
 
 
-def camelize(value: Any) -> Any:
-    """A copy of ``value`` with every dict key converted (nested dicts and lists too); values are untouched."""
+def camelize(value: Any, keep: frozenset[str] = frozenset()) -> Any:
+    """A copy of ``value`` with every dict key converted (nested dicts and lists too); values are untouched.
+
+    The value under a key named in ``keep`` (e.g. ``labels``: keys a user chose) is copied as it is,
+    keys included, at whatever depth that key appears.
+    """
     if isinstance(value, dict):
-        return {to_camel(k) if isinstance(k, str) else k: camelize(v) for k, v in value.items()}
+        return {to_camel(k) if isinstance(k, str) else k: v if k in keep else camelize(v, keep)
+                for k, v in value.items()}
     if isinstance(value, list):
-        return [camelize(v) for v in value]
+        return [camelize(v, keep) for v in value]
     return value
 
 

@@ -29,14 +29,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gordon_manager.errors import ConfigurationError, Forbidden, GordonError, Unauthorized
 from gordon_manager.http.auth import HEADER, READ_HEADER, STATE_KEY, OperatorAuth, TokenSet, raw_header
+from gordon_manager.http.docs import ASSET_PATHS as DOCS_ASSET_PATHS
 from gordon_manager.http.problems import problem_response
 from gordon_manager.observability import metrics
 from gordon_manager.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# Open without the read token: probes, Prometheus' scrape, and the API description.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect",
-                          "/redoc"})
+# Open without the read token: probes, Prometheus' scrape, and the API descriptions (OpenAPI with its pages and
+# their assets, AsyncAPI).
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.yaml", "/docs", "/redoc",
+                          *DOCS_ASSET_PATHS})
 WS_PROTOCOL = "gordon.v1"
 WS_TOKEN_PREFIX = "gordon.read-token."
 WS_SUBPROTOCOL_KEY = "gordon_ws_subprotocol"  # scope["state"]: the subprotocol the session accepts with

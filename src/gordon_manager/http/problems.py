@@ -14,6 +14,8 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from gordon_manager.errors import GordonError
+from gordon_manager.http import media
+from gordon_manager.http.casing import to_camel
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
 
@@ -48,8 +50,25 @@ def problem_response(status: int, *, slug: str, detail: str, title: str | None =
 
 
 def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    """A validation error's location as the contract spells it.
+
+    Path and query parameters are camelCase (``bot_id`` → ``botId``; a query alias is already),
+    headers as they are documented (``idempotency-key`` → ``Idempotency-Key``); a body location is
+    pydantic's, already by alias, and keys inside it (a label's, a param's) stay as sent.
+    """
+    if len(loc) >= 2 and loc[0] in ("path", "query") and isinstance(loc[1], str):
+        loc = (loc[0], to_camel(loc[1]), *loc[2:])
+    elif len(loc) >= 2 and loc[0] == "header" and isinstance(loc[1], str):
+        loc = (loc[0], "-".join(part.capitalize() for part in loc[1].split("-")), *loc[2:])
+    parts = [str(p) for p in loc[1:]] if loc and loc[0] in ("body", "query", "path", "header") else \
+        [str(p) for p in loc]
     return ".".join(parts) or ".".join(str(p) for p in loc)
+
+
+def field_path(prefix: str, loc: tuple[Any, ...]) -> str:
+    """``prefix.a.b`` for a nested model's error location, its snake_case names camelCased as on the wire
+    (``execution`` + ``("taker_fee_bps",)`` → ``execution.takerFeeBps``)."""
+    return ".".join([prefix, *(to_camel(p) if isinstance(p, str) else str(p) for p in loc)]).strip(".")
 
 
 async def _gordon_error(request: Request, exc: GordonError) -> Response:
@@ -73,6 +92,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> Re
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 405 and request.method == "OPTIONS":
+        # OPTIONS on a path some route serves (RFC 9110 §9.3.7): what it allows, no body. A CORS
+        # preflight from an allowed origin never gets here: CORSMiddleware answers it first.
+        allowed = _allowed_methods(request)
+        headers = {"Allow": allowed}
+        if "PATCH" in allowed.split(", "):
+            headers["Accept-Patch"] = ", ".join(media.PATCH_TYPES)
+        return Response(status_code=204, headers=headers)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
@@ -90,10 +117,11 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route serves on this path (Starlette's 405 names only the first route's)."""
+    """Every method some route serves on this path (Starlette's 405 names only the first route's), and
+    OPTIONS, which every path that has a route answers."""
     routes = request.app.router.routes
-    return ", ".join(method for method in _METHODS
-                     if any(route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes))
+    return ", ".join([*(method for method in _METHODS if method != "OPTIONS" and any(
+        route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes)), "OPTIONS"])
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
@@ -136,8 +164,22 @@ PROBLEM_SCHEMA: dict[str, Any] = {
         "errors": {"type": "array", "description": "Field errors of a validation problem.", "items": {
             "type": "object", "required": ["field", "message"],
             "properties": {"field": {"type": "string"}, "message": {"type": "string"}, "type": {"type": "string"}}}},
+        # the members some problems add (RFC 9457 extension members)
+        "currentVersion": {"type": "integer", "description": "412 stale `If-Match`: the bot's current version."},
+        "currentState": {"type": "string", "description": "409 illegal transition: the state that forbids it."},
+        "position": {"type": "object", "description": "409 a position in the way: what the bot holds.",
+                     "required": ["mode", "symbol", "qty", "openOrders"], "properties": {
+                         "mode": {"type": "string", "enum": ["paper", "shadow", "live"]}, "symbol": {"type": "string"},
+                         "qty": {"type": "string", "format": "decimal", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"},
+                         "openOrders": {"type": "integer"}}},
+        "limit": {"type": "integer", "description": "413: the largest body accepted, in bytes."},
+        "acceptedTypes": {"type": "array", "items": {"type": "string"},
+                          "description": "415: the media types the operation accepts."},
+        "peer": {"type": "string", "description": "502/503/504: the peer that failed or is not configured."},
+        "upstreamStatus": {"type": "integer", "description": "502: the status the peer answered."},
     },
-    "additionalProperties": True,  # per-problem members, e.g. currentVersion, currentState
+    # Other extension members a later problem type adds are JSON values a client may ignore (RFC 9457 §3.2).
+    "additionalProperties": {"$ref": "#/components/schemas/JsonValue"},
 }
 _PROBLEM_CONTENT = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _FASTAPI_422 = "#/components/schemas/HTTPValidationError"
@@ -149,15 +191,20 @@ def describe_problems(spec: dict[str, Any]) -> dict[str, Any]:
     FastAPI documents its own 422 as application/json ``HTTPValidationError`` and the routes' error
     responses without a body. An error status (not a range such as the risk proxy's pass-through
     ``4XX``) with no body, FastAPI's, or a problem+json media type without a schema gets the
-    ``Problem`` schema; an operation reading a JSON body also documents 400 ``malformed-json``.
+    ``Problem`` schema; an operation reading a JSON body also documents 400 ``malformed-json``, and
+    every write 415 ``unsupported-media-type`` (``http.media``).
     """
     for item in spec.get("paths", {}).values():
-        for operation in item.values():
+        for method, operation in item.items():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             responses = operation["responses"]
             if "requestBody" in operation and "400" not in responses:
                 responses["400"] = {"description": "The body is not JSON (malformed-json)"}
+            if method.upper() in media.WRITES and "415" not in responses:
+                responses["415"] = {"description": "A body in another media type than "
+                                                   f"{' or '.join(media.accepted(method.upper()))} "
+                                                   "(unsupported-media-type)"}
             for status, response in responses.items():
                 if not (status.isdigit() and int(status) >= 400):
                     continue

@@ -6,6 +6,10 @@ image used to reach the database and come back as a 500. JSON can only carry the
 escapes, so the raw body is searched for those escapes (cheap, no parsing); only a body that has
 one is decoded, to find the first offending field and name it. A NUL in a query parameter (any
 method) is refused the same way, naming the parameter.
+
+Before that, a write body that is not JSON (``http.media``: another or no ``Content-Type``) is a 415
+naming the media types accepted. The edge (``http.edge``) runs first: a write without a valid
+operator token reaches this guard with an empty body, so it is its route's 401/403, never a 415.
 """
 
 from __future__ import annotations
@@ -15,13 +19,16 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gordon_manager.http import media
+from gordon_manager.http.auth import raw_header
 from gordon_manager.http.problems import problem_response
 
 _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
 _BAD = re.compile("[\x00\ud800-\udfff]")
-_WRITES = frozenset({"POST", "PUT", "PATCH"})
+_WRITES = media.WRITES
 
 
 def _find(value: Any, path: str) -> tuple[str, str] | None:
@@ -49,6 +56,24 @@ def _find(value: Any, path: str) -> tuple[str, str] | None:
 async def _refuse(scope: Scope, receive: Receive, send: Send, field: str, problem: str) -> None:
     response = problem_response(422, slug="validation", instance=scope["path"], detail=f"{field} {problem}",
                                 errors=[{"field": field, "message": problem}])
+    await response(scope, receive, send)
+
+
+def _routed(scope: Scope) -> bool:
+    """Whether a route serves this method on this path (else the router's 404/405 is the better answer)."""
+    app = scope.get("app")
+    routes = getattr(getattr(app, "router", None), "routes", ())
+    return any(route.matches(scope)[0] == Match.FULL for route in routes)
+
+
+async def _unsupported(scope: Scope, receive: Receive, send: Send) -> None:
+    accepted = media.accepted(scope["method"])
+    sent = media.media_type(raw_header(scope, "content-type"))
+    detail = (f"The request body must be {' or '.join(accepted)}; "
+              + (f"it is {sent}." if sent else "it has no Content-Type."))
+    headers = {"Accept-Patch": ", ".join(media.PATCH_TYPES)} if scope["method"] == "PATCH" else None
+    response = problem_response(415, slug="unsupported-media-type", instance=scope["path"], detail=detail,
+                                headers=headers, acceptedTypes=list(accepted))
     await response(scope, receive, send)
 
 
@@ -81,6 +106,9 @@ class TextGuardMiddleware:
             chunks.append(message.get("body", b""))
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        if body and not media.acceptable(scope["method"], raw_header(scope, "content-type")) and _routed(scope):
+            await _unsupported(scope, receive, send)
+            return
         if _SUSPECT.search(body):
             try:
                 found = _find(json.loads(body), "")

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from gordon_manager.errors import (ClientError, Forbidden, GordonError, PeerError, PeerTimeout, Unauthorized,
                                    Unprocessable)
-from gordon_manager.http.auth import require_operator
+from gordon_manager.http.auth import OPERATOR_DEPENDENCY, require_operator
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var
 from gordon_manager.proxies import repo
@@ -100,6 +100,7 @@ def operator_for(action: RiskAction):
             raise
 
     dependency.__name__ = f"operator_for_{action.name}"
+    setattr(dependency, OPERATOR_DEPENDENCY, True)
     return dependency
 
 

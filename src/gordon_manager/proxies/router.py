@@ -29,7 +29,8 @@ _RISK_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _problem("Body is not JSON"),
     401: _problem("Missing operator token"),
     403: _problem("Wrong operator token"),
-    "4XX": {"description": "gordon-risk rejected the command: its status and JSON, passed through"},
+    "4XX": {"description": "gordon-risk rejected the command: its status and JSON, passed through",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RiskAnswer"}}}},
     422: _problem("Invalid body (field errors)"),
     502: _problem("gordon-risk unreachable, failed, or refused the manager's forward token"),
     503: _problem("gordon-risk URL or forward token not configured"),
@@ -81,6 +82,18 @@ async def risk_resume(request: Request, actor: risk.ResumeOperator) -> Response:
 async def emergency_flatten(request: Request, actor: risk.FlattenOperator) -> Response:
     """Forward an emergency flatten to gordon-risk (operator token required; audited and counted)."""
     return await risk.forward(request.app.state.ctx, request, action=risk.FLATTEN, actor=actor)
+
+
+# The seed's invariants name the flatten `POST /bff/emergency-flatten` (its endpoint table says
+# `/risk/emergency-flatten`): both are served by the one handler above, so the alias is token-gated,
+# audited and counted alike.
+router.add_api_route(
+    "/bff/emergency-flatten", emergency_flatten, methods=["POST"], response_model=RiskAnswer, tags=["risk"],
+    name="bff_emergency_flatten", summary="Emergency flatten (gordon-risk), BFF alias",
+    description="Alias of `POST /risk/emergency-flatten` (the path the seed's invariants use): the same handler, "
+                "so the same operator token, audit row (`X-Audit-Id`) and "
+                "`gordon_manager_operator_flatten_requests_total` count.",
+    responses=_RISK_RESPONSES, openapi_extra={**_RISK_BODY, "x-alias-of": "POST /risk/emergency-flatten"})
 
 
 def _count_read(endpoint: str, started: float) -> None:

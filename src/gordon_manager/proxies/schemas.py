@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gordon_manager.http.models import CamelModel
+from gordon_manager.http.models import CamelModel, json_value_members
 
 MissingReason = Literal["error", "timeout", "no_data"]
 
@@ -46,7 +46,7 @@ class FiringAlert(CamelModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "fingerprint": "4f2c1e0a9b8d7c6e", "alertname": "GordonBotTargetDown", "severity": "critical",
-        "state": "active", "summary": "bot 42 /metrics is down", "description": None,
+        "state": "active", "summary": "bot 42 /metrics is down", "description": "Prometheus has not scraped it for 2 minutes.",
         "startsAt": "2026-01-05T11:58:00Z", "endsAt": "2026-01-05T12:04:00Z", "updatedAt": "2026-01-05T12:00:00Z",
         "generatorUrl": "http://prometheus:9090/graph?g0.expr=up", "receivers": ["gordon-default"],
         "labels": {"alertname": "GordonBotTargetDown", "bot_id": "42", "severity": "critical"},
@@ -89,7 +89,13 @@ class RiskCommand(CamelModel):
                               description="What to act on (e.g. `global`, a bot or symbol); gordon-risk's default when absent.")
 
 
-class RiskAnswer(BaseModel):
-    """gordon-risk's JSON answer, returned unchanged with gordon-risk's status code."""
+def _risk_answer_schema(schema: dict) -> None:
+    json_value_members(schema)
+    schema["examples"] = [{"status": "accepted", "halted": True}]
 
-    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{"status": "accepted", "halted": True}]})
+
+class RiskAnswer(BaseModel):
+    """gordon-risk's JSON answer, returned unchanged with gordon-risk's status code: an object whose members
+    gordon-risk defines (its own contract; the manager neither reads nor re-cases them)."""
+
+    model_config = ConfigDict(extra="allow", json_schema_extra=_risk_answer_schema)

@@ -84,6 +84,14 @@ async def list_runs(request: Request, page: Pagination,
                                        symbol=symbol, start=start, end=end)
 
 
+# The seed's invariants name the run list `/bff/runs` (its endpoint table says `/runs`): one handler, two paths.
+router.add_api_route(
+    "/bff/runs", list_runs, methods=["GET"], response_model=RunPage, responses=_BAD, name="bff_list_runs",
+    summary="List runs, BFF alias", openapi_extra={"x-alias-of": "GET /runs"},
+    description="Alias of `GET /runs` (the path the seed's invariants use): the same handler, parameters, "
+                "cursor and answer; counted as `runs.list`.")
+
+
 @router.get("/runs/{run_id}", response_model=RunDetail, summary="Get a run", responses=_RUN_404)
 @bff_read("runs.get")
 async def get_run(request: Request, run_id: RunId) -> RunDetail:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
-from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.execution.schemas import ExecutionRead
+from gordon_manager.http.models import CamelModel, JsonMembers, Page, SparseModel
+from gordon_manager.http.values import DecimalStr, Fraction
 from gordon_manager.http.pagination import MAX_LIMIT
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
@@ -57,7 +58,7 @@ class RunRead(CamelModel):
     interval: str = Field(examples=["1m"])
     range_start: datetime | None = Field(None, examples=["2024-01-01T00:00:00Z"])
     range_end: datetime | None = Field(None, examples=["2024-02-01T00:00:00Z"])
-    progress: float = Field(ge=0, le=1, examples=[1.0], description="Fraction done, 0..1.")
+    progress: Fraction = Field(ge=0, le=1, examples=[1.0], description="Fraction done, 0..1.")
     error: str | None = None
     cancel_requested: bool = False
     created_by: str | None = Field(None, examples=["operator"])
@@ -80,13 +81,81 @@ class EquitySummary(CamelModel):
     max_equity: float = Field(examples=[11890.0])
 
 
+class RunOpening(SparseModel):
+    """What a bot run opened with (recovered from the ledger): a shadow bot starts from it."""
+
+    qty: DecimalStr | None = Field(None, description="Base quantity held.")
+    cash: DecimalStr | None = None
+    fees_paid: DecimalStr | None = None
+    realized_pnl: DecimalStr | None = None
+    trip: list[JsonMembers] | None = Field(None, description="The fills of the open round trip, as the ledger stores them.")
+    orders: list[JsonMembers] | None = Field(None, description="Open orders, as the ledger stores them.")
+    entry: JsonMembers | None = Field(None, description="The open round trip's entry order, if any.")
+
+
+class RunConfig(SparseModel):
+    """The configuration a run used. A backtest's is its execution settings (``ExecutionConfig``, the members at
+    the top level); a bot run's nests the bot's under ``execution``, with the bot's spec version, mode, the bot it
+    shadows, what it opened with and the first bar it trades. Members not recorded are absent."""
+
+    initial_cash: DecimalStr | None = Field(None, description="Backtests: starting quote balance.")
+    taker_fee_bps: DecimalStr | None = None
+    maker_fee_bps: DecimalStr | None = None
+    slippage_bps: DecimalStr | None = None
+    position_fraction: DecimalStr | None = None
+    qty_step: DecimalStr | None = None
+    price_step: DecimalStr | None = None
+    cash_step: DecimalStr | None = None
+    execution: ExecutionRead | None = Field(None, description="Bot runs: the bot's execution settings.")
+    spec_version: int | None = Field(None, description="Bot runs: the bot's spec version the run started with.")
+    mode: Literal["paper", "shadow", "live"] | None = Field(None, description="Bot runs: the bot's mode.")
+    shadow_of: int | None = Field(None, description="Bot runs: the live bot a shadow bot follows.")
+    opening: RunOpening | None = None
+    trade_from: datetime | None = Field(None, description="Bot runs: bars before this only warm the strategy up.")
+
+
+class BacktestTimings(SparseModel):
+    """Where a backtest's time went (seconds), as its worker measured it."""
+
+    load_bars_s: float | None = None
+    engine_s: float | None = None
+    engine_bars_per_s: float | None = None
+    write_equity_s: float | None = None
+    write_roundtrips_s: float | None = None
+
+
+class RunStats(SparseModel):
+    """Statistics written when a run ends. A backtest's: returns, drawdown, Sharpe, win rate (fractions), counts,
+    fees (exact) and timings; a bot run's: bars, cash, position and fees (exact). Members not recorded are
+    absent. ``finalEquity``/``initialEquity`` are points of the float equity series (numbers, like
+    ``GET /runs/{id}/equity``)."""
+
+    total_return: float | None = Field(None, description="final equity / initial equity - 1.")
+    max_drawdown: float | None = Field(None, description="Largest fall from a running peak (positive fraction).")
+    sharpe: float | None = Field(None, description="Annualised, per-bar simple returns, risk-free rate 0.")
+    win_rate: float | None = Field(None, description="Share of round trips with net PnL > 0 (null without any).")
+    trade_count: int | None = Field(None, description="Round trips.")
+    total_fees: DecimalStr | None = None
+    final_equity: float | None = None
+    initial_equity: float | None = None
+    exposure: float | None = Field(None, description="Bars closed holding a position / bars.")
+    bars: int | None = None
+    fill_count: int | None = None
+    decision_count: int | None = None
+    rejection_count: int | None = None
+    timings: BacktestTimings | None = None
+    cash: DecimalStr | None = Field(None, description="Bot runs: quote balance at the end.")
+    position: DecimalStr | None = Field(None, description="Bot runs: base quantity held at the end.")
+    fees_paid: DecimalStr | None = Field(None, description="Bot runs: fees paid.")
+
+
 class RunDetail(RunRead):
     """One run with its configuration, statistics and equity summary."""
 
-    config: dict[str, Any] = Field(examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
-                                   description="Execution configuration the run used.")
-    stats: dict[str, Any] | None = Field(None, examples=[{"totalReturn": 0.12, "maxDrawdown": 0.08, "sharpe": 1.4}],
-                                         description="Statistics written when the run finished (null before).")
+    config: RunConfig = Field(examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
+                              description="Execution configuration the run used.")
+    stats: RunStats | None = Field(None, examples=[{"totalReturn": 0.12, "maxDrawdown": 0.08, "sharpe": 1.4}],
+                                   description="Statistics written when the run finished (null before).")
     equity: EquitySummary | None = Field(None, description="Null while the run has no equity point.")
 
 
@@ -104,12 +173,12 @@ class RoundtripRead(CamelModel):
     side: Literal["long", "short"] = Field(examples=["long"])
     entry_at: datetime = Field(examples=["2024-03-01T10:00:00Z"])
     exit_at: datetime = Field(examples=[_TS])
-    entry_price: Decimal = Field(examples=["61000.5"])
-    exit_price: Decimal = Field(examples=["61500"])
-    qty: Decimal = Field(examples=["0.01"])
-    gross_pnl: Decimal = Field(examples=["4.995"])
-    fees: Decimal = Field(examples=["1.225"])
-    net_pnl: Decimal = Field(examples=["3.77"])
+    entry_price: DecimalStr = Field(examples=["61000.5"])
+    exit_price: DecimalStr = Field(examples=["61500"])
+    qty: DecimalStr = Field(examples=["0.01"])
+    gross_pnl: DecimalStr = Field(examples=["4.995"])
+    fees: DecimalStr = Field(examples=["1.225"])
+    net_pnl: DecimalStr = Field(examples=["3.77"])
     duration_s: float = Field(examples=[7200.0])
     exit_reason: str | None = Field(None, examples=["signal"])
 
@@ -182,7 +251,8 @@ class BotEventRead(CamelModel):
     kind: str = Field(examples=["quarantined"])
     level: Literal["debug", "info", "warning", "error"] = Field(examples=["warning"])
     message: str = Field(examples=["5 failures in 600 s"])
-    data: dict[str, Any] = Field(examples=[{"restarts": 5}])
+    data: JsonMembers = Field(examples=[{"restarts": 5}],
+                              description="Details of the event; their members depend on its kind.")
     at: datetime = Field(examples=[_TS])
 
 

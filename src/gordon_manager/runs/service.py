@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -13,6 +13,7 @@ from gordon_manager.context import AppContext
 from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
+from gordon_manager.http.values import iso_utc, plain_decimal_strings, utc_times
 from gordon_manager.runs import equity, repo
 from gordon_manager.runs.batch import page_batcher
 from gordon_manager.runs.schemas import (
@@ -90,6 +91,24 @@ def _run_read(row: asyncpg.Record) -> dict[str, Any]:
     return data
 
 
+def run_config(config: dict[str, Any] | None) -> dict[str, Any]:
+    """A run's stored execution config as the API shows it: camelCase, decimals in plain notation (backtests
+    stored ``"1E-8"`` before; a bot run's config nests the bot's ``execution``)."""
+    config = plain_decimal_strings(config or {})
+    if isinstance(config.get("execution"), dict):
+        config["execution"] = plain_decimal_strings(config["execution"])
+    return camelize(config)
+
+
+def run_detail_fields(row: Any) -> dict[str, Any]:
+    """The RunDetail fields of a ``trading.runs`` row (equity aside): what GET /runs/{id} and /ws
+    ``run_progress`` show of it."""
+    data = _run_read(row)
+    data["config"] = run_config(data.get("config"))
+    data["stats"] = utc_times(camelize(data["stats"])) if data.get("stats") is not None else None
+    return data
+
+
 async def list_runs(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | None, kind: str | None,
                     status: str | None, strategy: str | None, symbol: str | None, start: datetime | None,
                     end: datetime | None) -> RunPage:
@@ -109,9 +128,7 @@ async def get_run(conn: asyncpg.Connection, *, run_id: int) -> RunDetail:
     row = await repo.get_run(conn, run_id=run_id)
     if row is None:
         raise NotFound(f"run {run_id} does not exist")
-    data = _run_read(row)
-    data["config"] = camelize(data["config"] or {})
-    data["stats"] = camelize(data["stats"]) if data["stats"] is not None else None
+    data = run_detail_fields(row)
     summary = await repo.equity_summary(conn, run_id=run_id)
     data["equity"] = EquitySummary.model_validate(dict(summary)) if summary["points"] else None
     return RunDetail.model_validate(data)
@@ -152,9 +169,28 @@ async def list_bot_events(conn: asyncpg.Connection, *, page: PageQuery, bot_id: 
     await require_bot(conn, bot_id=bot_id)
     rows = await repo.list_bot_events(conn, limit=page.limit, bot_id=bot_id, kind=kind, level=level,
                                       at_from=start, at_to=end, before_id=before_id)
-    items = []
-    for r in rows:
-        data = dict(r)
-        data["data"] = camelize(data["data"] or {})
-        items.append(BotEventRead.model_validate(data))
-    return BotEventPage(items=items, next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
+    return BotEventPage(items=[bot_event_read(r) for r in rows],
+                        next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
+
+
+# Bot events whose data carried the time as epoch milliseconds ("ts") before it was RFC 3339.
+_TS_MS_KINDS = frozenset({"fill", "order_rejected"})
+
+
+def bot_event_data(kind: str, data: dict[str, Any] | None) -> dict[str, Any]:
+    """A bot event's data as the API shows it: camelCase (its keys are ours), times UTC ``…Z``."""
+    data = utc_times(camelize(data or {}))
+    ts = data.get("ts")
+    if kind in _TS_MS_KINDS and isinstance(ts, int) and not isinstance(ts, bool):
+        try:
+            data["ts"] = iso_utc(datetime.fromtimestamp(ts / 1000, UTC))
+        except (OverflowError, OSError, ValueError):
+            pass
+    return data
+
+
+def bot_event_read(row: Any) -> BotEventRead:
+    """API model of a ``trading.bot_events`` row (GET /bots/{id}/events and /ws ``bot_events``)."""
+    data = dict(row)
+    data["data"] = bot_event_data(data["kind"], data.get("data"))
+    return BotEventRead.model_validate(data)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gordon_manager.backtests.schemas import ExecutionSettings
+from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import camelize
 from gordon_manager.strategies import StrategySpec, get_strategy, list_strategies
@@ -38,6 +38,6 @@ async def get_bot_defaults(request: Request) -> BotDefaults:
     names = [s.name for s in specs]
     spec = get_strategy(DEFAULT_STRATEGY if DEFAULT_STRATEGY in names else names[0])
     return BotDefaults(strategy=spec.name, params=camelize(spec.default_params().model_dump(mode="json")),
-                       execution=ExecutionSettings.from_config(ExecutionConfig()), mode="paper",
+                       execution=ExecutionRead.model_validate(ExecutionConfig().model_dump()), mode="paper",
                        symbol=DEFAULT_SYMBOL, interval=DEFAULT_INTERVAL,
                        image=request.app.state.ctx.settings.bot_image, desired_state="stopped", strategies=names)

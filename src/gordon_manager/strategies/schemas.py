@@ -7,8 +7,8 @@ from typing import Any, Literal
 from pydantic import Field
 from pydantic.alias_generators import to_camel
 
-from gordon_manager.backtests.schemas import ExecutionSettings
-from gordon_manager.http.models import CamelModel, Page
+from gordon_manager.execution.schemas import ExecutionRead
+from gordon_manager.http.models import CamelModel, Page, SparseModel
 
 _SMA_SCHEMA = {"type": "object", "title": "SmaCrossoverParams", "additionalProperties": False,
                "properties": {"fast": {"type": "integer", "default": 10, "minimum": 1},
@@ -32,12 +32,36 @@ def camel_schema(schema: Any) -> Any:
     return out
 
 
+JsonType = Literal["object", "array", "string", "number", "integer", "boolean", "null"]
+
+
+class ParamSchema(SparseModel):
+    """A JSON Schema (2020-12) of strategy parameters, with the keywords the strategies use; a keyword absent is
+    not sent."""
+
+    type: JsonType | None = None
+    title: str | None = None
+    description: str | None = None
+    default: Any = Field(None, description="Any JSON value of the parameter's type.")
+    minimum: int | float | None = None
+    maximum: int | float | None = None
+    exclusive_minimum: int | float | None = None
+    exclusive_maximum: int | float | None = None
+    multiple_of: int | float | None = None
+    enum: list[Any] | None = None
+    properties: dict[str, ParamSchema] | None = Field(None, description="camelCase parameter name → its schema.")
+    required: list[str] | None = None
+    additional_properties: bool | None = None
+    any_of: list[ParamSchema] | None = None
+    items: ParamSchema | None = None
+
+
 class StrategyRead(CamelModel):
     """One registered strategy: what it does, its parameters and their defaults."""
 
     name: str = Field(examples=["sma_crossover"], description="The name a bot config or backtest refers to.")
     description: str = Field(examples=["Long when the fast SMA crosses above the slow SMA; flat when it crosses below."])
-    params_schema: dict[str, Any] = Field(examples=[_SMA_SCHEMA],
+    params_schema: ParamSchema = Field(examples=[_SMA_SCHEMA],
                                           description="JSON schema of the params object (camelCase property names).")
     default_params: dict[str, Any] = Field(examples=[{"fast": 10, "slow": 30}],
                                            description="Every parameter with its default value.")
@@ -55,7 +79,7 @@ class BotDefaults(CamelModel):
 
     strategy: str = Field(examples=["sma_crossover"], description="Default strategy.")
     params: dict[str, Any] = Field(examples=[{"fast": 10, "slow": 30}], description="Its default params.")
-    execution: ExecutionSettings = Field(description="Default execution settings (ExecutionConfig).")
+    execution: ExecutionRead = Field(description="Default execution settings (ExecutionConfig).")
     mode: Literal["paper", "shadow", "live"] = Field(examples=["paper"])
     symbol: str = Field(examples=["BTCUSDT"])
     interval: str = Field(examples=["1m"])

@@ -1,0 +1,86 @@
+"""One representation of every value, on HTTP and on /ws (README "Value representation").
+
+* **Decimals** (money, quantities, steps) are exact strings in plain notation: ``"0.00000001"``,
+  never ``"1E-8"`` and never a JSON number; the scale is the one stored (``"1000.10"``).
+  ``DecimalStr`` is a ``Decimal`` that serialises so; ``plain_decimal_strings`` fixes decimal
+  strings that were stored with an exponent.
+* **Times** are RFC 3339 in UTC with ``Z`` (pydantic writes aware UTC datetimes so; ``utc_text``
+  rewrites the text PostgreSQL's ``to_jsonb`` writes in the session time zone).
+* **Fractions** of work done (``progress``) are rounded to ``FRACTION_DIGITS`` decimals
+  (``0.5505``, not ``0.5505372000000001``): ``Fraction``.
+* **Keys**: ours are camelCase; keys a user or another service chose (bot labels, the ``data`` of
+  breakers and overlays, a source's ``detail``) pass unchanged (``http.casing.camelize(keep=…)``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any
+
+from pydantic import PlainSerializer
+
+DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
+FRACTION_DIGITS = 4
+
+# to_jsonb(timestamptz) renders in the writer's session time zone: "2026-05-17T12:00:00.5+02:00".
+_PG_TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?[+-]\d\d:\d\d$")
+# A decimal written with an exponent (str(Decimal("0.00000001")) == "1E-8").
+_EXPONENT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)[eE][+-]?\d+$")
+
+
+def plain_decimal(value: Decimal) -> str:
+    """``Decimal`` → plain notation with its own scale (``1E-8`` → ``"0.00000001"``)."""
+    return format(value, "f")
+
+
+def round_fraction(value: float) -> float:
+    """A fraction rounded to ``FRACTION_DIGITS`` decimals."""
+    return round(value, FRACTION_DIGITS)
+
+
+# The serializers are lambdas on purpose: without a return annotation pydantic keeps the type's own
+# JSON schema (Decimal's string; the field's number with its bounds) instead of the function's.
+DecimalStr = Annotated[Decimal, PlainSerializer(lambda value: plain_decimal(value), when_used="json")]
+"""An exact decimal; JSON: a plain-notation string."""
+
+Fraction = Annotated[float, PlainSerializer(lambda value: round_fraction(value), when_used="json")]
+"""A fraction (0..1, the field says so); JSON: rounded to ``FRACTION_DIGITS`` decimals."""
+
+
+def plain_decimal_strings(values: dict[str, Any]) -> dict[str, Any]:
+    """The same mapping with decimal strings written with an exponent in plain notation
+    (execution configs stored as ``{"qty_step": "1E-8"}``); other values are untouched."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, str) and _EXPONENT.match(value):
+            try:
+                value = plain_decimal(Decimal(value))
+            except InvalidOperation:  # pragma: no cover - the pattern only matches decimals
+                pass
+        out[key] = value
+    return out
+
+
+def iso_utc(moment: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utc_text(value: Any) -> Any:
+    """PostgreSQL timestamp text with an offset → UTC ``…Z``; any other value unchanged."""
+    if isinstance(value, str) and _PG_TIMESTAMP.match(value):
+        return iso_utc(datetime.fromisoformat(value))
+    return value
+
+
+def utc_times(value: Any) -> Any:
+    """``utc_text`` at every depth of our own JSON (never of JSON a user or another service wrote)."""
+    if isinstance(value, str):
+        return utc_text(value)
+    if isinstance(value, dict):
+        return {k: utc_times(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [utc_times(v) for v in value]
+    return value
