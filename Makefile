@@ -32,7 +32,7 @@ system-deps:
 asyncapi: $(STAMP)
 	$(VENV)/bin/gordon-manager asyncapi > asyncapi.yaml
 
-## make openapi: regenerate openapi.yaml from the app, then the TypeScript client's types (clients/ts/src/schema.d.ts)
+## make openapi: regenerate openapi.yaml from the app, then the TypeScript client's types (clients/ts/src/schema.d.ts; src/ws.d.ts from asyncapi.yaml)
 openapi: $(STAMP) $(TS_STAMP)
 	$(VENV)/bin/gordon-manager openapi > openapi.yaml
 	cd clients/ts && npm run -s generate

@@ -1,6 +1,7 @@
 """The generated TypeScript client in clients/ts (issue 15, item 7).
 
-* src/schema.d.ts is what openapi-typescript generates from openapi.yaml now (``make openapi``);
+* src/schema.d.ts and src/ws.d.ts are what the generator writes from openapi.yaml and asyncapi.yaml now
+  (``make openapi``);
 * the client and the example compile with ``tsc --strict``;
 * the example, compiled, runs against a real server: list bots, create one with the operator token,
   a 422 problem read as typed, a run's equity downsampled.
@@ -13,6 +14,7 @@ import json
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,13 +27,22 @@ from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 from tests.foundation.node import CLIENT, ensure_installed, run
 
 
-def test_schema_d_ts_is_what_the_generator_writes(tmp_path: Path):
-    fresh = tmp_path / "schema.d.ts"
-    done = run(["node", "scripts/generate.mjs", str(fresh)])
+@pytest.mark.parametrize("generated", ["schema.d.ts", "ws.d.ts"])
+def test_the_types_are_what_the_generator_writes(generated: str, tmp_path: Path):
+    fresh = {"schema.d.ts": tmp_path / "schema.d.ts", "ws.d.ts": tmp_path / "ws.d.ts"}
+    done = run(["node", "scripts/generate.mjs", str(fresh["schema.d.ts"]), str(fresh["ws.d.ts"])])
     assert done.returncode == 0, done.stderr
-    committed = (CLIENT / "src" / "schema.d.ts").read_text(encoding="utf-8")
-    assert committed == fresh.read_text(encoding="utf-8"), (
-        "clients/ts/src/schema.d.ts is stale: regenerate it with `make openapi` and commit it")
+    committed = (CLIENT / "src" / generated).read_text(encoding="utf-8")
+    assert committed == fresh[generated].read_text(encoding="utf-8"), (
+        f"clients/ts/src/{generated} is stale: regenerate it with `make openapi` and commit it")
+
+
+def test_every_ws_frame_is_typed():
+    ws = (CLIENT / "src" / "ws.d.ts").read_text(encoding="utf-8")
+    for frame in ("Subscribe", "Unsubscribe", "Ping", "Welcome", "Snapshot", "EventFrame", "Batch", "Subscribed",
+                  "Unsubscribed", "Resync", "Error", "Heartbeat"):
+        assert f'components["schemas"]["{frame}"]' in ws.split("ClientFrame:")[1], frame
+    assert "ServerFrame:" in ws and "OutboxEvent:" in ws and 'channel: "bot_status";' in ws
 
 
 def test_the_client_and_the_example_compile_strict():
@@ -43,7 +54,7 @@ def test_the_package_pins_what_it_uses():
     package = json.loads((CLIENT / "package.json").read_text(encoding="utf-8"))
     assert package["private"] is True
     pinned = {**package["dependencies"], **package["devDependencies"]}
-    assert {"openapi-fetch", "openapi-typescript", "typescript", "@stoplight/spectral-cli"} <= set(pinned)
+    assert {"openapi-fetch", "openapi-typescript", "typescript", "@stoplight/spectral-cli", "js-yaml", "ws"} <= set(pinned)
     assert all(version[0].isdigit() for version in pinned.values()), pinned  # exact versions, no ranges
     lock = json.loads((CLIENT / "package-lock.json").read_text(encoding="utf-8"))
     assert lock["packages"][""]["devDependencies"] == package["devDependencies"]
@@ -79,6 +90,29 @@ def base_url(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> It
         server.should_exit = True
         thread.join(60)
         sock.close()
+
+
+def _compile(build: Path) -> None:
+    shutil.rmtree(build, ignore_errors=True)
+    done = run(["tsc", "-p", "tsconfig.json", "--noEmit", "false", "--outDir", str(build), "--rootDir", "."])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_live_example_runs_against_the_manager(base_url: str):
+    """examples/live.ts: a typed subscription sees a new bot's event, and resubscribes with `since`."""
+    ensure_installed()
+    # inside clients/ts/node_modules (ignored by git), so that the compiled example finds the `ws` package
+    build = Path(tempfile.mkdtemp(prefix=".live-example-", dir=CLIENT / "node_modules"))
+    try:
+        _compile(build)
+        result = subprocess.run(["node", str(build / "examples" / "live.js"), base_url, TEST_OPERATOR_TOKEN],
+                                cwd=CLIENT, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["createdId"] > 0 and report["eventId"] > 0
+    assert report["resubscribedSince"] is not None and report["resubscribedSince"] >= report["eventId"]
 
 
 def test_the_example_runs_against_the_manager(base_url: str, tmp_path: Path):

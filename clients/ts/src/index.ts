@@ -58,3 +58,9 @@ export function isProblem(value: unknown): value is Problem {
   return typeof candidate.type === "string" && typeof candidate.title === "string"
     && typeof candidate.status === "number" && typeof candidate.detail === "string";
 }
+
+export {
+  connectLive, type ChannelName, type ClientFrame, type LiveConnection, type LiveEvent, type LiveEventOf,
+  type LiveOptions, type LiveSocket, type LiveSocketConstructor, type ResyncFrame, type ServerFrame, type WsSchemas,
+  type wsComponents,
+} from "./live.js";
