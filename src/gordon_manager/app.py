@@ -23,7 +23,7 @@ from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
 from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.docs import install_docs
-from gordon_manager.http.edge import EdgeGuard, OriginPolicy, exposed_headers
+from gordon_manager.http.edge import EXPOSED_HEADERS, EdgeGuard, OriginPolicy
 from gordon_manager.http.middleware import RequestContextMiddleware
 from gordon_manager.http.openapi import install_openapi, operation_id
 from gordon_manager.http.text_guard import TextGuardMiddleware
@@ -162,7 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
                            allow_headers=["X-Operator-Token", "X-Read-Token", "If-Match", "Idempotency-Key",
                                           "X-Request-ID", "Content-Type"],
-                           expose_headers=list(exposed_headers()), max_age=600)
+                           expose_headers=list(EXPOSED_HEADERS), max_age=600)
     app.add_middleware(EdgeGuard, settings=settings)
     app.add_middleware(RequestContextMiddleware)
     for router in routers():

@@ -16,6 +16,7 @@ class GordonError(Exception):
     status: int = 500
     type_slug: str = "internal"
     title: str = "Internal error"
+    headers: dict[str, str] = {}  # response headers of this kind of error (read-only), e.g. Retry-After
 
     def __init__(self, detail: str = "", *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail or self.title)

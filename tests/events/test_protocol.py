@@ -9,9 +9,10 @@ import pytest
 
 from gordon_manager.events.breaker import BreakerEvent
 from gordon_manager.events.protocol import (
-    CHANNELS, Ping, ProtocolError, Subscribe, Unsubscribe, events_frame, normalize_times, outbox_item,
+    CHANNELS, Ping, ProtocolError, Subscribe, Unsubscribe, events_frame, outbox_item,
     parse_client_message, snapshot_frame, ws_header,
 )
+from gordon_manager.http.values import utc_times
 from gordon_manager.events.session import MAX_REPLAY_ROWS, _resync_reason
 
 
@@ -78,7 +79,7 @@ def test_frames_share_one_encoding_per_event():
 def test_timestamps_become_utc_z_and_nothing_else_changes():
     value = {"at": "2026-05-17T12:00:00.5+02:00", "name": "2026-05-17", "n": 1,
              "list": ["2026-05-17T10:00:00+00:00"], "dt": datetime(2026, 5, 17, 10, tzinfo=UTC)}
-    assert normalize_times(value) == {"at": "2026-05-17T10:00:00.500000Z", "name": "2026-05-17", "n": 1,
+    assert utc_times(value) == {"at": "2026-05-17T10:00:00.500000Z", "name": "2026-05-17", "n": 1,
                                       "list": ["2026-05-17T10:00:00Z"], "dt": "2026-05-17T10:00:00Z"}
     snap = orjson.loads(snapshot_frame("breaker_state", [{
         "breaker": "b", "state": "open", "reason": None, "tripped_at": value["dt"], "data": {"x_y": 1},

@@ -15,8 +15,6 @@ here only for the response it describes (``_excluded_checks``), never by switchi
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,6 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
@@ -34,6 +31,8 @@ from schemathesis.specs.openapi.checks import missing_required_header, positive_
 
 from gordon_manager.app import create_app
 from gordon_manager.settings import PeerSettings, Settings
+from tests.infra.net import free_port
+from tests.infra.threaded_server import serve_in_thread
 from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 
 MAX_EXAMPLES = 25
@@ -60,24 +59,6 @@ class LiveServer:
     url: str
 
 
-class _Server(uvicorn.Server):
-    """uvicorn that says when it is listening (an event, not a poll)."""
-
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets=None) -> None:
-        await super().startup(sockets=sockets)
-        self._ready.set()
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def live_server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """create_app() served by uvicorn in its own thread and event loop, on its own database."""
@@ -86,37 +67,12 @@ def live_server(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) ->
     settings = make_settings(
         database, data_dir,
         gordon_manager=PeerSettings(), docker_socket_proxy_url=None, bus_nats_url=None,
-        exchange_url=f"http://127.0.0.1:{_closed_port()}", http_timeout_s=1.0,
+        exchange_url=f"http://127.0.0.1:{free_port()}", http_timeout_s=1.0,
     )
-    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that say so, and without it every
-    # request waits ~40 ms for a delayed ACK (Nagle).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    ready = threading.Event()
-    config = uvicorn.Config(create_app(settings), lifespan="on", log_config=None, access_log=False)
-    server = _Server(config, ready)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  (older uvicorn)
-    failure: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            asyncio.run(server.serve(sockets=[sock]))
-        except BaseException as exc:  # reported by the fixture, not lost in the thread
-            failure.append(exc)
-        finally:
-            ready.set()
-
-    thread = threading.Thread(target=run, name="schemathesis-uvicorn", daemon=True)
-    thread.start()
-    assert ready.wait(60), "uvicorn did not start within 60 s"
-    assert not failure and server.started, f"uvicorn did not start: {failure}"
     try:
-        yield LiveServer(url=f"http://127.0.0.1:{port}")
+        with serve_in_thread(create_app(settings), name="schemathesis-uvicorn") as url:
+            yield LiveServer(url=url)
     finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
         asyncio.run(_drop(pg_server_url, database.name))
 
 

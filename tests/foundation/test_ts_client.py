@@ -12,17 +12,15 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from gordon_manager.app import create_app
+from tests.infra.threaded_server import serve_in_thread
 from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 from tests.foundation.node import CLIENT, ensure_installed, run
 
@@ -61,35 +59,13 @@ def test_the_package_pins_what_it_uses():
 
 
 # -- the example against a real server ---------------------------------------------------------------
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, ready: threading.Event) -> None:
-        super().__init__(config)
-        self._ready = ready
-
-    async def startup(self, sockets=None) -> None:
-        await super().startup(sockets=sockets)
-        self._ready.set()
-
-
 @pytest.fixture(scope="module")
 def base_url(pg_server_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """create_app() on a loopback port (uvicorn in a thread), on a fresh database."""
     database = asyncio.run(create_database(pg_server_url))
     settings = make_settings(database, tmp_path_factory.mktemp("ts-client-data"))
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    ready = threading.Event()
-    server = _Server(uvicorn.Config(create_app(settings), lifespan="on", log_config=None, access_log=False), ready)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])), daemon=True)
-    thread.start()
-    assert ready.wait(60) and server.started, "uvicorn did not start"
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(60)
-        sock.close()
+    with serve_in_thread(create_app(settings), name="ts-client-uvicorn") as url:
+        yield url
 
 
 def _compile(build: Path) -> None:

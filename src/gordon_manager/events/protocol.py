@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from gordon_manager.events.wire import breaker_rows, row_data
-from gordon_manager.http.values import iso_utc, utc_text
+from gordon_manager.http.values import iso_utc
 from gordon_manager.observability import metrics
 
 # The seed's five DirectFromNotify channels, then the manager's own (triggers of migration 0007).
@@ -96,19 +96,6 @@ def _location(loc: tuple) -> str:
 
 
 # -- events ----------------------------------------------------------------------------------------
-def normalize_times(value: Any) -> Any:
-    """Timestamps (Postgres text with an offset, or datetimes) become UTC RFC 3339 ``...Z``; nothing else changes."""
-    if isinstance(value, str):
-        return utc_text(value)
-    if isinstance(value, datetime):
-        return iso_utc(value)
-    if isinstance(value, dict):
-        return {k: normalize_times(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [normalize_times(v) for v in value]
-    return value
-
-
 def outbox_item(event_id: int, channel: str, body: dict[str, Any]) -> bytes:
     """One outbox event (trigger body ``{op, table, row}``), its row shaped as the HTTP API shows it
     (events/wire.py), serialised once."""

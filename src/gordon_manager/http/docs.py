@@ -75,37 +75,32 @@ _PAGE_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-
                  "Referrer-Policy": "no-referrer", "Cache-Control": "no-cache"}
 _ASSET_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "public, max-age=3600"}
 
-_SWAGGER_PAGE = """<!doctype html>
+# One page shape for both UIs: (stylesheets, root element id, scripts) differ.
+_PAGE = """<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" type="image/png" href="{assets}favicon.png">
-<link rel="stylesheet" href="{assets}swagger-ui.css">
-</head>
+<title>{{title}}</title>
+<link rel="icon" type="image/png" href="{{assets}}favicon.png">
+{styles}</head>
 <body>
-<div id="swagger-ui" data-openapi-url="{openapi}"></div>
-<script src="{assets}swagger-ui-bundle.js"></script>
-<script src="{assets}swagger-init.js"></script>
-</body>
+<div id="{root}" data-openapi-url="{{openapi}}"></div>
+{scripts}</body>
 </html>
 """
-_REDOC_PAGE = """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<link rel="icon" type="image/png" href="{assets}favicon.png">
-</head>
-<body>
-<div id="redoc" data-openapi-url="{openapi}"></div>
-<script src="{assets}redoc.standalone.js"></script>
-<script src="{assets}redoc-init.js"></script>
-</body>
-</html>
-"""
+
+
+def _template(root: str, *, styles: tuple[str, ...] = (), scripts: tuple[str, ...]) -> str:
+    return _PAGE.format(
+        root=root,
+        styles="".join(f'<link rel="stylesheet" href="{{assets}}{name}">\n' for name in styles),
+        scripts="".join(f'<script src="{{assets}}{name}"></script>\n' for name in scripts))
+
+
+_SWAGGER_PAGE = _template("swagger-ui", styles=("swagger-ui.css",),
+                          scripts=("swagger-ui-bundle.js", "swagger-init.js"))
+_REDOC_PAGE = _template("redoc", scripts=("redoc.standalone.js", "redoc-init.js"))
 
 
 def _page(request: Request, template: str, title: str) -> HTMLResponse:

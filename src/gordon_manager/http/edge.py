@@ -22,14 +22,14 @@ import asyncio
 import ipaddress
 import socket
 from collections import Counter
-from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gordon_manager.errors import ConfigurationError, Forbidden, GordonError, Unauthorized
 from gordon_manager.http.auth import HEADER, READ_HEADER, STATE_KEY, OperatorAuth, TokenSet, raw_header
 from gordon_manager.http.docs import ASSET_PATHS as DOCS_ASSET_PATHS
+from gordon_manager.http.middleware import replay_body
 from gordon_manager.http.problems import problem_response
 from gordon_manager.observability import metrics
 from gordon_manager.settings import Settings
@@ -271,7 +271,7 @@ class EdgeGuard:
     async def _write(self, scope: Scope, receive: Receive, send: Send) -> None:
         if isinstance(scope["state"].get(STATE_KEY), GordonError):
             # Not authorised: the body is never read; the route's Operator dependency answers.
-            await self.app(scope, _empty_body(receive), send)
+            await self.app(scope, replay_body(b"", receive), send)
             return
         declared = raw_header(scope, "content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
@@ -302,7 +302,7 @@ class EdgeGuard:
             await _send_problem(scope, receive, send, RequestTimeout(
                 f"The request body did not arrive within {self.read_timeout_s:g} s."), close=True)
             return
-        await self.app(scope, _replay(b"".join(chunks), receive), send)
+        await self.app(scope, replay_body(b"".join(chunks), receive), send)
 
     def _too_large(self) -> GordonError:
         return BodyTooLarge(f"The request body exceeds {self.max_body} bytes.", extra={"limit": self.max_body})
@@ -325,36 +325,8 @@ class EdgeGuard:
             self.ws.release(client)
 
 
-def _empty_body(receive: Receive) -> Receive:
-    sent = False
-
-    async def empty() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        return await receive()
-
-    return empty
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 async def _send_problem(scope: Scope, receive: Receive, send: Send, error: GordonError, *, close: bool = False) -> None:
-    headers = {"Connection": "close"} if close else {}
-    if isinstance(error, WsBusy):
-        headers["Retry-After"] = "5"
+    headers = {**error.headers, **({"Connection": "close"} if close else {})}
     response = problem_response(error.status, slug=error.type_slug, title=error.title, detail=error.detail,
                                 instance=scope.get("path"), headers=headers or None, **error.extra)
     if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
@@ -400,6 +372,7 @@ class RequestTimeout(GordonError):
 
 
 class WsBusy(GordonError):
+    headers = {"Retry-After": "5"}
     status = 503
     type_slug = "ws-connections"
     title = "Too many live-event connections"
@@ -411,6 +384,5 @@ class WsTooMany(GordonError):
     title = "Too many live-event connections"
 
 
-def exposed_headers() -> Iterable[str]:
-    """Response headers a browser on an allowed origin may read."""
-    return ("ETag", "X-Request-ID", "Location", "Idempotent-Replayed", "X-Audit-Id", "Retry-After")
+# Response headers a browser on an allowed origin may read.
+EXPOSED_HEADERS = ("ETag", "X-Request-ID", "Location", "Idempotent-Replayed", "X-Audit-Id", "Retry-After")

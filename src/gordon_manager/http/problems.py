@@ -76,7 +76,7 @@ async def _gordon_error(request: Request, exc: GordonError) -> Response:
         metrics.ERRORS.labels(component="http", kind=exc.type_slug).inc()
         logger.warning("request failed", extra={"error": exc.detail, "type": exc.type_slug})
     return problem_response(exc.status, slug=exc.type_slug, title=exc.title, detail=exc.detail,
-                            instance=request.url.path, **exc.extra)
+                            instance=request.url.path, headers=dict(exc.headers) or None, **exc.extra)
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:

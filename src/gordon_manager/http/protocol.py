@@ -17,6 +17,7 @@ import asyncio
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gordon_manager.http.problems import PROBLEM_MEDIA_TYPE, problem_response
 from gordon_manager.observability import metrics
 from gordon_manager.settings import Settings
 
@@ -90,9 +91,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, phrase: str, reason: str, detail: str) -> None:
         metrics.REFUSALS.labels(reason=reason).inc()
-        body = (f'{{"type":"/problems/{reason.replace("_", "-")}","title":"{phrase}","status":{status},'
-                f'"detail":"{detail}"}}').encode()
-        head = (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/problem+json\r\n"
+        body = problem_response(status, slug=reason.replace("_", "-"), title=phrase, detail=detail).body
+        head = (f"HTTP/1.1 {status} {phrase}\r\ncontent-type: {PROBLEM_MEDIA_TYPE}\r\n"
                 f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode()
         self.transport.write(head + body)
         self.transport.close()

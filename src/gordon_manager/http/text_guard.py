@@ -20,10 +20,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.routing import Match
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gordon_manager.http import media
 from gordon_manager.http.auth import raw_header
+from gordon_manager.http.middleware import replay_body
 from gordon_manager.http.problems import problem_response
 
 _SUSPECT = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
@@ -119,13 +120,4 @@ class TextGuardMiddleware:
                 field = _BAD.sub(lambda m: f"\\u{ord(m.group()):04x}", field)  # a key can be the culprit
                 await _refuse(scope, receive, send, field, problem)
                 return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replay_body(body, receive), send)

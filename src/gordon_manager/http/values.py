@@ -76,9 +76,12 @@ def utc_text(value: Any) -> Any:
 
 
 def utc_times(value: Any) -> Any:
-    """``utc_text`` at every depth of our own JSON (never of JSON a user or another service wrote)."""
+    """``utc_text`` (and datetimes to ``…Z``) at every depth of our own JSON (never of JSON a user or
+    another service wrote)."""
     if isinstance(value, str):
         return utc_text(value)
+    if isinstance(value, datetime):
+        return iso_utc(value)
     if isinstance(value, dict):
         return {k: utc_times(v) for k, v in value.items()}
     if isinstance(value, list):
