@@ -1,6 +1,6 @@
 /*
  * gordon_manager._rowjson: interleave column-wise JSON values into an array of JSON objects, and
- * write RFC 3339 times for them.
+ * write RFC 3339 times and decimal strings for them.
  *
  * The console's hottest read (a 500-point equity page, ~70 KB of JSON) is built from columns:
  * orjson writes each column's values in C (RFC 3339 times, shortest round-trip floats), and this
@@ -271,7 +271,186 @@ static PyObject *timestamps(PyObject *self, PyObject *args) {
     return result;
 }
 
+/*
+ * Write the plain decimal notation of one JSON number as a shortest round-trip writer (orjson,
+ * repr()) wrote it: the same digits, never an exponent, no trailing ".0", "-0" written "0".
+ * 1e-05 -> 0.00001, 1.5e16 -> 15000000000000000, 10000.0 -> 10000, 0.1 -> 0.1.
+ * Returns the length written (less than DECIMAL_MAX), or -1 when the text is not such a number.
+ */
+#define DECIMAL_MAX 400 /* sign, "0.", DOT_MAX zeros or digits, MANTISSA_MAX digits */
+#define MANTISSA_MAX 40
+#define DOT_MAX 340 /* a double's decimal point is within 330 places of its first digit */
+static Py_ssize_t plain_number(const char *p, const char *end, char *out) {
+    char *o = out;
+    int negative = 0;
+    if (p < end && *p == '-') {
+        negative = 1;
+        p++;
+    }
+    /* The significant digits and where the decimal point falls among them. */
+    char mantissa[MANTISSA_MAX];
+    int m = 0, point = -1;
+    for (; p < end && *p != 'e' && *p != 'E'; p++) {
+        if (*p == '.' && point < 0) {
+            point = m;
+        } else if (*p >= '0' && *p <= '9' && m < MANTISSA_MAX) {
+            mantissa[m++] = *p;
+        } else {
+            return -1;
+        }
+    }
+    long exponent = 0;
+    if (p < end) { /* 'e' */
+        p++;
+        int exp_negative = 0;
+        if (p < end && (*p == '+' || *p == '-')) {
+            exp_negative = (*p == '-');
+            p++;
+        }
+        if (p == end) {
+            return -1;
+        }
+        for (; p < end; p++) {
+            if (*p < '0' || *p > '9' || exponent > 1000) {
+                return -1;
+            }
+            exponent = exponent * 10 + (*p - '0');
+        }
+        if (exp_negative) {
+            exponent = -exponent;
+        }
+    }
+    if (m == 0) {
+        return -1;
+    }
+    if (point < 0) {
+        point = m;
+    }
+    long dot = (long)point + exponent; /* digits before the decimal point */
+    int first = 0; /* drop leading zeros ("0.5" -> digits "5", dot 0) */
+    while (first < m - 1 && mantissa[first] == '0') {
+        first++;
+        dot--;
+    }
+    int last = m; /* drop trailing zeros of the fraction */
+    while (last > first + 1 && mantissa[last - 1] == '0' && last - first > dot) {
+        last--;
+    }
+    int zero = (last - first == 1 && mantissa[first] == '0');
+    if (zero) {
+        *o++ = '0';
+        return o - out;
+    }
+    if (dot < -DOT_MAX || dot > DOT_MAX) {
+        return -1; /* beyond any double */
+    }
+    if (negative) {
+        *o++ = '-';
+    }
+    if (dot <= 0) {
+        *o++ = '0';
+        *o++ = '.';
+        for (long i = 0; i < -dot; i++) {
+            *o++ = '0';
+        }
+        memcpy(o, mantissa + first, (size_t)(last - first));
+        o += last - first;
+    } else {
+        for (long i = 0; i < dot; i++) {
+            *o++ = (first + i < last) ? mantissa[first + i] : '0';
+        }
+        if (first + dot < last) {
+            *o++ = '.';
+            memcpy(o, mantissa + first + dot, (size_t)(last - first - dot));
+            o += last - first - dot;
+        }
+    }
+    return o - out;
+}
+
+/*
+ * decimals(numbers, separator) -> bytes
+ *
+ * numbers: JSON numbers and nulls separated by commas, as orjson writes a float64 array's items
+ * (shortest round-trip digits; NaN and infinities as null). Each number becomes a JSON string of its
+ * plain decimal (see plain_number), null stays null; joined by separator. How the float columns
+ * (equity, cash, position, price) go on the wire: decimal strings like every other amount, with the
+ * digits orjson (and repr()) choose. Anything else in numbers raises ValueError.
+ */
+static PyObject *decimals(PyObject *self, PyObject *args) {
+    (void)self;
+    const char *text, *sep;
+    Py_ssize_t text_len, sep_len;
+    if (!PyArg_ParseTuple(args, "y#y#:decimals", &text, &text_len, &sep, &sep_len)) {
+        return NULL;
+    }
+    /* Each item grows by at most its quotes and separator, or by an exponent's zeros (bounded per
+     * item by DECIMAL_MAX): start at the usual size, grow when a long one comes. */
+    Py_ssize_t items = 1;
+    for (Py_ssize_t i = 0; i < text_len; i++) {
+        items += (text[i] == ',');
+    }
+    if (text_len > (PY_SSIZE_T_MAX - 64) / 2 || items > (PY_SSIZE_T_MAX / 4 - text_len) / (sep_len + 3)) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t capacity = text_len + items * (sep_len + 3) + 64;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, capacity);
+    if (result == NULL || text_len == 0) {
+        if (result != NULL) {
+            Py_DECREF(result);
+            return PyBytes_FromStringAndSize(NULL, 0);
+        }
+        return NULL;
+    }
+    Py_ssize_t used = 0;
+    const char *p = text, *const text_end = text + text_len;
+    for (Py_ssize_t i = 0; p <= text_end; i++) {
+        const char *item_end = memchr(p, ',', (size_t)(text_end - p));
+        if (item_end == NULL) {
+            item_end = text_end;
+        }
+        Py_ssize_t need = sep_len + DECIMAL_MAX + 2;
+        if (capacity - used < need) {
+            if (capacity > (PY_SSIZE_T_MAX - need) / 2) {
+                Py_DECREF(result);
+                return PyErr_NoMemory();
+            }
+            capacity = capacity * 2 + need;
+            if (_PyBytes_Resize(&result, capacity) < 0) {
+                return NULL;
+            }
+        }
+        char *out = PyBytes_AS_STRING(result) + used, *const start = out;
+        if (i > 0) {
+            memcpy(out, sep, (size_t)sep_len);
+            out += sep_len;
+        }
+        if (item_end - p == 4 && memcmp(p, "null", 4) == 0) {
+            memcpy(out, "null", 4);
+            out += 4;
+        } else {
+            *out++ = '"';
+            Py_ssize_t len = plain_number(p, item_end, out);
+            if (len < 0) {
+                Py_DECREF(result);
+                PyErr_Format(PyExc_ValueError, "item %zd is not a JSON number", i);
+                return NULL;
+            }
+            out += len;
+            *out++ = '"';
+        }
+        used += out - start;
+        p = item_end + 1;
+    }
+    if (_PyBytes_Resize(&result, used) < 0) {
+        return NULL;
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
+    {"decimals", decimals, METH_VARARGS,
+     "decimals(numbers, separator) -> bytes: comma-separated JSON numbers (and nulls) as JSON strings of their plain decimal."},
     {"timestamps", timestamps, METH_VARARGS,
      "timestamps(micros, separator) -> bytes: RFC 3339 UTC times (no offset) of int64 epoch microseconds."},
     {"rows", (PyCFunction)(void (*)(void))rows, METH_VARARGS | METH_KEYWORDS,

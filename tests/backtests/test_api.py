@@ -231,7 +231,7 @@ async def test_bot_defaults(kclient, kapp):
     }
 
 
-@pytest.mark.parametrize("path", ["/strategies", "/bff/bot-defaults", "/backtests", "/backtests/{run_id}/cancel"])
+@pytest.mark.parametrize("path", ["/strategies", "/bff/bot-defaults", "/backtests", "/backtests/{runId}/cancel"])
 async def test_openapi_types_the_endpoints(kclient, path):
     spec = (await kclient.get("/openapi.json")).json()
     operation = next(iter(spec["paths"][path].values()))

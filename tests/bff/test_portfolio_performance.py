@@ -62,12 +62,12 @@ async def test_portfolio_per_bot_and_total(api, admin):
     assert [p["symbol"] for p in alpha["positions"]] == ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
     assert alpha["positions"][0]["qty"] == "0.5"
     assert alpha["totals"] == {"cash": "1000.5", "exposure": "29700", "grossExposure": "30300",
-                               "unrealizedPnl": "9.25", "equity": 1010.0, "positions": 2}
-    assert alpha["liveRun"]["id"] == run_a and alpha["liveRun"]["equity"] == 1010.0
-    assert alpha["liveRun"]["equityAt"] == "2024-03-01T01:00:00Z" and alpha["liveRun"]["positionQty"] == 1.0
-    assert beta["positions"] == [] and beta["liveRun"]["kind"] == "live" and beta["totals"]["equity"] == 2000.0
+                               "unrealizedPnl": "9.25", "equity": "1010", "positions": 2}
+    assert alpha["liveRun"]["id"] == run_a and alpha["liveRun"]["equity"] == "1010"
+    assert alpha["liveRun"]["equityAt"] == "2024-03-01T01:00:00Z" and alpha["liveRun"]["positionQty"] == "1"
+    assert beta["positions"] == [] and beta["liveRun"]["kind"] == "live" and beta["totals"]["equity"] == "2000"
     assert body["total"] == {"cash": "1500.5", "exposure": "29700", "grossExposure": "30300",
-                             "unrealizedPnl": "9.25", "equity": 3010.0, "positions": 2}
+                             "unrealizedPnl": "9.25", "equity": "3010", "positions": 2}
 
 
 async def build_two_bots(admin):

@@ -249,7 +249,7 @@ def mutating_routes(app) -> set[tuple[str, str]]:
 async def test_every_mutating_route_requires_the_operator_token(app, client, bot):
     # walk the app's own routes, so a new mutation without auth fails this test
     routes = mutating_routes(app)
-    assert {(m, p.replace("{id}", "{bot_id}")) for m, p in MUTATIONS} <= routes
+    assert {(m, p.replace("{id}", "{botId}")) for m, p in MUTATIONS} <= routes
     for method, path in sorted(routes):
         url = re_path(path, bot["id"])
         for headers, expected in [({}, 401), ({"X-Operator-Token": "wrong"}, 403),
@@ -263,7 +263,7 @@ async def test_every_mutating_route_requires_the_operator_token(app, client, bot
 def re_path(path: str, bot_id: int) -> str:
     import re
 
-    return re.sub(r"\{[a-z_]*id\}", str(bot_id), path)
+    return re.sub(r"\{[A-Za-z_]*[iI]d\}", str(bot_id), path)
 
 
 async def test_request_metrics_label_bot_routes_by_template(client):

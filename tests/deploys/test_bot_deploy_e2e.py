@@ -83,7 +83,7 @@ async def test_identical_candidate_promotes_itself_and_the_live_workload_is_swap
             assert done["divergences"] == 0 and done["matches"] >= 3 and done["barsCompared"] >= 40
             assert done["matches"] + done["idleSkipped"] == done["barsCompared"]
             assert done["matchRate"] == 1.0 and done["latestDivergences"] == [] and done["evidenceNeeded"] == 0
-            assert done["outcomes"]["equityMaxAbsDiff"] == 0.0
+            assert done["outcomes"]["equityMaxAbsDiff"] == "0"
             assert done["outcomes"]["live"]["roundtrips"] == done["outcomes"]["candidate"]["roundtrips"]
             # the compared bars did trade: the match is not just holds
             traded = await fetchval(ddb, "SELECT count(*) FROM trading.bot_decisions WHERE run_id = $1"

@@ -67,10 +67,10 @@ def test_operation_ids_are_camel_case_and_unique(spec):
     assert all(re.fullmatch(r"[a-z][a-zA-Z0-9]*", i) for i in ids), ids
     by_route = {(method, path): operation["operationId"] for method, path, operation in operations(spec)}
     assert by_route[("get", "/bots")] == "listBots" and by_route[("post", "/bots")] == "createBot"
-    assert by_route[("get", "/bots/{bot_id}")] == "getBot" and by_route[("put", "/bots/{bot_id}")] == "updateBot"
-    assert by_route[("delete", "/bots/{bot_id}")] == "deleteBot"
-    assert by_route[("post", "/bots/{bot_id}/start")] == "startBot"
-    assert by_route[("get", "/runs/{run_id}/equity")] == "getRunEquity"
+    assert by_route[("get", "/bots/{botId}")] == "getBot" and by_route[("put", "/bots/{botId}")] == "updateBot"
+    assert by_route[("delete", "/bots/{botId}")] == "deleteBot"
+    assert by_route[("post", "/bots/{botId}/start")] == "startBot"
+    assert by_route[("get", "/runs/{runId}/equity")] == "getRunEquity"
     assert set(openapi.OPERATION_IDS.values()) <= set(ids), "OPERATION_IDS names a route that is gone"
     assert set(openapi.RESPONSE_HEADERS) <= set(ids), "RESPONSE_HEADERS names an operation that is gone"
 

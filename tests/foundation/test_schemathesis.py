@@ -31,9 +31,9 @@ from schemathesis.specs.openapi.checks import missing_required_header, positive_
 
 from gordon_manager.app import create_app
 from gordon_manager.settings import PeerSettings, Settings
+from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 from tests.infra.net import free_port
 from tests.infra.threaded_server import serve_in_thread
-from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 
 MAX_EXAMPLES = 25
 """Fuzzed examples per operation (the coverage phase adds its own edge cases)."""
@@ -92,7 +92,7 @@ def http(live_server: LiveServer) -> Iterator[requests.Session]:
 
 # -- findings left as deliberate (README: "Schemathesis findings left as deliberate") ---------------------
 PEER_OPERATIONS = {
-    "GET /bff/bots/{bot_id}/metrics-summary", "GET /bff/alerts/firing", "POST /bff/risk/resume",
+    "GET /bff/bots/{botId}/metrics-summary", "GET /bff/alerts/firing", "POST /bff/risk/resume",
     "POST /risk/emergency-flatten", "POST /bff/emergency-flatten", "POST /deploys/service",
 }
 """Their peer (Prometheus, AlertManager, gordon-risk, docker-socket-proxy) is not configured here:
@@ -100,10 +100,10 @@ the documented 503 ``peer-not-configured``, which ``not_a_server_error`` counts 
 
 SEMANTIC_FIELDS = {
     "POST /bots": ("strategy", "params", "image", "shadowOf", "mode", "labels", "execution"),
-    "PUT /bots/{bot_id}": ("strategy", "params", "image", "mode", "labels", "execution"),
-    "PATCH /bots/{bot_id}": ("strategy", "params", "image", "mode", "labels", "execution"),
+    "PUT /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
+    "PATCH /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
     "POST /backtests": ("strategy", "params", "execution", "from"),
-    "POST /bots/{bot_id}/deploy/promote": ("strategy", "params", "image", "execution", "symbol", "interval"),
+    "POST /bots/{botId}/deploy/promote": ("strategy", "params", "image", "execution", "symbol", "interval"),
     "POST /deploys/service": ("healthCheck",),
 }
 """Fields the service checks against what the schema cannot carry (the strategy registry and each

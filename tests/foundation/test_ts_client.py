@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from gordon_manager.app import create_app
-from tests.infra.threaded_server import serve_in_thread
 from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings
 from tests.foundation.node import CLIENT, ensure_installed, run
+from tests.infra.threaded_server import serve_in_thread
 
 
 @pytest.mark.parametrize("generated", ["schema.d.ts", "ws.d.ts"])
@@ -107,3 +107,17 @@ def test_the_example_runs_against_the_manager(base_url: str, tmp_path: Path):
     created = report["created"]
     assert created["etag"] == '"1"' and created["location"] == f"/bots/{created['id']}"
     assert report["validationFields"] and all(f.startswith("params") for f in report["validationFields"])
+
+
+def test_connect_live_replaces_a_silent_connection_and_resumes():
+    """clients/ts/test/live.test.ts under `node --test`: the silence watchdog and the resume point."""
+    ensure_installed()
+    build = Path(tempfile.mkdtemp(prefix=".live-unit-", dir=CLIENT / "node_modules"))
+    try:
+        _compile(build)
+        result = subprocess.run(["node", "--test", str(build / "test")], cwd=CLIENT, capture_output=True,
+                                text=True, timeout=120)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "# pass 2" in result.stdout and "# fail 0" in result.stdout

@@ -42,7 +42,7 @@ async def test_full_summary_of_a_scraped_bot(prom_stack, ops_app, bots):
         body = await wait_for(complete, timeout=25, interval=0.5)
         assert body["botId"] == bot.id
         assert body["up"] is True
-        assert body["equity"] == 10234.5
+        assert body["equity"] == "10234.5"
         assert body["decisionsPerMin"] > 0 and body["ordersPerMin"] > 0
         assert body["errorsPerMin"] == 0
         assert 0 <= body["lastBarAgeSeconds"] < 30
@@ -65,7 +65,7 @@ async def test_partial_summary_names_what_is_missing(prom_stack, ops_app, bots, 
             return body if all(body[name] is not None for name in scraped_fields) else None
 
         body = await wait_for(scraped, timeout=20, interval=0.5)
-        assert body["up"] is True and body["equity"] == 500.0
+        assert body["up"] is True and body["equity"] == "500"
         assert body["complete"] is False
         missing = {m["query"]: m for m in body["missing"]}
         assert missing["orders_per_min"]["reason"] == "error"

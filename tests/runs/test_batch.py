@@ -33,7 +33,7 @@ async def test_concurrent_pages_share_one_query_and_get_their_own_rows(api, admi
     responses = await asyncio.gather(*(api.get(f"/runs/{runs[i % 3]}/equity", params={"limit": 7})
                                        for i in range(12)))
     for i, response in enumerate(responses):
-        assert [p["equity"] for p in response.json()["items"]] == [float(100 * (i % 3) + j) for j in range(7)]
+        assert [float(p["equity"]) for p in response.json()["items"]] == [float(100 * (i % 3) + j) for j in range(7)]
 
 
 async def test_a_lone_request_is_sent_at_once(reads_app, admin):

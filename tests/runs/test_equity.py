@@ -22,13 +22,13 @@ async def test_pages_in_time_order_with_every_field(api, admin):
     stamps = await add_points(admin, run, [100.0, 101.5, 99.25, 102.0, 103.0])
     first = (await api.get(f"/runs/{run}/equity", params={"limit": 2})).json()
     assert first["items"] == [
-        {"ts": "2024-03-01T00:00:00Z", "equity": 100.0, "cash": 50.0, "positionQty": 0.5, "price": 100.0},
-        {"ts": "2024-03-01T00:01:00Z", "equity": 101.5, "cash": 50.75, "positionQty": 0.5, "price": 100.0},
+        {"ts": "2024-03-01T00:00:00Z", "equity": "100", "cash": "50", "positionQty": "0.5", "price": "100"},
+        {"ts": "2024-03-01T00:01:00Z", "equity": "101.5", "cash": "50.75", "positionQty": "0.5", "price": "100"},
     ]
     items = await collect(api, f"/runs/{run}/equity", {"limit": 2})
-    assert [i["equity"] for i in items] == [100.0, 101.5, 99.25, 102.0, 103.0]
+    assert [float(i["equity"]) for i in items] == [100.0, 101.5, 99.25, 102.0, 103.0]
     window = {"from": stamps[1].isoformat(), "to": stamps[3].isoformat()}  # [from, to)
-    assert [i["equity"] for i in await collect(api, f"/runs/{run}/equity", {**window, "limit": 1})] == [101.5, 99.25]
+    assert [float(i["equity"]) for i in await collect(api, f"/runs/{run}/equity", {**window, "limit": 1})] == [101.5, 99.25]
 
 
 async def test_default_page_is_500_points(api, admin):
@@ -37,7 +37,7 @@ async def test_default_page_is_500_points(api, admin):
     body = (await api.get(f"/runs/{run}/equity")).json()
     assert len(body["items"]) == 500 and body["nextCursor"]
     rest = (await api.get(f"/runs/{run}/equity", params={"cursor": body["nextCursor"]})).json()
-    assert [i["equity"] for i in rest["items"]] == [500.0] and rest["nextCursor"] is None
+    assert [float(i["equity"]) for i in rest["items"]] == [500.0] and rest["nextCursor"] is None
 
 
 async def test_no_point_skipped_or_repeated_while_points_are_inserted(api, admin):
@@ -94,7 +94,7 @@ async def test_few_points_come_back_raw_and_whole(api, admin):
     run = await make_run(admin)
     await add_points(admin, run, [5.0, 6.0, 7.0])
     body = (await api.get(f"/runs/{run}/equity", params={"points": 10})).json()
-    assert [i["equity"] for i in body["items"]] == [5.0, 6.0, 7.0] and body["items"][0]["cash"] == 2.5
+    assert [float(i["equity"]) for i in body["items"]] == [5.0, 6.0, 7.0] and body["items"][0]["cash"] == "2.5"
     assert body["downsample"] == {"method": "lttb", "requestedPoints": 10, "sourcePoints": 3, "source": "raw"}
     assert body["nextCursor"] is None
 
@@ -104,8 +104,8 @@ def _check_reduction(items, values, stamps, points):
     ts = [i["ts"] for i in items]
     assert ts == sorted(ts) and len(set(ts)) == len(ts)
     by_ts = {t.isoformat().replace("+00:00", "Z"): v for t, v in zip(stamps, values, strict=True)}
-    assert all(by_ts[i["ts"]] == i["equity"] for i in items)  # real points, not averages
-    eq = [i["equity"] for i in items]
+    assert all(by_ts[i["ts"]] == float(i["equity"]) for i in items)  # real points, not averages
+    eq = [float(i["equity"]) for i in items]
     assert min(eq) == min(values) and max(eq) == max(values)  # the extremes survive
     assert items[0]["ts"] == ts[0] == min(by_ts) and items[-1]["ts"] == max(by_ts)
 
@@ -148,14 +148,14 @@ async def test_bot_equity_merges_runs_in_time_order(api, admin):
     await add_points(admin, r2, [40.0], start=T0 + timedelta(minutes=4, seconds=0, microseconds=0) + timedelta(hours=1))
     await add_points(admin, backtest, [999.0])
     items = await collect(api, f"/bots/{bot}/equity", {"limit": 2})
-    assert [(i["runId"], i["equity"]) for i in items] == [(r1, 1.0), (r2, 10.0), (r1, 2.0), (r2, 20.0), (r1, 3.0),
+    assert [(i["runId"], float(i["equity"])) for i in items] == [(r1, 1.0), (r2, 10.0), (r1, 2.0), (r2, 20.0), (r1, 3.0),
                                                           (r2, 30.0), (r2, 40.0)]
     with_backtests = await collect(api, f"/bots/{bot}/equity", {"kind": ["paper", "backtest"], "limit": 3})
-    assert len(with_backtests) == 8 and (backtest, 999.0) in [(i["runId"], i["equity"]) for i in with_backtests]
+    assert len(with_backtests) == 8 and (backtest, 999.0) in [(i["runId"], float(i["equity"])) for i in with_backtests]
     same_ts = await add_points(admin, r1, [4.0], start=T0 + timedelta(hours=3))
     await add_points(admin, r2, [50.0], start=same_ts[0])  # equal timestamps: ordered by run id
     tail = await collect(api, f"/bots/{bot}/equity", {"limit": 1, "from": same_ts[0].isoformat()})
-    assert [(i["runId"], i["equity"]) for i in tail] == [(r1, 4.0), (r2, 50.0)]
+    assert [(i["runId"], float(i["equity"])) for i in tail] == [(r1, 4.0), (r2, 50.0)]
 
 
 async def test_bot_equity_downsampled_and_errors(api, admin):
@@ -167,11 +167,11 @@ async def test_bot_equity_downsampled_and_errors(api, admin):
     body = (await api.get(f"/bots/{bot}/equity", params={"points": 100})).json()
     assert body["downsample"]["sourcePoints"] == 6000 and body["nextCursor"] is None
     assert {i["runId"] for i in body["items"]} == set(runs)
-    eq = [i["equity"] for i in body["items"]]
+    eq = [float(i["equity"]) for i in body["items"]]
     assert min(eq) == min(min(v) for v in values) and max(eq) == max(max(v) for v in values)
     few = (await api.get(f"/bots/{bot}/equity", params={"points": 100, "from": (T0 + timedelta(days=3)).isoformat(),
                                                          "to": (T0 + timedelta(days=3, minutes=5)).isoformat()})).json()
-    assert [i["equity"] for i in few["items"]] == values[1][:5] and few["downsample"]["source"] == "raw"
+    assert [float(i["equity"]) for i in few["items"]] == values[1][:5] and few["downsample"]["source"] == "raw"
     problem(await api.get("/bots/999999999/equity"), 404)
     problem(await api.get(f"/bots/{bot}/equity", params={"kind": "options"}), 422)
     cursor = (await api.get(f"/bots/{bot}/equity", params={"limit": 1})).json()["nextCursor"]
@@ -196,9 +196,10 @@ async def test_page_json_handles_fractions_nulls_and_odd_floats(api, admin):
         " ($1, '1999-12-31T23:59:59.000001Z', 5, 5, 5, 5)", run)
     body = (await api.get(f"/runs/{run}/equity")).json()
     assert body["items"] == [
-        {"ts": "1999-12-31T23:59:59.000001Z", "equity": 5.0, "cash": 5.0, "positionQty": 5.0, "price": 5.0},
-        {"ts": "2024-03-01T00:00:00.500000Z", "equity": 1e22, "cash": None, "positionQty": -0.0, "price": None},
-        {"ts": "2024-03-01T00:00:01Z", "equity": 0.1, "cash": 2.5, "positionQty": None, "price": 3.0},
+        {"ts": "1999-12-31T23:59:59.000001Z", "equity": "5", "cash": "5", "positionQty": "5", "price": "5"},
+        {"ts": "2024-03-01T00:00:00.500000Z", "equity": "10000000000000000000000", "cash": None, "positionQty": "0",
+         "price": None},
+        {"ts": "2024-03-01T00:00:01Z", "equity": "0.1", "cash": "2.5", "positionQty": None, "price": "3"},
     ]
     from datetime import datetime
 
@@ -213,7 +214,7 @@ async def test_equity_query_problems_name_the_field(api, admin):
 
 
 def test_equity_parameters_are_documented_from_the_model(reads_app):
-    params = {p["name"]: p for p in reads_app.openapi()["paths"]["/runs/{run_id}/equity"]["get"]["parameters"]}
-    assert set(params) == {"run_id", "limit", "cursor", "points", "method", "from", "to"}
+    params = {p["name"]: p for p in reads_app.openapi()["paths"]["/runs/{runId}/equity"]["get"]["parameters"]}
+    assert set(params) == {"runId", "limit", "cursor", "points", "method", "from", "to"}
     assert params["limit"]["schema"]["maximum"] == 1000 and params["method"]["schema"]["enum"] == ["lttb", "minmax"]
     assert params["from"]["in"] == "query" and params["from"]["required"] is False

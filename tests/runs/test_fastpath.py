@@ -47,7 +47,7 @@ async def test_fast_path_answers_with_the_routes_bytes(api, admin, reads_app):
     cursor = first.json()["nextCursor"]
     second = await api.get(f"/runs/{run}/equity", params={"limit": 4, "cursor": cursor})
     assert second.content == (await route_only(reads_app, f"/runs/{run}/equity", f"limit=4&cursor={cursor}"))[1]
-    assert [i["equity"] for i in first.json()["items"] + second.json()["items"]] == \
+    assert [float(i["equity"]) for i in first.json()["items"] + second.json()["items"]] == \
         [100.0 + i / 7 for i in range(8)]
 
 
@@ -82,7 +82,7 @@ async def test_what_the_fast_path_does_not_answer_gets_the_applications_answer(a
     for method in ("lttb", "minmax"):
         downsampled = (await api.get(f"/runs/{run}/equity", params={"points": 4, "method": method})).json()
         assert downsampled["downsample"]["requestedPoints"] == 4
-        assert [i["equity"] for i in downsampled["items"]] == [1.0, 9.0, -4.0, 6.0]  # ends and extremes
+        assert [float(i["equity"]) for i in downsampled["items"]] == [1.0, 9.0, -4.0, 6.0]  # ends and extremes
     # Each read the handler saw is counted once, by the route: 404, 400, two 422s from the query,
     # the 422 of points=3 and the two downsampled answers. The path-parameter 422s and the 405 never
     # reach the handler.

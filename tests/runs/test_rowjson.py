@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import numpy as np
 import orjson
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gordon_manager import _rowjson
+from gordon_manager.http.values import float_decimal, float_decimals
 from gordon_manager.runs import equity
 
 SEPARATORS = [b",", b'","', b"|", b"::"]
@@ -87,7 +89,8 @@ floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.1, 
 @given(st.lists(st.tuples(st.integers(-2_000_000_000, 4_000_000_000), floats, floats, floats, floats), max_size=60),
        st.none() | st.text(alphabet="abcXYZ-_0123456789", min_size=1, max_size=40))
 def test_page_body_is_the_json_of_the_points(points, cursor):
-    """Every field as orjson writes it for one point: RFC 3339 UTC times, shortest floats, null for NaN/inf."""
+    """Every field as the API's one representation says: RFC 3339 UTC times; amounts as the decimal string of
+    their shortest round-trip digits (Decimal(repr(x)) in plain notation), null for NaN/inf."""
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     stamps = np.array(sorted({p[0] * 1_000_003 for p in points}), dtype=np.int64)
     rows = points[:len(stamps)]
@@ -104,7 +107,9 @@ def test_page_body_is_the_json_of_the_points(points, cursor):
         assert got["ts"].endswith("Z")
         for key in ("equity", "cash", "positionQty", "price"):
             value = want[key]
-            assert got[key] == (value if math.isfinite(value) else None)
+            assert got[key] == (reference_decimal(value) if math.isfinite(value) else None)
+            if got[key] is not None:
+                assert float(got[key]) == value  # the string reads back as the same double
 
 
 def test_page_columns_restores_time_order_when_the_plan_does_not_keep_it():
@@ -147,3 +152,39 @@ def test_timestamps_match_orjson_and_refuse_years_outside_1_to_9999():
     with pytest.raises(ValueError, match="whole int64"):
         _rowjson.timestamps(b"1234567", b",")
     assert _rowjson.timestamps(np.array([], dtype=np.int64), b",") == b""
+
+
+def reference_decimal(value: float) -> str:
+    """The plain decimal of repr()'s digits, by the standard library: no exponent, no trailing .0, no -0."""
+    text = format(Decimal(repr(value)), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(floats, max_size=40), st.sampled_from([b",", b"|", b'","']))
+def test_decimals_are_the_plain_shortest_digits_of_every_double(values, sep):
+    got = _rowjson.decimals(orjson.dumps(np.array(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], sep)
+    want = [b"null" if not math.isfinite(v) else b'"' + reference_decimal(v).encode() + b'"' for v in values]
+    assert got == sep.join(want)
+
+
+def test_decimals_of_edge_values_and_refusals():
+    got = _rowjson.decimals(b"1.0,2.5,null,1e-8,-0.0,5e-324,1.7976931348623157e308,1e16,-2.5e-7", b",")
+    assert got.split(b",")[:5] == [b'"1"', b'"2.5"', b"null", b'"0.00000001"', b'"0"']
+    assert got.split(b",")[5] == b'"0.' + b"0" * 323 + b'5"'
+    assert got.split(b",")[6] == b'"17976931348623157' + b"0" * 292 + b'"'
+    assert got.split(b",")[7:] == [b'"10000000000000000"', b'"-0.00000025"']
+    assert _rowjson.decimals(b"", b",") == b""
+    for bad in (b"abc", b"1,,2", b"1e", b"1e99999", b"1e400", b"--1", b"1.2.3", b"1,", b"1e+", b"."):
+        with pytest.raises(ValueError, match="not a JSON number"):
+            _rowjson.decimals(bad, b",")
+
+
+def test_float_decimal_helpers_agree_with_the_column_writer():
+    values = np.array([10512.25, 1e-05, 10000.0, float("nan"), -0.0, 0.1 + 0.2])
+    assert float_decimals(values) == ["10512.25", "0.00001", "10000", None, "0", "0.30000000000000004"]
+    assert [float_decimal(v) for v in values.tolist()] == float_decimals(values)
+    assert float_decimal(None) is None and float_decimal(float("inf")) is None and float_decimals(np.empty(0)) == []
+    assert float_decimal(np.float64(2.5)) == "2.5"

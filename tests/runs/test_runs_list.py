@@ -97,7 +97,7 @@ async def test_run_detail_has_config_stats_and_equity_summary(api, admin):
     assert body["config"] == {"initialCash": "10000"}
     assert body["stats"] == {"totalReturn": 0.12, "maxDrawdown": 0.05}
     assert body["equity"] == {"points": 4, "firstAt": "2024-03-01T00:00:00Z", "lastAt": "2024-03-01T00:03:00Z",
-                              "firstEquity": 100.0, "lastEquity": 110.0, "minEquity": 90.0, "maxEquity": 120.0}
+                              "firstEquity": "100", "lastEquity": "110", "minEquity": "90", "maxEquity": "120"}
 
 
 async def test_run_without_points_or_stats(api, admin):

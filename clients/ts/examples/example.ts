@@ -80,15 +80,15 @@ export async function tour(baseUrl: string, operatorToken: string): Promise<Tour
   const runs = await reader.GET("/runs", { params: { query: { kind: "backtest", limit: 1 } } });
   const run: Schemas["RunRead"] | undefined = runs.data?.items[0];
   if (run) {
-    const equity = await reader.GET("/runs/{run_id}/equity", {
-      params: { path: { run_id: run.id }, query: { points: 500, method: "lttb" } },
+    const equity = await reader.GET("/runs/{runId}/equity", {
+      params: { path: { runId: run.id }, query: { points: 500, method: "lttb" } },
     });
     if (equity.error) {
       throw new Error(describe(equity.error));
     }
     for (const point of equity.data.items) {
-      const value: number = point.equity; // a mark-to-market float series
-      if (Number.isFinite(value)) {
+      const text: string = point.equity; // a decimal string, like every amount ("10512.25")
+      if (Number.isFinite(Number(text))) {
         equityPoints += 1;
       }
     }

@@ -4,7 +4,10 @@
  * shapes is written here. `onEvent` gets each event typed by its `channel` (a discriminated union:
  * `if (e.channel === "bot_status") e.data.observedState`). The connection comes back by itself, and
  * resubscribes with `since` = the last outbox id it saw, so that nothing committed meanwhile is missed
- * (or a `resync` says that it could not be replayed).
+ * (or a `resync` says that it could not be replayed). Without a `since` of its own it resumes from the
+ * `lastId` of the first `welcome`, so a drop before the first event loses nothing either. A connection
+ * that stays silent for `silenceFactor` heartbeat periods (the `welcome` says the period) is taken for
+ * dead (a half-open TCP connection never closes by itself) and replaced.
  */
 import type { components } from "./ws.js";
 
@@ -51,6 +54,10 @@ export interface LiveOptions<C extends ChannelName> {
   WebSocketImpl?: LiveSocketConstructor;
   /** First delay before reconnecting, doubled up to 30 s (default 500 ms). */
   reconnectDelayMs?: number;
+  /** Heartbeat periods without any frame after which the connection is replaced (default 3). */
+  silenceFactor?: number;
+  /** The connection is up (`true`, after `welcome`) or down (`false`): for a connection indicator. */
+  onStatus?(up: boolean): void;
 }
 
 export interface LiveConnection {
@@ -76,6 +83,34 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
   let closed = false;
   let socket: LiveSocket | null = null;
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let watchdog: ReturnType<typeof setTimeout> | undefined;
+  let silenceMs: number | undefined;
+
+  const retry = () => {
+    options.onStatus?.(false);
+    if (!closed) {
+      timer = setTimeout(open, delay);
+      delay = Math.min(delay * 2, 30_000);
+    }
+  };
+
+  /** Give up on `current` (silent, or replaced) without waiting for its close handshake. */
+  const drop = (current: LiveSocket) => {
+    if (socket !== current) {
+      return;
+    }
+    socket = null;
+    clearTimeout(watchdog);
+    current.close();
+    retry();
+  };
+
+  const watch = (current: LiveSocket) => {
+    clearTimeout(watchdog);
+    if (silenceMs !== undefined) {
+      watchdog = setTimeout(() => drop(current), silenceMs);
+    }
+  };
 
   const deliver = (event: LiveEvent) => {
     if ("id" in event) {
@@ -97,11 +132,19 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
       current.send(JSON.stringify(subscribe));
     };
     current.onmessage = ({ data }) => {
+      if (socket !== current) {
+        return;
+      }
       const frame = JSON.parse(typeof data === "string" ? data : String(data)) as ServerFrame;
       options.onFrame?.(frame);
       switch (frame.type) {
         case "welcome":
           delay = firstDelay;
+          silenceMs = frame.heartbeatS * 1000 * (options.silenceFactor ?? 3);
+          if (lastId === undefined && frame.lastId !== null && frame.lastId !== undefined) {
+            lastId = frame.lastId;
+          }
+          options.onStatus?.(true);
           break;
         case "event":
           deliver(frame);
@@ -113,6 +156,7 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
           options.onResync?.(frame);
           break;
       }
+      watch(current); // any frame proves the connection alive (the welcome set the period)
     };
     current.onerror = () => undefined; // onclose follows
     current.onclose = () => {
@@ -120,10 +164,8 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
         return;
       }
       socket = null;
-      if (!closed) {
-        timer = setTimeout(open, delay);
-        delay = Math.min(delay * 2, 30_000);
-      }
+      clearTimeout(watchdog);
+      retry();
     };
   };
   open();
@@ -137,6 +179,7 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
       socket = null;
       previous?.close();
       clearTimeout(timer);
+      clearTimeout(watchdog);
       if (!closed) {
         open();
       }
@@ -144,6 +187,7 @@ export function connectLive<C extends ChannelName>(url: string, options: LiveOpt
     close() {
       closed = true;
       clearTimeout(timer);
+      clearTimeout(watchdog);
       socket?.close();
       socket = null;
     },

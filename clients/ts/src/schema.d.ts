@@ -84,7 +84,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/runs/{run_id}/equity": {
+    "/runs/{runId}/equity": {
         parameters: {
             query?: never;
             header?: never;
@@ -145,7 +145,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/runs/{run_id}": {
+    "/runs/{runId}": {
         parameters: {
             query?: never;
             header?: never;
@@ -165,7 +165,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/runs/{run_id}/roundtrips": {
+    "/runs/{runId}/roundtrips": {
         parameters: {
             query?: never;
             header?: never;
@@ -185,7 +185,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/runs": {
+    "/bots/{botId}/runs": {
         parameters: {
             query?: never;
             header?: never;
@@ -205,7 +205,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/equity": {
+    "/bots/{botId}/equity": {
         parameters: {
             query?: never;
             header?: never;
@@ -226,7 +226,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/events": {
+    "/bots/{botId}/events": {
         parameters: {
             query?: never;
             header?: never;
@@ -270,7 +270,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}": {
+    "/bots/{botId}": {
         parameters: {
             query?: never;
             header?: never;
@@ -310,7 +310,7 @@ export interface paths {
         patch: operations["patchBot"];
         trace?: never;
     };
-    "/bots/{bot_id}/start": {
+    "/bots/{botId}/start": {
         parameters: {
             query?: never;
             header?: never;
@@ -330,7 +330,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/pause": {
+    "/bots/{botId}/pause": {
         parameters: {
             query?: never;
             header?: never;
@@ -350,7 +350,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/resume": {
+    "/bots/{botId}/resume": {
         parameters: {
             query?: never;
             header?: never;
@@ -370,7 +370,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/stop": {
+    "/bots/{botId}/stop": {
         parameters: {
             query?: never;
             header?: never;
@@ -390,7 +390,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/clear-quarantine": {
+    "/bots/{botId}/clear-quarantine": {
         parameters: {
             query?: never;
             header?: never;
@@ -410,7 +410,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/audit": {
+    "/bots/{botId}/audit": {
         parameters: {
             query?: never;
             header?: never;
@@ -430,7 +430,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploy/promote": {
+    "/bots/{botId}/deploy/promote": {
         parameters: {
             query?: never;
             header?: never;
@@ -452,7 +452,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploy/abort": {
+    "/bots/{botId}/deploy/abort": {
         parameters: {
             query?: never;
             header?: never;
@@ -472,7 +472,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploy/status": {
+    "/bots/{botId}/deploy/status": {
         parameters: {
             query?: never;
             header?: never;
@@ -492,7 +492,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploys": {
+    "/bots/{botId}/deploys": {
         parameters: {
             query?: never;
             header?: never;
@@ -512,7 +512,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploys/{deploy_id}/divergences": {
+    "/bots/{botId}/deploys/{deployId}/divergences": {
         parameters: {
             query?: never;
             header?: never;
@@ -533,7 +533,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/promote": {
+    "/bots/{botId}/promote": {
         parameters: {
             query?: never;
             header?: never;
@@ -556,7 +556,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bots/{bot_id}/deploys/{deploy_id}/promote": {
+    "/bots/{botId}/deploys/{deployId}/promote": {
         parameters: {
             query?: never;
             header?: never;
@@ -602,7 +602,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/deploys/service/{deploy_id}/abort": {
+    "/deploys/service/{deployId}/abort": {
         parameters: {
             query?: never;
             header?: never;
@@ -622,7 +622,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/deploys/service/{deploy_id}/status": {
+    "/deploys/service/{deployId}/status": {
         parameters: {
             query?: never;
             header?: never;
@@ -642,7 +642,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/bff/bots/{bot_id}/metrics-summary": {
+    "/bff/bots/{botId}/metrics-summary": {
         parameters: {
             query?: never;
             header?: never;
@@ -942,7 +942,7 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/backtests/{run_id}/cancel": {
+    "/backtests/{runId}/cancel": {
         parameters: {
             query?: never;
             header?: never;
@@ -1340,14 +1340,17 @@ export interface components {
              * @example 2024-03-01T12:00:00Z
              */
             ts: string;
-            /** @example 10512.25 */
-            equity: number;
+            /**
+             * Format: decimal
+             * @example 10512.25
+             */
+            equity: string;
             /** @example 512.25 */
-            cash: number | null;
+            cash: string | null;
             /** @example 0.15 */
-            positionQty: number | null;
+            positionQty: string | null;
             /** @example 66666.67 */
-            price: number | null;
+            price: string | null;
             /** @example 42 */
             runId: number;
         };
@@ -1430,7 +1433,7 @@ export interface components {
              * @description Value of the runs at the newest hour.
              * @example 11830.2
              */
-            equity: number | null;
+            equity: string | null;
             /**
              * @description First equity point used.
              * @example 2024-01-01T00:00:00Z
@@ -1796,11 +1799,11 @@ export interface components {
              */
             bars: number;
             /** @description max |candidate − live| equity, quote currency. */
-            equityMaxAbsDiff: number | null;
+            equityMaxAbsDiff: string | null;
             /** @description The same relative to the live bot's equity. */
             equityMaxRelDiff: number | null;
             /** @description candidate − live equity at the last compared bar. */
-            equityLastDiff: number | null;
+            equityLastDiff: string | null;
             live: components["schemas"]["SideOutcome"];
             candidate: components["schemas"]["SideOutcome"];
         };
@@ -2345,14 +2348,17 @@ export interface components {
              * @example 2024-03-01T12:00:00Z
              */
             ts: string;
-            /** @example 10512.25 */
-            equity: number;
+            /**
+             * Format: decimal
+             * @example 10512.25
+             */
+            equity: string;
             /** @example 512.25 */
-            cash: number | null;
+            cash: string | null;
             /** @example 0.15 */
-            positionQty: number | null;
+            positionQty: string | null;
             /** @example 66666.67 */
-            price: number | null;
+            price: string | null;
         };
         /**
          * EquitySummary
@@ -2374,14 +2380,26 @@ export interface components {
              * @example 2024-12-31T23:59:00Z
              */
             lastAt: string;
-            /** @example 10000 */
-            firstEquity: number;
-            /** @example 11234.5 */
-            lastEquity: number;
-            /** @example 9420.1 */
-            minEquity: number;
-            /** @example 11890 */
-            maxEquity: number;
+            /**
+             * Format: decimal
+             * @example 10000
+             */
+            firstEquity: string;
+            /**
+             * Format: decimal
+             * @example 11234.5
+             */
+            lastEquity: string;
+            /**
+             * Format: decimal
+             * @example 9420.1
+             */
+            minEquity: string;
+            /**
+             * Format: decimal
+             * @example 11890
+             */
+            maxEquity: string;
         };
         /**
          * EventsListenerCheck
@@ -2817,11 +2835,11 @@ export interface components {
             /** @example 2024-03-01T00:00:00Z */
             startedAt: string | null;
             /** @example 10013.49 */
-            equity: number | null;
+            equity: string | null;
             /** @example 2024-03-01T12:00:00Z */
             equityAt: string | null;
             /** @example 0.015 */
-            positionQty: number | null;
+            positionQty: string | null;
         };
         /**
          * MetricsSummary
@@ -2831,7 +2849,7 @@ export interface components {
          *       "botId": 42,
          *       "complete": true,
          *       "decisionsPerMin": 1,
-         *       "equity": 10234.5,
+         *       "equity": "10234.5",
          *       "errorsPerMin": 0,
          *       "lastBarAgeSeconds": 12.4,
          *       "missing": [],
@@ -2855,7 +2873,7 @@ export interface components {
             /** @description Bot errors per minute (5m rate). */
             errorsPerMin: number | null;
             /** @description Latest mark-to-market equity the bot reports. */
-            equity: number | null;
+            equity: string | null;
             /** @description Seconds since the bot last processed a bar (its heartbeat; compare with its interval). */
             lastBarAgeSeconds: number | null;
             /** @description True when all six queries produced a value. */
@@ -3108,7 +3126,7 @@ export interface components {
              * @description Value of the runs at the newest hour.
              * @example 11830.2
              */
-            equity: number | null;
+            equity: string | null;
             /**
              * @description First equity point used.
              * @example 2024-01-01T00:00:00Z
@@ -3192,7 +3210,7 @@ export interface components {
              * @description Σ newest equity of the live runs.
              * @example 10013.49
              */
-            equity: number | null;
+            equity: string | null;
             /**
              * @description Positions with a non-zero quantity.
              * @example 1
@@ -3608,8 +3626,8 @@ export interface components {
          * RunStats
          * @description Statistics written when a run ends. A backtest's: returns, drawdown, Sharpe, win rate (fractions), counts,
          *     fees (exact) and timings; a bot run's: bars, cash, position and fees (exact). Members not recorded are
-         *     absent. ``finalEquity``/``initialEquity`` are points of the float equity series (numbers, like
-         *     ``GET /runs/{id}/equity``).
+         *     absent. ``finalEquity``/``initialEquity`` are points of the equity series (decimal strings of its
+         *     float8 values, like ``GET /runs/{id}/equity``).
          */
         RunStats: {
             /** @description final equity / initial equity - 1. */
@@ -3623,8 +3641,8 @@ export interface components {
             /** @description Round trips. */
             tradeCount?: number | null;
             totalFees?: string | null;
-            finalEquity?: number | null;
-            initialEquity?: number | null;
+            finalEquity?: string | null;
+            initialEquity?: string | null;
             /** @description Bars closed holding a position / bars. */
             exposure?: number | null;
             bars?: number | null;
@@ -3996,6 +4014,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getReadyz: {
@@ -4039,6 +4067,16 @@ export interface operations {
             };
             /** @description Too many header fields, or too large a request head (`headers-too-large`) */
             431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;
@@ -4109,6 +4147,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getConfig: {
@@ -4170,6 +4218,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getRunEquity: {
@@ -4191,7 +4260,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Run id. */
-                run_id: number;
+                runId: number;
             };
             cookie?: never;
         };
@@ -4271,6 +4340,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -4373,6 +4463,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     bffListRuns: {
@@ -4469,6 +4580,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getRun: {
@@ -4477,7 +4609,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Run id. */
-                run_id: number;
+                runId: number;
             };
             cookie?: never;
         };
@@ -4553,6 +4685,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listRunRoundtrips: {
@@ -4571,7 +4724,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Run id. */
-                run_id: number;
+                runId: number;
             };
             cookie?: never;
         };
@@ -4657,6 +4810,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listBotRuns: {
@@ -4676,7 +4850,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -4762,6 +4936,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getBotEquity: {
@@ -4785,7 +4980,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -4871,6 +5066,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listBotEvents: {
@@ -4891,7 +5107,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -4971,6 +5187,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5060,6 +5297,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5206,6 +5464,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getBot: {
@@ -5214,7 +5493,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -5291,6 +5570,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     updateBot: {
@@ -5302,7 +5602,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -5453,6 +5753,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     deleteBot: {
@@ -5467,7 +5788,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -5594,6 +5915,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     patchBot: {
@@ -5605,7 +5947,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -5827,6 +6169,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     startBot: {
@@ -5838,7 +6201,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -5969,6 +6332,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -5986,7 +6370,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6117,6 +6501,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6134,7 +6539,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6265,6 +6670,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -6285,7 +6711,7 @@ export interface operations {
             };
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6422,6 +6848,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     clearBotQuarantine: {
@@ -6430,7 +6877,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6546,6 +6993,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listBotAudit: {
@@ -6559,7 +7027,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6645,6 +7113,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     startDeploy: {
@@ -6653,7 +7142,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6784,6 +7273,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     abortDeploy: {
@@ -6792,7 +7302,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6908,6 +7418,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getDeployStatus: {
@@ -6916,7 +7447,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -6992,6 +7523,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listDeploys: {
@@ -7005,7 +7557,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -7091,6 +7643,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listDivergences: {
@@ -7104,8 +7677,8 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
-                deploy_id: number;
+                botId: number;
+                deployId: number;
             };
             cookie?: never;
         };
@@ -7191,6 +7764,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     promoteShadow: {
@@ -7199,7 +7793,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -7329,6 +7923,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     forcePromoteDeploy: {
@@ -7337,8 +7952,8 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
-                deploy_id: number;
+                botId: number;
+                deployId: number;
             };
             cookie?: never;
         };
@@ -7468,6 +8083,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listServiceDeploys: {
@@ -7549,6 +8185,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -7681,7 +8338,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description DOCKER_SOCKET_PROXY_URL not configured */
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description DOCKER_SOCKET_PROXY_URL not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -7700,7 +8367,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Service deploy id. */
-                deploy_id: number;
+                deployId: number;
             };
             cookie?: never;
         };
@@ -7806,6 +8473,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getServiceDeployStatus: {
@@ -7814,7 +8502,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Service deploy id. */
-                deploy_id: number;
+                deployId: number;
             };
             cookie?: never;
         };
@@ -7890,6 +8578,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getBotMetricsSummary: {
@@ -7898,7 +8607,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Bot id. */
-                bot_id: number;
+                botId: number;
             };
             cookie?: never;
         };
@@ -7974,7 +8683,17 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The peer's URL is not configured */
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The peer's URL is not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8046,6 +8765,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description AlertManager unreachable or failed */
             502: {
                 headers: {
@@ -8056,7 +8785,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description The peer's URL is not configured */
+            /** @description The peer's URL is not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8198,6 +8927,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description gordon-risk unreachable, failed, or refused the manager's forward token */
             502: {
                 headers: {
@@ -8208,7 +8947,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description gordon-risk URL or forward token not configured */
+            /** @description gordon-risk URL or forward token not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8361,6 +9100,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description gordon-risk unreachable, failed, or refused the manager's forward token */
             502: {
                 headers: {
@@ -8371,7 +9120,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description gordon-risk URL or forward token not configured */
+            /** @description gordon-risk URL or forward token not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8524,6 +9273,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description gordon-risk unreachable, failed, or refused the manager's forward token */
             502: {
                 headers: {
@@ -8534,7 +9293,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description gordon-risk URL or forward token not configured */
+            /** @description gordon-risk URL or forward token not configured; or: The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
@@ -8627,6 +9386,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getPerformance: {
@@ -8707,6 +9487,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -8807,6 +9608,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getOverlaySummary: {
@@ -8895,6 +9717,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getSourceHealth: {
@@ -8956,6 +9799,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getDataStatus: {
@@ -9011,6 +9875,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9097,6 +9982,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9193,6 +10099,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     pingExchange: {
@@ -9248,6 +10175,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {
@@ -9380,6 +10328,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     cancelBacktest: {
@@ -9388,7 +10357,7 @@ export interface operations {
             header?: never;
             path: {
                 /** @description Run id. */
-                run_id: number;
+                runId: number;
             };
             cookie?: never;
         };
@@ -9504,6 +10473,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     listStrategies: {
@@ -9565,6 +10555,27 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
         };
     };
     getBotDefaults: {
@@ -9620,6 +10631,27 @@ export interface operations {
             431: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
                     [name: string]: unknown;
                 };
                 content: {

@@ -1038,8 +1038,8 @@ export interface components {
          * RunStats
          * @description Statistics written when a run ends. A backtest's: returns, drawdown, Sharpe, win rate (fractions), counts,
          *     fees (exact) and timings; a bot run's: bars, cash, position and fees (exact). Members not recorded are
-         *     absent. ``finalEquity``/``initialEquity`` are points of the float equity series (numbers, like
-         *     ``GET /runs/{id}/equity``).
+         *     absent. ``finalEquity``/``initialEquity`` are points of the equity series (decimal strings of its
+         *     float8 values, like ``GET /runs/{id}/equity``).
          */
         RunStats: {
             /**
@@ -1070,9 +1070,9 @@ export interface components {
             /** @default null */
             totalFees?: string | null;
             /** @default null */
-            finalEquity?: number | null;
+            finalEquity?: string | null;
             /** @default null */
-            initialEquity?: number | null;
+            initialEquity?: string | null;
             /**
              * @description Bars closed holding a position / bars.
              * @default null

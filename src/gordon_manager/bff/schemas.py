@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from gordon_manager.http.models import CamelModel, JsonMembers, Page
-from gordon_manager.http.values import DecimalStr, Fraction
+from gordon_manager.http.values import DecimalStr, FloatDecimalStr, Fraction
 
 _TS = "2024-03-01T12:00:00Z"
 Decision = Literal["allow", "block", "scale", "flatten"]
@@ -35,9 +35,9 @@ class LiveRunRead(CamelModel):
     kind: Literal["paper", "shadow", "live"] = Field(examples=["paper"])
     symbol: str = Field(examples=["BTCUSDT"])
     started_at: datetime | None = Field(None, examples=["2024-03-01T00:00:00Z"])
-    equity: float | None = Field(None, examples=[10013.49])
+    equity: FloatDecimalStr | None = Field(None, examples=["10013.49"])
     equity_at: datetime | None = Field(None, examples=[_TS])
-    position_qty: float | None = Field(None, examples=[0.015])
+    position_qty: FloatDecimalStr | None = Field(None, examples=["0.015"])
 
 
 class PortfolioTotals(CamelModel):
@@ -47,7 +47,7 @@ class PortfolioTotals(CamelModel):
     exposure: DecimalStr = Field(examples=["915"], description="Σ exposure (net).")
     gross_exposure: DecimalStr = Field(examples=["915"], description="Σ |exposure|.")
     unrealized_pnl: DecimalStr = Field(examples=["13.49"])
-    equity: float | None = Field(None, examples=[10013.49], description="Σ newest equity of the live runs.")
+    equity: FloatDecimalStr | None = Field(None, examples=["10013.49"], description="Σ newest equity of the live runs.")
     positions: int = Field(examples=[1], description="Positions with a non-zero quantity.")
 
 
@@ -80,7 +80,7 @@ class PerformanceFigures(CamelModel):
     return_all: float | None = Field(None, examples=[0.183])
     max_drawdown: float | None = Field(None, examples=[0.081], description="Positive fraction of the peak.")
     sharpe: float | None = Field(None, examples=[1.42], description="Annualised (√365) from daily returns.")
-    equity: float | None = Field(None, examples=[11830.2], description="Value of the runs at the newest hour.")
+    equity: FloatDecimalStr | None = Field(None, examples=["11830.2"], description="Value of the runs at the newest hour.")
     since: datetime | None = Field(None, examples=["2024-01-01T00:00:00Z"], description="First equity point used.")
     until: datetime | None = Field(None, examples=[_TS], description="Last equity point used.")
     samples: int = Field(0, examples=[1440], description="Hourly samples the figures were computed from.")

@@ -10,7 +10,7 @@ from pydantic import ConfigDict, Field, model_validator
 from gordon_manager.bots.schemas import ExecutionInput
 from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.http.models import CamelModel, JsonObject, SparseModel
-from gordon_manager.http.values import DecimalStr
+from gordon_manager.http.values import DecimalStr, FloatDecimalStr
 
 DeployState = Literal["pending", "shadowing", "comparing", "swapping", "promoted", "aborted", "failed",
                       "inconclusive"]
@@ -146,9 +146,9 @@ class DeployOutcomes(CamelModel):
     """Outcomes over the compared window: equity tracking and both sides' round trips."""
 
     bars: int = Field(examples=[60], description="Bars both equity curves have in the window.")
-    equity_max_abs_diff: float | None = Field(None, description="max |candidate − live| equity, quote currency.")
+    equity_max_abs_diff: FloatDecimalStr | None = Field(None, description="max |candidate − live| equity, quote currency.")
     equity_max_rel_diff: float | None = Field(None, description="The same relative to the live bot's equity.")
-    equity_last_diff: float | None = Field(None, description="candidate − live equity at the last compared bar.")
+    equity_last_diff: FloatDecimalStr | None = Field(None, description="candidate − live equity at the last compared bar.")
     live: SideOutcome
     candidate: SideOutcome
 

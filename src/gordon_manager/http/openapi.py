@@ -13,7 +13,10 @@ error as problem+json; this module then, once per app:
 * removes pydantic's automatic ``title`` of every property and parameter (component schemas keep
   their name as title), and writes the few decimal defaults pydantic renders with an exponent as
   plain decimal strings;
-* declares the tags, and a ``JsonValue`` schema for the members that carry JSON of another service.
+* declares the tags, and a ``JsonValue`` schema for the members that carry JSON of another service;
+* documents on every operation the failures that are not the client's: 500 (a bug of ours) and,
+  where the database is read, 503 ``database-unavailable`` with ``Retry-After``;
+* names path parameters as the contract spells them (``/bots/{botId}``, like the errors do).
 
 Operation ids are camelCase route names (``operation_id``), renamed where the name is poor
 (``OPERATION_IDS``). Runtime behaviour is untouched: the edge middleware (``http.edge``) checks
@@ -172,6 +175,12 @@ _BODY_REFUSALS = {  # writes: the edge reads the body, bounded in size and time
     "408": "The body did not arrive within GORDON_MANAGER_REQUEST_READ_TIMEOUT_S (`request-timeout`)",
     "413": "The body exceeds GORDON_MANAGER_MAX_BODY_BYTES (`body-too-large`, with `limit`)",
 }
+_SERVER_FAILURES = {  # any operation: http.problems answers these whatever the route
+    "500": "Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it",
+}
+_DATABASE_FAILURE = ("The database is unavailable (`database-unavailable`: down, restarting or full); "
+                     "retry after `Retry-After` seconds")
+_NO_DATABASE = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.yaml", "/docs", "/redoc"})
 _PROBLEM_CONTENT = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -241,6 +250,12 @@ def _document_security(spec: dict[str, Any], security: dict[tuple[str, str], lis
             refusals[status] = f"{refusals[status]}; or: {text}" if status in refusals else text
         if method not in ("get", "head", "options"):
             refusals.update(_BODY_REFUSALS)
+        refusals.update(_SERVER_FAILURES)
+        if path not in _NO_DATABASE:
+            own = responses.get("503")
+            if own is not None and _DATABASE_FAILURE not in own.get("description", ""):
+                own["description"] = f"{own['description']}; or: {_DATABASE_FAILURE}"
+            refusals["503"] = _DATABASE_FAILURE
         for status, description in refusals.items():
             responses.setdefault(status, {"description": description, "content": dict(_PROBLEM_CONTENT)})
         operation["responses"] = dict(sorted(responses.items(), key=lambda kv: _status_order(kv[0])))
@@ -422,6 +437,29 @@ def _declare_tags(spec: dict[str, Any]) -> None:
     spec["tags"] = declared
 
 
+_PATH_PARAMETER = re.compile(r"\{([a-z0-9_]+)\}")
+
+
+def _camel_path_parameters(spec: dict[str, Any]) -> None:
+    """Path parameters named as the contract spells them (``/bots/{botId}``; errors already say
+    ``botId``). Only the document changes: the routes keep their Python names, so the metrics' ``route``
+    labels stay; the URLs are the same."""
+    paths = {}
+    for path, item in spec.get("paths", {}).items():
+        for method, operation in item.items():
+            if method in _METHODS and isinstance(operation, dict):
+                for parameter in operation.get("parameters", []):
+                    if parameter.get("in") == "path":
+                        parameter["name"] = to_camel(parameter["name"])
+        paths[document_path(path)] = item
+    spec["paths"] = paths
+
+
+def document_path(route_path: str) -> str:
+    """The document's path of a route's path (``/bots/{bot_id}`` → ``/bots/{botId}``)."""
+    return _PATH_PARAMETER.sub(lambda m: "{" + to_camel(m.group(1)) + "}", route_path)
+
+
 def complete(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
     """The pass described in the module docstring, on a copy of ``spec`` (its schemas may be module constants)."""
     spec = copy.deepcopy(spec)
@@ -432,6 +470,7 @@ def complete(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
     _response_members_required(spec)
     _header_names(spec)
     _declare_tags(spec)
+    _camel_path_parameters(spec)
     schemas = spec.setdefault("components", {}).setdefault("schemas", {})
     if JSON_VALUE_REF in set(_refs(spec)):
         schemas["JsonValue"] = JSON_VALUE_SCHEMA

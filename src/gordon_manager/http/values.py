@@ -4,6 +4,12 @@
   never ``"1E-8"`` and never a JSON number; the scale is the one stored (``"1000.10"``).
   ``DecimalStr`` is a ``Decimal`` that serialises so; ``plain_decimal_strings`` fixes decimal
   strings that were stored with an exponent.
+* **Amounts stored as float8** (the equity series — equity, cash, position, price — and figures
+  derived from it: final equity, portfolio equity, deploy equity differences) are decimal strings
+  too: the shortest digits that read back as the same double (the digits ``repr()`` chooses), in
+  plain notation, with no trailing ``.0``: ``10512.25`` → ``"10512.25"``, ``1e-05`` → ``"0.00001"``,
+  ``10000.0`` → ``"10000"``. ``FloatDecimalStr`` serialises so; ``float_decimals`` does a whole
+  column in C (``_rowjson.decimals``, the same digits as orjson writes).
 * **Times** are RFC 3339 in UTC with ``Z`` (pydantic writes aware UTC datetimes so; ``utc_text``
   rewrites the text PostgreSQL's ``to_jsonb`` writes in the session time zone).
 * **Fractions** of work done (``progress``) are rounded to ``FRACTION_DIGITS`` decimals
@@ -19,7 +25,11 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 
-from pydantic import PlainSerializer
+import numpy as np
+import orjson
+from pydantic import PlainSerializer, WithJsonSchema
+
+from gordon_manager import _rowjson
 
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 FRACTION_DIGITS = 4
@@ -44,6 +54,31 @@ def round_fraction(value: float) -> float:
 # JSON schema (Decimal's string; the field's number with its bounds) instead of the function's.
 DecimalStr = Annotated[Decimal, PlainSerializer(lambda value: plain_decimal(value), when_used="json")]
 """An exact decimal; JSON: a plain-notation string."""
+
+def float_decimal(value: float | None) -> str | None:
+    """A float amount as its decimal string (see the module docstring); NaN, infinities, None → None."""
+    if value is None:
+        return None
+    text = _rowjson.decimals(orjson.dumps(float(value)), b",")
+    return None if text == b"null" else text[1:-1].decode()
+
+
+def float_decimals(values: np.ndarray) -> list[str | None]:
+    """``float_decimal`` of every value of a float64 array, in one C pass."""
+    if not len(values):
+        return []
+    text = _rowjson.decimals(orjson.dumps(np.ascontiguousarray(values, dtype=np.float64),
+                                          option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], b",")
+    return [None if item == "null" else item[1:-1] for item in text.decode().split(",")]
+
+
+FloatDecimalStr = Annotated[
+    float,
+    PlainSerializer(lambda value: float_decimal(value), when_used="json"),
+    WithJsonSchema({"type": "string", "format": "decimal", "pattern": DECIMAL_PATTERN}),
+]
+"""An amount kept as a float (the equity series and what is derived from it); JSON: the decimal
+string of its shortest round-trip digits."""
 
 Fraction = Annotated[float, PlainSerializer(lambda value: round_fraction(value), when_used="json")]
 """A fraction (0..1, the field says so); JSON: rounded to ``FRACTION_DIGITS`` decimals."""

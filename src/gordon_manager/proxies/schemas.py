@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gordon_manager.http.models import CamelModel, json_value_members
+from gordon_manager.http.values import FloatDecimalStr
 
 MissingReason = Literal["error", "timeout", "no_data"]
 
@@ -26,7 +27,7 @@ class MetricsSummary(CamelModel):
 
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "botId": 42, "at": "2026-01-05T12:00:00Z", "up": True, "decisionsPerMin": 1.0, "ordersPerMin": 0.2,
-        "errorsPerMin": 0.0, "equity": 10234.5, "lastBarAgeSeconds": 12.4, "complete": True, "missing": []}]})
+        "errorsPerMin": 0.0, "equity": "10234.5", "lastBarAgeSeconds": 12.4, "complete": True, "missing": []}]})
 
     bot_id: int
     at: datetime = Field(description="When the summary was evaluated (UTC).")
@@ -34,7 +35,7 @@ class MetricsSummary(CamelModel):
     decisions_per_min: float | None = Field(None, description="Strategy decisions per minute (5m rate).")
     orders_per_min: float | None = Field(None, description="Orders (paper fills or live intents) per minute (5m rate).")
     errors_per_min: float | None = Field(None, description="Bot errors per minute (5m rate).")
-    equity: float | None = Field(None, description="Latest mark-to-market equity the bot reports.")
+    equity: FloatDecimalStr | None = Field(None, description="Latest mark-to-market equity the bot reports.")
     last_bar_age_seconds: float | None = Field(None, description="Seconds since the bot last processed a bar "
                                                                  "(its heartbeat; compare with its interval).")
     complete: bool = Field(description="True when all six queries produced a value.")

@@ -25,6 +25,7 @@ import orjson
 
 from gordon_manager import _rowjson
 from gordon_manager.errors import NotFound
+from gordon_manager.http.values import float_decimal, float_decimals
 from gordon_manager.runs import downsample, repo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -96,7 +97,8 @@ def page_body(stamps: np.ndarray, floats: list[np.ndarray], next_cursor: str | N
     """The JSON body of a page, ``{"items": [...], "nextCursor": ...}``, from its columns.
 
     ``_rowjson.timestamps`` (C) writes the RFC 3339 times and orjson the floats (shortest round
-    trip, NaN as null), each column in one call; ``_rowjson.rows`` (C) lays them out row by row
+    trip, NaN as null), which ``_rowjson.decimals`` (C) turns into decimal strings (the API's one
+    representation of an amount), each column in one call; ``_rowjson.rows`` (C) lays them out row by row
     between the keys, inside the page's head and tail, in one allocation. No Python object is made
     per point.
     """
@@ -105,18 +107,20 @@ def page_body(stamps: np.ndarray, floats: list[np.ndarray], next_cursor: str | N
         return b'{"items":[]' + tail
     columns = [_rowjson.timestamps(np.ascontiguousarray(stamps, dtype=np.int64), b'","')]
     for column in floats:
-        columns.append(orjson.dumps(column, option=_NUMPY)[1:-1])
+        columns.append(_rowjson.decimals(orjson.dumps(column, option=_NUMPY)[1:-1], b","))
     return _rowjson.rows(_PREFIXES, tuple(columns), _SEPARATORS, b"}", len(stamps), head=b'{"items":', tail=tail)
 
 
 def point_dicts(rows: list) -> list[dict]:
-    """Records (ts, equity, cash, position_qty, price) as response items."""
-    return [{"ts": ts, "equity": e, "cash": c, "positionQty": q, "price": p} for ts, e, c, q, p in rows]
+    """Records (ts, equity, cash, position_qty, price) as response items (amounts as decimal strings)."""
+    d = float_decimal
+    return [{"ts": ts, "equity": d(e), "cash": d(c), "positionQty": d(q), "price": d(p)} for ts, e, c, q, p in rows]
 
 
 def bot_point_dicts(rows: list) -> list[dict]:
-    """Records (run_id, ts, equity, cash, position_qty, price) as response items."""
-    return [{"runId": r, "ts": ts, "equity": e, "cash": c, "positionQty": q, "price": p}
+    """Records (run_id, ts, equity, cash, position_qty, price) as response items (amounts as decimal strings)."""
+    d = float_decimal
+    return [{"runId": r, "ts": ts, "equity": d(e), "cash": d(c), "positionQty": d(q), "price": d(p)}
             for r, ts, e, c, q, p in rows]
 
 
@@ -190,7 +194,7 @@ def reduce_to_items(t: np.ndarray, v: np.ndarray, points: int, method: str,
     """Reduce candidates to ``points`` and build the response items (ts, equity[, runId])."""
     idx = downsample.reduce(t, v, points, method)
     us = np.rint(t[idx] * 1e6).astype(np.int64).tolist()
-    values = v[idx].tolist()
+    values = float_decimals(v[idx])
     if run_ids is None:
         return [{"ts": from_us(u), "equity": e} for u, e in zip(us, values, strict=True)]
     runs = run_ids[idx].tolist()

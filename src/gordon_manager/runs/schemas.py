@@ -10,8 +10,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, 
 
 from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.http.models import CamelModel, JsonMembers, Page, SparseModel
-from gordon_manager.http.values import DecimalStr, Fraction
 from gordon_manager.http.pagination import MAX_LIMIT
+from gordon_manager.http.values import DecimalStr, FloatDecimalStr, Fraction
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
 RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped", "abandoned"]
@@ -75,10 +75,10 @@ class EquitySummary(CamelModel):
     points: int = Field(examples=[525600], description="Number of equity points.")
     first_at: datetime = Field(examples=["2024-01-01T00:00:00Z"])
     last_at: datetime = Field(examples=["2024-12-31T23:59:00Z"])
-    first_equity: float = Field(examples=[10000.0])
-    last_equity: float = Field(examples=[11234.5])
-    min_equity: float = Field(examples=[9420.1])
-    max_equity: float = Field(examples=[11890.0])
+    first_equity: FloatDecimalStr = Field(examples=["10000"])
+    last_equity: FloatDecimalStr = Field(examples=["11234.5"])
+    min_equity: FloatDecimalStr = Field(examples=["9420.1"])
+    max_equity: FloatDecimalStr = Field(examples=["11890"])
 
 
 class RunOpening(SparseModel):
@@ -127,8 +127,8 @@ class BacktestTimings(SparseModel):
 class RunStats(SparseModel):
     """Statistics written when a run ends. A backtest's: returns, drawdown, Sharpe, win rate (fractions), counts,
     fees (exact) and timings; a bot run's: bars, cash, position and fees (exact). Members not recorded are
-    absent. ``finalEquity``/``initialEquity`` are points of the float equity series (numbers, like
-    ``GET /runs/{id}/equity``)."""
+    absent. ``finalEquity``/``initialEquity`` are points of the equity series (decimal strings of its
+    float8 values, like ``GET /runs/{id}/equity``)."""
 
     total_return: float | None = Field(None, description="final equity / initial equity - 1.")
     max_drawdown: float | None = Field(None, description="Largest fall from a running peak (positive fraction).")
@@ -136,8 +136,8 @@ class RunStats(SparseModel):
     win_rate: float | None = Field(None, description="Share of round trips with net PnL > 0 (null without any).")
     trade_count: int | None = Field(None, description="Round trips.")
     total_fees: DecimalStr | None = None
-    final_equity: float | None = None
-    initial_equity: float | None = None
+    final_equity: FloatDecimalStr | None = None
+    initial_equity: FloatDecimalStr | None = None
     exposure: float | None = Field(None, description="Bars closed holding a position / bars.")
     bars: int | None = None
     fill_count: int | None = None
@@ -191,10 +191,10 @@ class EquityPointRead(CamelModel):
     """One mark-to-market point. Downsampled points carry only ``ts`` and ``equity``."""
 
     ts: datetime = Field(examples=[_TS])
-    equity: float = Field(examples=[10512.25])
-    cash: float | None = Field(None, examples=[512.25])
-    position_qty: float | None = Field(None, examples=[0.15])
-    price: float | None = Field(None, examples=[66666.67])
+    equity: FloatDecimalStr = Field(examples=["10512.25"])
+    cash: FloatDecimalStr | None = Field(None, examples=["512.25"])
+    position_qty: FloatDecimalStr | None = Field(None, examples=["0.15"])
+    price: FloatDecimalStr | None = Field(None, examples=["66666.67"])
 
 
 class BotEquityPointRead(EquityPointRead):
