@@ -38,8 +38,8 @@ async def publish_big(admin, bot_id: int, count: int, prefix: str, witness) -> l
     that reads) has received the previous one, so no two can share a batch. Returns what it received."""
     received = []
     for i in range(count):
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, $2, $3)",
-                            bot_id, f"{prefix}{i}", BIG)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', $2)",
+                            bot_id, f"{prefix}{i} {BIG}")
         received += await witness.events(1)
     return received
 
@@ -60,7 +60,7 @@ async def test_a_stalled_subscriber_is_resynced_and_nobody_waits_for_it(start_ma
             overflows = metric_value("gordon_manager_ws_overflow_total")
             started = time.monotonic()
             events = await publish_big(admin, bot_id, 40, "e", healthy)
-            assert [e["data"]["kind"] for e in events] == [f"e{i}" for i in range(40)]
+            assert [e["data"]["message"].split(" ", 1)[0] for e in events] == [f"e{i}" for i in range(40)]
             assert time.monotonic() - started < 8
             assert subscriber.overflows >= 1
             assert metric_value("gordon_manager_ws_overflow_total") >= overflows + 1
@@ -73,12 +73,12 @@ async def test_a_stalled_subscriber_is_resynced_and_nobody_waits_for_it(start_ma
                 frames.append(await stalled.recv(timeout=5))
             resync = frames[-1]
             assert resync["reason"] == "overflow" and resync["channels"] == ["bot_events"]
-            received = [e["data"]["kind"] for f in frames for e in unpack(f)]
+            received = [e["data"]["message"].split(" ", 1)[0] for f in frames for e in unpack(f)]
             assert 0 < len(received) < 40 and received == [f"e{i}" for i in range(len(received))]
             # live again once the resync went out
             after = await publish_big(admin, bot_id, 2, "after", healthy)
-            assert [e["data"]["kind"] for e in await stalled.events(2)] == ["after0", "after1"]
-            assert [e["data"]["kind"] for e in after] == ["after0", "after1"]
+            assert [e["data"]["message"].split(" ", 1)[0] for e in await stalled.events(2)] == ["after0", "after1"]
+            assert [e["data"]["message"].split(" ", 1)[0] for e in after] == ["after0", "after1"]
 
             hub.overflow_window_s = 0.1  # let the overload subside
             await until(lambda: "ws_subscriber_overload" not in manager.ctx.health.degraded, timeout=5)

@@ -43,7 +43,7 @@ async def write_one_row_per_channel(admin, bot_id: int) -> str:
                         "VALUES ($1, 'error', $2) ON CONFLICT (bot_id) DO UPDATE SET last_error = $2", bot_id,
                         f"err-{tag}")
     await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message, data) "
-                        "VALUES ($1, 'started', 'hello', '{\"order_book\": {\"best_bid\": 1}}')", bot_id)
+                        "VALUES ($1, 'started', 'hello', '{\"spec_version\": 3, \"paused\": false, \"abandoned_runs\": [1]}')", bot_id)
     await admin.execute("INSERT INTO trading.bot_deploys (bot_id, from_version, candidate, compare_window, "
                         "match_threshold, lease_ttl_s, actor) VALUES ($1, 1, '{\"image\": \"gordon-bot:v2\", "
                         "\"params\": {\"entry_period\": 30}}', 60, 0.95, 30, 'op')", bot_id)
@@ -95,7 +95,7 @@ async def test_every_channel_end_to_end_in_camel_case(manager, admin, bot_id):
     assert config["params"] == {"fastPeriod": 10, "nestedObj": {"slowPeriod": 20}}  # strategy params: ours
     assert config["labels"] == {"team_name": tag} and config["execution"]["qtyStep"] == "0.00000001"
     assert by_channel["bot_status"]["data"]["botId"] == bot_id
-    assert by_channel["bot_events"]["data"]["data"] == {"orderBook": {"bestBid": 1}}  # the manager's own data
+    assert by_channel["bot_events"]["data"]["data"] == {"specVersion": 3, "paused": False, "abandonedRuns": [1]}  # ours: camelCase
     assert by_channel["deploy_progress"]["data"]["candidate"]["params"] == {"entryPeriod": 30}
     assert by_channel["deploy_progress"]["table"] == "bot_deploys"
     assert by_channel["run_progress"]["data"]["progress"] == 0.25  # rounded to 4 decimals
@@ -126,12 +126,13 @@ async def test_payload_too_big_for_notify_is_read_back_from_the_outbox(manager, 
     message = "x" * 10_000  # the trigger drops the payload above ~7900 bytes
     async with ws_client(manager.ws_url) as client:
         await client.subscribe(["bot_events"])
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'small-1')", bot_id)
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'big', $2)",
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'small-1')", bot_id)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'stopped', $2)",
                             bot_id, message)
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'small-2')", bot_id)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'small-2')", bot_id)
         events = await client.events(3)
-    assert [e["data"]["kind"] for e in events] == ["small-1", "big", "small-2"]  # order kept
+    assert [e["data"]["kind"] for e in events] == ["paused", "stopped", "paused"]  # order kept
+    assert [events[0]["data"]["message"], events[2]["data"]["message"]] == ["small-1", "small-2"]
     assert events[1]["data"]["message"] == message
 
 
@@ -142,7 +143,7 @@ async def test_compressed_connection_uses_the_asgi_path_and_gets_the_same_events
         kinds = {s.sink.kind for s in manager.events.hub.sessions}
         assert kinds == {"asgi", "raw"}
         for i in range(3):
-            await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, $2)", bot_id, f"k{i}")
+            await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', $2)", bot_id, f"k{i}")
         a = await slow.events(3)
         b = await fast.events(3)
     assert a == b
@@ -185,7 +186,7 @@ async def test_unsubscribe_stops_delivery(manager, admin, bot_id):
         await client.subscribe(["bot_events", "bot_status"])
         await client.send({"type": "unsubscribe", "channels": ["bot_events"], "ref": "u"})
         assert (await client.until("unsubscribed"))["channels"] == ["bot_events"]
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'ignored')", bot_id)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'ignored')", bot_id)
         await admin.execute("INSERT INTO trading.bot_status (bot_id) VALUES ($1)", bot_id)
         # Delivery is in commit order: had 'ignored' been delivered, it would have come first.
         [event] = await client.events(1)
@@ -199,9 +200,9 @@ async def test_events_in_one_window_go_out_as_one_batch(start_manager, admin, bo
         sizes = metric_value("gordon_manager_ws_batch_size_count")
         async with admin.transaction():
             for i in range(5):
-                await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, $2)", bot_id, f"b{i}")
+                await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', $2)", bot_id, f"b{i}")
         frame = await client.until("batch")
-        assert [e["data"]["kind"] for e in frame["events"]] == [f"b{i}" for i in range(5)]
+        assert [e["data"]["message"] for e in frame["events"]] == [f"b{i}" for i in range(5)]
         assert metric_value("gordon_manager_ws_batches_sent_total") == batches + 1
         assert metric_value("gordon_manager_ws_batch_size_count") == sizes + 1
 

@@ -31,9 +31,9 @@ async def test_odd_notify_payloads_are_counted_and_skipped(manager, admin, bot_i
         await admin.execute("SELECT pg_notify('bot_events', 'not json')")
         await admin.execute("SELECT pg_notify('bot_events', '{\"id\": 999999999, \"channel\": \"bot_events\"}')")
         await admin.execute("SELECT pg_notify('bot_events', 'still not json')")  # while the fetch is queued
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'real')", bot_id)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'real')", bot_id)
         [event] = await client.events(1)
-        assert event["data"]["kind"] == "real"
+        assert event["data"]["message"] == "real"
     assert metric_value("gordon_errors_total", component="events_listener", kind="bad_payload") >= errors + 2
 
 
@@ -47,5 +47,5 @@ async def test_a_dead_listen_connection_is_found_by_the_ping(manager, admin, bot
     await until(lambda: listener.reconnects == reconnects + 1, timeout=10)
     async with ws_client(manager.ws_url) as client:
         await client.subscribe(["bot_events"])
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'after')", bot_id)
-        assert [e["data"]["kind"] for e in await client.events(1)] == ["after"]
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'after')", bot_id)
+        assert [e["data"]["message"] for e in await client.events(1)] == ["after"]

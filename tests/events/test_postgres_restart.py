@@ -59,14 +59,14 @@ class Publisher:
         while True:
             conn = await self._connection()
             try:
-                await conn.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, $2)", self.bot_id, kind)
+                await conn.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', $2)", self.bot_id, kind)
                 self.committed.append(kind)
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
                 self.failures += 1
                 self._conn = None
                 conn = await self._connection()  # did it commit before the connection died?
-                if await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE kind = $1", kind):
+                if await conn.fetchval("SELECT count(*) FROM trading.bot_events WHERE message = $1", kind):
                     self.committed.append(kind)
                     return
 
@@ -88,7 +88,7 @@ async def test_postgres_restart_mid_stream_loses_no_event(own_pg_server, start_m
             async def collect() -> None:
                 while True:
                     frame = await client.recv(timeout=30)
-                    received.extend(e["data"]["kind"] for e in unpack(frame))
+                    received.extend(e["data"]["message"] for e in unpack(frame))
 
             collector = asyncio.ensure_future(collect())
             try:

@@ -14,7 +14,7 @@ async def insert_events(admin, bot_id: int, kinds: list[str]) -> list[int]:
     """bot_events rows (one transaction each); returns their outbox ids."""
     out = []
     for kind in kinds:
-        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, $2)", bot_id, kind)
+        await admin.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', $2)", bot_id, kind)
         out.append(await admin.fetchval("SELECT max(id) FROM trading.events WHERE channel = 'bot_events'"))
     return out
 
@@ -32,16 +32,16 @@ async def test_resume_with_since_gets_exactly_what_was_missed(manager, admin, bo
         await client.send({"type": "subscribe", "channels": ["bot_events"], "since": last})
         batch = await client.until("batch")
         assert batch["replay"] is True
-        assert [e["data"]["kind"] for e in batch["events"]] == [f"m{i}" for i in range(5)]  # no bot_status
+        assert [e["data"]["message"] for e in batch["events"]] == [f"m{i}" for i in range(5)]  # no bot_status
         ack = await client.until("subscribed")
         assert ack["replayed"] == 5 and ack["since"] == last
         assert metric_value("gordon_manager_ws_replay_rows_total") == replay_before + 5
         await insert_events(admin, bot_id, ["live"])
         [event] = await client.events(1)
-        assert event["data"]["kind"] == "live"
+        assert event["data"]["message"] == "live"
         # Nothing twice: events arrive in order, so a duplicate would come before this marker.
         await insert_events(admin, bot_id, ["marker"])
-        assert [e["data"]["kind"] for e in await client.events(1)] == ["marker"]
+        assert [e["data"]["message"] for e in await client.events(1)] == ["marker"]
 
 
 async def test_resume_includes_a_transaction_that_committed_late(manager, admin, database: Database, bot_id):
@@ -52,17 +52,17 @@ async def test_resume_includes_a_transaction_that_committed_late(manager, admin,
             await client.subscribe(["bot_events"])
             tx = slow.transaction()
             await tx.start()
-            await slow.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'slow')", bot_id)
+            await slow.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'slow')", bot_id)
             [fast_id] = await insert_events(admin, bot_id, ["fast"])
             [seen] = await client.events(1)
-            assert seen["data"]["kind"] == "fast"
+            assert seen["data"]["message"] == "fast"
         await tx.commit()  # committed while the client is away, with an id below what it saw
         hub = manager.events.hub
         late = await until(lambda: hub.late_ids_after(fast_id))
         async with ws_client(manager.ws_url) as client:
             await client.send({"type": "subscribe", "channels": ["bot_events"], "since": fast_id})
             batch = await client.until("batch")
-            assert [e["data"]["kind"] for e in batch["events"]] == ["slow"]
+            assert [e["data"]["message"] for e in batch["events"]] == ["slow"]
             assert [e["id"] for e in batch["events"]] == late
     finally:
         await slow.close()
@@ -81,7 +81,7 @@ async def test_pruned_history_gets_a_resync_and_the_live_stream(manager, admin, 
         assert (await client.until("subscribed"))["replayed"] == 0
         await insert_events(admin, bot_id, ["after"])
         [event] = await client.events(1)
-        assert event["data"]["kind"] == "after"
+        assert event["data"]["message"] == "after"
         # resuming from a retained position still replays exactly
         await client.send({"type": "subscribe", "channels": ["bot_status"], "since": ids[2]})
         assert (await client.until("subscribed"))["replayed"] == 0
@@ -135,9 +135,9 @@ async def test_listener_reconnect_replays_what_notify_lost(manager, admin, datab
             await client.subscribe(["bot_events"])
             tx = slow.transaction()
             await tx.start()
-            await slow.execute("INSERT INTO trading.bot_events (bot_id, kind) VALUES ($1, 'in-flight')", bot_id)
+            await slow.execute("INSERT INTO trading.bot_events (bot_id, kind, message) VALUES ($1, 'paused', 'in-flight')", bot_id)
             await insert_events(admin, bot_id, ["before"])
-            assert [e["data"]["kind"] for e in await client.events(1)] == ["before"]
+            assert [e["data"]["message"] for e in await client.events(1)] == ["before"]
 
             good_url, listener._url = listener._url, "postgresql://nobody@127.0.0.1:1/none"
             reconnects, replayed = listener.reconnects, listener.replayed_rows
@@ -158,12 +158,12 @@ async def test_listener_reconnect_replays_what_notify_lost(manager, admin, datab
             listener.wake()
             await until(lambda: listener.reconnects == reconnects + 1, timeout=10)
             events = await client.events(3)
-            assert sorted(e["data"]["kind"] for e in events) == ["in-flight", "lost1", "lost2"]
+            assert sorted(e["data"]["message"] for e in events) == ["in-flight", "lost1", "lost2"]
             assert listener.replayed_rows == replayed + 3
             await insert_events(admin, bot_id, ["after"])
-            assert [e["data"]["kind"] for e in await client.events(1)] == ["after"]
+            assert [e["data"]["message"] for e in await client.events(1)] == ["after"]
             # Nothing twice: events arrive in order, so a duplicate would come before this marker.
             await insert_events(admin, bot_id, ["marker"])
-            assert [e["data"]["kind"] for e in await client.events(1)] == ["marker"]
+            assert [e["data"]["message"] for e in await client.events(1)] == ["marker"]
     finally:
         await slow.close()

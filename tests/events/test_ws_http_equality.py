@@ -117,15 +117,20 @@ async def test_bot_events(ws, http, admin):
     bot = await create_bot(http)
     await admin.execute(
         "INSERT INTO trading.bot_events (bot_id, kind, level, message, data) VALUES ($1, 'fill', 'info', 'buy', "
-        "jsonb_build_object('client_order_id', 'gb1-0', 'qty', '0.00000001', 'ts', $2::bigint, "
-        "'last_heartbeat_at', '2026-05-17 12:00:00+02'::timestamptz))", bot["id"], EPOCH_MS)
-    event = await event_of(ws, "bot_events", lambda d: d["botId"] == bot["id"] and d["kind"] == "fill")
-    [read] = (await http.get(f"/bots/{bot['id']}/events", params={"kind": "fill"})).json()["items"]
-    same_common_fields(event["data"], read, at_least={"id", "botId", "kind", "level", "message", "data", "at"})
-    assert event["data"] == read
-    # the manager's own data: camelCase, times RFC 3339 UTC (the epoch-ms ts of older rows included)
-    assert event["data"]["data"] == {"clientOrderId": "gb1-0", "qty": "0.00000001",
-                                     "ts": "2024-03-01T00:06:00.480000Z", "lastHeartbeatAt": "2026-05-17T10:00:00Z"}
+        "jsonb_build_object('client_order_id', 'gb1-0', 'qty', '0.00000001', 'ts', $2::bigint, 'side', 'buy'))",
+        bot["id"], EPOCH_MS)
+    await admin.execute(
+        "INSERT INTO trading.bot_events (bot_id, kind, level, message, data) VALUES ($1, 'run_abandoned', 'warning', "
+        "'gone', jsonb_build_object('last_heartbeat_at', '2026-05-17 12:00:00+02'::timestamptz))", bot["id"])
+    for kind, data in (("fill", {"clientOrderId": "gb1-0", "qty": "0.00000001", "side": "buy",
+                                 "ts": "2024-03-01T00:06:00.480000Z"}),
+                       ("run_abandoned", {"lastHeartbeatAt": "2026-05-17T10:00:00Z"})):
+        event = await event_of(ws, "bot_events", lambda d, k=kind: d["botId"] == bot["id"] and d["kind"] == k)
+        [read] = (await http.get(f"/bots/{bot['id']}/events", params={"kind": kind})).json()["items"]
+        same_common_fields(event["data"], read, at_least={"id", "botId", "kind", "level", "message", "data", "at"})
+        assert event["data"] == read
+        # the manager's own data, typed by kind: camelCase, times RFC 3339 UTC (the epoch-ms ts of older rows too)
+        assert event["data"]["data"] == data
 
 
 async def test_portfolio_state(ws, http, bot_id, admin):

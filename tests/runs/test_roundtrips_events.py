@@ -68,13 +68,18 @@ async def event(admin, bot_id, kind, level="info", data=None):
 async def test_bot_events_recent_first_filtered_and_paged(api, admin):
     bot = await make_bot(admin)
     other = await make_bot(admin)
-    ids = [await event(admin, bot, kind, level, {"restart_count": i})
-           for i, (kind, level) in enumerate([("started", "info"), ("crashed", "error"), ("quarantined", "warning"),
-                                              ("started", "info"), ("portfolio_drift", "warning")])]
-    await event(admin, other, "started")
+    data = {"started": {"spec_version": 1, "paused": False, "abandoned_runs": []},
+            "crashed": {"exit_code": 1, "backoff_s": 0.5, "failures": 1}, "quarantined": {"failures": 5},
+            "deploy_failed": {"deploy_id": 3, "reason": "lease lost"}}
+    ids = [await event(admin, bot, kind, level, data[kind])
+           for kind, level in [("started", "info"), ("crashed", "error"), ("quarantined", "warning"),
+                               ("started", "info"), ("deploy_failed", "warning")]]
+    await event(admin, other, "paused")
     items = await collect(api, f"/bots/{bot}/events", {"limit": 2})
     assert [i["id"] for i in items] == ids[::-1]
-    assert items[-1]["data"] == {"restartCount": 0} and items[-1]["botId"] == bot and items[-1]["runId"] is None
+    assert items[-1]["data"] == {"specVersion": 1, "paused": False, "abandonedRuns": []}
+    assert items[-1]["botId"] == bot and items[-1]["runId"] is None
+    assert items[-2]["data"] == {"exitCode": 1, "backoffS": 0.5, "failures": 1}  # typed by its kind
     assert [i["id"] for i in await collect(api, f"/bots/{bot}/events", {"kind": "started", "limit": 1})] == [ids[3], ids[0]]
     assert [i["id"] for i in await collect(api, f"/bots/{bot}/events", {"level": "warning"})] == [ids[4], ids[2]]
     at = await admin.fetchval("SELECT at FROM trading.bot_events WHERE id = $1", ids[0])
@@ -88,3 +93,19 @@ async def test_bot_events_errors_and_empty(api, admin):
     problem(await api.get("/bots/999999999/events"), 404)
     problem(await api.get(f"/bots/{bot}/events", params={"level": "fatal"}), 422)
     problem(await api.get(f"/bots/{bot}/events", params={"kind": ""}), 422)
+
+
+async def test_an_event_no_model_fits_is_answered_as_unrecognized_with_its_data(api, admin):
+    from tests.events.helpers import metric_value
+
+    bot = await make_bot(admin)
+    before = metric_value("gordon_errors_total", component="events", kind="bot_event_shape")
+    unknown = await event(admin, bot, "something_new", data={"detail_level": 2})
+    misfit = await event(admin, bot, "crashed", data={"backoff_s": "soon"})  # not a number: does not fit
+    fits = await event(admin, bot, "crashed", data={"backoff_s": 1, "failures": 1, "extra_member": True})
+    items = {i["id"]: i for i in await collect(api, f"/bots/{bot}/events", {"limit": 10})}
+    assert items[unknown]["kind"] == "unrecognized"
+    assert items[unknown]["data"] == {"originalKind": "something_new", "recorded": {"detailLevel": 2}}
+    assert items[misfit]["data"] == {"originalKind": "crashed", "recorded": {"backoffS": "soon"}}
+    assert items[fits]["kind"] == "crashed" and items[fits]["data"] == {"backoffS": 1.0, "failures": 1}  # extra dropped
+    assert metric_value("gordon_errors_total", component="events", kind="bot_event_shape") >= before + 2

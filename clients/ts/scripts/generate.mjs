@@ -47,6 +47,12 @@ async function generateWs() {
     }),
   });
   const schemas = { ...doc.components.schemas };
+  // AsyncAPI names the discriminating property (`discriminator: kind`); OpenAPI 3.1 wants an object.
+  for (const [name, schema] of Object.entries(schemas)) {
+    if (typeof schema.discriminator === "string") {
+      schemas[name] = { ...schema, discriminator: { propertyName: schema.discriminator } };
+    }
+  }
   for (const [name, operation] of [["ClientFrame", "clientMessages"], ["ServerFrame", "serverMessages"]]) {
     if (name in schemas) {
       throw new Error(`asyncapi.yaml already has a schema ${name}`);

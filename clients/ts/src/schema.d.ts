@@ -1217,6 +1217,14 @@ export interface components {
             writeEquityS?: number | null;
             writeRoundtripsS?: number | null;
         };
+        /** BadReportData */
+        BadReportData: {
+            /**
+             * @description The NATS subject of the report it could not read.
+             * @example orders.fills.7
+             */
+            subject: string;
+        };
         /**
          * BotCreate
          * @description POST /bots body.
@@ -1355,6 +1363,595 @@ export interface components {
             runId: number;
         };
         /**
+         * BotEventBadReport
+         * @description An executor report could not be read.
+         */
+        BotEventBadReport: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "bad_report";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["BadReportData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventBracketRearmed
+         * @description The bot re-armed a bracket's stop-loss and take-profit.
+         */
+        BotEventBracketRearmed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "bracket_rearmed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["BracketRearmedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventConfigError
+         * @description The runtime or the bot refused its configuration.
+         */
+        BotEventConfigError: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "config_error";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["ConfigErrorData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventCrashed
+         * @description The bot's workload died; the reconciler restarts it after a backoff.
+         */
+        BotEventCrashed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "crashed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["CrashedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployAborted
+         * @description A deploy was aborted.
+         */
+        BotEventDeployAborted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "deploy_aborted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployFailed
+         * @description A deploy failed.
+         */
+        BotEventDeployFailed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "deploy_failed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployInconclusive
+         * @description A deploy ended without enough evidence to promote.
+         */
+        BotEventDeployInconclusive: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "deploy_inconclusive";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployPromoted
+         * @description A deploy swapped the new version in.
+         */
+        BotEventDeployPromoted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "deploy_promoted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployPromotedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployStarted
+         * @description A green/blue deploy of the bot started.
+         */
+        BotEventDeployStarted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "deploy_started";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployStartedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventEntryBlocked
+         * @description A risk halt or an open breaker blocked an entry.
+         */
+        BotEventEntryBlocked: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "entry_blocked";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["EntryBlockedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventError
+         * @description The bot failed (its run is failed; the message says why).
+         */
+        BotEventError: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "error";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFill
+         * @description An order filled (simulated, or reported by the executor).
+         */
+        BotEventFill: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "fill";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FillData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFlattenIncomplete
+         * @description The bot could not sell all of its position on stop.
+         */
+        BotEventFlattenIncomplete: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "flatten_incomplete";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FlattenData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFlattened
+         * @description The bot sold its position on stop.
+         */
+        BotEventFlattened: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "flattened";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FlattenData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderCancelled
+         * @description The executor cancelled an order.
+         */
+        BotEventOrderCancelled: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "order_cancelled";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderExpired
+         * @description An order expired at the executor.
+         */
+        BotEventOrderExpired: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "order_expired";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderRejected
+         * @description An order was rejected (by the model or the executor).
+         */
+        BotEventOrderRejected: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "order_rejected";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrdersCancelled
+         * @description The bot cancelled its open orders on stop.
+         */
+        BotEventOrdersCancelled: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "orders_cancelled";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrdersCancelledData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOversold
+         * @description Fills sold more than the position held.
+         */
+        BotEventOversold: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "oversold";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OversoldData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
          * BotEventPage
          * @description A page of a bot's events, newest first.
          */
@@ -1364,37 +1961,349 @@ export interface components {
             nextCursor: string | null;
         };
         /**
-         * BotEventRead
-         * @description Something that happened to a bot (lifecycle, quarantine, deploy, drift…).
+         * BotEventPaused
+         * @description The bot paused (no new entries).
          */
-        BotEventRead: {
+        BotEventPaused: {
             /** @example 9001 */
             id: number;
             /** @example 7 */
             botId: number;
             /** @example 42 */
             runId: number | null;
-            /** @example quarantined */
-            kind: string;
             /**
-             * @example warning
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "paused";
+            /**
+             * @example info
              * @enum {string}
              */
             level: "debug" | "info" | "warning" | "error";
-            /** @example 5 failures in 600 s */
+            /** @example bot died (exit code 1); restart in 2s */
             message: string;
-            /**
-             * @description Details of the event; their members depend on its kind.
-             * @example {
-             *       "restarts": 5
-             *     }
-             */
-            data: {
-                [key: string]: components["schemas"]["JsonValue"];
-            };
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
             /**
              * Format: date-time
-             * @example 2024-03-01T12:00:00Z
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventPortfolioDrift
+         * @description The bot's ledger and trading.portfolio_state disagree.
+         */
+        BotEventPortfolioDrift: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "portfolio_drift";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["PortfolioDriftData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventQuarantineCleared
+         * @description An operator cleared the quarantine.
+         */
+        BotEventQuarantineCleared: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "quarantine_cleared";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventQuarantined
+         * @description The reconciler quarantined the bot (too many failures in the window).
+         */
+        BotEventQuarantined: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "quarantined";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["QuarantinedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventRead
+         * @description Something that happened to a bot (lifecycle, quarantine, orders, deploy, drift…): one variant per
+         *     ``kind``, each with its ``data`` typed.
+         */
+        BotEventRead: components["schemas"]["BotEventQuarantined"] | components["schemas"]["BotEventCrashed"] | components["schemas"]["BotEventConfigError"] | components["schemas"]["BotEventQuarantineCleared"] | components["schemas"]["BotEventStarted"] | components["schemas"]["BotEventRecovered"] | components["schemas"]["BotEventStopped"] | components["schemas"]["BotEventError"] | components["schemas"]["BotEventPaused"] | components["schemas"]["BotEventResumed"] | components["schemas"]["BotEventFlattened"] | components["schemas"]["BotEventFlattenIncomplete"] | components["schemas"]["BotEventFill"] | components["schemas"]["BotEventOrderRejected"] | components["schemas"]["BotEventOrderCancelled"] | components["schemas"]["BotEventOrderExpired"] | components["schemas"]["BotEventEntryBlocked"] | components["schemas"]["BotEventBracketRearmed"] | components["schemas"]["BotEventUnknownOrderReport"] | components["schemas"]["BotEventOversold"] | components["schemas"]["BotEventBadReport"] | components["schemas"]["BotEventOrdersCancelled"] | components["schemas"]["BotEventDeployStarted"] | components["schemas"]["BotEventDeployAborted"] | components["schemas"]["BotEventDeployFailed"] | components["schemas"]["BotEventDeployInconclusive"] | components["schemas"]["BotEventDeployPromoted"] | components["schemas"]["BotEventPortfolioDrift"] | components["schemas"]["BotEventRunAbandoned"] | components["schemas"]["BotEventUnrecognized"];
+        /**
+         * BotEventRecovered
+         * @description The bot recovered a position or open orders from its ledger.
+         */
+        BotEventRecovered: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "recovered";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["RecoveredData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventResumed
+         * @description The bot resumed.
+         */
+        BotEventResumed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "resumed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventRunAbandoned
+         * @description The bot's run stopped heartbeating and was marked abandoned.
+         */
+        BotEventRunAbandoned: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "run_abandoned";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["RunAbandonedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventStarted
+         * @description The bot started a run.
+         */
+        BotEventStarted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "started";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["StartedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventStopped
+         * @description The bot stopped (its run is stopped).
+         */
+        BotEventStopped: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "stopped";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventUnknownOrderReport
+         * @description The executor reported an order the bot does not know.
+         */
+        BotEventUnknownOrderReport: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "unknown_order_report";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["UnknownOrderReportData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventUnrecognized
+         * @description An event of a kind this version does not model, or whose data does not fit it.
+         */
+        BotEventUnrecognized: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /** @example 42 */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "unrecognized";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["UnrecognizedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
              */
             at: string;
         };
@@ -1643,6 +2552,18 @@ export interface components {
                 [key: string]: string;
             };
         };
+        /** BracketRearmedData */
+        BracketRearmedData: {
+            /** @example 64000 */
+            stopLoss?: string | null;
+            /** @example 70000 */
+            takeProfit?: string | null;
+            /**
+             * @description clientOrderId of the bracket's entry order.
+             * @example gb7-1715940000000-0
+             */
+            entry?: string | null;
+        };
         /**
          * CompareRoundTrip
          * @description A round trip one side closed in the compared window (money and quantities as exact strings).
@@ -1681,6 +2602,32 @@ export interface components {
         ConfigDump: {
             version: string;
             config: components["schemas"]["EffectiveConfig"];
+        };
+        /** ConfigErrorData */
+        ConfigErrorData: {
+            /**
+             * @description The reconciler's action the runtime refused (absent when the bot itself refused its configuration).
+             * @example start
+             */
+            action?: string | null;
+        };
+        /** CrashedData */
+        CrashedData: {
+            /**
+             * @description The exit code, when the runtime knew it.
+             * @example 1
+             */
+            exitCode?: number | null;
+            /**
+             * @description Seconds before the restart (0: at once).
+             * @example 2
+             */
+            backoffS: number;
+            /**
+             * @description Failures within the quarantine window so far.
+             * @example 2
+             */
+            failures: number;
         };
         /**
          * DataInventory
@@ -1788,6 +2735,19 @@ export interface components {
             /** @description Base quantity held after the bar (null: not known). */
             position?: string | null;
         };
+        /** DeployEndedData */
+        DeployEndedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description Why it ended.
+             * @example lease lost
+             */
+            reason: string;
+        };
         /**
          * DeployOutcomes
          * @description Outcomes over the compared window: equity tracking and both sides' round trips.
@@ -1868,6 +2828,30 @@ export interface components {
              * @example 30
              */
             leaseTtlS?: number | null;
+        };
+        /** DeployPromotedData */
+        DeployPromotedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description The candidate swapped in (absent when forced).
+             * @example 31
+             */
+            candidateBotId?: number | null;
+            /** @example 4 */
+            fromVersion: number;
+            /** @example 5 */
+            toVersion: number;
+            /** @example 3 */
+            specVersion?: number | null;
+            /**
+             * @description The operator who forced it without enough evidence.
+             * @example alice
+             */
+            forcedBy?: string | null;
         };
         /**
          * DeployRead
@@ -1975,6 +2959,19 @@ export interface components {
             /** Format: date-time */
             updatedAt: string;
             finishedAt: string | null;
+        };
+        /** DeployStartedData */
+        DeployStartedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description The shadow bot running the new version.
+             * @example 31
+             */
+            candidateBotId: number;
         };
         /**
          * DeployStatus
@@ -2327,6 +3324,20 @@ export interface components {
             /** @description While down: seconds until the next restart attempt. */
             nextAttemptInS: number | null;
         };
+        /** EntryBlockedData */
+        EntryBlockedData: {
+            /**
+             * @description What blocked it: `risk_halt:<scope>` or `breaker:<name>`.
+             * @example risk_halt:global
+             */
+            reason: string;
+            /**
+             * Format: date-time
+             * @description The bar whose entry was blocked.
+             * @example 2026-05-17T10:00:00Z
+             */
+            barAt: string;
+        };
         /**
          * EquityPage
          * @description Equity points of a run in time order: a keyset page, or with ``points=`` the whole range downsampled.
@@ -2570,6 +3581,37 @@ export interface components {
              */
             cashStep?: number | string;
         };
+        /** FillData */
+        FillData: {
+            /**
+             * @description The model's order id.
+             * @example 3
+             */
+            orderId?: number | null;
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /** @example buy */
+            side?: ("buy" | "sell") | null;
+            /** @example 0.015 */
+            qty?: string | null;
+            /** @example 66000.5 */
+            price?: string | null;
+            /** @example 0.99 */
+            fee?: string | null;
+            /**
+             * @description When it filled.
+             * @example 2026-05-17T10:00:00Z
+             */
+            ts?: string | null;
+            /**
+             * @description Why the order was placed (signal, stop_loss, take_profit…).
+             * @example signal
+             */
+            reason?: string | null;
+        };
         /**
          * FiringAlert
          * @description One active (not silenced, not inhibited) AlertManager alert, normalised.
@@ -2631,6 +3673,26 @@ export interface components {
          */
         FiringAlerts: {
             items: components["schemas"]["FiringAlert"][];
+        };
+        /** FlattenData */
+        FlattenData: {
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /**
+             * Format: decimal
+             * @description The position to sell.
+             * @example 0.015
+             */
+            qty: string;
+            /**
+             * Format: decimal
+             * @description What is still held.
+             * @example 0
+             */
+            remaining: string;
         };
         /**
          * FlattenOnStopChange
@@ -2939,6 +4001,11 @@ export interface components {
             error: string | null;
         };
         /**
+         * NoData
+         * @description This kind carries no details (its message says it all).
+         */
+        NoData: Record<string, never>;
+        /**
          * OpenOrderRead
          * @description An order that may still fill (decimals as exact strings).
          */
@@ -2967,6 +4034,41 @@ export interface components {
             status: "new" | "accepted" | "partially_filled" | "cancelling";
             /** Format: date-time */
             createdAt: string;
+        };
+        /**
+         * OrderEndedData
+         * @description An order ended without filling: rejected (by the model or the executor), cancelled or expired.
+         */
+        OrderEndedData: {
+            /**
+             * @description The model's order id (orders the model rejected).
+             * @example 3
+             */
+            orderId?: number | null;
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /** @example 2026-05-17T10:00:00Z */
+            ts?: string | null;
+            /**
+             * @description The executor's reason, when it gave one.
+             * @example insufficient balance
+             */
+            reason?: string | null;
+            /** @example buy */
+            side?: ("buy" | "sell") | null;
+            /** @example 0.015 */
+            qty?: string | null;
+        };
+        /** OrdersCancelledData */
+        OrdersCancelledData: {
+            /**
+             * @description Open orders cancelled.
+             * @example 2
+             */
+            count: number;
         };
         /**
          * OverlayDecisionPage
@@ -3039,6 +4141,14 @@ export interface components {
             /** @example 48 */
             total: number;
             decisions: components["schemas"]["DecisionCount"][];
+        };
+        /** OversoldData */
+        OversoldData: {
+            /**
+             * @description The order whose fills sold more than the position held.
+             * @example gb7-1715940000000-2
+             */
+            clientOrderId: string;
         };
         /**
          * ParamSchema
@@ -3165,6 +4275,47 @@ export interface components {
             kinds: string[];
             portfolio: components["schemas"]["PerformanceFigures"];
             bots: components["schemas"]["BotPerformance"][];
+        };
+        /** PortfolioDriftData */
+        PortfolioDriftData: {
+            /** @example BTCUSDT */
+            symbol: string;
+            /**
+             * @description The run's kind.
+             * @example live
+             */
+            mode: string;
+            /** @example 42 */
+            runId: number;
+            /**
+             * Format: decimal
+             * @description What the bot's ledger holds.
+             * @example 0.015
+             */
+            impliedQty: string;
+            /**
+             * Format: decimal
+             * @description What trading.portfolio_state holds.
+             * @example 0.01
+             */
+            portfolioQty: string;
+            /**
+             * Format: decimal
+             * @example 0.005
+             */
+            difference: string;
+            /**
+             * Format: decimal
+             * @example 0.00000001
+             */
+            tolerance: string;
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            impliedAt: string;
+            /** @example 2026-05-17T10:00:00Z */
+            portfolioAt?: string | null;
         };
         /**
          * PortfolioRead
@@ -3321,6 +4472,19 @@ export interface components {
             /** @description Null: unset or not recorded. */
             after: boolean | null;
         };
+        /** QuarantinedData */
+        QuarantinedData: {
+            /**
+             * @description Failures within the quarantine window.
+             * @example 5
+             */
+            failures: number;
+            /**
+             * @description The last exit code, when the runtime knew it.
+             * @example 1
+             */
+            exitCode?: number | null;
+        };
         /**
          * Ready
          * @description Readiness: the database answers and migrations are current.
@@ -3328,6 +4492,28 @@ export interface components {
         Ready: {
             ready: boolean;
             migrationVersion: number;
+        };
+        /** RecoveredData */
+        RecoveredData: {
+            /**
+             * Format: decimal
+             * @description The position recovered from the ledger (base quantity).
+             * @example 0.015
+             */
+            qty: string;
+            /**
+             * Format: decimal
+             * @description The quote balance recovered.
+             * @example 9012.5
+             */
+            cash: string;
+            /**
+             * @description clientOrderIds of the open orders recovered.
+             * @example [
+             *       "gb7-1715940000000-1"
+             *     ]
+             */
+            openOrders: string[];
         };
         /**
          * RiskAnswer
@@ -3412,6 +4598,15 @@ export interface components {
             durationS: number;
             /** @example signal */
             exitReason: string | null;
+        };
+        /** RunAbandonedData */
+        RunAbandonedData: {
+            /**
+             * Format: date-time
+             * @description The run's last sign of life.
+             * @example 2026-05-17T10:00:00Z
+             */
+            lastHeartbeatAt: string;
         };
         /**
          * RunConfig
@@ -3844,6 +5039,26 @@ export interface components {
             /** @description Null: unset or not recorded. */
             after: number | null;
         };
+        /** StartedData */
+        StartedData: {
+            /**
+             * @description The bot's spec version the run started with.
+             * @example 3
+             */
+            specVersion: number;
+            /**
+             * @description Whether it started paused.
+             * @example false
+             */
+            paused: boolean;
+            /**
+             * @description Its earlier runs it found still marked running.
+             * @example [
+             *       41
+             *     ]
+             */
+            abandonedRuns: number[];
+        };
         /**
          * StrategyChange
          * @description `strategy` before and after the change.
@@ -3933,6 +5148,41 @@ export interface components {
             before: string | null;
             /** @description Null: unset or not recorded. */
             after: string | null;
+        };
+        /** UnknownOrderReportData */
+        UnknownOrderReportData: {
+            /**
+             * @description The clientOrderId the executor reported.
+             * @example gb7-1-0
+             */
+            clientOrderId: string;
+            /**
+             * @description The executor's fill id (fills).
+             * @example f-1
+             */
+            fillId?: string | null;
+            /**
+             * @description The reported status (status reports).
+             * @example cancelled
+             */
+            status?: string | null;
+        };
+        /**
+         * UnrecognizedData
+         * @description An event this version does not model (an older or newer writer): its kind and data as recorded.
+         */
+        UnrecognizedData: {
+            /** @example something_new */
+            originalKind: string;
+            /**
+             * @description The data as recorded.
+             * @example {
+             *       "detail": 1
+             *     }
+             */
+            recorded: {
+                [key: string]: components["schemas"]["JsonValue"];
+            };
         };
         /**
          * WorkerCheck

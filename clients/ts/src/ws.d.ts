@@ -304,6 +304,14 @@ export interface components {
             /** @default null */
             writeRoundtripsS?: number | null;
         };
+        /** BadReportData */
+        BadReportData: {
+            /**
+             * @description The NATS subject of the report it could not read.
+             * @example orders.fills.7
+             */
+            subject: string;
+        };
         /**
          * BotConfigRow
          * @description A ``trading.bot_configs`` row (the bot's spec), as GET /bots/{id} shows it without its status and position.
@@ -350,10 +358,10 @@ export interface components {
             flattenOnStop: boolean;
         };
         /**
-         * BotEventRead
-         * @description Something that happened to a bot (lifecycle, quarantine, deploy, drift…).
+         * BotEventBadReport
+         * @description An executor report could not be read.
          */
-        BotEventRead: {
+        BotEventBadReport: {
             /** @example 9001 */
             id: number;
             /** @example 7 */
@@ -363,27 +371,1015 @@ export interface components {
              * @example 42
              */
             runId: number | null;
-            /** @example quarantined */
-            kind: string;
             /**
-             * @example warning
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventBadReport";
+            /**
+             * @example info
              * @enum {string}
              */
             level: "debug" | "info" | "warning" | "error";
-            /** @example 5 failures in 600 s */
+            /** @example bot died (exit code 1); restart in 2s */
             message: string;
-            /**
-             * @description Details of the event; their members depend on its kind.
-             * @example {
-             *       "restarts": 5
-             *     }
-             */
-            data: {
-                [key: string]: components["schemas"]["JsonValue"];
-            };
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["BadReportData"];
             /**
              * Format: date-time
-             * @example 2024-03-01T12:00:00Z
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventBracketRearmed
+         * @description The bot re-armed a bracket's stop-loss and take-profit.
+         */
+        BotEventBracketRearmed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventBracketRearmed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["BracketRearmedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventConfigError
+         * @description The runtime or the bot refused its configuration.
+         */
+        BotEventConfigError: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventConfigError";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["ConfigErrorData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventCrashed
+         * @description The bot's workload died; the reconciler restarts it after a backoff.
+         */
+        BotEventCrashed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventCrashed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["CrashedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployAborted
+         * @description A deploy was aborted.
+         */
+        BotEventDeployAborted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventDeployAborted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployFailed
+         * @description A deploy failed.
+         */
+        BotEventDeployFailed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventDeployFailed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployInconclusive
+         * @description A deploy ended without enough evidence to promote.
+         */
+        BotEventDeployInconclusive: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventDeployInconclusive";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployPromoted
+         * @description A deploy swapped the new version in.
+         */
+        BotEventDeployPromoted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventDeployPromoted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployPromotedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventDeployStarted
+         * @description A green/blue deploy of the bot started.
+         */
+        BotEventDeployStarted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventDeployStarted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["DeployStartedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventEntryBlocked
+         * @description A risk halt or an open breaker blocked an entry.
+         */
+        BotEventEntryBlocked: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventEntryBlocked";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["EntryBlockedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventError
+         * @description The bot failed (its run is failed; the message says why).
+         */
+        BotEventError: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventError";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFill
+         * @description An order filled (simulated, or reported by the executor).
+         */
+        BotEventFill: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventFill";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FillData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFlattenIncomplete
+         * @description The bot could not sell all of its position on stop.
+         */
+        BotEventFlattenIncomplete: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventFlattenIncomplete";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FlattenData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventFlattened
+         * @description The bot sold its position on stop.
+         */
+        BotEventFlattened: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventFlattened";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["FlattenData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderCancelled
+         * @description The executor cancelled an order.
+         */
+        BotEventOrderCancelled: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventOrderCancelled";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderExpired
+         * @description An order expired at the executor.
+         */
+        BotEventOrderExpired: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventOrderExpired";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrderRejected
+         * @description An order was rejected (by the model or the executor).
+         */
+        BotEventOrderRejected: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventOrderRejected";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrderEndedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOrdersCancelled
+         * @description The bot cancelled its open orders on stop.
+         */
+        BotEventOrdersCancelled: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventOrdersCancelled";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OrdersCancelledData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventOversold
+         * @description Fills sold more than the position held.
+         */
+        BotEventOversold: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventOversold";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["OversoldData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventPaused
+         * @description The bot paused (no new entries).
+         */
+        BotEventPaused: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventPaused";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventPortfolioDrift
+         * @description The bot's ledger and trading.portfolio_state disagree.
+         */
+        BotEventPortfolioDrift: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventPortfolioDrift";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["PortfolioDriftData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventQuarantineCleared
+         * @description An operator cleared the quarantine.
+         */
+        BotEventQuarantineCleared: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventQuarantineCleared";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventQuarantined
+         * @description The reconciler quarantined the bot (too many failures in the window).
+         */
+        BotEventQuarantined: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventQuarantined";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["QuarantinedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventRead
+         * @description Something that happened to a bot (lifecycle, quarantine, orders, deploy, drift…): one variant per
+         *     ``kind``, each with its ``data`` typed.
+         */
+        BotEventRead: components["schemas"]["BotEventQuarantined"] | components["schemas"]["BotEventCrashed"] | components["schemas"]["BotEventConfigError"] | components["schemas"]["BotEventQuarantineCleared"] | components["schemas"]["BotEventStarted"] | components["schemas"]["BotEventRecovered"] | components["schemas"]["BotEventStopped"] | components["schemas"]["BotEventError"] | components["schemas"]["BotEventPaused"] | components["schemas"]["BotEventResumed"] | components["schemas"]["BotEventFlattened"] | components["schemas"]["BotEventFlattenIncomplete"] | components["schemas"]["BotEventFill"] | components["schemas"]["BotEventOrderRejected"] | components["schemas"]["BotEventOrderCancelled"] | components["schemas"]["BotEventOrderExpired"] | components["schemas"]["BotEventEntryBlocked"] | components["schemas"]["BotEventBracketRearmed"] | components["schemas"]["BotEventUnknownOrderReport"] | components["schemas"]["BotEventOversold"] | components["schemas"]["BotEventBadReport"] | components["schemas"]["BotEventOrdersCancelled"] | components["schemas"]["BotEventDeployStarted"] | components["schemas"]["BotEventDeployAborted"] | components["schemas"]["BotEventDeployFailed"] | components["schemas"]["BotEventDeployInconclusive"] | components["schemas"]["BotEventDeployPromoted"] | components["schemas"]["BotEventPortfolioDrift"] | components["schemas"]["BotEventRunAbandoned"] | components["schemas"]["BotEventUnrecognized"];
+        /**
+         * BotEventRecovered
+         * @description The bot recovered a position or open orders from its ledger.
+         */
+        BotEventRecovered: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventRecovered";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["RecoveredData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventResumed
+         * @description The bot resumed.
+         */
+        BotEventResumed: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventResumed";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventRunAbandoned
+         * @description The bot's run stopped heartbeating and was marked abandoned.
+         */
+        BotEventRunAbandoned: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventRunAbandoned";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["RunAbandonedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventStarted
+         * @description The bot started a run.
+         */
+        BotEventStarted: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventStarted";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["StartedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventStopped
+         * @description The bot stopped (its run is stopped).
+         */
+        BotEventStopped: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventStopped";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["NoData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventUnknownOrderReport
+         * @description The executor reported an order the bot does not know.
+         */
+        BotEventUnknownOrderReport: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventUnknownOrderReport";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["UnknownOrderReportData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            at: string;
+        };
+        /**
+         * BotEventUnrecognized
+         * @description An event of a kind this version does not model, or whose data does not fit it.
+         */
+        BotEventUnrecognized: {
+            /** @example 9001 */
+            id: number;
+            /** @example 7 */
+            botId: number;
+            /**
+             * @default null
+             * @example 42
+             */
+            runId: number | null;
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            kind: "BotEventUnrecognized";
+            /**
+             * @example info
+             * @enum {string}
+             */
+            level: "debug" | "info" | "warning" | "error";
+            /** @example bot died (exit code 1); restart in 2s */
+            message: string;
+            /** @description Details of the event, typed by its kind. */
+            data: components["schemas"]["UnrecognizedData"];
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
              */
             at: string;
         };
@@ -431,6 +1427,25 @@ export interface components {
             botId: number;
             /** @description Recent failures the restart backoff and quarantine count. */
             failureTimes: string[];
+        };
+        /** BracketRearmedData */
+        BracketRearmedData: {
+            /**
+             * @default null
+             * @example 64000
+             */
+            stopLoss?: string | null;
+            /**
+             * @default null
+             * @example 70000
+             */
+            takeProfit?: string | null;
+            /**
+             * @description clientOrderId of the bracket's entry order.
+             * @default null
+             * @example gb7-1715940000000-0
+             */
+            entry?: string | null;
         };
         /**
          * BreakerEvent
@@ -507,6 +1522,34 @@ export interface components {
              */
             updatedAt: string;
         };
+        /** ConfigErrorData */
+        ConfigErrorData: {
+            /**
+             * @description The reconciler's action the runtime refused (absent when the bot itself refused its configuration).
+             * @default null
+             * @example start
+             */
+            action?: string | null;
+        };
+        /** CrashedData */
+        CrashedData: {
+            /**
+             * @description The exit code, when the runtime knew it.
+             * @default null
+             * @example 1
+             */
+            exitCode?: number | null;
+            /**
+             * @description Seconds before the restart (0: at once).
+             * @example 2
+             */
+            backoffS: number;
+            /**
+             * @description Failures within the quarantine window so far.
+             * @example 2
+             */
+            failures: number;
+        };
         /**
          * DeployCandidate
          * @description The spec a deploy tries: the live bot's with the promote request's changes.
@@ -535,6 +1578,48 @@ export interface components {
              * @example ghcr.io/dlepaux/gordon-manager:3.8.1
              */
             image?: string | null;
+        };
+        /** DeployEndedData */
+        DeployEndedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description Why it ended.
+             * @example lease lost
+             */
+            reason: string;
+        };
+        /** DeployPromotedData */
+        DeployPromotedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description The candidate swapped in (absent when forced).
+             * @default null
+             * @example 31
+             */
+            candidateBotId?: number | null;
+            /** @example 4 */
+            fromVersion: number;
+            /** @example 5 */
+            toVersion: number;
+            /**
+             * @default null
+             * @example 3
+             */
+            specVersion?: number | null;
+            /**
+             * @description The operator who forced it without enough evidence.
+             * @default null
+             * @example alice
+             */
+            forcedBy?: string | null;
         };
         /**
          * DeployRead
@@ -668,6 +1753,33 @@ export interface components {
             /** @default null */
             finishedAt: string | null;
         };
+        /** DeployStartedData */
+        DeployStartedData: {
+            /**
+             * @description The green/blue deploy.
+             * @example 12
+             */
+            deployId: number;
+            /**
+             * @description The shadow bot running the new version.
+             * @example 31
+             */
+            candidateBotId: number;
+        };
+        /** EntryBlockedData */
+        EntryBlockedData: {
+            /**
+             * @description What blocked it: `risk_halt:<scope>` or `breaker:<name>`.
+             * @example risk_halt:global
+             */
+            reason: string;
+            /**
+             * Format: date-time
+             * @description The bar whose entry was blocked.
+             * @example 2026-05-17T10:00:00Z
+             */
+            barAt: string;
+        };
         /**
          * ExecutionRead
          * @description Execution settings as a bot or run uses them: ``ExecutionConfig`` in camelCase, every decimal an exact
@@ -723,6 +1835,72 @@ export interface components {
              */
             cashStep: string;
         };
+        /** FillData */
+        FillData: {
+            /**
+             * @description The model's order id.
+             * @default null
+             * @example 3
+             */
+            orderId?: number | null;
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @default null
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /**
+             * @default null
+             * @example buy
+             */
+            side?: ("buy" | "sell") | null;
+            /**
+             * @default null
+             * @example 0.015
+             */
+            qty?: string | null;
+            /**
+             * @default null
+             * @example 66000.5
+             */
+            price?: string | null;
+            /**
+             * @default null
+             * @example 0.99
+             */
+            fee?: string | null;
+            /**
+             * @description When it filled.
+             * @default null
+             * @example 2026-05-17T10:00:00Z
+             */
+            ts?: string | null;
+            /**
+             * @description Why the order was placed (signal, stop_loss, take_profit…).
+             * @default null
+             * @example signal
+             */
+            reason?: string | null;
+        };
+        /** FlattenData */
+        FlattenData: {
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @default null
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /**
+             * @description The position to sell.
+             * @example 0.015
+             */
+            qty: string;
+            /**
+             * @description What is still held.
+             * @example 0
+             */
+            remaining: string;
+        };
         /**
          * HealthCheck
          * @description How dockerd decides the new container is healthy (Docker HEALTHCHECK, run inside the container).
@@ -771,6 +1949,110 @@ export interface components {
             waitS: number | null;
         };
         /**
+         * NoData
+         * @description This kind carries no details (its message says it all).
+         */
+        NoData: Record<string, never>;
+        /**
+         * OrderEndedData
+         * @description An order ended without filling: rejected (by the model or the executor), cancelled or expired.
+         */
+        OrderEndedData: {
+            /**
+             * @description The model's order id (orders the model rejected).
+             * @default null
+             * @example 3
+             */
+            orderId?: number | null;
+            /**
+             * @description The order's clientOrderId (what the executor knows it by).
+             * @default null
+             * @example gb7-1715940000000-0
+             */
+            clientOrderId?: string | null;
+            /**
+             * @default null
+             * @example 2026-05-17T10:00:00Z
+             */
+            ts?: string | null;
+            /**
+             * @description The executor's reason, when it gave one.
+             * @default null
+             * @example insufficient balance
+             */
+            reason?: string | null;
+            /**
+             * @default null
+             * @example buy
+             */
+            side?: ("buy" | "sell") | null;
+            /**
+             * @default null
+             * @example 0.015
+             */
+            qty?: string | null;
+        };
+        /** OrdersCancelledData */
+        OrdersCancelledData: {
+            /**
+             * @description Open orders cancelled.
+             * @example 2
+             */
+            count: number;
+        };
+        /** OversoldData */
+        OversoldData: {
+            /**
+             * @description The order whose fills sold more than the position held.
+             * @example gb7-1715940000000-2
+             */
+            clientOrderId: string;
+        };
+        /** PortfolioDriftData */
+        PortfolioDriftData: {
+            /** @example BTCUSDT */
+            symbol: string;
+            /**
+             * @description The run's kind.
+             * @example live
+             */
+            mode: string;
+            /** @example 42 */
+            runId: number;
+            /**
+             * Format: decimal
+             * @description What the bot's ledger holds.
+             * @example 0.015
+             */
+            impliedQty: string;
+            /**
+             * Format: decimal
+             * @description What trading.portfolio_state holds.
+             * @example 0.01
+             */
+            portfolioQty: string;
+            /**
+             * Format: decimal
+             * @example 0.005
+             */
+            difference: string;
+            /**
+             * Format: decimal
+             * @example 0.00000001
+             */
+            tolerance: string;
+            /**
+             * Format: date-time
+             * @example 2026-05-17T10:00:00Z
+             */
+            impliedAt: string;
+            /**
+             * @default null
+             * @example 2026-05-17T10:00:00Z
+             */
+            portfolioAt?: string | null;
+        };
+        /**
          * PortfolioStateRow
          * @description A ``trading.portfolio_state`` row: a symbol held by a bot (or, botId null, the account); decimals are exact strings, as in GET /portfolio.
          */
@@ -812,6 +2094,40 @@ export interface components {
              */
             botId: number | null;
         };
+        /** QuarantinedData */
+        QuarantinedData: {
+            /**
+             * @description Failures within the quarantine window.
+             * @example 5
+             */
+            failures: number;
+            /**
+             * @description The last exit code, when the runtime knew it.
+             * @default null
+             * @example 1
+             */
+            exitCode?: number | null;
+        };
+        /** RecoveredData */
+        RecoveredData: {
+            /**
+             * @description The position recovered from the ledger (base quantity).
+             * @example 0.015
+             */
+            qty: string;
+            /**
+             * @description The quote balance recovered.
+             * @example 9012.5
+             */
+            cash: string;
+            /**
+             * @description clientOrderIds of the open orders recovered.
+             * @example [
+             *       "gb7-1715940000000-1"
+             *     ]
+             */
+            openOrders: string[];
+        };
         /**
          * RiskHaltRow
          * @description A ``trading.risk_halt`` row: whether gordon-risk halted trading, for a scope.
@@ -839,6 +2155,15 @@ export interface components {
              * @example 2026-05-17T10:00:00Z
              */
             updatedAt: string;
+        };
+        /** RunAbandonedData */
+        RunAbandonedData: {
+            /**
+             * Format: date-time
+             * @description The run's last sign of life.
+             * @example 2026-05-17T10:00:00Z
+             */
+            lastHeartbeatAt: string;
         };
         /**
          * RunConfig
@@ -1181,6 +2506,63 @@ export interface components {
              * @example 2026-05-17T10:00:00Z
              */
             updatedAt: string;
+        };
+        /** StartedData */
+        StartedData: {
+            /**
+             * @description The bot's spec version the run started with.
+             * @example 3
+             */
+            specVersion: number;
+            /**
+             * @description Whether it started paused.
+             * @example false
+             */
+            paused: boolean;
+            /**
+             * @description Its earlier runs it found still marked running.
+             * @example [
+             *       41
+             *     ]
+             */
+            abandonedRuns: number[];
+        };
+        /** UnknownOrderReportData */
+        UnknownOrderReportData: {
+            /**
+             * @description The clientOrderId the executor reported.
+             * @example gb7-1-0
+             */
+            clientOrderId: string;
+            /**
+             * @description The executor's fill id (fills).
+             * @default null
+             * @example f-1
+             */
+            fillId?: string | null;
+            /**
+             * @description The reported status (status reports).
+             * @default null
+             * @example cancelled
+             */
+            status?: string | null;
+        };
+        /**
+         * UnrecognizedData
+         * @description An event this version does not model (an older or newer writer): its kind and data as recorded.
+         */
+        UnrecognizedData: {
+            /** @example something_new */
+            originalKind: string;
+            /**
+             * @description The data as recorded.
+             * @example {
+             *       "detail": 1
+             *     }
+             */
+            recorded: {
+                [key: string]: components["schemas"]["JsonValue"];
+            };
         };
         /**
          * JsonValue

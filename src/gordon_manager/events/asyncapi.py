@@ -76,6 +76,10 @@ def model_schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
     _, top = models_json_schema([(m, "serialization") for m in models], by_alias=True, ref_template=REF,
                                 schema_generator=_Schemas)
     defs = top.get("$defs", {})
+    for schema in defs.values():
+        # AsyncAPI's Schema Object names the discriminating property (a string); OpenAPI's is an object.
+        if isinstance(schema.get("discriminator"), dict):
+            schema["discriminator"] = schema["discriminator"]["propertyName"]
     sparse = sparse_model_names()  # they send only the members present: their schema says which are required
     _every_field_present({name: schema for name, schema in defs.items() if name not in sparse})
     return dict(sorted(defs.items()))

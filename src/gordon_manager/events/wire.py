@@ -143,7 +143,7 @@ ROW_MODELS: dict[str, tuple[str, type[BaseModel], Callable[[dict[str, Any]], Bas
     "bot_configs": ("bot_config_changed", BotConfigRow,
                     lambda row: BotConfigRow.model_validate(config_fields(row))),
     "bot_status": ("bot_status", BotStatusRow, BotStatusRow.model_validate),
-    "bot_events": ("bot_events", BotEventRead, lambda row: bot_event_read(_only(BotEventRead, row))),
+    "bot_events": ("bot_events", BotEventRead, bot_event_read),
     "bot_deploys": ("deploy_progress", DeployRead, deploy_read),
     "service_deploys": ("deploy_progress", ServiceDeployRead, service_deploy_read),
     "runs": ("run_progress", RunRow, lambda row: RunRow.model_validate(run_detail_fields(row))),

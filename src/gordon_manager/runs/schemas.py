@@ -12,6 +12,7 @@ from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.http.models import CamelModel, JsonMembers, Page, SparseModel
 from gordon_manager.http.pagination import MAX_LIMIT
 from gordon_manager.http.values import DecimalStr, FloatDecimalStr, Fraction
+from gordon_manager.runs.bot_events import BotEventRead
 
 RunKind = Literal["backtest", "paper", "shadow", "live"]
 RunStatus = Literal["queued", "running", "done", "failed", "cancelled", "stopped", "abandoned"]
@@ -240,20 +241,6 @@ class EquityQuery(BaseModel):
         "`lttb` (shape, with the global extremes) or `minmax` (every bucket's low and high)."))
     start: Rfc3339 | None = Field(None, alias="from", description="Inclusive lower bound (RFC 3339 with offset).")
     end: Rfc3339 | None = Field(None, alias="to", description="Exclusive upper bound (RFC 3339 with offset).")
-
-
-class BotEventRead(CamelModel):
-    """Something that happened to a bot (lifecycle, quarantine, deploy, drift…)."""
-
-    id: int = Field(examples=[9001])
-    bot_id: int = Field(examples=[7])
-    run_id: int | None = Field(None, examples=[42])
-    kind: str = Field(examples=["quarantined"])
-    level: Literal["debug", "info", "warning", "error"] = Field(examples=["warning"])
-    message: str = Field(examples=["5 failures in 600 s"])
-    data: JsonMembers = Field(examples=[{"restarts": 5}],
-                              description="Details of the event; their members depend on its kind.")
-    at: datetime = Field(examples=[_TS])
 
 
 class BotEventPage(Page[BotEventRead]):

@@ -14,7 +14,7 @@ from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
 from gordon_manager.http.values import iso_utc, plain_decimal_strings, utc_times
-from gordon_manager.runs import equity, repo
+from gordon_manager.runs import bot_events, equity, repo
 from gordon_manager.runs.batch import page_batcher
 from gordon_manager.runs.schemas import (
     BotEventPage,
@@ -190,7 +190,8 @@ def bot_event_data(kind: str, data: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def bot_event_read(row: Any) -> BotEventRead:
-    """API model of a ``trading.bot_events`` row (GET /bots/{id}/events and /ws ``bot_events``)."""
+    """API model of a ``trading.bot_events`` row (GET /bots/{id}/events and /ws ``bot_events``): the variant
+    of its kind (``runs.bot_events``)."""
     data = dict(row)
     data["data"] = bot_event_data(data["kind"], data.get("data"))
-    return BotEventRead.model_validate(data)
+    return bot_events.read_event(data)
