@@ -5,6 +5,7 @@ import { currentTokens, onAuthNeeded, wsUrl } from "./lib/api";
 import { loadFleet } from "./lib/data";
 import { fleet } from "./lib/fleet";
 import { hub } from "./lib/live";
+import { risk } from "./lib/risk";
 import { Link, parseRoute, useLocation, type Route } from "./lib/router";
 import { FleetPage } from "./pages/Fleet";
 
@@ -57,7 +58,11 @@ export function App() {
 
   useEffect(() => {
     hub.start(wsUrl(), currentTokens().read || undefined);
-    const offBatch = hub.subscribe((events) => fleet.apply(events));
+    const offBatch = hub.subscribe((events) => {
+      fleet.apply(events);
+      risk.apply(events);
+    });
+    const offSnapshot = hub.onBreakerSnapshot((items) => risk.snapshot(items));
     const reload = () => loadFleet().then(() => setLoadError(null), (error: unknown) => {
       setLoadError(error instanceof Error ? error.message : (error as { detail?: string }).detail ?? "could not read /bots");
     });
@@ -68,6 +73,7 @@ export function App() {
     });
     return () => {
       offBatch();
+      offSnapshot();
       offResync();
       offAuth();
       hub.stop();

@@ -17,7 +17,8 @@ export interface TimeChartProps {
   series: readonly ChartSeries[];
   height?: number;
   label: string;
-  onVisibleRange?: (from: number, to: number) => void;
+  /** The visible range after the operator zoomed or scrolled (`zoomed`: less than the whole series is shown). */
+  onVisibleRange?: (from: number, to: number, zoomed: boolean) => void;
   /** Formats the price scale (e.g. percentages for drawdown). */
   percent?: boolean;
 }
@@ -33,7 +34,8 @@ export function TimeChart({ series, height = 260, label, onVisibleRange, percent
   const [lib, setLib] = useState<Lib | null>(null);
   const rangeCallback = useRef(onVisibleRange);
   rangeCallback.current = onVisibleRange;
-  const fitted = useRef(false);
+  const zoomed = useRef(false);
+  const span = useRef<[number, number] | null>(null);
 
   useEffect(() => {
     let alive = true;
@@ -61,14 +63,19 @@ export function TimeChart({ series, height = 260, label, onVisibleRange, percent
       if (!range || !rangeCallback.current) {
         return;
       }
+      const from = Number(range.from);
+      const to = Number(range.to);
+      const whole = span.current;
+      // Zoomed when less than ~95% of the series is in view; a live series is followed (fitted) otherwise.
+      zoomed.current = whole !== null && whole[1] > whole[0] && (to - from) < 0.95 * (whole[1] - whole[0]);
       clearTimeout(timer);
-      timer = setTimeout(() => rangeCallback.current?.(Number(range.from), Number(range.to)), 350);
+      timer = setTimeout(() => rangeCallback.current?.(from, to, zoomed.current), 350);
     });
     return () => {
       clearTimeout(timer);
       lines.current = [];
       chart.current = null;
-      fitted.current = false;
+      zoomed.current = false;
       created.remove();
     };
   }, [lib, percent]);
@@ -94,10 +101,12 @@ export function TimeChart({ series, height = 260, label, onVisibleRange, percent
       }
       line.setData(s.data.map((p) => ({ time: p.time as UTCTimestamp, value: p.value })));
     });
-    const points = series.reduce((n, s) => n + s.data.length, 0);
-    if (!fitted.current && points > 0) {
-      current.timeScale().fitContent();
-      fitted.current = true;
+    const times = series.flatMap((s) => (s.data.length ? [s.data[0]?.time ?? 0, s.data[s.data.length - 1]?.time ?? 0] : []));
+    if (times.length > 0) {
+      span.current = [Math.min(...times), Math.max(...times)];
+      if (!zoomed.current) {
+        current.timeScale().fitContent();
+      }
     }
   }, [lib, series]);
 

@@ -21,8 +21,8 @@ from gordon_manager.bff.router import router as bff_router
 from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
-from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.console import install_console
+from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.docs import install_docs
 from gordon_manager.http.edge import EXPOSED_HEADERS, EdgeGuard, OriginPolicy
 from gordon_manager.http.middleware import RequestContextMiddleware

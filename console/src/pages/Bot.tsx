@@ -95,23 +95,16 @@ function Equity({ botId }: { botId: number }) {
     }
   });
 
-  const onRange = useCallback((from: number, to: number) => {
-    const all = chartPoints(overview, (p) => p.ts, (p) => p.equity);
-    const first = all[0]?.time;
-    const last = all[all.length - 1]?.time;
-    if (first === undefined || last === undefined) {
-      return;
-    }
-    const whole = from <= first && to >= last;
-    zoomed.current = !whole;
-    if (whole) {
+  const onRange = useCallback((from: number, to: number, isZoomed: boolean) => {
+    zoomed.current = isZoomed;
+    if (!isZoomed) {
       setDetail(null);
       return;
     }
     void api().GET("/bots/{bot_id}/equity", {
       params: { path: { bot_id: botId }, query: { points: POINTS, from: isoFromEpochS(Math.floor(from)), to: isoFromEpochS(Math.ceil(to) + 1) } },
     }).then(({ data }) => data && setDetail({ from, to, items: data.items }));
-  }, [overview, botId]);
+  }, [botId]);
 
   const series = useMemo(() => {
     let items = overview;
@@ -235,11 +228,16 @@ function Audit({ botId, version }: { botId: number; version: number }) {
   );
 }
 
+/** Prometheus' rollup, read when asked (it is a 503 when the manager has no Prometheus configured). */
 function Metrics({ botId }: { botId: number }) {
-  const metrics = useRead(() => api().GET("/bff/bots/{bot_id}/metrics-summary", { params: { path: { bot_id: botId } } }), [botId]);
+  const [asked, setAsked] = useState(0);
+  const metrics = useRead(() => (asked
+    ? api().GET("/bff/bots/{bot_id}/metrics-summary", { params: { path: { bot_id: botId } } })
+    : Promise.resolve({ data: undefined, error: undefined, response: new Response(null, { status: 204 }) })), [botId, asked]);
   const m = metrics.data;
   return (
-    <Section title="Metrics" actions={<button type="button" onClick={metrics.reload}>Refresh</button>}>
+    <Section title="Metrics" actions={<button type="button" onClick={() => setAsked((n) => n + 1)}>{asked ? "Refresh" : "Read from Prometheus"}</button>}>
+      {!asked && <p className="muted">Decisions, orders and errors per minute, equity and last bar age, from Prometheus.</p>}
       {metrics.problem && <p className="muted">Metrics unavailable: {metrics.problem.detail}</p>}
       {m && (
         <dl className="kv">
