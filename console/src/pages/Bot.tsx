@@ -211,7 +211,7 @@ function Audit({ botId, version }: { botId: number; version: number }) {
   return (
     <Section title="Audit log">
       <ProblemView problem={audit.problem} />
-      <ul className="audit" data-testid="audit">
+      <ul className="audit" data-testid="audit" tabIndex={0} aria-label="Audit rows">
         {(audit.data?.items ?? []).map((row) => (
           <li key={row.id}>
             <div><strong>{row.action}</strong> v{row.version} by {row.actor} at {fmtTime(row.at)} {row.requestId && <span className="muted">({row.requestId})</span>}</div>

@@ -179,21 +179,23 @@ export function FleetPage() {
         </label>
         <label className="check"><input type="checkbox" checked={filter.quarantined} onChange={(e) => set("quarantined", e.target.checked)} /> quarantined only</label>
       </form>
-      <div className="ftable" role="table" aria-label="Bots" aria-rowcount={rows.length + 1}>
-        <div className="frow fhead" role="row">
-          {["id", "name", "strategy", "market", "mode", "desired", "observed", "quarantine", "restarts", "position", "equity", "actions"].map((h) => (
-            <span role="columnheader" key={h}>{h}</span>
-          ))}
-        </div>
-        <div className="fbody" ref={scroller} onScroll={onScroll} data-testid="fleet-scroll" tabIndex={0} aria-label="Bot rows">
+      <div className="ftable fbody" ref={scroller} onScroll={onScroll} data-testid="fleet-scroll" tabIndex={0} role="region" aria-label="Bots">
+        <div role="table" aria-label="Bots" aria-rowcount={rows.length + 1}>
+          <div role="rowgroup" className="fheadgroup">
+            <div className="frow fhead" role="row">
+              {["id", "name", "strategy", "market", "mode", "desired", "observed", "quarantine", "restarts", "position", "equity", "actions"].map((h) => (
+                <span role="columnheader" key={h}>{h}</span>
+              ))}
+            </div>
+          </div>
           <div role="rowgroup" style={{ height: rows.length * ROW, position: "relative" }}>
             {visible.map((item, index) => (
               <Row key={item.bot.id} item={item} top={(first + index) * ROW} onAction={onAction} />
             ))}
           </div>
         </div>
-        {fleet.loaded && rows.length === 0 && <p className="muted empty">No bot{fleet.size ? " matches the filters" : " yet: create one with New bot"}.</p>}
       </div>
+      {fleet.loaded && rows.length === 0 && <p className="muted empty">No bot{fleet.size ? " matches the filters" : " yet: create one with New bot"}.</p>}
       {pending && <ActionDialog bot={pending.bot} action={pending.action} onClose={() => setPending(null)} />}
     </section>
   );
