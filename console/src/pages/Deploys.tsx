@@ -193,12 +193,13 @@ export default function DeploysPage() {
   return (
     <div className="stack">
       <Section title="Green/blue deploys">
-        <label>Bot
-          <select value={botId ?? ""} onChange={(e) => navigate(`/ui/deploys${e.target.value ? `?bot=${e.target.value}` : ""}`, true)}>
+        <div className="field">
+          <label htmlFor="deploy-bot">Bot</label>
+          <select id="deploy-bot" value={botId ?? ""} onChange={(e) => navigate(`/ui/deploys${e.target.value ? `?bot=${e.target.value}` : ""}`, true)}>
             <option value="">choose a bot…</option>
             {bots.map((b) => <option key={b.id} value={b.id}>#{b.id} {b.name} ({b.status?.observedState ?? "pending"})</option>)}
           </select>
-        </label>
+        </div>
       </Section>
       {bot && <BotDeploys key={bot.id} bot={bot} />}
       <ServiceDeploys />
