@@ -105,6 +105,13 @@ export function FleetPage() {
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const rows = useMemo(() => filterFleet(fleet.all(), filter), [version, filter]);
 
+  // "fleet-ready": the first commit showing the loaded fleet (what the first-load figure measures to).
+  useLayoutEffect(() => {
+    if (fleet.loaded && typeof performance !== "undefined" && performance.getEntriesByName("fleet-ready").length === 0) {
+      performance.mark("fleet-ready", { detail: { rows: rows.length } });
+    }
+  }, [rows]);
+
   useLayoutEffect(() => {
     const flushed = hub.lastFlush;
     if (flushed && typeof performance !== "undefined") {
