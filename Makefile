@@ -4,8 +4,11 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
 TS_STAMP := clients/ts/node_modules/.gordon-lock-sha256
+CONSOLE_STAMP := console/node_modules/.gordon-lock-sha256
+# What the console's build is made of: its sources, its config and the typed client it imports.
+CONSOLE_SRC := $(shell find console/src console/index.html console/vite.config.ts console/tsconfig.json console/package.json clients/ts/src -type f 2>/dev/null)
 
-.PHONY: run test openapi asyncapi bench lint clean system-deps
+.PHONY: run test openapi asyncapi bench lint clean system-deps console console-test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +19,12 @@ $(STAMP): pyproject.toml src/gordon_manager/_rowjson.c | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## make run: install if needed, then serve on :8083 (embedded PostgreSQL unless GORDON_DATABASE_URL is set)
-run: $(STAMP)
+## make run: install if needed, build the console when missing or stale, then serve on :8083 (embedded PostgreSQL unless GORDON_DATABASE_URL is set)
+run: $(STAMP) console
 	$(VENV)/bin/gordon-manager serve
 
 ## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
-test: $(STAMP) system-deps
+test: $(STAMP) system-deps console
 	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:coverage.json $(PYTEST_ARGS)
 	$(PY) ci/coverage_gate.py coverage.json
 
@@ -41,6 +44,22 @@ openapi: $(STAMP) $(TS_STAMP)
 $(TS_STAMP): clients/ts/package-lock.json
 	cd clients/ts && npm ci --ignore-scripts --no-audit --no-fund
 	sha256sum clients/ts/package-lock.json | cut -d' ' -f1 > $@
+
+## make console: build the operator console (console/ -> console/dist) when a source is newer than the build
+console: console/dist/index.html
+
+console/dist/index.html: $(CONSOLE_STAMP) $(CONSOLE_SRC)
+	cd console && npm run -s build
+	touch $@
+
+# console/'s pinned dependencies (React, Vite, lightweight-charts, Vitest, axe-core): `npm ci` again only when the lock changes
+$(CONSOLE_STAMP): console/package-lock.json
+	cd console && npm ci --no-audit --no-fund
+	sha256sum console/package-lock.json | cut -d' ' -f1 > $@
+
+## make console-test: the console's unit tests (Vitest); `make test` runs them too (tests/console/test_unit.py)
+console-test: $(CONSOLE_STAMP)
+	cd console && npx vitest run
 
 ## make bench: run every benchmark in bench/ (not part of `make test`)
 bench: $(STAMP)

@@ -21,6 +21,7 @@ from gordon_manager.bff.router import router as bff_router
 from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
+from gordon_manager.http.console import install_console
 from gordon_manager.http.cursor import CursorCodec
 from gordon_manager.http.docs import install_docs
 from gordon_manager.http.edge import EXPOSED_HEADERS, EdgeGuard, OriginPolicy
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   separate_input_output_schemas=False, generate_unique_id_function=operation_id, **_NO_OTEL)
     install_problem_handlers(app)
     install_docs(app)
+    install_console(app)
     install_openapi(app)
     # The last added is the outermost: request id, access log and metrics wrap the edge checks
     # (hosts, origins, tokens, limits: nothing is read or parsed before them), then CORS for the

@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gordon_manager.errors import ConfigurationError, Forbidden, GordonError, Unauthorized
 from gordon_manager.http.auth import HEADER, READ_HEADER, STATE_KEY, OperatorAuth, TokenSet, raw_header
+from gordon_manager.http.console import is_public as is_console_path
 from gordon_manager.http.docs import ASSET_PATHS as DOCS_ASSET_PATHS
 from gordon_manager.http.middleware import replay_body
 from gordon_manager.http.problems import problem_response
@@ -36,7 +37,7 @@ from gordon_manager.settings import Settings
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Open without the read token: probes, Prometheus' scrape, and the API descriptions (OpenAPI with its pages and
-# their assets, AsyncAPI).
+# their assets, AsyncAPI); the console's pages and assets too (http/console.py: `/`, `/ui/...`).
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/asyncapi.yaml", "/docs", "/redoc",
                           *DOCS_ASSET_PATHS})
 WS_PROTOCOL = "gordon.v1"
@@ -244,7 +245,7 @@ class EdgeGuard:
         return None
 
     def _check_read(self, scope: Scope, *, ws: bool) -> GordonError | None:
-        if self.readers is None or scope["path"] in PUBLIC_PATHS:
+        if self.readers is None or scope["path"] in PUBLIC_PATHS or is_console_path(scope["path"]):
             return None
         presented = raw_header(scope, READ_HEADER) or (_read_token_from_ws(scope) if ws else None)
         operator = raw_header(scope, HEADER)

@@ -1,0 +1,169 @@
+/** Backtests: launch, live progress (run_progress), results (stats, equity and drawdown, trades), two runs side by side. */
+import { useEffect, useMemo, useState } from "react";
+import type { Problem, Schemas } from "@gordon/manager-client";
+
+import { ProblemView, Section, StateBadge } from "../components";
+import { TimeChart } from "../chart";
+import { api, asProblem } from "../lib/api";
+import { chartPoints, drawdown, fmtMoney, fmtNum, fmtPct, fmtTime } from "../lib/format";
+import { useLive, useRead } from "../lib/hooks";
+import { navigate } from "../lib/router";
+import { RoundTrips as RoundTripsLazy } from "./Bot";
+import { ParamsFields, useStrategies } from "./BotForm";
+
+type Run = Schemas["RunRead"];
+type RunDetail = Schemas["RunDetail"];
+
+const toIso = (local: string) => (local ? new Date(`${local}:00Z`).toISOString().replace(/\.\d{3}Z$/, "Z") : "");
+
+function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
+  const { strategies, defaults, problem: loadProblem } = useStrategies();
+  const [strategy, setStrategy] = useState("");
+  const [params, setParams] = useState<Record<string, unknown>>({});
+  const [symbol, setSymbol] = useState("BTCUSDT");
+  const [interval, setInterval] = useState("1m");
+  const [from, setFrom] = useState("2024-01-01T00:00");
+  const [to, setTo] = useState("2024-01-04T00:00");
+  const [problem, setProblem] = useState<Problem | null>(null);
+  useEffect(() => {
+    if (!strategy && defaults) {
+      setStrategy(defaults.strategy);
+      setParams({ ...defaults.params });
+      setSymbol(defaults.symbol);
+      setInterval(defaults.interval);
+    }
+  }, [defaults, strategy]);
+  const schema = strategies.find((s) => s.name === strategy)?.paramsSchema;
+  const submit = async () => {
+    setProblem(null);
+    const { data, error, response } = await api().POST("/backtests", {
+      body: { strategy, params, symbol, interval, from: toIso(from), to: toIso(to) },
+    });
+    if (error || !data) {
+      setProblem(asProblem(error, response.status));
+      return;
+    }
+    onLaunched(data.id);
+  };
+  return (
+    <form aria-label="Launch a backtest" className="botform" onSubmit={(e) => { e.preventDefault(); void submit(); }}>
+      <ProblemView problem={loadProblem} />
+      <div className="grid4">
+        <div className="field"><label htmlFor="bt-strategy">Strategy</label>
+          <select id="bt-strategy" name="strategy" value={strategy} onChange={(e) => {
+            setStrategy(e.target.value);
+            setParams({ ...(strategies.find((s) => s.name === e.target.value)?.defaultParams ?? {}) });
+          }}>
+            {strategies.map((s) => <option key={s.name}>{s.name}</option>)}
+          </select>
+        </div>
+        <div className="field"><label htmlFor="bt-symbol">Symbol</label><input id="bt-symbol" name="symbol" value={symbol} onChange={(e) => setSymbol(e.target.value)} /></div>
+        <div className="field"><label htmlFor="bt-interval">Interval</label><input id="bt-interval" name="interval" value={interval} onChange={(e) => setInterval(e.target.value)} /></div>
+        <div className="field"><label htmlFor="bt-from">From (UTC)</label><input id="bt-from" name="from" type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} /></div>
+        <div className="field"><label htmlFor="bt-to">To (UTC, excluded)</label><input id="bt-to" name="to" type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} /></div>
+      </div>
+      <ParamsFields schema={schema} values={params} onChange={setParams} problem={problem} prefix="params" />
+      <ProblemView problem={problem} />
+      <div className="row"><button type="submit" className="primary">Run backtest</button></div>
+    </form>
+  );
+}
+
+function Stats({ run }: { run: RunDetail }) {
+  const s = run.stats;
+  if (!s) {
+    return <p className="muted">No statistics yet.</p>;
+  }
+  const items: [string, string][] = [
+    ["total return", fmtPct(s.totalReturn)], ["max drawdown", fmtPct(s.maxDrawdown)], ["Sharpe", fmtNum(s.sharpe)],
+    ["win rate", fmtPct(s.winRate)], ["trades", String(s.tradeCount ?? "—")], ["fees", fmtMoney(s.totalFees)],
+    ["initial equity", fmtMoney(s.initialEquity)], ["final equity", fmtMoney(s.finalEquity)], ["exposure", fmtPct(s.exposure)],
+    ["bars", String(s.bars ?? "—")],
+  ];
+  return (
+    <div className="stats" data-testid="run-stats">
+      {items.map(([label, value]) => <div className="stat" key={label}><b>{value}</b><span>{label}</span></div>)}
+    </div>
+  );
+}
+
+function RunResult({ id, live }: { id: number; live: Run | undefined }) {
+  const detail = useRead(() => api().GET("/runs/{run_id}", { params: { path: { run_id: id } } }), [id, live?.status]);
+  const equity = useRead(() => api().GET("/runs/{run_id}/equity", { params: { path: { run_id: id }, query: { points: 500 } } }), [id, live?.status]);
+  const run = detail.data;
+  const status = live?.status ?? run?.status;
+  const progress = live?.progress ?? run?.progress ?? 0;
+  const series = useMemo(() => {
+    const points = chartPoints(equity.data?.items ?? [], (p) => p.ts, (p) => p.equity);
+    return { equity: [{ name: "equity", color: "#58a6ff", data: points }], dd: [{ name: "drawdown", color: "#ff7b72", kind: "area" as const, data: drawdown(points) }] };
+  }, [equity.data]);
+  const [cancelProblem, setCancelProblem] = useState<Problem | null>(null);
+  return (
+    <Section title={`Run #${id}`} actions={
+      <span className="row">
+        <span data-testid={`run-status-${id}`} data-status={status}><StateBadge state={status} /></span>
+        <progress className="progress" max={1} value={progress} aria-label={`progress of run ${id}`} />
+        <span>{fmtPct(progress, 0)}</span>
+        {(status === "queued" || status === "running") && (
+          <button type="button" onClick={() => void api().POST("/backtests/{run_id}/cancel", { params: { path: { run_id: id } } })
+            .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))}>cancel</button>
+        )}
+      </span>}>
+      <ProblemView problem={detail.problem ?? cancelProblem} />
+      {run && <p className="muted">{run.strategy} {JSON.stringify(run.params)} · {run.symbol} {run.interval} · {fmtTime(run.rangeStart)} → {fmtTime(run.rangeEnd)}</p>}
+      {run?.error && <p className="error">{run.error}</p>}
+      {run && <Stats run={run} />}
+      <TimeChart series={series.equity} height={200} label={`Equity of run ${id}`} />
+      <TimeChart series={series.dd} height={120} label={`Drawdown of run ${id}`} percent />
+      <h3>Trades</h3>
+      <RoundTripsLazy runId={id} />
+    </Section>
+  );
+}
+
+export default function BacktestsPage({ ids = [] }: { ids?: number[] }) {
+  const runs = useRead(() => api().GET("/runs", { params: { query: { kind: "backtest", limit: 20 } } }), []);
+  const [live, setLive] = useState<Map<number, Run>>(new Map());
+  useLive((events) => {
+    const rows = events.flatMap((e) => (e.channel === "run_progress" && "table" in e && e.data.kind === "backtest" ? [e.data] : []));
+    if (rows.length) {
+      setLive((current) => {
+        const next = new Map(current);
+        rows.forEach((row) => next.set(row.id, row as Run));
+        return next;
+      });
+    }
+  });
+  const list = useMemo(() => {
+    const byId = new Map<number, Run>((runs.data?.items ?? []).map((r) => [r.id, r]));
+    live.forEach((row, id) => byId.set(id, { ...byId.get(id), ...row }));
+    return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 30);
+  }, [runs.data, live]);
+  const show = (next: number[]) => navigate(`/ui/backtests${next.length ? `?runs=${next.join(",")}` : ""}`);
+  const toggle = (id: number) => show(ids.includes(id) ? ids.filter((x) => x !== id) : [...ids, id].slice(-2));
+  return (
+    <div className="stack">
+      <Section title="New backtest"><LaunchForm onLaunched={(id) => show([id, ...ids].slice(0, 2))} /></Section>
+      <Section title="Recent backtests" actions={<span className="muted">tick two to compare them side by side</span>}>
+        <ProblemView problem={runs.problem} />
+        <div className="scroll" role="region" aria-label="Recent backtests" tabIndex={0}>
+          <table className="tbl">
+            <thead><tr><th scope="col">compare</th><th scope="col">run</th><th scope="col">strategy</th><th scope="col">market</th><th scope="col">range</th><th scope="col">status</th><th scope="col">progress</th></tr></thead>
+            <tbody>
+              {list.map((r) => (
+                <tr key={r.id}>
+                  <td><input type="checkbox" checked={ids.includes(r.id)} onChange={() => toggle(r.id)} aria-label={`compare run ${r.id}`} /></td>
+                  <td>#{r.id}</td><td>{r.strategy}</td><td>{r.symbol} {r.interval}</td><td>{fmtTime(r.rangeStart)} → {fmtTime(r.rangeEnd)}</td>
+                  <td><StateBadge state={r.status} /></td><td>{fmtPct(r.progress, 0)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </Section>
+      <div className={ids.length > 1 ? "side" : ""}>
+        {ids.map((id) => <RunResult key={id} id={id} live={live.get(id)} />)}
+      </div>
+    </div>
+  );
+}
