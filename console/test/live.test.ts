@@ -34,7 +34,7 @@ class FakeSocket implements LiveSocket {
 }
 
 const event = (id: number): LiveEvent => ({ id, channel: "bot_events", op: "insert", table: "bot_events",
-  data: { id, botId: 1, runId: null, kind: "k", level: "info", message: "m", data: {}, at: "2024-01-01T00:00:00Z" } } as LiveEvent);
+  data: { id, botId: 1, runId: null, kind: "paused", level: "info", message: "m", data: {}, at: "2024-01-01T00:00:00Z" } } as LiveEvent);
 
 describe("LiveHub", () => {
   it("batches events per frame, tracks the state and resumes with since", () => {

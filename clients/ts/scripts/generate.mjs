@@ -47,10 +47,13 @@ async function generateWs() {
     }),
   });
   const schemas = { ...doc.components.schemas };
-  // AsyncAPI names the discriminating property (`discriminator: kind`); OpenAPI 3.1 wants an object.
+  // AsyncAPI names the discriminating property (`discriminator: kind`); OpenAPI 3.1 wants an object, with
+  // the mapping (each variant's `const`: without it openapi-typescript would use the schemas' names).
   for (const [name, schema] of Object.entries(schemas)) {
     if (typeof schema.discriminator === "string") {
-      schemas[name] = { ...schema, discriminator: { propertyName: schema.discriminator } };
+      const propertyName = schema.discriminator;
+      const mapping = Object.fromEntries(schema.oneOf.map(({ $ref }) => [resolve($ref).properties[propertyName].const, $ref]));
+      schemas[name] = { ...schema, discriminator: { propertyName, mapping } };
     }
   }
   for (const [name, operation] of [["ClientFrame", "clientMessages"], ["ServerFrame", "serverMessages"]]) {

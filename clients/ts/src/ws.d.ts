@@ -375,7 +375,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventBadReport";
+            kind: "bad_report";
             /**
              * @example info
              * @enum {string}
@@ -409,7 +409,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventBracketRearmed";
+            kind: "bracket_rearmed";
             /**
              * @example info
              * @enum {string}
@@ -443,7 +443,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventConfigError";
+            kind: "config_error";
             /**
              * @example info
              * @enum {string}
@@ -477,7 +477,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventCrashed";
+            kind: "crashed";
             /**
              * @example info
              * @enum {string}
@@ -511,7 +511,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventDeployAborted";
+            kind: "deploy_aborted";
             /**
              * @example info
              * @enum {string}
@@ -545,7 +545,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventDeployFailed";
+            kind: "deploy_failed";
             /**
              * @example info
              * @enum {string}
@@ -579,7 +579,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventDeployInconclusive";
+            kind: "deploy_inconclusive";
             /**
              * @example info
              * @enum {string}
@@ -613,7 +613,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventDeployPromoted";
+            kind: "deploy_promoted";
             /**
              * @example info
              * @enum {string}
@@ -647,7 +647,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventDeployStarted";
+            kind: "deploy_started";
             /**
              * @example info
              * @enum {string}
@@ -681,7 +681,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventEntryBlocked";
+            kind: "entry_blocked";
             /**
              * @example info
              * @enum {string}
@@ -715,7 +715,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventError";
+            kind: "error";
             /**
              * @example info
              * @enum {string}
@@ -749,7 +749,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventFill";
+            kind: "fill";
             /**
              * @example info
              * @enum {string}
@@ -783,7 +783,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventFlattenIncomplete";
+            kind: "flatten_incomplete";
             /**
              * @example info
              * @enum {string}
@@ -817,7 +817,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventFlattened";
+            kind: "flattened";
             /**
              * @example info
              * @enum {string}
@@ -851,7 +851,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventOrderCancelled";
+            kind: "order_cancelled";
             /**
              * @example info
              * @enum {string}
@@ -885,7 +885,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventOrderExpired";
+            kind: "order_expired";
             /**
              * @example info
              * @enum {string}
@@ -919,7 +919,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventOrderRejected";
+            kind: "order_rejected";
             /**
              * @example info
              * @enum {string}
@@ -953,7 +953,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventOrdersCancelled";
+            kind: "orders_cancelled";
             /**
              * @example info
              * @enum {string}
@@ -987,7 +987,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventOversold";
+            kind: "oversold";
             /**
              * @example info
              * @enum {string}
@@ -1021,7 +1021,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventPaused";
+            kind: "paused";
             /**
              * @example info
              * @enum {string}
@@ -1055,7 +1055,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventPortfolioDrift";
+            kind: "portfolio_drift";
             /**
              * @example info
              * @enum {string}
@@ -1089,7 +1089,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventQuarantineCleared";
+            kind: "quarantine_cleared";
             /**
              * @example info
              * @enum {string}
@@ -1123,7 +1123,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventQuarantined";
+            kind: "quarantined";
             /**
              * @example info
              * @enum {string}
@@ -1163,7 +1163,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventRecovered";
+            kind: "recovered";
             /**
              * @example info
              * @enum {string}
@@ -1197,7 +1197,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventResumed";
+            kind: "resumed";
             /**
              * @example info
              * @enum {string}
@@ -1231,7 +1231,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventRunAbandoned";
+            kind: "run_abandoned";
             /**
              * @example info
              * @enum {string}
@@ -1265,7 +1265,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventStarted";
+            kind: "started";
             /**
              * @example info
              * @enum {string}
@@ -1299,7 +1299,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventStopped";
+            kind: "stopped";
             /**
              * @example info
              * @enum {string}
@@ -1333,7 +1333,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventUnknownOrderReport";
+            kind: "unknown_order_report";
             /**
              * @example info
              * @enum {string}
@@ -1367,7 +1367,7 @@ export interface components {
              * @description discriminator enum property added by openapi-typescript
              * @enum {string}
              */
-            kind: "BotEventUnrecognized";
+            kind: "unrecognized";
             /**
              * @example info
              * @enum {string}

@@ -88,8 +88,8 @@ function Stats({ run }: { run: RunDetail }) {
 }
 
 function RunResult({ id, live }: { id: number; live: Run | undefined }) {
-  const detail = useRead(() => api().GET("/runs/{run_id}", { params: { path: { run_id: id } } }), [id, live?.status]);
-  const equity = useRead(() => api().GET("/runs/{run_id}/equity", { params: { path: { run_id: id }, query: { points: 500 } } }), [id, live?.status]);
+  const detail = useRead(() => api().GET("/runs/{runId}", { params: { path: { runId: id } } }), [id, live?.status]);
+  const equity = useRead(() => api().GET("/runs/{runId}/equity", { params: { path: { runId: id }, query: { points: 500 } } }), [id, live?.status]);
   const run = detail.data;
   const status = live?.status ?? run?.status;
   const progress = live?.progress ?? run?.progress ?? 0;
@@ -105,7 +105,7 @@ function RunResult({ id, live }: { id: number; live: Run | undefined }) {
         <progress className="progress" max={1} value={progress} aria-label={`progress of run ${id}`} />
         <span>{fmtPct(progress, 0)}</span>
         {(status === "queued" || status === "running") && (
-          <button type="button" onClick={() => void api().POST("/backtests/{run_id}/cancel", { params: { path: { run_id: id } } })
+          <button type="button" onClick={() => void api().POST("/backtests/{runId}/cancel", { params: { path: { runId: id } } })
             .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))}>cancel</button>
         )}
       </span>}>

@@ -20,7 +20,7 @@ function useBot(id: number): { bot: BotRead | undefined; problem: ReturnType<typ
   const version = useSyncExternalStore(fleet.subscribe, fleet.getVersion);
   const [problem, setProblem] = useState<ReturnType<typeof asProblem> | null>(null);
   useEffect(() => {
-    void api().GET("/bots/{bot_id}", { params: { path: { bot_id: id } } }).then(({ data, error, response }) => {
+    void api().GET("/bots/{botId}", { params: { path: { botId: id } } }).then(({ data, error, response }) => {
       if (data) {
         fleet.upsert(data);
       } else {
@@ -71,7 +71,7 @@ function Equity({ botId }: { botId: number }) {
   const zoomed = useRef(false);
 
   const loadOverview = useCallback(() => {
-    void api().GET("/bots/{bot_id}/equity", { params: { path: { bot_id: botId }, query: { points: POINTS } } }).then(({ data, error, response }) => {
+    void api().GET("/bots/{botId}/equity", { params: { path: { botId: botId }, query: { points: POINTS } } }).then(({ data, error, response }) => {
       if (error || !data) {
         setProblem(asProblem(error, response.status));
         return;
@@ -101,8 +101,8 @@ function Equity({ botId }: { botId: number }) {
       setDetail(null);
       return;
     }
-    void api().GET("/bots/{bot_id}/equity", {
-      params: { path: { bot_id: botId }, query: { points: POINTS, from: isoFromEpochS(Math.floor(from)), to: isoFromEpochS(Math.ceil(to) + 1) } },
+    void api().GET("/bots/{botId}/equity", {
+      params: { path: { botId: botId }, query: { points: POINTS, from: isoFromEpochS(Math.floor(from)), to: isoFromEpochS(Math.ceil(to) + 1) } },
     }).then(({ data }) => data && setDetail({ from, to, items: data.items }));
   }, [botId]);
 
@@ -126,7 +126,7 @@ function Equity({ botId }: { botId: number }) {
 type EventRow = Schemas["BotEventRead"];
 
 function Events({ botId }: { botId: number }) {
-  const initial = useRead(() => api().GET("/bots/{bot_id}/events", { params: { path: { bot_id: botId }, query: { limit: 50 } } }), [botId]);
+  const initial = useRead(() => api().GET("/bots/{botId}/events", { params: { path: { botId: botId }, query: { limit: 50 } } }), [botId]);
   const [live, setLive] = useState<EventRow[]>([]);
   useLive((events) => {
     const mine = events.flatMap((e) => (e.channel === "bot_events" && "table" in e && e.data.botId === botId ? [e.data as EventRow] : []));
@@ -159,7 +159,7 @@ function Events({ botId }: { botId: number }) {
 export function RoundTrips({ runId }: { runId: number }) {
   const [cursors, setCursors] = useState<(string | undefined)[]>([undefined]);
   const cursor = cursors[cursors.length - 1];
-  const page = useRead(() => api().GET("/runs/{run_id}/roundtrips", { params: { path: { run_id: runId }, query: { limit: 20, ...(cursor ? { cursor } : {}) } } }), [runId, cursor]);
+  const page = useRead(() => api().GET("/runs/{runId}/roundtrips", { params: { path: { runId: runId }, query: { limit: 20, ...(cursor ? { cursor } : {}) } } }), [runId, cursor]);
   const items = page.data?.items ?? [];
   return (
     <div data-testid="roundtrips">
@@ -185,7 +185,7 @@ export function RoundTrips({ runId }: { runId: number }) {
 }
 
 function Runs({ botId }: { botId: number }) {
-  const runs = useRead(() => api().GET("/bots/{bot_id}/runs", { params: { path: { bot_id: botId }, query: { limit: 20 } } }), [botId]);
+  const runs = useRead(() => api().GET("/bots/{botId}/runs", { params: { path: { botId: botId }, query: { limit: 20 } } }), [botId]);
   const [selected, setSelected] = useState<number | null>(null);
   const refresh = useThrottled(runs.reload, 3000);
   useLive((events) => {
@@ -207,7 +207,7 @@ function Runs({ botId }: { botId: number }) {
 }
 
 function Audit({ botId, version }: { botId: number; version: number }) {
-  const audit = useRead(() => api().GET("/bots/{bot_id}/audit", { params: { path: { bot_id: botId }, query: { limit: 50 } } }), [botId, version]);
+  const audit = useRead(() => api().GET("/bots/{botId}/audit", { params: { path: { botId: botId }, query: { limit: 50 } } }), [botId, version]);
   return (
     <Section title="Audit log">
       <ProblemView problem={audit.problem} />
@@ -232,7 +232,7 @@ function Audit({ botId, version }: { botId: number; version: number }) {
 function Metrics({ botId }: { botId: number }) {
   const [asked, setAsked] = useState(0);
   const metrics = useRead(() => (asked
-    ? api().GET("/bff/bots/{bot_id}/metrics-summary", { params: { path: { bot_id: botId } } })
+    ? api().GET("/bff/bots/{botId}/metrics-summary", { params: { path: { botId: botId } } })
     : Promise.resolve({ data: undefined, error: undefined, response: new Response(null, { status: 204 }) })), [botId, asked]);
   const m = metrics.data;
   return (
@@ -283,7 +283,7 @@ export default function BotPage({ id }: { id: number }) {
           {status?.lastError && <><dt>last error</dt><dd className="error">{status.lastError} ({fmtTime(status.lastErrorAt)})</dd></>}
           {status?.quarantined && (
             <><dt>quarantine</dt><dd className="error">{status.quarantineReason}{" "}
-              <button type="button" onClick={() => void api().POST("/bots/{bot_id}/clear-quarantine", { params: { path: { bot_id: bot.id } } })
+              <button type="button" onClick={() => void api().POST("/bots/{botId}/clear-quarantine", { params: { path: { botId: bot.id } } })
                 .then(({ error, response }) => setClearProblem(error ? asProblem(error, response.status) : null))}>clear quarantine</button></dd></>
           )}
           <dt>deploys</dt><dd><Link href={`/ui/deploys?bot=${bot.id}`}>green/blue deploys of this bot</Link></dd>

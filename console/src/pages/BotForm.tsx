@@ -148,11 +148,11 @@ export function BotForm({ bot, onSaved, onCancel }: { bot?: BotRead; onSaved: (s
         onSaved(data);
         return;
       }
-      const { data, error, response } = await api().PUT("/bots/{bot_id}", {
-        params: { path: { bot_id: base.id }, header: ifMatch(base.version) }, body: toUpdate(draft),
+      const { data, error, response } = await api().PUT("/bots/{botId}", {
+        params: { path: { botId: base.id }, header: ifMatch(base.version) }, body: toUpdate(draft),
       });
       if (response.status === 412) {
-        const latest = await api().GET("/bots/{bot_id}", { params: { path: { bot_id: base.id } } });
+        const latest = await api().GET("/bots/{botId}", { params: { path: { botId: base.id } } });
         setProblem(asProblem(error, 412));
         if (latest.data) {
           setConflict({ current: latest.data });

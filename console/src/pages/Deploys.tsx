@@ -30,7 +30,7 @@ function StartDeploy({ bot, onStarted }: { bot: Schemas["BotRead"]; onStarted: (
     const body: Schemas["DeployPromote"] = { strategy, params, ...(image ? { image } : {}) };
     if (compareWindow) body.compareWindow = Number(compareWindow);
     if (matchThreshold) body.matchThreshold = Number(matchThreshold);
-    const { error, response } = await api().POST("/bots/{bot_id}/deploy/promote", { params: { path: { bot_id: bot.id } }, body });
+    const { error, response } = await api().POST("/bots/{botId}/deploy/promote", { params: { path: { botId: bot.id } }, body });
     if (error) {
       setProblem(asProblem(error, response.status));
       return;
@@ -60,11 +60,11 @@ function StartDeploy({ bot, onStarted }: { bot: Schemas["BotRead"]; onStarted: (
 }
 
 function BotDeploys({ bot }: { bot: Schemas["BotRead"] }) {
-  const history = useRead(() => api().GET("/bots/{bot_id}/deploys", { params: { path: { bot_id: bot.id }, query: { limit: 10 } } }), [bot.id]);
+  const history = useRead(() => api().GET("/bots/{botId}/deploys", { params: { path: { botId: bot.id }, query: { limit: 10 } } }), [bot.id]);
   // The status of the deploy in progress, else the latest (read only once the bot has one: it is a 404 before).
   const latest = history.data?.items[0];
   const status = useRead(() => (latest
-    ? api().GET("/bots/{bot_id}/deploy/status", { params: { path: { bot_id: bot.id } } })
+    ? api().GET("/bots/{botId}/deploy/status", { params: { path: { botId: bot.id } } })
     : Promise.resolve({ data: undefined, error: undefined, response: new Response(null, { status: 204 }) })), [bot.id, latest?.id, latest?.state, latest?.updatedAt]);
   const refresh = useThrottled(() => { history.reload(); status.reload(); }, 1000);
   useLive((events) => {
@@ -79,8 +79,8 @@ function BotDeploys({ bot }: { bot: Schemas["BotRead"] }) {
   const act = async () => {
     setProblem(null);
     const result = confirm === "abort"
-      ? await api().POST("/bots/{bot_id}/deploy/abort", { params: { path: { bot_id: bot.id } } })
-      : await api().POST("/bots/{bot_id}/deploys/{deploy_id}/promote", { params: { path: { bot_id: bot.id, deploy_id: d?.id ?? 0 } }, body: { force: true } });
+      ? await api().POST("/bots/{botId}/deploy/abort", { params: { path: { botId: bot.id } } })
+      : await api().POST("/bots/{botId}/deploys/{deployId}/promote", { params: { path: { botId: bot.id, deployId: d?.id ?? 0 } }, body: { force: true } });
     setConfirm(null);
     if (result.error) {
       setProblem(asProblem(result.error, result.response.status));
@@ -177,7 +177,7 @@ function ServiceDeploys() {
             <td><code>{s.healthCheck.httpPath ? `GET :${s.healthCheck.port}${s.healthCheck.httpPath}` : (s.healthCheck.command ?? []).join(" ")}</code> until {fmtTime(s.healthDeadlineAt)}</td>
             <td>{fmtTime(s.startedAt)}</td><td>{s.reason ?? ""}</td>
             <td>{["pending", "starting", "health_checking"].includes(s.state) && (
-              <button type="button" onClick={() => void api().DELETE("/deploys/service/{deploy_id}/abort", { params: { path: { deploy_id: s.id } } }).then(refresh)}>abort</button>)}</td></tr>
+              <button type="button" onClick={() => void api().DELETE("/deploys/service/{deployId}/abort", { params: { path: { deployId: s.id } } }).then(refresh)}>abort</button>)}</td></tr>
         ))}</tbody></table>
       {list.data?.items.length === 0 && <p className="muted">No service deploy yet.</p>}
     </Section>

@@ -26,14 +26,14 @@ declare global {
 
 /** Run a lifecycle action (If-Match with the version we show; a 412 is shown like any problem). */
 export async function runAction(bot: BotRead, action: Action, flatten = false): Promise<Problem | null> {
-  const path = { bot_id: bot.id };
+  const path = { botId: bot.id };
   const header = ifMatch(bot.version);
   const client = api();
   const result = action === "delete"
-    ? await client.DELETE("/bots/{bot_id}", { params: { path, header, query: flatten ? { flatten: true } : {} } })
+    ? await client.DELETE("/bots/{botId}", { params: { path, header, query: flatten ? { flatten: true } : {} } })
     : action === "stop"
-      ? await client.POST("/bots/{bot_id}/stop", { params: { path, header, query: flatten ? { flatten: true } : {} } })
-      : await client.POST(`/bots/{bot_id}/${action}`, { params: { path, header } });
+      ? await client.POST("/bots/{botId}/stop", { params: { path, header, query: flatten ? { flatten: true } : {} } })
+      : await client.POST(`/bots/{botId}/${action}`, { params: { path, header } });
   if (result.error) {
     return asProblem(result.error, result.response.status);
   }
