@@ -51,6 +51,19 @@ describe("FleetStore", () => {
     expect(store.get(1)?.equity).toEqual([10010]);
   });
 
+  it("takes equity samples read over HTTP for the bots it knows, with one notification", () => {
+    const store = new FleetStore();
+    store.load([bot(1), bot(2)], new Map([[1, 100]]));
+    let told = 0;
+    store.subscribe(() => told++);
+    store.sample(new Map([[1, 101], [2, Number.NaN], [99, 5]]));
+    expect(told).toBe(1);
+    expect(store.get(1)?.equity).toEqual([100, 101]);
+    expect(store.get(2)?.equity).toEqual([]);
+    store.sample(new Map([[99, 5]]));
+    expect(told).toBe(1); // nothing it knows changed
+  });
+
   it("filters and offers the legal actions", () => {
     const bots = [bot(1, { desiredState: "running" }), bot(2, { mode: "live", name: "eth" }), bot(3, { desiredState: "paused" })].map((b) => ({ bot: b, equity: [] }));
     expect(filterFleet(bots, { ...EMPTY_FILTER, text: "ETH" }).map((b) => b.bot.id)).toEqual([2]);

@@ -20,6 +20,11 @@ export async function loadFleet(): Promise<void> {
     }
     cursor = data.nextCursor;
   }
+  fleet.load(bots, await liveEquity());
+}
+
+/** Each bot's newest equity (its live run's, else its positions' total), from GET /portfolio. */
+export async function liveEquity(): Promise<Map<number, number>> {
   const equity = new Map<number, number>();
   const portfolio = await api().GET("/portfolio");
   for (const entry of portfolio.data?.bots ?? []) {
@@ -28,5 +33,8 @@ export async function loadFleet(): Promise<void> {
       equity.set(entry.botId, value);
     }
   }
-  fleet.load(bots, equity);
+  return equity;
 }
+
+/** Equity points have no /ws channel: the fleet's sparklines take a sample this often while it is open. */
+export const EQUITY_SAMPLE_MS = 15_000;

@@ -69,6 +69,21 @@ export class FleetStore {
     this.bump();
   }
 
+  /** A new equity sample per bot (GET /portfolio: equity points have no /ws channel). */
+  sample(equity: ReadonlyMap<number, number>): void {
+    let changed = false;
+    for (const [id, value] of equity) {
+      const entry = this.bots.get(id);
+      if (entry && Number.isFinite(value)) {
+        this.bots.set(id, { ...entry, equity: pushCapped(entry.equity, value, SPARK_POINTS) });
+        changed = true;
+      }
+    }
+    if (changed) {
+      this.bump();
+    }
+  }
+
   /** One bot read over HTTP (after an action or an edit). */
   upsert(bot: BotRead): void {
     const previous = this.bots.get(bot.id);

@@ -3,10 +3,11 @@
  * memoised on their bot object, which the store replaces only when a /ws event touches that bot, so a
  * batch for 1,000 bots costs one filter pass and the visible rows.
  */
-import { memo, useCallback, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, useSyncExternalStore } from "react";
 
 import { ConfirmDialog, ProblemView, Sparkline, StateBadge } from "../components";
 import { api, asProblem, ifMatch } from "../lib/api";
+import { EQUITY_SAMPLE_MS, liveEquity } from "../lib/data";
 import { fmtQty } from "../lib/format";
 import { actionsFor, EMPTY_FILTER, filterFleet, fleet, type BotRead, type FleetBot, type FleetFilter } from "../lib/fleet";
 import { hub } from "../lib/live";
@@ -104,6 +105,13 @@ export function FleetPage() {
 
   // eslint-disable-next-line react-hooks/exhaustive-deps
   const rows = useMemo(() => filterFleet(fleet.all(), filter), [version, filter]);
+
+  // Sparklines: equity points have no /ws channel, so a sample is read now and then (the only polling).
+  useEffect(() => {
+    const timer = setInterval(() => void liveEquity().then((equity) => fleet.sample(equity), () => undefined),
+                              EQUITY_SAMPLE_MS);
+    return () => clearInterval(timer);
+  }, []);
 
   // "fleet-ready": the first commit showing the loaded fleet (what the first-load figure measures to).
   useLayoutEffect(() => {
