@@ -28,6 +28,14 @@ class AppContext:
     supervisor: Supervisor = field(default_factory=Supervisor)
     services: dict[str, Any] = field(default_factory=dict)
 
+    def leads(self) -> bool:
+        """The one leadership decision: this replica runs the singleton work (reconciler, deploy controller,
+        backtest recovery, equity compactor, drift checker, run reaper, outbox retention) while it
+        reconciles (``GORDON_MANAGER_RECONCILE_ENABLED``) and holds the leader lock. A replica with
+        reconciling disabled runs none of it."""
+        leader = self.services.get("leader")
+        return bool(self.settings.reconcile_enabled and leader is not None and leader.is_leader)
+
     @property
     def database_url(self) -> str:
         assert self.settings.database_url is not None

@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     equity_compact_interval_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_EQUITY_COMPACT_INTERVAL_S"), description="How often the background worker packs runs' new equity points into blocks (the page reads' fast path).")
     stack_health_interval_s: float = Field(15.0, gt=0, validation_alias=_alias("GORDON_MANAGER_STACK_HEALTH_INTERVAL_S"), description="Interval of the peer prober.")
     source_stale_after_s: float = Field(300.0, gt=0, validation_alias=_alias("GORDON_MANAGER_SOURCE_STALE_AFTER_S"), description="Default freshness threshold of a data source.")
+    backtest_stale_after_s: float = Field(30.0, ge=5, validation_alias=_alias("GORDON_MANAGER_BACKTEST_STALE_AFTER_S"), description="A running backtest whose worker has not heartbeaten (every 0.25 s) for this long is marked failed by the leading replica.")
     run_abandon_after_s: float = Field(30.0, ge=10, validation_alias=_alias("GORDON_MANAGER_RUN_ABANDON_AFTER_S"), description="A bot run whose bot has not heartbeaten (every 5 s) for this long is marked abandoned.")
     deploy_compare_window: int = Field(60, ge=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_COMPARE_WINDOW"), description="Bars a deploy compares before swapping.")
     deploy_match_threshold: float = Field(0.95, ge=0, le=1, validation_alias=_alias("GORDON_MANAGER_DEPLOY_MATCH_THRESHOLD"), description="Match rate of the action bars needed to swap.")

@@ -15,7 +15,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 from typer.testing import CliRunner
 
-from gordon_manager.backtests import service, worker
+from gordon_manager.backtests import repo, service, worker
 from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run
 from gordon_manager.backtests.schemas import BacktestCreate
 from gordon_manager.cli import app as cli_app
@@ -36,7 +36,16 @@ HANG_MARKER_ENV = "GORDON_TEST_HANG_MARKER"
 
 
 def hang(job: RunJob) -> RunOutcome:
-    """A worker that never finishes on its own; it first touches $GORDON_TEST_HANG_MARKER.<run id>."""
+    """A worker that claims its run like a real one, touches $GORDON_TEST_HANG_MARKER.<run id>, then never
+    finishes on its own."""
+    async def claim() -> None:
+        conn = await connect(job.database_url, timeout=job.connect_timeout)
+        try:
+            assert await repo.claim_run(conn, run_id=job.run_id, owner=job.owner) is not None
+        finally:
+            await conn.close()
+
+    asyncio.run(claim())
     Path(f"{os.environ[HANG_MARKER_ENV]}.{job.run_id}").touch()
     time.sleep(120)  # the workload itself: stays busy until the runner terminates it
     raise AssertionError("not reached")
@@ -116,25 +125,64 @@ async def test_stopping_fails_in_flight_runs_and_ends_the_workers(kline_db, kadm
     await kadmin.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", other)
 
 
-async def test_start_fails_runs_a_dead_manager_left_behind(kline_db, kadmin, tmp_path: Path):
+async def test_the_leader_fails_only_runs_whose_heartbeat_stopped(kline_db, kadmin, mpool):
+    insert = ("INSERT INTO trading.runs (kind, status, strategy, symbol, interval, runner, heartbeat_at, created_at) "
+              "VALUES ($1, $2, 'sma_crossover', 'BTCUSDT', '1m', $3, now() - $4 * interval '1 second', "
+              "now() - interval '1 hour') RETURNING id")
+    dead = await kadmin.fetchval(insert, "backtest", "running", "manager", 120)  # its manager died
+    alive = await kadmin.fetchval(insert, "backtest", "running", "manager", 0)  # another replica's, beating
+    queued_run = await kadmin.fetchval(insert, "backtest", "queued", "manager", 120)  # waits for any runner
+    cli = await kadmin.fetchval(insert, "backtest", "running", "cli", 120)
+    paper = await kadmin.fetchval(insert, "paper", "running", None, 120)
+    follower = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, leads=lambda: False,
+                                     stale_after_s=30)
+    assert await follower.recover_stale() == []  # a replica that does not lead recovers nothing
+    leader = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, leads=lambda: True,
+                                   stale_after_s=30)
+    assert dead in await leader.recover_stale(now=1000.0)
+    row = await status_of(kadmin, dead)
+    assert (row["status"], row["error"]) == ("failed", worker.RESTART_REASON)
+    assert [(await status_of(kadmin, r))["status"] for r in (alive, queued_run, cli, paper)] == \
+        ["running", "queued", "running", "running"]
+    await kadmin.execute("UPDATE trading.runs SET heartbeat_at = now() - interval '2 minutes' WHERE id = $1", alive)
+    assert await leader.recover_stale(now=1005.0) == []  # checked at most every stale_after_s / 3
+    assert alive in await leader.recover_stale(now=1010.0)
+    await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = ANY($1::bigint[])",
+                         [queued_run, cli, paper])
+
+
+async def test_a_runner_fails_only_the_runs_its_own_workers_claimed(kline_db, kadmin, mconn):
+    run_id = await queued(mconn, kline_db)
+    claimed = await repo.claim_run(mconn, run_id=run_id, owner="manager:replica-a:1:x")
+    assert claimed is not None
+    assert await repo.claim_run(mconn, run_id=run_id, owner="manager:replica-b:1:y") is None  # claimed once
+    # replica b dispatched it too and stops: the run is a's, b leaves it running
+    assert await repo.mark_failed(mconn, run_ids=[run_id], error=worker.STOP_REASON,
+                                  owner="manager:replica-b:1:y", queued=False) == []
+    assert (await status_of(kadmin, run_id))["status"] == "running"
+    assert await repo.mark_failed(mconn, run_ids=[run_id], error=worker.STOP_REASON,
+                                  owner="manager:replica-a:1:x", queued=False) == [run_id]
+    row = await status_of(kadmin, run_id)
+    assert (row["status"], row["error"]) == ("failed", worker.STOP_REASON)
+
+
+async def test_start_fails_nothing_on_a_replica_that_does_not_lead(kline_db, kadmin, tmp_path: Path):
     from gordon_manager.app import create_app
 
-    insert = ("INSERT INTO trading.runs (kind, status, strategy, symbol, interval, runner) "
-              "VALUES ($1, $2, 'sma_crossover', 'BTCUSDT', '1m', $3) RETURNING id")
-    stale = [await kadmin.fetchval(insert, "backtest", s, "manager") for s in ("queued", "running")]
-    cli = await kadmin.fetchval(insert, "backtest", "running", "cli")
-    paper = await kadmin.fetchval(insert, "paper", "running", None)
-    done = await kadmin.fetchval(insert, "backtest", "done", "manager")
+    insert = ("INSERT INTO trading.runs (kind, status, strategy, symbol, interval, runner, heartbeat_at) "
+              "VALUES ('backtest', 'running', 'sma_crossover', 'BTCUSDT', '1m', 'manager', now() - interval '1 hour') "
+              "RETURNING id")
+    other_replicas = await kadmin.fetchval(insert)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    application = create_app(make_settings(kline_db.db, data_dir))
+    application = create_app(make_settings(kline_db.db, data_dir))  # reconcile disabled: it never leads
     async with application.router.lifespan_context(application):
-        assert "backtests" in application.state.ctx.services
-        for run_id in stale:
-            row = await status_of(kadmin, run_id)
-            assert (row["status"], row["error"]) == ("failed", worker.RESTART_REASON)
-        assert [(await status_of(kadmin, r))["status"] for r in (cli, paper, done)] == ["running", "running", "done"]
-    await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = ANY($1::bigint[])", [cli, paper])
+        ctx = application.state.ctx
+        assert ctx.leads() is False
+        runner = ctx.services["backtests"]
+        await wait_for(lambda: runner.iterations >= 2, timeout=30, interval=0.05)
+        assert (await status_of(kadmin, other_replicas))["status"] == "running"
+    await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", other_replicas)
 
 
 async def test_a_run_that_is_not_queued_is_skipped(kline_db, kadmin, mconn):

@@ -20,6 +20,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
+import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,6 +59,13 @@ class RunJob:
     run_id: int
     database_url: str
     connect_timeout: float = 5.0
+    owner: str = field(default_factory=lambda: runner_identity("cli"))
+    """Whose claim the run is under (``trading.runs.claimed_by``): the dispatching runner's identity."""
+
+
+def runner_identity(kind: str) -> str:
+    """``kind:host:pid:nonce``, unique per runner (a restarted process is another runner)."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 @dataclass
@@ -121,13 +131,13 @@ async def execute_run(job: RunJob, *, on_phase: Phase | None = None) -> RunOutco
     """Execute one queued run (see the module docstring); never raises for a failing run."""
     conn = await connect(job.database_url, timeout=job.connect_timeout)
     try:
-        return await _execute(conn, job.run_id, on_phase)
+        return await _execute(conn, job.run_id, job.owner, on_phase)
     finally:
         await conn.close()
 
 
-async def _execute(conn: asyncpg.Connection, run_id: int, on_phase: Phase | None) -> RunOutcome:
-    run = await repo.claim_run(conn, run_id=run_id)
+async def _execute(conn: asyncpg.Connection, run_id: int, owner: str, on_phase: Phase | None) -> RunOutcome:
+    run = await repo.claim_run(conn, run_id=run_id, owner=owner)
     if run is None:
         return RunOutcome(run_id, "skipped")
     stop = threading.Event()

@@ -26,10 +26,10 @@ SELECT id, kind, status, strategy, params, symbol, interval, range_start, range_
 """
 
 # queued -> running happens exactly once, in the worker: two dispatchers (or a cancel) racing for
-# the same run see one winner.
+# the same run see one winner, and the run records whose runner it is.
 CLAIM_RUN = """
 UPDATE trading.runs
-   SET status = 'running', started_at = now(), heartbeat_at = now(), updated_at = now()
+   SET status = 'running', started_at = now(), heartbeat_at = now(), updated_at = now(), claimed_by = $2
  WHERE id = $1 AND kind = 'backtest' AND status = 'queued'
 RETURNING id, strategy, params, symbol, interval, range_start, range_end, config, cancel_requested
 """
@@ -51,12 +51,14 @@ UPDATE trading.runs
 RETURNING id
 """
 
-# Ends a run that never reached (or cannot leave) 'running' through its worker: dispatch failures,
-# crashed workers, a stopping manager.
+# Ends runs a runner's workers cannot finish (a crashed worker, a stopping manager): those running
+# under this runner's claim, and, when asked, those still queued (a worker that crashed before it
+# claimed). A run another replica's worker claimed is never touched.
 MARK_FAILED = """
 UPDATE trading.runs
    SET status = 'failed', error = $2, finished_at = now(), updated_at = now()
- WHERE id = ANY($1::bigint[]) AND status IN ('queued', 'running')
+ WHERE id = ANY($1::bigint[]) AND kind = 'backtest'
+   AND ((status = 'running' AND claimed_by = $3) OR (status = 'queued' AND $4))
 RETURNING id
 """
 
@@ -70,7 +72,8 @@ SELECT id FROM trading.runs
 RECOVER_STALE = """
 UPDATE trading.runs
    SET status = 'failed', error = $1, finished_at = now(), updated_at = now()
- WHERE kind = 'backtest' AND status IN ('queued', 'running') AND runner = 'manager'
+ WHERE kind = 'backtest' AND status = 'running' AND runner = 'manager'
+   AND coalesce(heartbeat_at, started_at, created_at) < now() - $2::double precision * interval '1 second'
 RETURNING id
 """
 
@@ -99,9 +102,10 @@ async def get_run(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record | 
     return await conn.fetchrow(GET_RUN, run_id)
 
 
-async def claim_run(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record | None:
-    """Move a queued run to running and return what the worker needs; None when it is not queued."""
-    return await conn.fetchrow(CLAIM_RUN, run_id)
+async def claim_run(conn: asyncpg.Connection, *, run_id: int, owner: str) -> asyncpg.Record | None:
+    """Move a queued run to running under ``owner``'s claim and return what the worker needs; None when it
+    is not queued."""
+    return await conn.fetchrow(CLAIM_RUN, run_id, owner)
 
 
 async def heartbeat(conn: asyncpg.Connection, *, run_id: int, progress: float | None,
@@ -117,9 +121,11 @@ async def finish_run(conn: asyncpg.Connection, *, run_id: int, status: str, stat
     return await conn.fetchval(FINISH_RUN, run_id, status, stats, error) is not None
 
 
-async def mark_failed(conn: asyncpg.Connection, *, run_ids: list[int], error: str) -> list[int]:
-    """Fail the runs among ``run_ids`` that are queued or running; returns their ids."""
-    return [r["id"] for r in await conn.fetch(MARK_FAILED, run_ids, error)]
+async def mark_failed(conn: asyncpg.Connection, *, run_ids: list[int], error: str, owner: str,
+                      queued: bool = True) -> list[int]:
+    """Fail the runs among ``run_ids`` running under ``owner``'s claim (and, with ``queued``, those still
+    queued); returns their ids."""
+    return [r["id"] for r in await conn.fetch(MARK_FAILED, run_ids, error, owner, queued)]
 
 
 async def queued_runs(conn: asyncpg.Connection, *, exclude: list[int], limit: int) -> list[int]:
@@ -127,9 +133,10 @@ async def queued_runs(conn: asyncpg.Connection, *, exclude: list[int], limit: in
     return [r["id"] for r in await conn.fetch(QUEUED_RUNS, exclude, limit)]
 
 
-async def recover_stale(conn: asyncpg.Connection, *, error: str) -> list[int]:
-    """Fail every queued or running pool backtest (their worker died with the previous manager)."""
-    return [r["id"] for r in await conn.fetch(RECOVER_STALE, error)]
+async def recover_stale(conn: asyncpg.Connection, *, error: str, stale_after_s: float) -> list[int]:
+    """Fail the running pool backtests whose heartbeat is older than ``stale_after_s`` (their worker died
+    with its manager; a live worker beats every 0.25 s). Queued runs are left for a runner to take."""
+    return [r["id"] for r in await conn.fetch(RECOVER_STALE, error, stale_after_s)]
 
 
 async def request_cancel(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record | None:

@@ -9,11 +9,16 @@ created on the first run, so a manager that never backtests starts no process.
 Failure handling:
 * a worker that dies (killed, out of memory) breaks the pool: every run it held is marked failed
   with the reason and the next run gets a fresh pool;
-* a stopping manager marks its in-flight runs failed ("manager stopped"); workers see it at their
-  next heartbeat and stop, and are terminated after a grace period;
-* a manager that died leaves 'queued'/'running' rows: ``start`` marks them failed with reason
-  "manager restarted" before the runner starts. This assumes one runner per database (one
-  manager replica runs backtests); the CLI's runs (runner 'cli') are never touched.
+* a stopping manager marks the runs its own workers run failed ("manager stopped"; each run
+  records whose runner claimed it, ``claimed_by``); workers see it at their next heartbeat and stop,
+  and are terminated after a grace period. Runs it dispatched that no worker claimed yet stay queued
+  for the next runner;
+* a manager that died leaves 'running' rows whose heartbeat stops: the leading replica
+  (``AppContext.leads``) fails those whose heartbeat is older than
+  ``GORDON_MANAGER_BACKTEST_STALE_AFTER_S`` ("manager restarted"), checked every third of it —
+  never "every queued or running run", so another replica starting never fails this one's runs.
+  Several replicas may run backtests: a run is claimed once (queued → running), by one worker.
+  The CLI's runs (runner 'cli') are never touched.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,7 +35,7 @@ from concurrent.futures.process import BrokenProcessPool
 import asyncpg
 
 from gordon_manager.backtests import repo
-from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run
+from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run, runner_identity
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
 
@@ -38,7 +44,7 @@ __all__ = ["BacktestRunner", "RESTART_REASON", "STOP_REASON", "default_workers",
 
 logger = logging.getLogger(__name__)
 
-RESTART_REASON = "manager restarted"
+RESTART_REASON = "its manager stopped heartbeating (restarted or died)"
 STOP_REASON = "manager stopped"
 POLL_S = 1.0
 STOP_GRACE_S = 3.0
@@ -68,8 +74,13 @@ class BacktestRunner(LoopService):
 
     def __init__(self, *, pool: asyncpg.Pool, database_url: str, workers: int | None = None,
                  connect_timeout: float = 5.0, interval: float = POLL_S, log_level: str = "INFO",
-                 target: Callable[[RunJob], RunOutcome] = run_in_process) -> None:
+                 target: Callable[[RunJob], RunOutcome] = run_in_process,
+                 leads: Callable[[], bool] = lambda: False, stale_after_s: float = 30.0) -> None:
         super().__init__(interval=interval)
+        self.owner = runner_identity("manager")
+        self.leads = leads
+        self.stale_after_s = stale_after_s
+        self._recovered_at = float("-inf")
         self.pool = pool
         self.database_url = database_url
         self.workers = workers or default_workers()
@@ -88,7 +99,9 @@ class BacktestRunner(LoopService):
         return self._executor
 
     async def run_once(self) -> None:
-        """Reap finished runs, then dispatch queued ones while a worker is free."""
+        """Recover stale runs (leading replica), reap finished runs, then dispatch queued ones while a
+        worker is free."""
+        await self.recover_stale()
         await self._reap()
         free = self.workers - len(self.inflight)
         if free <= 0:
@@ -96,11 +109,27 @@ class BacktestRunner(LoopService):
         async with self.pool.acquire() as conn:
             run_ids = await repo.queued_runs(conn, exclude=list(self.inflight), limit=free)
         for run_id in run_ids:
-            job = RunJob(run_id=run_id, database_url=self.database_url, connect_timeout=self.connect_timeout)
+            job = RunJob(run_id=run_id, database_url=self.database_url, connect_timeout=self.connect_timeout,
+                         owner=self.owner)
             future = asyncio.wrap_future(self._pool_executor().submit(self.target, job))
             future.add_done_callback(lambda _: self.wake())
             self.inflight[run_id] = future
             logger.info("backtest dispatched", extra={"run_id": run_id})
+
+    async def recover_stale(self, *, now: float | None = None) -> list[int]:
+        """Fail the running runs whose heartbeat stopped (their manager died), while this replica leads;
+        at most every third of ``stale_after_s``. Returns the runs failed."""
+        now = time.monotonic() if now is None else now
+        if now - self._recovered_at < self.stale_after_s / 3 or not self.leads():
+            return []
+        self._recovered_at = now
+        async with self.pool.acquire() as conn:
+            recovered = await repo.recover_stale(conn, error=RESTART_REASON, stale_after_s=self.stale_after_s)
+        if recovered:
+            metrics.ERRORS.labels(component="backtests", kind="stale_run").inc(len(recovered))
+            logger.warning("backtests whose manager stopped heartbeating marked failed",
+                           extra={"run_ids": recovered[:100], "count": len(recovered)})
+        return recovered
 
     async def _reap(self) -> None:
         failed: dict[int, str] = {}
@@ -123,7 +152,7 @@ class BacktestRunner(LoopService):
         if failed:
             async with self.pool.acquire() as conn:
                 for run_id, error in failed.items():
-                    await repo.mark_failed(conn, run_ids=[run_id], error=error)
+                    await repo.mark_failed(conn, run_ids=[run_id], error=error, owner=self.owner)
         if broken and self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -134,7 +163,7 @@ class BacktestRunner(LoopService):
             running = list(self.inflight)
             try:
                 async with self.pool.acquire() as conn:
-                    await repo.mark_failed(conn, run_ids=running, error=STOP_REASON)
+                    await repo.mark_failed(conn, run_ids=running, error=STOP_REASON, owner=self.owner, queued=False)
             except (asyncpg.PostgresError, OSError) as exc:
                 logger.warning("could not mark in-flight backtests failed", extra={"error": str(exc)})
             await asyncio.wait(list(self.inflight.values()), timeout=STOP_GRACE_S)
@@ -151,13 +180,9 @@ class BacktestRunner(LoopService):
 
 
 async def start(ctx) -> None:
-    """Fail runs a dead manager left behind, then start the runner (the pool starts on first use)."""
-    async with ctx.pool.acquire() as conn:
-        recovered = await repo.recover_stale(conn, error=RESTART_REASON)
-    if recovered:
-        logger.warning("backtests left unfinished by a previous manager marked failed",
-                       extra={"run_ids": recovered[:100], "count": len(recovered)})
+    """Start the runner (its process pool starts on first use); it recovers stale runs while ``ctx.leads()``."""
     runner = BacktestRunner(pool=ctx.pool, database_url=ctx.database_url,
-                            connect_timeout=ctx.settings.db_connect_timeout_s, log_level=ctx.settings.log_level)
+                            connect_timeout=ctx.settings.db_connect_timeout_s, log_level=ctx.settings.log_level,
+                            leads=ctx.leads, stale_after_s=ctx.settings.backtest_stale_after_s)
     ctx.services["backtests"] = runner
     ctx.supervisor.start(runner)

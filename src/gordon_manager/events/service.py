@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 import asyncpg
 from starlette.websockets import WebSocket
 
 from gordon_manager.context import AppContext
 from gordon_manager.events import repo
-from gordon_manager.events.hub import Hub
-from gordon_manager.events.listener import NotifyListener
 from gordon_manager.events.hints import HintRelay
+from gordon_manager.events.hub import Hub
 from gordon_manager.events.intent_relay import IntentRelay
+from gordon_manager.events.listener import NotifyListener
 from gordon_manager.events.nats_consumer import NatsBreakerConsumer
 from gordon_manager.events.protocol import heartbeat_frame
 from gordon_manager.events.session import Session
@@ -49,13 +50,16 @@ class OutboxPruner(LoopService):
 
     name = "events-outbox-retention"
 
-    def __init__(self, pool: asyncpg.Pool, *, retention_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, retention_s: float, active: Callable[[], bool] = lambda: True) -> None:
         super().__init__(interval=min(60.0, max(1.0, retention_s / 4)))
         self._pool = pool
         self.retention_s = retention_s
+        self.active = active
         self.pruned = 0
 
     async def run_once(self) -> None:
+        if not self.active():  # singleton work: only the leading replica prunes
+            return
         total = 0
         while True:
             async with asyncio.timeout(30.0):
@@ -113,7 +117,7 @@ async def start(ctx: AppContext) -> None:
     else:
         ctx.health.set_check("nats", configured=False, breakerStateSource="notify",
                              detail="GORDON_BUS_NATS_URL is unset: breaker_state deltas come from Postgres NOTIFY")
-    pruner = OutboxPruner(ctx.pool, retention_s=settings.events_retention_s)
+    pruner = OutboxPruner(ctx.pool, retention_s=settings.events_retention_s, active=ctx.leads)
     service = EventsService(ctx, hub=hub, listener=listener, nats=consumer, pruner=pruner)
     ctx.supervisor.start(HubMonitor(hub, service))
     ctx.supervisor.start(pruner)

@@ -18,11 +18,7 @@ async def start(ctx: Any) -> None:
         ctx.supervisor.start(writer)
     start_prober(ctx)
 
-    def leading() -> bool:
-        leader = ctx.services.get("leader")  # absent when this replica does not reconcile at all
-        return leader is None or leader.is_leader
-
-    drift = DriftChecker(pool=ctx.pool, active=leading)
+    drift = DriftChecker(pool=ctx.pool, active=ctx.leads)  # singleton work: the leading replica's
     ctx.services["portfolio_drift"] = drift
     ctx.supervisor.start(drift)
 

@@ -11,6 +11,7 @@ short steps that never hold up writers for long.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import asyncpg
 
@@ -30,12 +31,15 @@ class EquityCompactor(LoopService):
 
     name = "equity-compactor"
 
-    def __init__(self, pool: asyncpg.Pool, *, interval: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, interval: float, active: Callable[[], bool] = lambda: True) -> None:
         super().__init__(interval=interval)
         self._pool = pool
+        self._active = active
         self.packed = 0
 
     async def run_once(self) -> None:
+        if not self._active():  # singleton work: only the leading replica packs
+            return
         async with self._pool.acquire() as conn:
             runs = await repo.compaction_candidates(conn, limit=CANDIDATES_PER_PASS)
         for run_id in runs:
@@ -54,6 +58,6 @@ class EquityCompactor(LoopService):
 
 async def start(ctx: AppContext) -> None:
     """Start the compactor (background worker only)."""
-    compactor = EquityCompactor(ctx.pool, interval=ctx.settings.equity_compact_interval_s)
+    compactor = EquityCompactor(ctx.pool, interval=ctx.settings.equity_compact_interval_s, active=ctx.leads)
     ctx.services[SERVICE_KEY] = compactor  # tests hold it still while they compact by hand
     ctx.supervisor.start(compactor)

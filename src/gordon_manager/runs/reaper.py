@@ -47,12 +47,8 @@ class RunReaper(LoopService):
 
 
 async def start(ctx) -> None:
-    """Start the reaper (background worker; it acts while this replica leads, or when none reconciles)."""
-    def leading() -> bool:
-        leader = ctx.services.get("leader")
-        return leader is None or leader.is_leader
-
+    """Start the reaper (background worker; it acts while ``ctx.leads()``)."""
     stale = ctx.settings.run_abandon_after_s
-    reaper = RunReaper(ctx.pool, stale_after_s=stale, interval=max(1.0, stale / 3), active=leading)
+    reaper = RunReaper(ctx.pool, stale_after_s=stale, interval=max(1.0, stale / 3), active=ctx.leads)
     ctx.services[SERVICE_KEY] = reaper
     ctx.supervisor.start(reaper)
