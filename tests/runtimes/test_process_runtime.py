@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from pathlib import Path
 
 import psutil
@@ -13,6 +14,7 @@ import pytest
 from gordon_manager.runtimes import (
     ProcessRuntime,
     RuntimeConfigError,
+    RuntimeUnavailable,
     WorkloadNotFound,
     WorkloadSpec,
 )
@@ -243,3 +245,87 @@ async def test_unusable_state_dir_is_reported(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(RuntimeConfigError):
         ProcessRuntime(state_dir=blocker / "sub")
+
+
+# -- never two processes, never a blocked loop (issue 18, item 5) --------------------------------------
+async def test_a_process_that_survives_sigkill_is_neither_doubled_nor_forgotten(tmp_path: Path, monkeypatch) -> None:
+    runtime = ProcessRuntime(state_dir=tmp_path / "state", replace_timeout_s=0.2)
+    try:
+        first = await runtime.start(spec(30))
+        # Fault injection: signals do not reach the process (as for one stuck in an uninterruptible wait).
+        monkeypatch.setattr(ProcessRuntime, "_kill_group", staticmethod(lambda rec, sig: None))
+        with pytest.raises(RuntimeUnavailable, match="still alive after SIGKILL"):
+            await runtime.start(spec(30, version=2))  # a new version would replace it: it cannot die
+        with pytest.raises(RuntimeUnavailable):
+            await runtime.remove(30)
+        with pytest.raises(RuntimeUnavailable):
+            await runtime.stop(30, timeout_s=0.1)
+        observed = (await runtime.observe())[30]
+        assert observed.workload_id == first.workload_id and observed.state == "running"  # still recorded
+        assert observed.config_version == 1
+        bots = [p for p in psutil.process_iter(["environ"]) if (p.info["environ"] or {}).get("GORDON_BOT_ID") == "30"]
+        assert [p.pid for p in bots] == [pid_of(first)]  # one process for the bot, the first
+        monkeypatch.undo()
+        await runtime.remove(30)
+        assert not psutil.pid_exists(pid_of(first)) or psutil.Process(pid_of(first)).status() == psutil.STATUS_ZOMBIE
+    finally:
+        monkeypatch.undo()
+        await runtime.remove(30)
+        await runtime.close()
+
+
+async def test_fork_exec_and_the_liveness_scans_run_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
+    loop_thread = threading.get_ident()
+    threads: dict[str, set[int]] = {"spawn": set(), "liveness": set()}
+    spawn, liveness = ProcessRuntime._spawn, ProcessRuntime._liveness
+
+    def spy_spawn(self, spec):
+        threads["spawn"].add(threading.get_ident())
+        return spawn(self, spec)
+
+    def spy_liveness(self, rec, **kwargs):
+        threads["liveness"].add(threading.get_ident())
+        return liveness(self, rec, **kwargs)
+
+    monkeypatch.setattr(ProcessRuntime, "_spawn", spy_spawn)
+    monkeypatch.setattr(ProcessRuntime, "_liveness", spy_liveness)
+    runtime = ProcessRuntime(state_dir=tmp_path / "state", poll_interval_s=0.05)
+    try:
+        await runtime.start(spec(31))
+        await runtime.observe()
+        stream = runtime.events()
+        threads["liveness"].clear()  # events() takes its first snapshot synchronously (no reaping)
+        await runtime.stop(31, timeout_s=5)
+        event = await asyncio.wait_for(anext(stream), timeout=10)
+        assert event.kind == "died"
+        assert threads["spawn"] and loop_thread not in threads["spawn"]
+        assert threads["liveness"] and loop_thread not in threads["liveness"]
+    finally:
+        await runtime.remove(31)
+        await runtime.close()
+
+
+async def test_signal_waits_for_the_bots_lock(process_runtime: ProcessRuntime, tmp_path: Path) -> None:
+    await process_runtime.start(spec(32))
+    lock = process_runtime._lock(32)
+    await lock.acquire()  # as a start replacing the process would hold it
+    sent = asyncio.create_task(process_runtime.signal(32, "SIGUSR1"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not sent.done()
+    lock.release()
+    await asyncio.wait_for(sent, timeout=10)
+
+
+async def test_concurrent_starts_of_many_bots_keep_every_record(tmp_path: Path) -> None:
+    """Saves run on threads: the state file must end with every bot (no write overwrites a newer one)."""
+    runtime = ProcessRuntime(state_dir=tmp_path / "state")
+    try:
+        await asyncio.gather(*(runtime.start(spec(40 + i)) for i in range(12)))
+        on_disk = json.loads((tmp_path / "state" / STATE_FILE).read_text())
+        assert sorted(b["bot_id"] for b in on_disk["bots"]) == list(range(40, 52))
+        again = ProcessRuntime(state_dir=tmp_path / "state")
+        assert sorted(await again.observe()) == list(range(40, 52))  # a restarted manager adopts them all
+    finally:
+        await asyncio.gather(*(runtime.remove(40 + i) for i in range(12)))
+        await runtime.close()

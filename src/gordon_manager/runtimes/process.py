@@ -3,6 +3,14 @@
 Each bot's pid, process create time and config version are recorded in a JSON state file, so a
 restarted manager adopts the processes it started instead of duplicating them. A pid is only
 trusted when psutil reports the same create time, which rules out a recycled pid.
+
+Never two processes for one bot: every operation on a bot (start, stop, remove, signal) holds that
+bot's lock; a process that survives SIGTERM and then SIGKILL fails the operation
+(``RuntimeUnavailable``) instead of being forgotten or doubled, and ``start`` spawns only once the
+previous process is known dead. Never a blocked event loop: fork/exec, the liveness scans (psutil,
+waitpid), reaping and the state file's reads and writes run on worker threads; the state file is
+written by one writer at a time, from a snapshot taken under the same lock, so a slow write can never
+overwrite a newer one.
 """
 
 from __future__ import annotations
@@ -75,6 +83,7 @@ class ProcessRuntime:
         poll_interval_s: float = 0.2,
         passthrough_env: Sequence[str] = DEFAULT_PASSTHROUGH_ENV,
         cwd: str | os.PathLike[str] | None = None,
+        replace_timeout_s: float = 10.0,
     ) -> None:
         self._dir = Path(state_dir)
         self._logs = self._dir / "logs"
@@ -82,8 +91,10 @@ class ProcessRuntime:
         self._poll_interval_s = poll_interval_s
         self._passthrough_env = tuple(passthrough_env)
         self._cwd = Path(cwd) if cwd is not None else None
+        self._replace_timeout_s = replace_timeout_s  # SIGTERM grace when start replaces or remove stops a bot
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> our own child, to reap it
         self._locks: dict[int, asyncio.Lock] = {}
+        self._save_lock = asyncio.Lock()
         self._closed = asyncio.Event()
         try:
             private_dir(self._logs)
@@ -100,10 +111,10 @@ class ProcessRuntime:
         except OSError:
             return None
 
-    def _reload_if_changed(self) -> None:
+    async def _reload_if_changed(self) -> None:
         """Pick up records written by another manager on this host (a previous leader): adopt, never duplicate."""
-        if self._state_mtime() != self._loaded_mtime:
-            self._records = self._load()
+        if self._state_mtime() != self._loaded_mtime and not self._save_lock.locked():
+            self._records = await asyncio.to_thread(self._load)
 
     def _load(self) -> dict[int, ProcessRecord]:
         self._loaded_mtime = self._state_mtime()
@@ -126,22 +137,30 @@ class ProcessRuntime:
             records[rec.bot_id] = rec
         return records
 
-    def _save(self) -> None:
+    async def _save(self) -> None:
+        """Write the records (on a thread). One writer at a time, each from the records as they are when
+        its turn comes: a write never overwrites a newer one."""
+        async with self._save_lock:
+            body = json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
+                              indent=1)
+            self._loaded_mtime = await asyncio.to_thread(self._write_state, body)
+
+    def _write_state(self, body: str) -> int | None:
         # Write-then-rename so a crash mid-write never leaves a half file behind.
         tmp = self._state_path.with_suffix(".tmp")
-        body = {"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]}
         try:
-            tmp.write_text(json.dumps(body, indent=1))
+            tmp.write_text(body)
             os.replace(tmp, self._state_path)
-            self._loaded_mtime = self._state_mtime()
         except OSError as exc:
             raise RuntimeUnavailable(f"cannot write process state file {self._state_path}: {exc}") from exc
+        return self._state_mtime()
 
     # -- liveness -------------------------------------------------------------------------------
 
-    def _liveness(self, rec: ProcessRecord) -> tuple[bool, int | None]:
-        """(alive, exit_code) of a recorded process; reaps our own children."""
-        child = self._children.get(rec.pid)
+    def _liveness(self, rec: ProcessRecord, *, reap: bool = True) -> tuple[bool, int | None]:
+        """(alive, exit_code) of a recorded process; reaps our own children (unless ``reap`` is false: an
+        exited child is then a zombie, dead to psutil, its exit code left for the next reaping call)."""
+        child = self._children.get(rec.pid) if reap else None
         if child is not None:
             code = child.poll()
             if code is None:
@@ -159,15 +178,26 @@ class ProcessRuntime:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False, rec.exit_code
 
-    def _refresh(self, rec: ProcessRecord) -> tuple[ProcessRecord, bool]:
-        """Current record and liveness; an exit code learned by reaping is persisted at once."""
-        alive, code = self._liveness(rec)
-        if not alive and code is not None and rec.exit_code is None:
-            rec = replace(rec, exit_code=code)
-            if self._records.get(rec.bot_id, rec).pid == rec.pid:
-                self._records[rec.bot_id] = rec
-                self._save()
-        return rec, alive
+    async def _refresh(self, rec: ProcessRecord) -> tuple[ProcessRecord, bool]:
+        """Current record and liveness (checked on a thread); an exit code learned by reaping is persisted."""
+        return (await self._refresh_many([rec]))[0]
+
+    async def _refresh_many(self, recs: list[ProcessRecord]) -> list[tuple[ProcessRecord, bool]]:
+        """``_refresh`` of several records with one thread hop (the event poll's scan of every bot)."""
+        if not recs:
+            return []
+        states = await asyncio.to_thread(lambda: [self._liveness(rec) for rec in recs])
+        out, learned = [], False
+        for rec, (alive, code) in zip(recs, states, strict=True):
+            if not alive and code is not None and rec.exit_code is None:
+                rec = replace(rec, exit_code=code)
+                if self._records.get(rec.bot_id, rec).pid == rec.pid:
+                    self._records[rec.bot_id] = rec
+                    learned = True
+            out.append((rec, alive))
+        if learned:
+            await self._save()
+        return out
 
     def _observed(self, rec: ProcessRecord, alive: bool) -> Observed:
         return Observed(
@@ -191,12 +221,9 @@ class ProcessRuntime:
 
     async def observe(self) -> dict[int, Observed]:
         """Every recorded bot process, keyed by bot id."""
-        self._reload_if_changed()
-        result = {}
-        for bot_id in list(self._records):
-            rec, alive = self._refresh(self._records[bot_id])
-            result[bot_id] = self._observed(rec, alive)
-        return result
+        await self._reload_if_changed()
+        return {rec.bot_id: self._observed(rec, alive)
+                for rec, alive in await self._refresh_many(list(self._records.values()))}
 
     async def start(self, spec: WorkloadSpec) -> Observed:
         """Spawn the bot, adopting a live process of the same version, replacing an older one."""
@@ -205,7 +232,7 @@ class ProcessRuntime:
         async with self._lock(spec.bot_id):
             rec = self._records.get(spec.bot_id)
             if rec is not None:
-                rec, alive = self._refresh(rec)
+                rec, alive = await self._refresh(rec)
                 if alive and rec.config_version == spec.config_version:
                     return self._observed(rec, alive)
                 if alive:
@@ -216,19 +243,19 @@ class ProcessRuntime:
                         rec.config_version,
                         spec.config_version,
                     )
-                    await self._terminate(rec, timeout_s=10)
-            rec = self._spawn(spec)
+                    await self._terminate(rec, timeout_s=self._replace_timeout_s)  # raises if it survives
+            rec, child = await asyncio.to_thread(self._spawn, spec)
+            self._children[child.pid] = child
             previous = self._records.get(spec.bot_id)
             self._records[spec.bot_id] = rec
             try:
-                self._save()
+                await self._save()
             except RuntimeUnavailable:
                 # An unrecorded child would be invisible to a restarted manager (a duplicate in
                 # waiting): take it back down and report the failure.
                 self._kill_group(rec, _signal.SIGKILL)
-                child = self._children.pop(rec.pid, None)
-                if child is not None:
-                    child.wait(timeout=5)
+                self._children.pop(rec.pid, None)
+                await asyncio.to_thread(child.wait, 5)
                 if previous is None:
                     self._records.pop(spec.bot_id, None)
                 else:
@@ -236,7 +263,8 @@ class ProcessRuntime:
                 raise
             return self._observed(rec, True)
 
-    def _spawn(self, spec: WorkloadSpec) -> ProcessRecord:
+    def _spawn(self, spec: WorkloadSpec) -> tuple[ProcessRecord, subprocess.Popen[bytes]]:
+        """fork/exec the bot (on a worker thread: the caller records the child)."""
         env = {k: os.environ[k] for k in self._passthrough_env if k in os.environ}
         env.update(spec.env)
         log_path = self._logs / f"{spec.name}.log"
@@ -261,7 +289,6 @@ class ProcessRuntime:
             raise RuntimeConfigError(f"bot {spec.bot_id}: cannot execute {spec.command[0]!r}: {exc}") from exc
         except OSError as exc:
             raise RuntimeUnavailable(f"bot {spec.bot_id}: spawn failed: {exc}") from exc
-        self._children[child.pid] = child
         try:
             create_time = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
@@ -275,27 +302,31 @@ class ProcessRuntime:
             name=spec.name,
             started_at=time.time(),
             log_path=str(log_path),
-        )
+        ), child
 
     async def _terminate(self, rec: ProcessRecord, *, timeout_s: float) -> None:
-        rec, alive = self._refresh(rec)
+        """SIGTERM, then SIGKILL after ``timeout_s``; returns once the process is dead, raises
+        ``RuntimeUnavailable`` when it is still alive 2 s after SIGKILL (it is not forgotten, and no
+        other process is started for the bot)."""
+        rec, alive = await self._refresh(rec)
         if not alive:
             return
         self._kill_group(rec, _signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, timeout_s)
         while time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-            if not self._refresh(rec)[1]:
-                break
-        else:
-            logger.warning(
-                "bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s
-            )
-            self._kill_group(rec, _signal.SIGKILL)
-            for _ in range(100):
-                if not self._refresh(rec)[1]:
-                    break
-                await asyncio.sleep(0.02)
+            if not (await self._refresh(rec))[1]:
+                return
+        logger.warning(
+            "bot %s: pid %s ignored SIGTERM for %.1fs, killing", rec.bot_id, rec.pid, timeout_s
+        )
+        self._kill_group(rec, _signal.SIGKILL)
+        for _ in range(100):
+            if not (await self._refresh(rec))[1]:
+                return
+            await asyncio.sleep(0.02)
+        raise RuntimeUnavailable(f"bot {rec.bot_id}: pid {rec.pid} is still alive after SIGKILL; "
+                                 "it stays recorded and no other process is started for the bot")
 
     @staticmethod
     def _kill_group(rec: ProcessRecord, sig: _signal.Signals) -> None:
@@ -321,39 +352,39 @@ class ProcessRuntime:
             rec = self._records.get(bot_id)
             if rec is None:
                 return
-            await self._terminate(rec, timeout_s=10)
+            await self._terminate(rec, timeout_s=self._replace_timeout_s)  # raises if it survives: kept
             self._records.pop(bot_id, None)
-            self._save()
+            await self._save()
 
     async def signal(self, bot_id: int, sig: str) -> None:
-        """Send a signal (e.g. SIGUSR1) to the bot's main process."""
+        """Send a signal (e.g. SIGUSR1) to the bot's main process (under the bot's lock: never to a process
+        being replaced)."""
         signum = parse_signal(sig)
-        rec = self._records.get(bot_id)
-        if rec is None or not self._refresh(rec)[1]:
-            raise WorkloadNotFound(f"bot {bot_id} has no running process")
-        try:
-            os.kill(rec.pid, signum)
-        except ProcessLookupError as exc:
-            raise WorkloadNotFound(f"bot {bot_id}: pid {rec.pid} is gone") from exc
-
-    def _snapshot(self) -> dict[int, tuple[int, bool]]:
-        current = {}
-        for bot_id in list(self._records):
+        async with self._lock(bot_id):
             rec = self._records.get(bot_id)
-            if rec is not None:
-                rec, alive = self._refresh(rec)
-                current[bot_id] = (rec.pid, alive)
-        return current
+            if rec is None or not (await self._refresh(rec))[1]:
+                raise WorkloadNotFound(f"bot {bot_id} has no running process")
+            try:
+                os.kill(rec.pid, signum)
+            except ProcessLookupError as exc:
+                raise WorkloadNotFound(f"bot {bot_id}: pid {rec.pid} is gone") from exc
+
+    def _snapshot_now(self) -> dict[int, tuple[int, bool]]:
+        """The poll's first snapshot, taken synchronously when ``events()`` is called (cheap: no reaping)."""
+        return {bot_id: (rec.pid, self._liveness(rec, reap=False)[0]) for bot_id, rec in list(self._records.items())}
+
+    async def _snapshot(self) -> dict[int, tuple[int, bool]]:
+        return {rec.bot_id: (rec.pid, alive) for rec, alive in await self._refresh_many(list(self._records.values()))}
 
     def events(self) -> AsyncIterator[RuntimeEvent]:
-        """Started/died/removed transitions, found by polling every poll_interval_s."""
+        """Started/died/removed transitions, found by polling every poll_interval_s (the scan on a thread)."""
         # Snapshot now, not at the first iteration, so nothing between this call and the
         # consumer's first `anext` is missed.
-        return self._poll_events(self._snapshot())
+        return self._poll_events(self._snapshot_now())
 
     async def _poll_events(self, last: dict[int, tuple[int, bool]]) -> AsyncIterator[RuntimeEvent]:
         while not self._closed.is_set():
-            current = self._snapshot()
+            current = await self._snapshot()
             for event in _diff(last, current):
                 yield event
             last = current
