@@ -28,6 +28,8 @@
 #include <string.h>
 
 #define MAX_COLUMNS 16
+/* a op b into *out, true when it does not fit a Py_ssize_t (GCC and Clang builtins) */
+#define OVERFLOWS(a, b, out, op) __builtin_##op##_overflow((Py_ssize_t)(a), (Py_ssize_t)(b), (out))
 
 static const char *find(const char *p, const char *end, const char *sep, Py_ssize_t seplen) {
     while (p + seplen <= end) {
@@ -102,19 +104,32 @@ static PyObject *rows(PyObject *self, PyObject *args, PyObject *kwargs) {
         }
         return empty;
     }
-    /* Exact size: every value byte, every prefix and row end once per row, n - 1 row commas, brackets. */
-    Py_ssize_t size = head_len + 2 + (n - 1) + n * row_end_len + tail_len;
+    /* Every column holds n non-empty values: at least n bytes, and n - 1 separators between them. */
+    Py_ssize_t values[MAX_COLUMNS];
     for (Py_ssize_t j = 0; j < k; j++) {
         if (sep_len[j] < 1) {
             PyErr_Format(PyExc_ValueError, "separators[%zd] is empty", j);
             return NULL;
         }
-        Py_ssize_t values = col_len[j] - (n - 1) * sep_len[j];
-        if (values < 0) {
+        Py_ssize_t separators_len = 0;
+        if (n > col_len[j] || OVERFLOWS(n - 1, sep_len[j], &separators_len, mul) ||
+            (values[j] = col_len[j] - separators_len) < n) {
             PyErr_Format(PyExc_ValueError, "column %zd holds fewer than %zd values", j, n);
             return NULL;
         }
-        size += values + n * pre_len[j];
+    }
+    /* Exact size: every value byte, every prefix and row end once per row, n - 1 row commas, brackets.
+     * Every product and sum is overflow-checked (n comes from the caller). */
+    Py_ssize_t size = 0, term = 0;
+    if (OVERFLOWS(n, row_end_len, &term, mul) || OVERFLOWS(head_len + 2 + tail_len, n - 1, &size, add) ||
+        OVERFLOWS(size, term, &size, add)) {
+        goto too_large;
+    }
+    for (Py_ssize_t j = 0; j < k; j++) {
+        if (OVERFLOWS(n, pre_len[j], &term, mul) || OVERFLOWS(size, values[j], &size, add) ||
+            OVERFLOWS(size, term, &size, add)) {
+            goto too_large;
+        }
     }
     PyObject *result = PyBytes_FromStringAndSize(NULL, size);
     if (result == NULL) {
@@ -169,6 +184,10 @@ static PyObject *rows(PyObject *self, PyObject *args, PyObject *kwargs) {
 mismatch:
     Py_DECREF(result);
     PyErr_Format(PyExc_ValueError, "the columns do not hold exactly %zd values each", n);
+    return NULL;
+
+too_large:
+    PyErr_SetString(PyExc_OverflowError, "the rows would be larger than the largest bytes object");
     return NULL;
 }
 

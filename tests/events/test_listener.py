@@ -24,6 +24,22 @@ def test_sequencer_dedupes_tracks_gaps_and_forgets():
     assert seq.replay_plan() == (34, [])
 
 
+def test_sequencer_gaps_stay_bounded_without_a_reconnect():
+    """100,000 events each leaving a gap: the gap set never grows past max_gaps, and expired gaps go as new
+    events come, not only at the next reconnect."""
+    seq = Sequencer(max_span=10, gap_ttl_s=60, max_gaps=1000)
+    seq.start(0)
+    for k in range(1, 100_001):
+        seq.accept(2 * k)  # every odd id missing
+        assert seq.gap_count <= 1000
+    high, gaps = seq.replay_plan()
+    assert high == 200_000 and len(gaps) == 1000 and gaps[-1] == 199_999  # the newest gaps are the ones kept
+    for event_id in list(seq._gaps):
+        seq._gaps[event_id] = time.monotonic() - 120  # all older than the TTL (rolled back)
+    seq.accept(200_002)  # a new event expires them, with no reconnect
+    assert seq.replay_plan() == (200_002, [200_001])
+
+
 async def test_odd_notify_payloads_are_counted_and_skipped(manager, admin, bot_id):
     errors = metric_value("gordon_errors_total", component="events_listener", kind="bad_payload")
     async with ws_client(manager.ws_url) as client:

@@ -1,4 +1,5 @@
-"""The C row builder (``gordon_manager._rowjson``) and the page body built with it.
+"""The C row builder (``gordon_manager._rowjson``), its pure-Python twin (``_rowjson_py``, the fallback when
+the extension is not built: every test runs on both), and the page body built with them.
 
 The extension is part of the package: it must be built (``make test`` installs it) and it must
 give the bytes a plain-Python split-and-join gives, for any input, and refuse malformed input.
@@ -16,9 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gordon_manager import _rowjson
+from gordon_manager import _rowjson, _rowjson_py, rowjson
 from gordon_manager.http.values import float_decimal, float_decimals
 from gordon_manager.runs import equity
+
+IMPLEMENTATIONS = pytest.mark.parametrize("impl", [pytest.param(_rowjson, id="c"),
+                                                  pytest.param(_rowjson_py, id="python")])
 
 SEPARATORS = [b",", b'","', b"|", b"::"]
 
@@ -47,11 +51,12 @@ def tables(draw):
         draw(st.binary(max_size=9))
 
 
+@IMPLEMENTATIONS
 @settings(max_examples=300, deadline=None)
 @given(tables())
-def test_rows_equals_the_python_split_and_join(table):
+def test_rows_equals_the_python_split_and_join(impl, table):
     prefixes, columns, separators, row_end, n, head, tail = table
-    assert _rowjson.rows(prefixes, columns, separators, row_end, n, head=head, tail=tail) == \
+    assert impl.rows(prefixes, columns, separators, row_end, n, head=head, tail=tail) == \
         reference(prefixes, columns, separators, row_end, n, head, tail)
 
 
@@ -63,23 +68,25 @@ def test_rows_equals_the_python_split_and_join(table):
     ((b"1", b"a"), 0),  # values but n = 0
     ((b"", b""), 1),  # no values but n = 1
 ])
-def test_rows_refuses_columns_that_do_not_hold_n_values(columns, n):
+@IMPLEMENTATIONS
+def test_rows_refuses_columns_that_do_not_hold_n_values(impl, columns, n):
     with pytest.raises(ValueError, match="values|n is 0"):
-        _rowjson.rows((b"{", b","), columns, (b",", b","), b"}", n)
+        impl.rows((b"{", b","), columns, (b",", b","), b"}", n)
 
 
-def test_rows_checks_its_arguments():
+@IMPLEMENTATIONS
+def test_rows_checks_its_arguments(impl):
     with pytest.raises(TypeError):
-        _rowjson.rows((b"{",), ("1",), (b",",), b"}", 1)  # str, not bytes
+        impl.rows((b"{",), ("1",), (b",",), b"}", 1)  # str, not bytes
     with pytest.raises(TypeError):
-        _rowjson.rows((b"{", b","), (b"1",), (b",",), b"}", 1)  # prefixes and columns differ in length
+        impl.rows((b"{", b","), (b"1",), (b",",), b"}", 1)  # prefixes and columns differ in length
     with pytest.raises(ValueError, match="separators"):
-        _rowjson.rows((b"{",), (b"1",), (b"",), b"}", 1)
+        impl.rows((b"{",), (b"1",), (b"",), b"}", 1)
     with pytest.raises(ValueError, match="negative"):
-        _rowjson.rows((b"{",), (b"1",), (b",",), b"}", -1)
+        impl.rows((b"{",), (b"1",), (b",",), b"}", -1)
     with pytest.raises(ValueError, match="columns are supported"):
-        _rowjson.rows((), (), (), b"}", 1)
-    assert _rowjson.rows((b"{",), (b"",), (b",",), b"}", 0, head=b"H", tail=b"T") == b"H[]T"
+        impl.rows((), (), (), b"}", 1)
+    assert impl.rows((b"{",), (b"",), (b",",), b"}", 0, head=b"H", tail=b"T") == b"H[]T"
 
 
 floats = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([0.1, -0.0, 1e22, 5e-324, 1e16])
@@ -134,24 +141,26 @@ def rfc3339(us: int) -> bytes:
     return text.encode()
 
 
+@IMPLEMENTATIONS
 @settings(max_examples=500, deadline=None)
 @given(st.lists(st.integers(MIN_US, MAX_US) | st.sampled_from([0, -1, 1, MIN_US, MAX_US, 951_782_400_000_000]),
                 max_size=30), st.sampled_from([b",", b'","']))
-def test_timestamps_are_rfc3339_for_every_year(micros, sep):
-    got = _rowjson.timestamps(np.array(micros, dtype=np.int64), sep)
+def test_timestamps_are_rfc3339_for_every_year(impl, micros, sep):
+    got = impl.timestamps(np.array(micros, dtype=np.int64), sep)
     assert got == sep.join(rfc3339(us) for us in micros)
 
 
-def test_timestamps_match_orjson_and_refuse_years_outside_1_to_9999():
+@IMPLEMENTATIONS
+def test_timestamps_match_orjson_and_refuse_years_outside_1_to_9999(impl):
     micros = np.array([0, 1, -1, 1_500_000, 1_709_251_200_000_001, MIN_US], dtype=np.int64)
-    assert _rowjson.timestamps(micros, b'","') == \
+    assert impl.timestamps(micros, b'","') == \
         orjson.dumps(micros.astype("datetime64[us]"), option=orjson.OPT_SERIALIZE_NUMPY)[2:-2]
     for bad in (MIN_US - 1, MAX_US + 1):
         with pytest.raises(ValueError, match="outside 1..9999"):
-            _rowjson.timestamps(np.array([bad], dtype=np.int64), b",")
+            impl.timestamps(np.array([bad], dtype=np.int64), b",")
     with pytest.raises(ValueError, match="whole int64"):
-        _rowjson.timestamps(b"1234567", b",")
-    assert _rowjson.timestamps(np.array([], dtype=np.int64), b",") == b""
+        impl.timestamps(b"1234567", b",")
+    assert impl.timestamps(np.array([], dtype=np.int64), b",") == b""
 
 
 def reference_decimal(value: float) -> str:
@@ -162,24 +171,26 @@ def reference_decimal(value: float) -> str:
     return "0" if text == "-0" else text
 
 
+@IMPLEMENTATIONS
 @settings(max_examples=800, deadline=None)
 @given(st.lists(floats, max_size=40), st.sampled_from([b",", b"|", b'","']))
-def test_decimals_are_the_plain_shortest_digits_of_every_double(values, sep):
-    got = _rowjson.decimals(orjson.dumps(np.array(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], sep)
+def test_decimals_are_the_plain_shortest_digits_of_every_double(impl, values, sep):
+    got = impl.decimals(orjson.dumps(np.array(values, dtype=np.float64), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], sep)
     want = [b"null" if not math.isfinite(v) else b'"' + reference_decimal(v).encode() + b'"' for v in values]
     assert got == sep.join(want)
 
 
-def test_decimals_of_edge_values_and_refusals():
-    got = _rowjson.decimals(b"1.0,2.5,null,1e-8,-0.0,5e-324,1.7976931348623157e308,1e16,-2.5e-7", b",")
+@IMPLEMENTATIONS
+def test_decimals_of_edge_values_and_refusals(impl):
+    got = impl.decimals(b"1.0,2.5,null,1e-8,-0.0,5e-324,1.7976931348623157e308,1e16,-2.5e-7", b",")
     assert got.split(b",")[:5] == [b'"1"', b'"2.5"', b"null", b'"0.00000001"', b'"0"']
     assert got.split(b",")[5] == b'"0.' + b"0" * 323 + b'5"'
     assert got.split(b",")[6] == b'"17976931348623157' + b"0" * 292 + b'"'
     assert got.split(b",")[7:] == [b'"10000000000000000"', b'"-0.00000025"']
-    assert _rowjson.decimals(b"", b",") == b""
+    assert impl.decimals(b"", b",") == b""
     for bad in (b"abc", b"1,,2", b"1e", b"1e99999", b"1e400", b"--1", b"1.2.3", b"1,", b"1e+", b"."):
         with pytest.raises(ValueError, match="not a JSON number"):
-            _rowjson.decimals(bad, b",")
+            impl.decimals(bad, b",")
 
 
 def test_float_decimal_helpers_agree_with_the_column_writer():
@@ -188,3 +199,24 @@ def test_float_decimal_helpers_agree_with_the_column_writer():
     assert [float_decimal(v) for v in values.tolist()] == float_decimals(values)
     assert float_decimal(None) is None and float_decimal(float("inf")) is None and float_decimals(np.empty(0)) == []
     assert float_decimal(np.float64(2.5)) == "2.5"
+
+
+@IMPLEMENTATIONS
+def test_rows_refuses_an_n_no_column_can_hold_without_overflowing(impl):
+    for n in (2**62 + 1, 2**63 - 1, 10**12):
+        with pytest.raises(ValueError, match="fewer than"):
+            impl.rows((b'{"a":',), (b"1,2,3",), (b",",), b"}", n)
+    with pytest.raises(OverflowError):
+        impl.rows((b'{"a":',), (b"1",), (b",",), b"}", 2**63)  # beyond Py_ssize_t: refused by the parser
+
+
+def test_the_package_uses_the_extension_and_the_twin_gives_the_same_page():
+    assert rowjson.IMPLEMENTATION == "c"  # make test builds it; the twin is the fallback
+    stamps = np.array([1_709_251_200_000_000 + i * 60_000_000 for i in range(50)], dtype=np.int64)
+    columns = [np.linspace(1000, 1100, 50), np.full(50, np.nan), np.linspace(0, 1e-5, 50), np.full(50, 66000.5)]
+    body = equity.page_body(stamps, columns, "c1")
+    tail = b',"nextCursor":"c1"}'
+    texts = [_rowjson_py.timestamps(stamps, b'","')] + [
+        _rowjson_py.decimals(orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY)[1:-1], b",") for c in columns]
+    assert _rowjson_py.rows(equity._PREFIXES, tuple(texts), equity._SEPARATORS, b"}", 50, head=b'{"items":',
+                            tail=tail) == body

@@ -35,13 +35,15 @@ _DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.Inte
 class Sequencer:
     """Which outbox ids were handed to the hub: deduplication, and what to replay after a reconnect."""
 
-    def __init__(self, *, remember: int = 100_000, max_span: int = 10_000, gap_ttl_s: float = 300.0) -> None:
+    def __init__(self, *, remember: int = 100_000, max_span: int = 10_000, gap_ttl_s: float = 300.0,
+                 max_gaps: int = 10_000) -> None:
         self.high = 0
         self._seen: dict[int, None] = {}
-        self._gaps: dict[int, float] = {}
+        self._gaps: dict[int, float] = {}  # missing id -> when noticed; insertion order is time order
         self._remember = remember
         self._max_span = max_span
         self._gap_ttl_s = gap_ttl_s
+        self._max_gaps = max_gaps
 
     def start(self, high: int) -> None:
         """Begin after ``high`` (the outbox's max id when we first listened)."""
@@ -60,15 +62,29 @@ class Sequencer:
                 for missing in range(self.high + 1, event_id):
                     self._gaps[missing] = now
             self.high = event_id
+            self._expire_gaps(now=time.monotonic())
         else:
             self._gaps.pop(event_id, None)
         return True
 
+    def _expire_gaps(self, *, now: float) -> None:
+        """Bounded: gaps older than the TTL (rollbacks: their ids never commit) go as new events come, and
+        beyond ``max_gaps`` the oldest go too (a replay then cannot ask for them; the client's ``since``
+        resume still can)."""
+        cutoff = now - self._gap_ttl_s
+        while self._gaps:
+            oldest, noticed = next(iter(self._gaps.items()))
+            if noticed >= cutoff and len(self._gaps) <= self._max_gaps:
+                break
+            del self._gaps[oldest]
+
+    @property
+    def gap_count(self) -> int:
+        return len(self._gaps)
+
     def replay_plan(self) -> tuple[int, list[int]]:
         """(replay ids above this, plus these missing ids); gaps older than the TTL were rollbacks."""
-        cutoff = time.monotonic() - self._gap_ttl_s
-        for event_id in [i for i, noticed in self._gaps.items() if noticed < cutoff]:
-            del self._gaps[event_id]
+        self._expire_gaps(now=time.monotonic())
         return self.high, sorted(self._gaps)
 
 

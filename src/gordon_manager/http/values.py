@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 from pydantic import PlainSerializer, WithJsonSchema
 
-from gordon_manager import _rowjson
+from gordon_manager import rowjson as _rowjson
 
 DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?$"
 FRACTION_DIGITS = 4

@@ -23,7 +23,7 @@ import asyncpg
 import numpy as np
 import orjson
 
-from gordon_manager import _rowjson
+from gordon_manager import rowjson as _rowjson
 from gordon_manager.errors import NotFound
 from gordon_manager.http.values import float_decimal, float_decimals
 from gordon_manager.runs import downsample, repo
