@@ -87,3 +87,32 @@ async def test_what_the_fast_path_does_not_answer_gets_the_applications_answer(a
     # the 422 of points=3 and the two downsampled answers. The path-parameter 422s and the 405 never
     # reach the handler.
     assert sample("gordon_manager_bff_reads_total", endpoint=ENDPOINT) == reads + 7
+
+
+def test_the_route_has_no_dependency_the_fast_path_would_skip():
+    """The fast path answers below FastAPI's routing: the route must ask for nothing but the request and the
+    run id (anything more, e.g. an auth dependency, must be done by the fast path too — then update this)."""
+    from gordon_manager.runs.fastpath import EquityPageFastPath
+
+    route = EquityPageFastPath(lambda *a: None)._route
+    assert route.dependencies == [] and route.dependant.dependencies == []
+    assert [p.name for p in route.dependant.path_params] == ["run_id"] and route.dependant.query_params == []
+    assert route.dependant.request_param_name == "request" and route.dependant.body_params == []
+    assert route.methods == {"GET"}
+
+
+async def test_the_fast_path_answers_its_errors_itself_without_a_second_read(api: httpx.AsyncClient, admin,
+                                                                              reads_app, monkeypatch):
+    from gordon_manager.runs import service
+
+    calls = []
+    page = service.equity_page
+
+    async def counted(*args, **kwargs):
+        calls.append(kwargs["run_id"])
+        return await page(*args, **kwargs)
+
+    monkeypatch.setattr(service, "equity_page", counted)  # spy: the route and the fast path share it
+    missing = problem(await api.get("/runs/987654321/equity", headers={"X-Request-ID": "fast-404"}), 404)
+    assert missing["requestId"] == "fast-404" and missing["instance"] == "/runs/987654321/equity"
+    assert calls == [987654321]  # one read: the application did not run it again

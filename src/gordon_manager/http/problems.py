@@ -71,7 +71,9 @@ def field_path(prefix: str, loc: tuple[Any, ...]) -> str:
     return ".".join([prefix, *(to_camel(p) if isinstance(p, str) else str(p) for p in loc)]).strip(".")
 
 
-async def _gordon_error(request: Request, exc: GordonError) -> Response:
+async def gordon_error_response(request: Request, exc: GordonError) -> Response:
+    """The problem+json answer of a ``GordonError`` (the handler the app installs; the equity fast path
+    answers its errors with it too)."""
     if exc.status >= 500:
         metrics.ERRORS.labels(component="http", kind=exc.type_slug).inc()
         logger.warning("request failed", extra={"error": exc.detail, "type": exc.type_slug})
@@ -140,7 +142,8 @@ DATABASE_DOWN = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncp
                  ConnectionError)
 
 
-async def _database_down(request: Request, exc: Exception) -> Response:
+async def database_down_response(request: Request, exc: Exception) -> Response:
+    """503 ``database-unavailable`` with ``Retry-After`` (installed for ``DATABASE_DOWN``; the fast path uses it too)."""
     metrics.ERRORS.labels(component="http", kind="database-unavailable").inc()
     logger.warning("database unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
     return problem_response(503, slug="database-unavailable", title="Database unavailable",
@@ -237,8 +240,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json (and document them so)."""
     _install_openapi(app)
     for kind in DATABASE_DOWN:
-        app.add_exception_handler(kind, _database_down)  # type: ignore[arg-type]
-    app.add_exception_handler(GordonError, _gordon_error)  # type: ignore[arg-type]
+        app.add_exception_handler(kind, database_down_response)  # type: ignore[arg-type]
+    app.add_exception_handler(GordonError, gordon_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)

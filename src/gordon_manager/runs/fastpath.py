@@ -3,10 +3,15 @@
 On the 2-core box, FastAPI's route matching, dependency solving and exception middlewares cost
 about as much CPU per request as building the 70 KB page itself. This ASGI middleware answers the
 one common case directly: a GET of that path whose query validates (the same ``EquityQuery``),
-without ``points``, that succeeds. It calls the same service function as the route, so the bytes
-are the route's bytes. Everything else goes on to the application unchanged: other paths and
-methods, ``points``, input that does not validate, and any error (a missing run, a bad cursor, the
-database down). The application then answers as it always does, with its problem+json.
+without ``points``. It calls the same service function as the route, so the bytes are the route's
+bytes, and a ``GordonError`` it raises (a missing run, a bad cursor, a reversed range) is answered
+with the application's own problem+json (``http.problems.gordon_error_response``) — the read is not
+run a second time. Everything else goes on to the application unchanged: other paths and methods,
+``points``, input that does not validate, and unexpected errors.
+
+The route has no dependency the fast path would skip: ``tests/runs/test_fastpath.py`` pins the route's
+parameters and dependencies, so adding one (say, an auth check) fails there until the fast path does it
+too.
 
 The route stays declared in FastAPI, so there is still one OpenAPI description and one error path.
 The middleware sits inside ``RequestContextMiddleware``, which gives this answer the same request id,
@@ -20,9 +25,11 @@ import time
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
+from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gordon_manager.errors import GordonError
+from gordon_manager.http.problems import DATABASE_DOWN, database_down_response, gordon_error_response
 from gordon_manager.observability import metrics
 from gordon_manager.runs import service
 from gordon_manager.runs.router import router as runs_router
@@ -48,7 +55,16 @@ class EquityPageFastPath:
         if scope["type"] == "http" and scope["method"] == "GET":
             match = _PATH.fullmatch(scope["path"])
             if match is not None:
-                body = await self._answer(scope, int(match[1]))
+                try:
+                    body = await self._answer(scope, int(match[1]))
+                except GordonError as exc:
+                    scope["route"] = self._route
+                    await (await gordon_error_response(Request(scope), exc))(scope, receive, send)
+                    return
+                except DATABASE_DOWN as exc:
+                    scope["route"] = self._route
+                    await (await database_down_response(Request(scope), exc))(scope, receive, send)
+                    return
                 if body is not None:
                     scope["route"] = self._route
                     await send({"type": "http.response.start", "status": 200,
@@ -58,7 +74,7 @@ class EquityPageFastPath:
         await self.app(scope, receive, send)
 
     async def _answer(self, scope: Scope, run_id: int) -> bytes | None:
-        """The page's body, or None to let the application answer."""
+        """The page's body, or None to let the application answer; raises the read's ``GordonError``."""
         if run_id > _MAX_ID:
             return None
         # As Starlette reads a query string: latin-1, blank values kept, the last repeated key wins.
@@ -70,10 +86,8 @@ class EquityPageFastPath:
         except ValidationError:
             return None
         started = time.perf_counter()
+        self._reads.inc()  # like the route's bff_read: every read the handler runs, answered or refused
         try:
-            body = await service.equity_page(scope["app"].state.ctx, run_id=run_id, query=query)
-        except GordonError:
-            return None
-        self._reads.inc()
-        self._duration.observe(time.perf_counter() - started)
-        return body
+            return await service.equity_page(scope["app"].state.ctx, run_id=run_id, query=query)
+        finally:
+            self._duration.observe(time.perf_counter() - started)
