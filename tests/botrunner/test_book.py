@@ -591,3 +591,18 @@ def test_fill_json_round_trips_through_the_ledger_row() -> None:
     assert data["clientOrderId"] == "gb7-1-0-sl0"
     # exact both ways, down to the smallest lot (the model's own id is process-local: -1)
     assert fill_from_json(data) == original._replace(order_id=-1)
+
+
+@pytest.mark.parametrize("mode", ["paper", "live"])
+def test_each_order_placed_is_counted_once_fills_are_not(mode: str):
+    """gordon_bot_orders_total counts orders placed (via on_placed): the entry, then its bracket's two legs
+    once it fills; the fill itself and the re-sync of known orders count nothing."""
+    placed: list[Side] = []
+    book = OrderBook(bot_id=BOT, symbol="BTCUSDT", mode=mode, model=ExecutionModel(CFG), on_placed=placed.append)
+    coid = enter(book)
+    assert placed == [Side.BUY]
+    book.sync(T)  # nothing new
+    assert placed == [Side.BUY]
+    if mode == "live":
+        book.apply_fill(fill(coid, "1", "100", "0.10", fill_id="ex-entry", ms=T + M))
+        assert placed == [Side.BUY, Side.SELL, Side.SELL]  # stop-loss and take-profit legs

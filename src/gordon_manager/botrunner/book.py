@@ -15,6 +15,7 @@ the executor (live) and bot events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -132,8 +133,10 @@ def fill_from_json(data: dict[str, Any]) -> Fill:
 class OrderBook:
     """Client order ids <-> model orders, and the writes they imply."""
 
-    def __init__(self, *, bot_id: int, symbol: str, mode: str, model: ExecutionModel) -> None:
+    def __init__(self, *, bot_id: int, symbol: str, mode: str, model: ExecutionModel,
+                 on_placed: Callable[[Side], None] = lambda side: None) -> None:
         self.bot_id = bot_id
+        self._on_placed = on_placed  # each order placed (paper: simulated; live: a new-order intent)
         self.symbol = symbol
         self.live = mode == "live"
         self.model = model
@@ -436,6 +439,7 @@ class OrderBook:
         self._pending.orders.append(rec)
         if self.live:
             self._pending.intents.append(self._new_intent(rec, ref_price))
+        self._on_placed(order.side)
 
     def _new_group(self, group: int) -> tuple[str, int]:
         """A bracket the model attached to a filled entry: its OCO group is the entry's model id."""

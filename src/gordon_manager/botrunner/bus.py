@@ -48,7 +48,7 @@ class Bus:
     def __init__(self, *, url: str, bot_id: int, live: bool, on_report: Callable[[], None],
                  on_breaker: Callable[[BreakerEvent], None], bars_subject: str | None = None,
                  on_bars: Callable[[], None] = lambda: None, on_risk: Callable[[], None] = lambda: None,
-                 timeout_s: float = 2.0) -> None:
+                 on_error: Callable[[str], None] = lambda kind: None, timeout_s: float = 2.0) -> None:
         self.url = url
         self.bot_id = bot_id
         self.live = live
@@ -59,6 +59,7 @@ class Bus:
         self._bars_subject = bars_subject
         self._on_bars = on_bars
         self._on_risk = on_risk
+        self._count_error = on_error  # errors survived, by kind (gordon_bot_errors_total)
         self._nc: nats.NATS | None = None
         self._js = None
         self._sub = None
@@ -99,6 +100,7 @@ class Bus:
                 self._sub = await self._js.pull_subscribe_bind(durable=durable, stream=stream)
                 self._puller = asyncio.create_task(self._pull(), name="bot-reports")
         except NATS_ERRORS as exc:
+            self._count_error("nats_connect")
             logger.warning("NATS not ready", extra={"error": f"{type(exc).__name__}: {exc}"})
             if self._nc is not None and not self._nc.is_connected:
                 await self.close()
@@ -127,6 +129,7 @@ class Bus:
                 ack = await self._js.publish(item.subject, item.payload, timeout=self.timeout_s,
                                              headers={"Nats-Msg-Id": item.client_order_id})
             except NATS_ERRORS as exc:
+                self._count_error("intent_publish")
                 logger.warning("intent not published yet", extra={"clientOrderId": item.client_order_id,
                                                                   "error": f"{type(exc).__name__}: {exc}"})
                 break
@@ -144,6 +147,7 @@ class Bus:
             except asyncio.CancelledError:
                 raise
             except NATS_ERRORS as exc:
+                self._count_error("report_fetch")
                 logger.debug("report fetch failed", extra={"error": f"{type(exc).__name__}: {exc}"})
                 await asyncio.sleep(0.5)
                 continue
@@ -155,6 +159,7 @@ class Bus:
         try:
             event = BreakerEvent.model_validate_json(message.data)
         except ValidationError:
+            self._count_error("bad_breaker_event")
             logger.warning("ignoring an invalid breaker event", extra={"subject": message.subject})
             return
         self._on_breaker(event)

@@ -201,7 +201,8 @@ class BotRunner:
         self.speed, replay_from = replay_settings(cfg["labels"] or {})
         execution = ExecutionConfig.model_validate(cfg["execution"])
         loop = BarLoop(cfg["strategy"], cfg["params"], execution)
-        self.book = OrderBook(bot_id=cfg["id"], symbol=cfg["symbol"], mode=self.mode, model=loop.model)
+        self.book = OrderBook(bot_id=cfg["id"], symbol=cfg["symbol"], mode=self.mode, model=loop.model,
+                              on_placed=lambda side: self.metrics.orders.labels(side=side.value).inc())
         self.gate = RiskGate(bot_id=cfg["id"], symbol=cfg["symbol"])
         if not self.env.nats_url:  # with NATS, the manager relays these NOTIFYs as hints (events/hints.py)
             await self._listen(conn, cfg)
@@ -215,7 +216,8 @@ class BotRunner:
             self.bus = Bus(url=self.env.nats_url, bot_id=cfg["id"], live=self.live, on_report=self.wakeup.set,
                            on_breaker=self.gate.on_breaker,
                            bars_subject=contract.klines_hint_subject(cfg["symbol"], cfg["interval"]),
-                           on_bars=self._bars_hint, on_risk=self._risk_hint)
+                           on_bars=self._bars_hint, on_risk=self._risk_hint,
+                           on_error=lambda kind: self.metrics.errors.labels(kind=kind).inc())
             await self.bus.connect()
         extra = {"opening": opening.snapshot(),
                  "tradeFrom": ms_to_dt(plan.trade_from).isoformat() if plan.trade_from is not None else None}
@@ -440,6 +442,7 @@ class BotRunner:
                     try:
                         report = contract.parse_report(message.data)
                     except ValidationError as exc:
+                        self.metrics.errors.labels(kind="bad_report").inc()
                         self.book.note("bad_report", f"invalid executor report: {exc.error_count()} errors",
                                        level="error", subject=message.subject)
                         done.append((message, False))
@@ -463,10 +466,11 @@ class BotRunner:
                 try:
                     await (message.ack() if valid else message.term())
                 except Exception:  # the ack is lost with the connection; the redelivery is a no-op
+                    self.metrics.errors.labels(kind="report_ack").inc()
                     logger.debug("report ack failed", exc_info=True)
             for item in happened:
                 if type(item) is Fill:
-                    self.metrics.orders.labels(side=item.side.value).inc()
+                    self.metrics.fills.labels(side=item.side.value).inc()
             self._observe_ledger(self.book.model)
 
     async def _publish(self, conn) -> None:
@@ -588,7 +592,7 @@ class BotRunner:
         for item in happened:
             kind = type(item)
             if kind is Fill:
-                self.metrics.orders.labels(side=item.side.value).inc()
+                self.metrics.fills.labels(side=item.side.value).inc()
             elif kind is Decision:
                 decided = item.side.value
             elif kind is BlockedEntry:

@@ -17,8 +17,11 @@ class BotMetrics:
         self.up = Gauge("gordon_bot_up", "1 while the bot runs.", registry=r)
         self.decisions = Counter("gordon_bot_decisions_total", "Strategy decisions taken (one per bar, hold included).",
                                  ["side"], registry=r)
-        self.orders = Counter("gordon_bot_orders_total", "Fills booked (simulated for paper, the executor's for live).",
+        self.orders = Counter("gordon_bot_orders_total",
+                              "Orders placed (paper and shadow: the model's simulated orders; live: new-order intents).",
                               ["side"], registry=r)
+        self.fills = Counter("gordon_bot_fills_total", "Fills booked (simulated for paper, the executor's for live).",
+                             ["side"], registry=r)
         self.intents = Counter("gordon_bot_intents_published_total",
                                "Order intents (new orders and cancels) acknowledged by JetStream.", registry=r)
         self.intents_pending = Gauge("gordon_bot_intents_pending",
@@ -30,7 +33,9 @@ class BotMetrics:
                                "Entries the strategy wanted that were not sent (paused, risk_halt, breaker).", ["reason"],
                                registry=r)
         self.position = Gauge("gordon_bot_position", "Base quantity held, as the bot's ledger books it.", registry=r)
-        self.errors = Counter("gordon_bot_errors_total", "Errors the bot survived.", ["kind"], registry=r)
+        self.errors = Counter("gordon_bot_errors_total",
+                              "Errors the bot survived: nats_connect, intent_publish, report_fetch, report_ack, "
+                              "bad_report, bad_breaker_event.", ["kind"], registry=r)
         self.equity = Gauge("gordon_bot_equity", "Mark-to-market equity in quote currency.", registry=r)
         self.last_bar = Gauge("gordon_bot_last_bar_timestamp_seconds", "Unix time at which the bot last processed a bar.",
                               registry=r)

@@ -13,7 +13,6 @@ import asyncpg
 
 ACTIVE = ("pending", "shadowing", "comparing", "swapping")
 _ACTIVE_SQL = "('pending', 'shadowing', 'comparing', 'swapping')"
-SERVICE_ACTIVE = ("pending", "starting", "health_checking", "swapping")
 _SERVICE_ACTIVE_SQL = "('pending', 'starting', 'health_checking', 'swapping')"
 
 INSERT_DEPLOY = """
@@ -30,9 +29,6 @@ SELECT_DEPLOY = f"SELECT *, {_EXPIRED} FROM trading.bot_deploys WHERE id = $1"
 SELECT_DEPLOY_FOR_UPDATE = f"SELECT *, {_EXPIRED} FROM trading.bot_deploys WHERE id = $1 FOR UPDATE"
 SELECT_ACTIVE_FOR_BOT = f"SELECT * FROM trading.bot_deploys WHERE bot_id = $1 AND state IN {_ACTIVE_SQL}"
 SELECT_ACTIVE_FOR_BOT_FOR_UPDATE = SELECT_ACTIVE_FOR_BOT + " FOR UPDATE"
-SELECT_ACTIVE_FOR_CANDIDATE = f"""
-SELECT * FROM trading.bot_deploys WHERE candidate_bot_id = $1 AND state IN {_ACTIVE_SQL}
-"""
 SELECT_LATEST_FOR_BOT = "SELECT * FROM trading.bot_deploys WHERE bot_id = $1 ORDER BY id DESC LIMIT 1"
 
 LIST_DEPLOYS = """
@@ -218,10 +214,6 @@ async def active_for_bot(conn: asyncpg.Connection, *, bot_id: int,
                          for_update: bool = False) -> asyncpg.Record | None:
     """The bot's deploy in progress (locked when asked), or None."""
     return await conn.fetchrow(SELECT_ACTIVE_FOR_BOT_FOR_UPDATE if for_update else SELECT_ACTIVE_FOR_BOT, bot_id)
-
-
-async def active_for_candidate(conn: asyncpg.Connection, *, candidate_bot_id: int) -> asyncpg.Record | None:
-    return await conn.fetchrow(SELECT_ACTIVE_FOR_CANDIDATE, candidate_bot_id)
 
 
 async def latest_for_bot(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record | None:

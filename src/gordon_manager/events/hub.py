@@ -81,9 +81,6 @@ class Hub:
             self._subscribers[channel].discard(subscriber)
             subscriber.channels.discard(channel)
 
-    def subscriber_count(self, channel: str) -> int:
-        return len(self._subscribers[channel])
-
     # -- publishing --------------------------------------------------------------------------------
     def publish(self, channel: str, item: bytes, event_id: int | None = None) -> None:
         """Queue one serialised event for the next flush of ``channel``."""

@@ -8,7 +8,7 @@ manager's file-SD writes (``bot_id``, ``name``, ``strategy``, ``symbol``, ``mode
 metric                              type     meaning
 ==================================  =======  ==================================================
 gordon_bot_decisions_total          counter  strategy decisions taken (one per bar, hold included)
-gordon_bot_orders_total             counter  orders sent (paper fills, live order intents)
+gordon_bot_orders_total             counter  orders placed (paper: simulated orders; live: new-order intents)
 gordon_bot_errors_total             counter  errors the bot survived (any labels; summed)
 gordon_bot_equity                   gauge    mark-to-market equity in quote currency
 gordon_bot_last_bar_timestamp_seconds gauge  unix time at which the bot last processed a bar

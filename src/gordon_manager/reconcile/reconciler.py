@@ -45,7 +45,6 @@ class Reconciler(LoopService):
         self.clock = clock
         self._semaphore = asyncio.Semaphore(concurrency)
         self._trigger = "timer"
-        self.last_pass_actions: Counter[str] = Counter()
         self.runtime_calls = 0
 
     def wake(self, trigger: str = "notify") -> None:  # type: ignore[override]
@@ -88,7 +87,6 @@ class Reconciler(LoopService):
                                  *(self._remove_orphan(bot_id, actions) for bot_id in orphans))
             await self._record(planned, now)
         self._publish_states(fleet, planned)
-        self.last_pass_actions = actions
         return actions
 
     async def _act(self, row: Any, d: Decision, now: datetime, actions: Counter[str]) -> None:
