@@ -17,7 +17,12 @@ from gordon_manager.observability import metrics
 from gordon_manager.reconcile import repo
 from gordon_manager.reconcile.leader import LeaderElector
 from gordon_manager.reconcile.policy import Decision, Thresholds, decide
-from gordon_manager.runtimes.base import Runtime, RuntimeConfigError, RuntimeFailure, RuntimeUnavailable, WorkloadSpec
+from gordon_manager.runtimes.base import (
+    Runtime,
+    RuntimeConfigError,
+    RuntimeFailure,
+    WorkloadSpec,
+)
 
 logger = logging.getLogger(__name__)
 
