@@ -110,7 +110,7 @@ def serve_app() -> FastAPI:
     from gordon_manager.http.protocol import GuardedHttpProtocol
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     GuardedHttpProtocol.configure(settings)
     return create_app(settings)
 

@@ -19,18 +19,35 @@ import socket
 import signal
 import sys
 import time
+from typing import Annotated
 
 import typer
 from pydantic import SecretStr
 
+from gordon_manager import __version__
 from gordon_manager.backtests.cli import backtest as backtest_command
 from gordon_manager.errors import GordonError
 from gordon_manager.marketdata.cli import app as data_app
 from gordon_manager.observability.logging import configure_logging
 from gordon_manager.settings import Settings, get_settings
 
+# Plain help (click's): options with their metavars (NAME, TIME, …), flags without a type.
 app = typer.Typer(help="gordon-manager: Gordon's control plane and console BFF.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gordon-manager {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """gordon-manager: Gordon's control plane and console BFF."""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -76,18 +93,24 @@ def prepare_database(settings: Settings) -> Settings:
 
 
 @app.command()
-def serve() -> None:
+def serve(
+    bind: Annotated[str | None, typer.Option("--bind", metavar="HOST:PORT",
+                                             help="Address to listen on (overrides GORDON_MANAGER_BIND_ADDR; "
+                                                  "default :8083).")] = None,
+) -> None:
     """Start the HTTP/WS service (embedded PostgreSQL when GORDON_DATABASE_URL is unset)."""
     import uvicorn
 
     from gordon_manager.app import create_app
 
     started = time.perf_counter()
+    if bind is not None:
+        os.environ["GORDON_MANAGER_BIND_ADDR"] = bind  # the settings (and worker processes) read it
     try:
         settings = get_settings()
     except ValueError as exc:
         fail(f"invalid configuration: {exc}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     host, port = settings.host_port
     check_port_free(host, port)
     embedded = settings.database_url is None
@@ -172,7 +195,7 @@ def migrate_cmd() -> None:
     from gordon_manager.db.migrate import migrate
 
     settings = get_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     url = settings.admin_url() or start_embedded(settings.data_dir)
     try:
         applied = asyncio.run(migrate(url, timeout=settings.db_connect_timeout_s))

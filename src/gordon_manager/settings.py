@@ -8,6 +8,7 @@ configuration table, which a test keeps in step with this module.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 from pathlib import Path
 
 import platformdirs
@@ -56,7 +57,8 @@ class Settings(BaseSettings):
                            description="Per-user state: embedded PostgreSQL data, generated operator token, process-runtime state.")
     workers: int = Field(1, ge=1, le=32, validation_alias=_alias("GORDON_MANAGER_WORKERS"),
                          description="HTTP worker processes. One of them (elected by a lock in the data dir) runs the background services; every worker serves HTTP and /ws.")
-    log_level: str = Field("INFO", validation_alias=_alias("GORDON_MANAGER_LOG_LEVEL"), description="Log level (JSON logs on stderr).")
+    log_level: str = Field("INFO", validation_alias=_alias("GORDON_MANAGER_LOG_LEVEL"), description="Log level (logs go to stderr).")
+    log_format: Literal["auto", "json", "text"] = Field("auto", validation_alias=_alias("GORDON_MANAGER_LOG_FORMAT"), description="`json` (one object per line), `text` (human lines), or `auto`: text on a terminal, JSON otherwise.")
     db_pool_min: int = Field(2, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MIN"), description="Minimum pooled connections.")
     db_pool_max: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_DB_POOL_MAX"), description="Maximum pooled connections.")
     db_connect_timeout_s: float = Field(5.0, gt=0, validation_alias=_alias("GORDON_MANAGER_DB_CONNECT_TIMEOUT_S"), description="Timeout for one database connect.")

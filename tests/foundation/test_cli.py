@@ -144,3 +144,50 @@ async def test_sigterm_stops_serve_and_its_embedded_database(tmp_path):
     psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster) else [], timeout=30)
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
     assert not (data_dir / "pgdata" / "postmaster.pid").exists()
+
+
+def test_version_bind_help_and_log_formats(capsys):
+    import io
+    import logging
+
+    from typer.testing import CliRunner
+
+    from gordon_manager import __version__
+    from gordon_manager.cli import app
+    from gordon_manager.observability.logging import configure_logging
+
+    runner = CliRunner()
+    assert runner.invoke(app, ["--version"]).output.strip() == f"gordon-manager {__version__}"
+    serve_help = runner.invoke(app, ["serve", "--help"]).output
+    assert "--bind HOST:PORT" in serve_help
+    backtest_help = runner.invoke(app, ["backtest", "--help"]).output
+    assert "--from TIME" in backtest_help and "<str>" not in backtest_help and "<bool>" not in backtest_help
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, fmt, json_expected in ((Terminal(), "auto", False), (io.StringIO(), "auto", True),
+                                       (Terminal(), "json", True), (io.StringIO(), "text", False)):
+        configure_logging("INFO", stream=stream, fmt=fmt)
+        logging.getLogger("gordon.test").info("hello", extra={"bot_id": 7})
+        line = stream.getvalue().strip()
+        assert line.startswith("{") is json_expected, (fmt, line)
+        assert "hello" in line and ("bot_id=7" in line or '"bot_id":7' in line)
+    configure_logging("INFO")
+
+
+def test_serve_bind_overrides_the_setting():
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**__import__("os").environ, "GORDON_MANAGER_BIND_ADDR": "127.0.0.1:1"}
+        done = subprocess.run([sys.executable, "-m", "gordon_manager.cli", "serve", "--bind", f"127.0.0.1:{port}"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in done.stderr  # --bind, not the setting's :1

@@ -250,12 +250,13 @@ async def test_unusable_state_dir_is_reported(tmp_path: Path) -> None:
 # -- never two processes, never a blocked loop (issue 18, item 5) --------------------------------------
 async def test_a_process_that_survives_sigkill_is_neither_doubled_nor_forgotten(tmp_path: Path, monkeypatch) -> None:
     runtime = ProcessRuntime(state_dir=tmp_path / "state", replace_timeout_s=0.2)
+    mark = {"GORDON_BOT_ID": "30", "GORDON_TEST_MARK": str(tmp_path)}  # this test's processes, no one else's
     try:
-        first = await runtime.start(spec(30))
+        first = await runtime.start(spec(30, env=mark))
         # Fault injection: signals do not reach the process (as for one stuck in an uninterruptible wait).
         monkeypatch.setattr(ProcessRuntime, "_kill_group", staticmethod(lambda rec, sig: None))
         with pytest.raises(RuntimeUnavailable, match="still alive after SIGKILL"):
-            await runtime.start(spec(30, version=2))  # a new version would replace it: it cannot die
+            await runtime.start(spec(30, version=2, env=mark))  # a new version would replace it: it cannot die
         with pytest.raises(RuntimeUnavailable):
             await runtime.remove(30)
         with pytest.raises(RuntimeUnavailable):
@@ -263,7 +264,8 @@ async def test_a_process_that_survives_sigkill_is_neither_doubled_nor_forgotten(
         observed = (await runtime.observe())[30]
         assert observed.workload_id == first.workload_id and observed.state == "running"  # still recorded
         assert observed.config_version == 1
-        bots = [p for p in psutil.process_iter(["environ"]) if (p.info["environ"] or {}).get("GORDON_BOT_ID") == "30"]
+        bots = [p for p in psutil.process_iter(["environ"])  # session leaders: a bot, not its shell's children
+                if (p.info["environ"] or {}).get("GORDON_TEST_MARK") == str(tmp_path) and _leads_session(p.pid)]
         assert [p.pid for p in bots] == [pid_of(first)]  # one process for the bot, the first
         monkeypatch.undo()
         await runtime.remove(30)
@@ -272,6 +274,13 @@ async def test_a_process_that_survives_sigkill_is_neither_doubled_nor_forgotten(
         monkeypatch.undo()
         await runtime.remove(30)
         await runtime.close()
+
+
+def _leads_session(pid: int) -> bool:
+    try:
+        return os.getsid(pid) == pid
+    except ProcessLookupError:
+        return False
 
 
 async def test_fork_exec_and_the_liveness_scans_run_off_the_event_loop(tmp_path: Path, monkeypatch) -> None:
@@ -297,7 +306,7 @@ async def test_fork_exec_and_the_liveness_scans_run_off_the_event_loop(tmp_path:
         threads["liveness"].clear()  # events() takes its first snapshot synchronously (no reaping)
         await runtime.stop(31, timeout_s=5)
         event = await asyncio.wait_for(anext(stream), timeout=10)
-        assert event.kind == "died"
+        assert event.kind == "stopped"  # we stopped it: not a death (a kill from outside is "died", above)
         assert threads["spawn"] and loop_thread not in threads["spawn"]
         assert threads["liveness"] and loop_thread not in threads["liveness"]
     finally:

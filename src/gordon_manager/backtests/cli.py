@@ -71,15 +71,15 @@ def _print_stats(run_id: int, outcome) -> None:
 
 
 def backtest(
-    strategy: Annotated[str, typer.Option("--strategy", help="Strategy name (see GET /strategies).")],
-    symbol: Annotated[str, typer.Option("--symbol", help="Symbol, e.g. BTCUSDT.")],
-    interval: Annotated[str, typer.Option("--interval", help="Bar interval, e.g. 1m.")],
-    from_: Annotated[str, typer.Option("--from", help="Range start, RFC 3339 (inclusive).")],
-    to: Annotated[str, typer.Option("--to", help="Range end, RFC 3339 (exclusive).")],
-    params: Annotated[str, typer.Option("--params", help="Strategy params as a JSON object.")] = "{}",
-    fee_bps: Annotated[float | None, typer.Option("--fee-bps", help="Taker and maker fee (bps).")] = None,
-    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", help="Slippage (bps).")] = None,
-    initial_cash: Annotated[float | None, typer.Option("--initial-cash", help="Starting cash.")] = None,
+    strategy: Annotated[str, typer.Option("--strategy", metavar="NAME", help="Strategy name (see GET /strategies).")],
+    symbol: Annotated[str, typer.Option("--symbol", metavar="SYMBOL", help="Symbol, e.g. BTCUSDT.")],
+    interval: Annotated[str, typer.Option("--interval", metavar="INTERVAL", help="Bar interval, e.g. 1m.")],
+    from_: Annotated[str, typer.Option("--from", metavar="TIME", help="Range start, RFC 3339 (inclusive).")],
+    to: Annotated[str, typer.Option("--to", metavar="TIME", help="Range end, RFC 3339 (exclusive).")],
+    params: Annotated[str, typer.Option("--params", metavar="JSON", help="Strategy params as a JSON object.")] = "{}",
+    fee_bps: Annotated[float | None, typer.Option("--fee-bps", metavar="BPS", help="Taker and maker fee (bps).")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", metavar="BPS", help="Slippage (bps).")] = None,
+    initial_cash: Annotated[float | None, typer.Option("--initial-cash", metavar="AMOUNT", help="Starting cash.")] = None,
 ) -> None:
     """Run one backtest in this process (written to the database like an API run) and print its stats."""
     from rich.console import Console
@@ -105,7 +105,7 @@ def backtest(
         settings = get_settings()
     except ValueError as exc:
         _fail(f"invalid configuration: {exc}")
-    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level)
+    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
     try:
         settings = prepare_database(settings)
     except GordonError as exc:

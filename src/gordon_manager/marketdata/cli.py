@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(help="Market data: import Binance kline CSVs, generate synthetic klines.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+                  add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -36,7 +36,7 @@ def admin_url() -> tuple[str, float]:
         settings = get_settings()
     except ValueError as exc:
         _fail(f"invalid configuration: {exc}")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, fmt=settings.log_format)
     url = settings.admin_url()
     try:
         if url is None:
@@ -82,10 +82,10 @@ def _summary(results) -> None:
 
 @app.command("import-klines")
 def import_klines(
-    files: Annotated[list[Path], typer.Argument(help="Binance kline CSV or zip files (BTCUSDT-1m-2024-01.csv).",
+    files: Annotated[list[Path], typer.Argument(metavar="FILE...", help="Binance kline CSV or zip files (BTCUSDT-1m-2024-01.csv).",
                                                 exists=True, dir_okay=False, readable=True)],
-    symbol: Annotated[str | None, typer.Option("--symbol", help="Symbol (default: from the file name).")] = None,
-    interval: Annotated[str | None, typer.Option("--interval", help="Interval (default: from the file name).")] = None,
+    symbol: Annotated[str | None, typer.Option("--symbol", metavar="SYMBOL", help="Symbol (default: from the file name).")] = None,
+    interval: Annotated[str | None, typer.Option("--interval", metavar="INTERVAL", help="Interval (default: from the file name).")] = None,
 ) -> None:
     """Import Binance public-data kline CSVs into market_data.klines (re-imports change nothing)."""
     from gordon_manager.db.connect import connect
@@ -127,11 +127,11 @@ def import_klines(
 
 @app.command("synth")
 def synth(
-    symbol: Annotated[str, typer.Option("--symbol", help="Symbol to store the klines under.")] = "BTCUSDT",
-    interval: Annotated[str, typer.Option("--interval", help="Bar interval (1m .. 1d).")] = "1m",
-    bars: Annotated[int, typer.Option("--bars", min=1, max=50_000_000, help="Number of bars.")] = 100_000,
-    seed: Annotated[int, typer.Option("--seed", min=0, help="Random seed: same seed, same klines.")] = 1,
-    start: Annotated[str | None, typer.Option("--start", help="First open time (default 2024-01-01T00:00:00Z).")] = None,
+    symbol: Annotated[str, typer.Option("--symbol", metavar="SYMBOL", help="Symbol to store the klines under.")] = "BTCUSDT",
+    interval: Annotated[str, typer.Option("--interval", metavar="INTERVAL", help="Bar interval (1m .. 1d).")] = "1m",
+    bars: Annotated[int, typer.Option("--bars", metavar="N", min=1, max=50_000_000, help="Number of bars.")] = 100_000,
+    seed: Annotated[int, typer.Option("--seed", metavar="SEED", min=0, help="Random seed: same seed, same klines.")] = 1,
+    start: Annotated[str | None, typer.Option("--start", metavar="TIME", help="First open time (default 2024-01-01T00:00:00Z).")] = None,
 ) -> None:
     """Generate seeded synthetic klines (a stochastic-volatility random walk) into market_data.klines."""
     from gordon_manager.db.connect import connect

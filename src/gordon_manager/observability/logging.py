@@ -1,4 +1,6 @@
-"""Structured JSON logs on stderr, each line carrying the request id when there is one."""
+"""Logs on stderr, each line carrying the request id when there is one: JSON objects (for collectors),
+or human lines on a terminal. ``GORDON_MANAGER_LOG_FORMAT``: ``auto`` (human on a TTY, JSON otherwise),
+``json`` or ``text``."""
 
 from __future__ import annotations
 
@@ -36,10 +38,33 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(level: str = "INFO", *, stream=None) -> None:
-    """Route the root logger (and uvicorn's) through the JSON formatter."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
+class TextFormatter(logging.Formatter):
+    """One human line: local time, level, logger, message, then the extra fields as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created).strftime("%H:%M:%S.%f")[:-3]
+        fields = [f"{k}={v}" for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")]
+        request_id = request_id_var.get()
+        if request_id:
+            fields.append(f"request_id={request_id}")
+        line = f"{moment} {record.levelname:<7} {record.name}: {record.getMessage()}"
+        if fields:
+            line += "  " + " ".join(fields)
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+LOG_FORMATS = ("auto", "json", "text")
+
+
+def configure_logging(level: str = "INFO", *, stream=None, fmt: str = "auto") -> None:
+    """Route the root logger (and uvicorn's) through one formatter: ``fmt`` ``json``, ``text``, or ``auto``
+    (text when the stream is a terminal)."""
+    stream = stream or sys.stderr
+    handler = logging.StreamHandler(stream)
+    text = fmt == "text" or (fmt == "auto" and getattr(stream, "isatty", lambda: False)())
+    handler.setFormatter(TextFormatter() if text else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -73,7 +73,7 @@ class RuntimeEventWatcher(LoopService):
                 return
             if event is None:
                 return
-            if event.kind in ("died", "removed"):
+            if event.kind in ("died", "stopped", "removed"):
                 logger.info("workload event", extra={"bot_id": event.bot_id, "event": event.kind})
                 self._reconciler.wake("runtime_event")
 

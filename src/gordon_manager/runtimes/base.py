@@ -15,7 +15,7 @@ LABEL_CONFIG_VERSION = "gordon.config_version"
 LABEL_RUNTIME = "gordon.runtime"
 
 STATES = frozenset({"running", "exited", "created", "restarting", "paused", "missing"})
-EVENT_KINDS = frozenset({"died", "started", "removed"})
+EVENT_KINDS = frozenset({"died", "stopped", "started", "removed"})  # stopped: we stopped it (process runtime)
 
 
 class RuntimeFailure(Exception):

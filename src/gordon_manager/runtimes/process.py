@@ -95,6 +95,7 @@ class ProcessRuntime:
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # pid -> our own child, to reap it
         self._locks: dict[int, asyncio.Lock] = {}
         self._save_lock = asyncio.Lock()
+        self._terminated: set[int] = set()  # pids we stopped: their exit is reported as "stopped", not "died"
         self._closed = asyncio.Event()
         try:
             private_dir(self._logs)
@@ -311,6 +312,7 @@ class ProcessRuntime:
         rec, alive = await self._refresh(rec)
         if not alive:
             return
+        self._terminated.add(rec.pid)
         self._kill_group(rec, _signal.SIGTERM)
         deadline = time.monotonic() + max(0.0, timeout_s)
         while time.monotonic() < deadline:
@@ -385,7 +387,7 @@ class ProcessRuntime:
     async def _poll_events(self, last: dict[int, tuple[int, bool]]) -> AsyncIterator[RuntimeEvent]:
         while not self._closed.is_set():
             current = await self._snapshot()
-            for event in _diff(last, current):
+            for event in _diff(last, current, self._terminated):
                 yield event
             last = current
             try:
@@ -398,7 +400,10 @@ class ProcessRuntime:
         self._closed.set()
 
 
-def _diff(last: dict[int, tuple[int, bool]], current: dict[int, tuple[int, bool]]) -> list[RuntimeEvent]:
+def _diff(last: dict[int, tuple[int, bool]], current: dict[int, tuple[int, bool]],
+          terminated: set[int] | None = None) -> list[RuntimeEvent]:
+    """Transitions between two snapshots; the exit of a pid in ``terminated`` (we stopped it) is "stopped"."""
+    terminated = terminated if terminated is not None else set()
     events = []
     for bot_id, (pid, alive) in current.items():
         prev = last.get(bot_id)
@@ -408,7 +413,9 @@ def _diff(last: dict[int, tuple[int, bool]], current: dict[int, tuple[int, bool]
             # so the reconciler restarts it.
             events.append(RuntimeEvent(bot_id=bot_id, kind="started" if alive else "died", workload_id=wid))
         elif prev[1] and not alive:
-            events.append(RuntimeEvent(bot_id=bot_id, kind="died", workload_id=wid))
+            kind = "stopped" if pid in terminated else "died"
+            terminated.discard(pid)
+            events.append(RuntimeEvent(bot_id=bot_id, kind=kind, workload_id=wid))
     for bot_id, (pid, _alive) in last.items():
         if bot_id not in current:
             events.append(RuntimeEvent(bot_id=bot_id, kind="removed", workload_id=f"pid:{pid}"))
