@@ -15,8 +15,8 @@ if len(_sys.argv) > 1 and _sys.argv[1] == "bot":
 import asyncio
 import errno
 import os
-import socket
 import signal
+import socket
 import sys
 import time
 from typing import Annotated
@@ -43,7 +43,7 @@ def _print_version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def _root(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
                                           help="Print the version and exit.")] = False,
 ) -> None:

@@ -8,8 +8,8 @@ configuration table, which a test keeps in step with this module.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Literal
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator
