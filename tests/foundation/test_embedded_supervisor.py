@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 from types import SimpleNamespace
 
 import httpx
@@ -345,10 +346,14 @@ def test_probes(tmp_path):
 
 
 def test_a_live_postgres_is_seen_alive(pg_server_url):
-    postgres = [p for p in psutil.process_iter(["name"]) if "postgres" in (p.info["name"] or "")]
-    if not postgres:
+    """The postmaster of the test server (the process listening on its port; not any process named postgres:
+    other tests' clusters come and go, and a dying one is a zombie)."""
+    port = urlsplit(pg_server_url).port or 5432
+    listening = {c.pid for c in psutil.net_connections("tcp")
+                 if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid}
+    if not listening:
         pytest.skip("the test server is not on this machine (GORDON_TEST_DATABASE_URL)")
-    assert postmaster_alive(postgres[0].pid)
+    assert all(postmaster_alive(pid) for pid in listening)
 
 
 def test_stale_lock_files_are_removed_before_a_start(tmp_path):
