@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
+SOURCES_SHA := $(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
+STAMP  := $(VENV)/.installed-$(SOURCES_SHA)
+RUN_STAMP := $(VENV)/.run-installed-$(SOURCES_SHA)
 TS_STAMP := clients/ts/node_modules/.gordon-lock-sha256
 CONSOLE_STAMP := console/node_modules/.gordon-lock-sha256
 # What the console's build is made of: its sources, its config and the typed client it imports.
@@ -19,9 +21,15 @@ $(STAMP): pyproject.toml src/gordon_manager/_rowjson.c | $(PY)
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-## make run: install if needed, build the console when missing or stale, then serve on :8083 (embedded PostgreSQL unless GORDON_DATABASE_URL is set)
-run: $(STAMP) console
-	$(VENV)/bin/gordon-manager serve
+# `make run` needs the runtime dependencies only (`make test` adds the test extras)
+$(RUN_STAMP): pyproject.toml src/gordon_manager/_rowjson.c | $(PY)
+	$(PY) -m pip install -q -e .
+	rm -f $(VENV)/.run-installed-*
+	touch $@
+
+## make run: install if needed, build the console when missing or stale, then serve on :8083 (embedded PostgreSQL unless GORDON_DATABASE_URL is set); Ctrl-C or SIGTERM stops it, its embedded database and the bots it ran as processes
+run: $(RUN_STAMP) console
+	exec $(VENV)/bin/gordon-manager serve
 
 ## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
 test: $(STAMP) system-deps console

@@ -124,6 +124,8 @@ def serve(
         # The process that started the embedded server restarts it when it dies (with several workers
         # too: they only connect to it). Its supervisor stops at exit before the server is stopped.
         start_supervisor(settings)
+        if settings.runtime == "process":
+            stop_process_bots_at_exit(settings)  # registered last: runs first, while the database is up
     stop_cleanly_on_sigterm()
     if settings.workers > 1:
         _serve_workers(settings, host, port)
@@ -152,6 +154,37 @@ def stop_cleanly_on_sigterm() -> None:
         raise SystemExit(128 + signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, exit_143)
+
+
+def stop_process_bots_at_exit(settings: Settings, *, timeout_s: float = 10.0):
+    """With the embedded database, ``serve`` stopping (Ctrl-C, SIGTERM) stops the bots it ran as local
+    processes too: their database is about to stop. Each gets SIGTERM (it commits its batch and exits;
+    the reconciler starts it again with the next ``serve``), SIGKILL after ``timeout_s``. With a database
+    of its own (``GORDON_DATABASE_URL``) a manager leaves its bots running and adopts them when it comes
+    back. Returns the hook (registered with atexit)."""
+    import atexit
+
+    from gordon_manager.runtimes.process import ProcessRuntime
+
+    state_dir = settings.data_dir / "process-runtime"
+
+    def stop_bots() -> None:
+        async def stop_all() -> list[int]:
+            runtime = ProcessRuntime(state_dir=state_dir)
+            running = [bot_id for bot_id, seen in (await runtime.observe()).items() if seen.state == "running"]
+            results = await asyncio.gather(*(runtime.stop(bot_id, timeout_s=timeout_s) for bot_id in running),
+                                           return_exceptions=True)
+            await runtime.close()
+            return [bot_id for bot_id, result in zip(running, results, strict=True) if result is None]
+
+        if state_dir.exists():
+            stopped = asyncio.run(stop_all())
+            if stopped:
+                typer.echo(f"gordon-manager: stopped {len(stopped)} bot process(es) with the embedded database",
+                           err=True)
+
+    atexit.register(stop_bots)
+    return stop_bots
 
 
 def start_supervisor(settings: Settings):

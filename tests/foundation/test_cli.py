@@ -191,3 +191,28 @@ def test_serve_bind_overrides_the_setting():
                               env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr  # --bind, not the setting's :1
+
+
+async def test_serve_with_the_embedded_database_stops_its_bot_processes_at_exit(tmp_path):
+    """The hook `serve` registers (embedded database, process runtime): the recorded bots get SIGTERM."""
+    import asyncio
+    import atexit
+
+    import psutil
+
+    from gordon_manager.cli import stop_process_bots_at_exit
+    from gordon_manager.runtimes import ProcessRuntime, WorkloadSpec
+    from gordon_manager.settings import Settings
+
+    runtime = ProcessRuntime(state_dir=tmp_path / "data" / "process-runtime")
+    started = await runtime.start(WorkloadSpec(bot_id=1, config_version=1, name="gordon-bot-1", image="-",
+                                               command=("/bin/sh", "-c", "while :; do sleep 0.05; done"), env={}))
+    pid = int(started.workload_id.removeprefix("pid:"))
+    settings = Settings(data_dir=tmp_path / "data", runtime="process")
+    hook = stop_process_bots_at_exit(settings, timeout_s=5)
+    atexit.unregister(hook)  # run here, not at the test process's exit
+    await asyncio.to_thread(hook)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert (await runtime.observe())[1].state == "exited"
+    await runtime.remove(1)
+    await runtime.close()

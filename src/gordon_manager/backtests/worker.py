@@ -56,9 +56,13 @@ def default_workers() -> int:
 
 
 def init_worker(log_level: str) -> None:
-    """Pool initializer: the worker logs JSON lines on stderr like the manager."""
+    """Pool initializer: the worker logs like the manager, and ignores Ctrl-C (the terminal sends SIGINT to
+    the whole process group; the manager stops its workers itself, without a traceback from each)."""
+    import signal
+
     from gordon_manager.observability.logging import configure_logging
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     configure_logging(log_level)
 
 
