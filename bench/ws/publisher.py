@@ -41,7 +41,7 @@ async def _publish(conn, bot_id: int, phase: int, rate: float, duration: float) 
         owed += per_tick
         count = int(owed)
         owed -= count
-        stamp = '{"t": %r, "p": %d}' % (time.time(), phase)
+        stamp = f'{{"t": {time.time()!r}, "p": {phase:d}}}'
         if count == 1:
             await conn.execute(INSERT, bot_id, stamp)
         elif count:

@@ -11,14 +11,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
+from gordon_manager.backtests.router import router as backtests_router
+from gordon_manager.bff.router import router as bff_router
+from gordon_manager.bots.router import router as bots_router
 from gordon_manager.context import AppContext, load_or_generate_secret
 from gordon_manager.db.connect import create_pool
+from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.errors import ConfigurationError
 from gordon_manager.events.router import router as events_router
-from gordon_manager.backtests.router import router as backtests_router
-from gordon_manager.bots.router import router as bots_router
-from gordon_manager.bff.router import router as bff_router
-from gordon_manager.deploys.router import router as deploys_router
 from gordon_manager.health.router import router as health_router
 from gordon_manager.http.auth import OperatorAuth, load_operator_tokens_file, load_or_generate_token
 from gordon_manager.http.console import install_console
@@ -27,8 +27,8 @@ from gordon_manager.http.docs import install_docs
 from gordon_manager.http.edge import EXPOSED_HEADERS, EdgeGuard, OriginPolicy
 from gordon_manager.http.middleware import RequestContextMiddleware
 from gordon_manager.http.openapi import install_openapi, operation_id
-from gordon_manager.http.text_guard import TextGuardMiddleware
 from gordon_manager.http.problems import install_problem_handlers
+from gordon_manager.http.text_guard import TextGuardMiddleware
 from gordon_manager.observability import metrics
 from gordon_manager.observability.start import start as start_observability
 from gordon_manager.proxies.router import router as proxies_router
@@ -85,10 +85,10 @@ async def start_services(ctx: AppContext) -> None:
 
 def service_starters() -> list:
     """``async def start(ctx)`` of each domain that runs background loops, in start order."""
-    from gordon_manager.reconcile.start import start as start_reconciler
-    from gordon_manager.events.service import start as start_events
     from gordon_manager.backtests.worker import start as start_backtests
     from gordon_manager.deploys.start import start as start_deploys
+    from gordon_manager.events.service import start as start_events
+    from gordon_manager.reconcile.start import start as start_reconciler
     from gordon_manager.runs.compactor import start as start_compactor
     from gordon_manager.runs.reaper import start as start_reaper
 
@@ -105,9 +105,8 @@ def service_starters() -> list:
 
 def serve_app() -> FastAPI:
     """Factory for uvicorn worker processes (GORDON_MANAGER_WORKERS > 1): settings from the environment."""
-    from gordon_manager.observability.logging import configure_logging
-
     from gordon_manager.http.protocol import GuardedHttpProtocol
+    from gordon_manager.observability.logging import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level, fmt=settings.log_format)

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from gordon_manager.db.connect import connect
+from gordon_manager.runtimes.base import RuntimeConfigError
 from gordon_manager.runtimes.payload import PayloadPolicy
 from gordon_manager.runtimes.services import HealthProbe, carried_env, carried_network, service_container_payload
-from gordon_manager.runtimes.base import RuntimeConfigError
 from tests.conftest import make_settings, wait_for
 from tests.deploys.conftest import HEADERS
 from tests.deploys.images import import_service_image

@@ -21,8 +21,19 @@ import yaml
 from gordon_manager.events.asyncapi import ENVELOPES, model_schemas, render
 from gordon_manager.events.breaker import BreakerEvent
 from gordon_manager.events.protocol import (
-    CHANNELS, ERROR_CODES, RESYNC_REASONS, breaker_item, error_frame, events_frame, heartbeat_frame, outbox_item,
-    resync_frame, snapshot_frame, subscribed_frame, unsubscribed_frame, welcome_frame,
+    CHANNELS,
+    ERROR_CODES,
+    RESYNC_REASONS,
+    breaker_item,
+    error_frame,
+    events_frame,
+    heartbeat_frame,
+    outbox_item,
+    resync_frame,
+    snapshot_frame,
+    subscribed_frame,
+    unsubscribed_frame,
+    welcome_frame,
 )
 from gordon_manager.events.wire import ROW_MODELS
 from gordon_manager.version import __version__

@@ -7,8 +7,8 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gordon_manager.http import casing as camel  # the one converter (events.camel re-exports it)
 from gordon_manager.events.camel import camelize, to_camel
+from gordon_manager.http import casing as camel  # the one converter (events.camel re-exports it)
 
 WORD = st.text(alphabet=string.ascii_lowercase + string.digits, min_size=1, max_size=8).filter(
     lambda w: w[0].isalpha())
@@ -70,13 +70,13 @@ def test_camelize_preserves_structure_and_values(value):
             assert isinstance(converted, dict)
             expected_keys = {to_camel(k) for k in original}
             assert set(converted) == expected_keys
-            for key, item in original.items():
+            for key in original:
                 # on a collision (a_b and aB) the later key wins, like any dict build
                 winner = [v for k, v in original.items() if to_camel(k) == to_camel(key)][-1]
                 check(winner, converted[to_camel(key)])
         elif isinstance(original, list):
             assert isinstance(converted, list) and len(converted) == len(original)
-            for a, b in zip(original, converted):
+            for a, b in zip(original, converted, strict=True):
                 check(a, b)
         else:
             assert converted == original or (converted != converted and original != original)

@@ -10,7 +10,6 @@ import httpx
 from gordon_manager.events.protocol import CHANNELS
 from tests.events.helpers import metric_value, until, ws_client
 
-
 # Fields whose keys a user or another service chose: passed as written, never re-cased.
 USER_KEYED = {"breaker_state": "data", "source_freshness": "detail", "bot_config_changed": "labels"}
 

@@ -50,7 +50,7 @@ class Publisher:
         while self._conn is None or self._conn.is_closed():
             try:
                 self._conn = await asyncpg.connect(self.url, timeout=2)
-            except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, asyncpg.PostgresError):
                 self.failures += 1
                 await asyncio.sleep(0.05)
         return self._conn

@@ -9,11 +9,19 @@ import pytest
 
 from gordon_manager.events.breaker import BreakerEvent
 from gordon_manager.events.protocol import (
-    CHANNELS, Ping, ProtocolError, Subscribe, Unsubscribe, events_frame, outbox_item,
-    parse_client_message, snapshot_frame, ws_header,
+    CHANNELS,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Unsubscribe,
+    events_frame,
+    outbox_item,
+    parse_client_message,
+    snapshot_frame,
+    ws_header,
 )
-from gordon_manager.http.values import utc_times
 from gordon_manager.events.session import MAX_REPLAY_ROWS, _resync_reason
+from gordon_manager.http.values import utc_times
 
 
 def test_client_messages_parse():

@@ -11,7 +11,14 @@ from pydantic import BaseModel, Field
 
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.values import (
-    DECIMAL_PATTERN, DecimalStr, Fraction, iso_utc, plain_decimal, plain_decimal_strings, utc_text, utc_times,
+    DECIMAL_PATTERN,
+    DecimalStr,
+    Fraction,
+    iso_utc,
+    plain_decimal,
+    plain_decimal_strings,
+    utc_text,
+    utc_times,
 )
 
 

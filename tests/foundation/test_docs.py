@@ -163,7 +163,7 @@ async def test_swagger_ui_renders_and_authorizes_from_the_manager_alone(app, chr
 
     async def authorize_and_try(page) -> None:
         await page.click(".swagger-ui .auth-wrapper .authorize")
-        field = page.locator(f".modal-ux input[type=text], .modal-ux input[type=password]").first
+        field = page.locator(".modal-ux input[type=text], .modal-ux input[type=password]").first
         await field.fill(TEST_OPERATOR_TOKEN)
         await page.locator(".modal-ux .auth-btn-wrapper .authorize").first.click()
         await page.locator(".modal-ux .btn-done").first.click()

@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from gordon_manager.reconcile.leader import LeaderElector
 from tests.conftest import wait_for
 from tests.reconcile.conftest import reconcile_settings, running_app
 from tests.reconcile.test_reconciler_process import HEADERS, create_bot, running_pid
-
-import pytest
 
 pytestmark = pytest.mark.usefixtures("kill_leftovers")
 

@@ -34,7 +34,7 @@ async def harness(rdb, data_dir, log_dir):
                             thresholds=Thresholds(backoff_base_s=10, quarantine_failures=2), interval=60,
                             clock=lambda: now[0])
     yield reconciler, runtime, pool, now, data_dir
-    for bot_id in list((await runtime.observe())):
+    for bot_id in list(await runtime.observe()):
         await runtime.remove(bot_id)
     await pool.close()
 

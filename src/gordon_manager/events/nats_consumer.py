@@ -66,7 +66,7 @@ class NatsBreakerConsumer(LoopService):
             return
         try:
             messages = await self._sub.fetch(batch=FETCH_BATCH, timeout=self._fetch_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             messages = []
         except _NATS_ERRORS as exc:
             self._note_error(f"fetch failed: {type(exc).__name__}: {exc}")

@@ -20,8 +20,20 @@ from gordon_manager.errors import DatabaseUnavailable
 from gordon_manager.events import repo
 from gordon_manager.events.hub import Hub
 from gordon_manager.events.protocol import (
-    BREAKER_CHANNEL, Ping, ProtocolError, Subscribe, error_frame, events_frame, heartbeat_frame, messages_counter,
-    outbox_item, parse_client_message, resync_frame, snapshot_frame, subscribed_frame, unsubscribed_frame,
+    BREAKER_CHANNEL,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    error_frame,
+    events_frame,
+    heartbeat_frame,
+    messages_counter,
+    outbox_item,
+    parse_client_message,
+    resync_frame,
+    snapshot_frame,
+    subscribed_frame,
+    unsubscribed_frame,
     welcome_frame,
 )
 from gordon_manager.events.sinks import SinkClosed, make_sink

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from gordon_manager.events.protocol import Frame, messages_counter, resync_frame
 from gordon_manager.events.sinks import Sink
 
-
 # How long live frames are checked against the ids a replay already sent.
 SKIP_WINDOW_S = 10.0
 

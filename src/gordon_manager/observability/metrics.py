@@ -6,8 +6,8 @@ exported with HELP text. Label values are bounded sets (route templates, never r
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY: CollectorRegistry = DEFAULT_REGISTRY
 

@@ -28,8 +28,15 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
-from gordon_manager.errors import (ClientError, Forbidden, GordonError, PeerError, PeerTimeout, Unauthorized,
-                                   Unprocessable)
+from gordon_manager.errors import (
+    ClientError,
+    Forbidden,
+    GordonError,
+    PeerError,
+    PeerTimeout,
+    Unauthorized,
+    Unprocessable,
+)
 from gordon_manager.http.auth import OPERATOR_DEPENDENCY, require_operator
 from gordon_manager.observability import metrics
 from gordon_manager.observability.logging import request_id_var

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from gordon_manager.runtimes.proxied import ProxiedRuntime
 from gordon_manager.runtimes.base import (
     LABEL_BOT_ID,
     LABEL_CONFIG_VERSION,
@@ -28,6 +27,7 @@ from gordon_manager.runtimes.base import (
 )
 from gordon_manager.runtimes.docker_api import DockerAPI, DockerConflict, DockerNotFound
 from gordon_manager.runtimes.payload import container_payload
+from gordon_manager.runtimes.proxied import ProxiedRuntime
 
 logger = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from gordon_manager.runtimes.proxied import ProxiedRuntime
 from gordon_manager.runtimes.base import (
     LABEL_BOT_ID,
     LABEL_CONFIG_VERSION,
@@ -22,6 +21,7 @@ from gordon_manager.runtimes.base import (
 from gordon_manager.runtimes.docker import container_events, events_since_now, parse_docker_time
 from gordon_manager.runtimes.docker_api import DockerConflict, DockerNotFound
 from gordon_manager.runtimes.payload import service_payload
+from gordon_manager.runtimes.proxied import ProxiedRuntime
 
 logger = logging.getLogger(__name__)
 

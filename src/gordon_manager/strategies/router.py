@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.execution.config import ExecutionConfig
+from gordon_manager.execution.schemas import ExecutionRead
 from gordon_manager.http.casing import camelize
 from gordon_manager.strategies import StrategySpec, get_strategy, list_strategies
 from gordon_manager.strategies.schemas import BotDefaults, StrategyList, StrategyRead, camel_schema
