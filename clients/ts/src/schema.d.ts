@@ -3180,8 +3180,13 @@ export interface components {
             dataDir: string;
             /** @description HTTP worker processes. One of them (elected by a lock in the data dir) runs the background services; every worker serves HTTP and /ws. */
             workers: number;
-            /** @description Log level (JSON logs on stderr). */
+            /** @description Log level (logs go to stderr). */
             logLevel: string;
+            /**
+             * @description `json` (one object per line), `text` (human lines), or `auto`: text on a terminal, JSON otherwise.
+             * @enum {string}
+             */
+            logFormat: "auto" | "json" | "text";
             /** @description Minimum pooled connections. */
             dbPoolMin: number;
             /** @description Maximum pooled connections. */
@@ -3238,6 +3243,8 @@ export interface components {
             stackHealthIntervalS: number;
             /** @description Default freshness threshold of a data source. */
             sourceStaleAfterS: number;
+            /** @description A running backtest whose worker has not heartbeaten (every 0.25 s) for this long is marked failed by the leading replica. */
+            backtestStaleAfterS: number;
             /** @description A bot run whose bot has not heartbeaten (every 5 s) for this long is marked abandoned. */
             runAbandonAfterS: number;
             /** @description Bars a deploy compares before swapping. */
