@@ -137,7 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             metrics.UP.set(0)
             await ctx.supervisor.stop()
-            for service in ctx.services.values():
+            for service in ctx.services.running():
                 close = getattr(service, "close", None)
                 if close is not None:
                     await close()

@@ -50,7 +50,7 @@ def runs_background(ctx: AppContext) -> bool:
     lock = BackgroundLock.try_acquire(ctx)
     if lock is None:
         return False
-    ctx.services["background_lock"] = lock
+    ctx.services.background_lock = lock
     return True
 
 

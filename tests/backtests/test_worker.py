@@ -179,7 +179,7 @@ async def test_start_fails_nothing_on_a_replica_that_does_not_lead(kline_db, kad
     async with application.router.lifespan_context(application):
         ctx = application.state.ctx
         assert ctx.leads() is False
-        runner = ctx.services["backtests"]
+        runner = ctx.services.backtests
         await wait_for(lambda: runner.iterations >= 2, timeout=30, interval=0.05)
         assert (await status_of(kadmin, other_replicas))["status"] == "running"
     await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", other_replicas)

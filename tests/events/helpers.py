@@ -47,7 +47,7 @@ class LiveManager:
 
     @property
     def events(self):
-        return self.ctx.services["events"]
+        return self.ctx.services.events
 
 
 @asynccontextmanager

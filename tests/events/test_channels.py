@@ -238,10 +238,10 @@ async def test_ws_refuses_politely_when_the_events_service_is_not_running(manage
     import pytest
     from websockets.exceptions import InvalidStatus
 
-    service = manager.ctx.services.pop("events")
+    service, manager.ctx.services.events = manager.ctx.services.events, None
     try:
         with pytest.raises(InvalidStatus):
             async with ws_client(manager.ws_url):
                 pass
     finally:
-        manager.ctx.services["events"] = service
+        manager.ctx.services.events = service

@@ -142,3 +142,22 @@ async def test_every_endpoint_answers_503_when_the_database_is_gone(database, da
             assert response.status_code == 503, (response.request.url, response.text)
             assert response.headers["content-type"] == "application/problem+json"
             assert response.json()["type"] == "/problems/database-unavailable"
+
+
+def test_services_are_typed_fields_started_in_a_declared_order():
+    """No string-keyed service locator: AppContext.services is a dataclass of typed, optional fields; the
+    starters run in one declared order (the deploy controller needs the reconciler's leader)."""
+    import dataclasses
+
+    from gordon_manager.app import service_starters
+    from gordon_manager.context import Services
+
+    names = [f.name for f in dataclasses.fields(Services)]
+    assert names.index("leader") < names.index("deploy_controller")
+    assert all(f.default is None for f in dataclasses.fields(Services))
+    order = [starter.__module__ for starter in service_starters()]
+    assert order.index("gordon_manager.reconcile.start") < order.index("gordon_manager.deploys.start")
+    services = Services()
+    assert services.running() == []
+    with __import__("pytest").raises(AttributeError):
+        services.nonexistent  # noqa: B018 - a typo is an error, not a silent None

@@ -115,4 +115,4 @@ async def test_prometheus_scrapes_the_bots_the_manager_lists(prom_stack, ops_app
 
             await wait_for(lambda: str(first.id) not in listed(), timeout=5)
             await wait_for(dropped, timeout=15)
-            assert app.state.ctx.services["file_sd"].failures == 0
+            assert app.state.ctx.services.file_sd.failures == 0

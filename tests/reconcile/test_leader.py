@@ -19,10 +19,10 @@ async def test_second_manager_serves_but_does_not_act_then_takes_over(rdb, data_
     settings_a = reconcile_settings(rdb, data_dir, log_dir)
     settings_b = reconcile_settings(rdb, data_dir, log_dir)  # same state dir: a replica on the same host
     async with running_app(settings_a) as (app_a, client_a):
-        rec_a = app_a.state.ctx.services["reconciler"]
+        rec_a = app_a.state.ctx.services.reconciler
         await wait_for(lambda: rec_a.leader.is_leader)
         async with running_app(settings_b) as (app_b, client_b):
-            rec_b = app_b.state.ctx.services["reconciler"]
+            rec_b = app_b.state.ctx.services.reconciler
             # B has tried for the lock twice (one keepalive apart) and found it held.
             await wait_for(lambda: rec_b.leader.iterations >= 2, timeout=15)
             assert rec_a.leader.is_leader and not rec_b.leader.is_leader

@@ -87,7 +87,7 @@ async def test_docker_lifecycle_kill_restart_adopt(ddb, data_dir, log_dir, docke
         await wait_for(lambda: _restarts_at_least(client, bot_id, 1))
     # manager restart: the running container is adopted, never duplicated
     async with running_app(settings) as (app, client):
-        reconciler = app.state.ctx.services["reconciler"]
+        reconciler = app.state.ctx.services.reconciler
         await wait_for(lambda: reconciler.iterations >= 3 and reconciler.leader.is_leader)
         await passes_as_leader(reconciler)  # each would have started a duplicate
         listed = containers(raw, bot_id)
@@ -122,7 +122,7 @@ async def test_proxy_down_leaves_bots_unchanged_counts_errors_then_recovers(ddb,
         bot_id = await new_bot(client)
         await wait_for(state_is(client, bot_id, "running"), timeout=20)
         before = _errors()
-        reconciler = app.state.ctx.services["reconciler"]
+        reconciler = app.state.ctx.services.reconciler
         docker_env.proxy.stop()
         try:
             passes = reconciler.iterations
@@ -154,7 +154,7 @@ async def test_unknown_image_is_a_terminal_error(ddb, data_dir, log_dir, docker_
         bot_id = await new_bot(client, image="gordon-bot:does-not-exist")
         st = await wait_for(state_is(client, bot_id, "error"), timeout=20)
         assert "image" in st["lastError"].lower()
-        reconciler = app.state.ctx.services["reconciler"]
+        reconciler = app.state.ctx.services.reconciler
         calls = reconciler.runtime_calls
         await passes_as_leader(reconciler)  # each would have retried it
         assert reconciler.runtime_calls == calls, "a config error is not retried"

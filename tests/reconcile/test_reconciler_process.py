@@ -163,7 +163,7 @@ async def test_manager_restart_adopts_instead_of_duplicating(rdb, data_dir, log_
         pid = await running_pid(client, bot_id)
     assert alive(pid), "bots outlive the manager"
     async with running_app(settings) as (app, client):
-        reconciler = app.state.ctx.services["reconciler"]
+        reconciler = app.state.ctx.services.reconciler
         await wait_for(lambda: reconciler.leader.is_leader)
         await wait_for(lambda: reconciler.iterations >= 3)
         assert pid_of(await status(client, bot_id)) == pid

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from gordon_manager.runs import repo
-from gordon_manager.runs.compactor import SERVICE_KEY, EquityCompactor
+from gordon_manager.runs.compactor import EquityCompactor
 from tests.conftest import wait_for
 from tests.runs.helpers import T0, add_points, collect, make_run
 
@@ -26,7 +26,7 @@ def reads_settings_overrides() -> dict:
 @pytest.fixture(autouse=True)
 async def quiet_compactor(reads_app):
     """Wait for the app compactor's start-up pass, so it cannot pack a test's points behind its back."""
-    compactor = reads_app.state.ctx.services[SERVICE_KEY]
+    compactor = reads_app.state.ctx.services.compactor
     await wait_for(lambda: compactor.iterations >= 1, timeout=30, interval=0.02)
 
 

@@ -25,7 +25,7 @@ async def create_backtest(body: BacktestCreate, request: Request, response: Resp
     ctx = request.app.state.ctx
     async with ctx.pool.acquire() as conn:
         row = await service.create_backtest(conn, body=body, actor=actor)
-    runner = ctx.services.get("backtests")
+    runner = ctx.services.backtests
     if runner is not None:
         runner.wake()
     run_url = f"/runs/{row['id']}"

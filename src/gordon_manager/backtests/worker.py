@@ -188,5 +188,5 @@ async def start(ctx) -> None:
     runner = BacktestRunner(pool=ctx.pool, database_url=ctx.database_url,
                             connect_timeout=ctx.settings.db_connect_timeout_s, log_level=ctx.settings.log_level,
                             leads=ctx.leads, stale_after_s=ctx.settings.backtest_stale_after_s)
-    ctx.services["backtests"] = runner
+    ctx.services.backtests = runner
     ctx.supervisor.start(runner)

@@ -16,16 +16,15 @@ from gordon_manager.bff.schemas import ExchangePing
 from gordon_manager.context import AppContext
 
 PING_PATH = "/api/v3/ping"
-SERVICE_KEY = "bff.exchange_client"
 
 
 def _client(ctx: AppContext) -> httpx.AsyncClient:
     """The shared client (closed at shutdown through ``ctx.services``)."""
-    client = ctx.services.get(SERVICE_KEY)
+    client = ctx.services.exchange_client
     if client is None:
         client = httpx.AsyncClient(timeout=ctx.settings.http_timeout_s, follow_redirects=False,
                                    headers={"User-Agent": "gordon-manager"})
-        ctx.services[SERVICE_KEY] = _Closing(client)
+        ctx.services.exchange_client = _Closing(client)
         return client
     return client.client
 

@@ -20,7 +20,6 @@ from gordon_manager.db.connect import _CONNECT_ERRORS, init_connection
 from gordon_manager.db.urls import describe_host
 from gordon_manager.errors import DatabaseUnavailable
 
-SERVICE_KEY = "bff.read_pool"
 # Failures of an established connection (server gone, socket closed) mean "database unavailable".
 _QUERY_ERRORS = (OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
                  asyncpg.exceptions.AdminShutdownError, asyncpg.exceptions.CannotConnectNowError)
@@ -68,9 +67,9 @@ class ReadPool:
 
 async def read_pool(ctx: AppContext) -> asyncpg.Pool:
     """The context's read-only pool (created and registered on first use)."""
-    holder = ctx.services.get(SERVICE_KEY)
+    holder = ctx.services.read_pool
     if holder is None:
-        holder = ctx.services.setdefault(SERVICE_KEY, ReadPool(ctx))
+        holder = ctx.services.read_pool = ReadPool(ctx)
     return await holder.get()
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -36,8 +36,7 @@ _404 = {404: {"description": "No such bot or deploy (problem+json)"}}
 _409 = {409: {"description": "Not allowed in the current state (problem+json, `currentState`)"}}
 
 
-def _wake(request: Request, name: str) -> None:
-    loop = request.app.state.ctx.services.get(name)
+def _wake(loop: Any) -> None:
     if loop is not None:
         loop.wake()
 
@@ -62,7 +61,7 @@ async def start_deploy(request: Request, response: Response, bot_id: BotId, body
     ctx = request.app.state.ctx
     deploy = await service.start_deploy(ctx.pool, bot_id=bot_id, body=body, settings=ctx.settings, actor=actor,
                                         request_id=request_id_var.get())
-    _wake(request, "deploy_controller")
+    _wake(request.app.state.ctx.services.deploy_controller)
     response.headers["Location"] = f"/bots/{bot_id}/deploy/status"
     return deploy
 
@@ -145,7 +144,7 @@ async def create_service_deploy(request: Request, response: Response, body: Serv
     """Start the new image next to the old container, swap when healthy; the old one keeps serving otherwise."""
     ctx = request.app.state.ctx
     deploy = await services.create_service_deploy(ctx.pool, body=body, settings=ctx.settings, actor=actor)
-    _wake(request, "service_deployer")
+    _wake(request.app.state.ctx.services.service_deployer)
     response.headers["Location"] = f"/deploys/service/{deploy.id}/status"
     return deploy
 
@@ -155,7 +154,7 @@ async def create_service_deploy(request: Request, response: Response, body: Serv
 async def abort_service_deploy(request: Request, deploy_id: DeployId, actor: Operator) -> ServiceDeployRead:
     """Abort before the swap: the new container is removed, the old one keeps serving."""
     deploy = await services.abort_service_deploy(request.app.state.ctx.pool, deploy_id=deploy_id, actor=actor)
-    _wake(request, "service_deployer")
+    _wake(request.app.state.ctx.services.service_deployer)
     return deploy
 
 

@@ -20,20 +20,23 @@ def controller_interval(lease_ttl_s: float) -> float:
 
 async def start(ctx: AppContext) -> None:
     """Start the loops; they act only while this replica holds the reconciler's leader lock."""
-    leader = ctx.services.get("leader")
+    leader = ctx.services.leader
     if leader is None:
+        if ctx.settings.reconcile_enabled:  # reconcile did not start first
+            raise RuntimeError("deploys need the reconciler's leader, which is not there (reconcile failed to "
+                               "start, or starts after deploys in app.service_starters)")
         # Reconciling is off here: another replica (the leader) drives deploys, and nothing would
         # converge a swap in this one anyway.
         return
     controller = DeployController(pool=ctx.pool, leader=leader,
                                   interval=controller_interval(ctx.settings.deploy_lease_ttl_s))
-    ctx.services["deploy_controller"] = controller
+    ctx.services.deploy_controller = controller
     ctx.supervisor.start(controller)
     if ctx.settings.docker_socket_proxy_url:
         containers = ServiceContainers(proxy_url=ctx.settings.docker_socket_proxy_url,
                                        policy=PayloadPolicy(allowed_images=allowed_images(ctx.settings)),
                                        timeout_s=ctx.settings.http_timeout_s)
         runner = ServiceDeployRunner(pool=ctx.pool, containers=containers, leader=leader)
-        ctx.services["service_containers"] = containers
-        ctx.services["service_deployer"] = runner
+        ctx.services.service_containers = containers
+        ctx.services.service_deployer = runner
         ctx.supervisor.start(runner)

@@ -10,7 +10,7 @@ router = APIRouter(tags=["events"])
 @router.websocket("/ws")
 async def live_events(websocket: WebSocket) -> None:
     """Upgrade to a WebSocket and serve the JSON event protocol until either side closes."""
-    service = websocket.app.state.ctx.services.get("events")
+    service = websocket.app.state.ctx.services.events
     if service is None:  # the events domain is not started (never in `serve`)
         await websocket.close(code=1013, reason="live events unavailable")
         return

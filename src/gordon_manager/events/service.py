@@ -74,7 +74,7 @@ class OutboxPruner(LoopService):
 
 
 class EventsService:
-    """What /ws needs at run time (kept in ``ctx.services["events"]``)."""
+    """What /ws needs at run time (kept in ``ctx.services.events``)."""
 
     def __init__(self, ctx: AppContext, *, hub: Hub, listener: NotifyListener,
                  nats: NatsBreakerConsumer | None, pruner: OutboxPruner) -> None:
@@ -121,4 +121,4 @@ async def start(ctx: AppContext) -> None:
     service = EventsService(ctx, hub=hub, listener=listener, nats=consumer, pruner=pruner)
     ctx.supervisor.start(HubMonitor(hub, service))
     ctx.supervisor.start(pruner)
-    ctx.services["events"] = service
+    ctx.services.events = service

@@ -16,8 +16,6 @@ from gordon_manager.errors import PeerError, PeerTimeout
 from gordon_manager.proxies.errors import PeerNotConfigured
 from gordon_manager.version import __version__
 
-SERVICE_KEY = "peer_http"
-
 
 class PeerHttp:
     """An httpx.AsyncClient with a total deadline per call and translated errors."""
@@ -46,9 +44,9 @@ class PeerHttp:
 
 def peer_http(ctx: Any) -> PeerHttp:
     """The app's shared PeerHttp, created on first use and closed with the app."""
-    client = ctx.services.get(SERVICE_KEY)
+    client = ctx.services.peer_http
     if client is None:
-        client = ctx.services[SERVICE_KEY] = PeerHttp(timeout_s=ctx.settings.http_timeout_s)
+        client = ctx.services.peer_http = PeerHttp(timeout_s=ctx.settings.http_timeout_s)
     return client
 
 

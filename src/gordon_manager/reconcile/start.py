@@ -131,9 +131,9 @@ async def start(ctx: AppContext) -> None:
     reconciler = Reconciler(pool=ctx.pool, runtime=runtime, leader=leader,
                             spec_builder=make_spec_builder(settings, runtime.kind), thresholds=thresholds(settings),
                             interval=settings.reconcile_interval_s)
-    ctx.services["runtime"] = runtime
-    ctx.services["reconciler"] = reconciler
-    ctx.services["leader"] = leader
+    ctx.services.runtime = runtime
+    ctx.services.reconciler = reconciler
+    ctx.services.leader = leader
     for loop in (leader, reconciler, LeaderWatcher(reconciler=reconciler),
                  ConfigListener(url=ctx.database_url, reconciler=reconciler),
                  RuntimeEventWatcher(runtime=runtime, reconciler=reconciler)):

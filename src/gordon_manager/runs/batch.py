@@ -20,7 +20,6 @@ from gordon_manager.bff.readpool import reading
 from gordon_manager.context import AppContext
 from gordon_manager.runs import repo
 
-SERVICE_KEY = "runs.page_batcher"
 MAX_BATCH = 64
 
 Request = tuple[int, datetime, datetime, int]
@@ -71,7 +70,7 @@ class PageBatcher:
 
 def page_batcher(ctx: AppContext) -> PageBatcher:
     """The context's batcher (created on first use)."""
-    batcher = ctx.services.get(SERVICE_KEY)
+    batcher = ctx.services.page_batcher
     if batcher is None:
-        batcher = ctx.services.setdefault(SERVICE_KEY, PageBatcher(ctx))
+        batcher = ctx.services.page_batcher = PageBatcher(ctx)
     return batcher

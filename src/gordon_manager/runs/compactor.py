@@ -21,7 +21,6 @@ from gordon_manager.observability import metrics
 from gordon_manager.runs import repo
 
 logger = logging.getLogger(__name__)
-SERVICE_KEY = "runs.compactor"
 BATCH_POINTS = 96 * 512
 CANDIDATES_PER_PASS = 100
 
@@ -59,5 +58,5 @@ class EquityCompactor(LoopService):
 async def start(ctx: AppContext) -> None:
     """Start the compactor (background worker only)."""
     compactor = EquityCompactor(ctx.pool, interval=ctx.settings.equity_compact_interval_s, active=ctx.leads)
-    ctx.services[SERVICE_KEY] = compactor  # tests hold it still while they compact by hand
+    ctx.services.compactor = compactor  # tests hold it still while they compact by hand
     ctx.supervisor.start(compactor)

@@ -21,7 +21,6 @@ from gordon_manager.observability import metrics
 from gordon_manager.runs import repo
 
 logger = logging.getLogger(__name__)
-SERVICE_KEY = "runs.reaper"
 
 
 class RunReaper(LoopService):
@@ -50,5 +49,5 @@ async def start(ctx) -> None:
     """Start the reaper (background worker; it acts while ``ctx.leads()``)."""
     stale = ctx.settings.run_abandon_after_s
     reaper = RunReaper(ctx.pool, stale_after_s=stale, interval=max(1.0, stale / 3), active=ctx.leads)
-    ctx.services[SERVICE_KEY] = reaper
+    ctx.services.reaper = reaper
     ctx.supervisor.start(reaper)
