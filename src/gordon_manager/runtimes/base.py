@@ -64,6 +64,7 @@ class Observed:
     exit_code: int | None = None
     started_at: datetime | None = None
     error: str | None = None
+    address: str | None = None  # the workload's IP on the bots' network (docker/swarm), for /metrics scraping
 
     @property
     def running(self) -> bool:

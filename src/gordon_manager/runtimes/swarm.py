@@ -7,7 +7,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-from gordon_manager.runtimes.proxied import ProxiedRuntime
 from gordon_manager.runtimes.base import (
     LABEL_BOT_ID,
     LABEL_CONFIG_VERSION,
@@ -22,6 +21,7 @@ from gordon_manager.runtimes.base import (
 from gordon_manager.runtimes.docker import container_events, events_since_now, parse_docker_time
 from gordon_manager.runtimes.docker_api import DockerConflict, DockerNotFound
 from gordon_manager.runtimes.payload import service_payload
+from gordon_manager.runtimes.proxied import ProxiedRuntime
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,18 @@ def _latest_task(tasks: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(tasks, key=lambda t: (t.get("DesiredState") == "running", str(t.get("UpdatedAt") or "")))
 
 
-def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Observed | None:
+def task_address(task: Mapping[str, Any], network: str | None = None) -> str | None:
+    """The task's IPv4 address on ``network`` (else its first attachment), without the prefix length."""
+    attachments = [a for a in task.get("NetworksAttachments") or [] if a.get("Addresses")]
+    named = [a for a in attachments if (((a.get("Network") or {}).get("Spec") or {}).get("Name")) == network]
+    for attachment in named or attachments:
+        return str(attachment["Addresses"][0]).split("/", 1)[0]
+    return None
+
+
+def observed_from_service(
+    service: Mapping[str, Any], tasks: list[Mapping[str, Any]], network: str | None = None
+) -> Observed | None:
     """Observed for a service from its own tasks."""
     labels = (service.get("Spec") or {}).get("Labels") or {}
     bot_id = label_int(labels, LABEL_BOT_ID)
@@ -74,6 +85,7 @@ def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, A
         exit_code=int(exit_code) if exit_code is not None else None,
         started_at=parse_docker_time(status.get("Timestamp")) if state == "running" else None,
         error=status.get("Err") or None,
+        address=task_address(task, network) if state == "running" else None,
     )
 
 
@@ -104,7 +116,7 @@ class SwarmRuntime(ProxiedRuntime):
         tasks = await self._tasks_by_service([str(s["ID"]) for s in services])
         result: dict[int, Observed] = {}
         for service in services:
-            obs = observed_from_service(service, tasks.get(str(service["ID"]), []))
+            obs = observed_from_service(service, tasks.get(str(service["ID"]), []), self._policy.network)
             if obs is not None and (
                 obs.bot_id not in result
                 or (obs.config_version or -1) > (result[obs.bot_id].config_version or -1)
@@ -117,7 +129,7 @@ class SwarmRuntime(ProxiedRuntime):
 
     async def _observe_one(self, service: Mapping[str, Any]) -> Observed:
         tasks = await self._tasks_by_service([str(service["ID"])])
-        obs = observed_from_service(service, tasks[str(service["ID"])])
+        obs = observed_from_service(service, tasks[str(service["ID"])], self._policy.network)
         if obs is None:
             raise WorkloadNotFound(f"service {service.get('ID')} lost its gordon.bot_id label")
         return obs
@@ -176,8 +188,10 @@ class SwarmRuntime(ProxiedRuntime):
             config_version=spec.config_version,
         )
 
-    async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
-        """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period)."""
+    async def stop(self, bot_id: int, *, timeout_s: float | None = None) -> None:
+        """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period,
+        by default the policy's stop timeout)."""
+        timeout_s = self._policy.stop_timeout_s if timeout_s is None else timeout_s
         async with self._lock(bot_id):
             for service in await self._services_for(bot_id):
                 if _replicas(service) == 0:
