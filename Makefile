@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml src/gordon_manager/_rowjson.c | sha1sum | cut -c1-12)
 TS_STAMP := clients/ts/node_modules/.gordon-lock-sha256
 
-.PHONY: run test openapi asyncapi bench lint clean system-deps
+.PHONY: run test openapi asyncapi bench lint clean system-deps image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,16 @@ $(TS_STAMP): clients/ts/package-lock.json
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	for f in bench/[a-z]*.py; do case $$f in */seed_bff.py) continue;; esac; echo "== $$f"; $(PY) $$f || exit 1; done
+
+IMAGE ?= ghcr.io/dlepaux/gordon-manager:3.8.0
+BASE  ?= python:3.11-slim
+## make image: build $(IMAGE): the wheels on the host (build/wheels), then the Dockerfile with no network (BASE=<image> for another Python 3.11 base)
+image: $(STAMP)
+	rm -rf build/wheels
+	$(PY) -m pip wheel -q --disable-pip-version-check --wheel-dir build/wheels .
+	DOCKER_BUILDKIT=$${DOCKER_BUILDKIT:-$$(docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)} \
+	  docker build --network none --build-arg BASE=$(BASE) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* coverage.json htmlcov .pytest_cache
