@@ -1,0 +1,329 @@
+"""The real bot in the project's image, started by the reconciler through the real docker-socket-proxy
+(issue 17): replayed bars → equity and decisions in PostgreSQL; ``docker kill`` → back within 2 s
+with its position; Prometheus scrapes it through file-SD on its own address; the same as a Swarm
+service; payloads and paths outside the allow-lists refused.
+
+Run alone: ``.venv/bin/python -m pytest tests/runtimes/test_bot_image.py -q -p no:cacheprovider``.
+
+The environment, all real and offline:
+* the image: the repository's Dockerfile built on the test dockerd from a Debian base made with
+  mmdebstrap (tests/infra/image_build.py; cached across runs by a hash of its inputs);
+* the bots' network ``gordon-bots`` (a bridge; ``gordon-bots-swarm``: a swarm-scoped bridge for
+  services) inside the daemon's network namespace; the test's PostgreSQL is relayed onto it by socat
+  (tests/infra/netns.py), so a bot reaches ``<gateway>:5432`` as it would reach a database service;
+* Prometheus (Debian's) inside the same namespace, scraping the file-SD file the manager writes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from gordon_manager.runtimes import PayloadPolicy, RuntimeConfigError, WorkloadSpec
+from gordon_manager.runtimes.payload import CONTAINER_KEYS, HOST_CONFIG_KEYS, container_payload
+from tests.botrunner.conftest import insert_klines, synth
+from tests.botrunner.live_helpers import DONCHIAN, Bars, Db, trading
+from tests.conftest import TEST_OPERATOR_TOKEN, create_database, make_settings, wait_for
+from tests.infra.binaries import require_binary
+from tests.infra.image_build import IMAGE, ensure_image
+from tests.infra.net import wait_until
+from tests.infra.netns import Netns
+from tests.reconcile.conftest import running_app
+
+HEADERS = {"X-Operator-Token": TEST_OPERATOR_TOKEN}
+pytestmark = pytest.mark.usefixtures("docker_clean")
+
+
+@dataclass(frozen=True)
+class BotNet:
+    name: str
+    subnet: str
+    gateway: str
+    scope: str
+
+
+DOCKER_NET = BotNet("gordon-bots", "10.217.0.0/24", "10.217.0.1", "local")
+SWARM_NET = BotNet("gordon-bots-swarm", "10.217.1.0/24", "10.217.1.1", "swarm")
+DB_PORT = 5432  # where bots reach PostgreSQL: <their network's gateway>:5432, relayed to the test server
+PROM_PORT = 9090  # Prometheus inside the daemon's namespace
+
+
+def ensure_network(raw: httpx.Client, net: BotNet) -> None:
+    """The bots' network on the daemon (what an operator creates once: `docker network create`)."""
+    if raw.get(f"/networks/{net.name}").status_code == 200:
+        return
+    body = {"Name": net.name, "Driver": "bridge", "CheckDuplicate": True, "Scope": net.scope,
+            "IPAM": {"Driver": "default", "Config": [{"Subnet": net.subnet, "Gateway": net.gateway}]}}
+    response = raw.post("/networks/create", json=body)
+    assert response.status_code == 201, response.text
+
+
+def pg_target(server_url: str) -> str:
+    """socat address of the test PostgreSQL: its unix socket, or its TCP host:port."""
+    url = urllib.parse.urlsplit(server_url)
+    socket_dir = urllib.parse.parse_qs(url.query).get("host", [None])[0]
+    if socket_dir:
+        port = url.port or 5432
+        return f"unix:{socket_dir}/.s.PGSQL.{port}"
+    return f"tcp:{url.hostname or '127.0.0.1'}:{url.port or 5432}"
+
+
+@pytest.fixture(scope="module")
+def image(docker_env) -> str:
+    return ensure_image(docker_env.raw)
+
+
+@pytest.fixture(scope="module")
+def netns(docker_env, pg_server_url) -> Iterator[Netns]:
+    # /tmp directly: unix socket paths are limited to 108 bytes.
+    ns = Netns(pid=docker_env.daemon.pid, work_dir=Path(tempfile.mkdtemp(prefix="gm-ns-", dir="/tmp")))
+    try:
+        ns.forward_in(port=DB_PORT, target=pg_target(pg_server_url), name="pg")
+        yield ns
+    finally:
+        ns.close()
+        shutil.rmtree(ns.work_dir, ignore_errors=True)
+
+
+class Prometheus:
+    """Debian's prometheus inside the daemon's namespace, its API relayed to a host unix socket."""
+
+    def __init__(self, netns: Netns, root: Path) -> None:
+        binary = require_binary("prometheus", package="prometheus")
+        root.mkdir(parents=True, exist_ok=True)
+        self.sd_file = root / "file_sd" / "bots.json"
+        config = yaml.safe_load((Path(__file__).parents[2] / "deploy/prometheus/prometheus.yml").read_text())
+        config["global"].update(scrape_interval="1s", evaluation_interval="1s", scrape_timeout="1s")
+        config.pop("rule_files", None)
+        config.pop("alerting", None)
+        config["scrape_configs"] = [job for job in config["scrape_configs"] if job["job_name"] == "gordon-bots"]
+        config["scrape_configs"][0]["file_sd_configs"][0].update(files=[str(self.sd_file)], refresh_interval="1s")
+        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
+        self.proc = netns.spawn([binary, f"--config.file={root / 'prometheus.yml'}", f"--storage.tsdb.path={root / 'tsdb'}",
+                                 f"--web.listen-address=127.0.0.1:{PROM_PORT}", "--log.level=warn"], name="prometheus")
+        self.http = httpx.Client(transport=httpx.HTTPTransport(uds=str(netns.expose(port=PROM_PORT, name="prom"))),
+                                 base_url="http://prometheus", timeout=5)
+        if not wait_until(lambda: self.proc.poll() is None and self.http.get("/-/ready").status_code == 200,
+                          timeout_s=30):
+            pytest.fail(f"prometheus not ready: {(netns.work_dir / 'prometheus.log').read_text()[-2000:]}",
+                        pytrace=False)
+
+    def up(self, bot_id: int) -> str | None:
+        """The value of up{job="gordon-bots",bot_id=...}, None before the first scrape."""
+        result = self.http.get("/api/v1/query", params={"query": f'up{{job="gordon-bots",bot_id="{bot_id}"}}'}
+                               ).json()["data"]["result"]
+        return result[0]["value"][1] if result else None
+
+    def target(self, bot_id: int) -> str | None:
+        for target in self.http.get("/api/v1/targets").json()["data"]["activeTargets"]:
+            if target["labels"].get("bot_id") == str(bot_id):
+                return target["labels"]["instance"]
+        return None
+
+
+@pytest.fixture(scope="module")
+def prometheus(netns) -> Iterator[Prometheus]:
+    prom = Prometheus(netns, netns.work_dir / "prometheus")
+    yield prom
+    prom.http.close()
+
+
+@pytest.fixture
+async def idb(pg_server_url):
+    return await create_database(pg_server_url)
+
+
+def manager_settings(db, data_dir: Path, stack, net: BotNet, prometheus: Prometheus, *, runtime: str, **overrides):
+    """A manager running bots from the image, as the compose stack configures one."""
+    values = dict(reconcile_enabled=True, reconcile_interval_s=0.5, runtime=runtime,
+                  docker_socket_proxy_url=stack.proxy_url, allowed_images="ghcr.io/dlepaux/", bot_image=IMAGE,
+                  bot_command="gordon-manager bot", bot_network=net.name, bot_stop_timeout_s=5,
+                  bot_database_url=SecretStr(f"postgresql://gordon_bot@{net.gateway}:{DB_PORT}/{db.name}"),
+                  file_sd_path=prometheus.sd_file, backoff_base_s=0.3, backoff_max_s=1.0, quarantine_failures=3,
+                  quarantine_window_s=60)
+    values.update(overrides)
+    return make_settings(db, data_dir, **values)
+
+
+async def create_bot(client, symbol: str, **overrides) -> int:
+    body = {"name": f"img-{uuid.uuid4().hex[:8]}", "strategy": "sma_crossover", "symbol": symbol, "interval": "1m",
+            "params": {"fast": 5, "slow": 20}, "mode": "paper", "desiredState": "running"}
+    body.update(overrides)
+    response = await client.post("/bots", json=body, headers=HEADERS)
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def containers(raw: httpx.Client, bot_id: int, *, running: bool = False) -> list[dict]:
+    filters = {"label": [f"gordon.bot_id={bot_id}", "gordon.managed=true"]}
+    if running:
+        filters["status"] = ["running"]
+    return raw.get("/containers/json", params={"all": "1", "filters": json.dumps(filters)}).json()
+
+
+def bot_logs(raw: httpx.Client, bot_id: int) -> str:
+    out = []
+    for item in containers(raw, bot_id):
+        out.append(raw.get(f"/containers/{item['Id']}/logs", params={"stdout": 1, "stderr": 1, "tail": 40}).text)
+    return "\n".join(out)
+
+
+async def replayed(db: Db, bot_id: int, n: int) -> bool:
+    rows = await db.fetch("SELECT count(*) AS n FROM trading.equity_points e JOIN trading.runs r ON r.id = e.run_id"
+                          " WHERE r.bot_id = $1", bot_id)
+    return rows[0]["n"] >= n
+
+
+async def heartbeat(db: Db, bot_id: int):
+    rows = await db.fetch("SELECT last_heartbeat_at, metrics_host, metrics_port FROM trading.bot_status"
+                          " WHERE bot_id = $1", bot_id)
+    return rows[0] if rows and rows[0]["last_heartbeat_at"] and rows[0]["metrics_host"] else None
+
+
+async def positive_qty(db: Db, bot_id: int):
+    qty = await db.qty(bot_id)
+    return qty if qty else None
+
+
+async def replay_bot_scraped(client, db: Db, admin_url: str, prometheus: Prometheus, net: BotNet, raw) -> int:
+    """A paper bot replaying 300 stored bars: all their equity points and its decisions in PostgreSQL,
+    its /metrics scraped on <its address on the bots' network>:9100 (up == 1)."""
+    symbol = "R" + uuid.uuid4().hex[:8].upper()
+    bars = synth(300, seed=7)
+    await insert_klines(admin_url, bars, symbol=symbol)
+    bot_id = await create_bot(client, symbol, labels={"replay.speed": "0"})
+    try:
+        await wait_for(lambda: replayed(db, bot_id, len(bars)), timeout=90)
+    except AssertionError:
+        raise AssertionError(f"bot {bot_id} did not replay its bars; its logs:\n{bot_logs(raw, bot_id)}") from None
+    decisions = await db.decisions(bot_id)
+    assert decisions, "the replay decided nothing"
+    beat = await wait_for(lambda: heartbeat(db, bot_id), timeout=30)
+    assert beat["metrics_port"] == 9100
+    assert beat["metrics_host"].startswith(net.subnet.rsplit(".", 1)[0] + "."), beat["metrics_host"]
+    await wait_for(lambda: prometheus.up(bot_id) == "1", timeout=30)
+    assert prometheus.target(bot_id) == f"{beat['metrics_host']}:9100"
+    return bot_id
+
+
+async def test_a_real_bot_container_replays_is_scraped_and_comes_back_with_its_position(
+        idb, data_dir, docker_env, image, netns, prometheus):
+    raw = docker_env.raw
+    ensure_network(raw, DOCKER_NET)
+    db = Db(idb.admin_url)
+    settings = manager_settings(idb, data_dir, docker_env, DOCKER_NET, prometheus, runtime="docker")
+    async with running_app(settings) as (app, client):
+        replay_id = await replay_bot_scraped(client, db, idb.admin_url, prometheus, DOCKER_NET, raw)
+        (box,) = containers(raw, replay_id)
+        inspect = raw.get(f"/containers/{box['Id']}/json").json()
+        host = inspect["HostConfig"]
+        assert host["NetworkMode"] == DOCKER_NET.name and host["RestartPolicy"]["Name"] == "no"
+        assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 1024 * 1024
+        assert inspect["Config"]["StopTimeout"] == 5 and inspect["Config"]["User"] in ("", "10001:10001")
+        assert inspect["Config"]["Labels"]["gordon.managed"] == "true"
+        assert inspect["Config"]["Labels"]["gordon.bot_id"] == str(replay_id)
+
+        # A following paper bot takes a position, is SIGKILLed, and is back within 2 s with it.
+        bars = Bars(idb.admin_url)
+        await bars.flat(6, 100.0)
+        bot_id = await create_bot(client, bars.symbol, strategy="donchian_breakout", params=DONCHIAN,
+                                  labels={"resources.cpu": "0.5", "resources.memory_mb": "256"},
+                                  execution={"initialCash": "10000", "takerFeeBps": "10", "slippageBps": "0"})
+        first = await trading(db, bot_id, timeout=60)
+        await bars.add(102.0, 102.0)  # decided at the breakout's close, filled at the next bar's open
+        held = await wait_for(lambda: positive_qty(db, bot_id), timeout=30)
+        (box,) = containers(raw, bot_id, running=True)
+        assert raw.get(f"/containers/{box['Id']}/json").json()["HostConfig"]["NanoCpus"] == 500_000_000
+        killed = time.monotonic()
+        assert raw.post(f"/containers/{box['Id']}/kill").status_code == 204
+        await wait_for(lambda: not containers(raw, bot_id, running=True), timeout=5, interval=0.01)
+        await wait_for(lambda: containers(raw, bot_id, running=True), timeout=10, interval=0.01)
+        back_s = time.monotonic() - killed
+        assert back_s <= 2.0, f"killed bot container back after {back_s:.2f}s"
+        second = await trading(db, bot_id, other_than=first["id"], timeout=60)
+        assert Decimal(second["config"]["opening"]["qty"]) == held, "the position is kept across the kill"
+        assert await db.qty(bot_id) == held
+        assert len(containers(raw, bot_id)) == 1, "restarted in place, never duplicated"
+
+
+def test_payloads_and_paths_outside_the_allow_lists_are_refused(docker_env, image):
+    proxy = httpx.Client(base_url=docker_env.proxy_url, timeout=10)
+    try:
+        # The proxy: dockerd's other sections stay out of reach (exec, builds, pulls, networks, volumes).
+        for method, path in (("POST", "/build"), ("POST", "/images/create"), ("POST", "/networks/create"),
+                             ("POST", "/volumes/create"), ("POST", "/containers/x/exec"), ("POST", "/swarm/leave"),
+                             ("POST", "/containers/create/../../build")):
+            assert proxy.request(method, path).status_code == 403, path
+        # Bodies: what the proxy forwards to /containers/create is built only from the allow-list.
+        policy = PayloadPolicy(allowed_images=("ghcr.io/dlepaux/",), network=DOCKER_NET.name)
+        spec = WorkloadSpec(bot_id=1, config_version=1, name="gordon-bot-1", image=IMAGE, command=("gordon-manager", "bot"))
+        for bad in ({"network": "host"}, {"network": "container:abc"}, {"user": "root"}):
+            with pytest.raises(RuntimeConfigError):
+                PayloadPolicy(**{"allowed_images": ("ghcr.io/dlepaux/",), **bad})
+        payload = container_payload(spec, policy=policy)
+        assert set(payload) <= CONTAINER_KEYS and set(payload["HostConfig"]) <= HOST_CONFIG_KEYS
+        assert not payload["HostConfig"]["Privileged"] and payload["HostConfig"]["CapDrop"] == ["ALL"]
+    finally:
+        proxy.close()
+
+
+
+def services(raw: httpx.Client, bot_id: int) -> list[dict]:
+    filters = json.dumps({"label": [f"gordon.bot_id={bot_id}", "gordon.managed=true"]})
+    return raw.get("/services", params={"filters": filters}).json()
+
+
+async def test_the_same_bot_as_a_swarm_service(idb, data_dir, swarm_env, image, netns, prometheus):
+    raw = swarm_env.raw
+    ensure_network(raw, SWARM_NET)
+    db = Db(idb.admin_url)
+    settings = manager_settings(idb, data_dir, swarm_env, SWARM_NET, prometheus, runtime="swarm")
+    async with running_app(settings) as (app, client):
+        bot_id = await replay_bot_scraped(client, db, idb.admin_url, prometheus, SWARM_NET, raw)
+        (service,) = services(raw, bot_id)
+        template = service["Spec"]["TaskTemplate"]
+        assert template["RestartPolicy"]["Condition"] == "none"
+        assert template["Resources"]["Limits"]["NanoCPUs"] == 1_000_000_000
+        assert template["Networks"][0]["Target"] in (SWARM_NET.name, raw.get(f"/networks/{SWARM_NET.name}").json()["Id"])
+        # kill the task's container: swarm does not restart it (condition none), the reconciler does
+        (box,) = containers(raw, bot_id, running=True)
+        killed = time.monotonic()
+        assert raw.post(f"/containers/{box['Id']}/kill").status_code == 204
+        await wait_for(lambda: [c for c in containers(raw, bot_id, running=True) if c["Id"] != box["Id"]],
+                       timeout=20, interval=0.02)
+        back_s = time.monotonic() - killed
+        print(f"swarm: killed task container back (new task running) after {back_s:.2f}s")
+        assert back_s <= 5.0, f"killed service task back after {back_s:.2f}s"
+        await wait_for(lambda: prometheus.up(bot_id) == "1", timeout=30)
+    # a manager restart adopts the service: the same one, still running, no duplicate
+    async with running_app(settings) as (app, client):
+        reconciler = app.state.ctx.services["reconciler"]
+        await wait_for(lambda: reconciler.iterations >= 4 and reconciler.leader.is_leader, timeout=30)
+        (again,) = services(raw, bot_id)
+        assert again["ID"] == service["ID"]
+        assert len(containers(raw, bot_id, running=True)) == 1
+    # a bot that crashes at every start is quarantined
+    crashing = manager_settings(idb, data_dir, swarm_env, SWARM_NET, prometheus, runtime="swarm",
+                                bot_command='python3 -c "raise SystemExit(3)"')
+    async with running_app(crashing) as (app, client):
+        crash_id = await create_bot(client, "BTCUSDT")
+
+        async def quarantined():
+            st = (await client.get(f"/bots/{crash_id}")).json()["status"]
+            return st["observedState"] == "quarantined" and st
+
+        st = await wait_for(quarantined, timeout=90)
+        assert "crash" in st["quarantineReason"]
