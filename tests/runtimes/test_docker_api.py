@@ -196,7 +196,7 @@ def test_parsers() -> None:
     }
     assert observed_from_service(svc, []).state == "exited"
     svc["Spec"]["Mode"]["Replicated"]["Replicas"] = 1
-    assert observed_from_service(svc, []).state == "created"
+    assert observed_from_service(svc, []).state == "starting"
 
 
 def test_create_runtime_factory(tmp_path) -> None:

@@ -14,7 +14,7 @@ LABEL_BOT_ID = "gordon.bot_id"
 LABEL_CONFIG_VERSION = "gordon.config_version"
 LABEL_RUNTIME = "gordon.runtime"
 
-STATES = frozenset({"running", "exited", "created", "restarting", "paused", "missing"})
+STATES = frozenset({"running", "starting", "exited", "created", "restarting", "paused", "missing"})
 EVENT_KINDS = frozenset({"died", "started", "removed"})
 
 
@@ -68,8 +68,9 @@ class Observed:
 
     @property
     def running(self) -> bool:
-        """True when the workload is up (running or paused counts as up)."""
-        return self.state in ("running", "paused", "restarting")
+        """True when the workload is up (running or paused counts as up; so does a swarm task being
+        scheduled or started: "starting")."""
+        return self.state in ("running", "paused", "restarting", "starting")
 
 
 @dataclass(frozen=True)
