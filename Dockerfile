@@ -30,9 +30,10 @@ LABEL org.opencontainers.image.title="gordon-manager" \
 # A fixed, unprivileged uid (no useradd: the base may not ship it); the data dir is its own.
 RUN echo 'gordon:x:10001:10001:gordon-manager:/var/lib/gordon-manager:/usr/sbin/nologin' >> /etc/passwd \
  && echo 'gordon:x:10001:' >> /etc/group \
- && mkdir -p /var/lib/gordon-manager \
- && chown 10001:10001 /var/lib/gordon-manager \
+ && mkdir -p /var/lib/gordon-manager /var/lib/gordon-manager-file-sd \
+ && chown 10001:10001 /var/lib/gordon-manager /var/lib/gordon-manager-file-sd \
  && chmod 0700 /var/lib/gordon-manager
+# /var/lib/gordon-manager-file-sd (0755): the file-SD targets, a volume Prometheus mounts read-only.
 COPY --from=build /opt/gordon-manager /opt/gordon-manager
 COPY deploy/docker/healthcheck.py /opt/gordon-manager/healthcheck.py
 # The built console (static files served by the manager) is copied here once it exists; there is none yet.
