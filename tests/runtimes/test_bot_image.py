@@ -280,8 +280,36 @@ def test_payloads_and_paths_outside_the_allow_lists_are_refused(docker_env, imag
                              ("POST", "/volumes/create"), ("POST", "/containers/x/exec"), ("POST", "/swarm/leave"),
                              ("POST", "/containers/create/../../build")):
             assert proxy.request(method, path).status_code == 403, path
-        # Bodies: what the proxy forwards to /containers/create is built only from the allow-list.
+        # Bodies: the manager builds them from its allow-list, and the proxy refuses one outside it.
         policy = PayloadPolicy(allowed_images=("ghcr.io/dlepaux/",), network=DOCKER_NET.name)
+        good = container_payload(WorkloadSpec(bot_id=1, config_version=1, name="gordon-bot-x", image=IMAGE,
+                                              command=("gordon-manager", "bot")), policy=policy)
+        outside = [
+            {"HostConfig": {**good["HostConfig"], "Binds": ["/:/host"]}},
+            {"HostConfig": {**good["HostConfig"], "Privileged": True}},
+            {"HostConfig": {**good["HostConfig"], "NetworkMode": "host"}},
+            {"HostConfig": {**good["HostConfig"], "PidMode": "host"}},
+            {"HostConfig": {**good["HostConfig"], "CapAdd": ["SYS_ADMIN"]}},
+            {"HostConfig": {**good["HostConfig"], "Devices": [{"PathOnHost": "/dev/mem"}]}},
+            {"HostConfig": {**good["HostConfig"], "SecurityOpt": ["seccomp=unconfined"]}},
+            {"HostConfig": {**good["HostConfig"], "mounts": [{"Type": "bind", "Source": "/"}]}},  # Go: any case
+        ]
+        for extra in outside:
+            body = json.dumps({**good, **extra})
+            response = proxy.post("/containers/create", params={"name": "gordon-bot-x"}, content=body,
+                                  headers={"Content-Type": "application/json"})
+            assert response.status_code == 403, extra
+        escaped = json.dumps({**good, "HostConfig": {**good["HostConfig"], "Binds": ["/:/h"]}}).replace("Binds", "\\u0042inds")
+        assert proxy.post("/containers/create", content=escaped,
+                          headers={"Content-Type": "application/json"}).status_code == 403
+        service = {"Name": "x", "TaskTemplate": {"ContainerSpec": {"Image": IMAGE, "Mounts": [{"Source": "/"}]}}}
+        assert proxy.post("/services/create", json=service).status_code == 403
+        assert not docker_env.raw.get("/containers/json", params={"all": 1, "filters": json.dumps(
+            {"name": ["gordon-bot-x"]})}).json(), "nothing was created"
+        # ... while the allow-listed body itself goes through (and is removed again)
+        created = proxy.post("/containers/create", params={"name": "gordon-bot-x"}, json=good)
+        assert created.status_code == 201, created.text
+        assert proxy.delete(f"/containers/{created.json()['Id']}", params={"force": "1"}).status_code == 204
         spec = WorkloadSpec(bot_id=1, config_version=1, name="gordon-bot-1", image=IMAGE, command=("gordon-manager", "bot"))
         for bad in ({"network": "host"}, {"network": "container:abc"}, {"user": "root"}):
             with pytest.raises(RuntimeConfigError):
