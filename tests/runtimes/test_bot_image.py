@@ -247,6 +247,7 @@ async def test_a_real_bot_container_replays_is_scraped_and_comes_back_with_its_p
         assert host["NanoCpus"] == 1_000_000_000 and host["Memory"] == 512 * 1024 * 1024
         assert inspect["Config"]["StopTimeout"] == 5 and inspect["Config"]["User"] in ("", "10001:10001")
         assert inspect["Config"]["Labels"]["gordon.managed"] == "true"
+        assert inspect["Config"]["Healthcheck"]["Test"] == ["NONE"], "the image's /healthz probe is not a bot's"
         assert inspect["Config"]["Labels"]["gordon.bot_id"] == str(replay_id)
 
         # A following paper bot takes a position, is SIGKILLed, and is back within 2 s with it.
