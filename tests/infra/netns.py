@@ -93,10 +93,11 @@ class Netns:
         return any(line.split()[1].endswith(f":{port:04X}") and line.split()[3] == "0A"
                    for line in table.splitlines()[1:])
 
-    def expose(self, *, port: int, name: str) -> Path:
-        """A host unix socket relayed to 127.0.0.1:``port`` inside the namespace; returns its path."""
+    def expose(self, *, port: int, name: str, host: str = "127.0.0.1") -> Path:
+        """A host unix socket relayed to ``host``:``port`` inside the namespace (its loopback, or a
+        container's address); returns its path."""
         sock = self._unix(name)
-        self.spawn([self._socat, f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:127.0.0.1:{port}"], name=f"{name}-expose")
+        self.spawn([self._socat, f"UNIX-LISTEN:{sock},fork,mode=600", f"TCP:{host}:{port}"], name=f"{name}-expose")
         if not wait_until(sock.exists, timeout_s=10):
             pytest.fail(f"relay {name}: {sock} did not appear", pytrace=False)
         return sock

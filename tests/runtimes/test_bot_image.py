@@ -70,7 +70,8 @@ def ensure_network(raw: httpx.Client, net: BotNet) -> None:
         # A swarm-scoped bridge takes its addresses from a node-local config-only network
         # (`docker network create --config-only` then `--scope swarm --config-from`).
         config = {"Name": f"{net.name}-config", "ConfigOnly": True, "IPAM": ipam}
-        assert raw.post("/networks/create", json=config).status_code == 201
+        if raw.get(f"/networks/{config['Name']}").status_code != 200:  # kept when a test left swarm mode
+            assert raw.post("/networks/create", json=config).status_code == 201
         body = {"Name": net.name, "Driver": "bridge", "Scope": "swarm", "ConfigFrom": {"Network": config["Name"]}}
     else:
         body = {"Name": net.name, "Driver": "bridge", "CheckDuplicate": True, "IPAM": ipam}
@@ -371,3 +372,64 @@ async def test_the_same_bot_as_a_swarm_service(idb, data_dir, swarm_env, image, 
 
         st = await wait_for(quarantined, timeout=90)
         assert "crash" in st["quarantineReason"]
+
+
+async def test_the_manager_in_its_own_container_runs_a_bot_container(idb, docker_env, image, netns):
+    """The production topology (deploy/compose.yaml) without a registry: the manager is a container of
+    the image on the bots' network, reaching PostgreSQL and the socket proxy by address; it starts the
+    bot as another container of the same image, which replays stored bars."""
+    raw = docker_env.raw
+    ensure_network(raw, DOCKER_NET)
+    proxy_port = int(docker_env.proxy_url.rsplit(":", 1)[1])
+    netns.forward_in(port=2375, target=f"tcp:127.0.0.1:{proxy_port}", name="proxy")
+    gw, db_name = DOCKER_NET.gateway, idb.name
+    env = {
+        "GORDON_DATABASE_URL": f"postgresql://gordon_manager@{gw}:{DB_PORT}/{db_name}",
+        "GORDON_DATABASE_ADMIN_URL": f"postgresql://postgres@{gw}:{DB_PORT}/{db_name}",
+        "GORDON_MANAGER_OPERATOR_TOKEN": TEST_OPERATOR_TOKEN,
+        "GORDON_MANAGER_ALLOWED_HOSTS": "*",
+        "GORDON_MANAGER_RUNTIME": "docker",
+        "DOCKER_SOCKET_PROXY_URL": f"http://{gw}:2375",
+        "GORDON_MANAGER_ALLOWED_IMAGES": "ghcr.io/dlepaux/",
+        "GORDON_MANAGER_BOT_NETWORK": DOCKER_NET.name,
+        "GORDON_BOT_DATABASE_URL": f"postgresql://gordon_bot@{gw}:{DB_PORT}/{db_name}",
+        "GORDON_MANAGER_RECONCILE_INTERVAL_S": "0.5",
+    }
+    name = f"gordon-manager-{uuid.uuid4().hex[:6]}"
+    created = raw.post("/containers/create", params={"name": name}, json={
+        "Image": image, "Env": [f"{k}={v}" for k, v in env.items()],
+        "HostConfig": {"NetworkMode": DOCKER_NET.name}})
+    assert created.status_code == 201, created.text
+    manager_id = created.json()["Id"]
+    try:
+        assert raw.post(f"/containers/{manager_id}/start").status_code == 204
+        address = raw.get(f"/containers/{manager_id}/json").json()["NetworkSettings"]["Networks"][DOCKER_NET.name][
+            "IPAddress"]
+        http = httpx.Client(transport=httpx.HTTPTransport(uds=str(netns.expose(port=8083, host=address,
+                                                                                 name="manager"))),
+                            base_url="http://localhost", timeout=10)
+        logs = lambda: raw.get(f"/containers/{manager_id}/logs", params={"stdout": 1, "stderr": 1,  # noqa: E731
+                                                                         "tail": 30}).text
+        assert wait_until(lambda: http.get("/healthz").status_code == 200, timeout_s=60), logs()
+        symbol = "M" + uuid.uuid4().hex[:8].upper()
+        bars = synth(200, seed=3)
+        await insert_klines(idb.admin_url, bars, symbol=symbol)
+        response = http.post("/bots", headers=HEADERS, json={
+            "name": "replay-1", "strategy": "sma_crossover", "symbol": symbol, "interval": "1m",
+            "params": {"fast": 3, "slow": 8}, "mode": "paper", "desiredState": "running",
+            "labels": {"replay.speed": "0"}})
+        assert response.status_code == 201, response.text
+        bot_id = response.json()["id"]
+        db = Db(idb.admin_url)
+        try:
+            await wait_for(lambda: replayed(db, bot_id, len(bars)), timeout=90)
+        except AssertionError:
+            raise AssertionError(f"no replay; manager:\n{logs()}\nbot:\n{bot_logs(raw, bot_id)}") from None
+        assert await db.decisions(bot_id)
+        (box,) = containers(raw, bot_id, running=True)
+        assert box["Image"] == image and box["Id"] != manager_id
+        status = http.get(f"/bots/{bot_id}").json()["status"]
+        assert status["observedState"] == "running" and status["runtime"] == "docker"
+        http.close()
+    finally:
+        raw.delete(f"/containers/{manager_id}", params={"force": "1"})
