@@ -73,8 +73,8 @@ def base_rootfs() -> Path:
     if target.exists():
         return target
     mmdebstrap = require_binary("mmdebstrap", package="mmdebstrap")
-    partial = target.with_suffix(".partial")
-    args = [mmdebstrap, "--quiet", "--variant=apt", f"--include={','.join(BASE_PACKAGES)}",
+    partial = target.with_name(f"{target.stem}.partial.tar")  # mmdebstrap picks its output format by the suffix
+    args = [mmdebstrap, "--quiet", "--variant=apt", "--format=tar", f"--include={','.join(BASE_PACKAGES)}",
             "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-exclude=/usr/share/man/*",
             "--dpkgopt=path-exclude=/usr/share/locale/*", "bookworm", str(partial),
             os.environ.get("GORDON_TEST_DEBIAN_MIRROR", "http://deb.debian.org/debian")]
