@@ -59,6 +59,7 @@ DOCKER_NET = BotNet("gordon-bots", "10.217.0.0/24", "10.217.0.1", "local")
 SWARM_NET = BotNet("gordon-bots-swarm", "10.217.1.0/24", "10.217.1.1", "swarm")
 DB_PORT = 5432  # where bots reach PostgreSQL: <their network's gateway>:5432, relayed to the test server
 PROM_PORT = 9090  # Prometheus inside the daemon's namespace
+NATS_PORT = 4222  # where bots reach NATS: <their network's gateway>:4222, relayed to the test's nats-server
 
 
 def ensure_network(raw: httpx.Client, net: BotNet) -> None:
@@ -140,6 +141,37 @@ class Prometheus:
             if target["labels"].get("bot_id") == str(bot_id):
                 return target["labels"]["instance"]
         return None
+
+
+@dataclass(frozen=True)
+class Nats:
+    url: str  # the manager's (host loopback)
+    monitor: str  # nats-server's monitoring endpoint (host loopback)
+
+
+@pytest.fixture(scope="module")
+def nats(netns) -> Iterator[Nats]:
+    """nats-server -js on the host's loopback, relayed onto the bots' networks at <gateway>:4222."""
+    import subprocess
+
+    from tests.events.helpers import nats_server_binary
+    from tests.infra.net import free_port
+
+    port, monitor = free_port(), free_port()
+    store = netns.work_dir / "nats"
+    proc = subprocess.Popen([nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor),
+                             "-sd", str(store)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_until(lambda: httpx.get(f"http://127.0.0.1:{monitor}/healthz").status_code == 200, timeout_s=20)
+        netns.forward_in(port=NATS_PORT, target=f"tcp:127.0.0.1:{port}", name="nats")
+        yield Nats(url=f"nats://127.0.0.1:{port}", monitor=f"http://127.0.0.1:{monitor}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def nats_clients(nats: Nats) -> set[str]:
+    return {c.get("name") for c in httpx.get(f"{nats.monitor}/connz").json().get("connections") or []}
 
 
 @pytest.fixture(scope="module")
@@ -234,13 +266,16 @@ async def replay_bot_scraped(client, db: Db, admin_url: str, prometheus: Prometh
 
 
 async def test_a_real_bot_container_replays_is_scraped_and_comes_back_with_its_position(
-        idb, data_dir, docker_env, image, netns, prometheus):
+        idb, data_dir, docker_env, image, netns, prometheus, nats):
     raw = docker_env.raw
     ensure_network(raw, DOCKER_NET)
     db = Db(idb.admin_url)
-    settings = manager_settings(idb, data_dir, docker_env, DOCKER_NET, prometheus, runtime="docker")
+    settings = manager_settings(idb, data_dir, docker_env, DOCKER_NET, prometheus, runtime="docker",
+                                bus_nats_url=nats.url, bot_nats_url=f"nats://{DOCKER_NET.gateway}:{NATS_PORT}")
     async with running_app(settings) as (app, client):
         replay_id = await replay_bot_scraped(client, db, idb.admin_url, prometheus, DOCKER_NET, raw)
+        # the bot reached NATS at the URL it was given (the manager's own is the host's loopback)
+        await wait_for(lambda: f"gordon-bot-{replay_id}" in nats_clients(nats), timeout=20)
         (box,) = containers(raw, replay_id)
         inspect = raw.get(f"/containers/{box['Id']}/json").json()
         host = inspect["HostConfig"]
