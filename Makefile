@@ -10,7 +10,7 @@ CONSOLE_STAMP := console/node_modules/.gordon-lock-sha256
 # What the console's build is made of: its sources, its config and the typed client it imports.
 CONSOLE_SRC := $(shell find console/src console/index.html console/vite.config.ts console/tsconfig.json console/package.json clients/ts/src -type f 2>/dev/null)
 
-.PHONY: run test openapi asyncapi bench lint clean system-deps console console-test
+.PHONY: run test openapi asyncapi bench lint clean system-deps console console-test image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,16 @@ console-test: $(CONSOLE_STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[test,bench]'
 	for f in bench/[a-z]*.py; do case $$f in */seed_bff.py) continue;; esac; echo "== $$f"; $(PY) $$f || exit 1; done
+
+IMAGE ?= ghcr.io/dlepaux/gordon-manager:3.8.0
+BASE  ?= python:3.11-slim
+## make image: build $(IMAGE): the wheels on the host (build/wheels), then the Dockerfile with no network (BASE=<image> for another Python 3.11 base)
+image: $(STAMP) console
+	rm -rf build/wheels
+	$(PY) -m pip wheel -q --disable-pip-version-check --wheel-dir build/wheels .
+	DOCKER_BUILDKIT=$${DOCKER_BUILDKIT:-$$(docker buildx version >/dev/null 2>&1 && echo 1 || echo 0)} \
+	  docker build --network none --build-arg BASE=$(BASE) \
+	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* coverage.json htmlcov .pytest_cache

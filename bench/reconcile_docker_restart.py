@@ -35,6 +35,7 @@ async def main(server_url: str) -> None:
         settings = make_settings(db, data, reconcile_enabled=True, runtime="docker",
                                  docker_socket_proxy_url=stack.proxy_url, allowed_images="gordon-bot",
                                  bot_image=stack.image, bot_command="sleep 1000000", reconcile_interval_s=5.0,
+                                 bot_network="none",  # busybox sleep: no network needed
                                  quarantine_failures=1000,
                                  # each kill is measured as the first failure of its window (no backoff)
                                  quarantine_window_s=0.5)

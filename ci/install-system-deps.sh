@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus, chromium;
+# Install the Debian packages the real-parts tests need (dockerd, haproxy, busybox, prometheus, chromium,
+# mmdebstrap (the offline base of the image tests), socat (relays into the test dockerd's namespace),
+# docker-compose (validates deploy/compose.yaml);
 # Node.js and npm for the TypeScript client and the OpenAPI lint, unless a node and an npm are already there).
 # Idempotent: packages already installed are skipped; quiet unless something fails.
 set -euo pipefail
 
-PACKAGES=(docker.io haproxy busybox-static prometheus prometheus-alertmanager chromium)
+PACKAGES=(docker.io haproxy busybox-static prometheus prometheus-alertmanager chromium mmdebstrap socat docker-compose)
 
 if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
     allowed_images: str = Field("gordon-bot,ghcr.io/dlepaux/", validation_alias=_alias("GORDON_MANAGER_ALLOWED_IMAGES"),
                                 description="Comma-separated image repository prefixes a bot may run.")
     bot_image: str = Field("ghcr.io/dlepaux/gordon-manager:3.8.0", validation_alias=_alias("GORDON_MANAGER_BOT_IMAGE"), description="Default bot image.")
+    bot_network: str = Field("gordon-bots", validation_alias=_alias("GORDON_MANAGER_BOT_NETWORK"),
+                             description="Docker network bot containers (docker) or services (swarm: a swarm-scoped network) join, to reach PostgreSQL, NATS and be scraped. `none`: no network. Never `host`.")
+    bot_nats_url: str | None = Field(None, validation_alias=_alias("GORDON_MANAGER_BOT_NATS_URL"),
+                                     description="NATS URL bots are given (as seen from their network). Unset: GORDON_BUS_NATS_URL.")
+    bot_cpu_limit: float = Field(1.0, gt=0, le=256, validation_alias=_alias("GORDON_MANAGER_BOT_CPU_LIMIT"),
+                                 description="CPUs a bot container may use, unless the bot's label `resources.cpu` says otherwise (docker/swarm).")
+    bot_memory_limit_mb: int = Field(512, ge=6, validation_alias=_alias("GORDON_MANAGER_BOT_MEMORY_LIMIT_MB"),
+                                     description="Memory limit (MiB, no swap beyond) of a bot container, unless the bot's label `resources.memory_mb` says otherwise (docker/swarm).")
+    bot_stop_timeout_s: int = Field(30, ge=1, le=3600, validation_alias=_alias("GORDON_MANAGER_BOT_STOP_TIMEOUT_S"),
+                                    description="Grace between SIGTERM and SIGKILL when a bot container or service stops: time to finish its batch (docker/swarm).")
+    bot_metrics_port: int = Field(9100, ge=1, le=65535, validation_alias=_alias("GORDON_MANAGER_BOT_METRICS_PORT"),
+                                  description="Port of a bot container's /metrics on its network address (file-SD target `<container IP>:<port>`).")
     ws_queue_size: int = Field(1024, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_QUEUE_SIZE"), description="Per-subscriber bounded queue (frames).")
     ws_batch_window_ms: float = Field(5.0, ge=0, validation_alias=_alias("GORDON_MANAGER_WS_BATCH_WINDOW_MS"), description="Events within this window go out as one batch frame.")
     ws_overflow_threshold: int = Field(10, ge=1, validation_alias=_alias("GORDON_MANAGER_WS_OVERFLOW_THRESHOLD"), description="Overflows per minute that report ws_subscriber_overload.")

@@ -42,6 +42,12 @@ class DockerDaemon:
         """The daemon's raw socket URL (the "outside world" in tests; the manager never uses it)."""
         return f"unix://{self.socket_path}"
 
+    @property
+    def pid(self) -> int:
+        """pid of the daemon (its network namespace is /proc/<pid>/ns/net: tests/infra/netns.py)."""
+        assert self._proc is not None, "dockerd is not running"
+        return self._proc.pid
+
     def client(self, *, timeout_s: float = 30.0) -> httpx.Client:
         """A sync httpx client on the raw socket."""
         return httpx.Client(

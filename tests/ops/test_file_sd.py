@@ -116,3 +116,12 @@ async def test_prometheus_scrapes_the_bots_the_manager_lists(prom_stack, ops_app
             await wait_for(lambda: str(first.id) not in listed(), timeout=5)
             await wait_for(dropped, timeout=15)
             assert app.state.ctx.services.file_sd.failures == 0
+
+
+def test_a_container_is_its_own_target():
+    """Issue 17: a bot container is scraped on its address on the bots' network, a process on the host."""
+    base = {"name": "a", "strategy": "s", "symbol": "BTCUSDT", "mode": "paper", "config_version": 1}
+    rows = [{**base, "bot_id": 1, "metrics_port": 9100, "metrics_host": "10.217.0.5"},
+            {**base, "bot_id": 2, "metrics_port": 9107, "metrics_host": None}]
+    targets = [group["targets"] for group in json.loads(render_targets(rows))]
+    assert targets == [["10.217.0.5:9100"], ["127.0.0.1:9107"]]

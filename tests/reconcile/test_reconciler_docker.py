@@ -25,7 +25,8 @@ async def ddb(pg_server_url):
 
 def docker_settings(db, data_dir, log_dir, docker_env, *, runtime="docker", command="sleep 1000000", **kw):
     return reconcile_settings(db, data_dir, log_dir, runtime=runtime, docker_socket_proxy_url=docker_env.proxy_url,
-                              allowed_images="gordon-bot", bot_image=docker_env.image, bot_command=command, **kw)
+                              allowed_images="gordon-bot", bot_image=docker_env.image, bot_command=command,
+                              bot_network="none", **kw)
 
 
 def containers(raw, bot_id: int) -> list[dict]:

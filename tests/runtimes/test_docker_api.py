@@ -196,7 +196,7 @@ def test_parsers() -> None:
     }
     assert observed_from_service(svc, []).state == "exited"
     svc["Spec"]["Mode"]["Replicated"]["Replicas"] = 1
-    assert observed_from_service(svc, []).state == "created"
+    assert observed_from_service(svc, []).state == "starting"
 
 
 def test_create_runtime_factory(tmp_path) -> None:
@@ -239,3 +239,30 @@ async def test_docker_start_gives_up_after_repeated_conflicts() -> None:
     with pytest.raises(WorkloadNotFound):
         await runtime.signal(1, "SIGUSR1")
     await runtime.close()
+
+
+def test_addresses_on_the_bots_network() -> None:
+    from gordon_manager.runtimes.docker import container_address, observed_from_summary
+    from gordon_manager.runtimes.swarm import task_address
+
+    nets = {"other": {"IPAddress": "172.18.0.5"}, "gordon-bots": {"IPAddress": "10.0.0.7"}}
+    assert container_address(nets, "gordon-bots") == "10.0.0.7"
+    assert container_address(nets, "absent") == "172.18.0.5"  # any network when ours is not listed
+    assert container_address({"none": {"IPAddress": ""}}, "none") is None and container_address(None) is None
+    item = {"Id": "c", "Labels": {"gordon.bot_id": "3"}, "State": "running", "Status": "Up",
+            "NetworkSettings": {"Networks": nets}}
+    assert observed_from_summary(item, "gordon-bots").address == "10.0.0.7"
+    assert observed_from_summary({**item, "State": "exited"}, "gordon-bots").address is None
+    inspect = {"Id": "c", "Config": {"Labels": {"gordon.bot_id": "3"}}, "State": {"Status": "running"},
+               "NetworkSettings": {"Networks": nets}}
+    assert observed_from_inspect(inspect, "gordon-bots").address == "10.0.0.7"
+    task = {"NetworksAttachments": [{"Network": {"Spec": {"Name": "ingress"}}, "Addresses": ["10.255.0.3/16"]},
+                                    {"Network": {"Spec": {"Name": "gordon-bots"}}, "Addresses": ["10.0.1.4/24"]}]}
+    assert task_address(task, "gordon-bots") == "10.0.1.4" and task_address({}, "gordon-bots") is None
+    svc = {"ID": "s", "Spec": {"Labels": {"gordon.bot_id": "1"}, "Mode": {"Replicated": {"Replicas": 1}}}}
+    running = {"DesiredState": "running", "Status": {"State": "running", "ContainerStatus": {"ContainerID": "k"}}}
+    # a swarm-scoped bridge lists no task address: the container's, from the node, is used
+    assert observed_from_service(svc, [running], "gordon-bots", {"k": "10.0.2.9"}).address == "10.0.2.9"
+    pending = {"DesiredState": "running", "Status": {"State": "preparing"}}
+    starting = observed_from_service(svc, [pending], "gordon-bots")
+    assert starting.state == "starting" and starting.running and starting.address is None

@@ -47,7 +47,7 @@ async def test_start_runs_a_one_replica_service_then_remove_deletes_it(
 ) -> None:
     await swarm_runtime.ping()
     started = await swarm_runtime.start(spec(101, bot_image))
-    assert started.config_version == 1 and started.state in ("created", "running")
+    assert started.config_version == 1 and started.state in ("starting", "running")
     running = await wait_for_state(swarm_runtime, 101, "running")
     assert running.workload_id == started.workload_id and running.started_at is not None
     (service,) = services_of(docker_raw, 101)

@@ -16,6 +16,21 @@ from gordon_manager.errors import ConfigurationError
 REPLAY_SPEED = "replay.speed"
 REPLAY_FROM = "replay.from"
 KNOWN = (REPLAY_SPEED, REPLAY_FROM)
+# Read by the manager, not the runner: a bot container's limits (docker/swarm), else the settings' defaults.
+RESOURCES_CPU = "resources.cpu"
+RESOURCES_MEMORY_MB = "resources.memory_mb"
+RESOURCES = (RESOURCES_CPU, RESOURCES_MEMORY_MB)
+
+
+def resource_limits(labels: dict[str, str] | None, *, cpu: float, memory_mb: int) -> tuple[float, int]:
+    """(cpus, memory MiB) of a bot container: its ``resources.*`` labels, else the given defaults."""
+    labels = labels or {}
+    try:
+        cpu = float(labels.get(RESOURCES_CPU, cpu))
+        memory_mb = int(labels.get(RESOURCES_MEMORY_MB, memory_mb))
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"resources labels: {exc}") from exc
+    return cpu, memory_mb
 
 
 def label_errors(labels: dict[str, str], *, mode: str) -> list[dict[str, str]]:
@@ -24,6 +39,20 @@ def label_errors(labels: dict[str, str], *, mode: str) -> list[dict[str, str]]:
     for key in labels:
         if key.startswith("replay.") and key not in KNOWN:
             errors.append({"field": f"labels.{key}", "message": f"unknown replay label (known: {', '.join(KNOWN)})"})
+    for key in labels:
+        if key.startswith("resources.") and key not in RESOURCES:
+            errors.append({"field": f"labels.{key}", "message": f"unknown resources label (known: {', '.join(RESOURCES)})"})
+    cpu = labels.get(RESOURCES_CPU)
+    if cpu is not None:
+        try:
+            ok = math.isfinite(float(cpu)) and 0 < float(cpu) <= 256
+        except ValueError:
+            ok = False
+        if not ok:
+            errors.append({"field": f"labels.{RESOURCES_CPU}", "message": "must be a number of CPUs in (0, 256]"})
+    memory = labels.get(RESOURCES_MEMORY_MB)
+    if memory is not None and not (memory.isdigit() and 6 <= int(memory) <= 1024 * 1024):
+        errors.append({"field": f"labels.{RESOURCES_MEMORY_MB}", "message": "must be an integer of MiB in [6, 1048576]"})
     speed = labels.get(REPLAY_SPEED)
     if speed is not None:
         try:

@@ -35,7 +35,8 @@ TARGET_HOST = "127.0.0.1"
 FILE_MODE = 0o644  # Prometheus usually runs as another user
 
 RUNNING_TARGETS = """
-SELECT c.id AS bot_id, c.name, c.strategy, c.symbol, c.mode, c.version AS config_version, s.metrics_port
+SELECT c.id AS bot_id, c.name, c.strategy, c.symbol, c.mode, c.version AS config_version, s.metrics_port,
+       s.metrics_host
 FROM trading.bot_status s
 JOIN trading.bot_configs c ON c.id = s.bot_id
 WHERE s.observed_state = 'running' AND s.metrics_port IS NOT NULL AND c.deleted_at IS NULL
@@ -44,9 +45,13 @@ ORDER BY c.id
 
 
 def render_targets(rows: Iterable[Mapping[str, Any]], *, host: str = TARGET_HOST) -> bytes:
-    """The file-SD JSON for ``rows`` (one target group per bot, deterministic bytes)."""
+    """The file-SD JSON for ``rows`` (one target group per bot, deterministic bytes).
+
+    A container's target is its own address on the bots' network (``metrics_host``, recorded by the
+    reconciler); a local process (no address recorded) is scraped on ``host``.
+    """
     groups = [{
-        "targets": [f"{host}:{row['metrics_port']}"],
+        "targets": [f"{_host(row) or host}:{row['metrics_port']}"],
         "labels": {
             "bot_id": str(row["bot_id"]),
             "name": row["name"],
@@ -57,6 +62,13 @@ def render_targets(rows: Iterable[Mapping[str, Any]], *, host: str = TARGET_HOST
         },
     } for row in rows]
     return orjson.dumps(groups, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _host(row: Mapping[str, Any]) -> str | None:
+    try:
+        return row["metrics_host"]
+    except KeyError:
+        return None
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:

@@ -82,7 +82,12 @@ class Reconciler(LoopService):
         known: set[int] = set()
         for row in fleet:
             known.add(row["id"])
-            decision = decide(row, row, observed.get(row["id"]), now, self.thresholds)
+            obs = observed.get(row["id"])
+            decision = decide(row, row, obs, now, self.thresholds)
+            if (decision.action == "none" and obs is not None and obs.running and obs.address
+                    and obs.address != row.get("metrics_host")):
+                # A container restarted outside a start (swarm rescheduled its task) has a new address.
+                decision.status["metrics_host"] = obs.address
             if decision.action != "none" or decision.status or decision.event or not row["has_status"]:
                 planned.append((row, decision))
         orphans = [bot_id for bot_id in observed if bot_id not in known]
@@ -107,7 +112,8 @@ class Reconciler(LoopService):
                     obs = await self.runtime.start(spec)
                     d.status.update(observed_state=row["desired_state"], workload_id=obs.workload_id,
                                     observed_version=row["spec_version"], running_since=now, next_retry_at=None,
-                                    runtime=self.runtime.kind, metrics_port=_metrics_port(spec))
+                                    runtime=self.runtime.kind, metrics_port=_metrics_port(spec),
+                                    metrics_host=obs.address)
                 elif d.action == "stop":
                     await self.runtime.stop(bot_id)
                     if d.status.get("observed_state") != "quarantined" and not row["quarantined"]:

@@ -11,19 +11,25 @@ from typing import Any
 import asyncpg
 
 from gordon_manager.botrunner import credentials
+from gordon_manager.botrunner.labels import resource_limits
 from gordon_manager.context import AppContext
 from gordon_manager.db.urls import with_user
+from gordon_manager.errors import ConfigurationError
 from gordon_manager.reconcile.leader import LeaderElector
 from gordon_manager.reconcile.policy import Thresholds
 from gordon_manager.reconcile.reconciler import Reconciler
 from gordon_manager.reconcile.wakeups import ConfigListener, LeaderWatcher, RuntimeEventWatcher
 from gordon_manager.runtimes import create_runtime
-from gordon_manager.runtimes.base import Observed, Runtime, RuntimeUnavailable, WorkloadSpec
+from gordon_manager.runtimes.base import (
+    Observed,
+    Runtime,
+    RuntimeConfigError,
+    RuntimeUnavailable,
+    WorkloadSpec,
+)
 from gordon_manager.settings import Settings
 
 logger = logging.getLogger(__name__)
-
-CONTAINER_METRICS_PORT = 9100
 
 
 def bot_database_url(settings: Settings) -> str:
@@ -53,16 +59,27 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
 
     Each bot gets its own ``GORDON_BOT_TOKEN`` (HMAC of its id under the data dir's token key, the
     same after a manager restart); ``CredentialedRuntime`` registers it before the workload starts.
+    A container (docker/swarm) serves /metrics on ``0.0.0.0:GORDON_MANAGER_BOT_METRICS_PORT`` (its
+    address on the bots' network is the file-SD target) and gets CPU and memory limits: its
+    ``resources.*`` labels, else the settings' defaults.
     """
     command = bot_command(settings, runtime_kind)
     db_url = bot_database_url(settings)
+    nats_url = settings.bot_nats_url or settings.bus_nats_url
     token_key = credentials.load_key(settings.data_dir)
+    contained = runtime_kind != "process"
 
     def build(row: Any) -> WorkloadSpec:
-        if runtime_kind == "process":
-            port = row["metrics_port"] or _free_port()
+        cpu = memory_mb = None
+        if contained:
+            port = settings.bot_metrics_port
+            try:
+                cpu, memory_mb = resource_limits(_labels(row), cpu=settings.bot_cpu_limit,
+                                                 memory_mb=settings.bot_memory_limit_mb)
+            except ConfigurationError as exc:
+                raise RuntimeConfigError(f"bot {row['id']}: {exc}") from exc
         else:
-            port = CONTAINER_METRICS_PORT
+            port = row["metrics_port"] or _free_port()
         env = {
             "GORDON_BOT_ID": str(row["id"]),
             "GORDON_BOT_CONFIG_VERSION": str(row["spec_version"]),
@@ -71,12 +88,21 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
             "GORDON_BOT_METRICS_PORT": str(port),
             "GORDON_BOT_PAUSED": "1" if row["desired_state"] == "paused" else "0",
         }
-        if settings.bus_nats_url:
-            env["GORDON_BUS_NATS_URL"] = settings.bus_nats_url
+        if contained:
+            env["GORDON_BOT_METRICS_ADDR"] = "0.0.0.0"  # scraped on its network address, not loopback
+        if nats_url:
+            env["GORDON_BUS_NATS_URL"] = nats_url
         return WorkloadSpec(bot_id=row["id"], config_version=row["spec_version"], name=f"gordon-bot-{row['id']}",
-                            image=row["image"], command=command, env=env)
+                            image=row["image"], command=command, env=env, cpu_limit=cpu, memory_limit_mb=memory_mb)
 
     return build
+
+
+def _labels(row: Any) -> dict[str, str] | None:
+    try:
+        return row["labels"]
+    except (KeyError, IndexError):
+        return None
 
 
 class CredentialedRuntime:
@@ -125,7 +151,7 @@ async def start(ctx: AppContext) -> None:
         kind=settings.runtime, state_dir=settings.data_dir / "process-runtime",
         proxy_url=settings.docker_socket_proxy_url,
         allowed_images=[p.strip() for p in settings.allowed_images.split(",") if p.strip()],
-        timeout_s=settings.http_timeout_s)
+        network=settings.bot_network, stop_timeout_s=settings.bot_stop_timeout_s, timeout_s=settings.http_timeout_s)
     runtime = CredentialedRuntime(runtime, ctx.pool)
     leader = LeaderElector(url=ctx.database_url, connect_timeout_s=settings.db_connect_timeout_s)
     reconciler = Reconciler(pool=ctx.pool, runtime=runtime, leader=leader,

@@ -36,6 +36,7 @@ def create_runtime(
     network: str = "none",
     readonly_rootfs: bool = False,
     timeout_s: float = 10.0,
+    stop_timeout_s: int = 10,
 ) -> Runtime:
     """Build the runtime named by `kind` from plain settings values."""
     if kind == "process":
@@ -46,7 +47,8 @@ def create_runtime(
         if not proxy_url:
             raise RuntimeConfigError(f"the {kind} runtime needs DOCKER_SOCKET_PROXY_URL")
         policy = PayloadPolicy(
-            allowed_images=tuple(allowed_images), network=network, readonly_rootfs=readonly_rootfs
+            allowed_images=tuple(allowed_images), network=network, readonly_rootfs=readonly_rootfs,
+            stop_timeout_s=stop_timeout_s,
         )
         cls = DockerRuntime if kind == "docker" else SwarmRuntime
         return cls(proxy_url=proxy_url, policy=policy, timeout_s=timeout_s)

@@ -14,7 +14,7 @@ LABEL_BOT_ID = "gordon.bot_id"
 LABEL_CONFIG_VERSION = "gordon.config_version"
 LABEL_RUNTIME = "gordon.runtime"
 
-STATES = frozenset({"running", "exited", "created", "restarting", "paused", "missing"})
+STATES = frozenset({"running", "starting", "exited", "created", "restarting", "paused", "missing"})
 EVENT_KINDS = frozenset({"died", "stopped", "started", "removed"})  # stopped: we stopped it (process runtime)
 
 
@@ -64,11 +64,13 @@ class Observed:
     exit_code: int | None = None
     started_at: datetime | None = None
     error: str | None = None
+    address: str | None = None  # the workload's IP on the bots' network (docker/swarm), for /metrics scraping
 
     @property
     def running(self) -> bool:
-        """True when the workload is up (running or paused counts as up)."""
-        return self.state in ("running", "paused", "restarting")
+        """True when the workload is up (running or paused counts as up; so does a swarm task being
+        scheduled or started: "starting")."""
+        return self.state in ("running", "paused", "restarting", "starting")
 
 
 @dataclass(frozen=True)

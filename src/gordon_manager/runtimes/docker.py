@@ -50,7 +50,18 @@ def parse_docker_time(value: str | None) -> datetime | None:
         return None
 
 
-def observed_from_summary(item: Mapping[str, Any]) -> Observed | None:
+def container_address(networks: Mapping[str, Any] | None, network: str | None = None) -> str | None:
+    """The container's IPv4 address on ``network`` (any network when None or absent); None without one."""
+    networks = networks or {}
+    ordered = [networks[network]] if network and network in networks else list(networks.values())
+    for endpoint in ordered:
+        address = (endpoint or {}).get("IPAddress")
+        if address:
+            return str(address)
+    return None
+
+
+def observed_from_summary(item: Mapping[str, Any], network: str | None = None) -> Observed | None:
     """Observed from a /containers/json entry (one list call, so started_at is the create time)."""
     labels = item.get("Labels") or {}
     bot_id = label_int(labels, LABEL_BOT_ID)
@@ -69,10 +80,12 @@ def observed_from_summary(item: Mapping[str, Any]) -> Observed | None:
         config_version=label_int(labels, LABEL_CONFIG_VERSION),
         exit_code=exit_code,
         started_at=datetime.fromtimestamp(created, tz=UTC) if isinstance(created, (int, float)) else None,
+        address=container_address((item.get("NetworkSettings") or {}).get("Networks"), network)
+        if state == "running" else None,
     )
 
 
-def observed_from_inspect(body: Mapping[str, Any]) -> Observed:
+def observed_from_inspect(body: Mapping[str, Any], network: str | None = None) -> Observed:
     """Observed from a /containers/{id}/json body."""
     labels = (body.get("Config") or {}).get("Labels") or {}
     st = body.get("State") or {}
@@ -86,6 +99,8 @@ def observed_from_inspect(body: Mapping[str, Any]) -> Observed:
         exit_code=int(st["ExitCode"]) if exited and st.get("ExitCode") is not None else None,
         started_at=parse_docker_time(st.get("StartedAt")),
         error=st.get("Error") or None,
+        address=container_address((body.get("NetworkSettings") or {}).get("Networks"), network)
+        if state == "running" else None,
     )
 
 
@@ -176,14 +191,15 @@ class DockerRuntime(ProxiedRuntime):
         items = await self._api.list_containers(filters=self._owned_filter())
         grouped: dict[int, list[Observed]] = {}
         for item in items:
-            obs = observed_from_summary(item)
+            obs = observed_from_summary(item, self._policy.network)
             if obs is not None:
                 grouped.setdefault(obs.bot_id, []).append(obs)
         return {bot_id: _pick(found) for bot_id, found in grouped.items()}
 
     async def _containers_for(self, bot_id: int) -> list[Observed]:
         items = await self._api.list_containers(filters=self._owned_filter(**{LABEL_BOT_ID: str(bot_id)}))
-        return [obs for obs in map(observed_from_summary, items) if obs is not None]
+        found = (observed_from_summary(item, self._policy.network) for item in items)
+        return [obs for obs in found if obs is not None]
 
     async def start(self, spec: WorkloadSpec) -> Observed:
         """Create and start the bot's container, adopting a matching one, replacing older ones."""
@@ -243,7 +259,7 @@ class DockerRuntime(ProxiedRuntime):
             raise
         except DockerConflict as exc:
             raise RuntimeUnavailable(str(exc)) from exc
-        return observed_from_inspect(await self._api.inspect_container(container_id))
+        return observed_from_inspect(await self._api.inspect_container(container_id), self._policy.network)
 
     async def _stop_and_remove(self, container_id: str, *, timeout_s: float) -> None:
         try:
@@ -257,8 +273,9 @@ class DockerRuntime(ProxiedRuntime):
         except DockerConflict:
             pass  # "removal already in progress"
 
-    async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
-        """SIGTERM, then SIGKILL after timeout_s; idempotent."""
+    async def stop(self, bot_id: int, *, timeout_s: float | None = None) -> None:
+        """SIGTERM, then SIGKILL after timeout_s (default: the policy's stop timeout); idempotent."""
+        timeout_s = self._policy.stop_timeout_s if timeout_s is None else timeout_s
         async with self._lock(bot_id):
             for obs in await self._containers_for(bot_id):
                 if obs.state in ("exited", "created"):

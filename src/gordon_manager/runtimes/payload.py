@@ -28,8 +28,12 @@ _FORBIDDEN_NETWORK_PREFIXES = ("container:", "ns:")
 
 CONTAINER_KEYS = frozenset(
     {"Image", "Cmd", "Env", "Labels", "HostConfig", "StopSignal", "StopTimeout", "User", "NetworkDisabled",
-     "Healthcheck"}  # Healthcheck: service containers only (runtimes/services.py)
+     "Healthcheck"}  # Healthcheck: a service container's probe (runtimes/services.py); "NONE" for bots
 )
+# A bot's liveness is the reconciler's business (runtime events, heartbeats): the image's HEALTHCHECK
+# (the manager's /healthz; a python3 per probe) is switched off for bot containers, or 200 bots spend
+# a core starting interpreters to say what the runtime already knows.
+NO_HEALTHCHECK = {"Test": ["NONE"]}
 HOST_CONFIG_KEYS = frozenset(
     {
         "NetworkMode",
@@ -167,6 +171,7 @@ def container_payload(spec: WorkloadSpec, *, policy: PayloadPolicy) -> dict[str,
         "StopSignal": "SIGTERM",
         "StopTimeout": int(policy.stop_timeout_s),
         "NetworkDisabled": policy.network == "none",
+        "Healthcheck": dict(NO_HEALTHCHECK),
         "HostConfig": host_config,
     }
     if spec.command:
@@ -190,6 +195,7 @@ def service_payload(spec: WorkloadSpec, *, policy: PayloadPolicy, replicas: int 
         "CapabilityDrop": ["ALL"],
         "StopSignal": "SIGTERM",
         "StopGracePeriod": int(policy.stop_timeout_s * 1e9),
+        "Healthcheck": dict(NO_HEALTHCHECK),
     }
     if spec.command:
         container_spec["Args"] = list(spec.command)

@@ -18,7 +18,12 @@ from gordon_manager.runtimes.base import (
     label_int,
     parse_signal,
 )
-from gordon_manager.runtimes.docker import container_events, events_since_now, parse_docker_time
+from gordon_manager.runtimes.docker import (
+    container_address,
+    container_events,
+    events_since_now,
+    parse_docker_time,
+)
 from gordon_manager.runtimes.docker_api import DockerConflict, DockerNotFound
 from gordon_manager.runtimes.payload import service_payload
 from gordon_manager.runtimes.proxied import ProxiedRuntime
@@ -28,7 +33,7 @@ logger = logging.getLogger(__name__)
 _TASK_STATES = {
     "running": "running",
     **{
-        s: "created"
+        s: "starting"  # being scheduled or started: up, not dead (the reconciler must not count a crash)
         for s in ("new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting")
     },
     **{s: "exited" for s in ("complete", "failed", "shutdown", "rejected", "orphaned", "remove")},
@@ -46,7 +51,21 @@ def _latest_task(tasks: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     return max(tasks, key=lambda t: (t.get("DesiredState") == "running", str(t.get("UpdatedAt") or "")))
 
 
-def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Observed | None:
+def task_address(task: Mapping[str, Any], network: str | None = None) -> str | None:
+    """The task's IPv4 address on ``network`` (else its first attachment), without the prefix length."""
+    attachments = [a for a in task.get("NetworksAttachments") or [] if a.get("Addresses")]
+    named = [a for a in attachments if (((a.get("Network") or {}).get("Spec") or {}).get("Name")) == network]
+    for attachment in named or attachments:
+        return str(attachment["Addresses"][0]).split("/", 1)[0]
+    return None
+
+
+def observed_from_service(
+    service: Mapping[str, Any],
+    tasks: list[Mapping[str, Any]],
+    network: str | None = None,
+    container_addresses: Mapping[str, str] | None = None,
+) -> Observed | None:
     """Observed for a service from its own tasks."""
     labels = (service.get("Spec") or {}).get("Labels") or {}
     bot_id = label_int(labels, LABEL_BOT_ID)
@@ -59,11 +78,11 @@ def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, A
         task_labels = (((task.get("Spec") or {}).get("ContainerSpec")) or {}).get("Labels")
         version = label_int(task_labels, LABEL_CONFIG_VERSION) or version
     if task is None:
-        state = "exited" if _replicas(service) == 0 else "created"
+        state = "exited" if _replicas(service) == 0 else "starting"
         return Observed(bot_id=bot_id, workload_id=str(service["ID"]), state=state, config_version=version)
     status = task.get("Status") or {}
     task_state = str(status.get("State") or "")
-    state = _TASK_STATES.get(task_state, "created")
+    state = _TASK_STATES.get(task_state, "starting")
     container = status.get("ContainerStatus") or {}
     exit_code = container.get("ExitCode") if state == "exited" else None
     return Observed(
@@ -74,6 +93,8 @@ def observed_from_service(service: Mapping[str, Any], tasks: list[Mapping[str, A
         exit_code=int(exit_code) if exit_code is not None else None,
         started_at=parse_docker_time(status.get("Timestamp")) if state == "running" else None,
         error=status.get("Err") or None,
+        address=(task_address(task, network) or (container_addresses or {}).get(str(container.get("ContainerID"))))
+        if state == "running" else None,
     )
 
 
@@ -98,13 +119,31 @@ class SwarmRuntime(ProxiedRuntime):
             by_service.setdefault(str(task.get("ServiceID")), []).append(task)
         return by_service
 
+    async def _container_addresses(self, tasks: Mapping[str, list[dict[str, Any]]]) -> dict[str, str]:
+        """Container id -> address on the bots' network, of the running tasks on this node whose task
+        does not say it (a swarm-scoped bridge network: only overlay attachments list addresses)."""
+        if not any(
+            (t.get("Status") or {}).get("State") == "running" and not task_address(t, self._policy.network)
+            for ts in tasks.values() for t in ts
+        ) or self._policy.network == "none":
+            return {}
+        items = await self._api.list_containers(filters=self._owned_filter(), all_=False)
+        found = {}
+        for item in items:
+            address = container_address((item.get("NetworkSettings") or {}).get("Networks"), self._policy.network)
+            if address:
+                found[str(item["Id"])] = address
+        return found
+
     async def observe(self) -> dict[int, Observed]:
-        """Every service we own, keyed by bot id, from one /services and one /tasks call."""
+        """Every service we own, keyed by bot id, from one /services and one /tasks call (and one
+        /containers call when a running task's address is only known to its container)."""
         services = await self._api.list_services(filters=self._owned_filter())
         tasks = await self._tasks_by_service([str(s["ID"]) for s in services])
+        addresses = await self._container_addresses(tasks)
         result: dict[int, Observed] = {}
         for service in services:
-            obs = observed_from_service(service, tasks.get(str(service["ID"]), []))
+            obs = observed_from_service(service, tasks.get(str(service["ID"]), []), self._policy.network, addresses)
             if obs is not None and (
                 obs.bot_id not in result
                 or (obs.config_version or -1) > (result[obs.bot_id].config_version or -1)
@@ -117,7 +156,8 @@ class SwarmRuntime(ProxiedRuntime):
 
     async def _observe_one(self, service: Mapping[str, Any]) -> Observed:
         tasks = await self._tasks_by_service([str(service["ID"])])
-        obs = observed_from_service(service, tasks[str(service["ID"])])
+        addresses = await self._container_addresses(tasks)
+        obs = observed_from_service(service, tasks[str(service["ID"])], self._policy.network, addresses)
         if obs is None:
             raise WorkloadNotFound(f"service {service.get('ID')} lost its gordon.bot_id label")
         return obs
@@ -160,7 +200,7 @@ class SwarmRuntime(ProxiedRuntime):
             new_spec = {**old_spec, "Mode": {"Replicated": {"Replicas": 1}}}
         else:
             current = await self._observe_one(service)
-            if current.state in ("running", "created"):
+            if current.state in ("running", "starting"):
                 return current
             # Same config, dead task: bump ForceUpdate so swarm schedules a fresh task.
             template = dict(old_spec.get("TaskTemplate") or {})
@@ -172,12 +212,14 @@ class SwarmRuntime(ProxiedRuntime):
         return Observed(
             bot_id=spec.bot_id,
             workload_id=str(service["ID"]),
-            state="created",
+            state="starting",
             config_version=spec.config_version,
         )
 
-    async def stop(self, bot_id: int, *, timeout_s: float = 10) -> None:
-        """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period)."""
+    async def stop(self, bot_id: int, *, timeout_s: float | None = None) -> None:
+        """Scale the service to zero replicas (swarm sends SIGTERM, then kills after the grace period,
+        by default the policy's stop timeout)."""
+        timeout_s = self._policy.stop_timeout_s if timeout_s is None else timeout_s
         async with self._lock(bot_id):
             for service in await self._services_for(bot_id):
                 if _replicas(service) == 0:
