@@ -3227,6 +3227,18 @@ export interface components {
             allowedImages: string;
             /** @description Default bot image. */
             botImage: string;
+            /** @description Docker network bot containers (docker) or services (swarm: a swarm-scoped network) join, to reach PostgreSQL, NATS and be scraped. `none`: no network. Never `host`. */
+            botNetwork: string;
+            /** @description NATS URL bots are given (as seen from their network). Unset: GORDON_BUS_NATS_URL. */
+            botNatsUrl: string | null;
+            /** @description CPUs a bot container may use, unless the bot's label `resources.cpu` says otherwise (docker/swarm). */
+            botCpuLimit: number;
+            /** @description Memory limit (MiB, no swap beyond) of a bot container, unless the bot's label `resources.memory_mb` says otherwise (docker/swarm). */
+            botMemoryLimitMb: number;
+            /** @description Grace between SIGTERM and SIGKILL when a bot container or service stops: time to finish its batch (docker/swarm). */
+            botStopTimeoutS: number;
+            /** @description Port of a bot container's /metrics on its network address (file-SD target `<container IP>:<port>`). */
+            botMetricsPort: number;
             /** @description Per-subscriber bounded queue (frames). */
             wsQueueSize: number;
             /** @description Events within this window go out as one batch frame. */
