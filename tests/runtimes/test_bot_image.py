@@ -261,7 +261,13 @@ async def replay_bot_scraped(client, db: Db, admin_url: str, prometheus: Prometh
     assert beat["metrics_port"] == 9100
     assert beat["metrics_host"].startswith(net.subnet.rsplit(".", 1)[0] + "."), beat["metrics_host"]
     await wait_for(lambda: prometheus.up(bot_id) == "1", timeout=30)
-    assert prometheus.target(bot_id) == f"{beat['metrics_host']}:9100"
+    # The target list is re-read from file-SD as it changes: wait for it to show this address (not a
+    # read racing a rewrite).
+    expected = f"{beat['metrics_host']}:9100"
+    try:
+        await wait_for(lambda: prometheus.target(bot_id) == expected, timeout=30)
+    except AssertionError:
+        raise AssertionError(f"Prometheus scrapes bot {bot_id} at {prometheus.target(bot_id)}, not {expected}") from None
     return bot_id
 
 
