@@ -178,7 +178,8 @@ def test_version_bind_help_and_log_formats(capsys):
             assert line.startswith("{") is json_expected, (fmt, line)
             assert "hello" in line and ("bot_id=7" in line or '"bot_id":7' in line)
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
 
 def test_serve_bind_overrides_the_setting():
