@@ -167,14 +167,19 @@ def test_version_bind_help_and_log_formats(capsys):
         def isatty(self) -> bool:
             return True
 
-    for stream, fmt, json_expected in ((Terminal(), "auto", False), (io.StringIO(), "auto", True),
-                                       (Terminal(), "json", True), (io.StringIO(), "text", False)):
-        configure_logging("INFO", stream=stream, fmt=fmt)
-        logging.getLogger("gordon.test").info("hello", extra={"bot_id": 7})
-        line = stream.getvalue().strip()
-        assert line.startswith("{") is json_expected, (fmt, line)
-        assert "hello" in line and ("bot_id=7" in line or '"bot_id":7' in line)
-    configure_logging("INFO")
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)  # logging is global: put it back as it was, whatever happens
+    try:
+        for stream, fmt, json_expected in ((Terminal(), "auto", False), (io.StringIO(), "auto", True),
+                                           (Terminal(), "json", True), (io.StringIO(), "text", False)):
+            configure_logging("INFO", stream=stream, fmt=fmt)
+            logging.getLogger("gordon.test").info("hello", extra={"bot_id": 7})
+            line = stream.getvalue().strip()
+            assert line.startswith("{") is json_expected, (fmt, line)
+            assert "hello" in line and ("bot_id=7" in line or '"bot_id":7' in line)
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
 
 
 def test_serve_bind_overrides_the_setting():
