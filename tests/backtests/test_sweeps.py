@@ -263,3 +263,17 @@ async def test_execute_sweep_in_process_reports_progress(kadmin, kline_db):
     assert seen[-1] == (4, 4)
     detail = await sweep_service.get_sweep(kadmin, sweep_id=row["id"])
     assert detail.trials_done == 4 and detail.status == "done" and detail.runner == "cli"
+
+    # Progress reaches /ws: every change of the sweep row is a run_progress outbox event, shaped as GET shows it.
+    from gordon_manager.events.wire import row_data
+
+    events = await kadmin.fetch("SELECT channel, payload FROM trading.events WHERE payload->>'table' = "
+                                "'backtest_sweeps' AND (payload->'row'->>'id')::bigint = $1 ORDER BY id", row["id"])
+    assert {e["channel"] for e in events} == {"run_progress"}
+    shown = [row_data(e["payload"]["table"], e["payload"]["row"]) for e in events]
+    assert [s["status"] for s in shown][0] == "queued" and shown[-1]["status"] == "done"
+    assert shown[-1]["trialsDone"] == 4 and shown[-1]["progress"] == 1.0
+    assert shown[-1]["bestTrial"] == detail.best_trial and shown[-1]["execution"]["takerFeeBps"] == "5"
+    listed = detail.model_dump(mode="json", by_alias=True)
+    assert {k: listed[k] for k in shown[-1] if k not in ("createdAt", "startedAt", "finishedAt", "from", "to")} == \
+        {k: v for k, v in shown[-1].items() if k not in ("createdAt", "startedAt", "finishedAt", "from", "to")}

@@ -4,7 +4,9 @@
 -- 'cli') and executed on a local process pool whose workers hold the bars (loaded once per sweep,
 -- shipped once per worker). Trials keep their statistics, never their equity: any trial is re-run
 -- as a full backtest (trading.runs) in one call. Every change of a sweep row (status, trials done,
--- best so far) is an outbox event on channel 'backtest_sweeps', so /ws carries the progress.
+-- best so far) is an outbox event on the 'run_progress' channel (table backtest_sweeps), so /ws
+-- carries a sweep's progress next to its runs'. The trials table is not watched (one event per trial
+-- would flood the console).
 CREATE TABLE trading.backtest_sweeps (
     id               bigserial PRIMARY KEY,
     status           text NOT NULL DEFAULT 'queued'
@@ -55,3 +57,6 @@ CREATE INDEX backtest_sweep_trials_ranked ON trading.backtest_sweep_trials (swee
 
 GRANT INSERT, UPDATE ON trading.backtest_sweeps, trading.backtest_sweep_trials TO gordon_manager;
 
+
+CREATE TRIGGER backtest_sweeps_events AFTER INSERT OR UPDATE OR DELETE ON trading.backtest_sweeps
+    FOR EACH ROW EXECUTE FUNCTION trading.emit_event('run_progress');
