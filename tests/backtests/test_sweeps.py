@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -12,6 +13,7 @@ from gordon_manager.backtests.sweep_schemas import SweepCreate
 from gordon_manager.execution import ExecutionConfig
 from gordon_manager.strategies import get_strategy
 from tests.backtests.test_api import problem, wait_terminal
+from tests.backtests.test_worker import cli_env  # noqa: F401
 from tests.conftest import wait_for
 from tests.marketdata.fixtures import iso, kadmin, kapp, kclient, kline_db  # noqa: F401
 
@@ -277,3 +279,53 @@ async def test_execute_sweep_in_process_reports_progress(kadmin, kline_db):
     listed = detail.model_dump(mode="json", by_alias=True)
     assert {k: listed[k] for k in shown[-1] if k not in ("createdAt", "startedAt", "finishedAt", "from", "to")} == \
         {k: v for k, v in shown[-1].items() if k not in ("createdAt", "startedAt", "finishedAt", "from", "to")}
+
+
+# -- the `gordon-manager sweep` command ------------------------------------------------------------
+def sweep_args(kline_db, *extra: str) -> list[str]:
+    ts = kline_db.series.ts
+    return ["sweep", "--strategy", "sma_crossover", "--symbol", "BTCUSDT", "--interval", "1m",
+            "--from", iso(int(ts[0])), "--to", iso(int(ts[4000])), *extra]
+
+
+def test_sweep_command_runs_the_grid_and_prints_the_ranking(cli_env, kline_db):
+    from typer.testing import CliRunner
+
+    from gordon_manager.cli import app as cli_app
+    from tests.backtests.test_worker import fetch
+
+    result = CliRunner().invoke(cli_app, sweep_args(kline_db, "--grid", '{"fast": [5, 10, 50], "slow": [20, 40]}',
+                                                    "--min-trades", "3", "--workers", "1", "--fee-bps", "5",
+                                                    "--top", "3"))
+    assert result.exit_code == 0, result.output
+    row = fetch(kline_db.db.admin_url, "SELECT * FROM trading.backtest_sweeps WHERE runner = 'cli' ORDER BY id DESC "
+                                       "LIMIT 1")
+    assert (row["status"], row["trials_done"], row["trials_total"], row["created_by"]) == ("done", 4, 4, "cli")
+    assert f"sweep {row['id']}: done, 4/4 trials, by sharpe (min 3 trades)" in result.stdout
+    assert "2 parameter sets refused by the strategy were not run" in result.stderr
+    best = fetch(kline_db.db.admin_url, "SELECT n, params FROM trading.backtest_sweep_trials WHERE sweep_id = $1 "
+                                        "AND feasible ORDER BY value DESC, n LIMIT 1", row["id"])
+    params = json.loads(best["params"])
+    lines = [line for line in result.stdout.splitlines() if line.strip().startswith("│")]
+    cells = [c.strip() for c in lines[0].split("│")[1:5]]
+    assert cells == ["1", str(best["n"]), str(params["fast"]), str(params["slow"])]
+
+
+def test_sweep_command_searches_and_refuses_bad_input(cli_env, kline_db):
+    from typer.testing import CliRunner
+
+    from gordon_manager.cli import app as cli_app
+
+    result = CliRunner().invoke(cli_app, sweep_args(kline_db, "--search", '{"fast": {"min": 2, "max": 9}}',
+                                                    "--trials", "3", "--seed", "5", "--workers", "0",
+                                                    "--objective", "totalReturn"))
+    assert result.exit_code == 0, result.output
+    assert "3/3 trials, by totalReturn" in result.stdout
+    for args, message in [((), "give either --grid or --search"),
+                          (("--grid", "{nope"), "--grid is not valid JSON"),
+                          (("--grid", "[1]"), "--grid must be a JSON object"),
+                          (("--grid", '{"fast": [5]}', "--objective", "luck"), "invalid sweep: objective"),
+                          (("--grid", '{"nope": [5]}'), "sma_crossover has no param 'nope'")]:
+        refused = CliRunner().invoke(cli_app, sweep_args(kline_db, *args))
+        assert refused.exit_code == 2, refused.output
+        assert message in refused.stderr
