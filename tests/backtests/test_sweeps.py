@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 
@@ -329,3 +330,31 @@ def test_sweep_command_searches_and_refuses_bad_input(cli_env, kline_db):
         refused = CliRunner().invoke(cli_app, sweep_args(kline_db, *args))
         assert refused.exit_code == 2, refused.output
         assert message in refused.stderr
+
+
+async def test_a_stopping_manager_fails_its_running_sweep_promptly(kadmin, kline_db):
+    from gordon_manager.db.connect import create_pool
+
+    ts = kline_db.big.ts
+    body = SweepCreate.model_validate(sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])),
+                                                                               "to": iso(int(ts[200_000]))},
+                                                 grid={"fast": list(range(2, 12)), "slow": list(range(20, 220, 10))}))
+    row, _ = await sweep_service.create_sweep(kadmin, body=body, actor="test")
+    pool = await create_pool(kline_db.db.manager_url, min_size=1, max_size=2)
+    runner = sweep_service.SweepRunner(pool=pool, workers=1)
+    task = asyncio.create_task(runner.run())
+    try:
+        async def running():
+            return await kadmin.fetchval("SELECT status = 'running' AND trials_done > 0 FROM trading.backtest_sweeps "
+                                         "WHERE id = $1", row["id"])
+
+        await wait_for(running, timeout=120)
+        runner.stop()
+        await asyncio.wait_for(task, timeout=15)  # the chunks in flight are not waited for
+    finally:
+        task.cancel()
+        await pool.close()
+    ended = await kadmin.fetchrow("SELECT status, error, trials_done FROM trading.backtest_sweeps WHERE id = $1",
+                                  row["id"])
+    assert (ended["status"], ended["error"]) == ("failed", sweep_service.STOP_REASON)
+    assert runner.statuses[row["id"]] == "failed"

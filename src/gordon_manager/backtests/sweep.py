@@ -212,6 +212,17 @@ class TrialPool:
             self._executor.shutdown(wait=True, cancel_futures=cancel)
             self._executor = None
 
+    def terminate(self) -> None:
+        """Stop at once: kill the workers (their chunks are lost) and drop the rest."""
+        executor, self._executor = self._executor, None
+        if executor is None:
+            return
+        # concurrent.futures has no public "stop now"; a cancel or a stopping manager must not wait for
+        # the chunks in flight.
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            process.terminate()
+        executor.shutdown(wait=True, cancel_futures=True)
+
     def __enter__(self) -> TrialPool:
         return self
 

@@ -46,6 +46,7 @@ __all__ = ["SweepRunner", "cancel_sweep", "create_sweep", "execute_sweep", "get_
 
 logger = logging.getLogger(__name__)
 
+STOP_REASON = "manager stopped"
 PROGRESS_S = 0.25
 POLL_S = 1.0
 MAX_ERROR = 2000
@@ -183,16 +184,18 @@ Progress = Callable[[int, int], None]
 
 
 async def execute_sweep(conn: asyncpg.Connection, *, sweep_id: int, owner: str, workers: int,
-                        log_level: str = "WARNING", on_progress: Progress | None = None) -> str:
-    """Claim and run a queued sweep to its end; returns its final status ('skipped' when not queued)."""
+                        log_level: str = "WARNING", on_progress: Progress | None = None,
+                        interrupted: tuple[str, str] = ("cancelled", "interrupted")) -> str:
+    """Claim and run a queued sweep to its end; returns its final status ('skipped' when not queued). When the
+    task is cancelled (Ctrl-C, a stopping manager) the sweep ends with ``interrupted`` (status, error)."""
     row = await sweep_repo.claim_sweep(conn, sweep_id=sweep_id, owner=owner)
     if row is None:
         return "skipped"
     try:
         status = await _run(conn, row, workers=workers, log_level=log_level, on_progress=on_progress)
     except asyncio.CancelledError:
-        await asyncio.shield(sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status="cancelled",
-                                                     error="interrupted"))
+        await asyncio.shield(sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status=interrupted[0],
+                                                     error=interrupted[1]))
         raise
     except Exception as exc:  # data or pool failure: the sweep ends failed, with the reason
         error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
@@ -219,6 +222,7 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
     config = ExecutionConfig(**row["config"])
     pool = await asyncio.to_thread(sweep.TrialPool, bars, row["strategy"], config,
                                    workers=min(workers, len(pending)) if workers > 0 else 0, log_level=log_level)
+    ended = False
     try:
         size = pool.chunk_size(len(pending))
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
@@ -248,9 +252,12 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
                 await _store(conn, sweep_id, finished, objective, min_trades)
                 await sweep_repo.progress(conn, sweep_id=sweep_id)
             return "cancelled"
+        ended = True
         return "done"
     finally:
-        await asyncio.to_thread(pool.close, cancel=True)
+        # Done: every chunk finished, the workers just exit. Otherwise (a cancel, a stopping manager, an
+        # error) the chunks in flight are not worth waiting for.
+        await asyncio.shield(asyncio.to_thread(pool.close if ended else pool.terminate))
 
 
 async def _store(conn: asyncpg.Connection, sweep_id: int, outcomes: list[sweep.TrialOutcome], objective: str,
@@ -287,8 +294,10 @@ class SweepRunner(LoopService):
         async with self.pool.acquire() as conn:
             ids = await sweep_repo.queued_sweeps(conn, limit=1)
             for sweep_id in ids:
-                self.statuses[sweep_id] = await execute_sweep(conn, sweep_id=sweep_id, owner=self.owner,
-                                                              workers=self.workers, log_level=self.log_level)
+                status = await self.until_stopped(execute_sweep(
+                    conn, sweep_id=sweep_id, owner=self.owner, workers=self.workers, log_level=self.log_level,
+                    interrupted=("failed", STOP_REASON)))
+                self.statuses[sweep_id] = status or "failed"
                 self.wake()  # another may be queued
 
 
