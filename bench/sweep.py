@@ -10,6 +10,7 @@ with 1 and 2 workers, the 1 → 2 worker speed-up, and — when backtesting.py i
 No database: the sweep service adds one bar load per sweep and one small UPDATE per finished chunk.
 
 Run: .venv/bin/python bench/sweep.py [--bars 100000] [--fast 10] [--slow 100] [--runs 3] [--workers 1,2]
+     [--peer-runs N | --no-peer]  (backtesting.py takes ~10 min per run of the full grid on 2 cores)
 """
 
 from __future__ import annotations
@@ -43,17 +44,15 @@ def sweep_once(bars, trials: list[dict], workers: int) -> float:
     return elapsed
 
 
-def backtesting_py(bars, fast: list[int], slow: list[int]) -> float | None:
-    """Seconds of backtesting.py's ``Backtest.optimize`` on the same grid (None when not installed)."""
-    try:
-        from backtesting import Backtest, Strategy
-    except ImportError:
-        return None
-    import pandas as pd
+try:  # the bench extra
+    from backtesting import Backtest, Strategy
 
     from gordon_manager.strategies.indicators import sma
 
     class SmaCross(Strategy):
+        """Our sma_crossover against backtesting.py's API (as in bench/backtest_peers.py); module level: its
+        optimize pickles the strategy into its worker processes."""
+
         fast = 10
         slow = 30
 
@@ -68,6 +67,20 @@ def backtesting_py(bars, fast: list[int], slow: list[int]) -> float | None:
                     self.buy()
             elif f[-1] < s[-1] and f[-2] >= s[-2]:
                 self.position.close()
+except ImportError:
+    Backtest = None
+
+
+def _fast_below_slow(p) -> bool:
+    return p.fast < p.slow
+
+
+def backtesting_py(bars, fast: list[int], slow: list[int]) -> float | None:
+    """Seconds of backtesting.py's ``Backtest.optimize`` on the same grid (None when not installed); it runs
+    its own process pool over every CPU."""
+    if Backtest is None:
+        return None
+    import pandas as pd
 
     frame = pd.DataFrame({"Open": bars.open, "High": bars.high, "Low": bars.low, "Close": bars.close,
                           "Volume": bars.volume}, index=pd.to_datetime(bars.ts, unit="ms"))
@@ -76,7 +89,7 @@ def backtesting_py(bars, fast: list[int], slow: list[int]) -> float | None:
     started = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bt.optimize(fast=fast, slow=slow, constraint=lambda p: p.fast < p.slow, maximize="Sharpe Ratio")
+        bt.optimize(fast=fast, slow=slow, constraint=_fast_below_slow, maximize="Sharpe Ratio")
     return time.perf_counter() - started
 
 
@@ -89,6 +102,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="pool sizes to time, comma-separated")
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--no-peer", action="store_true", help="skip backtesting.py")
+    ap.add_argument("--peer-runs", type=int, default=None, help="backtesting.py runs (default: --runs)")
     args = ap.parse_args()
 
     bars = generate_klines(n_bars=args.bars, seed=args.seed, interval="1m")
@@ -108,13 +122,13 @@ def main() -> None:
         print(f"speed-up 1 -> 2 workers (median): {medians[1] / medians[2]:.2f}x")
     if args.no_peer:
         return
-    peer = [backtesting_py(bars, fast, slow) for _ in range(args.runs)]
+    peer = [backtesting_py(bars, fast, slow) for _ in range(args.peer_runs or args.runs)]
     if peer[0] is None:
         print("backtesting.py: not installed (pip install -e '.[bench]'); no ratio")
         return
     med, worst = statistics.median(peer), max(peer)
     ours = min(medians.values())
-    print(f"backtesting.py Backtest.optimize: median {med:8.2f} s ({len(trials) / med:8.1f} trials/s), "
+    print(f"backtesting.py Backtest.optimize ({len(peer)} run(s), its own pool over every CPU): median {med:8.2f} s ({len(trials) / med:8.1f} trials/s), "
           f"worst {worst:8.2f} s")
     print(f"ratio (backtesting.py / ours, medians, ours with {min(medians, key=medians.get)} worker(s)): "
           f"{med / ours:.1f}x")
