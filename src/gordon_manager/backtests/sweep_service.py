@@ -187,7 +187,8 @@ async def execute_sweep(conn: asyncpg.Connection, *, sweep_id: int, owner: str, 
                         log_level: str = "WARNING", on_progress: Progress | None = None,
                         interrupted: tuple[str, str] = ("cancelled", "interrupted")) -> str:
     """Claim and run a queued sweep to its end; returns its final status ('skipped' when not queued). When the
-    task is cancelled (Ctrl-C, a stopping manager) the sweep ends with ``interrupted`` (status, error)."""
+    task is cancelled (Ctrl-C, a stopping manager) the sweep ends with ``interrupted`` (status, error).
+    ``workers=0`` runs the trials on the event loop's thread (the CLI's ``--workers 0``, tests)."""
     row = await sweep_repo.claim_sweep(conn, sweep_id=sweep_id, owner=owner)
     if row is None:
         return "skipped"
@@ -298,6 +299,8 @@ class SweepRunner(LoopService):
                     conn, sweep_id=sweep_id, owner=self.owner, workers=self.workers, log_level=self.log_level,
                     interrupted=("failed", STOP_REASON)))
                 self.statuses[sweep_id] = status or "failed"
+                while len(self.statuses) > 50:
+                    del self.statuses[next(iter(self.statuses))]
                 self.wake()  # another may be queued
 
 
