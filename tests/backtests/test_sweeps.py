@@ -358,3 +358,31 @@ async def test_a_stopping_manager_fails_its_running_sweep_promptly(kadmin, kline
                                   row["id"])
     assert (ended["status"], ended["error"]) == ("failed", sweep_service.STOP_REASON)
     assert runner.statuses[row["id"]] == "failed"
+
+
+async def test_the_leading_replica_fails_sweeps_whose_manager_stopped_heartbeating(kadmin, kline_db):
+    from gordon_manager.db.connect import create_pool
+
+    rows = []
+    for runner, age in (("manager", 120), ("manager", 0), ("cli", 120)):
+        row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(sweep_body(kline_db)),
+                                                  actor="test", runner=runner)
+        await kadmin.execute("UPDATE trading.backtest_sweeps SET status = 'running', heartbeat_at = now() - "
+                             "$2 * interval '1 second' WHERE id = $1", row["id"], age)
+        rows.append(row["id"])
+    dead, alive, cli = rows
+    pool = await create_pool(kline_db.db.manager_url, min_size=1, max_size=2)
+    try:
+        follower = sweep_service.SweepRunner(pool=pool, workers=0, stale_after_s=30)
+        assert await follower.recover_stale(now=100.0) == []  # not leading: nothing
+        leader = sweep_service.SweepRunner(pool=pool, workers=0, stale_after_s=30, leads=lambda: True)
+        assert dead in await leader.recover_stale(now=100.0)
+        assert await leader.recover_stale(now=105.0) == []  # at most every third of stale_after_s
+    finally:
+        await pool.close()
+    statuses = {r["id"]: (r["status"], r["error"]) for r in await kadmin.fetch(
+        "SELECT id, status, error FROM trading.backtest_sweeps WHERE id = ANY($1::bigint[])", rows)}
+    assert statuses == {dead: ("failed", sweep_service.RESTART_REASON), alive: ("running", None),
+                        cli: ("running", None)}
+    await kadmin.execute("UPDATE trading.backtest_sweeps SET status = 'cancelled' WHERE id = ANY($1::bigint[])",
+                         [alive, cli])

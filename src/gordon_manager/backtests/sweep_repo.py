@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 __all__ = ["claim_sweep", "finish_sweep", "get_sweep", "get_trial", "insert_sweep", "list_sweeps", "progress",
-           "queued_sweeps", "record_trials", "request_cancel", "trials"]
+           "queued_sweeps", "record_trials", "recover_stale", "request_cancel", "trials"]
 
 _COLUMNS = """id, status, strategy, symbol, interval, range_start, range_end, config, method, space, seed, objective,
        min_trades, trials_total, trials_done, best_trial, best_value, cancel_requested, error, runner, claimed_by,
@@ -72,6 +72,15 @@ FINISH_SWEEP = """
 UPDATE trading.backtest_sweeps
    SET status = $2, error = $3, finished_at = now(), heartbeat_at = now(), updated_at = now()
  WHERE id = $1 AND status = 'running'
+RETURNING id
+"""
+
+# A dead manager's sweep (its heartbeat, written with the progress every 0.25 s, stopped).
+RECOVER_STALE = """
+UPDATE trading.backtest_sweeps
+   SET status = 'failed', error = $1, finished_at = now(), updated_at = now()
+ WHERE status = 'running' AND runner = 'manager'
+   AND coalesce(heartbeat_at, started_at, created_at) < now() - $2::double precision * interval '1 second'
 RETURNING id
 """
 
@@ -152,6 +161,11 @@ async def progress(conn: asyncpg.Connection, *, sweep_id: int) -> bool:
 async def finish_sweep(conn: asyncpg.Connection, *, sweep_id: int, status: str, error: str | None = None) -> bool:
     """End a running sweep; False when it was not running."""
     return await conn.fetchval(FINISH_SWEEP, sweep_id, status, error) is not None
+
+
+async def recover_stale(conn: asyncpg.Connection, *, error: str, stale_after_s: float) -> list[int]:
+    """Fail the manager's running sweeps whose heartbeat is older than ``stale_after_s``; returns their ids."""
+    return [r["id"] for r in await conn.fetch(RECOVER_STALE, error, stale_after_s)]
 
 
 async def request_cancel(conn: asyncpg.Connection, *, sweep_id: int) -> asyncpg.Record | None:

@@ -3,8 +3,10 @@ trial as a full backtest, and execute it (``execute_sweep``: the manager's ``Swe
 
 Execution: the bars are loaded once, a ``TrialPool`` ships them once to each worker process, the
 pending trials go out in chunks; after each finished chunk its outcomes are stored and the sweep row
-gets its progress and best-so-far (at most every ``PROGRESS_S``, and at the end), which also reads
-back the cancel flag. A cancelled sweep keeps the trials it finished.
+gets its progress and best-so-far every ``PROGRESS_S`` (also with no chunk finished: it is the sweep's
+heartbeat), which also reads back the cancel flag; a cancel kills the workers rather than waiting for
+their chunks. A cancelled sweep keeps the trials it finished. The leading replica fails the running
+sweeps whose heartbeat is older than ``GORDON_MANAGER_BACKTEST_STALE_AFTER_S`` (their manager died).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = ["SweepRunner", "cancel_sweep", "create_sweep", "execute_sweep", "get_
 logger = logging.getLogger(__name__)
 
 STOP_REASON = "manager stopped"
+RESTART_REASON = "its manager stopped heartbeating (restarted or died)"
 PROGRESS_S = 0.25
 POLL_S = 1.0
 MAX_ERROR = 2000
@@ -236,7 +239,8 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
             while chunks and len(inflight) < window:
                 future: Future = pool.submit(chunks.pop(0))
                 inflight.add(asyncio.wrap_future(future))
-            ready, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+            # Wakes at least every PROGRESS_S: the progress write is also the heartbeat and the cancel check.
+            ready, inflight = await asyncio.wait(inflight, timeout=PROGRESS_S, return_when=asyncio.FIRST_COMPLETED)
             for f in ready:
                 finished.extend(f.result())
             if time.monotonic() - last >= PROGRESS_S or not (chunks or inflight):
@@ -280,7 +284,8 @@ class SweepRunner(LoopService):
     name = "sweep-runner"
 
     def __init__(self, *, pool: asyncpg.Pool, workers: int | None = None, interval: float = POLL_S,
-                 log_level: str = "WARNING") -> None:
+                 log_level: str = "WARNING", leads: Callable[[], bool] = lambda: False,
+                 stale_after_s: float = 30.0) -> None:
         super().__init__(interval=interval)
         from gordon_manager.backtests.worker import default_workers
 
@@ -289,9 +294,26 @@ class SweepRunner(LoopService):
         self.workers = default_workers() if workers is None else workers
         self.log_level = log_level
         self.statuses: dict[int, str] = {}  # the last few sweeps' outcomes, for logs and tests
+        self.leads = leads
+        self.stale_after_s = stale_after_s
+        self._recovered_at = float("-inf")
+
+    async def recover_stale(self, *, now: float | None = None) -> list[int]:
+        """Fail the running sweeps whose manager stopped heartbeating, while this replica leads; at most every
+        third of ``stale_after_s`` (checked between sweeps). Returns the sweeps failed."""
+        now = time.monotonic() if now is None else now
+        if now - self._recovered_at < self.stale_after_s / 3 or not self.leads():
+            return []
+        self._recovered_at = now
+        async with self.pool.acquire() as conn:
+            recovered = await sweep_repo.recover_stale(conn, error=RESTART_REASON, stale_after_s=self.stale_after_s)
+        if recovered:
+            logger.warning("sweeps whose manager stopped heartbeating marked failed", extra={"sweep_ids": recovered})
+        return recovered
 
     async def run_once(self) -> None:
-        """Run the oldest queued sweep (if any) to its end."""
+        """Recover stale sweeps (leading replica), then run the oldest queued sweep (if any) to its end."""
+        await self.recover_stale()
         async with self.pool.acquire() as conn:
             ids = await sweep_repo.queued_sweeps(conn, limit=1)
             for sweep_id in ids:
@@ -306,6 +328,7 @@ class SweepRunner(LoopService):
 
 async def start(ctx) -> None:
     """Start the sweep runner (its pools start per sweep)."""
-    runner = SweepRunner(pool=ctx.pool, log_level=ctx.settings.log_level)
+    runner = SweepRunner(pool=ctx.pool, log_level=ctx.settings.log_level, leads=ctx.leads,
+                         stale_after_s=ctx.settings.backtest_stale_after_s)
     ctx.services["sweeps"] = runner
     ctx.supervisor.start(runner)
