@@ -85,6 +85,7 @@ async def start_services(ctx: AppContext) -> None:
 
 def service_starters() -> list:
     """``async def start(ctx)`` of each domain that runs background loops, in start order."""
+    from gordon_manager.backtests.sweep_service import start as start_sweeps
     from gordon_manager.backtests.worker import start as start_backtests
     from gordon_manager.deploys.start import start as start_deploys
     from gordon_manager.events.service import start as start_events
@@ -98,6 +99,7 @@ def service_starters() -> list:
         start_observability,
         start_events,
         start_backtests,
+        start_sweeps,
         start_compactor,
         start_reaper,
     ]

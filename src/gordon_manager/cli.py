@@ -26,6 +26,7 @@ from pydantic import SecretStr
 
 from gordon_manager import __version__
 from gordon_manager.backtests.cli import backtest as backtest_command
+from gordon_manager.backtests.sweep_cli import sweep as sweep_command
 from gordon_manager.errors import GordonError
 from gordon_manager.marketdata.cli import app as data_app
 from gordon_manager.observability.logging import configure_logging
@@ -275,6 +276,7 @@ def asyncapi() -> None:
 
 
 app.command("backtest")(backtest_command)
+app.command("sweep")(sweep_command)
 app.add_typer(data_app, name="data")
 
 

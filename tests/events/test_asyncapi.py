@@ -110,6 +110,13 @@ ROWS: dict[str, dict[str, Any]] = {
              "config": {"qty_step": "1E-8"}, "progress": 0.25, "stats": None, "error": None,
              "cancel_requested": False, "created_by": "op", "created_at": T, "started_at": T, "finished_at": None,
              "heartbeat_at": T, "updated_at": T, "runner": "manager"},
+    "backtest_sweeps": {"id": 3, "status": "running", "strategy": "sma_crossover", "symbol": "BTCUSDT",
+                        "interval": "1m", "range_start": T, "range_end": T, "config": {"qty_step": "1E-8"},
+                        "method": "grid", "space": {"fast": [5, 10]}, "seed": None, "objective": "sharpe",
+                        "min_trades": 0, "trials_total": 2, "trials_done": 1, "best_trial": 0, "best_value": 1.5,
+                        "cancel_requested": False, "error": None, "runner": "manager", "claimed_by": "m:h:1:ab",
+                        "created_by": "op", "created_at": T, "started_at": T, "finished_at": None,
+                        "heartbeat_at": T, "updated_at": T},
 }
 BREAKER = BreakerEvent(breaker="daily_loss", state="open", at=datetime(2026, 5, 17, tzinfo=UTC),
                        data={"loss_pct": 2})

@@ -962,6 +962,92 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/backtests/sweeps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List parameter sweeps
+         * @description Sweeps newest first (cursor paging).
+         */
+        get: operations["listSweeps"];
+        put?: never;
+        /**
+         * Queue a parameter sweep
+         * @description Queue a grid or seeded random search over a strategy's params; trials run on the manager's process
+         *     pool. Follow it at GET /backtests/sweeps/{id} or on /ws (channel backtest_sweeps).
+         */
+        post: operations["createSweep"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/backtests/sweeps/{sweepId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a parameter sweep
+         * @description Progress, the ranked trials (stats, no equity), the best, and a 2-param heatmap of the objective.
+         */
+        get: operations["getSweep"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/backtests/sweeps/{sweepId}/cancel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Cancel a parameter sweep
+         * @description A queued sweep is cancelled at once; a running one stops after its chunks in flight (finished trials
+         *     are kept).
+         */
+        post: operations["cancelSweep"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/backtests/sweeps/{sweepId}/trials/{n}/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-run a sweep trial as a backtest
+         * @description Queue the trial's params as a full backtest run (equity, round trips), like POST /backtests.
+         */
+        post: operations["runSweepTrial"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/strategies": {
         parameters: {
             query?: never;
@@ -4505,6 +4591,26 @@ export interface components {
             exitCode?: number | null;
         };
         /**
+         * RandomSearch
+         * @description A seeded random search: ``trials`` distinct parameter sets drawn from ``space``.
+         */
+        RandomSearch: {
+            /**
+             * @description Trial budget.
+             * @example 200
+             */
+            trials: number;
+            /**
+             * @description Generator seed: the same seed draws the same trials.
+             * @default 0
+             */
+            seed?: number;
+            /** @description Param (camelCase or snake_case) → range or values. */
+            space: {
+                [key: string]: components["schemas"]["SearchDimension"];
+            };
+        };
+        /**
          * Ready
          * @description Readiness: the database answers and migrations are current.
          */
@@ -4872,6 +4978,24 @@ export interface components {
             feesPaid?: string | null;
         };
         /**
+         * SearchDimension
+         * @description A random search's range of one param: ``min``..``max`` (integers when the param is), or ``values``.
+         */
+        SearchDimension: {
+            /** @example 5 */
+            min?: number | null;
+            /** @example 50 */
+            max?: number | null;
+            /**
+             * @example [
+             *       5,
+             *       10,
+             *       20
+             *     ]
+             */
+            values?: unknown[] | null;
+        };
+        /**
          * ServiceDeployCreate
          * @description POST /deploys/service: roll one Gordon service container to a new image.
          */
@@ -5157,6 +5281,223 @@ export interface components {
             examples: {
                 [key: string]: unknown;
             }[];
+        };
+        /**
+         * SweepAccepted
+         * @description The sweep a POST /backtests/sweeps queued.
+         */
+        SweepAccepted: {
+            /** @example 7 */
+            id: number;
+            /**
+             * @example queued
+             * @enum {string}
+             */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            /**
+             * @description Valid parameter sets to run.
+             * @example 120
+             */
+            trialsTotal: number;
+            /**
+             * @description Combinations the strategy refused (not run).
+             * @example 4
+             */
+            trialsDropped: number;
+            /** @example /backtests/sweeps/7 */
+            sweepUrl: string;
+        };
+        /**
+         * SweepCancel
+         * @description State of a sweep after POST /backtests/sweeps/{id}/cancel.
+         */
+        SweepCancel: {
+            id: number;
+            /** @enum {string} */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            cancelRequested: boolean;
+        };
+        /**
+         * SweepCreate
+         * @description POST /backtests/sweeps body: one strategy over one range, a grid or a random search of its params.
+         */
+        SweepCreate: {
+            /** @example sma_crossover */
+            strategy: string;
+            /** @description Fixed params of every trial (the swept ones override them); omitted ones take defaults. */
+            params?: {
+                [key: string]: unknown;
+            };
+            /** @example BTCUSDT */
+            symbol: string;
+            /** @example 1m */
+            interval: string;
+            /**
+             * Format: date-time
+             * @example 2024-01-01T00:00:00Z
+             */
+            from: string;
+            /**
+             * Format: date-time
+             * @example 2024-02-01T00:00:00Z
+             */
+            to: string;
+            execution?: components["schemas"]["ExecutionSettings"];
+            /**
+             * @description Param → values: every valid combination is a trial.
+             * @example {
+             *       "fast": [
+             *         5,
+             *         10
+             *       ],
+             *       "slow": [
+             *         20,
+             *         40
+             *       ]
+             *     }
+             */
+            grid?: {
+                [key: string]: unknown[];
+            } | null;
+            /** @description A random search instead of a grid. */
+            search?: components["schemas"]["RandomSearch"] | null;
+            /**
+             * @description What ranks the trials (maxDrawdown: lowest first).
+             * @default sharpe
+             * @enum {string}
+             */
+            objective?: "sharpe" | "totalReturn" | "calmar" | "cagr" | "winRate" | "finalEquity" | "maxDrawdown";
+            /**
+             * @description Trials with fewer round trips are not ranked.
+             * @default 0
+             */
+            minTrades?: number;
+        };
+        /**
+         * SweepDetail
+         * @description GET /backtests/sweeps/{id}: the sweep, its ranked trials (best first), the best, a heatmap.
+         */
+        SweepDetail: {
+            id: number;
+            /** @enum {string} */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            strategy: string;
+            symbol: string;
+            interval: string;
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @enum {string} */
+            method: "grid" | "random";
+            space: {
+                [key: string]: unknown;
+            };
+            seed: number | null;
+            /** @enum {string} */
+            objective: "sharpe" | "totalReturn" | "calmar" | "cagr" | "winRate" | "finalEquity" | "maxDrawdown";
+            minTrades: number;
+            execution: components["schemas"]["ExecutionSettings"];
+            trialsTotal: number;
+            trialsDone: number;
+            /** @description trialsDone / trialsTotal. */
+            progress: number;
+            bestTrial: number | null;
+            bestValue: number | null;
+            cancelRequested: boolean;
+            error: string | null;
+            runner: string;
+            createdBy: string;
+            /** Format: date-time */
+            createdAt: string;
+            startedAt: string | null;
+            finishedAt: string | null;
+            best: components["schemas"]["SweepTrial"] | null;
+            /** @description Ranked trials first (best first), then the unranked, by n. */
+            trials: components["schemas"]["SweepTrial"][];
+            /** @description Over two swept params (null with fewer than two). */
+            heatmap: components["schemas"]["SweepHeatmap"] | null;
+        };
+        /**
+         * SweepHeatmap
+         * @description Best objective value per pair of two params' values (over the other params); null = no ranked trial.
+         */
+        SweepHeatmap: {
+            x: string;
+            y: string;
+            xValues: unknown[];
+            yValues: unknown[];
+            /** @description values[j][i] is for yValues[j], xValues[i]. */
+            values: (number | null)[][];
+        };
+        /**
+         * SweepPage
+         * @description Sweeps, newest first.
+         */
+        SweepPage: {
+            items: components["schemas"]["SweepRead"][];
+            /** @description Opaque cursor of the next page; null on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * SweepRead
+         * @description A sweep's definition and progress.
+         */
+        SweepRead: {
+            id: number;
+            /** @enum {string} */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            strategy: string;
+            symbol: string;
+            interval: string;
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @enum {string} */
+            method: "grid" | "random";
+            space: {
+                [key: string]: unknown;
+            };
+            seed: number | null;
+            /** @enum {string} */
+            objective: "sharpe" | "totalReturn" | "calmar" | "cagr" | "winRate" | "finalEquity" | "maxDrawdown";
+            minTrades: number;
+            execution: components["schemas"]["ExecutionSettings"];
+            trialsTotal: number;
+            trialsDone: number;
+            /** @description trialsDone / trialsTotal. */
+            progress: number;
+            bestTrial: number | null;
+            bestValue: number | null;
+            cancelRequested: boolean;
+            error: string | null;
+            runner: string;
+            createdBy: string;
+            /** Format: date-time */
+            createdAt: string;
+            startedAt: string | null;
+            finishedAt: string | null;
+        };
+        /**
+         * SweepTrial
+         * @description One trial: params, stats (no equity), the objective's value, rank among feasible trials.
+         */
+        SweepTrial: {
+            /** @description Trial number within the sweep (0-based). */
+            n: number;
+            /** @description 1 = best; null when not ranked (constraint unmet, failed). */
+            rank: number | null;
+            params: {
+                [key: string]: unknown;
+            };
+            /** @description The objective's value (maxDrawdown: the drawdown itself). */
+            value: number | null;
+            feasible: boolean;
+            stats: {
+                [key: string]: unknown;
+            } | null;
+            error: string | null;
         };
         /**
          * SymbolChange
@@ -11684,6 +12025,647 @@ export interface operations {
             };
             /** @description The run already finished */
             409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body exceeds GORDON_MANAGER_MAX_BODY_BYTES (`body-too-large`, with `limit`) */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body in another media type than application/json (unsupported-media-type) */
+            415: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Host` is not served (`host-not-allowed`, see GORDON_MANAGER_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many header fields, or too large a request head (`headers-too-large`) */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSweeps: {
+        parameters: {
+            query?: {
+                /** @description Only sweeps in this status. */
+                status?: string | null;
+                /** @description Page size. */
+                limit?: number;
+                /** @description Opaque cursor from `nextCursor`. */
+                cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepPage"];
+                };
+            };
+            /** @description Read token missing (only when the server sets `GORDON_MANAGER_READ_TOKEN`) */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Read token wrong (only when the server sets `GORDON_MANAGER_READ_TOKEN`); or: The request's `Origin` is not allowed (`origin-not-allowed`, see GORDON_MANAGER_CORS_ORIGINS) */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Host` is not served (`host-not-allowed`, see GORDON_MANAGER_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many header fields, or too large a request head (`headers-too-large`) */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createSweep: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SweepCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    Location: components["headers"]["Location"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepAccepted"];
+                };
+            };
+            /** @description The body is not JSON (malformed-json) */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Missing operator token */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Wrong operator token */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No klines in the requested range */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body did not arrive within GORDON_MANAGER_REQUEST_READ_TIMEOUT_S (`request-timeout`) */
+            408: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body exceeds GORDON_MANAGER_MAX_BODY_BYTES (`body-too-large`, with `limit`) */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body in another media type than application/json (unsupported-media-type) */
+            415: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Host` is not served (`host-not-allowed`, see GORDON_MANAGER_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unknown strategy or param, invalid grid, search, params or range */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many header fields, or too large a request head (`headers-too-large`) */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getSweep: {
+        parameters: {
+            query?: {
+                /** @description Trials returned (best first). */
+                limit?: number;
+                /** @description Heatmap x param. */
+                x?: string | null;
+                /** @description Heatmap y param. */
+                y?: string | null;
+            };
+            header?: never;
+            path: {
+                /** @description Sweep id. */
+                sweepId: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepDetail"];
+                };
+            };
+            /** @description Read token missing (only when the server sets `GORDON_MANAGER_READ_TOKEN`) */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Read token wrong (only when the server sets `GORDON_MANAGER_READ_TOKEN`); or: The request's `Origin` is not allowed (`origin-not-allowed`, see GORDON_MANAGER_CORS_ORIGINS) */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such sweep */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Host` is not served (`host-not-allowed`, see GORDON_MANAGER_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description x or y is not a swept param */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many header fields, or too large a request head (`headers-too-large`) */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancelSweep: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Sweep id. */
+                sweepId: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SweepCancel"];
+                };
+            };
+            /** @description Missing operator token */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Wrong operator token */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such sweep */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body did not arrive within GORDON_MANAGER_REQUEST_READ_TIMEOUT_S (`request-timeout`) */
+            408: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The sweep already finished */
+            409: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body exceeds GORDON_MANAGER_MAX_BODY_BYTES (`body-too-large`, with `limit`) */
+            413: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A body in another media type than application/json (unsupported-media-type) */
+            415: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Host` is not served (`host-not-allowed`, see GORDON_MANAGER_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many header fields, or too large a request head (`headers-too-large`) */
+            431: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Unexpected server error (`internal`): a bug of ours; quote the `requestId` when reporting it */
+            500: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The database is unavailable (`database-unavailable`: down, restarting or full); retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    runSweepTrial: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Sweep id. */
+                sweepId: number;
+                /** @description Trial number (0-based). */
+                n: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            202: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    Location: components["headers"]["Location"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["BacktestAccepted"];
+                };
+            };
+            /** @description Missing operator token */
+            401: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Wrong operator token */
+            403: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such sweep or trial, or its klines are gone */
+            404: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body did not arrive within GORDON_MANAGER_REQUEST_READ_TIMEOUT_S (`request-timeout`) */
+            408: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];
                     [name: string]: unknown;

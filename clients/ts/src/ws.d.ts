@@ -1835,6 +1835,63 @@ export interface components {
              */
             cashStep: string;
         };
+        /**
+         * ExecutionSettings
+         * @description Fees, slippage, sizing and initial cash of a run: ``ExecutionConfig`` on the wire.
+         *
+         *     Omitted fields take the defaults shown; numbers may be sent as JSON numbers or decimal strings
+         *     and come back as decimal strings (exact).
+         */
+        ExecutionSettings: {
+            /**
+             * @description Starting quote balance.
+             * @default 10000
+             * @example 10000
+             */
+            initialCash: string;
+            /**
+             * @description Market and stop fills.
+             * @default 10
+             * @example 10
+             */
+            takerFeeBps: string;
+            /**
+             * @description Limit fills.
+             * @default 10
+             * @example 10
+             */
+            makerFeeBps: string;
+            /**
+             * @description Adverse slippage on market and stop fills.
+             * @default 1
+             * @example 1
+             */
+            slippageBps: string;
+            /**
+             * @description Fraction of equity committed per entry.
+             * @default 1
+             * @example 1
+             */
+            positionFraction: string;
+            /**
+             * @description Lot step; quantities round down to it.
+             * @default 0.00000001
+             * @example 0.00001
+             */
+            qtyStep: string;
+            /**
+             * @description Tick; fill prices round against us.
+             * @default 0.00000001
+             * @example 0.01
+             */
+            priceStep: string;
+            /**
+             * @description Cash granularity of notionals and fees.
+             * @default 0.00000001
+             * @example 0.00000001
+             */
+            cashStep: string;
+        };
         /** FillData */
         FillData: {
             /**
@@ -2527,6 +2584,52 @@ export interface components {
              */
             abandonedRuns: number[];
         };
+        /**
+         * SweepRead
+         * @description A sweep's definition and progress.
+         */
+        SweepRead: {
+            id: number;
+            /** @enum {string} */
+            status: "queued" | "running" | "done" | "failed" | "cancelled";
+            strategy: string;
+            symbol: string;
+            interval: string;
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @enum {string} */
+            method: "grid" | "random";
+            space: {
+                [key: string]: unknown;
+            };
+            /** @default null */
+            seed: number | null;
+            /** @enum {string} */
+            objective: "sharpe" | "totalReturn" | "calmar" | "cagr" | "winRate" | "finalEquity" | "maxDrawdown";
+            minTrades: number;
+            execution: components["schemas"]["ExecutionSettings"];
+            trialsTotal: number;
+            trialsDone: number;
+            /** @description trialsDone / trialsTotal. */
+            progress: number;
+            /** @default null */
+            bestTrial: number | null;
+            /** @default null */
+            bestValue: number | null;
+            cancelRequested: boolean;
+            /** @default null */
+            error: string | null;
+            runner: string;
+            createdBy: string;
+            /** Format: date-time */
+            createdAt: string;
+            /** @default null */
+            startedAt: string | null;
+            /** @default null */
+            finishedAt: string | null;
+        };
         /** UnknownOrderReportData */
         UnknownOrderReportData: {
             /**
@@ -2703,8 +2806,20 @@ export interface components {
             table: "runs";
             data: components["schemas"]["RunRow"];
         };
+        /** @description A change of a `trading.backtest_sweeps` row on channel `run_progress`; `data` is the row after it (rows are never deleted). */
+        SweepChanged: {
+            /** @description Outbox id (trading.events.id); use it as `since`. */
+            id: number;
+            /** @constant */
+            channel: "run_progress";
+            /** @enum {string} */
+            op: "insert" | "update";
+            /** @constant */
+            table: "backtest_sweeps";
+            data: components["schemas"]["SweepRead"];
+        };
         /** @description A row change captured by the outbox trigger: one envelope per source table, told apart by `table` (and `channel`). */
-        OutboxEvent: components["schemas"]["RiskHaltChanged"] | components["schemas"]["BreakerStateChanged"] | components["schemas"]["PortfolioStateChanged"] | components["schemas"]["SourceFreshnessChanged"] | components["schemas"]["BackfillJobChanged"] | components["schemas"]["BotConfigChanged"] | components["schemas"]["BotStatusChanged"] | components["schemas"]["BotEventAppended"] | components["schemas"]["BotDeployChanged"] | components["schemas"]["ServiceDeployChanged"] | components["schemas"]["RunChanged"];
+        OutboxEvent: components["schemas"]["RiskHaltChanged"] | components["schemas"]["BreakerStateChanged"] | components["schemas"]["PortfolioStateChanged"] | components["schemas"]["SourceFreshnessChanged"] | components["schemas"]["BackfillJobChanged"] | components["schemas"]["BotConfigChanged"] | components["schemas"]["BotStatusChanged"] | components["schemas"]["BotEventAppended"] | components["schemas"]["BotDeployChanged"] | components["schemas"]["ServiceDeployChanged"] | components["schemas"]["RunChanged"] | components["schemas"]["SweepChanged"];
         /** @description What the console sends. */
         ClientFrame: components["schemas"]["Subscribe"] | components["schemas"]["Unsubscribe"] | components["schemas"]["Ping"];
         /** @description What the manager sends. */

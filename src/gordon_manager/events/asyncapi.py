@@ -40,6 +40,7 @@ ENVELOPES = {
     "bot_deploys": "BotDeployChanged",
     "service_deploys": "ServiceDeployChanged",
     "runs": "RunChanged",
+    "backtest_sweeps": "SweepChanged",
 }
 # which operations a table's trigger captures (migration 0007)
 _OPS = {table: ["insert", "update", "delete"] for table in

@@ -19,6 +19,7 @@ bot_events          ``BotEventRead``                               GET /bots/{id
 bot_deploys         ``DeployRead``                                 GET /bots/{id}/deploys
 service_deploys     ``ServiceDeployRead``                          GET /deploys/service/{id}/status
 runs                ``RunRow`` = RunDetail − equity + runner       GET /runs/{id}
+backtest_sweeps     ``SweepRead``                                  GET /backtests/sweeps (items)
 ==================  =============================================  =====================================
 
 asyncapi.yaml's payload schemas are generated from these models (events/asyncapi.py).
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from gordon_manager.backtests.sweep_schemas import SweepRead, sweep_read_fields
 from gordon_manager.bff.schemas import BackfillJobRead, PositionRead
 from gordon_manager.bots.schemas import BotRead, BotStatusRead
 from gordon_manager.bots.service import config_fields
@@ -147,6 +149,7 @@ ROW_MODELS: dict[str, tuple[str, type[BaseModel], Callable[[dict[str, Any]], Bas
     "bot_deploys": ("deploy_progress", DeployRead, deploy_read),
     "service_deploys": ("deploy_progress", ServiceDeployRead, service_deploy_read),
     "runs": ("run_progress", RunRow, lambda row: RunRow.model_validate(run_detail_fields(row))),
+    "backtest_sweeps": ("run_progress", SweepRead, lambda row: SweepRead.model_validate(sweep_read_fields(row))),
 }
 
 _warned: set[str] = set()

@@ -141,6 +141,8 @@ RESPONSE_HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
     "resumeBot": {"200": ("ETag",)},
     "stopBot": {"200": ("ETag",)},
     "createBacktest": {"202": ("Location",)},
+    "createSweep": {"202": ("Location",)},
+    "runSweepTrial": {"202": ("Location",)},
     "startDeploy": {"202": ("Location",)},
     "createServiceDeploy": {"202": ("Location",)},
     "resumeRisk": {"200": ("X-Audit-Id",), "4XX": ("X-Audit-Id",)},

@@ -1,0 +1,148 @@
+"""`gordon-manager sweep`: queue and execute a parameter sweep in this process, print the ranked trials.
+
+Same code path as POST /backtests/sweeps (``sweep_service.create_sweep``, then ``execute_sweep`` on a local
+trial pool); the sweep is written to ``trading.backtest_sweeps`` (runner 'cli'), so the API and the console
+show it like any other, and any trial can be re-run with POST /backtests/sweeps/{id}/trials/{n}/run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Annotated, Any
+
+import typer
+
+
+def _fail(message: str, code: int = 2) -> None:
+    from gordon_manager.cli import fail
+
+    fail(message, code)
+
+
+def _json_object(option: str, text: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{option} is not valid JSON: {exc}")
+    if not isinstance(parsed, dict):
+        _fail(f"{option} must be a JSON object")
+    return parsed
+
+
+def _print_ranked(detail, top: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    swept = list(detail.space)
+    table = Table(title=f"sweep {detail.id}: {detail.status}, {detail.trials_done}/{detail.trials_total} trials, "
+                        f"by {detail.objective}" + (f" (min {detail.min_trades} trades)" if detail.min_trades else ""))
+    for name in ("rank", "trial", *swept, detail.objective, "return", "max dd", "sharpe", "trades"):
+        table.add_column(name, justify="right")
+    for t in detail.trials[:top]:
+        s = t.stats or {}
+        table.add_row("-" if t.rank is None else str(t.rank), str(t.n), *(str(t.params.get(p)) for p in swept),
+                      "n/a" if t.value is None else f"{t.value:.4f}",
+                      f"{s['total_return']:.2%}" if s else "", f"{s['max_drawdown']:.2%}" if s else "",
+                      f"{s['sharpe']:.3f}" if s else "", f"{s['trade_count']:,}" if s else (t.error or ""))
+    Console().print(table)
+
+
+def sweep(
+    strategy: Annotated[str, typer.Option("--strategy", metavar="NAME", help="Strategy name (see GET /strategies).")],
+    symbol: Annotated[str, typer.Option("--symbol", metavar="SYMBOL", help="Symbol, e.g. BTCUSDT.")],
+    interval: Annotated[str, typer.Option("--interval", metavar="INTERVAL", help="Bar interval, e.g. 1m.")],
+    from_: Annotated[str, typer.Option("--from", metavar="TIME", help="Range start, RFC 3339 (inclusive).")],
+    to: Annotated[str, typer.Option("--to", metavar="TIME", help="Range end, RFC 3339 (exclusive).")],
+    grid: Annotated[str | None, typer.Option("--grid", metavar="JSON",
+                                             help='Param → values, e.g. \'{"fast": [5, 10], "slow": [30, 60]}\'.')]
+    = None,
+    search: Annotated[str | None, typer.Option("--search", metavar="JSON",
+                                               help='Random search space, e.g. \'{"fast": {"min": 2, "max": 50}}\'.')]
+    = None,
+    trials: Annotated[int, typer.Option("--trials", min=1, help="Random search budget.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Random search seed.")] = 0,
+    objective: Annotated[str, typer.Option("--objective", help="sharpe, totalReturn, calmar, cagr, winRate, "
+                                                               "finalEquity or maxDrawdown.")] = "sharpe",
+    min_trades: Annotated[int, typer.Option("--min-trades", min=0, help="Rank only trials with this many "
+                                                                       "round trips.")] = 0,
+    params: Annotated[str, typer.Option("--params", metavar="JSON", help="Fixed params of every trial.")] = "{}",
+    fee_bps: Annotated[float | None, typer.Option("--fee-bps", metavar="BPS", help="Taker and maker fee (bps).")] = None,
+    slippage_bps: Annotated[float | None, typer.Option("--slippage-bps", metavar="BPS", help="Slippage (bps).")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Worker processes (0: in this "
+                                                                        "process; default: CPUs - 1, 1..4).")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, help="Trials printed.")] = 20,
+) -> None:
+    """Run a parameter sweep in this process (written to the database like an API sweep); print the ranking."""
+    from pydantic import ValidationError
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gordon_manager.backtests import sweep_service
+    from gordon_manager.backtests.job import runner_identity
+    from gordon_manager.backtests.sweep_schemas import SweepCreate
+    from gordon_manager.backtests.worker import default_workers
+    from gordon_manager.cli import prepare_database
+    from gordon_manager.db.connect import connect
+    from gordon_manager.errors import GordonError
+    from gordon_manager.observability.logging import configure_logging
+    from gordon_manager.settings import get_settings
+
+    if (grid is None) == (search is None):
+        _fail("give either --grid or --search")
+    execution: dict[str, Any] = {}
+    if fee_bps is not None:
+        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
+    if slippage_bps is not None:
+        execution["slippage_bps"] = str(slippage_bps)
+    raw: dict[str, Any] = {"strategy": strategy, "symbol": symbol, "interval": interval, "from": from_, "to": to,
+                           "params": _json_object("--params", params), "execution": execution,
+                           "objective": objective, "minTrades": min_trades}
+    if grid is not None:
+        raw["grid"] = _json_object("--grid", grid)
+    else:
+        raw["search"] = {"trials": trials, "seed": seed, "space": _json_object("--search", search)}
+    try:
+        body = SweepCreate.model_validate(raw)
+    except ValidationError as exc:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
+                            for e in exc.errors(include_url=False))
+        _fail(f"invalid sweep: {reasons}")
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
+    try:
+        settings = prepare_database(settings)
+    except GordonError as exc:
+        _fail(exc.detail)
+    url = settings.database_url.get_secret_value()
+
+    async def run():
+        conn = await connect(url, timeout=settings.db_connect_timeout_s)
+        try:
+            row, dropped = await sweep_service.create_sweep(conn, body=body, actor="cli", runner="cli")
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                          console=Console(stderr=True)) as progress:
+                task = progress.add_task(f"sweep {row['id']}", total=row["trials_total"])
+                status = await sweep_service.execute_sweep(
+                    conn, sweep_id=row["id"], owner=runner_identity("cli"),
+                    workers=default_workers() if workers is None else workers,
+                    on_progress=lambda done, total: progress.update(task, completed=done))
+            detail = await sweep_service.get_sweep(conn, sweep_id=row["id"], limit=top)
+            return status, dropped, detail
+        finally:
+            await conn.close()
+
+    try:
+        status, dropped, detail = asyncio.run(run())
+    except GordonError as exc:
+        _fail(exc.detail)
+    except KeyboardInterrupt:
+        _fail("interrupted: the sweep is marked cancelled", 130)
+    if dropped:
+        Console(stderr=True).print(f"{dropped} parameter sets refused by the strategy were not run")
+    _print_ranked(detail, top)
+    if status != "done":
+        _fail(f"sweep {detail.id} {status}" + (f": {detail.error}" if detail.error else ""), 1)

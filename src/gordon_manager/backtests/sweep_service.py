@@ -1,0 +1,334 @@
+"""Rules of parameter sweeps: validate and queue one, read it (ranked trials, heatmap), cancel it, re-run a
+trial as a full backtest, and execute it (``execute_sweep``: the manager's ``SweepRunner`` and the CLI).
+
+Execution: the bars are loaded once, a ``TrialPool`` ships them once to each worker process, the
+pending trials go out in chunks; after each finished chunk its outcomes are stored and the sweep row
+gets its progress and best-so-far every ``PROGRESS_S`` (also with no chunk finished: it is the sweep's
+heartbeat), which also reads back the cancel flag; a cancel kills the workers rather than waiting for
+their chunks. A cancelled sweep keeps the trials it finished. The leading replica fails the running
+sweeps whose heartbeat is older than ``GORDON_MANAGER_BACKTEST_STALE_AFTER_S`` (their manager died).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+import asyncpg
+
+from gordon_manager.backtests import service as backtests
+from gordon_manager.backtests import sweep, sweep_repo
+from gordon_manager.backtests.job import runner_identity
+from gordon_manager.backtests.schemas import BacktestCreate
+from gordon_manager.backtests.sweep_schemas import (
+    SweepCancel,
+    SweepCreate,
+    SweepDetail,
+    SweepHeatmap,
+    SweepPage,
+    SweepRead,
+    SweepTrial,
+    objective_field,
+    sweep_read_fields,
+)
+from gordon_manager.errors import Conflict, NotFound, Unprocessable
+from gordon_manager.execution.config import ExecutionConfig
+from gordon_manager.http.casing import snakify
+from gordon_manager.http.pagination import PageQuery
+from gordon_manager.loops import LoopService
+from gordon_manager.marketdata import repo as klines
+from gordon_manager.runs.service import int_position, scope
+
+__all__ = ["SweepRunner", "cancel_sweep", "create_sweep", "execute_sweep", "get_sweep", "list_sweeps",
+           "plan_trials", "run_trial", "start"]
+
+logger = logging.getLogger(__name__)
+
+STOP_REASON = "manager stopped"
+RESTART_REASON = "its manager stopped heartbeating (restarted or died)"
+PROGRESS_S = 0.25
+POLL_S = 1.0
+MAX_ERROR = 2000
+
+
+def _unprocessable(message: str, field: str) -> Unprocessable:
+    return Unprocessable(message, extra={"errors": [{"field": field, "message": message}]})
+
+
+def plan_trials(body: SweepCreate) -> tuple[BacktestCreate, list[dict[str, Any]], int, dict[str, Any]]:
+    """Validate a sweep request: (its base backtest request, the valid trials, the dropped count, the space)."""
+    base = BacktestCreate.model_validate({"strategy": body.strategy, "params": body.params, "symbol": body.symbol,
+                                          "interval": body.interval, "from": body.from_, "to": body.to,
+                                          "execution": body.execution})
+    spec, _, _ = backtests.validate_request(base)
+    properties = spec.params_schema().get("properties", {})
+    fixed = snakify(body.params)
+    if body.grid is not None:
+        space: dict[str, Any] = snakify(body.grid)
+    else:
+        space = {k: v.model_dump(exclude_none=True) for k, v in snakify(body.search.space).items()}
+    for name in space:
+        if name not in properties:
+            raise _unprocessable(f"{spec.name} has no param {name!r} (it has {', '.join(properties)})",
+                                 f"{'grid' if body.grid is not None else 'search.space'}.{name}")
+    if body.grid is not None:
+        size = 1
+        for values in space.values():
+            size *= len(values)
+        if size > sweep.MAX_TRIALS:
+            raise _unprocessable(f"the grid has {size} combinations; at most {sweep.MAX_TRIALS}", "grid")
+        trials, dropped = sweep.grid_trials(spec, space, fixed)
+    else:
+        trials, dropped = sweep.random_trials(spec, space, budget=body.search.trials, seed=body.search.seed,
+                                              base=fixed)
+    if not trials:
+        raise _unprocessable(f"no valid parameter set: the strategy refused all {dropped} tried",
+                             "grid" if body.grid is not None else "search")
+    return base, trials, dropped, space
+
+
+async def create_sweep(conn: asyncpg.Connection, *, body: SweepCreate, actor: str,
+                       runner: str = "manager") -> tuple[asyncpg.Record, int]:
+    """Validate and queue a sweep with its trials; returns (the sweep row, trials dropped)."""
+    base, trials, dropped, space = plan_trials(body)
+    if not await klines.has_klines(conn, symbol=body.symbol, interval=body.interval, start=body.from_, end=body.to):
+        raise NotFound(f"no klines for {body.symbol} {body.interval} in the requested range "
+                       f"(import some with `gordon-manager data import-klines`)")
+    _, _, config = backtests.validate_request(base)
+    from gordon_manager.http.values import plain_decimal_strings
+
+    async with conn.transaction():
+        row = await sweep_repo.insert_sweep(
+            conn, strategy=base.strategy, symbol=body.symbol, interval=body.interval, range_start=body.from_,
+            range_end=body.to, config=plain_decimal_strings(config.model_dump(mode="json")),
+            method="grid" if body.grid is not None else "random", space=space,
+            seed=body.search.seed if body.search is not None else None, objective=objective_field(body.objective),
+            min_trades=body.min_trades, trials=trials, created_by=actor, runner=runner)
+    logger.info("sweep queued", extra={"sweep_id": row["id"], "strategy": base.strategy, "trials": len(trials),
+                                       "dropped": dropped, "runner": runner})
+    return row, dropped
+
+
+def _trial(row: Any, objective: str) -> SweepTrial:
+    value = row["value"]
+    if value is not None and objective == "max_drawdown":
+        value = -value
+    return SweepTrial(n=row["n"], rank=row.get("rank"), params=row["params"],
+                      value=value, feasible=row["feasible"], stats=row["stats"], error=row["error"])
+
+
+async def get_sweep(conn: asyncpg.Connection, *, sweep_id: int, limit: int = 100, x: str | None = None,
+                    y: str | None = None) -> SweepDetail:
+    """A sweep with its ``limit`` best trials (then the unranked), the best, and a heatmap over x, y (default:
+    the first two swept params)."""
+    row = await sweep_repo.get_sweep(conn, sweep_id=sweep_id)
+    if row is None:
+        raise NotFound(f"no sweep {sweep_id}")
+    objective = row["objective"]
+    trials = [_trial(dict(r), objective) for r in await sweep_repo.trials(conn, sweep_id=sweep_id, limit=limit)]
+    swept = list(row["space"])
+    x, y = x or (swept[0] if swept else None), y or (swept[1] if len(swept) > 1 else None)
+    heat = None
+    if x is not None and y is not None:
+        for axis, name in (("x", x), ("y", y)):
+            if name not in swept:
+                raise _unprocessable(f"{name!r} is not a swept param ({', '.join(swept)})", axis)
+        cells = [dict(r) for r in await sweep_repo.heatmap_trials(conn, sweep_id=sweep_id)]
+        heat = sweep.heatmap(cells, x, y)  # stored values: higher is better (a drawdown is negated)
+        if objective == "max_drawdown":
+            heat["values"] = [[None if v is None else -v for v in line] for line in heat["values"]]
+    best = trials[0] if trials and trials[0].rank == 1 else None
+    return SweepDetail(**sweep_read_fields(row), best=best, trials=trials,
+                       heatmap=SweepHeatmap.model_validate(heat) if heat else None)
+
+
+async def list_sweeps(conn: asyncpg.Connection, *, page: PageQuery, status: str | None) -> SweepPage:
+    """Sweeps newest first."""
+    list_scope = scope("sweeps", status)
+    before_id = int_position(page, list_scope, "id")
+    rows = await sweep_repo.list_sweeps(conn, limit=page.limit, before_id=before_id, status=status)
+    return SweepPage(items=[SweepRead.model_validate(sweep_read_fields(r)) for r in rows],
+                     next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))
+
+
+async def cancel_sweep(conn: asyncpg.Connection, *, sweep_id: int) -> SweepCancel:
+    """Cancel a queued sweep at once or ask a running one to stop; 404 unknown, 409 already finished."""
+    row = await sweep_repo.request_cancel(conn, sweep_id=sweep_id)
+    if row is None:
+        existing = await sweep_repo.get_sweep(conn, sweep_id=sweep_id)
+        if existing is None:
+            raise NotFound(f"no sweep {sweep_id}")
+        raise Conflict(f"sweep {sweep_id} is already {existing['status']}")
+    return SweepCancel(id=row["id"], status=row["status"], cancel_requested=row["cancel_requested"])
+
+
+async def run_trial(conn: asyncpg.Connection, *, sweep_id: int, n: int, actor: str,
+                    runner: str = "manager") -> asyncpg.Record:
+    """Queue trial ``n`` of a sweep as a full backtest run (equity, round trips); returns the run row."""
+    row = await sweep_repo.get_sweep(conn, sweep_id=sweep_id)
+    if row is None:
+        raise NotFound(f"no sweep {sweep_id}")
+    trial = await sweep_repo.get_trial(conn, sweep_id=sweep_id, n=n)
+    if trial is None:
+        raise NotFound(f"sweep {sweep_id} has no trial {n} (it has {row['trials_total']})")
+    body = BacktestCreate.model_validate({"strategy": row["strategy"], "params": trial["params"],
+                                          "symbol": row["symbol"], "interval": row["interval"],
+                                          "from": row["range_start"], "to": row["range_end"],
+                                          "execution": row["config"]})
+    return await backtests.create_backtest(conn, body=body, actor=actor, runner=runner)
+
+
+# -- execution -------------------------------------------------------------------------------------
+Progress = Callable[[int, int], None]
+
+
+async def execute_sweep(conn: asyncpg.Connection, *, sweep_id: int, owner: str, workers: int,
+                        log_level: str = "WARNING", on_progress: Progress | None = None,
+                        interrupted: tuple[str, str] = ("cancelled", "interrupted")) -> str:
+    """Claim and run a queued sweep to its end; returns its final status ('skipped' when not queued). When the
+    task is cancelled (Ctrl-C, a stopping manager) the sweep ends with ``interrupted`` (status, error).
+    ``workers=0`` runs the trials on the event loop's thread (the CLI's ``--workers 0``, tests)."""
+    row = await sweep_repo.claim_sweep(conn, sweep_id=sweep_id, owner=owner)
+    if row is None:
+        return "skipped"
+    try:
+        status = await _run(conn, row, workers=workers, log_level=log_level, on_progress=on_progress)
+    except asyncio.CancelledError:
+        await asyncio.shield(sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status=interrupted[0],
+                                                     error=interrupted[1]))
+        raise
+    except Exception as exc:  # data or pool failure: the sweep ends failed, with the reason
+        error = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+        logger.warning("sweep failed", extra={"sweep_id": sweep_id, "error": error})
+        await sweep_repo.progress(conn, sweep_id=sweep_id)
+        await sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status="failed", error=error)
+        return "failed"
+    await sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status=status)
+    logger.info("sweep ended", extra={"sweep_id": sweep_id, "status": status})
+    return status
+
+
+async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: str,
+               on_progress: Progress | None) -> str:
+    sweep_id, objective, min_trades = row["id"], row["objective"], row["min_trades"]
+    if row["cancel_requested"]:
+        return "cancelled"
+    bars = await klines.load_bars(conn, symbol=row["symbol"], interval=row["interval"], start=row["range_start"],
+                                  end=row["range_end"])
+    if len(bars) == 0:
+        raise LookupError(f"no klines for {row['symbol']} {row['interval']} in the sweep's range")
+    pending = await sweep_repo.pending_trials(conn, sweep_id=sweep_id)
+    total, done = row["trials_total"], row["trials_total"] - len(pending)
+    config = ExecutionConfig(**row["config"])
+    pool = await asyncio.to_thread(sweep.TrialPool, bars, row["strategy"], config,
+                                   workers=min(workers, len(pending)) if workers > 0 else 0, log_level=log_level)
+    ended = False
+    try:
+        size = pool.chunk_size(len(pending))
+        chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
+        window = max(1, pool.workers * 2)  # chunks in flight: workers stay busy, a cancel drops the rest
+        inflight: set[asyncio.Future] = set()
+        finished: list[sweep.TrialOutcome] = []
+        last = time.monotonic()
+        stop = False
+        while (chunks or inflight) and not stop:
+            while chunks and len(inflight) < window:
+                future: Future = pool.submit(chunks.pop(0))
+                inflight.add(asyncio.wrap_future(future))
+            # Wakes at least every PROGRESS_S: the progress write is also the heartbeat and the cancel check.
+            ready, inflight = await asyncio.wait(inflight, timeout=PROGRESS_S, return_when=asyncio.FIRST_COMPLETED)
+            for f in ready:
+                finished.extend(f.result())
+            if time.monotonic() - last >= PROGRESS_S or not (chunks or inflight):
+                done += await _store(conn, sweep_id, finished, objective, min_trades)
+                finished = []
+                last = time.monotonic()
+                stop = await sweep_repo.progress(conn, sweep_id=sweep_id)
+                if on_progress is not None:
+                    on_progress(done, total)
+        if stop and (chunks or inflight):
+            for f in inflight:
+                f.cancel()
+            if finished:
+                await _store(conn, sweep_id, finished, objective, min_trades)
+                await sweep_repo.progress(conn, sweep_id=sweep_id)
+            return "cancelled"
+        ended = True
+        return "done"
+    finally:
+        # Done: every chunk finished, the workers just exit. Otherwise (a cancel, a stopping manager, an
+        # error) the chunks in flight are not worth waiting for.
+        await asyncio.shield(asyncio.to_thread(pool.close if ended else pool.terminate))
+
+
+async def _store(conn: asyncpg.Connection, sweep_id: int, outcomes: list[sweep.TrialOutcome], objective: str,
+                 min_trades: int) -> int:
+    if not outcomes:
+        return 0
+    values = [sweep.objective_value(o.stats, objective) for o in outcomes]
+    await sweep_repo.record_trials(conn, sweep_id=sweep_id, ns=[o.n for o in outcomes],
+                                   stats=[o.stats for o in outcomes], values=values,
+                                   feasible=[sweep.feasible(o.stats, v, min_trades=min_trades)
+                                             for o, v in zip(outcomes, values, strict=True)],
+                                   errors=[o.error for o in outcomes])
+    return len(outcomes)
+
+
+class SweepRunner(LoopService):
+    """Runs the manager's queued sweeps, one at a time, each on its own trial pool."""
+
+    name = "sweep-runner"
+
+    def __init__(self, *, pool: asyncpg.Pool, workers: int | None = None, interval: float = POLL_S,
+                 log_level: str = "WARNING", leads: Callable[[], bool] = lambda: False,
+                 stale_after_s: float = 30.0) -> None:
+        super().__init__(interval=interval)
+        from gordon_manager.backtests.worker import default_workers
+
+        self.owner = runner_identity("manager")
+        self.pool = pool
+        self.workers = default_workers() if workers is None else workers
+        self.log_level = log_level
+        self.statuses: dict[int, str] = {}  # the last few sweeps' outcomes, for logs and tests
+        self.leads = leads
+        self.stale_after_s = stale_after_s
+        self._recovered_at = float("-inf")
+
+    async def recover_stale(self, *, now: float | None = None) -> list[int]:
+        """Fail the running sweeps whose manager stopped heartbeating, while this replica leads; at most every
+        third of ``stale_after_s`` (checked between sweeps). Returns the sweeps failed."""
+        now = time.monotonic() if now is None else now
+        if now - self._recovered_at < self.stale_after_s / 3 or not self.leads():
+            return []
+        self._recovered_at = now
+        async with self.pool.acquire() as conn:
+            recovered = await sweep_repo.recover_stale(conn, error=RESTART_REASON, stale_after_s=self.stale_after_s)
+        if recovered:
+            logger.warning("sweeps whose manager stopped heartbeating marked failed", extra={"sweep_ids": recovered})
+        return recovered
+
+    async def run_once(self) -> None:
+        """Recover stale sweeps (leading replica), then run the oldest queued sweep (if any) to its end."""
+        await self.recover_stale()
+        async with self.pool.acquire() as conn:
+            ids = await sweep_repo.queued_sweeps(conn, limit=1)
+            for sweep_id in ids:
+                status = await self.until_stopped(execute_sweep(
+                    conn, sweep_id=sweep_id, owner=self.owner, workers=self.workers, log_level=self.log_level,
+                    interrupted=("failed", STOP_REASON)))
+                self.statuses[sweep_id] = status or "failed"
+                while len(self.statuses) > 50:
+                    del self.statuses[next(iter(self.statuses))]
+                self.wake()  # another may be queued
+
+
+async def start(ctx) -> None:
+    """Start the sweep runner (its pools start per sweep)."""
+    runner = SweepRunner(pool=ctx.pool, log_level=ctx.settings.log_level, leads=ctx.leads,
+                         stale_after_s=ctx.settings.backtest_stale_after_s)
+    ctx.services["sweeps"] = runner
+    ctx.supervisor.start(runner)
