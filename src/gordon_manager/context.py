@@ -16,6 +16,7 @@ from gordon_manager.loops import Supervisor
 from gordon_manager.settings import Settings
 
 if TYPE_CHECKING:  # the services' types only: their modules import this one
+    from gordon_manager.backtests.sweep_service import SweepRunner
     from gordon_manager.backtests.worker import BacktestRunner
     from gordon_manager.bff.exchange import _Closing
     from gordon_manager.bff.readpool import ReadPool
@@ -53,6 +54,7 @@ class Services:
     portfolio_drift: DriftChecker | None = None
     events: EventsService | None = None
     backtests: BacktestRunner | None = None
+    sweeps: SweepRunner | None = None
     compactor: EquityCompactor | None = None
     reaper: RunReaper | None = None
     background_lock: BackgroundLock | None = None

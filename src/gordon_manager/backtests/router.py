@@ -3,7 +3,7 @@ sweeps (queue, list, read with ranked trials and a heatmap, cancel, re-run a tri
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
@@ -50,8 +50,7 @@ async def cancel_backtest(run_id: RunId, request: Request, actor: Operator) -> B
         return await service.cancel_backtest(conn, run_id=run_id)
 
 
-def _wake(request: Request, name: str) -> None:
-    runner = request.app.state.ctx.services.get(name)
+def _wake(runner: Any) -> None:
     if runner is not None:
         runner.wake()
 
@@ -64,7 +63,7 @@ async def create_sweep(body: SweepCreate, request: Request, response: Response, 
     pool. Follow it at GET /backtests/sweeps/{id} or on /ws (channel backtest_sweeps)."""
     async with request.app.state.ctx.pool.acquire() as conn:
         row, dropped = await sweep_service.create_sweep(conn, body=body, actor=actor)
-    _wake(request, "sweeps")
+    _wake(request.app.state.ctx.services.sweeps)
     url = f"/backtests/sweeps/{row['id']}"
     response.headers["Location"] = url
     return SweepAccepted(id=row["id"], status=row["status"], trials_total=row["trials_total"],
@@ -109,7 +108,7 @@ async def run_sweep_trial(sweep_id: SweepId, n: TrialN, request: Request, respon
     """Queue the trial's params as a full backtest run (equity, round trips), like POST /backtests."""
     async with request.app.state.ctx.pool.acquire() as conn:
         row = await sweep_service.run_trial(conn, sweep_id=sweep_id, n=n, actor=actor)
-    _wake(request, "backtests")
+    _wake(request.app.state.ctx.services.backtests)
     run_url = f"/runs/{row['id']}"
     response.headers["Location"] = run_url
     return BacktestAccepted(id=row["id"], status=row["status"], run_url=run_url)

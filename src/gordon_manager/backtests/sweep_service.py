@@ -330,5 +330,5 @@ async def start(ctx) -> None:
     """Start the sweep runner (its pools start per sweep)."""
     runner = SweepRunner(pool=ctx.pool, log_level=ctx.settings.log_level, leads=ctx.leads,
                          stale_after_s=ctx.settings.backtest_stale_after_s)
-    ctx.services["sweeps"] = runner
+    ctx.services.sweeps = runner
     ctx.supervisor.start(runner)
