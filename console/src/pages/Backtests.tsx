@@ -125,7 +125,7 @@ export default function BacktestsPage({ ids = [] }: { ids?: number[] }) {
   const runs = useRead(() => api().GET("/runs", { params: { query: { kind: "backtest", limit: 20 } } }), []);
   const [live, setLive] = useState<Map<number, Run>>(new Map());
   useLive((events) => {
-    const rows = events.flatMap((e) => (e.channel === "run_progress" && "table" in e && e.data.kind === "backtest" ? [e.data] : []));
+    const rows = events.flatMap((e) => (e.channel === "run_progress" && "table" in e && e.table === "runs" && e.data.kind === "backtest" ? [e.data] : []));
     if (rows.length) {
       setLive((current) => {
         const next = new Map(current);

@@ -189,7 +189,7 @@ function Runs({ botId }: { botId: number }) {
   const [selected, setSelected] = useState<number | null>(null);
   const refresh = useThrottled(runs.reload, 3000);
   useLive((events) => {
-    if (events.some((e) => e.channel === "run_progress" && "table" in e && e.data.botId === botId && e.op === "insert")) {
+    if (events.some((e) => e.channel === "run_progress" && "table" in e && e.table === "runs" && e.data.botId === botId && e.op === "insert")) {
       refresh();
     }
   });
