@@ -12,6 +12,7 @@ from gordon_manager.backtests import sweep, sweep_service
 from gordon_manager.backtests.job import runner_identity
 from gordon_manager.backtests.sweep_schemas import SweepCreate
 from gordon_manager.execution import ExecutionConfig
+from gordon_manager.runs.schemas import RunStats
 from gordon_manager.strategies import get_strategy
 from tests.backtests.test_api import problem, wait_terminal
 from tests.backtests.test_worker import cli_env  # noqa: F401
@@ -138,7 +139,8 @@ async def test_a_grid_sweep_ranks_its_trials_like_the_engine(kclient, kadmin, kl
     assert len(detail["trials"]) == 10
     for trial in detail["trials"]:
         stats = expected[(trial["params"]["fast"], trial["params"]["slow"])]
-        assert trial["stats"] == pytest.approx(stats)
+        # as the API shows a run's stats (RunStats: camelCase, exact amounts as strings), bit for bit
+        assert trial["stats"] == RunStats.model_validate(stats).model_dump(mode="json", by_alias=True)
         assert trial["feasible"] == (stats["trade_count"] >= 5)
     ranked = [t for t in detail["trials"] if t["rank"] is not None]
     assert [t["rank"] for t in ranked] == list(range(1, len(ranked) + 1))
@@ -168,10 +170,10 @@ async def test_a_grid_sweep_ranks_its_trials_like_the_engine(kclient, kadmin, kl
     assert response.json() == {"id": run_id, "status": "queued", "runUrl": f"/runs/{run_id}"}
     run = await wait_terminal(kadmin, run_id)
     assert run["status"] == "done", run["error"]
-    run_stats = dict(run["stats"])
+    run_stats = dict(run["stats"])  # as stored (snake_case)
     run_stats.pop("timings")
     trial_stats = {k: v for k, v in detail["best"]["stats"].items() if k not in ("cagr", "calmar")}
-    assert run_stats == trial_stats
+    assert RunStats.model_validate(run_stats).model_dump(mode="json", by_alias=True) == trial_stats
     problem(await kclient.post(f"/backtests/sweeps/{sweep_id}/trials/99/run", headers=operator_headers), 404)
 
 
@@ -191,7 +193,7 @@ async def test_a_seeded_search_runs_the_drawn_trials_and_lists_with_a_cursor(kcl
         [(i, p["fast"], p["slow"]) for i, p in enumerate(drawn)]
     values = [t["value"] for t in detail["trials"]]
     assert values == sorted(values)  # max drawdown: lowest first
-    assert detail["bestValue"] == values[0] == detail["best"]["stats"]["max_drawdown"]
+    assert detail["bestValue"] == values[0] == detail["best"]["stats"]["maxDrawdown"]
     assert (detail["method"], detail["seed"], detail["objective"]) == ("random", 7, "maxDrawdown")
     assert min(min(v for v in line if v is not None) for line in detail["heatmap"]["values"]
                if any(v is not None for v in line)) == values[0]

@@ -103,11 +103,13 @@ SEMANTIC_FIELDS = {
     "PUT /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
     "PATCH /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
     "POST /backtests": ("strategy", "params", "execution", "from"),
+    "POST /backtests/sweeps": ("strategy", "params", "execution", "from", "grid", "search"),
     "POST /bots/{botId}/deploy/promote": ("strategy", "params", "image", "execution", "symbol", "interval"),
     "POST /deploys/service": ("healthCheck",),
 }
 """Fields the service checks against what the schema cannot carry (the strategy registry and each
-strategy's params schema, the image allow-list, the bot a shadow follows, NATS for a live bot, the
+strategy's params schema — a sweep's grid or search space names its params and needs exactly one of the
+two —, the image allow-list, the bot a shadow follows, NATS for a live bot, the
 replay.* labels, 64-bit integers, the bot's market, a health check of one kind): schema-valid
 values there may get a 422 naming the field."""
 

@@ -4965,6 +4965,10 @@ export interface components {
             initialEquity?: string | null;
             /** @description Bars closed holding a position / bars. */
             exposure?: number | null;
+            /** @description Sweep trials: annualised return over the bars' span. */
+            cagr?: number | null;
+            /** @description Sweep trials: cagr / max drawdown (null without drawdown). */
+            calmar?: number | null;
             bars?: number | null;
             fillCount?: number | null;
             decisionCount?: number | null;
@@ -5359,7 +5363,7 @@ export interface components {
             grid?: {
                 [key: string]: unknown[];
             } | null;
-            /** @description A random search instead of a grid. */
+            /** @description A random search instead of a grid (give one of the two). */
             search?: components["schemas"]["RandomSearch"] | null;
             /**
              * @description What ranks the trials (maxDrawdown: lowest first).
@@ -5390,8 +5394,9 @@ export interface components {
             to: string;
             /** @enum {string} */
             method: "grid" | "random";
+            /** @description What was swept: param → its values (grid), or → its range or values (random search). */
             space: {
-                [key: string]: unknown;
+                [key: string]: unknown[] | components["schemas"]["SearchDimension"];
             };
             seed: number | null;
             /** @enum {string} */
@@ -5456,8 +5461,9 @@ export interface components {
             to: string;
             /** @enum {string} */
             method: "grid" | "random";
+            /** @description What was swept: param → its values (grid), or → its range or values (random search). */
             space: {
-                [key: string]: unknown;
+                [key: string]: unknown[] | components["schemas"]["SearchDimension"];
             };
             seed: number | null;
             /** @enum {string} */
@@ -5494,9 +5500,8 @@ export interface components {
             /** @description The objective's value (maxDrawdown: the drawdown itself). */
             value: number | null;
             feasible: boolean;
-            stats: {
-                [key: string]: unknown;
-            } | null;
+            /** @description The trial's statistics, as a backtest run's (no equity). */
+            stats: components["schemas"]["RunStats"] | null;
             error: string | null;
         };
         /**
@@ -12132,6 +12137,16 @@ export interface operations {
                     "application/json": components["schemas"]["SweepPage"];
                 };
             };
+            /** @description Invalid cursor (problem+json) */
+            400: {
+                headers: {
+                    "X-Request-ID": components["headers"]["X-Request-ID"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description Read token missing (only when the server sets `GORDON_MANAGER_READ_TOKEN`) */
             401: {
                 headers: {
@@ -12162,7 +12177,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Validation Error */
+            /** @description Invalid limit or status (problem+json) */
             422: {
                 headers: {
                     "X-Request-ID": components["headers"]["X-Request-ID"];

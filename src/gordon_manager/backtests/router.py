@@ -70,7 +70,9 @@ async def create_sweep(body: SweepCreate, request: Request, response: Response, 
                          trials_dropped=dropped, sweep_url=url)
 
 
-@router.get("/backtests/sweeps", response_model=SweepPage, summary="List parameter sweeps")
+@router.get("/backtests/sweeps", response_model=SweepPage, summary="List parameter sweeps",
+            responses={400: {"description": "Invalid cursor (problem+json)"},
+                       422: {"description": "Invalid limit or status (problem+json)"}})
 async def list_sweeps(request: Request, page: Pagination, status: SweepStatus = None) -> SweepPage:
     """Sweeps newest first (cursor paging)."""
     async with request.app.state.ctx.pool.acquire() as conn:

@@ -40,11 +40,15 @@ def _print_ranked(detail, top: int) -> None:
     for name in ("rank", "trial", *swept, detail.objective, "return", "max dd", "sharpe", "trades"):
         table.add_column(name, justify="right")
     for t in detail.trials[:top]:
-        s = t.stats or {}
+        s = t.stats
+
+        def cell(value: float | int | None, form: str) -> str:
+            return "" if value is None else format(value, form)
+
         table.add_row("-" if t.rank is None else str(t.rank), str(t.n), *(str(t.params.get(p)) for p in swept),
                       "n/a" if t.value is None else f"{t.value:.4f}",
-                      f"{s['total_return']:.2%}" if s else "", f"{s['max_drawdown']:.2%}" if s else "",
-                      f"{s['sharpe']:.3f}" if s else "", f"{s['trade_count']:,}" if s else (t.error or ""))
+                      cell(s.total_return, ".2%") if s else "", cell(s.max_drawdown, ".2%") if s else "",
+                      cell(s.sharpe, ".3f") if s else "", cell(s.trade_count, ",") if s else (t.error or ""))
     Console().print(table)
 
 

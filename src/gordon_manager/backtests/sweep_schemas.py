@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gordon_manager.backtests.schemas import INTERVAL_PATTERN, SYMBOL_PATTERN, ExecutionSettings, RunStatus
 from gordon_manager.http.models import CamelModel, JsonObject, Page
-from gordon_manager.runs.schemas import Rfc3339
+from gordon_manager.runs.schemas import Rfc3339, RunStats
 
 Objective = Literal["sharpe", "totalReturn", "calmar", "cagr", "winRate", "finalEquity", "maxDrawdown"]
 OBJECTIVE_FIELDS: dict[str, str] = {"sharpe": "sharpe", "totalReturn": "total_return", "calmar": "calmar",
@@ -56,17 +56,25 @@ class SweepCreate(CamelModel):
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
     grid: dict[str, list[Any]] | None = Field(None, max_length=32, examples=[{"fast": [5, 10], "slow": [20, 40]}],
                                               description="Param → values: every valid combination is a trial.")
-    search: RandomSearch | None = Field(None, description="A random search instead of a grid.")
+    search: RandomSearch | None = Field(None, validate_default=True,
+                                        description="A random search instead of a grid (give one of the two).")
     objective: Objective = Field("sharpe", description="What ranks the trials (maxDrawdown: lowest first).")
     min_trades: int = Field(0, ge=0, le=10**9, description="Trials with fewer round trips are not ranked.")
 
-    @model_validator(mode="after")
-    def _grid_or_search(self) -> SweepCreate:
-        if (self.grid is None) == (self.search is None):
-            raise ValueError("give either grid or search")
-        if self.grid is not None and (not self.grid or any(not v for v in self.grid.values())):
+    @field_validator("grid")
+    @classmethod
+    def _grid_values(cls, grid: dict[str, list[Any]] | None) -> dict[str, list[Any]] | None:
+        if grid is not None and (not grid or any(not values for values in grid.values())):
             raise ValueError("every grid param needs at least one value")
-        return self
+        return grid
+
+    @field_validator("search")
+    @classmethod
+    def _grid_or_search(cls, search: RandomSearch | None, info: ValidationInfo) -> RandomSearch | None:
+        # grid is declared (and validated) first: the error names `search`, the member to add or drop
+        if "grid" in info.data and (info.data["grid"] is None) == (search is None):
+            raise ValueError("give either grid or search")
+        return search
 
 
 class SweepAccepted(CamelModel):
@@ -87,7 +95,7 @@ class SweepTrial(CamelModel):
     params: JsonObject
     value: float | None = Field(None, description="The objective's value (maxDrawdown: the drawdown itself).")
     feasible: bool
-    stats: JsonObject | None = None
+    stats: RunStats | None = Field(None, description="The trial's statistics, as a backtest run's (no equity).")
     error: str | None = None
 
 
@@ -112,7 +120,8 @@ class SweepRead(CamelModel):
     from_: datetime = Field(alias="from")
     to: datetime
     method: Literal["grid", "random"]
-    space: JsonObject
+    space: dict[str, list[Any] | SearchDimension] = Field(
+        description="What was swept: param → its values (grid), or → its range or values (random search).")
     seed: int | None = None
     objective: Objective
     min_trades: int

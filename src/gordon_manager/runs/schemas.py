@@ -140,6 +140,8 @@ class RunStats(SparseModel):
     final_equity: FloatDecimalStr | None = None
     initial_equity: FloatDecimalStr | None = None
     exposure: float | None = Field(None, description="Bars closed holding a position / bars.")
+    cagr: float | None = Field(None, description="Sweep trials: annualised return over the bars' span.")
+    calmar: float | None = Field(None, description="Sweep trials: cagr / max drawdown (null without drawdown).")
     bars: int | None = None
     fill_count: int | None = None
     decision_count: int | None = None
