@@ -2460,6 +2460,16 @@ export interface components {
              * @default null
              */
             exposure?: number | null;
+            /**
+             * @description Sweep trials: annualised return over the bars' span.
+             * @default null
+             */
+            cagr?: number | null;
+            /**
+             * @description Sweep trials: cagr / max drawdown (null without drawdown).
+             * @default null
+             */
+            calmar?: number | null;
             /** @default null */
             bars?: number | null;
             /** @default null */
@@ -2485,6 +2495,31 @@ export interface components {
              * @default null
              */
             feesPaid?: string | null;
+        };
+        /**
+         * SearchDimension
+         * @description A random search's range of one param: ``min``..``max`` (integers when the param is), or ``values``.
+         */
+        SearchDimension: {
+            /**
+             * @default null
+             * @example 5
+             */
+            min: number | null;
+            /**
+             * @default null
+             * @example 50
+             */
+            max: number | null;
+            /**
+             * @default null
+             * @example [
+             *       5,
+             *       10,
+             *       20
+             *     ]
+             */
+            values: unknown[] | null;
         };
         /**
          * ServiceDeployRead
@@ -2601,8 +2636,9 @@ export interface components {
             to: string;
             /** @enum {string} */
             method: "grid" | "random";
+            /** @description What was swept: param → its values (grid), or → its range or values (random search). */
             space: {
-                [key: string]: unknown;
+                [key: string]: unknown[] | components["schemas"]["SearchDimension"];
             };
             /** @default null */
             seed: number | null;
