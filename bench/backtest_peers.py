@@ -18,12 +18,12 @@ from decimal import Decimal
 
 import numpy as np
 import pandas as pd
-from backtesting import Backtest, Strategy
+from backtesting import Backtest
+from peer_strategies import SmaCross
 
 from gordon_manager.backtests import run_backtest
 from gordon_manager.execution import ExecutionConfig
 from gordon_manager.marketdata import generate_klines
-from gordon_manager.strategies.indicators import sma
 
 CASH = 1_000_000_000
 CONFIG = ExecutionConfig(
@@ -32,25 +32,6 @@ CONFIG = ExecutionConfig(
     maker_fee_bps=Decimal("10"),
     slippage_bps=Decimal("0"),
 )
-
-
-class SmaCross(Strategy):
-    """Same rule as our sma_crossover, written against backtesting.py's API."""
-
-    fast = 10
-    slow = 30
-
-    def init(self) -> None:
-        self.f = self.I(sma, self.data.Close, self.fast)
-        self.s = self.I(sma, self.data.Close, self.slow)
-
-    def next(self) -> None:
-        f, s = self.f, self.s
-        if not self.position:
-            if f[-1] > s[-1] and f[-2] <= s[-2]:
-                self.buy()
-        elif f[-1] < s[-1] and f[-2] >= s[-2]:
-            self.position.close()
 
 
 def timed(runs: int, fn):

@@ -45,28 +45,8 @@ def sweep_once(bars, trials: list[dict], workers: int) -> float:
 
 
 try:  # the bench extra
-    from backtesting import Backtest, Strategy
-
-    from gordon_manager.strategies.indicators import sma
-
-    class SmaCross(Strategy):
-        """Our sma_crossover against backtesting.py's API (as in bench/backtest_peers.py); module level: its
-        optimize pickles the strategy into its worker processes."""
-
-        fast = 10
-        slow = 30
-
-        def init(self) -> None:
-            self.f = self.I(sma, self.data.Close, self.fast)
-            self.s = self.I(sma, self.data.Close, self.slow)
-
-        def next(self) -> None:
-            f, s = self.f, self.s
-            if not self.position:
-                if f[-1] > s[-1] and f[-2] <= s[-2]:
-                    self.buy()
-            elif f[-1] < s[-1] and f[-2] >= s[-2]:
-                self.position.close()
+    from backtesting import Backtest
+    from peer_strategies import SmaCross
 except ImportError:
     Backtest = None
 

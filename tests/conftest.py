@@ -144,3 +144,11 @@ async def wait_for(predicate, *, timeout: float = 10.0, interval: float = 0.05):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's Chromium, for the browser tests (tests/infra/binaries.require_chromium)."""
+    from tests.infra.binaries import require_chromium
+
+    return require_chromium()

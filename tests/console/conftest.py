@@ -31,8 +31,6 @@ OPERATOR_TOKEN = "console-test-operator-token-0123456789"
 GM = [sys.executable, "-m", "gordon_manager.cli"]
 NODE_HINT = ("Node.js ≥ 20 and npm build the console: `apt-get install nodejs npm` (ci/install-system-deps.sh does), "
              "then `make console`")
-CHROMIUM_HINT = ("Chromium is missing: install it with `apt-get install chromium` (ci/install-system-deps.sh "
-                 "does) and Playwright with `.venv/bin/pip install -e '.[test]'`")
 
 
 def build_console() -> Path:
@@ -50,18 +48,6 @@ def build_console() -> Path:
 @pytest.fixture(scope="session")
 def console_dist() -> Path:
     return build_console()
-
-
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(CHROMIUM_HINT)
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        pytest.fail(CHROMIUM_HINT)
-    return path
 
 
 @dataclass(frozen=True)

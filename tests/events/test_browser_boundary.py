@@ -18,9 +18,6 @@ import pytest
 
 from tests.infra.net import free_port
 
-CHROMIUM_HINT = ("Chromium is missing: install it with `apt-get install chromium` (ci/install-system-deps.sh "
-                 "does) and Playwright with `.venv/bin/pip install -e '.[test]'`")
-
 PAGE = """<!doctype html><html><body><script>
 async function probe(manager) {
   const out = {};
@@ -36,18 +33,6 @@ async function probe(manager) {
   return out;
 }
 </script></body></html>"""
-
-
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail(CHROMIUM_HINT)
-    try:
-        import playwright  # noqa: F401
-    except ImportError:
-        pytest.fail(CHROMIUM_HINT)
-    return path
 
 
 @pytest.fixture

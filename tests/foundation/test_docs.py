@@ -73,15 +73,6 @@ async def test_a_root_path_prefixes_every_url(app):
 
 
 # -- a real browser, offline --------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def chromium_path() -> str:
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.fail("Chromium is missing: `apt-get install chromium` (ci/install-system-deps.sh does)")
-    pytest.importorskip("playwright")
-    return path
-
-
 BASE = "http://manager.localhost"
 
 

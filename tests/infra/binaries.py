@@ -26,3 +26,20 @@ def require_root(what: str) -> None:
     """Fail (never skip) when not root: dockerd needs it."""
     if os.geteuid() != 0:
         pytest.fail(f"{what} needs root (run the tests as root, e.g. in CI); {INSTALL_HINT}", pytrace=False)
+
+
+CHROMIUM_HINT = ("Chromium is missing: install it with `apt-get install chromium` (ci/install-system-deps.sh "
+                 "does) and Playwright with `.venv/bin/pip install -e '.[test]'`")
+
+
+def require_chromium() -> str:
+    """Debian's Chromium for Playwright (``executable_path``; browsers are not downloaded here), or a failure
+    with the install hint, never a skip."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail(CHROMIUM_HINT, pytrace=False)
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        pytest.fail(CHROMIUM_HINT, pytrace=False)
+    return path

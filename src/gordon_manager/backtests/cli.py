@@ -20,25 +20,60 @@ def _fail(message: str, code: int = 2) -> None:
     fail(message, code)
 
 
-def _body(strategy: str, symbol: str, interval: str, from_: str, to: str, params: str,
-          execution: dict[str, Any]):
+def json_object(option: str, text: str, *, example: str = "") -> dict[str, Any]:
+    """The JSON object an option holds, or a clear exit (2) naming the option."""
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as exc:
+        _fail(f"{option} is not valid JSON: {exc}")
+    if not isinstance(parsed, dict):
+        _fail(f"{option} must be a JSON object" + (f", e.g. '{example}'" if example else ""))
+    return parsed
+
+
+def validated(model: type, raw: dict[str, Any], what: str):
+    """``model`` validated from ``raw``, or an exit (2) listing every refused field."""
     from pydantic import ValidationError
 
-    from gordon_manager.backtests.schemas import BacktestCreate
-
     try:
-        parsed = json.loads(params)
-    except json.JSONDecodeError as exc:
-        _fail(f"--params is not valid JSON: {exc}")
-    if not isinstance(parsed, dict):
-        _fail("--params must be a JSON object, e.g. '{\"fast\": 10, \"slow\": 30}'")
-    try:
-        return BacktestCreate.model_validate({"strategy": strategy, "symbol": symbol, "interval": interval,
-                                              "from": from_, "to": to, "params": parsed, "execution": execution})
+        return model.model_validate(raw)
     except ValidationError as exc:
         reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
                             for e in exc.errors(include_url=False))
-        _fail(f"invalid backtest: {reasons}")
+        _fail(f"invalid {what}: {reasons}")
+
+
+def execution_overrides(*, fee_bps: float | None, slippage_bps: float | None,
+                        initial_cash: float | None = None) -> dict[str, Any]:
+    """The execution settings the options give (the rest take their defaults)."""
+    execution: dict[str, Any] = {}
+    if fee_bps is not None:
+        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
+    if slippage_bps is not None:
+        execution["slippage_bps"] = str(slippage_bps)
+    if initial_cash is not None:
+        execution["initial_cash"] = str(initial_cash)
+    return execution
+
+
+def command_database():
+    """(settings, database URL) for a command that works in this process: settings read (exit 2 when
+    invalid), logs quiet unless asked, the database prepared (embedded when no URL, migrated)."""
+    from gordon_manager.cli import prepare_database
+    from gordon_manager.errors import GordonError
+    from gordon_manager.observability.logging import configure_logging
+    from gordon_manager.settings import get_settings
+
+    try:
+        settings = get_settings()
+    except ValueError as exc:
+        _fail(f"invalid configuration: {exc}")
+    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
+    try:
+        settings = prepare_database(settings)
+    except GordonError as exc:
+        _fail(exc.detail)
+    return settings, settings.database_url.get_secret_value()
 
 
 def _print_stats(run_id: int, outcome) -> None:
@@ -87,30 +122,16 @@ def backtest(
 
     from gordon_manager.backtests import service
     from gordon_manager.backtests.job import RunJob, execute_run
-    from gordon_manager.cli import prepare_database
+    from gordon_manager.backtests.schemas import BacktestCreate
     from gordon_manager.db.connect import connect
     from gordon_manager.errors import GordonError
-    from gordon_manager.observability.logging import configure_logging
-    from gordon_manager.settings import get_settings
 
-    execution: dict[str, Any] = {}
-    if fee_bps is not None:
-        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
-    if slippage_bps is not None:
-        execution["slippage_bps"] = str(slippage_bps)
-    if initial_cash is not None:
-        execution["initial_cash"] = str(initial_cash)
-    body = _body(strategy, symbol, interval, from_, to, params, execution)
-    try:
-        settings = get_settings()
-    except ValueError as exc:
-        _fail(f"invalid configuration: {exc}")
-    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
-    try:
-        settings = prepare_database(settings)
-    except GordonError as exc:
-        _fail(exc.detail)
-    url = settings.database_url.get_secret_value()
+    body = validated(BacktestCreate, {
+        "strategy": strategy, "symbol": symbol, "interval": interval, "from": from_, "to": to,
+        "params": json_object("--params", params, example='{"fast": 10, "slow": 30}'),
+        "execution": execution_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps, initial_cash=initial_cash),
+    }, "backtest")
+    settings, url = command_database()
     labels = {"load": "loading bars", "engine": "running", "write": "writing results", "done": "done"}
 
     async def run():

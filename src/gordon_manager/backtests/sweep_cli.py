@@ -8,26 +8,11 @@ show it like any other, and any trial can be re-run with POST /backtests/sweeps/
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    from gordon_manager.cli import fail
-
-    fail(message, code)
-
-
-def _json_object(option: str, text: str) -> dict[str, Any]:
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(f"{option} is not valid JSON: {exc}")
-    if not isinstance(parsed, dict):
-        _fail(f"{option} must be a JSON object")
-    return parsed
+from gordon_manager.backtests.cli import _fail, command_database, execution_overrides, json_object, validated
 
 
 def _print_ranked(detail, top: int) -> None:
@@ -78,7 +63,6 @@ def sweep(
     top: Annotated[int, typer.Option("--top", min=1, help="Trials printed.")] = 20,
 ) -> None:
     """Run a parameter sweep in this process (written to the database like an API sweep); print the ranking."""
-    from pydantic import ValidationError
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,42 +70,21 @@ def sweep(
     from gordon_manager.backtests.job import runner_identity
     from gordon_manager.backtests.sweep_schemas import SweepCreate
     from gordon_manager.backtests.worker import default_workers
-    from gordon_manager.cli import prepare_database
     from gordon_manager.db.connect import connect
     from gordon_manager.errors import GordonError
-    from gordon_manager.observability.logging import configure_logging
-    from gordon_manager.settings import get_settings
 
     if (grid is None) == (search is None):
         _fail("give either --grid or --search")
-    execution: dict[str, Any] = {}
-    if fee_bps is not None:
-        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
-    if slippage_bps is not None:
-        execution["slippage_bps"] = str(slippage_bps)
     raw: dict[str, Any] = {"strategy": strategy, "symbol": symbol, "interval": interval, "from": from_, "to": to,
-                           "params": _json_object("--params", params), "execution": execution,
+                           "params": json_object("--params", params),
+                           "execution": execution_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps),
                            "objective": objective, "minTrades": min_trades}
     if grid is not None:
-        raw["grid"] = _json_object("--grid", grid)
+        raw["grid"] = json_object("--grid", grid)
     else:
-        raw["search"] = {"trials": trials, "seed": seed, "space": _json_object("--search", search)}
-    try:
-        body = SweepCreate.model_validate(raw)
-    except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
-                            for e in exc.errors(include_url=False))
-        _fail(f"invalid sweep: {reasons}")
-    try:
-        settings = get_settings()
-    except ValueError as exc:
-        _fail(f"invalid configuration: {exc}")
-    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
-    try:
-        settings = prepare_database(settings)
-    except GordonError as exc:
-        _fail(exc.detail)
-    url = settings.database_url.get_secret_value()
+        raw["search"] = {"trials": trials, "seed": seed, "space": json_object("--search", search)}
+    body = validated(SweepCreate, raw, "sweep")
+    settings, url = command_database()
 
     async def run():
         conn = await connect(url, timeout=settings.db_connect_timeout_s)

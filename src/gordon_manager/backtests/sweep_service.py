@@ -23,6 +23,7 @@ import asyncpg
 from gordon_manager.backtests import service as backtests
 from gordon_manager.backtests import sweep, sweep_repo
 from gordon_manager.backtests.job import runner_identity
+from gordon_manager.backtests.recovery import RESTART_REASON, StaleRecovery  # noqa: F401  (the reason a stale sweep gets)
 from gordon_manager.backtests.schemas import BacktestCreate
 from gordon_manager.backtests.sweep_schemas import (
     SweepCancel,
@@ -49,7 +50,6 @@ __all__ = ["SweepRunner", "cancel_sweep", "create_sweep", "execute_sweep", "get_
 logger = logging.getLogger(__name__)
 
 STOP_REASON = "manager stopped"
-RESTART_REASON = "its manager stopped heartbeating (restarted or died)"
 PROGRESS_S = 0.25
 POLL_S = 1.0
 MAX_ERROR = 2000
@@ -294,22 +294,13 @@ class SweepRunner(LoopService):
         self.workers = default_workers() if workers is None else workers
         self.log_level = log_level
         self.statuses: dict[int, str] = {}  # the last few sweeps' outcomes, for logs and tests
-        self.leads = leads
-        self.stale_after_s = stale_after_s
-        self._recovered_at = float("-inf")
+        self._recovery = StaleRecovery(pool=pool, leads=leads, stale_after_s=stale_after_s,
+                                       fail_stale=sweep_repo.recover_stale, what="sweeps")
 
     async def recover_stale(self, *, now: float | None = None) -> list[int]:
         """Fail the running sweeps whose manager stopped heartbeating, while this replica leads; at most every
         third of ``stale_after_s`` (checked between sweeps). Returns the sweeps failed."""
-        now = time.monotonic() if now is None else now
-        if now - self._recovered_at < self.stale_after_s / 3 or not self.leads():
-            return []
-        self._recovered_at = now
-        async with self.pool.acquire() as conn:
-            recovered = await sweep_repo.recover_stale(conn, error=RESTART_REASON, stale_after_s=self.stale_after_s)
-        if recovered:
-            logger.warning("sweeps whose manager stopped heartbeating marked failed", extra={"sweep_ids": recovered})
-        return recovered
+        return await self._recovery(now=now)
 
     async def run_once(self) -> None:
         """Recover stale sweeps (leading replica), then run the oldest queued sweep (if any) to its end."""

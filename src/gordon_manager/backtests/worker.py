@@ -27,7 +27,6 @@ import asyncio
 import logging
 import multiprocessing
 import os
-import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -36,6 +35,7 @@ import asyncpg
 
 from gordon_manager.backtests import repo
 from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run, runner_identity
+from gordon_manager.backtests.recovery import RESTART_REASON, StaleRecovery
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
 
@@ -44,7 +44,6 @@ __all__ = ["BacktestRunner", "RESTART_REASON", "STOP_REASON", "default_workers",
 
 logger = logging.getLogger(__name__)
 
-RESTART_REASON = "its manager stopped heartbeating (restarted or died)"
 STOP_REASON = "manager stopped"
 POLL_S = 1.0
 STOP_GRACE_S = 3.0
@@ -82,9 +81,8 @@ class BacktestRunner(LoopService):
                  leads: Callable[[], bool] = lambda: False, stale_after_s: float = 30.0) -> None:
         super().__init__(interval=interval)
         self.owner = runner_identity("manager")
-        self.leads = leads
-        self.stale_after_s = stale_after_s
-        self._recovered_at = float("-inf")
+        self._recovery = StaleRecovery(pool=pool, leads=leads, stale_after_s=stale_after_s,
+                                       fail_stale=repo.recover_stale, what="backtests", metric_kind="stale_run")
         self.pool = pool
         self.database_url = database_url
         self.workers = workers or default_workers()
@@ -123,17 +121,7 @@ class BacktestRunner(LoopService):
     async def recover_stale(self, *, now: float | None = None) -> list[int]:
         """Fail the running runs whose heartbeat stopped (their manager died), while this replica leads;
         at most every third of ``stale_after_s``. Returns the runs failed."""
-        now = time.monotonic() if now is None else now
-        if now - self._recovered_at < self.stale_after_s / 3 or not self.leads():
-            return []
-        self._recovered_at = now
-        async with self.pool.acquire() as conn:
-            recovered = await repo.recover_stale(conn, error=RESTART_REASON, stale_after_s=self.stale_after_s)
-        if recovered:
-            metrics.ERRORS.labels(component="backtests", kind="stale_run").inc(len(recovered))
-            logger.warning("backtests whose manager stopped heartbeating marked failed",
-                           extra={"run_ids": recovered[:100], "count": len(recovered)})
-        return recovered
+        return await self._recovery(now=now)
 
     async def _reap(self) -> None:
         failed: dict[int, str] = {}

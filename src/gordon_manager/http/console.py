@@ -41,8 +41,7 @@ def default_dist() -> Path:
 
 # Only this origin. Styles: the app's stylesheet plus the `style` attributes React writes (row
 # positions of the virtual list, chart sizes), hence 'unsafe-inline' for styles only; lightweight-charts
-# draws on canvas. connect-src 'self' covers the same-origin ws:/wss: in current browsers; the explicit
-# ws: entries are for older ones (they cannot name "this host" otherwise).
+# draws on canvas. connect-src 'self' covers the same-origin ws:/wss: (CSP Level 3, every current browser).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; worker-src 'self'; object-src 'none'; base-uri 'none'; "

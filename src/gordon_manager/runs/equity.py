@@ -25,7 +25,7 @@ import orjson
 
 from gordon_manager import rowjson as _rowjson
 from gordon_manager.errors import NotFound
-from gordon_manager.http.values import float_decimal, float_decimals
+from gordon_manager.http.values import float_decimals
 from gordon_manager.runs import downsample, repo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -111,17 +111,26 @@ def page_body(stamps: np.ndarray, floats: list[np.ndarray], next_cursor: str | N
     return _rowjson.rows(_PREFIXES, tuple(columns), _SEPARATORS, b"}", len(stamps), head=b'{"items":', tail=tail)
 
 
+def _amounts(rows: list, first: int) -> list[list[str | None]]:
+    """Columns ``first..first+3`` of ``rows`` (equity, cash, position qty, price) as decimal strings, each
+    column in one C pass (a null is NaN, written back as null)."""
+    if not rows:
+        return [[], [], [], []]
+    return [float_decimals(np.array([row[j] for row in rows], dtype=np.float64)) for j in range(first, first + 4)]
+
+
 def point_dicts(rows: list) -> list[dict]:
     """Records (ts, equity, cash, position_qty, price) as response items (amounts as decimal strings)."""
-    d = float_decimal
-    return [{"ts": ts, "equity": d(e), "cash": d(c), "positionQty": d(q), "price": d(p)} for ts, e, c, q, p in rows]
+    e, c, q, p = _amounts(rows, 1)
+    return [{"ts": row[0], "equity": e[i], "cash": c[i], "positionQty": q[i], "price": p[i]}
+            for i, row in enumerate(rows)]
 
 
 def bot_point_dicts(rows: list) -> list[dict]:
     """Records (run_id, ts, equity, cash, position_qty, price) as response items (amounts as decimal strings)."""
-    d = float_decimal
-    return [{"runId": r, "ts": ts, "equity": d(e), "cash": d(c), "positionQty": d(q), "price": d(p)}
-            for r, ts, e, c, q, p in rows]
+    e, c, q, p = _amounts(rows, 2)
+    return [{"runId": row[0], "ts": row[1], "equity": e[i], "cash": c[i], "positionQty": q[i], "price": p[i]}
+            for i, row in enumerate(rows)]
 
 
 @dataclass
