@@ -11,6 +11,7 @@ import orjson
 import pytest
 from asyncpg import connect as asyncpg_connect
 
+from gordon_manager.botrunner import contract
 from tests.botrunner.live_helpers import HEADERS, Bars, Db, bot_json, live_bot, no_drift, trading
 from tests.conftest import create_database, wait_for
 from tests.events.helpers import NatsServer
@@ -46,6 +47,9 @@ async def test_kill_9_live_bot_keeps_position_and_brackets_and_sells_exactly_it(
         legs = sorted(w["clientOrderId"] for w in executor.working_of(bot_id))
         assert [leg.rsplit("-", 1)[1] for leg in legs] == ["sl0", "tp0"]
         assert await wait_for(lambda: _open_orders_are(db, bot_id, legs), timeout=10)
+        # the resting legs' 'accepted' reports are written with a later transaction (at the latest the
+        # heartbeat's) and only then acknowledged: nothing is left unacknowledged at JetStream
+        assert await wait_for(lambda: _accepted_and_acked(db, executor, bot_id, legs), timeout=15)
 
         bot = await bot_json(client, bot_id)
         os.kill(pid_of(bot), signal.SIGKILL)
@@ -82,6 +86,15 @@ async def test_kill_9_live_bot_keeps_position_and_brackets_and_sells_exactly_it(
 
 async def _open_orders_are(db: Db, bot_id: int, expected: list[str]) -> bool:
     return await db.open_orders(bot_id) == expected
+
+
+async def _accepted_and_acked(db: Db, executor, bot_id: int, legs: list[str]) -> bool:
+    rows = await db.fetch("SELECT status FROM trading.bot_orders WHERE bot_id = $1 AND client_order_id = ANY($2)",
+                          bot_id, legs)
+    if [r["status"] for r in rows] != ["accepted"] * len(legs):
+        return False
+    info = await executor._js.consumer_info(contract.REPORTS_STREAM, contract.consumer_name(bot_id))
+    return info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def _flat(db: Db, bot_id: int) -> bool:

@@ -133,6 +133,7 @@ class BotRunner:
         self._risk_stale = True
         self._bars_due = True  # a new bar may be there: a klines NOTIFY, a poll period, a full batch
         self._acked: list[int] = []  # outbox ids JetStream acknowledged, marked in the next transaction
+        self._held: list[Any] = []  # 'accepted' reports applied to the book, acknowledged after the next commit
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -255,9 +256,10 @@ class BotRunner:
                                   message=f"bot failed: {exc}")
             return 1
         async with conn.transaction():
-            await self._mark_published(conn)
+            await self._write(conn, cfg)  # what the book still holds (held 'accepted' reports)
             await store.finish_run(conn, run_id=self.run_id, status="stopped", error=None, stats=self._stats(loop))
             await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind="stopped", message="bot stopped")
+        await self._ack([])
         return 0
 
     async def _listen(self, conn, cfg) -> None:
@@ -401,6 +403,7 @@ class BotRunner:
         self.metrics.last_bar.set(time.time())
         self._observe_ledger(loop.model)
         await self._publish(conn)
+        await self._ack([])  # the held 'accepted' reports this transaction wrote (after the publish: off its path)
 
     async def _write(self, conn, cfg, *, last_bar_at: datetime | None = None) -> None:
         """Write what the book collected (inside the caller's transaction); new intents join the outbox.
@@ -428,22 +431,39 @@ class BotRunner:
             self._connect_at = time.monotonic() + 2.0
 
     async def _apply_reports(self, conn, cfg) -> None:
-        """Book the executor's reports, one transaction per batch; acknowledge them once committed."""
+        """Book the executor's reports, one transaction per batch; acknowledge them once committed.
+
+        A batch of ``accepted`` reports only (the executor's first answer to every order) changes no
+        ledger: it is applied to the book at once and written with the bot's next transaction (the
+        fill that usually follows within milliseconds, the next bar, or the heartbeat at the latest),
+        and acknowledged after that commit. Until then JetStream holds it unacknowledged: a crash
+        redelivers it, and applying ``accepted`` twice is a no-op. This saves a transaction per order.
+        """
         bus = self.bus
         if bus is None:
             return
         while not bus.reports.empty():
             messages = [bus.reports.get_nowait() for _ in range(min(REPORT_BATCH, bus.reports.qsize()))]
+            parsed: list[tuple[Any, Any]] = []
+            for message in messages:
+                try:
+                    parsed.append((message, contract.parse_report(message.data)))
+                except ValidationError as exc:
+                    parsed.append((message, exc))
+            if all(isinstance(r, contract.StatusReport) and r.status == "accepted" for _m, r in parsed):
+                for message, report in parsed:
+                    self.book.apply_status(report)
+                    self.metrics.reports.labels(kind=report.status).inc()
+                    self._held.append(message)
+                continue
             happened: list[Any] = []
             done = []
             async with conn.transaction():
                 claimed: set[str] = set()
-                for message in messages:
-                    try:
-                        report = contract.parse_report(message.data)
-                    except ValidationError as exc:
+                for message, report in parsed:
+                    if isinstance(report, ValidationError):
                         self.metrics.errors.labels(kind="bad_report").inc()
-                        self.book.note("bad_report", f"invalid executor report: {exc.error_count()} errors",
+                        self.book.note("bad_report", f"invalid executor report: {report.error_count()} errors",
                                        level="error", subject=message.subject)
                         done.append((message, False))
                         continue
@@ -462,16 +482,26 @@ class BotRunner:
                 await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
                                          items=happened, coid_of=self.book.coid_of)
                 await self._write(conn, cfg)
-            for message, valid in done:  # after the commit: a crash before this redelivers, harmlessly
-                try:
-                    await (message.ack() if valid else message.term())
-                except Exception:  # the ack is lost with the connection; the redelivery is a no-op
-                    self.metrics.errors.labels(kind="report_ack").inc()
-                    logger.debug("report ack failed", exc_info=True)
+            await self._ack(done)
             for item in happened:
                 if type(item) is Fill:
                     self.metrics.fills.labels(side=item.side.value).inc()
             self._observe_ledger(self.book.model)
+
+    async def _ack(self, done: list[tuple[Any, bool]]) -> None:
+        """After a commit: acknowledge the reports it booked (and the held ones it wrote), or drop invalid ones.
+
+        A crash before this redelivers them, harmlessly (fill ids, idempotent statuses).
+        """
+        if self._held:
+            done = [(m, True) for m in self._held] + done
+            self._held = []
+        for message, valid in done:
+            try:
+                await (message.ack() if valid else message.term())
+            except Exception:  # the ack is lost with the connection; the redelivery is a no-op
+                self.metrics.errors.labels(kind="report_ack").inc()
+                logger.debug("report ack failed", exc_info=True)
 
     async def _publish(self, conn) -> None:
         """Publish committed intents in order; after a failure retry with a growing pause."""
@@ -518,6 +548,7 @@ class BotRunner:
             if cancelled:
                 self.book.note("orders_cancelled", f"stop: {cancelled} open orders cancelled", count=cancelled)
             await self._write(conn, cfg)
+        await self._ack([])
         await self._drain_outbox(conn)
         if self.live:  # a bounded wait for the executor to confirm, so the stopped bot shows no open order
             await self._await_executor(conn, cfg, lambda: not self.book.open_records)
@@ -538,6 +569,7 @@ class BotRunner:
             async with conn.transaction():
                 await self._write(conn, cfg)
             await self._await_executor(conn, cfg, lambda: loop.model.position <= 0)
+        await self._ack([])
         left = loop.model.position
         kind, level = ("flattened", "info") if left == 0 else ("flatten_incomplete", "error")
         await store.event(conn, bot_id=cfg["id"], run_id=self.run_id, kind=kind, level=level,
@@ -571,6 +603,10 @@ class BotRunner:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     async def _heartbeat(self, conn, cfg) -> None:
+        if self._held:  # 'accepted' reports no other write took along: written and acknowledged now
+            async with conn.transaction():
+                await self._write(conn, cfg)
+            await self._ack([])
         await self._mark_published(conn)
         alive = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=self.last_bar_at,
                                       metrics_port=self.env.metrics_port)
