@@ -10,7 +10,7 @@ CONSOLE_STAMP := console/node_modules/.gordon-lock-sha256
 # What the console's build is made of: its sources, its config and the typed client it imports.
 CONSOLE_SRC := $(shell find console/src console/index.html console/vite.config.ts console/tsconfig.json console/package.json clients/ts/src -type f 2>/dev/null)
 
-.PHONY: run test openapi asyncapi bench lint clean system-deps console console-test image
+.PHONY: run test openapi asyncapi bench lint typecheck clean system-deps console console-test image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,17 +32,21 @@ run: $(RUN_STAMP) console
 	exec $(VENV)/bin/gordon-manager serve
 
 ## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
-test: $(STAMP) system-deps console
-	$(VENV)/bin/ruff check src tests bench ci
+test: $(STAMP) system-deps console lint
 	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:coverage.json $(PYTEST_ARGS)
 	$(PY) ci/coverage_gate.py coverage.json
 
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
 
-## make lint: ruff over the code, tests, benchmarks and CI scripts (rules in pyproject.toml); `make test` runs it first
+## make lint: ruff over the code, tests, benchmarks and CI scripts, then mypy (rules and config in pyproject.toml); `make test` runs it first
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench ci
+	$(VENV)/bin/mypy
+
+## make typecheck: mypy over src/gordon_manager alone (pydantic plugin; strict on execution, reconcile, deploys, botrunner)
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 ## make asyncapi: regenerate asyncapi.yaml (src/gordon_manager/events/asyncapi.base.yaml + the payload models)
 asyncapi: $(STAMP)
@@ -90,4 +94,4 @@ image: $(STAMP) console
 	  --build-arg REVISION=$$(git rev-parse --short HEAD 2>/dev/null || echo unknown) -t $(IMAGE) .
 
 clean:
-	rm -rf $(VENV) .coverage .coverage.* coverage.json htmlcov .pytest_cache
+	rm -rf $(VENV) .coverage .coverage.* coverage.json htmlcov .pytest_cache .mypy_cache
