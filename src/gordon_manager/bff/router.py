@@ -22,6 +22,7 @@ from gordon_manager.bff.schemas import (
     PortfolioRead,
     SourceHealthRead,
 )
+from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.runs.router import From, To
 from gordon_manager.runs.schemas import RunKind
@@ -30,7 +31,7 @@ router = APIRouter(tags=["console"])
 
 BotFilter = Annotated[int | None, Query(alias="bot", ge=1, le=2**62, description="Only this bot.")]
 Symbol = Annotated[str | None, Query(min_length=1, max_length=64, description="Symbol (or macro series).")]
-_BAD = {400: {"description": "Invalid cursor (problem+json)"},
+_BAD: Responses = {400: {"description": "Invalid cursor (problem+json)"},
         422: {"description": "Invalid parameter (problem+json)"}}
 SUMMARY_WINDOW = timedelta(hours=24)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
@@ -52,7 +53,7 @@ async def get_performance(request: Request, bot_id: BotFilter = None,
                               "Run kinds to include (repeatable); default paper, shadow and live."))] = None,
                           ) -> PerformanceRead:
     """Returns over 1d/7d/30d/all, max drawdown and Sharpe from the equity points (formulas in the README)."""
-    kinds = sorted(set(kind)) if kind else list(performance.DEFAULT_KINDS)
+    kinds: list[str] = sorted(set(kind)) if kind else list(performance.DEFAULT_KINDS)
     async with reading(request.app.state.ctx) as conn:
         return await performance.performance(conn, kinds=kinds, bot_id=bot_id)
 

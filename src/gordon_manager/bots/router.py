@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, overload
 
 import orjson
 from fastapi import APIRouter, Header, Path, Query, Request, Response
@@ -25,6 +25,7 @@ from gordon_manager.bots.schemas import (
 from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
 from gordon_manager.http import media
 from gordon_manager.http.auth import Operator
+from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.observability.logging import request_id_var
 
@@ -37,18 +38,22 @@ _IF_MATCH_DOC = 'Current version, e.g. `"3"` (from ETag / `version`).'
 _IF_MATCH_SCHEMA = {"type": "string", "pattern": r'^(W/)?"?[0-9]{1,9}"?$'}
 IfMatch = Annotated[str | None, WithJsonSchema(_IF_MATCH_SCHEMA), Header(description=_IF_MATCH_DOC)]
 Flatten = Annotated[bool, Query(description="Sell the position first (reduce-only market), bounded wait for its fill.")]
-_PROBLEMS = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"},
+_PROBLEMS: Responses = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"},
              404: {"description": "No such bot"},
              409: {"description": "Illegal transition, name taken, or a position in the way"},
              422: {"description": "Invalid body"}}
-_IF_MATCH = {400: {"description": "Malformed If-Match"}, 412: {"description": "Stale If-Match (`currentVersion`)"}}
-_BAD_CURSOR = {400: {"description": "Invalid cursor"}}
+_IF_MATCH: Responses = {400: {"description": "Malformed If-Match"}, 412: {"description": "Stale If-Match (`currentVersion`)"}}
+_BAD_CURSOR: Responses = {400: {"description": "Invalid cursor"}}
 # PUT needs If-Match (428 without it, RFC 6585): documented as required, read by the handler so that a
 # missing one is a 428 rather than FastAPI's 422.
 _REQUIRED_IF_MATCH = {"parameters": [{"name": "If-Match", "in": "header", "required": True, "description": _IF_MATCH_DOC,
                                       "schema": _IF_MATCH_SCHEMA}]}
 
 
+@overload
+def parse_if_match(value: str | None, *, required: Literal[True]) -> int: ...
+@overload
+def parse_if_match(value: str | None, *, required: bool) -> int | None: ...
 def parse_if_match(value: str | None, *, required: bool) -> int | None:
     """The version inside If-Match; 428 when required and missing, 400 when malformed."""
     if value is None:

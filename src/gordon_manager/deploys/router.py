@@ -24,6 +24,7 @@ from gordon_manager.deploys.schemas import (
 )
 from gordon_manager.errors import BadCursor, NotFound
 from gordon_manager.http.auth import Operator
+from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.observability.logging import request_id_var
 
@@ -31,9 +32,9 @@ router = APIRouter(tags=["deploys"])
 
 BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
 DeployId = Annotated[int, Path(ge=1, le=2**62, description="Service deploy id.")]
-_AUTH = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}}
-_404 = {404: {"description": "No such bot or deploy (problem+json)"}}
-_409 = {409: {"description": "Not allowed in the current state (problem+json, `currentState`)"}}
+_AUTH: Responses = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}}
+_404: Responses = {404: {"description": "No such bot or deploy (problem+json)"}}
+_409: Responses = {409: {"description": "Not allowed in the current state (problem+json, `currentState`)"}}
 
 
 def _wake(loop: Any) -> None:
@@ -41,7 +42,7 @@ def _wake(loop: Any) -> None:
         loop.wake()
 
 
-def _before_id(page, scope: str) -> int | None:
+def _before_id(page: Pagination, scope: str) -> int | None:
     position = page.position(scope)
     before_id = position.get("id") if position else None
     if before_id is not None and not isinstance(before_id, int):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
@@ -111,6 +111,9 @@ def _redacted_model(model: type[BaseModel], name: str) -> type[BaseModel]:
     return create_model(name, __config__=ConfigDict(extra="forbid"), __doc__=model.__doc__, **fields)
 
 
-EffectiveConfig = _redacted_model(Settings, "EffectiveConfig")
+if TYPE_CHECKING:  # built at import time from Settings: to a type checker, a model
+    EffectiveConfig: TypeAlias = BaseModel
+else:
+    EffectiveConfig = _redacted_model(Settings, "EffectiveConfig")
 """``redacted_config(settings)`` as a model: every setting (camelCase), secrets redacted."""
 

@@ -41,6 +41,9 @@ from gordon_manager.http.auth import OPERATOR_DEPENDENCY, require_operator
 from gordon_manager.http.edge import PUBLIC_PATHS
 from gordon_manager.http.models import sparse_model_names
 
+# A route's `responses=` (status -> OpenAPI response object), as FastAPI types it
+Responses = dict[int | str, dict[str, Any]]
+
 OPERATOR_SCHEME = "operatorToken"
 READ_SCHEME = "readToken"
 SECURITY_SCHEMES: dict[str, Any] = {

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from gordon_manager.bff.instrument import bff_read
 from gordon_manager.bff.readpool import reading
 from gordon_manager.errors import BadCursor, ClientError
+from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import MAX_LIMIT, Pagination
 from gordon_manager.runs import equity, service
 from gordon_manager.runs.query import parse_query, query_parameters
@@ -45,10 +46,10 @@ Method = Annotated[DownsampleMethod, Query(description="`lttb` (shape, with the 
 BOT_RUN_KINDS = ["paper", "shadow", "live"]
 JSON = "application/json"
 
-_BAD = {400: {"description": "Invalid cursor (problem+json)"},
+_BAD: Responses = {400: {"description": "Invalid cursor (problem+json)"},
         422: {"description": "Invalid parameter, e.g. `from` after `to` or an unknown kind (problem+json)"}}
-_RUN_404 = {404: {"description": "No such run (problem+json)"}}
-_BOT_404 = {404: {"description": "No such bot (problem+json)"}}
+_RUN_404: Responses = {404: {"description": "No such run (problem+json)"}}
+_BOT_404: Responses = {404: {"description": "No such bot (problem+json)"}}
 
 
 # First in the router: the hot path is matched before every other route.
@@ -134,7 +135,7 @@ async def bot_equity(request: Request, bot_id: BotId, limit: EquityLimit = 500, 
     keyset pages, or with `points` the whole range downsampled."""
     service.check_range(start, end)
     ctx = request.app.state.ctx
-    kinds = sorted(set(kind)) if kind else BOT_RUN_KINDS
+    kinds: list[str] = sorted(set(kind)) if kind else BOT_RUN_KINDS
     lo, hi = start or equity.TIME_MIN, end or equity.TIME_MAX
     if points is not None and cursor is not None:
         raise ClientError("`cursor` cannot be combined with `points` (a downsampled answer is not paged).")
