@@ -7,6 +7,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
@@ -118,7 +119,7 @@ def serve_app() -> FastAPI:
 
 # Metrics are Prometheus (observability/metrics.py) and logs are JSON lines; FastAPI's native
 # OpenTelemetry hooks (newer FastAPI) would otherwise look up the global providers on every request.
-_NO_OTEL = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+_NO_OTEL: dict[str, Any] = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
             if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 

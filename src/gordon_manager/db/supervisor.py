@@ -227,6 +227,7 @@ class EmbeddedDbSupervisor:
             attempt = self._streak
             self._streak += 1
             started = self._clock()
+            error: str | None
             try:
                 pid = self._start_locked()
             except RestartBlocked as exc:

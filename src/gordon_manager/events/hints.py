@@ -53,6 +53,8 @@ class HintRelay(NotifyRelay):
 
     async def _publish(self, subject: str) -> None:
         try:
+            if self._nc is None:  # dropped since it was scheduled
+                raise ConnectionError("NATS connection dropped")
             await self._nc.publish(subject, b"")
         except (nats.errors.Error, OSError, AttributeError):
             metrics.HINTS.labels(outcome="dropped").inc()
@@ -61,4 +63,5 @@ class HintRelay(NotifyRelay):
         metrics.HINTS.labels(outcome="relayed").inc()
 
     async def on_listening(self) -> None:
+        assert self._nc is not None  # LISTEN starts after NATS is connected (NotifyRelay.run_once)
         await self._nc.publish(HINT_RISK_SUBJECT, b"")  # what changed while nobody listened

@@ -22,6 +22,7 @@ import logging
 import nats.errors
 import nats.js.errors
 import orjson
+from nats.js import JetStreamContext
 
 from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
@@ -42,7 +43,7 @@ class IntentRelay(NotifyRelay):
     def __init__(self, *, database_url: str, nats_url: str, interval: float = 2.0, timeout_s: float = 2.0) -> None:
         super().__init__(database_url=database_url, nats_url=nats_url, interval=interval)
         self._timeout_s = timeout_s
-        self._js = None
+        self._js: JetStreamContext | None = None
         self._pending: dict[int, list[dict]] = {}  # bot id -> notes waiting, in commit order
         self._senders: dict[int, asyncio.Task] = {}
         self._queued = 0
@@ -96,6 +97,7 @@ class IntentRelay(NotifyRelay):
         return True
 
     async def on_nats(self) -> None:
+        assert self._nc is not None  # called once NATS is connected
         self._js = self._nc.jetstream(timeout=self._timeout_s)
 
     async def on_drop(self) -> None:

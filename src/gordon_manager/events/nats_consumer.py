@@ -15,6 +15,7 @@ from collections import OrderedDict
 import nats
 import nats.errors
 import nats.js.errors
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 from pydantic import ValidationError
 
@@ -50,7 +51,7 @@ class NatsBreakerConsumer(LoopService):
         self._ack_wait_s = ack_wait_s
         self._connect_timeout_s = connect_timeout_s
         self._nc: nats.NATS | None = None
-        self._sub = None
+        self._sub: JetStreamContext.PullSubscription | None = None
         self._stream: str | None = None
         self._recent: OrderedDict[int, None] = OrderedDict()
         self.forwarded = 0
@@ -64,6 +65,7 @@ class NatsBreakerConsumer(LoopService):
     async def run_once(self) -> None:
         if self._sub is None and not await self.try_connect():
             return
+        assert self._sub is not None  # bound by try_connect
         try:
             messages = await self._sub.fetch(batch=FETCH_BATCH, timeout=self._fetch_timeout_s)
         except TimeoutError:

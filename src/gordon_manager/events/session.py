@@ -87,9 +87,9 @@ class Session:
                     metrics.ERRORS.labels(component="ws", kind=type(exc).__name__).inc()
                     logger.error("WebSocket connection failed", exc_info=exc)
         finally:
-            for task in (reader, writer):
-                if task is not None and not task.done():
-                    task.cancel()
+            for pending in (reader, writer):
+                if pending is not None and not pending.done():
+                    pending.cancel()
             await asyncio.gather(*(t for t in (reader, writer) if t is not None), return_exceptions=True)
             self.hub.drop_subscriber(subscriber)
         if (self.websocket.client_state == WebSocketState.CONNECTED
@@ -138,6 +138,7 @@ class Session:
             await self._subscribe(message)
         else:
             channels = sorted(set(message.channels))
+            assert self.subscriber is not None  # set by run() before the reader starts
             self.hub.detach(self.subscriber, channels)
             await self._put(unsubscribed_frame(channels, ref=message.ref))
 

@@ -15,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.websockets import WebSocket
 
 from gordon_manager.events.protocol import Frame
+
+if TYPE_CHECKING:
+    from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ class RawSink:
         return self._protocol.writable.is_set, self._transport.is_closing, self._transport.write
 
 
-def _uvicorn_protocol_class() -> type | None:
+def _uvicorn_protocol_class() -> type[WebSocketsSansIOProtocol] | None:
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:  # pragma: no cover - uvicorn without websockets installed

@@ -46,7 +46,12 @@ class Subscriber:
         self._skip: set[int] | None = None
         self._skip_until = 0.0
         fast = sink.fast_path()
-        self._is_writable, self._is_closing, self._write = fast if fast is not None else (None, None, None)
+        # Without a fast path only _is_writable is set (None): offer() reads the other two after it.
+        self._is_writable: Callable[[], bool] | None = None
+        self._is_closing: Callable[[], bool]
+        self._write: Callable[[bytes], None]
+        if fast is not None:
+            self._is_writable, self._is_closing, self._write = fast
         # True while nothing special is going on (no hold, no pending resync, open): the hot path.
         self._plain = True
 

@@ -152,7 +152,7 @@ ROW_MODELS: dict[str, tuple[str, type[BaseModel], Callable[[dict[str, Any]], Bas
     "backtest_sweeps": ("run_progress", SweepRead, lambda row: SweepRead.model_validate(sweep_read_fields(row))),
 }
 
-_warned: set[str] = set()
+_warned: set[str | None] = set()
 
 
 def _utc_columns(row: dict[str, Any]) -> dict[str, Any]:

@@ -231,9 +231,9 @@ class ProcessRuntime:
         if not spec.command:
             raise RuntimeConfigError(f"bot {spec.bot_id}: the process runtime needs a command")
         async with self._lock(spec.bot_id):
-            rec = self._records.get(spec.bot_id)
-            if rec is not None:
-                rec, alive = await self._refresh(rec)
+            current = self._records.get(spec.bot_id)
+            if current is not None:
+                rec, alive = await self._refresh(current)
                 if alive and rec.config_version == spec.config_version:
                     return self._observed(rec, alive)
                 if alive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["InvalidParams", "StrategyError", "UnknownStrategy"]
@@ -23,7 +24,7 @@ class UnknownStrategy(StrategyError, LookupError):
 class InvalidParams(StrategyError, ValueError):
     """Parameters failed validation; ``errors`` holds pydantic's field errors."""
 
-    def __init__(self, strategy: str, errors: list[dict[str, Any]]) -> None:
+    def __init__(self, strategy: str, errors: Sequence[Mapping[str, Any]]) -> None:
         self.strategy = strategy
         self.errors = errors
         detail = "; ".join(f"{'.'.join(map(str, e.get('loc', ())))}: {e.get('msg')}" for e in errors)
