@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, create_model
 from pydantic.alias_generators import to_pascal
@@ -31,8 +31,11 @@ def _as_is(members: dict[str, Any]) -> dict[str, Any]:
     return members
 
 
-ExecutionInput = Annotated[ExecutionSettings, BeforeValidator(storable_object), AfterValidator(_as_sent),
-                           PlainSerializer(_as_is)]
+if TYPE_CHECKING:  # the value a model holds is what _as_sent returns
+    ExecutionInput: TypeAlias = dict[str, Any]
+else:
+    ExecutionInput = Annotated[ExecutionSettings, BeforeValidator(storable_object), AfterValidator(_as_sent),
+                               PlainSerializer(_as_is)]
 """Execution settings in a request: validated (and documented) as ``ExecutionSettings``, then handed on as the
 members that were sent (camelCase, decimals as strings); the service builds the ``ExecutionConfig``."""
 
@@ -46,7 +49,7 @@ class BotSpec(CamelModel):
     interval: str = Field(pattern=INTERVAL_PATTERN, examples=["1m"])
     params: JsonObject = Field(default_factory=dict, examples=[_EXAMPLE_PARAMS],
                                    description="Strategy parameters; validated against the strategy's schema.")
-    execution: ExecutionInput = Field(default_factory=dict,  # type: ignore[arg-type]
+    execution: ExecutionInput = Field(default_factory=dict,
                                       examples=[{"initialCash": "10000", "takerFeeBps": "10"}],
                                       description="Execution settings (fees, slippage, initial cash); defaults apply.")
     mode: Mode = Field("paper", description="paper: simulated fills; shadow: decisions only; live: order intents to NATS.")
@@ -188,11 +191,12 @@ def _change_model(name: str, annotation: Any) -> type[CamelModel]:
                         after=(annotation, Field(description="Null: unset or not recorded.")))
 
 
+_DIFF_FIELDS: dict[str, Any] = {name: (_change_model(name, info.annotation) | None, None)
+                                for name, info in BotSnapshot.model_fields.items() if name != "version"}
 AuditDiff = create_model(
     "AuditDiff", __base__=SparseModel,
     __doc__="Every audited field that changed, with its value before and after (the version is in `version`).",
-    **{name: (_change_model(name, info.annotation) | None, None)
-       for name, info in BotSnapshot.model_fields.items() if name != "version"})
+    **_DIFF_FIELDS)
 
 
 class AuditRead(CamelModel):

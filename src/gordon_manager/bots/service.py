@@ -139,8 +139,10 @@ async def _audit(conn: asyncpg.Connection, *, bot_id: int, actor: str, action: s
                  request_id: str | None) -> None:
     after_snap = snapshot(after)
     before_snap = snapshot(before)
+    current = after_snap or before_snap
+    assert current is not None  # every audited action has a row before or after it
     await repo.insert_audit(conn, bot_id=bot_id, actor=actor, action=action,
-                            version=(after_snap or before_snap)["version"], before=before_snap, after=after_snap,
+                            version=current["version"], before=before_snap, after=after_snap,
                             diff=diff(before_snap, after_snap), request_id=request_id)
 
 
@@ -160,11 +162,12 @@ async def create_bot(pool: asyncpg.Pool, *, body: BotCreate, settings: Settings,
             if not await repo.claim_idempotency_key(conn, scope=IDEMPOTENCY_SCOPE, key=idempotency_key,
                                                     request_hash=fingerprint):
                 stored = await repo.get_idempotency_key(conn, scope=IDEMPOTENCY_SCOPE, key=idempotency_key)
+                assert stored is not None  # the claim failed: the owner's row is committed
                 if stored["request_hash"] != fingerprint:
                     raise Unprocessable("this Idempotency-Key was already used with a different request body")
                 return stored["response"], True
         if body.shadow_of is not None:
-            await _check_shadow_target(conn, body)
+            await _check_shadow_target(conn, body, body.shadow_of)
         try:
             row = await repo.insert_bot(conn, values=values, actor=actor)
         except asyncpg.UniqueViolationError as exc:
@@ -178,11 +181,11 @@ async def create_bot(pool: asyncpg.Pool, *, body: BotCreate, settings: Settings,
     return response, False
 
 
-async def _check_shadow_target(conn: asyncpg.Connection, body: BotCreate) -> None:
+async def _check_shadow_target(conn: asyncpg.Connection, body: BotCreate, shadow_of: int) -> None:
     if body.mode != "shadow":
         raise Unprocessable("shadowOf requires mode 'shadow'",
                             extra={"errors": [{"field": "mode", "message": "must be shadow when shadowOf is set"}]})
-    if not await repo.get_bot(conn, bot_id=body.shadow_of):
+    if not await repo.get_bot(conn, bot_id=shadow_of):
         raise Unprocessable(f"shadowOf: bot {body.shadow_of} does not exist",
                             extra={"errors": [{"field": "shadowOf", "message": "no such bot"}]})
 

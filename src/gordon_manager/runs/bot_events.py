@@ -217,17 +217,18 @@ def _variant_name(kind: str) -> str:
 
 
 def _variant(kind: str, data: type[BaseModel], doc: str) -> type[BaseModel]:
-    return create_model(
-        _variant_name(kind), __base__=CamelModel, __doc__=doc, __module__=__name__,
+    # Field definitions built at run time (a Literal of this kind): typed as what create_model takes
+    fields: dict[str, Any] = dict(
         id=(int, Field(examples=[9001])),
         bot_id=(int, Field(examples=[7])),
         run_id=(int | None, Field(None, examples=[42])),
-        kind=(Literal[kind], Field(examples=[kind])),  # type: ignore[valid-type]
+        kind=(Literal[kind], Field(examples=[kind])),
         level=(Literal["debug", "info", "warning", "error"], Field(examples=["info"])),
         message=(str, Field(examples=["bot died (exit code 1); restart in 2s"])),
         data=(data, Field(description="Details of the event, typed by its kind.")),
         at=(datetime, Field(examples=[_TS])),
     )
+    return create_model(_variant_name(kind), __base__=CamelModel, __doc__=doc, __module__=__name__, **fields)
 
 
 VARIANTS: dict[str, type[BaseModel]] = {kind: _variant(kind, data, doc) for kind, (data, doc) in BOT_EVENT_DATA.items()}

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
 import asyncpg
 import numpy as np
@@ -61,7 +62,8 @@ def page_from_rows(rows: Sequence[Sequence[bytes | None]], *, after: datetime, b
     """One keyset page from the rows of ``trading.equity_page`` as columns: epoch µs (int64), then
     equity, cash, position qty and price (float64, NaN for null). None when the run has no point
     in the range (it may not exist: the caller checks)."""
-    rows = [row for row in rows if row[0] is not None]
+    # A block's columns are aggregated together: all null (no point in the range) or all bytes.
+    rows = cast(list[Sequence[bytes]], [row for row in rows if row[0] is not None])
     if not rows:
         return None
     packed = rows[0] if len(rows) == 1 else [b"".join(column) for column in zip(*rows, strict=True)]
@@ -232,7 +234,7 @@ async def bot_downsampled(conn: asyncpg.Connection, *, bot_id: int, kinds: list[
     sources = sorted({c.source for _, c in parts}) or ["raw"]
     info = {"method": method, "requestedPoints": points, "sourcePoints": total, "source": ",".join(sources)}
     if all(c.raw is not None for _, c in parts) and total <= points:
-        rows = sorted(((r, *p) for r, c in parts for p in c.raw), key=lambda x: (x[1], x[0]))
+        rows = sorted(((r, *p) for r, c in parts for p in c.raw or ()), key=lambda x: (x[1], x[0]))
         return page_json(bot_point_dicts(rows), None, {"downsample": info})
     ts, vs, rs = [], [], []
     for run_id, c in parts:
