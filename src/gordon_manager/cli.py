@@ -85,8 +85,11 @@ def prepare_database(settings: Settings) -> Settings:
     elif settings.migrate_on_start and settings.database_admin_url is not None:
         asyncio.run(migrate(settings.database_admin_url.get_secret_value(), timeout=settings.db_connect_timeout_s))
 
+    database_url = settings.database_url
+    assert database_url is not None  # given, or the embedded server's (above)
+
     async def ping() -> None:
-        conn = await connect(settings.database_url.get_secret_value(), timeout=settings.db_connect_timeout_s)
+        conn = await connect(database_url.get_secret_value(), timeout=settings.db_connect_timeout_s)
         await conn.close()
 
     asyncio.run(ping())
@@ -205,6 +208,7 @@ def _serve_workers(settings: Settings, host: str, port: int) -> None:
     import uvicorn
 
     # The workers must reach the database this process prepared (embedded or not) without migrating again.
+    assert settings.database_url is not None  # prepare_database ran
     os.environ["GORDON_DATABASE_URL"] = settings.database_url.get_secret_value()
     os.environ["GORDON_MANAGER_MIGRATE_ON_START"] = "false"
     os.environ["GORDON_MANAGER_DATA_DIR"] = str(settings.data_dir)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.bff.exchange import _Closing
     from gordon_manager.bff.readpool import ReadPool
     from gordon_manager.deploys.controller import DeployController
-    from gordon_manager.deploys.services import ServiceContainers, ServiceDeployRunner
+    from gordon_manager.deploys.services import ServiceDeployRunner
     from gordon_manager.events.service import EventsService
     from gordon_manager.observability.drift import DriftChecker
     from gordon_manager.observability.file_sd import FileSdWriter
@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.runs.batch import PageBatcher
     from gordon_manager.runs.compactor import EquityCompactor
     from gordon_manager.runs.reaper import RunReaper
+    from gordon_manager.runtimes.services import ServiceContainers
     from gordon_manager.workers import BackgroundLock
 
 

@@ -20,13 +20,13 @@ PING_PATH = "/api/v3/ping"
 
 def _client(ctx: AppContext) -> httpx.AsyncClient:
     """The shared client (closed at shutdown through ``ctx.services``)."""
-    client = ctx.services.exchange_client
-    if client is None:
+    shared = ctx.services.exchange_client
+    if shared is None:
         client = httpx.AsyncClient(timeout=ctx.settings.http_timeout_s, follow_redirects=False,
                                    headers={"User-Agent": "gordon-manager"})
         ctx.services.exchange_client = _Closing(client)
         return client
-    return client.client
+    return shared.client
 
 
 class _Closing:

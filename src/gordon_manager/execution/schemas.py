@@ -16,7 +16,9 @@ def _doc(name: str) -> str:
 
 
 def _default(name: str) -> Decimal:
-    return ExecutionConfig.model_fields[name].default
+    default = ExecutionConfig.model_fields[name].default
+    assert isinstance(default, Decimal), name  # the money fields' defaults (checked at import)
+    return default
 
 
 class ExecutionRead(CamelModel):

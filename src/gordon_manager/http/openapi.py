@@ -214,7 +214,7 @@ def _documented_routes(app: FastAPI) -> Iterator[tuple[str, set[str], Any]]:
     if iter_contexts is None:  # pragma: no cover - older FastAPI
         for route in app.routes:
             if isinstance(route, APIRoute) and route.include_in_schema:
-                yield route.path_format, set(route.methods), route
+                yield route.path_format, set(route.methods or ()), route
         return
     for context in iter_contexts(app.routes):
         if isinstance(context.original_route, APIRoute) and context.include_in_schema:
@@ -481,7 +481,7 @@ def complete(spec: dict[str, Any], app: FastAPI) -> dict[str, Any]:
         schemas["JsonValue"] = JSON_VALUE_SCHEMA
     spec["components"]["schemas"] = dict(sorted(schemas.items()))
     ids = [operation.get("operationId") for _p, _m, operation in _operations(spec)]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    duplicates = sorted({i for i in ids if ids.count(i) > 1}, key=str)
     if duplicates:
         raise RuntimeError(f"operationIds used twice: {duplicates} (name the routes apart: `name=` or OPERATION_IDS)")
     return spec

@@ -98,15 +98,15 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
         # OPTIONS on a path some route serves (RFC 9110 §9.3.7): what it allows, no body. A CORS
         # preflight from an allowed origin never gets here: CORSMiddleware answers it first.
         allowed = _allowed_methods(request)
-        headers = {"Allow": allowed}
+        allow = {"Allow": allowed}
         if "PATCH" in allowed.split(", "):
-            headers["Accept-Patch"] = ", ".join(media.PATCH_TYPES)
-        return Response(status_code=204, headers=headers)
+            allow["Accept-Patch"] = ", ".join(media.PATCH_TYPES)
+        return Response(status_code=204, headers=allow)
     slug = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, f"http-{exc.status_code}")
     detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "Error")
     if exc.status_code == 404 and detail == "Not Found":
         detail = f"No route matches {request.url.path}."
-    headers = getattr(exc, "headers", None)
+    headers: dict[str, str] | None = getattr(exc, "headers", None)
     if exc.status_code == 405:
         if detail == "Method Not Allowed":
             detail = f"{request.method} is not allowed on {request.url.path}."
@@ -240,7 +240,8 @@ def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every error into problem+json (and document them so)."""
     _install_openapi(app)
     for kind in DATABASE_DOWN:
-        app.add_exception_handler(kind, database_down_response)  # type: ignore[arg-type]
+        app.add_exception_handler(kind, database_down_response)
+    # Starlette types a handler's exception as Exception; these take the subclass they are registered for.
     app.add_exception_handler(GordonError, gordon_error_response)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]

@@ -191,8 +191,9 @@ async def forward(ctx: Any, request: Request, *, action: RiskAction, actor: str)
     try:
         url, token = _target(ctx.settings)
         headers = {FORWARD_HEADER: token}
-        if request_id_var.get():
-            headers["X-Request-ID"] = request_id_var.get()
+        request_id = request_id_var.get()
+        if request_id:
+            headers["X-Request-ID"] = request_id
         response = await peer_http(ctx).request(PEER, "POST", f"{url}{action.path}",
                                                 json=command.model_dump(exclude_none=True), headers=headers)
         outcome, answer = classify(response, action=action)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from gordon_manager.runtimes.base import (
@@ -44,7 +44,7 @@ def _replicas(service: Mapping[str, Any]) -> int:
     return int(((service.get("Spec") or {}).get("Mode") or {}).get("Replicated", {}).get("Replicas", 0) or 0)
 
 
-def _latest_task(tasks: list[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+def _latest_task(tasks: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
     # Prefer the task swarm wants running; among equals, the most recently updated one.
     if not tasks:
         return None
@@ -62,7 +62,7 @@ def task_address(task: Mapping[str, Any], network: str | None = None) -> str | N
 
 def observed_from_service(
     service: Mapping[str, Any],
-    tasks: list[Mapping[str, Any]],
+    tasks: Sequence[Mapping[str, Any]],
     network: str | None = None,
     container_addresses: Mapping[str, str] | None = None,
 ) -> Observed | None:
