@@ -25,6 +25,8 @@ from collections.abc import Callable
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 from pydantic import ValidationError
 
@@ -53,7 +55,7 @@ class Bus:
         self.bot_id = bot_id
         self.live = live
         self.timeout_s = timeout_s
-        self.reports: asyncio.Queue = asyncio.Queue()
+        self.reports: asyncio.Queue[Msg] = asyncio.Queue()
         self._on_report = on_report
         self._on_breaker = on_breaker
         self._bars_subject = bars_subject
@@ -61,9 +63,9 @@ class Bus:
         self._on_risk = on_risk
         self._count_error = on_error  # errors survived, by kind (gordon_bot_errors_total)
         self._nc: nats.NATS | None = None
-        self._js = None
-        self._sub = None
-        self._puller: asyncio.Task | None = None
+        self._js: JetStreamContext | None = None
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._puller: asyncio.Task[None] | None = None
         self.ready = False
         self.duplicates = 0
 
@@ -109,6 +111,7 @@ class Bus:
         return True
 
     async def _ensure_stream(self, name: str, subjects: str) -> str:
+        assert self._js is not None  # set by connect() before the streams are ensured
         try:
             return await self._js.find_stream_name_by_subject(subjects)
         except nats.js.errors.NotFoundError:
@@ -139,9 +142,11 @@ class Bus:
         return acked
 
     async def _pull(self) -> None:
+        sub = self._sub  # bound before this task starts; close() cancels it before unbinding
+        assert sub is not None
         while True:
             try:
-                messages = await self._sub.fetch(batch=FETCH_BATCH, timeout=1.0)
+                messages = await sub.fetch(batch=FETCH_BATCH, timeout=1.0)
             except TimeoutError:
                 continue
             except asyncio.CancelledError:
@@ -155,7 +160,7 @@ class Bus:
                 self.reports.put_nowait(message)
             self._on_report()
 
-    async def _breaker_message(self, message) -> None:
+    async def _breaker_message(self, message: Msg) -> None:
         try:
             event = BreakerEvent.model_validate_json(message.data)
         except ValidationError:
@@ -164,10 +169,10 @@ class Bus:
             return
         self._on_breaker(event)
 
-    async def _bars_hint(self, _message) -> None:
+    async def _bars_hint(self, _message: Msg) -> None:
         self._on_bars()
 
-    async def _risk_hint(self, _message) -> None:
+    async def _risk_hint(self, _message: Msg) -> None:
         self._on_risk()
 
     async def _on_error(self, exc: Exception) -> None:

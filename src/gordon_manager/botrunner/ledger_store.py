@@ -168,7 +168,8 @@ async def recover(conn: asyncpg.Connection, *, bot_id: int, initial_cash: Decima
 
 async def claim_fill(conn: asyncpg.Connection, *, bot_id: int, fill_id: str) -> bool:
     """True when this executor fill id was never booked (call inside the transaction that books it)."""
-    return await conn.fetchval(CLAIM_FILL, bot_id, fill_id)
+    value: bool = await conn.fetchval(CLAIM_FILL, bot_id, fill_id)
+    return value
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,7 @@ async def write_changes(conn: asyncpg.Connection, *, bot_id: int, run_id: int, m
     return outgoing
 
 
-def _order_args(r: OrderRecord, bot_id: int, run_id: int, mode: str, symbol: str) -> tuple:
+def _order_args(r: OrderRecord, bot_id: int, run_id: int, mode: str, symbol: str) -> tuple[Any, ...]:
     row = r.row()
     return (r.client_order_id, bot_id, run_id, mode, symbol, row["side"], row["order_type"], r.qty, r.price,
             r.reduce_only, r.oco_group, row["reason"], r.stop_loss, r.take_profit, r.parent_id, row["bar_at"],

@@ -111,18 +111,19 @@ async def fetch_bars(conn: asyncpg.Connection, *, symbol: str, interval: str, fr
 
 async def start_of_window(conn: asyncpg.Connection, *, symbol: str, interval: str, bars_back: int) -> datetime | None:
     """Open time of the bar ``bars_back`` before the newest closed bar (or the oldest bar there is)."""
-    at = await conn.fetchval(SELECT_START, symbol, interval, bars_back)
+    at: datetime | None = await conn.fetchval(SELECT_START, symbol, interval, bars_back)
     return at or await conn.fetchval(SELECT_FIRST, symbol, interval)
 
 
 async def first_bar_at(conn: asyncpg.Connection, *, symbol: str, interval: str) -> datetime | None:
-    return await conn.fetchval(SELECT_FIRST, symbol, interval)
+    value: datetime | None = await conn.fetchval(SELECT_FIRST, symbol, interval)
+    return value
 
 
 async def bar_before(conn: asyncpg.Connection, *, symbol: str, interval: str, ts: datetime,
                      bars_back: int) -> datetime | None:
     """Open time of the bar ``bars_back`` bars before ``ts`` (or the oldest bar there is)."""
-    at = await conn.fetchval(SELECT_BEFORE, symbol, interval, ts, bars_back)
+    at: datetime | None = await conn.fetchval(SELECT_BEFORE, symbol, interval, ts, bars_back)
     return at or await conn.fetchval(SELECT_FIRST, symbol, interval)
 
 
@@ -144,12 +145,13 @@ async def create_run(conn: asyncpg.Connection, *, cfg: asyncpg.Record, range_sta
                      extra: dict[str, Any]) -> int:
     config = {"execution": cfg["execution"], "specVersion": cfg["spec_version"], "mode": cfg["mode"],
               "shadowOf": cfg["shadow_of"], **extra}
-    return await conn.fetchval(INSERT_RUN, cfg["mode"], cfg["id"], cfg["strategy"], cfg["params"], cfg["symbol"],
-                               cfg["interval"], range_start, config)
+    value: int = await conn.fetchval(INSERT_RUN, cfg["mode"], cfg["id"], cfg["strategy"], cfg["params"],
+                                     cfg["symbol"], cfg["interval"], range_start, config)
+    return value
 
 
 async def finish_run(conn: asyncpg.Connection, *, run_id: int, status: str, error: str | None,
-                     stats: dict | None) -> None:
+                     stats: dict[str, Any] | None) -> None:
     await conn.execute(FINISH_RUN, run_id, status, error, stats)
 
 
@@ -163,11 +165,12 @@ async def heartbeat(conn: asyncpg.Connection, *, bot_id: int, run_id: int, last_
 
 async def desired_state(conn: asyncpg.Connection, *, bot_id: int) -> str | None:
     """The bot's desired state as the manager last declared it."""
-    return await conn.fetchval(SELECT_DESIRED, bot_id)
+    value: str | None = await conn.fetchval(SELECT_DESIRED, bot_id)
+    return value
 
 
 async def event(conn: asyncpg.Connection, *, bot_id: int, run_id: int | None, kind: str, message: str,
-                level: str = "info", data: dict | None = None) -> None:
+                level: str = "info", data: dict[str, Any] | None = None) -> None:
     await conn.execute(INSERT_EVENT, bot_id, run_id, kind, level, message, data or {})
 
 

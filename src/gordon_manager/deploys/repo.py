@@ -223,11 +223,13 @@ async def latest_for_bot(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Re
 async def list_deploys(conn: asyncpg.Connection, *, bot_id: int, before_id: int | None,
                        limit: int) -> list[asyncpg.Record]:
     """A keyset page of a bot's deploys, newest first."""
-    return await conn.fetch(LIST_DEPLOYS, bot_id, before_id, limit)
+    rows: list[asyncpg.Record] = await conn.fetch(LIST_DEPLOYS, bot_id, before_id, limit)
+    return rows
 
 
 async def active_deploys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(ACTIVE_DEPLOYS)
+    rows: list[asyncpg.Record] = await conn.fetch(ACTIVE_DEPLOYS)
+    return rows
 
 
 async def claim_or_renew(conn: asyncpg.Connection, *, deploy_id: int, owner: str) -> asyncpg.Record | None:
@@ -260,7 +262,7 @@ async def finish_deploy(conn: asyncpg.Connection, *, deploy_id: int, state: str,
     return await conn.fetchrow(FINISH_DEPLOY, deploy_id, state, reason, to_version, forced_by)
 
 
-async def insert_divergences(conn: asyncpg.Connection, *, rows: list[tuple[int, datetime, dict, dict]]) -> None:
+async def insert_divergences(conn: asyncpg.Connection, *, rows: list[tuple[int, datetime, dict[str, Any], dict[str, Any]]]) -> None:
     if rows:
         await conn.executemany(INSERT_DIVERGENCE, rows)
 
@@ -268,11 +270,13 @@ async def insert_divergences(conn: asyncpg.Connection, *, rows: list[tuple[int, 
 async def divergences_page(conn: asyncpg.Connection, *, deploy_id: int, after_id: int | None,
                            limit: int) -> list[asyncpg.Record]:
     """A keyset page of a deploy's divergences, in the order they were found."""
-    return await conn.fetch(DIVERGENCES_PAGE, deploy_id, after_id, limit)
+    rows: list[asyncpg.Record] = await conn.fetch(DIVERGENCES_PAGE, deploy_id, after_id, limit)
+    return rows
 
 
 async def latest_divergences(conn: asyncpg.Connection, *, deploy_id: int, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LATEST_DIVERGENCES, deploy_id, limit)
+    rows: list[asyncpg.Record] = await conn.fetch(LATEST_DIVERGENCES, deploy_id, limit)
+    return rows
 
 
 async def deploy_context(conn: asyncpg.Connection, *, bot_id: int,
@@ -282,13 +286,15 @@ async def deploy_context(conn: asyncpg.Connection, *, bot_id: int,
 
 async def compare_batch(conn: asyncpg.Connection, *, live_bot_id: int, live_run_id: int, candidate_bot_id: int,
                         candidate_run_id: int, after: datetime | None, limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(COMPARE_BATCH, live_bot_id, live_run_id, candidate_bot_id, candidate_run_id, after,
-                            limit)
+    rows: list[asyncpg.Record] = await conn.fetch(COMPARE_BATCH, live_bot_id, live_run_id, candidate_bot_id,
+                                                  candidate_run_id, after, limit)
+    return rows
 
 
 async def warm_bar(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
                    bars_after: int) -> datetime | None:
-    return await conn.fetchval(WARM_BAR, symbol, interval, start, bars_after)
+    value: datetime | None = await conn.fetchval(WARM_BAR, symbol, interval, start, bars_after)
+    return value
 
 
 async def equity_tracking(conn: asyncpg.Connection, *, live_run_id: int, candidate_run_id: int,
@@ -370,11 +376,13 @@ async def get_service_deploy(conn: asyncpg.Connection, *, deploy_id: int) -> asy
 
 async def list_service_deploys(conn: asyncpg.Connection, *, before_id: int | None, service: str | None,
                                limit: int) -> list[asyncpg.Record]:
-    return await conn.fetch(LIST_SERVICE_DEPLOYS, before_id, service, limit)
+    rows: list[asyncpg.Record] = await conn.fetch(LIST_SERVICE_DEPLOYS, before_id, service, limit)
+    return rows
 
 
 async def service_work(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    return await conn.fetch(SERVICE_WORK)
+    rows: list[asyncpg.Record] = await conn.fetch(SERVICE_WORK)
+    return rows
 
 
 async def service_deploy_states(conn: asyncpg.Connection, *, ids: list[int]) -> dict[int, str]:

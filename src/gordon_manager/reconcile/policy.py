@@ -50,7 +50,7 @@ def backoff_for(failures: int, t: Thresholds) -> float:
     """Delay before the next restart after ``failures`` failures in the window."""
     if failures <= 1:
         return 0.0
-    return min(t.backoff_base_s * 2 ** (failures - 2), t.backoff_max_s)
+    return min(t.backoff_base_s * 2.0 ** (failures - 2), t.backoff_max_s)
 
 
 def decide(cfg: Any, st: Any, obs: Observed | None, now: datetime, t: Thresholds) -> Decision:
@@ -79,7 +79,7 @@ def decide(cfg: Any, st: Any, obs: Observed | None, now: datetime, t: Thresholds
         else:
             _set(d, st, observed_state="stopped", running_since=None, next_retry_at=None, backoff_s=0.0)
         return d
-    if alive and obs.config_version == cfg["spec_version"]:
+    if alive and obs is not None and obs.config_version == cfg["spec_version"]:  # alive implies obs
         return _keep_running(d, cfg, st, obs, now, t)
     if alive:
         d.action = "start"  # the runtime replaces a workload of an older spec version

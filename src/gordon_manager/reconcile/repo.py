@@ -38,7 +38,8 @@ SOFT_DELETE = "UPDATE trading.bot_configs SET deleted_at = now(), updated_at = n
 
 async def load_fleet(conn: asyncpg.Connection) -> list[asyncpg.Record]:
     """Every live bot with its status."""
-    return await conn.fetch(LOAD_FLEET)
+    rows: list[asyncpg.Record] = await conn.fetch(LOAD_FLEET)
+    return rows
 
 
 async def write_statuses(conn: asyncpg.Connection, *, rows: list[dict[str, Any]]) -> None:
@@ -51,6 +52,6 @@ async def soft_delete(conn: asyncpg.Connection, *, bot_id: int) -> None:
     await conn.execute(SOFT_DELETE, bot_id)
 
 
-async def insert_events(conn: asyncpg.Connection, *, events: list[tuple[int, str, str, str, dict]]) -> None:
+async def insert_events(conn: asyncpg.Connection, *, events: list[tuple[int, str, str, str, dict[str, Any]]]) -> None:
     if events:
         await conn.executemany(INSERT_BOT_EVENT, events)
