@@ -31,6 +31,7 @@ from gordon_manager.botrunner.loop import warmup_window
 from gordon_manager.deploys import repo
 from gordon_manager.deploys.compare import (
     REL_TOL,
+    Verdict,
     decision_from,
     decisions_match,
     effective_max_window,
@@ -105,6 +106,7 @@ class DeployController(LoopService):
         if problem is not None:
             await self._end(deploy, "aborted", problem)
             return
+        assert ctx is not None  # live_problem() reports a missing one
         state = deploy["state"]
         if state != "swapping":
             problem = candidate_problem(ctx)
@@ -223,7 +225,7 @@ class DeployController(LoopService):
                          owner=self.owner)
 
 
-def _verdict(deploy: Any, *, bars: int = 0, matches: int = 0, divergences: int = 0):
+def _verdict(deploy: Any, *, bars: int = 0, matches: int = 0, divergences: int = 0) -> Verdict:
     """The compare verdict with the deploy's counts plus a batch's so far."""
     return evaluate(bars=deploy["bars_compared"] + bars, matches=deploy["matches"] + matches,
                     divergences=deploy["divergences"] + divergences, window=deploy["compare_window"],

@@ -364,7 +364,7 @@ RETURNING *
 SERVICE_CLEANED = "UPDATE trading.service_deploys SET cleaned_up_at = now(), updated_at = now() WHERE id = $1"
 
 
-async def insert_service_deploy(conn: asyncpg.Connection, *, service: str, image: str, health_check: dict,
+async def insert_service_deploy(conn: asyncpg.Connection, *, service: str, image: str, health_check: dict[str, Any],
                                 actor: str) -> asyncpg.Record:
     """Insert a pending service deploy; UniqueViolationError when the service has an active one."""
     return await conn.fetchrow(INSERT_SERVICE_DEPLOY, service, image, health_check, actor)

@@ -298,6 +298,7 @@ async def force_promote(pool: asyncpg.Pool, *, bot_id: int, deploy_id: int, forc
                                f"{deploy['from_spec_version']} → {live['spec_version']}): deploy again",
                                extra={"currentState": "changed"})
             after = await repo.promote_spec(conn, bot_id=bot_id, candidate=deploy["candidate"])
+            assert after is not None  # the live row is locked above
             await audit(conn, bot_id=bot_id, actor=actor, action="deploy-force-promote", before=live, after=after,
                         request_id=request_id)
             done = await repo.finish_deploy(conn, deploy_id=deploy_id, state="promoted",

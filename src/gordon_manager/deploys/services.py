@@ -156,8 +156,9 @@ class ServiceDeployRunner(LoopService):
         if state == "pending":
             old = await self.containers.serving(row["service"])
             async with self.pool.acquire() as conn:
-                row = await repo.service_starting(conn, deploy_id=row["id"], old_container_id=old and old["Id"],
-                                                  old_image=old and (old.get("Config") or {}).get("Image"))
+                row = await repo.service_starting(
+                    conn, deploy_id=row["id"], old_container_id=old["Id"] if old is not None else None,
+                    old_image=(old.get("Config") or {}).get("Image") if old is not None else None)
             if row is None:
                 return
             state = "starting"

@@ -35,8 +35,10 @@ async def audit(conn: asyncpg.Connection, *, bot_id: int, actor: str, action: st
                 request_id: str | None) -> None:
     """An audit row like the bots API writes (same snapshot and diff)."""
     before_snap, after_snap = snapshot(before), snapshot(after)
+    current = after_snap or before_snap
+    assert current is not None  # every audited action has a row before or after it
     await bots_repo.insert_audit(conn, bot_id=bot_id, actor=actor, action=action,
-                                 version=(after_snap or before_snap)["version"], before=before_snap,
+                                 version=current["version"], before=before_snap,
                                  after=after_snap, diff=diff(before_snap, after_snap), request_id=request_id)
 
 
@@ -61,6 +63,7 @@ async def swap_locked(conn: asyncpg.Connection, *, deploy: Any, live: Any, actor
     if candidate is None:
         raise SwapImpossible(f"candidate bot {deploy['candidate_bot_id']} no longer exists")
     after = await repo.promote_spec(conn, bot_id=live["id"], candidate=candidate)
+    assert after is not None  # the live row is locked by the caller
     await audit(conn, bot_id=live["id"], actor=actor, action="deploy-promote", before=live, after=after,
                 request_id=request_id)
     await retire_candidate(conn, candidate_bot_id=candidate["id"], actor=actor, request_id=request_id)
