@@ -11,8 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from gordon_manager.observability import metrics
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +58,7 @@ class LoopService:
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    async def until_stopped(self, awaitable):
+    async def until_stopped(self, awaitable: Awaitable[T]) -> T | None:
         """Await ``awaitable`` unless the loop is asked to stop first (then cancel it and return None)."""
         task = asyncio.ensure_future(awaitable)
         stopper = asyncio.ensure_future(self._stopping.wait())

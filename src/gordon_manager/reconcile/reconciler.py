@@ -52,7 +52,7 @@ class Reconciler(LoopService):
         self._trigger = "timer"
         self.runtime_calls = 0
 
-    def wake(self, trigger: str = "notify") -> None:  # type: ignore[override]
+    def wake(self, trigger: str = "notify") -> None:
         """Run a pass now; ``trigger`` labels the tick metric."""
         self._trigger = trigger
         super().wake()

@@ -6,6 +6,7 @@ import logging
 import shlex
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -51,10 +52,11 @@ def bot_command(settings: Settings, runtime_kind: str) -> tuple[str, ...]:
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port
 
 
-def make_spec_builder(settings: Settings, runtime_kind: str):
+def make_spec_builder(settings: Settings, runtime_kind: str) -> Callable[[Any], WorkloadSpec]:
     """A function turning a fleet row into the WorkloadSpec the runtime starts.
 
     Each bot gets its own ``GORDON_BOT_TOKEN`` (HMAC of its id under the data dir's token key, the
@@ -100,7 +102,8 @@ def make_spec_builder(settings: Settings, runtime_kind: str):
 
 def _labels(row: Any) -> dict[str, str] | None:
     try:
-        return row["labels"]
+        labels: dict[str, str] | None = row["labels"]
+        return labels
     except (KeyError, IndexError):
         return None
 

@@ -32,7 +32,7 @@ class ConfigListener(LoopService):
         self._reconciler = reconciler
         self._conn: asyncpg.Connection | None = None
 
-    def _notified(self, *_args) -> None:
+    def _notified(self, *_args: object) -> None:
         self._reconciler.wake("notify")
 
     async def run_once(self) -> None:
