@@ -140,7 +140,9 @@ class OrderBook:
         self.symbol = symbol
         self.live = mode == "live"
         self.model = model
-        model.journal = []
+        # The orders the model submits, until registered (the model appends while it is set).
+        self._journal: list[Order] = []
+        model.journal = self._journal
         self.run_id: int | None = None
         self.records: dict[str, OrderRecord] = {}
         self._by_model: dict[int, str] = {}  # model order id -> client order id (every id ever seen)
@@ -226,7 +228,7 @@ class OrderBook:
                 self.model.mark_filled(order.id, rec.filled_qty)
             rec.order = order
             self._by_model[order.id] = coid
-        self.model.journal.clear()  # registered above, under their recorded ids
+        self._journal.clear()  # registered above, under their recorded ids
         if persist:
             self._pending.orders.extend(self.records.values())
 
@@ -369,6 +371,7 @@ class OrderBook:
         attempts = [r for c, r in self.records.items() if c == base or c.startswith(base) and c[len(base):].isdigit()]
         under_way = next((r for r in attempts if r.status in WORKING and r.order is not None), None)
         if under_way is not None:
+            assert under_way.order is not None  # picked for having one
             for order in model.open_orders:
                 if order.id != under_way.order.id:
                     model.cancel(order.id)
@@ -381,7 +384,7 @@ class OrderBook:
                              reason=OrderReason.FLATTEN, reduce_only=True, active_from=ts)
         coid = base if not attempts else f"{base}{len(attempts)}"
         self._register(order, ts, coid=coid, ref_price=ref_price)
-        model.journal.clear()
+        self._journal.clear()
         return self.records[coid]
 
     # -- keeping the model and the records in step ------------------------------------------------
@@ -396,7 +399,7 @@ class OrderBook:
         self._pending.intents[mark:mark] = self._drop_vanished(cancel_reason)
 
     def _register_new(self, ts: int, ref_price: float | None) -> None:
-        journal = self.model.journal
+        journal = self._journal
         for order in journal:
             if order.id not in self._by_model:
                 self._register(order, ts, ref_price=ref_price)
@@ -423,7 +426,7 @@ class OrderBook:
         parent = oco = None
         if order.oco_group is not None and order.reason in (OrderReason.STOP_LOSS, OrderReason.TAKE_PROFIT):
             parent, generation = self._group_parent.get(order.oco_group) or self._new_group(order.oco_group)
-            leg = "sl" if order.reason is OrderReason.STOP_LOSS else "tp"
+            leg: Literal["sl", "tp"] = "sl" if order.reason is OrderReason.STOP_LOSS else "tp"
             coid = coid or contract.leg_id(parent, leg, generation)
             oco = self._groups.setdefault(order.oco_group, contract.oco_group(parent, generation))
         elif coid is None:

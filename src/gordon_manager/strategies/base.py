@@ -15,13 +15,18 @@ __all__ = ["OHLCV", "Signals", "StrategySpec"]
 
 
 class OHLCV(Protocol):
-    """Column arrays a signal function reads (``Bars`` or the live loop's trailing window)."""
+    """Column arrays a signal function reads (``Bars`` or the live loop's trailing window); read-only."""
 
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
+    @property
+    def open(self) -> np.ndarray: ...
+    @property
+    def high(self) -> np.ndarray: ...
+    @property
+    def low(self) -> np.ndarray: ...
+    @property
+    def close(self) -> np.ndarray: ...
+    @property
+    def volume(self) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
