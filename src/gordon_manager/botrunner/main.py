@@ -36,11 +36,13 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from pydantic import ValidationError
 
 from gordon_manager.botrunner import contract, credentials, ledger_store, store
@@ -194,7 +196,7 @@ class BotRunner:
                 await self.bus.close()
             await conn.close()
 
-    async def _run(self, conn, cfg) -> int:
+    async def _run(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> int:
         self.mode = cfg["mode"]
         self.live = self.mode == "live"
         if self.live and not self.env.nats_url:
@@ -262,7 +264,7 @@ class BotRunner:
         await self._ack([])
         return 0
 
-    async def _listen(self, conn, cfg) -> None:
+    async def _listen(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> None:
         """New bars of its market wake the bot (NOTIFY 'klines'); a risk change marks the gate stale.
 
         Only for a bot without NATS: with NATS the manager relays these as hints, so that PostgreSQL
@@ -271,11 +273,11 @@ class BotRunner:
         """
         mine = f"{cfg['symbol']}:{cfg['interval']}"
 
-        def on_klines(_conn, _pid, _channel, payload) -> None:
+        def on_klines(_conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
             if payload == mine:
                 self._bars_hint()
 
-        def on_risk(_conn, _pid, _channel, _payload) -> None:
+        def on_risk(_conn: asyncpg.Connection, _pid: int, _channel: str, _payload: str) -> None:
             self._risk_hint()
 
         await conn.add_listener("klines", on_klines)
@@ -289,7 +291,7 @@ class BotRunner:
     def _risk_hint(self) -> None:
         self._risk_stale = True
 
-    async def _prepare(self, conn, cfg, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None):
+    async def _prepare(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop, execution: ExecutionConfig, replay_from: datetime | None) -> tuple[ledger_store.Recovered, Plan]:
         """(opening ledger, plan) of this run."""
         symbol, interval = cfg["symbol"], cfg["interval"]
         if cfg["shadow_of"] is not None:
@@ -326,7 +328,7 @@ class BotRunner:
             return recovered, Plan(start, dt_to_ms(start) if start else None, self.speed)
         return recovered, await self._follow_plan(conn, cfg, loop.window)
 
-    async def _follow_plan(self, conn, cfg, window: int) -> Plan:
+    async def _follow_plan(self, conn: asyncpg.Connection, cfg: asyncpg.Record, window: int) -> Plan:
         """Warm up on the newest ``window`` bars; trade from the first bar that closes after them."""
         newest = await store.start_of_window(conn, symbol=cfg["symbol"], interval=cfg["interval"], bars_back=0)
         if newest is None:
@@ -335,7 +337,7 @@ class BotRunner:
                                                   bars_back=window - 1)
         return Plan(range_start, dt_to_ms(newest) + 1)
 
-    async def _loop(self, conn, cfg, loop: BarLoop, plan: Plan) -> None:
+    async def _loop(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop, plan: Plan) -> None:
         cursor = plan.range_start
         last_beat = 0.0
         while not self.stopping.is_set():
@@ -375,7 +377,7 @@ class BotRunner:
             if self.speed:
                 await self._wait(1.0 / self.speed)
 
-    async def _trade(self, conn, cfg, loop: BarLoop, bars: list[Bar], trade_from: int | None) -> None:
+    async def _trade(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop, bars: list[Bar], trade_from: int | None) -> None:
         """One batch of bars: simulate (paper), decide, and commit everything they caused at once."""
         if self._risk_stale:
             self._risk_stale = False
@@ -405,7 +407,7 @@ class BotRunner:
         await self._publish(conn)
         await self._ack([])  # the held 'accepted' reports this transaction wrote (after the publish: off its path)
 
-    async def _write(self, conn, cfg, *, last_bar_at: datetime | None = None) -> None:
+    async def _write(self, conn: asyncpg.Connection, cfg: asyncpg.Record, *, last_bar_at: datetime | None = None) -> None:
         """Write what the book collected (inside the caller's transaction); new intents join the outbox.
 
         The ledger row is written when a fill changed it (and, for a replay, with every batch: where a
@@ -430,7 +432,7 @@ class BotRunner:
         if not await bus.connect():
             self._connect_at = time.monotonic() + 2.0
 
-    async def _apply_reports(self, conn, cfg) -> None:
+    async def _apply_reports(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> None:
         """Book the executor's reports, one transaction per batch; acknowledge them once committed.
 
         A batch of ``accepted`` reports only (the executor's first answer to every order) changes no
@@ -503,7 +505,7 @@ class BotRunner:
                 self.metrics.errors.labels(kind="report_ack").inc()
                 logger.debug("report ack failed", exc_info=True)
 
-    async def _publish(self, conn) -> None:
+    async def _publish(self, conn: asyncpg.Connection) -> None:
         """Publish committed intents in order; after a failure retry with a growing pause."""
         bus = self.bus
         if not self.outbox or bus is None or not bus.ready or time.monotonic() < self._publish_at:
@@ -521,7 +523,7 @@ class BotRunner:
             self._publish_backoff = 0.5
         self.metrics.intents_pending.set(len(self.outbox))
 
-    async def _mark_published(self, conn) -> None:
+    async def _mark_published(self, conn: asyncpg.Connection) -> None:
         """Record the intents JetStream acknowledged (inside the caller's transaction when there is one).
 
         Marking rides on the bot's next write (a report, a bar, a heartbeat: within
@@ -535,7 +537,7 @@ class BotRunner:
             await ledger_store.mark_published(conn, ids=ids)
 
     # -- stopping ------------------------------------------------------------------------------------
-    async def _shutdown(self, conn, cfg, loop: BarLoop) -> None:
+    async def _shutdown(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop) -> None:
         """A stop the manager asked for cancels open orders (and flattens first when asked)."""
         request = await store.stop_request(conn, bot_id=cfg["id"])
         if request is None or request["desired_state"] != "stopped":
@@ -553,7 +555,7 @@ class BotRunner:
         if self.live:  # a bounded wait for the executor to confirm, so the stopped bot shows no open order
             await self._await_executor(conn, cfg, lambda: not self.book.open_records)
 
-    async def _flatten(self, conn, cfg, loop: BarLoop, now: int, version: int) -> None:
+    async def _flatten(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop, now: int, version: int) -> None:
         qty = loop.model.position
         order = self.book.flatten(ts=now, config_version=version, ref_price=self.last_close)
         if not self.live and self.last_close is not None:  # paper: fill at the last close, as a market order
@@ -577,7 +579,7 @@ class BotRunner:
                           data={"clientOrderId": order.client_order_id if order else None,
                                 "qty": format(qty, "f"), "remaining": format(left, "f")})
 
-    async def _await_executor(self, conn, cfg, done) -> None:
+    async def _await_executor(self, conn: asyncpg.Connection, cfg: asyncpg.Record, done: Callable[[], bool]) -> None:
         """Publish and book reports until ``done()`` or ``GORDON_BOT_FLATTEN_WAIT_S`` passes."""
         deadline = time.monotonic() + self.env.flatten_wait_s
         self._publish_at = 0.0
@@ -591,7 +593,7 @@ class BotRunner:
                 except TimeoutError:
                     pass
 
-    async def _drain_outbox(self, conn, timeout_s: float = 3.0) -> None:
+    async def _drain_outbox(self, conn: asyncpg.Connection, timeout_s: float = 3.0) -> None:
         """Best effort before exiting: what is left stays in the outbox for the next start."""
         deadline = time.monotonic() + timeout_s
         self._publish_at = 0.0
@@ -602,7 +604,7 @@ class BotRunner:
                 self._publish_at = 0.0
 
     # -- bookkeeping -----------------------------------------------------------------------------
-    async def _heartbeat(self, conn, cfg) -> None:
+    async def _heartbeat(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> None:
         if self._held:  # 'accepted' reports no other write took along: written and acknowledged now
             async with conn.transaction():
                 await self._write(conn, cfg)
