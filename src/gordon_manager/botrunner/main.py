@@ -371,6 +371,7 @@ class BotRunner:
                 await self._wait(self.env.poll_s)
                 continue
             await self._trade(conn, cfg, loop, bars, plan.trade_from)
+            assert self.last_bar_at is not None  # set by _trade
             cursor = self.last_bar_at + timedelta(milliseconds=1)
             if len(bars) == limit:
                 self._bars_due = True
@@ -397,6 +398,7 @@ class BotRunner:
             self._observe(happened, loop, bar.close)
         self.last_bar_at = ms_to_dt(bars[-1].ts)
         self.last_close = bars[-1].close
+        assert self.run_id is not None  # created by _run before the loop starts
         async with conn.transaction():
             await store.write_batch(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"], events=batch,
                                     coid_of=book.coid_of)
@@ -417,6 +419,7 @@ class BotRunner:
         ledger = book.ledger() if book.ledger_changed or self.speed is not None else None
         book.ledger_changed = False
         await self._mark_published(conn)
+        assert self.run_id is not None  # created by _run before the loop starts
         outgoing = await ledger_store.write_changes(
             conn, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode, symbol=cfg["symbol"],
             subject=contract.intents_subject(cfg["id"]), changes=book.take(), ledger=ledger,
@@ -481,6 +484,7 @@ class BotRunner:
                         self.book.apply_status(report)
                         self.metrics.reports.labels(kind=report.status).inc()
                     done.append((message, True))
+                assert self.run_id is not None  # created by _run before the loop starts
                 await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
                                          items=happened, coid_of=self.book.coid_of)
                 await self._write(conn, cfg)
@@ -563,6 +567,7 @@ class BotRunner:
             bar = Bar(now, c, c, c, c, 0.0)
             happened = list(loop.model.process_bar(bar))
             self.book.after_bar(bar, happened)
+            assert self.run_id is not None  # created by _run before the loop starts
             async with conn.transaction():
                 await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
                                          items=happened, coid_of=self.book.coid_of)
@@ -610,6 +615,7 @@ class BotRunner:
                 await self._write(conn, cfg)
             await self._ack([])
         await self._mark_published(conn)
+        assert self.run_id is not None  # created by _run before the loop starts
         alive = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=self.last_bar_at,
                                       metrics_port=self.env.metrics_port)
         if not alive:
