@@ -87,7 +87,7 @@ def _rfc3339(us: int) -> bytes:
 
 def timestamps(micros: object, separator: bytes) -> bytes:
     """int64 epoch microseconds (a buffer) as RFC 3339 times without offset, joined by ``separator``."""
-    view = memoryview(micros).cast("B")  # type: ignore[arg-type]
+    view = memoryview(micros).cast("B")  # type: ignore[arg-type]  # any buffer (numpy array, bytes); object has no Buffer type
     if len(view) % 8:
         raise ValueError("micros must hold whole int64 values")
     return separator.join(_rfc3339(us) for us in view.cast("q"))

@@ -31,6 +31,6 @@ def bff_read(endpoint: str) -> Callable[[F], F]:
                 reads.inc()
                 duration.observe(time.perf_counter() - started)
 
-        return wrapper  # type: ignore[return-value]
+        return wrapper  # type: ignore[return-value]  # same signature as handler (functools.wraps)
 
     return decorate

@@ -244,7 +244,9 @@ class OrderBook:
         legs = model.protect(qty=model.position, ts=ts, stop_loss=stop_loss, take_profit=take_profit)
         generation = self._next_generation.get(parent, 0)
         self._next_generation[parent] = generation + 1
-        self._group_parent[legs[0].oco_group] = (parent, generation)  # type: ignore[index]
+        group = legs[0].oco_group
+        assert group is not None  # protect() puts its legs in one OCO group
+        self._group_parent[group] = (parent, generation)
         self.sync(ts)
         self.note("bracket_rearmed", f"bracket re-armed for {model.position}",
                   stopLoss=_str(stop_loss), takeProfit=_str(take_profit), entry=parent)

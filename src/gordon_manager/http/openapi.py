@@ -497,7 +497,7 @@ def install_openapi(app: FastAPI) -> None:
             built.append(complete(previous(), app))
         return built[0]
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 # -- YAML ----------------------------------------------------------------------------------------------

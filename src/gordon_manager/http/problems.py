@@ -233,7 +233,7 @@ def _install_openapi(app: FastAPI) -> None:
             built.append(describe_problems(fastapi_openapi()))
         return built[0]
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to customise the schema
 
 
 def install_problem_handlers(app: FastAPI) -> None:

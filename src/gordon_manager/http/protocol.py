@@ -34,6 +34,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         cls.read_timeout_s = settings.request_read_timeout_s
         return cls
 
+    # uvicorn types the argument as the base transport; an HTTP server's is an asyncio.Transport
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._head_bytes = 0
