@@ -86,7 +86,11 @@ HEARTBEAT_RUN = """
 UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1 AND status = 'running'
 RETURNING id
 """
-HEARTBEAT_STATUS = "UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = $2 WHERE bot_id = $1"
+# The bot owns last_heartbeat_at; metrics_port is the reconciler's (it chose the port when it started the
+# bot): a bot started by other means fills it in when none is recorded, and never overwrites it.
+HEARTBEAT_STATUS = """
+UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = coalesce(metrics_port, $2) WHERE bot_id = $1
+"""
 
 INSERT_EVENT = """
 INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALUES ($1, $2, $3, $4, $5, $6)

@@ -88,7 +88,7 @@ UPDATE trading.bot_status
    SET quarantined = false, quarantine_reason = NULL, quarantined_at = NULL, failure_times = '{}',
        backoff_s = 0, next_retry_at = NULL, last_error = NULL, last_error_at = NULL,
        observed_state = CASE WHEN observed_state = 'quarantined' THEN 'stopped' ELSE observed_state END,
-       updated_at = now()
+       generation = generation + 1, updated_at = now()
  WHERE bot_id = $1
 RETURNING *
 """
