@@ -19,6 +19,7 @@ import numpy as np
 from gordon_manager.backtests.engine import BacktestResult
 from gordon_manager.execution import Fill, RoundTrip, Side
 from gordon_manager.execution.money import CTX
+from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
 __all__ = ["equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
@@ -81,7 +82,8 @@ async def write_roundtrips(conn: asyncpg.Connection, *, run_id: int, symbol: str
 
 
 def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings)."""
+    """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings; durations in
+    seconds; formulas in ``backtests.stats``)."""
     s = result.stats
     out: dict[str, Any] = {
         "total_return": s.total_return, "max_drawdown": s.max_drawdown, "sharpe": s.sharpe,
@@ -89,6 +91,15 @@ def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = Non
         "final_equity": s.final_equity, "initial_equity": s.initial_equity, "exposure": s.exposure,
         "bars": s.bars, "fill_count": len(result.fills), "decision_count": len(result.decisions),
         "rejection_count": len(result.rejections),
+        "cagr": s.cagr, "buy_hold_return": s.buy_hold_return, "volatility": s.volatility, "sortino": s.sortino,
+        "calmar": s.calmar, "avg_drawdown": s.avg_drawdown, "max_drawdown_duration_s": s.max_drawdown_duration_s,
+        "avg_drawdown_duration_s": s.avg_drawdown_duration_s, "drawdown_count": s.drawdown_count,
+        "best_trade": s.best_trade, "worst_trade": s.worst_trade, "avg_trade": s.avg_trade,
+        "profit_factor": s.profit_factor, "expectancy": s.expectancy, "sqn": s.sqn, "net_pnl": plain_decimal(s.net_pnl),
+        "by_exit_reason": [{"reason": g.reason, "trades": g.trades, "win_rate": g.win_rate,
+                            "net_pnl": plain_decimal(g.net_pnl), "expectancy": g.expectancy} for g in s.by_exit_reason],
+        "by_month": [{"month": m.month, "return": m.return_, "trades": m.trades, "net_pnl": plain_decimal(m.net_pnl)}
+                     for m in s.by_month],
     }
     if timings is not None:
         out["timings"] = {k: round(v, 4) for k, v in timings.items()}
