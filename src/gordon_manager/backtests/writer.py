@@ -9,6 +9,7 @@ trips are few and carry exact Decimals: ``copy_records_to_table``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -22,7 +23,7 @@ from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
@@ -59,12 +60,26 @@ def equity_columns(run_id: int, result: BacktestResult, close: np.ndarray) -> li
             ("f8", cash), ("f8", qty), ("f8", close)]
 
 
-async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray) -> int:
-    """One equity point per bar close (binary COPY); returns the count."""
-    stream = pgbinary.encode(equity_columns(run_id, result, close))
-    await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
-                             columns=EQUITY_COLUMNS, format="binary")
-    return len(result.ts)
+EQUITY_CHUNK_ROWS = 100_000
+"""Equity points per COPY: a long write reports its progress between chunks (the rollup trigger merges
+buckets that span two chunks: ``ON CONFLICT DO UPDATE``)."""
+
+
+async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
+                       on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
+    """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
+    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each); returns the count."""
+    columns = equity_columns(run_id, result, close)
+    n = len(result.ts)
+    chunk_rows = chunk_rows or EQUITY_CHUNK_ROWS
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
+        await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
+                                 columns=EQUITY_COLUMNS, format="binary")
+        if on_rows is not None:
+            on_rows(stop)
+    return n
 
 
 def _at(ts_ms: int) -> datetime:
