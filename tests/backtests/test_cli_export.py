@@ -79,3 +79,10 @@ def test_export_parquet(cli_env, kline_db, tmp_path):
 def test_an_unknown_export_format_is_refused(cli_env, kline_db, tmp_path):
     result = CliRunner().invoke(cli_app, backtest_args(kline_db, "--export", str(tmp_path), "--export-format", "xlsx"))
     assert result.exit_code == 2 and "--export-format must be one of csv, parquet" in result.stderr
+
+
+def test_durations_and_missing_figures_in_the_table():
+    from gordon_manager.backtests.cli import _duration, _num, _pct
+
+    assert (_duration(None), _pct(None), _num(None)) == ("n/a", "n/a", "n/a")
+    assert (_duration(59.6), _duration(3 * 86_400 + 3_725)) == ("00:01:00", "3d 01:02")

@@ -23,6 +23,7 @@ from gordon_manager.backtests.stats import (
     sharpe_ratio,
     sortino_ratio,
     total_return,
+    trade_return,
     trade_stats,
     volatility,
     win_rate,
@@ -126,6 +127,8 @@ def test_drawdowns_and_their_durations() -> None:
 
 
 def test_trade_statistics() -> None:
+    assert [trade_return(t) for t in TRIPS] == [pytest.approx(0.1), pytest.approx(-0.05), pytest.approx(0.2)]
+    assert trade_return(closed("0", "1", "1", 1, OrderReason.EXIT)) == 0.0  # no entry notional
     s = known_stats()
     returns_ = [0.1, -0.05, 0.2]
     pnl = [2.0, -1.0, 4.0]

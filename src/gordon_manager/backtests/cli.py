@@ -197,7 +197,7 @@ def backtest(
     if export_format == "parquet" and export is not None:
         try:
             import pyarrow.parquet  # noqa: F401
-        except ImportError:
+        except ImportError:  # pragma: no cover - pyarrow is part of the test install
             _fail("--export-format parquet needs pyarrow: pip install 'gordon-manager[parquet]'")
     settings, url = command_database()
     labels = {"load": "loading bars", "engine": "running", "write": "writing results", "done": "done"}
