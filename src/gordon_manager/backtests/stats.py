@@ -287,10 +287,11 @@ class _Trips:
     @classmethod
     def of(cls, round_trips: Sequence[RoundTrip]) -> _Trips:
         n = len(round_trips)
-        pnl = np.fromiter((float(t.net_pnl) for t in round_trips), dtype=np.float64, count=n)
-        notional = np.fromiter((float(t.entry_price) * float(t.qty) for t in round_trips), dtype=np.float64, count=n)
+        values = np.array([(float(t.net_pnl), float(t.entry_price) * float(t.qty)) for t in round_trips],
+                          dtype=np.float64).reshape(n, 2)
+        pnl, notional = values[:, 0].copy(), values[:, 1]
         ret = np.divide(pnl, notional, out=np.zeros(n), where=notional != 0)
-        exit_ts = np.fromiter((t.exit_ts for t in round_trips), dtype=np.int64, count=n)
+        exit_ts = np.array([t.exit_ts for t in round_trips], dtype=np.int64)
         return cls(round_trips, pnl, ret, exit_ts)
 
     def net(self, index: np.ndarray | None = None) -> Decimal:
@@ -335,11 +336,13 @@ def by_exit_reason(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = 
     tr = _trips or _Trips.of(round_trips)
     if not round_trips:
         return ()
-    reasons = np.array([str(t.exit_reason) for t in round_trips])
+    groups: dict[str, list[int]] = {}
+    for i, t in enumerate(round_trips):
+        groups.setdefault(t.exit_reason, []).append(i)
     out = []
-    for reason in np.unique(reasons).tolist():
-        index = np.flatnonzero(reasons == reason)
-        out.append(ExitReasonStats(reason=reason, trades=int(index.shape[0]),
+    for reason in sorted(groups):
+        index = np.asarray(groups[reason], dtype=np.int64)
+        out.append(ExitReasonStats(reason=str(reason), trades=int(index.shape[0]),
                                    win_rate=float(np.count_nonzero(tr.pnl[index] > 0)) / index.shape[0],
                                    net_pnl=tr.net(index), expectancy=float(np.mean(tr.ret[index]))))
     return tuple(out)
