@@ -1302,6 +1302,8 @@ export interface components {
             engineBarsPerS?: number | null;
             writeEquityS?: number | null;
             writeRoundtripsS?: number | null;
+            /** @description From the claim (startedAt) to the results written, every phase. */
+            totalS?: number | null;
         };
         /** BadReportData */
         BadReportData: {
@@ -3686,6 +3688,35 @@ export interface components {
              */
             cashStep?: number | string;
         };
+        /**
+         * ExitReasonStats
+         * @description The round trips of a backtest closed for one reason.
+         */
+        ExitReasonStats: {
+            /**
+             * @description exit (signal), stop_loss, take_profit, ...
+             * @example exit
+             */
+            reason: string;
+            /** @example 12 */
+            trades: number;
+            /**
+             * @description Share with net PnL > 0.
+             * @example 0.5
+             */
+            winRate: number;
+            /**
+             * Format: decimal
+             * @description Sum of their net PnL (exact).
+             * @example 12.5
+             */
+            netPnl: string;
+            /**
+             * @description Mean trade return (net PnL / entry notional).
+             * @example 0.004
+             */
+            expectancy: number;
+        };
         /** FillData */
         FillData: {
             /**
@@ -4077,6 +4108,30 @@ export interface components {
             before: ("paper" | "shadow" | "live") | null;
             /** @description Null: unset or not recorded. */
             after: ("paper" | "shadow" | "live") | null;
+        };
+        /**
+         * MonthStats
+         * @description One calendar month (UTC) of a backtest.
+         */
+        MonthStats: {
+            /** @example 2024-01 */
+            month: string;
+            /**
+             * @description Equity at the month's last bar / at the previous month's last bar (the initial equity for the first) - 1: the months compound to totalReturn.
+             * @example 0.021
+             */
+            return: number;
+            /**
+             * @description Round trips that exit in the month.
+             * @example 7
+             */
+            trades: number;
+            /**
+             * Format: decimal
+             * @description Their net PnL (exact).
+             * @example 3.5
+             */
+            netPnl: string;
         };
         /**
          * NameChange
@@ -4965,10 +5020,42 @@ export interface components {
             initialEquity?: string | null;
             /** @description Bars closed holding a position / bars. */
             exposure?: number | null;
-            /** @description Sweep trials: annualised return over the bars' span. */
+            /** @description Annualised return: (1 + totalReturn) ^ (1 / years) - 1 over the bars' span (null when it overflows). */
             cagr?: number | null;
-            /** @description Sweep trials: cagr / max drawdown (null without drawdown). */
+            /** @description cagr / max drawdown (null without drawdown). */
             calmar?: number | null;
+            /** @description Holding the asset over the same bars: last close / first close - 1. */
+            buyHoldReturn?: number | null;
+            /** @description Annualised: std of per-bar returns x sqrt(bars per year). */
+            volatility?: number | null;
+            /** @description Annualised mean per-bar return / downside deviation (target 0); null without a losing bar. */
+            sortino?: number | null;
+            /** @description Mean of the drawdown episodes' depths. */
+            avgDrawdown?: number | null;
+            /** @description Longest drawdown episode, peak to recovery (or to the last bar), seconds. */
+            maxDrawdownDurationS?: number | null;
+            /** @description Mean drawdown episode duration, seconds. */
+            avgDrawdownDurationS?: number | null;
+            /** @description Drawdown episodes. */
+            drawdownCount?: number | null;
+            /** @description Best round trip: net PnL / entry notional. */
+            bestTrade?: number | null;
+            /** @description Worst round trip: net PnL / entry notional. */
+            worstTrade?: number | null;
+            /** @description Geometric mean of the trade returns. */
+            avgTrade?: number | null;
+            /** @description Winning net PnL / |losing net PnL| (null without a loss). */
+            profitFactor?: number | null;
+            /** @description Arithmetic mean of the trade returns. */
+            expectancy?: number | null;
+            /** @description System Quality Number: sqrt(n) x mean(net PnL) / std(net PnL). */
+            sqn?: number | null;
+            /** @description Sum of the round trips' net PnL (exact). */
+            netPnl?: string | null;
+            /** @description Round trips by exit reason. */
+            byExitReason?: components["schemas"]["ExitReasonStats"][] | null;
+            /** @description By calendar month (UTC), in time order. */
+            byMonth?: components["schemas"]["MonthStats"][] | null;
             bars?: number | null;
             fillCount?: number | null;
             decisionCount?: number | null;
