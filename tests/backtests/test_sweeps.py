@@ -637,3 +637,28 @@ def test_sweep_command_walks_forward_and_prints_the_folds(cli_env, kline_db):
         refused = CliRunner().invoke(cli_app, sweep_args(kline_db, "--grid", json.dumps(WF_GRID), *args))
         assert refused.exit_code == 2, refused.output
         assert message in refused.stderr
+
+
+async def test_a_cancel_during_the_folds_keeps_the_finished_ones(kclient, kadmin, kline_db, operator_headers):
+    ts = kline_db.big.ts
+    body = sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])), "to": iso(int(ts[150_000]))},
+                      grid={"fast": [5, 10], "slow": [40, 80]}, minTrades=0,
+                      walkForward={"folds": 4, "mode": "anchored", "testFraction": 0.5})
+    response = await kclient.post("/backtests/sweeps", json=body, headers=operator_headers)
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+
+    async def folding():  # the trials over the range are done, the folds' windows are known
+        return await kadmin.fetchval("SELECT count(*) FROM trading.backtest_sweep_folds WHERE sweep_id = $1",
+                                     sweep_id) == 4
+
+    await wait_for(folding, timeout=120)
+    cancel = await kclient.post(f"/backtests/sweeps/{sweep_id}/cancel", headers=operator_headers)
+    assert cancel.status_code == 202, cancel.text
+    row = await wait_sweep(kadmin, sweep_id, timeout=60)
+    assert row["status"] == "cancelled" and row["trials_done"] == 4 and row["fold_trials_done"] < 16
+    detail = (await kclient.get(f"/backtests/sweeps/{sweep_id}")).json()
+    assert len(detail["folds"]) == 4 and not all(f["done"] for f in detail["folds"])
+    assert detail["progress"] < 1.0 and detail["degradation"]["foldsDone"] == sum(f["done"] for f in detail["folds"])
+    for f in detail["folds"]:  # a fold not done shows its windows only
+        assert f["done"] or (f["bestTrial"] is None and f["outOfSampleStats"] is None)
