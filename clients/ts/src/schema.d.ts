@@ -5463,6 +5463,15 @@ export interface components {
              * @default 0
              */
             minTrades?: number;
+            /**
+             * @description Also run a walk-forward analysis over the range (after the trials over the whole range).
+             * @example {
+             *       "folds": 4,
+             *       "mode": "rolling",
+             *       "testFraction": 0.25
+             *     }
+             */
+            walkForward?: components["schemas"]["WalkForward"] | null;
         };
         /**
          * SweepDetail
@@ -5492,8 +5501,10 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /** @description The walk-forward settings (null: a plain sweep). */
+            walkForward: components["schemas"]["WalkForward"] | null;
             bestTrial: number | null;
             bestValue: number | null;
             cancelRequested: boolean;
@@ -5509,6 +5520,10 @@ export interface components {
             trials: components["schemas"]["SweepTrial"][];
             /** @description Over two swept params (null with fewer than two). */
             heatmap: components["schemas"]["SweepHeatmap"] | null;
+            /** @description Walk-forward folds, in time order (empty for a plain sweep). */
+            folds: components["schemas"]["WalkForwardFold"][];
+            /** @description Walk-forward: in-sample vs out-of-sample (null for a plain sweep). */
+            degradation: components["schemas"]["WalkForwardSummary"] | null;
         };
         /**
          * SweepHeatmap
@@ -5559,8 +5574,10 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /** @description The walk-forward settings (null: a plain sweep). */
+            walkForward: components["schemas"]["WalkForward"] | null;
             bestTrial: number | null;
             bestValue: number | null;
             cancelRequested: boolean;
@@ -5635,6 +5652,98 @@ export interface components {
             recorded: {
                 [key: string]: components["schemas"]["JsonValue"];
             };
+        };
+        /**
+         * WalkForward
+         * @description Walk-forward analysis of a sweep: its range split into ``folds`` train/test windows; in each fold the
+         *     trials run on the train bars, and the best of them is evaluated on the test bars that follow.
+         *
+         *     Sizes: ``testFraction`` (default 0.2) is the share of the range's bars the test windows hold together
+         *     (each ``floor(bars × testFraction / folds)``; the first train window takes the rest), or ``trainBars``
+         *     and ``testBars`` give them in bars (the folds end at the range's last bar; earlier bars are unused).
+         *     ``rolling``: train windows of a fixed length sliding by one test window per fold; ``anchored``: train
+         *     windows all starting at the first bar, growing by one test window per fold.
+         */
+        WalkForward: {
+            /**
+             * @description Number of train/test folds.
+             * @example 5
+             */
+            folds: number;
+            /**
+             * @description rolling or anchored train windows.
+             * @default rolling
+             * @enum {string}
+             */
+            mode?: "rolling" | "anchored";
+            /**
+             * @description Share of the range's bars tested out-of-sample, over all folds (default 0.2 unless trainBars/testBars are given).
+             * @example 0.2
+             */
+            testFraction?: number | null;
+            /** @description Bars of the (first) train window. */
+            trainBars?: number | null;
+            /** @description Bars of each test window (with trainBars). */
+            testBars?: number | null;
+        };
+        /**
+         * WalkForwardFold
+         * @description One fold of a walk-forward sweep: its windows, the in-sample best trial and its out-of-sample result.
+         *
+         *     Windows are half-open ``[from, to)`` (``to`` is the open time of the next bar, or the range's end):
+         *     POST /backtests with a window's from/to replays exactly its bars.
+         */
+        WalkForwardFold: {
+            /** @description 0-based, in time order. */
+            fold: number;
+            /** Format: date-time */
+            trainFrom: string;
+            /** Format: date-time */
+            trainTo: string;
+            /** Format: date-time */
+            testFrom: string;
+            /** Format: date-time */
+            testTo: string;
+            trainBars: number;
+            testBars: number;
+            done: boolean;
+            /** @description Trials that met the constraints in-sample. */
+            feasibleTrials: number | null;
+            /** @description The trial picked in-sample (null: none feasible). */
+            bestTrial: number | null;
+            params: {
+                [key: string]: unknown;
+            } | null;
+            /** @description The objective over the train window. */
+            inSampleValue: number | null;
+            inSampleStats: components["schemas"]["RunStats"] | null;
+            /** @description The objective over the test window. */
+            outOfSampleValue: number | null;
+            outOfSampleStats: components["schemas"]["RunStats"] | null;
+            /** @description outOfSampleValue / inSampleValue (null unless the in-sample value is > 0); below 1 the pick did worse out-of-sample (maxDrawdown: above 1). */
+            ratio: number | null;
+            /** @description The strategy's error on the test window, if it raised. */
+            error: string | null;
+        };
+        /**
+         * WalkForwardSummary
+         * @description In-sample vs out-of-sample over a walk-forward sweep's folds: the overfitting made visible.
+         */
+        WalkForwardSummary: {
+            folds: number;
+            foldsDone: number;
+            /** @description Folds with both an in-sample and an out-of-sample value. */
+            foldsCompared: number;
+            /** @description Mean in-sample objective over the compared folds. */
+            inSampleMean: number | null;
+            /** @description Mean out-of-sample objective over them. */
+            outOfSampleMean: number | null;
+            /** @description Mean of the folds' outOfSample / inSample ratios. */
+            ratioMean: number | null;
+            /** @description outOfSampleMean / inSampleMean (null unless inSampleMean > 0). */
+            ratioOfMeans: number | null;
+            /** @description The test windows' total returns compounded. */
+            outOfSampleReturn: number | null;
         };
         /**
          * WorkerCheck

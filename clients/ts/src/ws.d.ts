@@ -2784,8 +2784,13 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /**
+             * @description The walk-forward settings (null: a plain sweep).
+             * @default null
+             */
+            walkForward: components["schemas"]["WalkForward"] | null;
             /** @default null */
             bestTrial: number | null;
             /** @default null */
@@ -2838,6 +2843,46 @@ export interface components {
             recorded: {
                 [key: string]: components["schemas"]["JsonValue"];
             };
+        };
+        /**
+         * WalkForward
+         * @description Walk-forward analysis of a sweep: its range split into ``folds`` train/test windows; in each fold the
+         *     trials run on the train bars, and the best of them is evaluated on the test bars that follow.
+         *
+         *     Sizes: ``testFraction`` (default 0.2) is the share of the range's bars the test windows hold together
+         *     (each ``floor(bars × testFraction / folds)``; the first train window takes the rest), or ``trainBars``
+         *     and ``testBars`` give them in bars (the folds end at the range's last bar; earlier bars are unused).
+         *     ``rolling``: train windows of a fixed length sliding by one test window per fold; ``anchored``: train
+         *     windows all starting at the first bar, growing by one test window per fold.
+         */
+        WalkForward: {
+            /**
+             * @description Number of train/test folds.
+             * @example 5
+             */
+            folds: number;
+            /**
+             * @description rolling or anchored train windows.
+             * @default rolling
+             * @enum {string}
+             */
+            mode: "rolling" | "anchored";
+            /**
+             * @description Share of the range's bars tested out-of-sample, over all folds (default 0.2 unless trainBars/testBars are given).
+             * @default null
+             * @example 0.2
+             */
+            testFraction: number | null;
+            /**
+             * @description Bars of the (first) train window.
+             * @default null
+             */
+            trainBars: number | null;
+            /**
+             * @description Bars of each test window (with trainBars).
+             * @default null
+             */
+            testBars: number | null;
         };
         /**
          * JsonValue
