@@ -64,6 +64,21 @@ def test_a_seeded_random_search_is_reproducible_and_distinct():
     assert tiny == [{"fast": 5, "slow": 20}]  # a small space ends the search, without looping forever
 
 
+def test_a_big_return_over_a_few_bars_is_a_trial_not_an_overflow():
+    # +~90% within an hour annualises beyond a float: the trial has cagr/calmar None, not an OverflowError
+    import numpy as np
+
+    from gordon_manager.execution import Bars
+
+    n = 60
+    close = np.concatenate([np.full(10, 100.0), np.linspace(100.0, 190.0, n - 10)])
+    ts = np.arange(n, dtype=np.int64) * 60_000 + 1_700_000_000_000
+    bars = Bars(ts, close, close, close, close, np.ones(n))
+    stats = sweep.trial_stats(bars, "sma_crossover", {"fast": 2, "slow": 5}, CONFIG)
+    assert stats["total_return"] > 0.5 and stats["cagr"] is None and stats["calmar"] is None
+    assert sweep.objective_value(stats, "cagr") is None and sweep.objective_value(stats, "total_return") > 0.5
+
+
 def test_trial_stats_objectives_and_constraints(kline_db):
     bars = kline_db.series.slice(0, 4000)
     stats = sweep.trial_stats(bars, "sma_crossover", {"fast": 5, "slow": 20}, CONFIG)
