@@ -1,7 +1,7 @@
 """`gordon-manager sweep`: queue and execute a parameter sweep in this process, print the ranked trials.
 
 Same code path as POST /backtests/sweeps (``sweep_service.create_sweep``, then ``execute_sweep`` on a local
-trial pool); the sweep is written to ``trading.backtest_sweeps`` (runner 'cli'), so the API and the console
+trial pool, or on the Dask cluster of ``--dask-address`` / GORDON_MANAGER_SWEEP_DASK_ADDRESS); the sweep is written to ``trading.backtest_sweeps`` (runner 'cli'), so the API and the console
 show it like any other, and any trial can be re-run with POST /backtests/sweeps/{id}/trials/{n}/run.
 """
 
@@ -61,6 +61,11 @@ def sweep(
     workers: Annotated[int | None, typer.Option("--workers", min=0, help="Worker processes (0: in this "
                                                                         "process; default: CPUs - 1, 1..4).")] = None,
     top: Annotated[int, typer.Option("--top", min=1, help="Trials printed.")] = 20,
+    dask_address: Annotated[str | None, typer.Option("--dask-address", metavar="ADDRESS",
+                                                     help="Run the trials on this Dask scheduler, e.g. "
+                                                          "tcp://10.0.0.5:8786 (default: "
+                                                          "GORDON_MANAGER_SWEEP_DASK_ADDRESS; unset: local "
+                                                          "workers).")] = None,
 ) -> None:
     """Run a parameter sweep in this process (written to the database like an API sweep); print the ranking."""
     from rich.console import Console
@@ -96,7 +101,8 @@ def sweep(
                 status = await sweep_service.execute_sweep(
                     conn, sweep_id=row["id"], owner=runner_identity("cli"),
                     workers=default_workers() if workers is None else workers,
-                    on_progress=lambda done, total: progress.update(task, completed=done))
+                    on_progress=lambda done, total: progress.update(task, completed=done),
+                    dask_address=dask_address or settings.sweep_dask_address)
             detail = await sweep_service.get_sweep(conn, sweep_id=row["id"], limit=top)
             return status, dropped, detail
         finally:
