@@ -7,11 +7,9 @@ cluster whose scheduler listens there (``GORDON_MANAGER_SWEEP_DASK_ADDRESS``). B
 outcomes, ``close(cancel=)``, ``terminate()``, and a context manager; the sweep service drives either the
 same way.
 
-On Dask, the bars (with the strategy's name and the execution config: one ``SweepCargo``) are scattered
-once with ``broadcast=True``: each worker receives and unpickles them once and keeps them while the pool
-is open; every chunk task takes the cargo's future, so only (n, params) travel per task. Each worker
-process counts what it received (``received()``, read with ``client.run``): the tests prove with it that
-the bars arrive once per worker and that the trials ran there.
+On Dask, the bars (with the strategy's name and the execution config: one ``SweepCargo``) go to each
+worker once, in a ``WorkerPlugin`` registered for the pool's life (``sweep_cluster_worker``: also to a
+worker that joins later); every chunk task carries only the pool's token and its (n, params).
 
 Stop and failure, as the local pool: ``terminate`` (a cancel, a stopping manager, an error) releases the
 chunks queued and in flight without waiting for them — a worker notices its running chunk was released
@@ -30,12 +28,12 @@ import uuid
 from concurrent.futures import Future
 from typing import Any, Protocol
 
-from gordon_manager.backtests.sweep import TrialOutcome, TrialPool, run_trial
+from gordon_manager.backtests.sweep import TrialOutcome, TrialPool
 from gordon_manager.execution import Bars, ExecutionConfig
 from gordon_manager.strategies import get_strategy
 
-__all__ = ["CONNECT_TIMEOUT_S", "WORKERS_TIMEOUT_S", "DaskTrialPool", "DaskUnavailable", "SweepCargo",
-           "TrialRunner", "open_pool", "received", "reset_received"]
+__all__ = ["CONNECT_TIMEOUT_S", "WORKERS_TIMEOUT_S", "DaskTrialPool", "DaskUnavailable", "TrialRunner",
+           "open_pool"]
 
 CONNECT_TIMEOUT_S = 10.0
 """How long a sweep tries to reach the Dask scheduler before it fails."""
@@ -67,67 +65,6 @@ class DaskUnavailable(RuntimeError):
     """The Dask cluster cannot run the sweep (unreachable, no workers, a chunk lost); names the address."""
 
 
-# -- the worker side -------------------------------------------------------------------------------
-_RECEIVED = {"cargo": 0, "chunks": 0, "trials": 0}
-_RECEIVED_LOCK = threading.Lock()
-
-
-def _count(what: str, n: int = 1) -> None:
-    with _RECEIVED_LOCK:
-        _RECEIVED[what] += n
-
-
-def received() -> dict[str, int]:
-    """What this process received as a Dask worker: cargos unpickled (bars), chunks and trials run."""
-    with _RECEIVED_LOCK:
-        return dict(_RECEIVED)
-
-
-def reset_received() -> None:
-    with _RECEIVED_LOCK:
-        _RECEIVED.update(cargo=0, chunks=0, trials=0)
-
-
-class SweepCargo:
-    """A sweep's bars, strategy and execution config: shipped once to each worker (and counted there)."""
-
-    __slots__ = ("bars", "config", "strategy")
-
-    def __init__(self, bars: Bars, strategy: str, config: ExecutionConfig) -> None:
-        self.bars, self.strategy, self.config = bars, strategy, config
-
-    def __getstate__(self) -> tuple[Bars, str, ExecutionConfig]:
-        return self.bars, self.strategy, self.config
-
-    def __setstate__(self, state: tuple[Bars, str, ExecutionConfig]) -> None:
-        self.bars, self.strategy, self.config = state
-        _count("cargo")
-
-
-def _released() -> bool:
-    """Whether the chunk running in this worker thread was released (cancelled) by its client."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-        task = worker.state.tasks.get(worker.get_current_task())
-        return task is None or task.state in ("cancelled", "released", "forgotten")
-    except Exception:  # not on a worker, or Dask's internals moved: run the chunk to its end
-        return False
-
-
-def run_chunk(cargo: SweepCargo, chunk: list[tuple[int, dict[str, Any]]]) -> list[TrialOutcome]:
-    """A chunk of trials on a Dask worker; stops between two trials once the chunk was released."""
-    _count("chunks")
-    outcomes: list[TrialOutcome] = []
-    for n, params in chunk:
-        if outcomes and _released():
-            break
-        outcomes.append(run_trial(cargo.bars, cargo.strategy, cargo.config, n, params))
-        _count("trials")
-    return outcomes
-
-
 # -- the client side -------------------------------------------------------------------------------
 class DaskTrialPool:
     """The trial pool on a Dask cluster; the same interface as ``sweep.TrialPool``."""
@@ -138,6 +75,8 @@ class DaskTrialPool:
         self.bars, self.strategy, self.config, self.address = bars, strategy, config, address
         try:
             from distributed import Client
+
+            from gordon_manager.backtests.sweep_cluster_worker import SweepCargo, SweepPlugin
         except ImportError as exc:  # a dependency; only a broken install lacks it
             raise DaskUnavailable(f"sweeps on the Dask cluster at {address} need `distributed` "
                                   f"(pip install -e .): {exc}") from None
@@ -157,7 +96,14 @@ class DaskTrialPool:
             except TimeoutError:
                 raise DaskUnavailable(f"the Dask cluster at {address} has no worker (waited {wait:g} s)") from None
             self.workers = max(1, sum(self._client.nthreads().values()))
-            self._cargo = self._client.scatter(SweepCargo(bars, strategy, config), broadcast=True, hash=False)
+            self._token = f"gordon-sweep-{uuid.uuid4().hex}"
+            try:
+                self._client.register_plugin(SweepPlugin(self._token, SweepCargo(bars, strategy, config)),
+                                             name=self._token)
+            except Exception as exc:  # e.g. a worker without gordon-manager cannot unpickle the plugin
+                raise DaskUnavailable(f"the workers of the Dask cluster at {address} could not take the sweep's "
+                                      f"bars (gordon-manager must be installed there): {type(exc).__name__}: "
+                                      f"{exc}") from None
         except BaseException:
             self._client.close()
             raise
@@ -171,8 +117,10 @@ class DaskTrialPool:
         result: Future[list[TrialOutcome]] = Future()
         if self._closed:
             raise RuntimeError("the Dask trial pool is closed")
-        key = f"gordon-sweep-chunk-{uuid.uuid4().hex}"
-        task = self._client.submit(run_chunk, self._cargo, chunk, key=key, pure=False, retries=0)
+        from gordon_manager.backtests.sweep_cluster_worker import run_chunk
+
+        key = f"{self._token}-chunk-{uuid.uuid4().hex}"
+        task = self._client.submit(run_chunk, self._token, chunk, key=key, pure=False, retries=0)
         with self._lock:
             self._futures[key] = task
         task.add_done_callback(lambda t: self._settle(t, result))
@@ -225,7 +173,7 @@ class DaskTrialPool:
         try:
             if pending:
                 self._client.cancel(pending, force=True)
-            self._client.cancel([self._cargo], force=True)
+            self._client.unregister_worker_plugin(self._token)  # the workers drop the bars
         except Exception:  # a lost scheduler: nothing left to release
             pass
         finally:
