@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from gordon_manager.backtests import sweep, sweep_cluster, sweep_cluster_worker,
 from gordon_manager.backtests.job import runner_identity
 from gordon_manager.backtests.sweep_schemas import SweepCreate
 from tests.backtests.test_sweeps import CONFIG, sweep_body, wait_sweep
+from tests.backtests.test_worker import cli_env  # noqa: F401
 from tests.conftest import make_settings, wait_for
 from tests.infra.net import free_port
 from tests.marketdata.fixtures import iso, kadmin, kline_db  # noqa: F401
@@ -50,6 +52,7 @@ def require_dask() -> str:
 class Cluster:
     address: str
     client: object  # distributed.Client
+    scheduler: subprocess.Popen
     workers: list[subprocess.Popen]
 
     def received(self) -> dict[str, dict[str, int]]:
@@ -69,42 +72,49 @@ def _stop(process: subprocess.Popen) -> None:
             process.wait(timeout=10)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory) -> Iterator[Cluster]:
-    """A Dask scheduler and ``WORKERS`` single-threaded workers on 127.0.0.1, ready (workers registered)."""
+@contextmanager
+def dask_cluster(logs: Path, workers: int) -> Iterator[Cluster]:
+    """A Dask scheduler and ``workers`` single-threaded workers (subprocesses) on 127.0.0.1, ready: the
+    workers registered (``wait_for_workers``); stopped (SIGTERM, then SIGKILL after 30 s) at exit."""
     from distributed import Client
 
     dask = require_dask()
-    logs = tmp_path_factory.mktemp("dask")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes: list[subprocess.Popen] = []
 
     def spawn(name: str, *args: str) -> subprocess.Popen:
-        log = (logs / f"{name}.log").open("wb")
-        process = subprocess.Popen([dask, *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        with (logs / f"{name}.log").open("wb") as log:
+            process = subprocess.Popen([dask, *args], stdout=log, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, start_new_session=True)
         processes.append(process)
         return process
 
     client = None
     try:
-        spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard",
-              "--no-show")
-        workers = [spawn(f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
-                         "127.0.0.1", "--no-dashboard") for i in range(WORKERS)]
+        scheduler = spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+        started = [spawn(f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
+                         "127.0.0.1", "--no-dashboard") for i in range(workers)]
         client = Client(address, timeout=60, set_as_default=False)  # retries until the scheduler listens
-        client.wait_for_workers(WORKERS, timeout=120)
-        yield Cluster(address=address, client=client, workers=workers)
+        if workers:
+            client.wait_for_workers(workers, timeout=120)
+        yield Cluster(address=address, client=client, scheduler=scheduler, workers=started)
     except Exception:
         for path in sorted(logs.iterdir()):
             sys.stderr.write(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}\n")
         raise
     finally:
         if client is not None:
-            client.close()
+            client.close(timeout=5)
         for process in reversed(processes):  # the workers, then the scheduler
             _stop(process)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """The module's cluster: a scheduler and ``WORKERS`` workers."""
+    with dask_cluster(tmp_path_factory.mktemp("dask"), WORKERS) as running:
+        yield running
 
 
 @pytest.fixture
@@ -251,3 +261,68 @@ async def test_an_unreachable_scheduler_fails_the_sweep_naming_the_address(kadmi
                                   row["id"])
     assert ended["status"] == "failed" and ended["trials_done"] == 0
     assert ended["error"].startswith(f"DaskUnavailable: cannot reach the Dask scheduler at {address}")
+
+
+async def test_a_lost_scheduler_fails_the_sweep_naming_the_address(kadmin, kline_db, tmp_path):  # noqa: F811
+    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(_big_sweep(kline_db)),
+                                              actor="test", runner="cli")
+    import asyncpg
+
+    from gordon_manager.db.connect import init_connection
+
+    conn = await asyncpg.connect(kline_db.db.admin_url)  # the sweep's own (kadmin polls)
+    await init_connection(conn)
+    with dask_cluster(tmp_path, 1) as own:
+        task = asyncio.create_task(sweep_service.execute_sweep(conn, sweep_id=row["id"],
+                                                               owner=runner_identity("cli"), workers=0,
+                                                               dask_address=own.address))
+
+        async def some_done():
+            return await kadmin.fetchval("SELECT trials_done > 0 FROM trading.backtest_sweeps WHERE id = $1",
+                                         row["id"])
+
+        await wait_for(some_done, timeout=120)
+        os.killpg(own.scheduler.pid, signal.SIGKILL)
+        started = time.monotonic()
+        try:
+            assert await asyncio.wait_for(task, timeout=60) == "failed"
+        finally:
+            await conn.close()
+        assert time.monotonic() - started < 20
+    ended = await kadmin.fetchrow("SELECT status, error, trials_done FROM trading.backtest_sweeps WHERE id = $1",
+                                  row["id"])
+    assert ended["status"] == "failed" and ended["trials_done"] > 0  # the finished trials are kept
+    assert ended["error"] == (f"DaskUnavailable: a chunk was lost on the Dask cluster at {own.address} "
+                              "(the scheduler connection was lost)")
+
+
+def test_a_cluster_without_workers_is_a_clear_error(kline_db, tmp_path, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(sweep_cluster, "WORKERS_TIMEOUT_S", 1.0)
+    with dask_cluster(tmp_path, 0) as empty:
+        started = time.monotonic()
+        with pytest.raises(sweep_cluster.DaskUnavailable,
+                           match=f"the Dask cluster at {empty.address} has no worker \\(waited 1 s\\)"):
+            sweep_cluster.open_pool(kline_db.series.slice(0, 100), "sma_crossover", CONFIG, workers=0,
+                                    dask_address=empty.address)
+        assert time.monotonic() - started < 10
+
+
+def test_the_sweep_command_runs_on_the_cluster(cli_env, kline_db, cluster):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from gordon_manager.cli import app as cli_app
+    from tests.backtests.test_sweeps import sweep_args
+
+    cluster.reset()
+    result = CliRunner().invoke(cli_app, sweep_args(kline_db, "--grid", '{"fast": [5, 10], "slow": [20, 40, 60]}',
+                                                    "--dask-address", cluster.address, "--top", "3"))
+    assert result.exit_code == 0, result.output
+    assert "6/6 trials" in result.stdout
+    received = cluster.received()
+    assert sum(r["trials"] for r in received.values()) == 6 and all(r["cargo"] == 1 for r in received.values())
+
+
+def test_a_missing_dask_command_says_how_to_install_it(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda *a, **k: None)
+    with pytest.raises(pytest.fail.Exception, match=r"pip install -e '\.\[test\]'"):
+        require_dask()

@@ -39,6 +39,8 @@ CONNECT_TIMEOUT_S = 10.0
 """How long a sweep tries to reach the Dask scheduler before it fails."""
 WORKERS_TIMEOUT_S = 10.0
 """How long a sweep waits for the cluster to have a worker before it fails."""
+CLOSE_TIMEOUT_S = 5.0
+"""How long closing the pool's client may take (a lost scheduler is not waited for)."""
 
 
 class TrialRunner(Protocol):
@@ -171,13 +173,14 @@ class DaskTrialPool:
         with self._lock:
             pending = list(self._futures.values())
         try:
-            if pending:
-                self._client.cancel(pending, force=True)
-            self._client.unregister_worker_plugin(self._token)  # the workers drop the bars
-        except Exception:  # a lost scheduler: nothing left to release
+            if self._client.status == "running":  # else the scheduler is lost: nothing left to release
+                if pending:
+                    self._client.cancel(pending, force=True)
+                self._client.unregister_worker_plugin(self._token)  # the workers drop the bars
+        except Exception:  # lost meanwhile
             pass
         finally:
-            self._client.close()
+            self._client.close(timeout=CLOSE_TIMEOUT_S)
 
     def __enter__(self) -> DaskTrialPool:
         return self

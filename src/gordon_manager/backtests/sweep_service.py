@@ -232,11 +232,12 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
                                    workers=min(workers, len(pending)) if workers > 0 else 0, log_level=log_level,
                                    dask_address=dask_address)
     ended = False
+    inflight: set[asyncio.Future] = set()
+    ready: set[asyncio.Future] = set()
     try:
         size = pool.chunk_size(len(pending))
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
         window = max(1, pool.workers * 2)  # chunks in flight: workers stay busy, a cancel drops the rest
-        inflight: set[asyncio.Future] = set()
         finished: list[sweep.TrialOutcome] = []
         last = time.monotonic()
         stop = False
@@ -267,6 +268,9 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
     finally:
         # Done: every chunk finished, the workers just exit. Otherwise (a cancel, a stopping manager, an
         # error) the chunks in flight are not worth waiting for.
+        for f in ready | inflight:  # after an error, the other chunks' outcomes (often the same error) are dropped
+            if not f.cancel() and not f.cancelled():
+                f.exception()
         await asyncio.shield(asyncio.to_thread(pool.close if ended else pool.terminate))
 
 
