@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +54,7 @@ class Cluster:
     client: object  # distributed.Client
     scheduler: subprocess.Popen
     workers: list[subprocess.Popen]
+    add_worker: Callable[[], subprocess.Popen]  # one more worker, registered when it returns
 
     def received(self) -> dict[str, dict[str, int]]:
         return self.client.run(sweep_cluster_worker.received)
@@ -82,6 +83,8 @@ def dask_cluster(logs: Path, workers: int) -> Iterator[Cluster]:
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     processes: list[subprocess.Popen] = []
+    started: list[subprocess.Popen] = []
+    client = None
 
     def spawn(name: str, *args: str) -> subprocess.Popen:
         with (logs / f"{name}.log").open("wb") as log:
@@ -90,15 +93,25 @@ def dask_cluster(logs: Path, workers: int) -> Iterator[Cluster]:
         processes.append(process)
         return process
 
-    client = None
+    def spawn_worker() -> subprocess.Popen:
+        worker = spawn(f"worker{len(started)}", "worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
+                       "127.0.0.1", "--no-dashboard")
+        started.append(worker)
+        return worker
+
+    def add_worker() -> subprocess.Popen:
+        worker = spawn_worker()
+        client.wait_for_workers(len(started), timeout=120)
+        return worker
+
     try:
         scheduler = spawn("scheduler", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
-        started = [spawn(f"worker{i}", "worker", address, "--nworkers", "1", "--nthreads", "1", "--host",
-                         "127.0.0.1", "--no-dashboard") for i in range(workers)]
+        for _ in range(workers):
+            spawn_worker()
         client = Client(address, timeout=60, set_as_default=False)  # retries until the scheduler listens
         if workers:
             client.wait_for_workers(workers, timeout=120)
-        yield Cluster(address=address, client=client, scheduler=scheduler, workers=started)
+        yield Cluster(address=address, client=client, scheduler=scheduler, workers=started, add_worker=add_worker)
     except Exception:
         for path in sorted(logs.iterdir()):
             sys.stderr.write(f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}\n")
@@ -294,6 +307,47 @@ async def test_a_lost_scheduler_fails_the_sweep_naming_the_address(kadmin, kline
     assert ended["status"] == "failed" and ended["trials_done"] > 0  # the finished trials are kept
     assert ended["error"] == (f"DaskUnavailable: a chunk was lost on the Dask cluster at {own.address} "
                               "(the scheduler connection was lost)")
+
+
+async def test_a_worker_that_joins_during_a_sweep_gets_the_bars_once_and_runs_trials(kadmin, kline_db,  # noqa: F811
+                                                                                     tmp_path):
+    import asyncpg
+
+    from gordon_manager.db.connect import init_connection
+
+    ts = kline_db.big.ts
+    body = sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])), "to": iso(int(ts[100_000]))},
+                      grid={"fast": list(range(2, 12)), "slow": list(range(20, 220, 10))})
+    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(body), actor="test",
+                                              runner="cli")
+    conn = await asyncpg.connect(kline_db.db.admin_url)  # the sweep's own (kadmin polls)
+    await init_connection(conn)
+    with dask_cluster(tmp_path, 1) as own:
+        first = set(await asyncio.to_thread(own.received))
+        task = asyncio.create_task(sweep_service.execute_sweep(conn, sweep_id=row["id"],
+                                                               owner=runner_identity("cli"), workers=0,
+                                                               dask_address=own.address))
+        try:
+            async def some_done():
+                return await kadmin.fetchval("SELECT trials_done > 0 FROM trading.backtest_sweeps WHERE id = $1",
+                                             row["id"])
+
+            await wait_for(some_done, timeout=120)
+            await asyncio.to_thread(own.add_worker)
+
+            async def newcomer_ran():
+                received = await asyncio.to_thread(own.received)
+                joined = [r for w, r in received.items() if w not in first]
+                return joined[0] if joined and joined[0]["trials"] > 0 else None
+
+            newcomer = await wait_for(newcomer_ran, timeout=120, interval=0.1)
+            await sweep_service.cancel_sweep(kadmin, sweep_id=row["id"])
+            assert await asyncio.wait_for(task, timeout=60) == "cancelled"
+        finally:
+            task.cancel()
+            await conn.close()
+    # The plugin reached the worker that joined: it unpickled the bars once, and ran trials with them.
+    assert newcomer["cargo"] == 1
 
 
 def test_a_cluster_without_workers_is_a_clear_error(kline_db, tmp_path, monkeypatch):  # noqa: F811
