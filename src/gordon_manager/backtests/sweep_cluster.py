@@ -32,7 +32,7 @@ from gordon_manager.backtests.sweep import TrialOutcome, TrialPool
 from gordon_manager.execution import Bars, ExecutionConfig
 from gordon_manager.strategies import get_strategy
 
-__all__ = ["CONNECT_TIMEOUT_S", "WORKERS_TIMEOUT_S", "DaskTrialPool", "DaskUnavailable", "TrialRunner",
+__all__ = ["CLOSE_TIMEOUT_S", "CONNECT_TIMEOUT_S", "WORKERS_TIMEOUT_S", "DaskTrialPool", "DaskUnavailable", "TrialRunner",
            "open_pool"]
 
 CONNECT_TIMEOUT_S = 10.0
