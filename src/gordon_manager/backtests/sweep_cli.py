@@ -4,7 +4,7 @@
 walk-forward analysis and prints its folds table and the in-sample vs out-of-sample degradation.
 
 Same code path as POST /backtests/sweeps (``sweep_service.create_sweep``, then ``execute_sweep`` on a local
-trial pool); the sweep is written to ``trading.backtest_sweeps`` (runner 'cli'), so the API and the console
+trial pool, or on the Dask cluster of ``--dask-address`` / GORDON_MANAGER_SWEEP_DASK_ADDRESS); the sweep is written to ``trading.backtest_sweeps`` (runner 'cli'), so the API and the console
 show it like any other, and any trial can be re-run with POST /backtests/sweeps/{id}/trials/{n}/run.
 """
 
@@ -119,6 +119,11 @@ def sweep(
                                                    help="Walk-forward: bars of the (first) train window.")] = None,
     test_bars: Annotated[int | None, typer.Option("--test-bars", metavar="N",
                                                   help="Walk-forward: bars of each test window.")] = None,
+    dask_address: Annotated[str | None, typer.Option("--dask-address", metavar="ADDRESS",
+                                                     help="Run the trials on this Dask scheduler, e.g. "
+                                                          "tcp://10.0.0.5:8786 (default: "
+                                                          "GORDON_MANAGER_SWEEP_DASK_ADDRESS; unset: local "
+                                                          "workers).")] = None,
 ) -> None:
     """Run a parameter sweep in this process (written to the database like an API sweep); print the ranking."""
     from rich.console import Console
@@ -163,7 +168,8 @@ def sweep(
                 status = await sweep_service.execute_sweep(
                     conn, sweep_id=row["id"], owner=runner_identity("cli"),
                     workers=default_workers() if workers is None else workers,
-                    on_progress=lambda done, total: progress.update(task, completed=done))
+                    on_progress=lambda done, total: progress.update(task, completed=done),
+                    dask_address=dask_address or settings.sweep_dask_address)
             detail = await sweep_service.get_sweep(conn, sweep_id=row["id"], limit=top)
             return status, dropped, detail
         finally:

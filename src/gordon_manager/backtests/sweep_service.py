@@ -1,15 +1,16 @@
 """Rules of parameter sweeps: validate and queue one, read it (ranked trials, heatmap), cancel it, re-run a
 trial as a full backtest, and execute it (``execute_sweep``: the manager's ``SweepRunner`` and the CLI).
 
-Execution: the bars are loaded once, a ``TrialPool`` ships them once to each worker process, the
-pending trials go out in chunks; after each finished chunk its outcomes are stored and the sweep row
+Execution: the bars are loaded once, a trial pool (``sweep_cluster.open_pool``: the local ``TrialPool``, or
+a ``DaskTrialPool`` when a Dask scheduler address is set) ships them once to each worker, the pending
+trials go out in chunks; after each finished chunk its outcomes are stored and the sweep row
 gets its progress and best-so-far every ``PROGRESS_S`` (also with no chunk finished: it is the sweep's
 heartbeat), which also reads back the cancel flag; a cancel kills the workers rather than waiting for
 their chunks. A cancelled sweep keeps the trials it finished. The leading replica fails the running
 sweeps whose heartbeat is older than ``GORDON_MANAGER_BACKTEST_STALE_AFTER_S`` (their manager died).
 
 Walk-forward (``walkForward``, ``walkforward.py``): after the trials over the whole range, each fold runs every
-trial on its train bars (a ``TrialPool`` per fold, holding only those bars), picks the best feasible one and
+trial on its train bars (a pool per fold, holding only those bars, on the Dask cluster when set), picks the best feasible one and
 runs it on the fold's test bars only; the folds' trial runs count in the progress (``fold_trials_done``, the
 heartbeat meanwhile), and a fold's result is stored when it is done.
 """
@@ -27,7 +28,7 @@ from typing import Any
 import asyncpg
 
 from gordon_manager.backtests import service as backtests
-from gordon_manager.backtests import sweep, sweep_repo, walkforward
+from gordon_manager.backtests import sweep, sweep_cluster, sweep_repo, walkforward
 from gordon_manager.backtests.job import runner_identity
 from gordon_manager.backtests.recovery import RESTART_REASON, StaleRecovery  # noqa: F401  (the reason a stale sweep gets)
 from gordon_manager.backtests.schemas import BacktestCreate
@@ -247,17 +248,21 @@ Progress = Callable[[int, int], None]
 
 async def execute_sweep(conn: asyncpg.Connection, *, sweep_id: int, owner: str, workers: int,
                         log_level: str = "WARNING", on_progress: Progress | None = None,
-                        interrupted: tuple[str, str] = ("cancelled", "interrupted")) -> str:
+                        interrupted: tuple[str, str] = ("cancelled", "interrupted"),
+                        dask_address: str | None = None) -> str:
     """Claim and run a queued sweep to its end; returns its final status ('skipped' when not queued). When the
     task is cancelled (Ctrl-C, a stopping manager) the sweep ends with ``interrupted`` (status, error).
-    ``workers=0`` runs the trials on the event loop's thread (the CLI's ``--workers 0``, tests)."""
+    ``workers=0`` runs the trials on the event loop's thread (the CLI's ``--workers 0``, tests);
+    ``dask_address`` runs them on that Dask cluster instead (``workers`` is then unused)."""
     row = await sweep_repo.claim_sweep(conn, sweep_id=sweep_id, owner=owner)
     if row is None:
         return "skipped"
     try:
-        status = await _run(conn, row, workers=workers, log_level=log_level, on_progress=on_progress)
+        status = await _run(conn, row, workers=workers, log_level=log_level, on_progress=on_progress,
+                            dask_address=dask_address)
         if status == "done" and row["walk_forward"] is not None:
-            status = await _run_folds(conn, row, workers=workers, log_level=log_level, on_progress=on_progress)
+            status = await _run_folds(conn, row, workers=workers, log_level=log_level, on_progress=on_progress,
+                                      dask_address=dask_address)
     except asyncio.CancelledError:
         await asyncio.shield(sweep_repo.finish_sweep(conn, sweep_id=sweep_id, status=interrupted[0],
                                                      error=interrupted[1]))
@@ -274,7 +279,7 @@ async def execute_sweep(conn: asyncpg.Connection, *, sweep_id: int, owner: str, 
 
 
 async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: str,
-               on_progress: Progress | None) -> str:
+               on_progress: Progress | None, dask_address: str | None = None) -> str:
     sweep_id, objective, min_trades = row["id"], row["objective"], row["min_trades"]
     if row["cancel_requested"]:
         return "cancelled"
@@ -285,14 +290,16 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
     pending = await sweep_repo.pending_trials(conn, sweep_id=sweep_id)
     total, done = row["trials_total"], row["trials_total"] - len(pending)
     config = ExecutionConfig(**row["config"])
-    pool = await asyncio.to_thread(sweep.TrialPool, bars, row["strategy"], config,
-                                   workers=min(workers, len(pending)) if workers > 0 else 0, log_level=log_level)
+    pool = await asyncio.to_thread(sweep_cluster.open_pool, bars, row["strategy"], config,
+                                   workers=min(workers, len(pending)) if workers > 0 else 0, log_level=log_level,
+                                   dask_address=dask_address)
     ended = False
+    inflight: set[asyncio.Future] = set()
+    ready: set[asyncio.Future] = set()
     try:
         size = pool.chunk_size(len(pending))
         chunks = [pending[i:i + size] for i in range(0, len(pending), size)]
         window = max(1, pool.workers * 2)  # chunks in flight: workers stay busy, a cancel drops the rest
-        inflight: set[asyncio.Future] = set()
         finished: list[sweep.TrialOutcome] = []
         last = time.monotonic()
         stop = False
@@ -323,6 +330,9 @@ async def _run(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: s
     finally:
         # Done: every chunk finished, the workers just exit. Otherwise (a cancel, a stopping manager, an
         # error) the chunks in flight are not worth waiting for.
+        for f in ready | inflight:  # after an error, the other chunks' outcomes (often the same error) are dropped
+            if not f.cancel() and not f.cancelled():
+                f.exception()
         await asyncio.shield(asyncio.to_thread(pool.close if ended else pool.terminate))
 
 
@@ -340,8 +350,8 @@ async def _store(conn: asyncpg.Connection, sweep_id: int, outcomes: list[sweep.T
 
 
 async def _run_folds(conn: asyncpg.Connection, row: Any, *, workers: int, log_level: str,
-                     on_progress: Progress | None) -> str:
-    """The walk-forward part of a sweep: per fold, every trial on the train bars (a TrialPool holding them),
+                     on_progress: Progress | None, dask_address: str | None = None) -> str:
+    """The walk-forward part of a sweep: per fold, every trial on the train bars (a pool holding them),
     then the best feasible one on the test bars only. Returns 'done' or 'cancelled'."""
     sweep_id, objective, min_trades = row["id"], row["objective"], row["min_trades"]
     bars = await klines.load_bars(conn, symbol=row["symbol"], interval=row["interval"], start=row["range_start"],
@@ -365,7 +375,8 @@ async def _run_folds(conn: asyncpg.Connection, row: Any, *, workers: int, log_le
 
     for fold in layout:
         outcomes = await _fold_trials(bars.slice(fold.train_first, fold.train_end), row["strategy"], config, trials,
-                                      workers=workers, log_level=log_level, tick=lambda n, base=runs: tick(base + n))
+                                      workers=workers, log_level=log_level, dask_address=dask_address,
+                                      tick=lambda n, base=runs: tick(base + n))
         if outcomes is None:
             return "cancelled"
         runs += len(outcomes)
@@ -391,12 +402,14 @@ def _at(ms: Any) -> datetime:
 
 
 async def _fold_trials(bars: Any, strategy: str, config: ExecutionConfig, trials: list[tuple[int, dict[str, Any]]],
-                       *, workers: int, log_level: str,
-                       tick: Callable[[int], Any]) -> list[sweep.TrialOutcome] | None:
-    """Every trial on one fold's train bars, on a TrialPool of their own; None when the sweep must stop
-    (``tick(done)``, awaited every PROGRESS_S, said so: the workers are killed)."""
-    pool = await asyncio.to_thread(sweep.TrialPool, bars, strategy, config,
-                                   workers=min(workers, len(trials)) if workers > 0 else 0, log_level=log_level)
+                       *, workers: int, log_level: str, tick: Callable[[int], Any],
+                       dask_address: str | None = None) -> list[sweep.TrialOutcome] | None:
+    """Every trial on one fold's train bars, on a pool of their own (the Dask cluster's when an address is
+    set); None when the sweep must stop (``tick(done)``, awaited every PROGRESS_S, said so: the workers are
+    killed)."""
+    pool = await asyncio.to_thread(sweep_cluster.open_pool, bars, strategy, config,
+                                   workers=min(workers, len(trials)) if workers > 0 else 0, log_level=log_level,
+                                   dask_address=dask_address)
     ended = False
     try:
         size = pool.chunk_size(len(trials))
@@ -422,13 +435,14 @@ async def _fold_trials(bars: Any, strategy: str, config: ExecutionConfig, trials
 
 
 class SweepRunner(LoopService):
-    """Runs the manager's queued sweeps, one at a time, each on its own trial pool."""
+    """Runs the manager's queued sweeps, one at a time, each on its own trial pool (on the Dask cluster at
+    ``dask_address`` when set)."""
 
     name = "sweep-runner"
 
     def __init__(self, *, pool: asyncpg.Pool, workers: int | None = None, interval: float = POLL_S,
                  log_level: str = "WARNING", leads: Callable[[], bool] = lambda: False,
-                 stale_after_s: float = 30.0) -> None:
+                 stale_after_s: float = 30.0, dask_address: str | None = None) -> None:
         super().__init__(interval=interval)
         from gordon_manager.backtests.worker import default_workers
 
@@ -436,6 +450,7 @@ class SweepRunner(LoopService):
         self.pool = pool
         self.workers = default_workers() if workers is None else workers
         self.log_level = log_level
+        self.dask_address = dask_address
         self.statuses: dict[int, str] = {}  # the last few sweeps' outcomes, for logs and tests
         self._recovery = StaleRecovery(pool=pool, leads=leads, stale_after_s=stale_after_s,
                                        fail_stale=sweep_repo.recover_stale, what="sweeps")
@@ -453,7 +468,7 @@ class SweepRunner(LoopService):
             for sweep_id in ids:
                 status = await self.until_stopped(execute_sweep(
                     conn, sweep_id=sweep_id, owner=self.owner, workers=self.workers, log_level=self.log_level,
-                    interrupted=("failed", STOP_REASON)))
+                    interrupted=("failed", STOP_REASON), dask_address=self.dask_address))
                 self.statuses[sweep_id] = status or "failed"
                 while len(self.statuses) > 50:
                     del self.statuses[next(iter(self.statuses))]
@@ -461,8 +476,9 @@ class SweepRunner(LoopService):
 
 
 async def start(ctx) -> None:
-    """Start the sweep runner (its pools start per sweep)."""
+    """Start the sweep runner (its pools start per sweep; on the Dask cluster when its address is set)."""
     runner = SweepRunner(pool=ctx.pool, log_level=ctx.settings.log_level, leads=ctx.leads,
-                         stale_after_s=ctx.settings.backtest_stale_after_s)
+                         stale_after_s=ctx.settings.backtest_stale_after_s,
+                         dask_address=ctx.settings.sweep_dask_address)
     ctx.services.sweeps = runner
     ctx.supervisor.start(runner)
