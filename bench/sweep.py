@@ -7,10 +7,16 @@ run includes the pool start. Prints, over ``--runs`` runs (median and worst): se
 with 1 and 2 workers, the 1 → 2 worker speed-up, and — when backtesting.py is importable (the
 ``bench`` extra) — ``Backtest.optimize`` on the same grid and bars, with the ratio.
 
+``--dask`` also times the same sweep on a Dask cluster (``DaskTrialPool``, as with
+GORDON_MANAGER_SWEEP_DASK_ADDRESS): for each worker count, a loopback ``LocalCluster`` of that many
+single-threaded worker processes is started (not timed: a cluster outlives a sweep), then each run times
+the pool's connect and bar shipping (a WorkerPlugin, once per worker) and the trials; prints the 1 → 2
+worker speed-up on Dask next to the local pool's.
+
 No database: the sweep service adds one bar load per sweep and one small UPDATE per finished chunk.
 
 Run: .venv/bin/python bench/sweep.py [--bars 100000] [--fast 10] [--slow 100] [--runs 3] [--workers 1,2]
-     [--peer-runs N | --no-peer]  (backtesting.py takes ~10 min per run of the full grid on 2 cores)
+     [--peer-runs N | --no-peer] [--dask]  (backtesting.py takes ~10 min per run of the full grid on 2 cores)
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import time
 import warnings
 from decimal import Decimal
 
-from gordon_manager.backtests.sweep import TrialPool, grid_trials
+from gordon_manager.backtests.sweep import grid_trials
+from gordon_manager.backtests.sweep_cluster import open_pool
 from gordon_manager.execution import ExecutionConfig
 from gordon_manager.marketdata import generate_klines
 from gordon_manager.strategies import get_strategy
@@ -31,10 +38,11 @@ CONFIG = ExecutionConfig(initial_cash=Decimal(CASH), taker_fee_bps=Decimal("10")
                          slippage_bps=Decimal("0"))
 
 
-def sweep_once(bars, trials: list[dict], workers: int) -> float:
-    """Seconds to run every trial on a fresh pool of ``workers`` processes (pool start included)."""
+def sweep_once(bars, trials: list[dict], workers: int, dask_address: str | None = None) -> float:
+    """Seconds to run every trial on a fresh pool of ``workers`` processes (pool start included), or on the
+    Dask cluster at ``dask_address`` (connect and bar shipping included)."""
     started = time.perf_counter()
-    with TrialPool(bars, "sma_crossover", CONFIG, workers=workers) as pool:
+    with open_pool(bars, "sma_crossover", CONFIG, workers=workers, dask_address=dask_address) as pool:
         size = pool.chunk_size(len(trials))
         indexed = list(enumerate(trials))
         futures = [pool.submit(indexed[i:i + size]) for i in range(0, len(indexed), size)]
@@ -43,6 +51,28 @@ def sweep_once(bars, trials: list[dict], workers: int) -> float:
     assert len(outcomes) == len(trials) and all(o.stats is not None for o in outcomes)
     return elapsed
 
+
+def dask_sweeps(bars, trials: list[dict], workers: int, runs: int) -> list[float]:
+    """``runs`` timings of the sweep on a fresh loopback Dask cluster of ``workers`` single-threaded worker
+    processes (the cluster's start is not timed)."""
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        client.wait_for_workers(workers, timeout=120)
+        return [sweep_once(bars, trials, workers, dask_address=cluster.scheduler_address) for _ in range(runs)]
+
+
+def report(label: str, n_trials: int, medians: dict[int, float], worker_counts: list[int], times_of) -> None:
+    """Time each worker count (``times_of(workers)`` -> seconds of each run), print medians and the speed-up."""
+    for workers in worker_counts:
+        times = times_of(workers)
+        med, worst = statistics.median(times), max(times)
+        medians[workers] = med
+        print(f"{label}{workers} worker(s): median {med:8.2f} s ({n_trials / med:8.1f} trials/s), "
+              f"worst {worst:8.2f} s ({n_trials / worst:8.1f} trials/s)")
+    if 1 in medians and 2 in medians:
+        print(f"{label}speed-up 1 -> 2 workers (median): {medians[1] / medians[2]:.2f}x")
 
 try:  # the bench extra
     from backtesting import Backtest
@@ -83,6 +113,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--no-peer", action="store_true", help="skip backtesting.py")
     ap.add_argument("--peer-runs", type=int, default=None, help="backtesting.py runs (default: --runs)")
+    ap.add_argument("--dask", action="store_true", help="also on a loopback Dask cluster of each worker count")
     args = ap.parse_args()
 
     bars = generate_klines(n_bars=args.bars, seed=args.seed, interval="1m")
@@ -91,15 +122,12 @@ def main() -> None:
     trials, dropped = grid_trials(get_strategy("sma_crossover"), {"fast": fast, "slow": slow})
     print(f"workload : {len(trials):,} trials (sma_crossover grid {args.fast} x {args.slow}, {dropped} refused) "
           f"over {len(bars):,} synthetic 1m bars; {args.runs} runs each, pool start included")
+    counts = [int(w) for w in args.workers.split(",")]
     medians: dict[int, float] = {}
-    for workers in (int(w) for w in args.workers.split(",")):
-        times = [sweep_once(bars, trials, workers) for _ in range(args.runs)]
-        med, worst = statistics.median(times), max(times)
-        medians[workers] = med
-        print(f"{workers} worker(s): median {med:8.2f} s ({len(trials) / med:8.1f} trials/s), "
-              f"worst {worst:8.2f} s ({len(trials) / worst:8.1f} trials/s)")
-    if 1 in medians and 2 in medians:
-        print(f"speed-up 1 -> 2 workers (median): {medians[1] / medians[2]:.2f}x")
+    report("local pool, " if args.dask else "", len(trials), medians, counts,
+           lambda workers: [sweep_once(bars, trials, workers) for _ in range(args.runs)])
+    if args.dask:
+        report("dask, ", len(trials), {}, counts, lambda workers: dask_sweeps(bars, trials, workers, args.runs))
     if args.no_peer:
         return
     peer = [backtesting_py(bars, fast, slow) for _ in range(args.peer_runs or args.runs)]

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.backtests.sweep_service import SweepRunner
     from gordon_manager.backtests.worker import BacktestRunner
     from gordon_manager.bff.exchange import _Closing
-    from gordon_manager.bff.readpool import ReadPool
+    from gordon_manager.db.readpool import ReadPool
     from gordon_manager.deploys.controller import DeployController
     from gordon_manager.deploys.services import ServiceDeployRunner
     from gordon_manager.events.service import EventsService

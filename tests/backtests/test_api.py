@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,8 @@ async def test_backtest_through_the_api_equals_run_backtest(kclient, kadmin, kli
     timings = stats.pop("timings")
     assert stats == stats_json(expected)
     assert expected.stats.trade_count > 10
-    assert set(timings) == {"load_bars_s", "engine_s", "engine_bars_per_s", "write_equity_s", "write_roundtrips_s"}
+    assert set(timings) == {"load_bars_s", "engine_s", "engine_bars_per_s", "write_equity_s", "write_roundtrips_s",
+                            "total_s"}
 
     points = await kadmin.fetch("SELECT ts, equity, cash, position_qty, price FROM trading.equity_points"
                                 " WHERE run_id = $1 ORDER BY ts", run_id)
@@ -89,6 +92,16 @@ async def test_backtest_through_the_api_equals_run_backtest(kclient, kadmin, kli
     detail = await kclient.get(f"/runs/{run_id}")
     assert detail.status_code == 200, detail.text
     assert detail.json()["status"] == "done" and detail.json()["stats"]["tradeCount"] == expected.stats.trade_count
+    wire, want = detail.json()["stats"], expected.stats  # the anchors' statistics, typed and camelCase
+    assert (wire["sortino"], wire["sqn"], wire["profitFactor"], wire["buyHoldReturn"]) == (
+        want.sortino, want.sqn, want.profit_factor, want.buy_hold_return)
+    assert wire["maxDrawdownDurationS"] == want.max_drawdown_duration_s and wire["netPnl"] == f"{want.net_pnl:f}"
+    assert wire["byExitReason"] == [{"reason": g.reason, "trades": g.trades, "winRate": g.win_rate,
+                                     "netPnl": f"{g.net_pnl:f}", "expectancy": g.expectancy} for g in want.by_exit_reason]
+    assert [(m["month"], m["return"], m["trades"]) for m in wire["byMonth"]] == [
+        (m.month, m.return_, m.trades) for m in want.by_month]
+    assert set(wire["timings"]) >= {"loadBarsS", "engineS", "writeEquityS", "writeRoundtripsS", "totalS"}
+    assert run["finished_at"] - run["started_at"] >= timedelta(seconds=timings["total_s"])
 
 
 async def test_snake_case_params_and_defaults(kclient, kadmin, kline_db, operator_headers):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from typer.testing import CliRunner
 
 from gordon_manager.backtests import repo, service, worker
-from gordon_manager.backtests.job import RunJob, RunOutcome, execute_run
+from gordon_manager.backtests.job import PHASES, RunJob, RunOutcome, execute_run
 from gordon_manager.backtests.schemas import BacktestCreate
 from gordon_manager.cli import app as cli_app
 from gordon_manager.db.connect import connect, create_pool
@@ -272,7 +272,7 @@ async def test_a_run_ended_elsewhere_while_writing_keeps_no_results(kline_db, ka
     run_id = await queued(mconn, kline_db, runner="cli")
 
     def on_phase(phase: str, fraction: float) -> None:
-        if phase == "write":  # a stopping manager fails the run just before its results commit
+        if phase == "write" and fraction == PHASES["write"][0]:  # a stopping manager fails the run as it writes
             async def fail_it():
                 conn = await asyncpg.connect(kline_db.db.admin_url)
                 await conn.execute("UPDATE trading.runs SET status = 'failed', error = 'manager stopped' WHERE id = $1",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gordon_manager.bff import performance as perf
-from gordon_manager.bff.readpool import reading
+from gordon_manager.db.readpool import reading
 from tests.runs.helpers import make_bot, make_run, problem
 
 H0 = datetime(2024, 3, 1, 0, tzinfo=UTC)

@@ -190,7 +190,7 @@ async def test_a_bot_cannot_update_another_bots_heartbeat(as_a, bots, admin):
 
 
 @pytest.mark.parametrize("write", ["run", "decision", "event", "order", "intent", "fill", "ledger", "equity",
-                                   "roundtrip"])
+                                   "equity_insert", "roundtrip"])
 async def test_a_bot_cannot_insert_rows_for_another_bot(as_a, bots, write):
     (a, _, a_run), (b, _, b_run) = bots
     coid = contract.order_id(b, 2, 0)
@@ -203,13 +203,15 @@ async def test_a_bot_cannot_insert_rows_for_another_bot(as_a, bots, write):
         "fill": lambda: as_a.execute(ledger_store.INSERT_FILL, *fill_args(b, None, coid, "fb")),
         "ledger": lambda: as_a.execute(ledger_store.UPSERT_LEDGER, *ledger_args(b, None)),
         "equity": lambda: copy_equity(as_a, equity(b_run)),
+        "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run)),  # a live bar's path
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(a_run, b)),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         await statements[write]()
 
 
-@pytest.mark.parametrize("write", ["decision", "event", "order", "fill", "ledger", "equity", "roundtrip"])
+@pytest.mark.parametrize("write", ["decision", "event", "order", "fill", "ledger", "equity", "equity_insert",
+                                   "roundtrip"])
 async def test_a_bot_cannot_attach_its_rows_to_another_bots_run(as_a, bots, write):
     (a, _, _), (_, _, b_run) = bots
     coid = contract.order_id(a, 3, 0)
@@ -220,6 +222,7 @@ async def test_a_bot_cannot_attach_its_rows_to_another_bots_run(as_a, bots, writ
         "fill": lambda: as_a.execute(ledger_store.INSERT_FILL, *fill_args(a, b_run, coid, "fa")),
         "ledger": lambda: as_a.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, b_run)),
         "equity": lambda: copy_equity(as_a, equity(b_run, T0 + timedelta(days=1))),
+        "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run, T0 + timedelta(days=2))),
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(b_run, a)),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
@@ -277,7 +280,7 @@ async def test_login_needs_the_bots_own_token(bot_conn, bots):
 
 
 @pytest.mark.parametrize("write", ["run", "decision", "event", "order", "intent", "fill", "ledger", "equity",
-                                   "roundtrip"])
+                                   "equity_insert", "roundtrip"])
 async def test_nothing_is_written_before_login(bot_conn, bots, write):
     (a, _, a_run), _ = bots
     coid = contract.order_id(a, 5, 0)
@@ -290,6 +293,7 @@ async def test_nothing_is_written_before_login(bot_conn, bots, write):
         "fill": lambda: bot_conn.execute(ledger_store.INSERT_FILL, *fill_args(a, None, coid, "fn")),
         "ledger": lambda: bot_conn.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, None)),
         "equity": lambda: copy_equity(bot_conn, equity(a_run, T0 + timedelta(days=2))),
+        "equity_insert": lambda: bot_conn.executemany(store.INSERT_EQUITY, equity(a_run, T0 + timedelta(days=3))),
         "roundtrip": lambda: copy_roundtrips(bot_conn, roundtrip(a_run, a)),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):

@@ -102,16 +102,17 @@ SEMANTIC_FIELDS = {
     "POST /bots": ("strategy", "params", "image", "shadowOf", "mode", "labels", "execution"),
     "PUT /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
     "PATCH /bots/{botId}": ("strategy", "params", "image", "mode", "labels", "execution"),
-    "POST /backtests": ("strategy", "params", "execution", "from"),
-    "POST /backtests/sweeps": ("strategy", "params", "execution", "from", "grid", "search"),
+    "POST /backtests": ("strategy", "params", "execution", "from", "to"),
+    "POST /backtests/sweeps": ("strategy", "params", "execution", "from", "to", "grid", "search", "walkForward"),
     "POST /bots/{botId}/deploy/promote": ("strategy", "params", "image", "execution", "symbol", "interval"),
     "POST /deploys/service": ("healthCheck",),
 }
 """Fields the service checks against what the schema cannot carry (the strategy registry and each
 strategy's params schema — a sweep's grid or search space names its params and needs exactly one of the
-two —, the image allow-list, the bot a shadow follows, NATS for a live bot, the
-replay.* labels, 64-bit integers, the bot's market, a health check of one kind): schema-valid
-values there may get a 422 naming the field."""
+two; its walkForward folds must fit the klines of its range —, the image allow-list, the bot a shadow
+follows, NATS for a live bot, the replay.* labels, 64-bit integers, the bot's market, a health check of
+one kind, a range's times within years 1..9999 once converted to UTC): schema-valid values there may get
+a 422 naming the field."""
 
 
 TEXT_POSTGRES_REFUSES = ("contains a NUL character", "contains a lone UTF-16 surrogate")

@@ -103,3 +103,17 @@ def test_new_user_flow_on_the_embedded_database(tmp_path: Path):
                          env=env, capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr
     assert ": done" in run.stdout and "round trips" in run.stdout and "5,000" in run.stdout
+
+
+def test_import_klines_reports_spacing(cli_env, kline_db, tmp_path: Path):
+    wrong = write_csv(tmp_path / "CLICUSDT-1h-2024-01.csv", binance_lines(BARS))  # 1m bars named 1h
+    lines = binance_lines(BARS)
+    holed = write_csv(tmp_path / "CLIDUSDT-1m-2024-01.csv", lines[:100] + [lines[99]] + lines[110:])
+    result = CliRunner().invoke(cli_app, ["data", "import-klines", str(wrong), str(holed)])
+    assert result.exit_code == 1, result.output
+    assert "CLICUSDT-1h-2024-01.csv line 2: bars 1m apart where the interval is 1h" in result.stderr
+    assert count(kline_db.db.admin_url, "CLICUSDT") == 0
+    assert count(kline_db.db.admin_url, "CLIDUSDT") == 290
+    out = " ".join(result.stdout.split())
+    assert "CLIDUSDT-1m-2024-01.csv: 1 duplicate open time at line 101 (not imported" in out
+    assert "CLIDUSDT-1m-2024-01.csv: 1 gap, 10 bars missing (10 before line 102)" in out

@@ -12,6 +12,8 @@ from gordon_manager.errors import Unprocessable
 from gordon_manager.marketdata import generate_klines, repo
 from gordon_manager.marketdata.importer import (
     MalformedKlines,
+    Spacing,
+    check_spacing,
     import_file,
     import_synthetic,
     parse_klines,
@@ -62,12 +64,14 @@ async def test_reimport_changes_nothing_and_overlap_adds_only_new_bars(kadmin, t
 
 
 async def test_zip_and_explicit_series(kadmin, tmp_path: Path):
-    path = write_csv(tmp_path / "ZIPUSDT-1h-2024-01-05.zip", binance_lines(BARS.slice(0, 50), header=True), zip_it=True)
+    hourly = generate_klines(n_bars=50, seed=4, interval="1h")
+    path = write_csv(tmp_path / "ZIPUSDT-1h-2024-01-05.zip", binance_lines(hourly, header=True, step_ms=3_600_000),
+                     zip_it=True)
     result = await import_file(kadmin, path)
     assert (result.symbol, result.interval, result.inserted) == ("ZIPUSDT", "1h", 50)
     plain = write_csv(tmp_path / "klines.csv", binance_lines(BARS.slice(0, 10)))
-    result = await import_file(kadmin, plain, symbol="OPTUSDT", interval="5m")
-    assert (result.symbol, result.interval, result.inserted) == ("OPTUSDT", "5m", 10)
+    result = await import_file(kadmin, plain, symbol="OPTUSDT", interval="1m")
+    assert (result.symbol, result.interval, result.inserted) == ("OPTUSDT", "1m", 10)
     with pytest.raises(MalformedKlines, match="cannot tell its symbol and interval"):
         await import_file(kadmin, plain)
     with pytest.raises(Unprocessable, match="symbol 'btc'"):
@@ -193,3 +197,92 @@ async def test_synthetic_import_is_seeded(kadmin):
     assert_same_bars(await stored(kadmin, "SYNAUSDT", "5m"), expected)
     with pytest.raises(Unprocessable, match="unknown interval"):
         await import_synthetic(kadmin, symbol="SYNAUSDT", interval="7m", n_bars=10, seed=1)
+
+
+# -- spacing: the bars must be one interval apart; duplicates and gaps are reported -----------------
+async def test_a_minute_file_named_hourly_is_refused_at_its_second_bar(kadmin, tmp_path: Path):
+    path = write_csv(tmp_path / "SPCAUSDT-1h-2024-01.csv", binance_lines(BARS.slice(0, 100), header=True))
+    with pytest.raises(MalformedKlines) as info:
+        await import_file(kadmin, path)
+    assert info.value.line == 3  # the header, then the first bar: the second bar is 1m after it
+    assert info.value.detail.startswith("SPCAUSDT-1h-2024-01.csv line 3: bars 1m apart where the interval is 1h "
+                                        "(open_time 2024-01-01T00:01:00Z, the line before 2024-01-01T00:00:00Z)")
+    assert await kadmin.fetchval("SELECT count(*) FROM market_data.klines WHERE symbol = 'SPCAUSDT'") == 0
+    # --interval is checked the same way; the right one imports the file
+    plain = write_csv(tmp_path / "plain.csv", binance_lines(BARS.slice(0, 100)))
+    with pytest.raises(MalformedKlines, match="plain.csv line 2: bars 1m apart where the interval is 5m"):
+        await import_file(kadmin, plain, symbol="SPCAUSDT", interval="5m")
+    result = await import_file(kadmin, plain, symbol="SPCAUSDT", interval="1m")
+    assert (result.inserted, result.spacing) == (100, Spacing())
+
+
+def test_spacing_off_the_grid_later_in_the_file_names_that_line():
+    lines = binance_lines(BARS.slice(0, 50))
+    fields = lines[30].split(",")
+    fields[0] = str(int(fields[0]) + 30_000)  # 30 s late: off the 1m grid
+    fields[6] = str(int(fields[6]) + 30_000)
+    lines[30] = ",".join(fields)
+    with pytest.raises(MalformedKlines) as info:
+        check_spacing(parse_klines(lines, source="f.csv"), "1m", source="f.csv")
+    assert info.value.line == 31 and "bars 1m30s apart where the interval is 1m" in info.value.detail
+
+
+def test_a_coarser_file_named_finer_and_bars_out_of_order_are_refused():
+    hourly = generate_klines(n_bars=30, seed=2, interval="1h")
+    lines = binance_lines(hourly, step_ms=3_600_000)
+    with pytest.raises(MalformedKlines) as info:
+        check_spacing(parse_klines(lines, source="f.csv"), "1m", source="f.csv")
+    assert info.value.line == 2
+    assert "no two bars are one interval apart (at least 1h) where the interval is 1m" in info.value.detail
+    assert check_spacing(parse_klines(lines, source="f.csv"), "1h", source="f.csv")[1] == Spacing()
+    swapped = binance_lines(BARS.slice(0, 20))
+    swapped[7], swapped[8] = swapped[8], swapped[7]
+    with pytest.raises(MalformedKlines) as info:
+        check_spacing(parse_klines(swapped, source="f.csv"), "1m", source="f.csv")
+    assert info.value.line == 9 and "must be in time order" in info.value.detail
+
+
+def test_duplicates_and_gaps_are_counted_and_located():
+    lines = binance_lines(BARS.slice(0, 100))
+    changed = lines[20].split(",")
+    changed[4] = f"{float(changed[4]) * 1.0001:.8f}"  # another close: a conflicting duplicate
+    changed[2] = f"{max(float(changed[2]), float(changed[4])):.8f}"
+    # lines (1-based): 1..10 bars 0..9, 11 = bar 9 again, 12..21 bars 10..19, 22 = bar 20 altered copy...
+    data = lines[:10] + [lines[9]] + lines[10:21] + [",".join(changed)] + lines[21:40] + lines[43:60] + lines[61:100]
+    columns = parse_klines(data, source="f.csv")
+    kept, report = check_spacing(columns, "1m", source="f.csv")
+    assert report == Spacing(duplicates=2, conflicting=1, duplicate_lines=(11, 23), missing_bars=4, gap_count=2,
+                             gaps=((43, 3), (60, 1)))
+    assert len(kept["open_time"]) == len(data) - 2 == 96
+    assert np.array_equal(kept["open_time"], np.unique(columns["open_time"]))
+    assert kept["close"][20] == columns["close"][21]  # the first row of a repeated time is kept
+
+
+def test_many_duplicates_show_the_first_few_lines():
+    lines = binance_lines(BARS.slice(0, 30))
+    doubled = [line for line in lines for _ in range(2)]
+    _, report = check_spacing(parse_klines(doubled, source="f.csv"), "1m", source="f.csv", first_line=2)
+    assert (report.duplicates, report.conflicting, report.duplicate_lines) == (30, 0, (3, 5, 7, 9, 11))
+
+
+def test_monthly_bars_follow_the_calendar():
+    starts = ["2024-01-01", "2024-02-01", "2024-03-01", "2024-05-01"]
+    ms = [int(np.datetime64(d, "ms").astype(np.int64)) for d in starts]
+    template = binance_lines(BARS.slice(0, 1))[0].split(",")
+    lines = [",".join([str(t), *template[1:6], str(t + 1000), *template[7:]]) for t in ms]
+    _, report = check_spacing(parse_klines(lines, source="m.csv"), "1M", source="m.csv")
+    assert (report.gap_count, report.missing_bars, report.gaps) == (1, 1, ((4, 1),))
+    late = lines[:2] + [lines[2].replace(str(ms[2]), str(ms[2] + 3_600_000), 1)]
+    with pytest.raises(MalformedKlines) as info:
+        check_spacing(parse_klines(late, source="m.csv"), "1M", source="m.csv")
+    assert info.value.line == 3
+
+
+async def test_import_reports_duplicates_and_gaps(kadmin, tmp_path: Path):
+    lines = binance_lines(BARS.slice(0, 60))
+    data = lines[:30] + [lines[29]] + lines[35:]
+    result = await import_file(kadmin, write_csv(tmp_path / "SPCBUSDT-1m-2024-01.csv", data))
+    assert (result.rows, result.inserted) == (56, 55)
+    assert result.spacing == Spacing(duplicates=1, duplicate_lines=(31,), missing_bars=5, gap_count=1,
+                                     gaps=((32, 5),))
+    assert await kadmin.fetchval("SELECT count(*) FROM market_data.klines WHERE symbol = 'SPCBUSDT'") == 55

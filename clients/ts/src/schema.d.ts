@@ -1302,6 +1302,8 @@ export interface components {
             engineBarsPerS?: number | null;
             writeEquityS?: number | null;
             writeRoundtripsS?: number | null;
+            /** @description From the claim (startedAt) to the results written, every phase. */
+            totalS?: number | null;
         };
         /** BadReportData */
         BadReportData: {
@@ -3343,6 +3345,8 @@ export interface components {
             sourceStaleAfterS: number;
             /** @description A running backtest whose worker has not heartbeaten (every 0.25 s) for this long is marked failed by the leading replica. */
             backtestStaleAfterS: number;
+            /** @description Dask scheduler address (e.g. `tcp://10.0.0.5:8786`) the sweeps' trials run on; its workers need gordon-manager installed. Unset: a local pool of worker processes (CPUs − 1, 1–4). */
+            sweepDaskAddress: string | null;
             /** @description A bot run whose bot has not heartbeaten (every 5 s) for this long is marked abandoned. */
             runAbandonAfterS: number;
             /** @description Bars a deploy compares before swapping. */
@@ -3685,6 +3689,35 @@ export interface components {
              * @example 0.00000001
              */
             cashStep?: number | string;
+        };
+        /**
+         * ExitReasonStats
+         * @description The round trips of a backtest closed for one reason.
+         */
+        ExitReasonStats: {
+            /**
+             * @description exit (signal), stop_loss, take_profit, ...
+             * @example exit
+             */
+            reason: string;
+            /** @example 12 */
+            trades: number;
+            /**
+             * @description Share with net PnL > 0.
+             * @example 0.5
+             */
+            winRate: number;
+            /**
+             * Format: decimal
+             * @description Sum of their net PnL (exact).
+             * @example 12.5
+             */
+            netPnl: string;
+            /**
+             * @description Mean trade return (net PnL / entry notional).
+             * @example 0.004
+             */
+            expectancy: number;
         };
         /** FillData */
         FillData: {
@@ -4077,6 +4110,30 @@ export interface components {
             before: ("paper" | "shadow" | "live") | null;
             /** @description Null: unset or not recorded. */
             after: ("paper" | "shadow" | "live") | null;
+        };
+        /**
+         * MonthStats
+         * @description One calendar month (UTC) of a backtest.
+         */
+        MonthStats: {
+            /** @example 2024-01 */
+            month: string;
+            /**
+             * @description Equity at the month's last bar / at the previous month's last bar (the initial equity for the first) - 1: the months compound to totalReturn.
+             * @example 0.021
+             */
+            return: number;
+            /**
+             * @description Round trips that exit in the month.
+             * @example 7
+             */
+            trades: number;
+            /**
+             * Format: decimal
+             * @description Their net PnL (exact).
+             * @example 3.5
+             */
+            netPnl: string;
         };
         /**
          * NameChange
@@ -4965,10 +5022,42 @@ export interface components {
             initialEquity?: string | null;
             /** @description Bars closed holding a position / bars. */
             exposure?: number | null;
-            /** @description Sweep trials: annualised return over the bars' span. */
+            /** @description Annualised return: (1 + totalReturn) ^ (1 / years) - 1 over the bars' span (null when it overflows). */
             cagr?: number | null;
-            /** @description Sweep trials: cagr / max drawdown (null without drawdown). */
+            /** @description cagr / max drawdown (null without drawdown). */
             calmar?: number | null;
+            /** @description Holding the asset over the same bars: last close / first close - 1. */
+            buyHoldReturn?: number | null;
+            /** @description Annualised: std of per-bar returns x sqrt(bars per year). */
+            volatility?: number | null;
+            /** @description Annualised mean per-bar return / downside deviation (target 0); null without a losing bar. */
+            sortino?: number | null;
+            /** @description Mean of the drawdown episodes' depths. */
+            avgDrawdown?: number | null;
+            /** @description Longest drawdown episode, peak to recovery (or to the last bar), seconds. */
+            maxDrawdownDurationS?: number | null;
+            /** @description Mean drawdown episode duration, seconds. */
+            avgDrawdownDurationS?: number | null;
+            /** @description Drawdown episodes. */
+            drawdownCount?: number | null;
+            /** @description Best round trip: net PnL / entry notional. */
+            bestTrade?: number | null;
+            /** @description Worst round trip: net PnL / entry notional. */
+            worstTrade?: number | null;
+            /** @description Geometric mean of the trade returns. */
+            avgTrade?: number | null;
+            /** @description Winning net PnL / |losing net PnL| (null without a loss). */
+            profitFactor?: number | null;
+            /** @description Arithmetic mean of the trade returns. */
+            expectancy?: number | null;
+            /** @description System Quality Number: sqrt(n) x mean(net PnL) / std(net PnL). */
+            sqn?: number | null;
+            /** @description Sum of the round trips' net PnL (exact). */
+            netPnl?: string | null;
+            /** @description Round trips by exit reason. */
+            byExitReason?: components["schemas"]["ExitReasonStats"][] | null;
+            /** @description By calendar month (UTC), in time order. */
+            byMonth?: components["schemas"]["MonthStats"][] | null;
             bars?: number | null;
             fillCount?: number | null;
             decisionCount?: number | null;
@@ -5376,6 +5465,15 @@ export interface components {
              * @default 0
              */
             minTrades?: number;
+            /**
+             * @description Also run a walk-forward analysis over the range (after the trials over the whole range).
+             * @example {
+             *       "folds": 4,
+             *       "mode": "rolling",
+             *       "testFraction": 0.25
+             *     }
+             */
+            walkForward?: components["schemas"]["WalkForward"] | null;
         };
         /**
          * SweepDetail
@@ -5405,8 +5503,10 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /** @description The walk-forward settings (null: a plain sweep). */
+            walkForward: components["schemas"]["WalkForward"] | null;
             bestTrial: number | null;
             bestValue: number | null;
             cancelRequested: boolean;
@@ -5422,6 +5522,10 @@ export interface components {
             trials: components["schemas"]["SweepTrial"][];
             /** @description Over two swept params (null with fewer than two). */
             heatmap: components["schemas"]["SweepHeatmap"] | null;
+            /** @description Walk-forward folds, in time order (empty for a plain sweep). */
+            folds: components["schemas"]["WalkForwardFold"][];
+            /** @description Walk-forward: in-sample vs out-of-sample (null for a plain sweep). */
+            degradation: components["schemas"]["WalkForwardSummary"] | null;
         };
         /**
          * SweepHeatmap
@@ -5472,8 +5576,10 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /** @description The walk-forward settings (null: a plain sweep). */
+            walkForward: components["schemas"]["WalkForward"] | null;
             bestTrial: number | null;
             bestValue: number | null;
             cancelRequested: boolean;
@@ -5548,6 +5654,98 @@ export interface components {
             recorded: {
                 [key: string]: components["schemas"]["JsonValue"];
             };
+        };
+        /**
+         * WalkForward
+         * @description Walk-forward analysis of a sweep: its range split into ``folds`` train/test windows; in each fold the
+         *     trials run on the train bars, and the best of them is evaluated on the test bars that follow.
+         *
+         *     Sizes: ``testFraction`` (default 0.2) is the share of the range's bars the test windows hold together
+         *     (each ``floor(bars × testFraction / folds)``; the first train window takes the rest), or ``trainBars``
+         *     and ``testBars`` give them in bars (the folds end at the range's last bar; earlier bars are unused).
+         *     ``rolling``: train windows of a fixed length sliding by one test window per fold; ``anchored``: train
+         *     windows all starting at the first bar, growing by one test window per fold.
+         */
+        WalkForward: {
+            /**
+             * @description Number of train/test folds.
+             * @example 5
+             */
+            folds: number;
+            /**
+             * @description rolling or anchored train windows.
+             * @default rolling
+             * @enum {string}
+             */
+            mode?: "rolling" | "anchored";
+            /**
+             * @description Share of the range's bars tested out-of-sample, over all folds (default 0.2 unless trainBars/testBars are given).
+             * @example 0.2
+             */
+            testFraction?: number | null;
+            /** @description Bars of the (first) train window. */
+            trainBars?: number | null;
+            /** @description Bars of each test window (with trainBars). */
+            testBars?: number | null;
+        };
+        /**
+         * WalkForwardFold
+         * @description One fold of a walk-forward sweep: its windows, the in-sample best trial and its out-of-sample result.
+         *
+         *     Windows are half-open ``[from, to)`` (``to`` is the open time of the next bar, or the range's end):
+         *     POST /backtests with a window's from/to replays exactly its bars.
+         */
+        WalkForwardFold: {
+            /** @description 0-based, in time order. */
+            fold: number;
+            /** Format: date-time */
+            trainFrom: string;
+            /** Format: date-time */
+            trainTo: string;
+            /** Format: date-time */
+            testFrom: string;
+            /** Format: date-time */
+            testTo: string;
+            trainBars: number;
+            testBars: number;
+            done: boolean;
+            /** @description Trials that met the constraints in-sample. */
+            feasibleTrials: number | null;
+            /** @description The trial picked in-sample (null: none feasible). */
+            bestTrial: number | null;
+            params: {
+                [key: string]: unknown;
+            } | null;
+            /** @description The objective over the train window. */
+            inSampleValue: number | null;
+            inSampleStats: components["schemas"]["RunStats"] | null;
+            /** @description The objective over the test window. */
+            outOfSampleValue: number | null;
+            outOfSampleStats: components["schemas"]["RunStats"] | null;
+            /** @description outOfSampleValue / inSampleValue (null unless the in-sample value is > 0); below 1 the pick did worse out-of-sample (maxDrawdown: above 1). */
+            ratio: number | null;
+            /** @description The strategy's error on the test window, if it raised. */
+            error: string | null;
+        };
+        /**
+         * WalkForwardSummary
+         * @description In-sample vs out-of-sample over a walk-forward sweep's folds: the overfitting made visible.
+         */
+        WalkForwardSummary: {
+            folds: number;
+            foldsDone: number;
+            /** @description Folds with both an in-sample and an out-of-sample value. */
+            foldsCompared: number;
+            /** @description Mean in-sample objective over the compared folds. */
+            inSampleMean: number | null;
+            /** @description Mean out-of-sample objective over them. */
+            outOfSampleMean: number | null;
+            /** @description Mean of the folds' outOfSample / inSample ratios. */
+            ratioMean: number | null;
+            /** @description outOfSampleMean / inSampleMean (null unless inSampleMean > 0). */
+            ratioOfMeans: number | null;
+            /** @description The test windows' total returns compounded. */
+            outOfSampleReturn: number | null;
         };
         /**
          * WorkerCheck

@@ -303,6 +303,11 @@ export interface components {
             writeEquityS?: number | null;
             /** @default null */
             writeRoundtripsS?: number | null;
+            /**
+             * @description From the claim (startedAt) to the results written, every phase.
+             * @default null
+             */
+            totalS?: number | null;
         };
         /** BadReportData */
         BadReportData: {
@@ -1892,6 +1897,34 @@ export interface components {
              */
             cashStep: string;
         };
+        /**
+         * ExitReasonStats
+         * @description The round trips of a backtest closed for one reason.
+         */
+        ExitReasonStats: {
+            /**
+             * @description exit (signal), stop_loss, take_profit, ...
+             * @example exit
+             */
+            reason: string;
+            /** @example 12 */
+            trades: number;
+            /**
+             * @description Share with net PnL > 0.
+             * @example 0.5
+             */
+            winRate: number;
+            /**
+             * @description Sum of their net PnL (exact).
+             * @example 12.5
+             */
+            netPnl: string;
+            /**
+             * @description Mean trade return (net PnL / entry notional).
+             * @example 0.004
+             */
+            expectancy: number;
+        };
         /** FillData */
         FillData: {
             /**
@@ -2004,6 +2037,29 @@ export interface components {
              * @default null
              */
             waitS: number | null;
+        };
+        /**
+         * MonthStats
+         * @description One calendar month (UTC) of a backtest.
+         */
+        MonthStats: {
+            /** @example 2024-01 */
+            month: string;
+            /**
+             * @description Equity at the month's last bar / at the previous month's last bar (the initial equity for the first) - 1: the months compound to totalReturn.
+             * @example 0.021
+             */
+            return: number;
+            /**
+             * @description Round trips that exit in the month.
+             * @example 7
+             */
+            trades: number;
+            /**
+             * @description Their net PnL (exact).
+             * @example 3.5
+             */
+            netPnl: string;
         };
         /**
          * NoData
@@ -2461,15 +2517,95 @@ export interface components {
              */
             exposure?: number | null;
             /**
-             * @description Sweep trials: annualised return over the bars' span.
+             * @description Annualised return: (1 + totalReturn) ^ (1 / years) - 1 over the bars' span (null when it overflows).
              * @default null
              */
             cagr?: number | null;
             /**
-             * @description Sweep trials: cagr / max drawdown (null without drawdown).
+             * @description cagr / max drawdown (null without drawdown).
              * @default null
              */
             calmar?: number | null;
+            /**
+             * @description Holding the asset over the same bars: last close / first close - 1.
+             * @default null
+             */
+            buyHoldReturn?: number | null;
+            /**
+             * @description Annualised: std of per-bar returns x sqrt(bars per year).
+             * @default null
+             */
+            volatility?: number | null;
+            /**
+             * @description Annualised mean per-bar return / downside deviation (target 0); null without a losing bar.
+             * @default null
+             */
+            sortino?: number | null;
+            /**
+             * @description Mean of the drawdown episodes' depths.
+             * @default null
+             */
+            avgDrawdown?: number | null;
+            /**
+             * @description Longest drawdown episode, peak to recovery (or to the last bar), seconds.
+             * @default null
+             */
+            maxDrawdownDurationS?: number | null;
+            /**
+             * @description Mean drawdown episode duration, seconds.
+             * @default null
+             */
+            avgDrawdownDurationS?: number | null;
+            /**
+             * @description Drawdown episodes.
+             * @default null
+             */
+            drawdownCount?: number | null;
+            /**
+             * @description Best round trip: net PnL / entry notional.
+             * @default null
+             */
+            bestTrade?: number | null;
+            /**
+             * @description Worst round trip: net PnL / entry notional.
+             * @default null
+             */
+            worstTrade?: number | null;
+            /**
+             * @description Geometric mean of the trade returns.
+             * @default null
+             */
+            avgTrade?: number | null;
+            /**
+             * @description Winning net PnL / |losing net PnL| (null without a loss).
+             * @default null
+             */
+            profitFactor?: number | null;
+            /**
+             * @description Arithmetic mean of the trade returns.
+             * @default null
+             */
+            expectancy?: number | null;
+            /**
+             * @description System Quality Number: sqrt(n) x mean(net PnL) / std(net PnL).
+             * @default null
+             */
+            sqn?: number | null;
+            /**
+             * @description Sum of the round trips' net PnL (exact).
+             * @default null
+             */
+            netPnl?: string | null;
+            /**
+             * @description Round trips by exit reason.
+             * @default null
+             */
+            byExitReason?: components["schemas"]["ExitReasonStats"][] | null;
+            /**
+             * @description By calendar month (UTC), in time order.
+             * @default null
+             */
+            byMonth?: components["schemas"]["MonthStats"][] | null;
             /** @default null */
             bars?: number | null;
             /** @default null */
@@ -2648,8 +2784,13 @@ export interface components {
             execution: components["schemas"]["ExecutionSettings"];
             trialsTotal: number;
             trialsDone: number;
-            /** @description trialsDone / trialsTotal. */
+            /** @description trialsDone / trialsTotal (walk-forward: the trial runs of the folds counted too, trialsTotal × (folds + 1) in all). */
             progress: number;
+            /**
+             * @description The walk-forward settings (null: a plain sweep).
+             * @default null
+             */
+            walkForward: components["schemas"]["WalkForward"] | null;
             /** @default null */
             bestTrial: number | null;
             /** @default null */
@@ -2702,6 +2843,46 @@ export interface components {
             recorded: {
                 [key: string]: components["schemas"]["JsonValue"];
             };
+        };
+        /**
+         * WalkForward
+         * @description Walk-forward analysis of a sweep: its range split into ``folds`` train/test windows; in each fold the
+         *     trials run on the train bars, and the best of them is evaluated on the test bars that follow.
+         *
+         *     Sizes: ``testFraction`` (default 0.2) is the share of the range's bars the test windows hold together
+         *     (each ``floor(bars × testFraction / folds)``; the first train window takes the rest), or ``trainBars``
+         *     and ``testBars`` give them in bars (the folds end at the range's last bar; earlier bars are unused).
+         *     ``rolling``: train windows of a fixed length sliding by one test window per fold; ``anchored``: train
+         *     windows all starting at the first bar, growing by one test window per fold.
+         */
+        WalkForward: {
+            /**
+             * @description Number of train/test folds.
+             * @example 5
+             */
+            folds: number;
+            /**
+             * @description rolling or anchored train windows.
+             * @default rolling
+             * @enum {string}
+             */
+            mode: "rolling" | "anchored";
+            /**
+             * @description Share of the range's bars tested out-of-sample, over all folds (default 0.2 unless trainBars/testBars are given).
+             * @default null
+             * @example 0.2
+             */
+            testFraction: number | null;
+            /**
+             * @description Bars of the (first) train window.
+             * @default null
+             */
+            trainBars: number | null;
+            /**
+             * @description Bars of each test window (with trainBars).
+             * @default null
+             */
+            testBars: number | null;
         };
         /**
          * JsonValue

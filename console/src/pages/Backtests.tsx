@@ -69,6 +69,14 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   );
 }
 
+function fmtDuration(seconds: number | null | undefined): string {
+  if (seconds == null) {
+    return "—";
+  }
+  const hours = seconds / 3600;
+  return hours >= 48 ? `${(hours / 24).toFixed(1)} d` : `${hours.toFixed(1)} h`;
+}
+
 function Stats({ run }: { run: RunDetail }) {
   const s = run.stats;
   if (!s) {
@@ -79,6 +87,11 @@ function Stats({ run }: { run: RunDetail }) {
     ["win rate", fmtPct(s.winRate)], ["trades", String(s.tradeCount ?? "—")], ["fees", fmtMoney(s.totalFees)],
     ["initial equity", fmtMoney(s.initialEquity)], ["final equity", fmtMoney(s.finalEquity)], ["exposure", fmtPct(s.exposure)],
     ["bars", String(s.bars ?? "—")],
+    ["annualised return", fmtPct(s.cagr)], ["buy & hold", fmtPct(s.buyHoldReturn)], ["volatility", fmtPct(s.volatility)],
+    ["Sortino", fmtNum(s.sortino)], ["Calmar", fmtNum(s.calmar)], ["avg drawdown", fmtPct(s.avgDrawdown)],
+    ["max drawdown duration", fmtDuration(s.maxDrawdownDurationS)], ["best trade", fmtPct(s.bestTrade)],
+    ["worst trade", fmtPct(s.worstTrade)], ["profit factor", fmtNum(s.profitFactor)], ["expectancy", fmtPct(s.expectancy)],
+    ["SQN", fmtNum(s.sqn)], ["run time", s.timings?.totalS == null ? "—" : `${s.timings.totalS.toFixed(2)} s`],
   ];
   return (
     <div className="stats" data-testid="run-stats">

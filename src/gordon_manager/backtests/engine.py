@@ -156,6 +156,8 @@ def run_backtest(
         round_trips=trips,
         position_bars=int(lengths[np.asarray(seg_qty) > 0.0].sum()),
         total_fees=model.fees_paid,
+        ts=ts,
+        close=c,
     )
     checkpoint(1.0)
     return BacktestResult(

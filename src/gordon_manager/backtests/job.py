@@ -3,16 +3,25 @@
 The same coroutine runs in a pool worker process (API) and in the CLI process (``gordon-manager
 backtest``). It opens its own connection as the service role and:
 
-1. claims the run (queued -> running; a run someone else claimed or cancelled is skipped);
+1. claims the run (queued -> running, ``started_at``; a run someone else claimed or cancelled is
+   skipped);
 2. loads its bars through ``v_klines_reader``;
-3. runs ``run_backtest`` on a thread, while a heartbeat on the event loop writes the run's
-   progress (only when it moved by 5% or more) and reads ``cancel_requested`` back every 0.25 s;
-   the engine's ``should_cancel`` reads that flag, so a cancel stops it at its next checkpoint;
-4. writes equity points, round trips and stats and marks the run done, in one transaction, so a
-   run is never 'done' without its results;
+3. runs ``run_backtest`` on a thread;
+4. writes equity points (by chunks), round trips and stats and marks the run done
+   (``finished_at`` = the wall clock then, not the write transaction's start), in one transaction,
+   so a run is never 'done' without its results;
 
 and marks the run cancelled or failed (with the error) otherwise: a run never stays 'running'
-because its strategy raised.
+because its strategy raised. From the claim to the end, a heartbeat on the event loop, on a
+connection of its own (the run's connection is busy loading and writing), records liveness every
+0.25 s, writes the run's progress when it moved by 5% or more and reads ``cancel_requested`` back;
+the engine's ``should_cancel`` reads that flag, so a cancel stops it at its next checkpoint.
+
+Progress covers every phase and never goes back: loading is ``PHASES["load"]`` of it, the engine
+``PHASES["engine"]``, the write ``PHASES["write"]`` (advancing with each chunk of equity points);
+``done`` sets 1. The shares are rough: the README's 1M-bar figures (load ~1 s, engine ~0.7 s, write
+~5 s) with the write expected to get faster; whatever they are, the value written (and shown by the
+CLI) only grows.
 """
 
 from __future__ import annotations
@@ -37,14 +46,16 @@ from gordon_manager.db.connect import connect
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.marketdata import repo as klines
 
-__all__ = ["HEARTBEAT_S", "PROGRESS_STEP", "RunJob", "RunOutcome", "execute_run"]
+__all__ = ["HEARTBEAT_S", "PHASES", "PROGRESS_STEP", "RunJob", "RunOutcome", "execute_run"]
 
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 0.25  # cancel latency bound (plus one engine checkpoint)
 PROGRESS_STEP = 0.05  # progress is written when it moved by this much: ~20 row updates per run
-ENGINE_SHARE = 0.9  # progress 0..0.9 is the engine; loading and writing take the rest
-# The equity rollup trigger aggregates every new point in one statement; with the default 4 MB it
+PHASES = {"load": (0.0, 0.15), "engine": (0.15, 0.40), "write": (0.40, 1.0)}
+"""The share of the run's progress each phase covers, as (from, to)."""
+ROUNDTRIPS_AT = 0.95  # of the write phase: the equity points before, round trips and stats after
+# The equity rollup trigger aggregates each statement's new points (100k a chunk); with the default 4 MB it
 # spills a 1M-point run to disk. Raised for the write transaction only.
 WRITE_WORK_MEM = "256MB"
 MAX_ERROR = 2000
@@ -80,17 +91,23 @@ class RunOutcome:
 
 
 class _Progress:
-    """Engine progress, written from the engine thread and drained by the heartbeat."""
+    """The run's progress over every phase (0..1, never decreasing): set from the engine thread and the
+    event loop, drained by the heartbeat. ``on_phase(phase, progress)`` sees every value set."""
 
     def __init__(self, on_phase: Phase | None) -> None:
         self.value = 0.0
         self.written = 0.0
         self.on_phase = on_phase
 
-    def engine(self, fraction: float) -> None:
-        self.value = ENGINE_SHARE * fraction
+    def at(self, phase: str, fraction: float) -> None:
+        """``fraction`` (0..1) of ``phase`` done."""
+        low, high = PHASES[phase]
+        self.value = max(self.value, low + (high - low) * min(1.0, max(0.0, fraction)))
         if self.on_phase is not None:
-            self.on_phase("engine", fraction)
+            self.on_phase(phase, self.value)
+
+    def engine(self, fraction: float) -> None:
+        self.at("engine", fraction)
 
     def take(self) -> float | None:
         """The progress to write now, or None when it moved less than a step."""
@@ -101,84 +118,119 @@ class _Progress:
         return None
 
 
-@contextlib.asynccontextmanager
-async def _heartbeat(conn: asyncpg.Connection, run_id: int, progress: _Progress,
-                     stop: threading.Event) -> AsyncIterator[None]:
-    """Beat every HEARTBEAT_S while the body runs; set ``stop`` when the run must stop."""
-    finished = asyncio.Event()
+class _Heartbeat:
+    """Beats every HEARTBEAT_S on its own connection while the run lives; sets ``stop`` when the run must stop.
 
-    async def beat() -> None:
-        while not finished.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), HEARTBEAT_S)
-            if finished.is_set():
+    ``now()`` beats at once (between phases); ``close()`` ends the beats, the last one finished, so no
+    progress is written after the run's end. A failed beat is logged, never fatal."""
+
+    def __init__(self, conn: asyncpg.Connection, run_id: int, progress: _Progress, stop: threading.Event) -> None:
+        self.conn, self.run_id, self.progress, self.stop = conn, run_id, progress, stop
+        self._lock = asyncio.Lock()  # one query at a time on the connection
+        self._finished = asyncio.Event()
+        self._task: asyncio.Future[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._beat())
+
+    async def now(self) -> None:
+        async with self._lock:
+            if self._finished.is_set():
                 return
             try:
-                if await repo.heartbeat(conn, run_id=run_id, progress=progress.take()):
-                    stop.set()
+                if await repo.heartbeat(self.conn, run_id=self.run_id, progress=self.progress.take()):
+                    self.stop.set()
             except (asyncpg.PostgresError, OSError) as exc:  # a missed beat is not worth failing the run
-                logger.warning("backtest heartbeat failed", extra={"run_id": run_id, "error": str(exc)})
+                logger.warning("backtest heartbeat failed", extra={"run_id": self.run_id, "error": str(exc)})
 
-    task = asyncio.ensure_future(beat())
+    async def _beat(self) -> None:
+        while not self._finished.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), HEARTBEAT_S)
+            await self.now()
+
+    async def close(self) -> None:
+        async with self._lock:  # waits for a beat in flight: never cancel a query mid-flight
+            self._finished.set()
+        if self._task is not None:
+            await self._task
+
+
+@contextlib.asynccontextmanager
+async def _heartbeat(database_url: str, timeout: float, run_id: int, progress: _Progress,
+                     stop: threading.Event) -> AsyncIterator[_Heartbeat]:
+    """A running heartbeat for the body; closed (and its connection) when it ends."""
+    conn = await connect(database_url, timeout=timeout)
+    beat = _Heartbeat(conn, run_id, progress, stop)
+    beat.start()
     try:
-        yield
+        yield beat
     finally:
-        finished.set()
-        await task  # the beat finishes its query: never cancel a query mid-flight on this connection
+        try:
+            await beat.close()
+        finally:
+            await conn.close()
 
 
 async def execute_run(job: RunJob, *, on_phase: Phase | None = None) -> RunOutcome:
-    """Execute one queued run (see the module docstring); never raises for a failing run."""
+    """Execute one queued run (see the module docstring); never raises for a failing run.
+
+    ``on_phase(phase, progress)``: the phase (load, engine, write, done) and the run's progress over all
+    phases (0..1, never decreasing); engine calls come from the engine thread."""
     conn = await connect(job.database_url, timeout=job.connect_timeout)
     try:
-        return await _execute(conn, job.run_id, job.owner, on_phase)
+        return await _execute(conn, job, on_phase)
     finally:
         await conn.close()
 
 
-async def _execute(conn: asyncpg.Connection, run_id: int, owner: str, on_phase: Phase | None) -> RunOutcome:
-    run = await repo.claim_run(conn, run_id=run_id, owner=owner)
+async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None) -> RunOutcome:
+    run_id = job.run_id
+    run = await repo.claim_run(conn, run_id=run_id, owner=job.owner)
     if run is None:
         return RunOutcome(run_id, "skipped")
+    claimed = time.perf_counter()
     stop = threading.Event()
     if run["cancel_requested"]:
         stop.set()
     timings: dict[str, float] = {}
     progress = _Progress(on_phase)
     try:
-        if on_phase is not None:
-            on_phase("load", 0.0)
-        started = time.perf_counter()
-        bars = await klines.load_bars(conn, symbol=run["symbol"], interval=run["interval"],
-                                      start=run["range_start"], end=run["range_end"])
-        timings["load_bars_s"] = time.perf_counter() - started
-        if len(bars) == 0:
-            raise LookupError(f"no klines for {run['symbol']} {run['interval']} between "
-                              f"{run['range_start'].isoformat()} and {run['range_end'].isoformat()}")
-        config = ExecutionConfig(**run["config"])
-        # A cancel that came while the bars loaded stops the run before the engine starts.
-        if await repo.heartbeat(conn, run_id=run_id, progress=None):
-            stop.set()
-        async with _heartbeat(conn, run_id, progress, stop):
+        progress.at("load", 0.0)
+        async with _heartbeat(job.database_url, job.connect_timeout, run_id, progress, stop) as beat:
+            started = time.perf_counter()
+            bars = await klines.load_bars(conn, symbol=run["symbol"], interval=run["interval"],
+                                          start=run["range_start"], end=run["range_end"])
+            timings["load_bars_s"] = time.perf_counter() - started
+            if len(bars) == 0:
+                raise LookupError(f"no klines for {run['symbol']} {run['interval']} between "
+                                  f"{run['range_start'].isoformat()} and {run['range_end'].isoformat()}")
+            config = ExecutionConfig(**run["config"])
+            progress.at("load", 1.0)
+            await beat.now()  # a cancel that came while the bars loaded stops the run before the engine starts
             started = time.perf_counter()
             # On a thread: the event loop stays free for the heartbeat (and its cancel check).
             result = await asyncio.to_thread(run_backtest, bars, run["strategy"], run["params"], config,
                                              progress=progress.engine, should_cancel=stop.is_set)
             timings["engine_s"] = time.perf_counter() - started
-        timings["engine_bars_per_s"] = len(bars) / max(timings["engine_s"], 1e-9)
-        if on_phase is not None:
-            on_phase("write", 0.0)
-        async with conn.transaction():
-            await conn.execute(f"SET LOCAL work_mem = '{WRITE_WORK_MEM}'")
-            started = time.perf_counter()
-            await writer.write_equity(conn, run_id=run_id, result=result, close=bars.close)
-            timings["write_equity_s"] = time.perf_counter() - started
-            started = time.perf_counter()
-            await writer.write_roundtrips(conn, run_id=run_id, symbol=run["symbol"], trips=result.round_trips)
-            timings["write_roundtrips_s"] = time.perf_counter() - started
-            stats = writer.stats_json(result, timings=timings)
-            if not await repo.finish_run(conn, run_id=run_id, status="done", stats=stats):
-                raise _Abandoned(run_id)
+            timings["engine_bars_per_s"] = len(bars) / max(timings["engine_s"], 1e-9)
+            progress.at("write", 0.0)
+            points = len(result.ts)
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL work_mem = '{WRITE_WORK_MEM}'")
+                started = time.perf_counter()
+                await writer.write_equity(conn, run_id=run_id, result=result, close=bars.close,
+                                          on_rows=lambda rows: progress.at("write", ROUNDTRIPS_AT * rows / points))
+                timings["write_equity_s"] = time.perf_counter() - started
+                started = time.perf_counter()
+                await writer.write_roundtrips(conn, run_id=run_id, symbol=run["symbol"], trips=result.round_trips)
+                timings["write_roundtrips_s"] = time.perf_counter() - started
+                progress.at("write", 1.0)
+                await beat.close()  # no beat after this: the run's end sets its last progress
+                timings["total_s"] = time.perf_counter() - claimed
+                stats = writer.stats_json(result, timings=timings)
+                if not await repo.finish_run(conn, run_id=run_id, status="done", stats=stats):
+                    raise _Abandoned(run_id)
         if on_phase is not None:
             on_phase("done", 1.0)
         logger.info("backtest done", extra={"run_id": run_id, "bars": len(bars), **timings})

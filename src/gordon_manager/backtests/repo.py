@@ -34,19 +34,22 @@ UPDATE trading.runs
 RETURNING id, strategy, params, symbol, interval, range_start, range_end, config, cancel_requested
 """
 
-# The worker's heartbeat: liveness, progress when it moved, and the cancel flag back. A run that is
-# no longer 'running' (failed by a stopping manager) must stop as if cancelled.
+# The worker's heartbeat: liveness, progress when it moved (never back), and the cancel flag back. A
+# run that is no longer 'running' (failed by a stopping manager, or ended) is left alone and must stop
+# as if cancelled (no row: stop).
 HEARTBEAT = """
 UPDATE trading.runs
-   SET heartbeat_at = now(), progress = coalesce($2, progress), updated_at = now()
- WHERE id = $1
-RETURNING cancel_requested OR status <> 'running' AS stop
+   SET heartbeat_at = now(), progress = greatest(progress, coalesce($2, progress)), updated_at = now()
+ WHERE id = $1 AND status = 'running'
+RETURNING cancel_requested AS stop
 """
 
+# finished_at is the wall clock (clock_timestamp), not now(): the run ends inside its write transaction,
+# whose now() is when the write began.
 FINISH_RUN = """
 UPDATE trading.runs
    SET status = $2, progress = CASE WHEN $2 = 'done' THEN 1 ELSE progress END, stats = $3, error = $4,
-       finished_at = now(), heartbeat_at = now(), updated_at = now()
+       finished_at = clock_timestamp(), heartbeat_at = clock_timestamp(), updated_at = clock_timestamp()
  WHERE id = $1 AND status = 'running'
 RETURNING id
 """

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from gordon_manager.backtests.engine import run_backtest
-from gordon_manager.backtests.stats import periods_per_year
 from gordon_manager.backtests.writer import stats_json
 from gordon_manager.execution import Bars, ExecutionConfig
 from gordon_manager.strategies import InvalidParams, StrategySpec, get_strategy
@@ -104,17 +103,9 @@ def random_trials(spec: StrategySpec, space: Mapping[str, Mapping[str, Any]], *,
 
 
 def trial_stats(bars: Bars, strategy: str, params: Mapping[str, Any], config: ExecutionConfig) -> dict[str, Any]:
-    """The statistics of one trial: the run's stats plus ``cagr`` (annualised return over the bars' span)
-    and ``calmar`` (cagr / max drawdown; None without drawdown)."""
-    result = run_backtest(bars, strategy, params, config)
-    stats = stats_json(result)
-    years = len(bars) / periods_per_year(bars.interval_ms) if len(bars) else 0.0
-    growth = 1.0 + stats["total_return"]
-    cagr = growth ** (1.0 / years) - 1.0 if years > 0 and growth > 0 else -1.0
-    stats["cagr"] = cagr if math.isfinite(cagr) else None
-    mdd = stats["max_drawdown"]
-    stats["calmar"] = stats["cagr"] / mdd if mdd > 0 and stats["cagr"] is not None else None
-    return stats
+    """The statistics of one trial: the run's stats (``writer.stats_json``, ``cagr`` and ``calmar``
+    included, so a trial re-run as a full run has the very same figures)."""
+    return stats_json(run_backtest(bars, strategy, params, config))
 
 
 def objective_value(stats: Mapping[str, Any] | None, objective: str) -> float | None:

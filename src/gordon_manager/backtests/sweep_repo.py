@@ -7,17 +7,18 @@ from typing import Any
 
 import asyncpg
 
-__all__ = ["claim_sweep", "finish_sweep", "get_sweep", "get_trial", "insert_sweep", "list_sweeps", "progress",
-           "queued_sweeps", "record_trials", "recover_stale", "request_cancel", "trials"]
+__all__ = ["all_trials", "claim_sweep", "finish_fold", "finish_sweep", "fold_progress", "folds", "get_sweep",
+           "get_trial", "insert_folds", "insert_sweep", "list_sweeps", "progress", "queued_sweeps", "record_trials",
+           "recover_stale", "request_cancel", "trials"]
 
 _COLUMNS = """id, status, strategy, symbol, interval, range_start, range_end, config, method, space, seed, objective,
        min_trades, trials_total, trials_done, best_trial, best_value, cancel_requested, error, runner, claimed_by,
-       created_by, created_at, started_at, finished_at"""
+       created_by, created_at, started_at, finished_at, walk_forward, fold_trials_done"""
 
 INSERT_SWEEP = f"""
 INSERT INTO trading.backtest_sweeps (strategy, symbol, interval, range_start, range_end, config, method, space, seed,
-                                     objective, min_trades, trials_total, created_by, runner)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                                     objective, min_trades, trials_total, created_by, runner, walk_forward)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 RETURNING {_COLUMNS}
 """
 
@@ -106,16 +107,47 @@ SELECT n, params, stats, value, feasible, error,
 GET_TRIAL = "SELECT n, params, stats, value, feasible, error FROM trading.backtest_sweep_trials " \
             "WHERE sweep_id = $1 AND n = $2"
 
+# -- walk-forward (migration 0025) -----------------------------------------------------------------
+ALL_TRIALS = "SELECT n, params FROM trading.backtest_sweep_trials WHERE sweep_id = $1 ORDER BY n"
+
+INSERT_FOLDS = """
+INSERT INTO trading.backtest_sweep_folds (sweep_id, fold, train_first, train_bars, test_first, test_bars, train_from,
+                                          train_to, test_from, test_to)
+SELECT $1, f.* FROM unnest($2::int[], $3::int[], $4::int[], $5::int[], $6::int[], $7::timestamptz[],
+                           $8::timestamptz[], $9::timestamptz[], $10::timestamptz[]) AS f
+ON CONFLICT (sweep_id, fold) DO NOTHING
+"""
+
+FINISH_FOLD = """
+UPDATE trading.backtest_sweep_folds
+   SET feasible_trials = $3, best_trial = $4, params = $5, is_value = $6, is_stats = $7, oos_value = $8,
+       oos_stats = $9, error = $10, done = true
+ WHERE sweep_id = $1 AND fold = $2
+"""
+
+# The folds' progress: also the sweep's heartbeat and its cancel check while the folds run.
+FOLD_PROGRESS = """
+UPDATE trading.backtest_sweeps SET fold_trials_done = $2, heartbeat_at = now(), updated_at = now()
+ WHERE id = $1
+RETURNING cancel_requested OR status <> 'running' AS stop
+"""
+
+FOLDS = """
+SELECT fold, train_first, train_bars, test_first, test_bars, train_from, train_to, test_from, test_to,
+       feasible_trials, best_trial, params, is_value, is_stats, oos_value, oos_stats, error, done
+  FROM trading.backtest_sweep_folds WHERE sweep_id = $1 ORDER BY fold
+"""
+
 HEATMAP_TRIALS = "SELECT params, value, feasible FROM trading.backtest_sweep_trials WHERE sweep_id = $1"
 
 
 async def insert_sweep(conn: asyncpg.Connection, *, strategy: str, symbol: str, interval: str, range_start: datetime,
                        range_end: datetime, config: dict[str, Any], method: str, space: dict[str, Any],
                        seed: int | None, objective: str, min_trades: int, trials: list[dict[str, Any]],
-                       created_by: str, runner: str) -> asyncpg.Record:
+                       created_by: str, runner: str, walk_forward: dict[str, Any] | None = None) -> asyncpg.Record:
     """A queued sweep and its pending trials (call inside a transaction)."""
     row = await conn.fetchrow(INSERT_SWEEP, strategy, symbol, interval, range_start, range_end, config, method,
-                              space, seed, objective, min_trades, len(trials), created_by, runner)
+                              space, seed, objective, min_trades, len(trials), created_by, runner, walk_forward)
     await conn.execute(INSERT_TRIALS, row["id"], trials)
     return row
 
@@ -186,3 +218,35 @@ async def get_trial(conn: asyncpg.Connection, *, sweep_id: int, n: int) -> async
 async def heatmap_trials(conn: asyncpg.Connection, *, sweep_id: int) -> list[asyncpg.Record]:
     """Every trial's params, value and feasibility."""
     return await conn.fetch(HEATMAP_TRIALS, sweep_id)
+
+
+async def all_trials(conn: asyncpg.Connection, *, sweep_id: int) -> list[tuple[int, dict[str, Any]]]:
+    """Every trial's (n, params), by n."""
+    return [(r["n"], r["params"]) for r in await conn.fetch(ALL_TRIALS, sweep_id)]
+
+
+async def insert_folds(conn: asyncpg.Connection, *, sweep_id: int, folds: list[dict[str, Any]]) -> None:
+    """A walk-forward sweep's folds (windows only; existing ones are kept)."""
+    names = ("fold", "train_first", "train_bars", "test_first", "test_bars", "train_from", "train_to", "test_from",
+             "test_to")
+    await conn.execute(INSERT_FOLDS, sweep_id, *([f[name] for f in folds] for name in names))
+
+
+async def finish_fold(conn: asyncpg.Connection, *, sweep_id: int, fold: int, feasible_trials: int,
+                      best_trial: int | None, params: dict[str, Any] | None, is_value: float | None,
+                      is_stats: dict[str, Any] | None, oos_value: float | None, oos_stats: dict[str, Any] | None,
+                      error: str | None) -> None:
+    """Store a fold's in-sample pick and its out-of-sample result (values higher-is-better, like trials')."""
+    await conn.execute(FINISH_FOLD, sweep_id, fold, feasible_trials, best_trial, params, is_value, is_stats,
+                       oos_value, oos_stats, error)
+
+
+async def fold_progress(conn: asyncpg.Connection, *, sweep_id: int, done: int) -> bool:
+    """Record the trial runs done over the folds (heartbeat); True when the sweep must stop."""
+    stop = await conn.fetchval(FOLD_PROGRESS, sweep_id, done)
+    return stop is None or bool(stop)
+
+
+async def folds(conn: asyncpg.Connection, *, sweep_id: int) -> list[asyncpg.Record]:
+    """A walk-forward sweep's folds, in time order."""
+    return await conn.fetch(FOLDS, sweep_id)

@@ -9,6 +9,7 @@ trips are few and carry exact Decimals: ``copy_records_to_table``.
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,9 +20,10 @@ import numpy as np
 from gordon_manager.backtests.engine import BacktestResult
 from gordon_manager.execution import Fill, RoundTrip, Side
 from gordon_manager.execution.money import CTX
+from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
@@ -58,12 +60,26 @@ def equity_columns(run_id: int, result: BacktestResult, close: np.ndarray) -> li
             ("f8", cash), ("f8", qty), ("f8", close)]
 
 
-async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray) -> int:
-    """One equity point per bar close (binary COPY); returns the count."""
-    stream = pgbinary.encode(equity_columns(run_id, result, close))
-    await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
-                             columns=EQUITY_COLUMNS, format="binary")
-    return len(result.ts)
+EQUITY_CHUNK_ROWS = 100_000
+"""Equity points per COPY: a long write reports its progress between chunks (the rollup trigger merges
+buckets that span two chunks: ``ON CONFLICT DO UPDATE``)."""
+
+
+async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
+                       on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
+    """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
+    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each); returns the count."""
+    columns = equity_columns(run_id, result, close)
+    n = len(result.ts)
+    chunk_rows = chunk_rows or EQUITY_CHUNK_ROWS
+    for start in range(0, n, chunk_rows):
+        stop = min(n, start + chunk_rows)
+        stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
+        await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
+                                 columns=EQUITY_COLUMNS, format="binary")
+        if on_rows is not None:
+            on_rows(stop)
+    return n
 
 
 def _at(ts_ms: int) -> datetime:
@@ -81,7 +97,8 @@ async def write_roundtrips(conn: asyncpg.Connection, *, run_id: int, symbol: str
 
 
 def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
-    """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings)."""
+    """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings; durations in
+    seconds; formulas in ``backtests.stats``)."""
     s = result.stats
     out: dict[str, Any] = {
         "total_return": s.total_return, "max_drawdown": s.max_drawdown, "sharpe": s.sharpe,
@@ -89,6 +106,15 @@ def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = Non
         "final_equity": s.final_equity, "initial_equity": s.initial_equity, "exposure": s.exposure,
         "bars": s.bars, "fill_count": len(result.fills), "decision_count": len(result.decisions),
         "rejection_count": len(result.rejections),
+        "cagr": s.cagr, "buy_hold_return": s.buy_hold_return, "volatility": s.volatility, "sortino": s.sortino,
+        "calmar": s.calmar, "avg_drawdown": s.avg_drawdown, "max_drawdown_duration_s": s.max_drawdown_duration_s,
+        "avg_drawdown_duration_s": s.avg_drawdown_duration_s, "drawdown_count": s.drawdown_count,
+        "best_trade": s.best_trade, "worst_trade": s.worst_trade, "avg_trade": s.avg_trade,
+        "profit_factor": s.profit_factor, "expectancy": s.expectancy, "sqn": s.sqn, "net_pnl": plain_decimal(s.net_pnl),
+        "by_exit_reason": [{"reason": g.reason, "trades": g.trades, "win_rate": g.win_rate,
+                            "net_pnl": plain_decimal(g.net_pnl), "expectancy": g.expectancy} for g in s.by_exit_reason],
+        "by_month": [{"month": m.month, "return": m.return_, "trades": m.trades, "net_pnl": plain_decimal(m.net_pnl)}
+                     for m in s.by_month],
     }
     if timings is not None:
         out["timings"] = {k: round(v, 4) for k, v in timings.items()}

@@ -8,8 +8,6 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 
 from gordon_manager.bff import data, exchange, overlays, performance, portfolio
-from gordon_manager.bff.instrument import bff_read
-from gordon_manager.bff.readpool import reading
 from gordon_manager.bff.schemas import (
     BackfillJobPage,
     DataInventory,
@@ -22,6 +20,8 @@ from gordon_manager.bff.schemas import (
     PortfolioRead,
     SourceHealthRead,
 )
+from gordon_manager.db.readpool import reading
+from gordon_manager.http.instrument import bff_read
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
 from gordon_manager.runs.router import From, To

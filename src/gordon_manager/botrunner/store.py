@@ -86,10 +86,21 @@ HEARTBEAT_RUN = """
 UPDATE trading.runs SET heartbeat_at = now(), range_end = coalesce($2, range_end) WHERE id = $1 AND status = 'running'
 RETURNING id
 """
-HEARTBEAT_STATUS = "UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = $2 WHERE bot_id = $1"
+# The bot owns last_heartbeat_at; metrics_port is the reconciler's (it chose the port when it started the
+# bot): a bot started by other means fills it in when none is recorded, and never overwrites it.
+HEARTBEAT_STATUS = """
+UPDATE trading.bot_status SET last_heartbeat_at = now(), metrics_port = coalesce(metrics_port, $2) WHERE bot_id = $1
+"""
 
 INSERT_EVENT = """
 INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALUES ($1, $2, $3, $4, $5, $6)
+"""
+
+# A live bot writes one equity point per bar: an INSERT is one round trip, a COPY two; catch-up and
+# replay batches (up to BATCH_BARS) go through COPY.
+COPY_FROM = 16
+INSERT_EQUITY = """
+INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price) VALUES ($1, $2, $3, $4, $5, $6)
 """
 
 INSERT_DECISION = """
@@ -185,9 +196,11 @@ async def write_batch(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sym
                 equity.append((run_id, ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
             else:
                 happened.append(item)
-    if equity:
+    if len(equity) > COPY_FROM:
         await conn.copy_records_to_table("equity_points", schema_name="trading", records=equity,
                                          columns=["run_id", "ts", "equity", "cash", "position_qty", "price"])
+    elif equity:  # a live bar or a few: one round trip (a COPY takes two)
+        await conn.executemany(INSERT_EQUITY, equity)
     await write_events(conn, bot_id=bot_id, run_id=run_id, symbol=symbol, items=happened, coid_of=coid_of)
 
 

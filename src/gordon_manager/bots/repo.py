@@ -88,7 +88,7 @@ UPDATE trading.bot_status
    SET quarantined = false, quarantine_reason = NULL, quarantined_at = NULL, failure_times = '{}',
        backoff_s = 0, next_retry_at = NULL, last_error = NULL, last_error_at = NULL,
        observed_state = CASE WHEN observed_state = 'quarantined' THEN 'stopped' ELSE observed_state END,
-       updated_at = now()
+       generation = generation + 1, updated_at = now()
  WHERE bot_id = $1
 RETURNING *
 """
@@ -108,7 +108,9 @@ SELECT id, bot_id, actor, action, version, before, after, diff, request_id, at
  LIMIT $3
 """
 
-BOT_EXISTS = "SELECT 1 FROM trading.bot_configs WHERE id = $1"
+# A bot is *known* once created (its soft-deleted history stays readable); it *exists* until deleted.
+BOT_KNOWN = "SELECT 1 FROM trading.bot_configs WHERE id = $1"
+BOT_EXISTS = "SELECT 1 FROM trading.bot_configs WHERE id = $1 AND deleted_at IS NULL"
 
 CLAIM_IDEMPOTENCY_KEY = """
 INSERT INTO trading.idempotency_keys (scope, key, request_hash) VALUES ($1, $2, $3)
@@ -188,7 +190,13 @@ async def list_audit(conn: asyncpg.Connection, *, bot_id: int, before_id: int | 
     return await conn.fetch(LIST_AUDIT, bot_id, before_id, limit)
 
 
+async def bot_known(conn: asyncpg.Connection, *, bot_id: int) -> bool:
+    """The bot config was created (soft-deleted ones too: their history stays readable)."""
+    return await conn.fetchval(BOT_KNOWN, bot_id) is not None
+
+
 async def bot_exists(conn: asyncpg.Connection, *, bot_id: int) -> bool:
+    """The bot config exists and is not deleted."""
     return await conn.fetchval(BOT_EXISTS, bot_id) is not None
 
 

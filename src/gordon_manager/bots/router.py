@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import WithJsonSchema
 
-from gordon_manager.bots import repo, service
+from gordon_manager.bots import service
 from gordon_manager.bots.schemas import (
     AuditPage,
     BotCreate,
@@ -22,7 +22,7 @@ from gordon_manager.bots.schemas import (
     Mode,
     ObservedState,
 )
-from gordon_manager.errors import BadCursor, ClientError, NotFound, PreconditionRequired
+from gordon_manager.errors import ClientError, PreconditionRequired
 from gordon_manager.http import media
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.openapi import Responses
@@ -77,13 +77,9 @@ async def list_bots(request: Request, page: Pagination,
                     observed_state: Annotated[ObservedState | None, Query(alias="observedState")] = None,
                     mode: Mode | None = None) -> BotPage:
     """Bots ordered by id, filtered by desired/observed state or mode; keyset-paginated."""
-    position = page.position("bots")
-    after_id = position.get("id") if position else None
-    if after_id is not None and not isinstance(after_id, int):
-        raise BadCursor("The cursor is not valid.")
-    async with request.app.state.ctx.pool.acquire() as conn:
-        rows = await repo.list_bots(conn, after_id=after_id, desired_state=desired_state,
-                                    observed_state=observed_state, mode=mode, limit=page.limit)
+    rows = await service.list_bots(request.app.state.ctx.pool, after_id=page.int_key("bots"),
+                                   desired_state=desired_state, observed_state=observed_state, mode=mode,
+                                   limit=page.limit)
     return BotPage(items=[service.bot_read(r) for r in rows],
                    next_cursor=page.next_cursor("bots", rows, lambda r: {"id": r["id"]}))
 
@@ -274,13 +270,7 @@ async def clear_quarantine(request: Request, bot_id: BotId, actor: Operator) -> 
             responses={404: _PROBLEMS[404], **_BAD_CURSOR})
 async def audit(request: Request, bot_id: BotId, page: Pagination) -> AuditPage:
     """Who changed what and when, newest first; keyset-paginated."""
-    position = page.position(f"audit:{bot_id}")
-    before_id = position.get("id") if position else None
-    if before_id is not None and not isinstance(before_id, int):
-        raise BadCursor("The cursor is not valid.")
-    async with request.app.state.ctx.pool.acquire() as conn:
-        if not await repo.bot_exists(conn, bot_id=bot_id):
-            raise NotFound(f"bot {bot_id} does not exist")
-        rows = await repo.list_audit(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
+    rows = await service.audit_page(request.app.state.ctx.pool, bot_id=bot_id,
+                                    before_id=page.int_key(f"audit:{bot_id}"), limit=page.limit)
     return AuditPage(items=[service.audit_read(r) for r in rows],
                      next_cursor=page.next_cursor(f"audit:{bot_id}", rows, lambda r: {"id": r["id"]}))

@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer, create_model
 from pydantic.alias_generators import to_pascal
 
-from gordon_manager.backtests.schemas import ExecutionSettings
-from gordon_manager.execution.schemas import ExecutionRead
+from gordon_manager.execution.schemas import ExecutionRead, ExecutionSettings
 from gordon_manager.http.models import CamelModel, JsonObject, SparseModel, storable_object
 
 DesiredState = Literal["running", "paused", "stopped"]

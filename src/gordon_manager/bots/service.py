@@ -190,6 +190,33 @@ async def _check_shadow_target(conn: asyncpg.Connection, body: BotCreate, shadow
                             extra={"errors": [{"field": "shadowOf", "message": "no such bot"}]})
 
 
+async def require_known_bot(conn: asyncpg.Connection, *, bot_id: int) -> None:
+    """NotFound unless the bot was ever created (a deleted bot's history stays readable)."""
+    if not await repo.bot_known(conn, bot_id=bot_id):
+        raise NotFound(f"bot {bot_id} does not exist")
+
+
+async def require_live_bot(conn: asyncpg.Connection, *, bot_id: int) -> None:
+    """NotFound unless the bot exists and is not deleted."""
+    if not await repo.bot_exists(conn, bot_id=bot_id):
+        raise NotFound(f"bot {bot_id} does not exist")
+
+
+async def list_bots(pool: asyncpg.Pool, *, after_id: int | None, desired_state: str | None,
+                    observed_state: str | None, mode: str | None, limit: int) -> list[asyncpg.Record]:
+    """A page of bots ordered by id, after ``after_id``."""
+    async with pool.acquire() as conn:
+        return await repo.list_bots(conn, after_id=after_id, desired_state=desired_state,
+                                    observed_state=observed_state, mode=mode, limit=limit)
+
+
+async def audit_page(pool: asyncpg.Pool, *, bot_id: int, before_id: int | None, limit: int) -> list[asyncpg.Record]:
+    """A page of the bot's audit log, newest first (NotFound for a bot never created)."""
+    async with pool.acquire() as conn:
+        await require_known_bot(conn, bot_id=bot_id)
+        return await repo.list_audit(conn, bot_id=bot_id, before_id=before_id, limit=limit)
+
+
 async def get_bot_or_raise(conn: asyncpg.Connection, *, bot_id: int) -> asyncpg.Record:
     """The bot row, or NotFound."""
     row = await repo.get_bot(conn, bot_id=bot_id)

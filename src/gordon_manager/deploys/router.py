@@ -6,8 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from gordon_manager.bots import repo as bots_repo
-from gordon_manager.deploys import repo, service, services
+from gordon_manager.deploys import service, services
 from gordon_manager.deploys.schemas import (
     SERVICE_PATTERN,
     DeployPage,
@@ -22,7 +21,6 @@ from gordon_manager.deploys.schemas import (
     ServiceDeployRead,
     ShadowPromote,
 )
-from gordon_manager.errors import BadCursor, NotFound
 from gordon_manager.http.auth import Operator
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
@@ -42,12 +40,6 @@ def _wake(loop: Any) -> None:
         loop.wake()
 
 
-def _before_id(page: Pagination, scope: str) -> int | None:
-    position = page.position(scope)
-    before_id = position.get("id") if position else None
-    if before_id is not None and not isinstance(before_id, int):
-        raise BadCursor("The cursor is not valid.")
-    return before_id
 
 
 @router.post("/bots/{bot_id}/deploy/promote", status_code=202, response_model=DeployRead,
@@ -86,11 +78,8 @@ async def deploy_status(request: Request, bot_id: BotId) -> DeployStatus:
             responses={**_404, 400: {"description": "Invalid cursor"}})
 async def list_deploys(request: Request, bot_id: BotId, page: Pagination) -> DeployPage:
     """The bot's deploys, newest first; keyset-paginated."""
-    before_id = _before_id(page, f"deploys:{bot_id}")
-    async with request.app.state.ctx.pool.acquire() as conn:
-        if not await bots_repo.bot_exists(conn, bot_id=bot_id):
-            raise NotFound(f"bot {bot_id} does not exist")
-        rows = await repo.list_deploys(conn, bot_id=bot_id, before_id=before_id, limit=page.limit)
+    rows = await service.deploys_page(request.app.state.ctx.pool, bot_id=bot_id,
+                                      before_id=page.int_key(f"deploys:{bot_id}"), limit=page.limit)
     return DeployPage(items=[service.deploy_read(r) for r in rows],
                       next_cursor=page.next_cursor(f"deploys:{bot_id}", rows, lambda r: {"id": r["id"]}))
 
@@ -102,12 +91,8 @@ async def list_divergences(request: Request, bot_id: BotId, deploy_id: Annotated
     """Every action bar on which the candidate acted differently (both sides' actions and positions),
     oldest first; keyset-paginated."""
     scope = f"divergences:{deploy_id}"
-    after_id = _before_id(page, scope)
-    async with request.app.state.ctx.pool.acquire() as conn:
-        deploy = await repo.get_deploy(conn, deploy_id=deploy_id)
-        if deploy is None or deploy["bot_id"] != bot_id:
-            raise NotFound(f"bot {bot_id} has no deploy {deploy_id}")
-        rows = await repo.divergences_page(conn, deploy_id=deploy_id, after_id=after_id, limit=page.limit)
+    rows = await service.divergences_page(request.app.state.ctx.pool, bot_id=bot_id, deploy_id=deploy_id,
+                                          after_id=page.int_key(scope), limit=page.limit)
     return DivergencePage(items=[DivergenceRead(**dict(r)) for r in rows],
                           next_cursor=page.next_cursor(scope, rows, lambda r: {"id": r["id"]}))
 
@@ -174,8 +159,7 @@ async def list_service_deploys(request: Request, page: Pagination,
                                = None) -> ServiceDeployPage:
     """Service deploys newest first (optionally of one service); keyset-paginated."""
     scope = f"service-deploys:{service_name or '*'}"
-    before_id = _before_id(page, scope)
-    async with request.app.state.ctx.pool.acquire() as conn:
-        rows = await repo.list_service_deploys(conn, before_id=before_id, service=service_name, limit=page.limit)
+    rows = await services.service_deploys_page(request.app.state.ctx.pool, before_id=page.int_key(scope),
+                                               service=service_name, limit=page.limit)
     return ServiceDeployPage(items=[services.service_deploy_read(r) for r in rows],
                              next_cursor=page.next_cursor(scope, rows, lambda r: {"id": r["id"]}))

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from gordon_manager.bots import repo as bots_repo
+from gordon_manager.bots import service as bots_service
 from gordon_manager.bots.schemas import BotSpec
 from gordon_manager.bots.service import validate_spec
 from gordon_manager.deploys import compare, repo
@@ -168,8 +169,7 @@ async def abort_deploy(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_i
     """Operator abort of the bot's deploy in progress (409 when there is none)."""
     async with pool.acquire() as conn:
         async with conn.transaction():
-            if not await bots_repo.bot_exists(conn, bot_id=bot_id):
-                raise NotFound(f"bot {bot_id} does not exist")
+            await bots_service.require_known_bot(conn, bot_id=bot_id)
             deploy = await repo.active_for_bot(conn, bot_id=bot_id, for_update=True)
             if deploy is None:
                 raise Conflict(f"bot {bot_id} has no deploy in progress", extra={"currentState": "idle"})
@@ -181,8 +181,7 @@ async def abort_deploy(pool: asyncpg.Pool, *, bot_id: int, actor: str, request_i
 
 async def deploy_status(conn: asyncpg.Connection, *, bot_id: int) -> DeployStatus:
     """The bot's deploy in progress, else its latest one, with the latest divergences."""
-    if not await bots_repo.bot_exists(conn, bot_id=bot_id):
-        raise NotFound(f"bot {bot_id} does not exist")
+    await bots_service.require_known_bot(conn, bot_id=bot_id)
     deploy = await repo.active_for_bot(conn, bot_id=bot_id) or await repo.latest_for_bot(conn, bot_id=bot_id)
     if deploy is None:
         raise NotFound(f"bot {bot_id} has never been deployed")
@@ -312,3 +311,20 @@ async def force_promote(pool: asyncpg.Pool, *, bot_id: int, deploy_id: int, forc
                       "toVersion": after["version"]})
     logger.warning("inconclusive deploy force-promoted", extra={"deploy_id": deploy_id, "actor": actor})
     return deploy_read(done)
+
+
+async def deploys_page(pool: asyncpg.Pool, *, bot_id: int, before_id: int | None, limit: int) -> list[Any]:
+    """A page of the bot's deploys, newest first (NotFound for a bot never created)."""
+    async with pool.acquire() as conn:
+        await bots_service.require_known_bot(conn, bot_id=bot_id)
+        return await repo.list_deploys(conn, bot_id=bot_id, before_id=before_id, limit=limit)
+
+
+async def divergences_page(pool: asyncpg.Pool, *, bot_id: int, deploy_id: int, after_id: int | None,
+                           limit: int) -> list[Any]:
+    """A page of one of the bot's deploys' divergences, oldest first (NotFound when it is not the bot's)."""
+    async with pool.acquire() as conn:
+        deploy = await repo.get_deploy(conn, deploy_id=deploy_id)
+        if deploy is None or deploy["bot_id"] != bot_id:
+            raise NotFound(f"bot {bot_id} has no deploy {deploy_id}")
+        return await repo.divergences_page(conn, deploy_id=deploy_id, after_id=after_id, limit=limit)

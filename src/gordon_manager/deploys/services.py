@@ -244,3 +244,10 @@ class ServiceDeployRunner(LoopService):
             if states.get(deploy_id) in (None, "aborted", "failed", "done"):
                 logger.warning("removing leftover service container", extra={"deploy_id": deploy_id})
                 await self.containers.remove(container_id, timeout_s=1)
+
+
+async def service_deploys_page(pool: asyncpg.Pool, *, before_id: int | None, service: str | None,
+                               limit: int) -> list[Any]:
+    """A page of service deploys, newest first (optionally of one service)."""
+    async with pool.acquire() as conn:
+        return await repo.list_service_deploys(conn, before_id=before_id, service=service, limit=limit)

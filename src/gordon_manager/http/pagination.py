@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 
+from gordon_manager.errors import BadCursor
 from gordon_manager.http.cursor import CursorCodec
 
 DEFAULT_LIMIT = 100
@@ -28,6 +29,15 @@ class PageQuery:
     def position(self, scope: str) -> dict[str, Any] | None:
         """The cursor's position for list ``scope`` (None on the first page); BadCursor if tampered."""
         return self.codec.decode(scope, self.cursor) if self.cursor else None
+
+    def int_key(self, scope: str, key: str = "id") -> int | None:
+        """The integer sort key ``key`` of the cursor's position (None on the first page); BadCursor if
+        the (signed, so ours) position has no such integer, e.g. a cursor of another version."""
+        position = self.position(scope)
+        value = position.get(key) if position else None
+        if position is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise BadCursor("The cursor is not valid.")
+        return value
 
     def next_cursor(self, scope: str, rows: list[Any], key) -> str | None:
         """Cursor after the last of ``rows`` when the page is full (``key(row)`` → position dict)."""

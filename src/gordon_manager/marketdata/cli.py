@@ -73,11 +73,43 @@ def _summary(results) -> None:
     from rich.table import Table
 
     table = Table(title="klines imported")
-    for column in ("source", "symbol", "interval", "rows", "new rows"):
-        table.add_column(column, justify="right" if column in ("rows", "new rows") else "left")
+    counts = ("rows", "new rows", "duplicates", "gaps", "missing bars")
+    for column in ("source", "symbol", "interval", *counts):
+        table.add_column(column, justify="right" if column in counts else "left")
     for r in results:
-        table.add_row(r.source, r.symbol, r.interval, f"{r.rows:,}", f"{r.inserted:,}")
-    Console().print(table)
+        s = r.spacing
+        table.add_row(r.source, r.symbol, r.interval, f"{r.rows:,}", f"{r.inserted:,}", f"{s.duplicates:,}",
+                      f"{s.gap_count:,}", f"{s.missing_bars:,}")
+    console = Console()
+    console.print(table)
+    for line in spacing_notes(results):
+        console.print(line, highlight=False, soft_wrap=True)
+
+
+def _plural(n: int, word: str) -> str:
+    return word if n == 1 else word + "s"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {_plural(n, word)}"
+
+
+def spacing_notes(results) -> list[str]:
+    """Where the duplicates and gaps of each file are (the first few), one line per kind."""
+    notes = []
+    for r in results:
+        s = r.spacing
+        if s.duplicates:
+            more = ", …" if s.duplicates > len(s.duplicate_lines) else ""
+            notes.append(f"{r.source}: {_count(s.duplicates, 'duplicate open time')} at "
+                         f"{_plural(len(s.duplicate_lines), 'line')} {', '.join(map(str, s.duplicate_lines))}{more} "
+                         f"(not imported: the first row of each time is kept; {s.conflicting:,} differ from it)")
+        if s.gap_count:
+            more = ", …" if s.gap_count > len(s.gaps) else ""
+            where = ", ".join(f"{missing:,} before line {line}" for line, missing in s.gaps)
+            notes.append(f"{r.source}: {_count(s.gap_count, 'gap')}, {_count(s.missing_bars, 'bar')} missing "
+                         f"({where}{more})")
+    return notes
 
 
 @app.command("import-klines")

@@ -7,6 +7,13 @@ microseconds, per value. A file is parsed and checked completely before anything
 written in one transaction: a malformed row imports nothing from its file and the error names the
 file and line. Rows already stored are skipped (``ON CONFLICT DO NOTHING``), so a re-import
 changes nothing.
+
+The bars of a file must be spaced by its interval (from the file name or given): open times are
+put on the interval's grid from the file's first bar (calendar months for ``1M``), and a file whose
+bars are off that grid, go back in time, or are never one interval apart (a 1h file named ``-1m-``)
+is refused with the first line where it differs. Duplicates (the same open time again: the first
+row is kept) and gaps (missing bars) are counted and located in the ``ImportResult``, never dropped
+silently.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from gordon_manager.marketdata import repo
 from gordon_manager.marketdata.pgbinary import PG_EPOCH_US
 from gordon_manager.marketdata.synth import generate_klines, interval_ms
 
-__all__ = ["ImportResult", "MalformedKlines", "import_file", "import_synthetic", "parse_klines",
-           "read_lines", "series_from_name", "synth_columns"]
+__all__ = ["ImportResult", "MalformedKlines", "Spacing", "check_spacing", "import_file", "import_synthetic",
+           "parse_klines", "read_lines", "series_from_name", "synth_columns"]
 
 SYMBOL = re.compile(r"^[A-Z0-9]{2,20}$")
 INTERVAL = re.compile(r"^[0-9]+[smhdwM]$")
@@ -36,6 +43,8 @@ FILE_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]{2,20})-(?P<interval>[0-9]+[smhdwM]
 N_COLUMNS = 12
 MICROS_ABOVE = 1e14  # a ms timestamp stays below this until the year 5138
 CHUNK_ROWS = 100_000  # rows per COPY (progress granularity; one transaction per file regardless)
+SHOWN = 5  # duplicates and gaps located in a summary
+_UNIT_US = {"s": 1_000_000, "m": 60_000_000, "h": 3_600_000_000, "d": 86_400_000_000, "w": 604_800_000_000}
 
 Progress = Callable[[int, int], None]
 
@@ -50,14 +59,30 @@ class MalformedKlines(Unprocessable):
 
 
 @dataclass(frozen=True)
+class Spacing:
+    """Duplicates and gaps of a file's bars (the positions are file line numbers, the first ``SHOWN``).
+
+    ``duplicate_lines``: lines repeating an earlier line's open time (not imported; ``conflicting`` of them
+    differ from the row kept). ``gaps``: runs of missing bars, as (the line after the gap, bars missing)."""
+
+    duplicates: int = 0
+    conflicting: int = 0
+    duplicate_lines: tuple[int, ...] = ()
+    missing_bars: int = 0
+    gap_count: int = 0
+    gaps: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class ImportResult:
-    """What one import did: rows in the input, rows that were new."""
+    """What one import did: rows in the input, rows that were new, the duplicates and gaps found."""
 
     source: str
     symbol: str
     interval: str
     rows: int
     inserted: int
+    spacing: Spacing = Spacing()
 
 
 def series_from_name(path: Path) -> tuple[str, str] | None:
@@ -152,13 +177,18 @@ def _to_pg_micros(values: np.ndarray) -> np.ndarray:
     return unix_us - PG_EPOCH_US
 
 
+def first_data_line(lines: list[str]) -> int:
+    """The file line number of the first kline: 2 after a header line, else 1."""
+    return 2 if lines and not _is_number(lines[0].split(",", 1)[0]) else 1
+
+
 def parse_klines(lines: list[str], *, source: str) -> dict[str, np.ndarray]:
     """Checked kline columns (``repo.STAGE_COLUMNS``, times in µs since 2000) from CSV lines."""
-    first_line = 1
-    if lines and not _is_number(lines[0].split(",", 1)[0]):
+    first_line = first_data_line(lines)
+    if first_line == 2:
         if lines[0].count(",") != N_COLUMNS - 1:
             raise MalformedKlines(source, f"the header must have {N_COLUMNS} columns", line=1)
-        lines, first_line = lines[1:], 2
+        lines = lines[1:]
     if not lines:
         raise MalformedKlines(source, "no klines in the file")
     t = _table(lines, source, first_line)
@@ -189,6 +219,91 @@ def parse_klines(lines: list[str], *, source: str) -> dict[str, np.ndarray]:
         "volume": t[:, 5], "quote_volume": t[:, 7], "trades": trades.astype(np.int64),
         "taker_buy_base_volume": t[:, 9], "taker_buy_quote_volume": t[:, 10],
     }
+
+
+def _duration(us: int) -> str:
+    """A spacing in µs as 1h, 1m30s, 250ms, 7d."""
+    if us == 0:
+        return "0s"
+    parts, rest = [], abs(us)
+    for unit, size in (("d", 86_400_000_000), ("h", 3_600_000_000), ("m", 60_000_000), ("s", 1_000_000),
+                       ("ms", 1_000), ("us", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return ("-" if us < 0 else "") + "".join(parts)
+
+
+def _time(pg_us: int) -> str:
+    us = int(pg_us) + PG_EPOCH_US
+    unit = "s" if us % 1_000_000 == 0 else "ms" if us % 1000 == 0 else "us"
+    return str(np.datetime64(us // {"s": 1_000_000, "ms": 1000, "us": 1}[unit], unit)) + "Z"
+
+
+def check_spacing(columns: dict[str, np.ndarray], interval: str, *, source: str,
+                  first_line: int = 1) -> tuple[dict[str, np.ndarray], Spacing]:
+    """The columns without duplicate open times (the first row of each is kept) and the file's spacing report;
+    MalformedKlines naming the first line whose bar is off the interval's grid (measured from the first bar),
+    goes back in time, or when no two bars are one interval apart (the file has another interval)."""
+    open_us = columns["open_time"]
+    n = len(open_us)
+    if int(interval[:-1]) <= 0:
+        raise Unprocessable(f"interval {interval!r} must be at least one unit long")
+    if interval.endswith("M"):  # calendar months: bars open at a month's first instant
+        months = (open_us + PG_EPOCH_US).astype("datetime64[us]").astype("datetime64[M]")
+        off = months.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US != open_us
+        units = months.astype(np.int64) // int(interval[:-1])
+        off |= months.astype(np.int64) % int(interval[:-1]) != months[:1].astype(np.int64) % int(interval[:-1])
+        step = None
+    else:
+        step = int(interval[:-1]) * _UNIT_US[interval[-1]]
+        rel = open_us - open_us[0]
+        off = rel % step != 0
+        units = rel // step
+    expected = f"the interval is {interval}"
+    if off.any():
+        i = int(np.argmax(off))
+        if i == 0:
+            raise MalformedKlines(source, f"open_time {_time(open_us[0])} is not at the start of a month where "
+                                          f"{expected}", line=first_line)
+        raise MalformedKlines(source, f"bars {_duration(int(open_us[i] - open_us[i - 1]))} apart where {expected} "
+                                      f"(open_time {_time(open_us[i])}, the line before {_time(open_us[i - 1])})",
+                              line=first_line + i)
+    du = np.diff(units)
+    back = np.flatnonzero(du < 0)
+    if back.size:
+        i = int(back[0]) + 1
+        raise MalformedKlines(source, f"open_time {_time(open_us[i])} is earlier than the previous line's "
+                                      f"({_time(open_us[i - 1])}): the bars must be in time order",
+                              line=first_line + i)
+    forward = du[du > 0]
+    if forward.size and forward.min() > 1:
+        i = int(np.argmax(du > 0)) + 1
+        spacing = _duration(int(open_us[i] - open_us[i - 1])) if step else f"{int(forward.min())} intervals"
+        raise MalformedKlines(source, f"no two bars are one interval apart (at least {spacing}) where {expected}: "
+                                      f"the file has another interval (first at open_time {_time(open_us[i])})",
+                              line=first_line + i)
+    dup = np.flatnonzero(du == 0) + 1
+    gap = np.flatnonzero(du > 1) + 1
+    report = Spacing()
+    if dup.size or gap.size:
+        conflicting = 0
+        if dup.size:
+            kept = np.maximum.accumulate(np.where(np.concatenate(([1], du)) != 0, np.arange(n), 0))
+            names = [name for name in columns if name != "open_time"]
+            differs = np.zeros(dup.size, dtype=bool)
+            for name in names:
+                values = columns[name]
+                differs |= values[dup] != values[kept[dup]]
+            conflicting = int(differs.sum())
+        report = Spacing(duplicates=int(dup.size), conflicting=conflicting,
+                         duplicate_lines=tuple(int(first_line + i) for i in dup[:SHOWN]),
+                         missing_bars=int((du[du > 1] - 1).sum()), gap_count=int(gap.size),
+                         gaps=tuple((int(first_line + i), int(du[i - 1] - 1)) for i in gap[:SHOWN]))
+    if dup.size:
+        keep = np.concatenate(([True], du != 0))
+        columns = {name: values[keep] for name, values in columns.items()}
+    return columns, report
 
 
 def synth_columns(bars: Bars, interval: str) -> dict[str, np.ndarray]:
@@ -229,10 +344,13 @@ async def import_file(conn: asyncpg.Connection, path: Path, *, symbol: str | Non
         raise MalformedKlines(path.name, "cannot tell its symbol and interval: name it like "
                                          "BTCUSDT-1m-2024-01.csv or pass --symbol and --interval")
     check_series(symbol, interval)
-    columns = parse_klines(read_lines(path), source=path.name)
+    lines = read_lines(path)
+    columns = parse_klines(lines, source=path.name)
+    rows = len(columns["open_time"])
+    columns, spacing = check_spacing(columns, interval, source=path.name, first_line=first_data_line(lines))
     inserted = await write_columns(conn, symbol=symbol, interval=interval, columns=columns, progress=progress)
-    return ImportResult(source=path.name, symbol=symbol, interval=interval, rows=len(columns["open_time"]),
-                        inserted=inserted)
+    return ImportResult(source=path.name, symbol=symbol, interval=interval, rows=rows, inserted=inserted,
+                        spacing=spacing)
 
 
 async def import_synthetic(conn: asyncpg.Connection, *, symbol: str, interval: str, n_bars: int, seed: int,

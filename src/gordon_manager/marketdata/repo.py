@@ -17,7 +17,7 @@ from gordon_manager.errors import ConfigurationError
 from gordon_manager.execution.bars import Bars
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["create_stage", "has_klines", "kline_span", "load_bars", "merge_klines"]
+__all__ = ["count_klines", "create_stage", "has_klines", "kline_span", "load_bars", "merge_klines"]
 
 # Bars for a backtest, oldest first: [start, end) on the open time. Binary COPY so the rows never
 # become Python objects (see pgbinary).
@@ -32,6 +32,11 @@ _LOAD_KINDS = ("i8", "f8", "f8", "f8", "f8", "f8")
 HAS_KLINES = """
 SELECT EXISTS (SELECT 1 FROM market_data.v_klines_reader
                 WHERE symbol = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4)
+"""
+
+COUNT_KLINES = """
+SELECT count(*) FROM market_data.v_klines_reader
+ WHERE symbol = $1 AND interval = $2 AND open_time >= $3 AND open_time < $4
 """
 
 KLINE_SPAN = """
@@ -79,6 +84,12 @@ async def has_klines(conn: asyncpg.Connection, *, symbol: str, interval: str, st
                      end: datetime) -> bool:
     """Whether at least one kline lies in ``[start, end)``."""
     return bool(await conn.fetchval(HAS_KLINES, symbol, interval, start, end))
+
+
+async def count_klines(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
+                       end: datetime) -> int:
+    """How many klines lie in ``[start, end)``."""
+    return int(await conn.fetchval(COUNT_KLINES, symbol, interval, start, end))
 
 
 async def kline_span(conn: asyncpg.Connection, *, symbol: str, interval: str) -> asyncpg.Record:

@@ -38,6 +38,9 @@ RECONCILE_DURATION = Histogram("gordon_manager_reconcile_duration_seconds", "Dur
                                buckets=_LATENCY)
 RECONCILE_ACTIONS = Counter("gordon_manager_reconcile_actions_total", "Runtime actions taken by the reconciler.",
                             ["action"])
+RECONCILE_REQUEUES = Counter("gordon_manager_reconcile_requeues_total",
+                             "Bots decided again because their status row moved on while the reconciler acted "
+                             "(a generation conflict), or their worker failed.")
 BOT_STATE = Gauge("gordon_manager_bot_state", "Bots by observed state.", ["state"])
 DOCKER_SOCKET_ERRORS = Counter("gordon_manager_docker_socket_errors_total",
                                "Errors talking to the Docker Engine API through docker-socket-proxy.", ["kind"])

@@ -6,18 +6,11 @@ from typing import Any
 
 import asyncpg
 
-BOT_EXISTS = "SELECT EXISTS (SELECT 1 FROM trading.bot_configs WHERE id = $1 AND deleted_at IS NULL)"
-
 INSERT_OPERATOR_AUDIT = """
 INSERT INTO trading.operator_audit (actor, action, target, outcome, status_code, detail, request_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id
 """
-
-
-async def bot_exists(conn: asyncpg.Connection, *, bot_id: int) -> bool:
-    """True when the bot config exists and is not deleted."""
-    return bool(await conn.fetchval(BOT_EXISTS, bot_id))
 
 
 async def insert_operator_audit(conn: asyncpg.Connection, *, actor: str, action: str, target: str | None,

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from gordon_manager.errors import NotFound
+from gordon_manager.bots import service as bots_service
 from gordon_manager.observability import metrics
-from gordon_manager.proxies import alertmanager, prometheus, repo, risk
+from gordon_manager.proxies import alertmanager, prometheus, risk
 from gordon_manager.proxies.schemas import FiringAlerts, MetricsSummary, RiskAnswer, RiskCommand
 from gordon_manager.proxies.upstream import peer_http, require_url
 
@@ -49,8 +49,7 @@ async def metrics_summary(request: Request, bot_id: BotId) -> MetricsSummary:
     started = time.perf_counter()
     base = require_url(ctx.settings.gordon_manager.gordon_prometheus_url, peer=prometheus.PEER, env=prometheus.ENV)
     async with ctx.pool.acquire() as conn:
-        if not await repo.bot_exists(conn, bot_id=bot_id):
-            raise NotFound(f"bot {bot_id} does not exist")
+        await bots_service.require_live_bot(conn, bot_id=bot_id)
     summary = await prometheus.metrics_summary(prometheus.PrometheusClient(peer_http(ctx), base), bot_id=bot_id)
     _count_read("metrics_summary", started)
     return summary

@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime
 
-from gordon_manager.bff.readpool import reading
 from gordon_manager.context import AppContext
+from gordon_manager.db.readpool import reading
 from gordon_manager.runs import repo
 
 MAX_BATCH = 64

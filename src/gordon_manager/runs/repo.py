@@ -14,8 +14,6 @@ RUN_COLUMNS = """id, kind, bot_id, status, strategy, params, symbol, interval, r
 
 GET_RUN = f"SELECT {RUN_COLUMNS}, config, stats FROM trading.runs WHERE id = $1"
 RUN_EXISTS = "SELECT 1 FROM trading.runs WHERE id = $1"
-BOT_EXISTS = "SELECT 1 FROM trading.bot_configs WHERE id = $1"
-
 # (fragment with one {} for the parameter number, value) — see ``compose``.
 RUN_FILTERS = {
     "bot_id": "bot_id = ${}",
@@ -60,11 +58,6 @@ async def get_run(conn: asyncpg.Connection, *, run_id: int) -> asyncpg.Record | 
 async def run_exists(conn: asyncpg.Connection, *, run_id: int) -> bool:
     """Whether the run exists."""
     return await conn.fetchval(RUN_EXISTS, run_id) is not None
-
-
-async def bot_exists(conn: asyncpg.Connection, *, bot_id: int) -> bool:
-    """Whether the bot config exists (soft-deleted bots too: their history stays readable)."""
-    return await conn.fetchval(BOT_EXISTS, bot_id) is not None
 
 
 # -- round trips -----------------------------------------------------------------------------------

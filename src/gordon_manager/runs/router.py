@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
-from gordon_manager.bff.instrument import bff_read
-from gordon_manager.bff.readpool import reading
+from gordon_manager.db.readpool import reading
 from gordon_manager.errors import BadCursor, ClientError
+from gordon_manager.http.instrument import bff_read
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import MAX_LIMIT, Pagination
 from gordon_manager.runs import equity, service

@@ -123,6 +123,28 @@ class BacktestTimings(SparseModel):
     engine_bars_per_s: float | None = None
     write_equity_s: float | None = None
     write_roundtrips_s: float | None = None
+    total_s: float | None = Field(None, description="From the claim (startedAt) to the results written, every phase.")
+
+
+class ExitReasonStats(SparseModel):
+    """The round trips of a backtest closed for one reason."""
+
+    reason: str = Field(examples=["exit"], description="exit (signal), stop_loss, take_profit, ...")
+    trades: int = Field(examples=[12])
+    win_rate: float = Field(examples=[0.5], description="Share with net PnL > 0.")
+    net_pnl: DecimalStr = Field(examples=["12.5"], description="Sum of their net PnL (exact).")
+    expectancy: float = Field(examples=[0.004], description="Mean trade return (net PnL / entry notional).")
+
+
+class MonthStats(SparseModel):
+    """One calendar month (UTC) of a backtest."""
+
+    month: str = Field(pattern=r"^[0-9]{4}-[0-9]{2}$", examples=["2024-01"])
+    return_: float = Field(alias="return", examples=[0.021],
+                           description="Equity at the month's last bar / at the previous month's last bar (the "
+                                       "initial equity for the first) - 1: the months compound to totalReturn.")
+    trades: int = Field(examples=[7], description="Round trips that exit in the month.")
+    net_pnl: DecimalStr = Field(examples=["3.5"], description="Their net PnL (exact).")
 
 
 class RunStats(SparseModel):
@@ -140,8 +162,28 @@ class RunStats(SparseModel):
     final_equity: FloatDecimalStr | None = None
     initial_equity: FloatDecimalStr | None = None
     exposure: float | None = Field(None, description="Bars closed holding a position / bars.")
-    cagr: float | None = Field(None, description="Sweep trials: annualised return over the bars' span.")
-    calmar: float | None = Field(None, description="Sweep trials: cagr / max drawdown (null without drawdown).")
+    cagr: float | None = Field(None, description="Annualised return: (1 + totalReturn) ^ (1 / years) - 1 over the "
+                                                 "bars' span (null when it overflows).")
+    calmar: float | None = Field(None, description="cagr / max drawdown (null without drawdown).")
+    buy_hold_return: float | None = Field(None, description="Holding the asset over the same bars: last close / "
+                                                            "first close - 1.")
+    volatility: float | None = Field(None, description="Annualised: std of per-bar returns x sqrt(bars per year).")
+    sortino: float | None = Field(None, description="Annualised mean per-bar return / downside deviation (target "
+                                                    "0); null without a losing bar.")
+    avg_drawdown: float | None = Field(None, description="Mean of the drawdown episodes' depths.")
+    max_drawdown_duration_s: float | None = Field(None, description="Longest drawdown episode, peak to recovery (or "
+                                                                    "to the last bar), seconds.")
+    avg_drawdown_duration_s: float | None = Field(None, description="Mean drawdown episode duration, seconds.")
+    drawdown_count: int | None = Field(None, description="Drawdown episodes.")
+    best_trade: float | None = Field(None, description="Best round trip: net PnL / entry notional.")
+    worst_trade: float | None = Field(None, description="Worst round trip: net PnL / entry notional.")
+    avg_trade: float | None = Field(None, description="Geometric mean of the trade returns.")
+    profit_factor: float | None = Field(None, description="Winning net PnL / |losing net PnL| (null without a loss).")
+    expectancy: float | None = Field(None, description="Arithmetic mean of the trade returns.")
+    sqn: float | None = Field(None, description="System Quality Number: sqrt(n) x mean(net PnL) / std(net PnL).")
+    net_pnl: DecimalStr | None = Field(None, description="Sum of the round trips' net PnL (exact).")
+    by_exit_reason: list[ExitReasonStats] | None = Field(None, description="Round trips by exit reason.")
+    by_month: list[MonthStats] | None = Field(None, description="By calendar month (UTC), in time order.")
     bars: int | None = None
     fill_count: int | None = None
     decision_count: int | None = None

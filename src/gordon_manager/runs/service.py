@@ -8,8 +8,9 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from gordon_manager.bff.readpool import reading
+from gordon_manager.bots import service as bots_service
 from gordon_manager.context import AppContext
+from gordon_manager.db.readpool import reading
 from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
 from gordon_manager.http.pagination import PageQuery
@@ -141,9 +142,8 @@ async def list_bot_runs(conn: asyncpg.Connection, *, bot_id: int, **kwargs: Any)
 
 
 async def require_bot(conn: asyncpg.Connection, *, bot_id: int) -> None:
-    """NotFound unless the bot config exists."""
-    if not await repo.bot_exists(conn, bot_id=bot_id):
-        raise NotFound(f"bot {bot_id} does not exist")
+    """NotFound unless the bot config was ever created (a deleted bot's history stays readable)."""
+    await bots_service.require_known_bot(conn, bot_id=bot_id)
 
 
 async def list_roundtrips(conn: asyncpg.Connection, *, page: PageQuery, run_id: int, side: str | None,
