@@ -23,9 +23,9 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.deploys.controller import DeployController
     from gordon_manager.deploys.services import ServiceContainers, ServiceDeployRunner
     from gordon_manager.events.service import EventsService
-    from gordon_manager.observability.drift import DriftChecker
     from gordon_manager.observability.file_sd import FileSdWriter
     from gordon_manager.observability.prober import StackProber
+    from gordon_manager.portfolio.drift import DriftChecker
     from gordon_manager.proxies.upstream import PeerHttp
     from gordon_manager.reconcile.leader import LeaderElector
     from gordon_manager.reconcile.reconciler import Reconciler
