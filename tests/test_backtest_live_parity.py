@@ -153,7 +153,7 @@ DETERMINISTIC = [
     "execution",
     "strategies",
     "backtests/engine.py",
-    "backtests/stats.py",
+    "stats.py",
     "botrunner/loop.py",
     "marketdata/synth.py",
 ]
