@@ -32,17 +32,17 @@ run: $(RUN_STAMP) console
 	exec $(VENV)/bin/gordon-manager serve
 
 ## make test: install if needed (Python deps and the Debian packages the real-peer tests use), run the suite with coverage gates
-test: $(STAMP) system-deps console
-	$(VENV)/bin/ruff check src tests bench ci
+test: $(STAMP) system-deps console lint
 	$(PY) -m pytest -q -p no:cacheprovider --cov=gordon_manager --cov-report=term --cov-report=json:coverage.json $(PYTEST_ARGS)
 	$(PY) ci/coverage_gate.py coverage.json
 
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
 
-## make lint: ruff over the code, tests, benchmarks and CI scripts (rules in pyproject.toml); `make test` runs it first
+## make lint: ruff over the code, tests, benchmarks and CI scripts, and the import layers (lint-imports); rules in pyproject.toml; `make test` runs it first
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench ci
+	$(VENV)/bin/lint-imports
 
 ## make asyncapi: regenerate asyncapi.yaml (src/gordon_manager/events/asyncapi.base.yaml + the payload models)
 asyncapi: $(STAMP)
