@@ -154,7 +154,7 @@ DETERMINISTIC = [
     "strategies",
     "backtests/engine.py",
     "stats.py",
-    "botrunner/loop.py",
+    "botrunner/bar_loop.py",
     "marketdata/synth.py",
 ]
 FORBIDDEN = re.compile(

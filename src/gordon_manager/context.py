@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.bff.exchange import _Closing
     from gordon_manager.db.readpool import ReadPool
     from gordon_manager.deploys.controller import DeployController
-    from gordon_manager.deploys.services import ServiceContainers, ServiceDeployRunner
+    from gordon_manager.deploys.service_deploys import ServiceContainers, ServiceDeployRunner
     from gordon_manager.events.service import EventsService
     from gordon_manager.observability.file_sd import FileSdWriter
     from gordon_manager.observability.prober import StackProber
