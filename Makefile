@@ -39,9 +39,10 @@ test: $(STAMP) system-deps console lint
 system-deps:
 	@if [ -x ci/install-system-deps.sh ] || [ -f ci/install-system-deps.sh ]; then bash ci/install-system-deps.sh; fi
 
-## make lint: ruff over the code, tests, benchmarks and CI scripts, then mypy (rules and config in pyproject.toml); `make test` runs it first
+## make lint: ruff over the code, tests, benchmarks and CI scripts, the import layers (lint-imports), then mypy; rules and config in pyproject.toml; `make test` runs it first
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench ci
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
 
 ## make typecheck: mypy over src/gordon_manager alone (pydantic plugin; strict on execution, reconcile, deploys, botrunner)

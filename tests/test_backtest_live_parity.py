@@ -153,8 +153,8 @@ DETERMINISTIC = [
     "execution",
     "strategies",
     "backtests/engine.py",
-    "backtests/stats.py",
-    "botrunner/loop.py",
+    "stats.py",
+    "botrunner/bar_loop.py",
     "marketdata/synth.py",
 ]
 FORBIDDEN = re.compile(

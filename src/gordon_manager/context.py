@@ -21,11 +21,11 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.bff.exchange import _Closing
     from gordon_manager.db.readpool import ReadPool
     from gordon_manager.deploys.controller import DeployController
-    from gordon_manager.deploys.services import ServiceDeployRunner
+    from gordon_manager.deploys.service_deploys import ServiceDeployRunner
     from gordon_manager.events.service import EventsService
-    from gordon_manager.observability.drift import DriftChecker
     from gordon_manager.observability.file_sd import FileSdWriter
     from gordon_manager.observability.prober import StackProber
+    from gordon_manager.portfolio.drift import DriftChecker
     from gordon_manager.proxies.upstream import PeerHttp
     from gordon_manager.reconcile.leader import LeaderElector
     from gordon_manager.reconcile.reconciler import Reconciler

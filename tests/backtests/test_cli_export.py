@@ -82,7 +82,7 @@ def test_an_unknown_export_format_is_refused(cli_env, kline_db, tmp_path):
 
 
 def test_durations_and_missing_figures_in_the_table():
-    from gordon_manager.backtests.cli import _duration, _num, _pct
+    from gordon_manager.cli.backtest import _duration, _num, _pct
 
     assert (_duration(None), _pct(None), _num(None)) == ("n/a", "n/a", "n/a")
     assert (_duration(59.6), _duration(3 * 86_400 + 3_725)) == ("00:01:00", "3d 01:02")

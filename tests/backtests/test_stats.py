@@ -9,7 +9,8 @@ from decimal import Decimal
 import numpy as np
 import pytest
 
-from gordon_manager.backtests.stats import (
+from gordon_manager.execution import OrderReason, RoundTrip
+from gordon_manager.stats import (
     annualized_return,
     buy_hold_return,
     by_exit_reason,
@@ -28,7 +29,6 @@ from gordon_manager.backtests.stats import (
     volatility,
     win_rate,
 )
-from gordon_manager.execution import OrderReason, RoundTrip
 
 D = Decimal
 

@@ -14,7 +14,8 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from gordon_manager.db.connect import connect, create_pool
-from gordon_manager.observability.drift import POSITIONS, DriftChecker
+from gordon_manager.portfolio.drift import DriftChecker
+from gordon_manager.portfolio.repo import POSITIONS
 from tests.conftest import TEST_OPERATOR_TOKEN, make_settings, wait_for
 from tests.reconcile.conftest import running_app
 

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 import pytest
 
 from gordon_manager.botrunner import contract
+from gordon_manager.botrunner.bar_loop import BarLoop
 from gordon_manager.botrunner.book import FillRow, OrderBook, fill_from_json, fill_json, ms_to_dt
-from gordon_manager.botrunner.loop import BarLoop
 from gordon_manager.execution import (
     Bar,
     Decision,

@@ -15,7 +15,7 @@ import httpx
 
 from gordon_manager.backtests.engine import run_backtest
 from gordon_manager.botrunner import credentials
-from gordon_manager.botrunner.loop import BarLoop
+from gordon_manager.botrunner.bar_loop import BarLoop
 from gordon_manager.db.connect import connect
 from gordon_manager.execution import ExecutionConfig
 from tests.botrunner.conftest import (

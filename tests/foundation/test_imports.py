@@ -3,6 +3,7 @@ module having been imported first, no import cycle that only a lucky order hides
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,8 @@ def modules() -> list[str]:
     names = []
     for path in sorted(PACKAGE.rglob("*.py")):
         parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        if parts[-1] == "__main__":  # an entry point runs its command when imported (``python -m``)
+            continue
         names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
     return names
 
@@ -30,3 +33,12 @@ def test_every_module_imports_on_its_own():
     with ThreadPoolExecutor(max_workers=2) as pool:
         failed = [(n, err) for n, code, err in pool.map(import_alone, names) if code != 0]
     assert failed == []
+
+
+def test_the_cli_is_the_top_layer():
+    """No domain module imports the command line (cli/ imports the domains, never the reverse)."""
+    importing = re.compile(r"^\s*(from gordon_manager\.cli\b|import gordon_manager\.cli\b|from gordon_manager import cli\b)",
+                           re.M)
+    offenders = [str(path.relative_to(PACKAGE)) for path in PACKAGE.rglob("*.py")
+                 if path.parent.name != "cli" and importing.search(path.read_text())]
+    assert offenders == []

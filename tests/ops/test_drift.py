@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gordon_manager.db.connect import create_pool
-from gordon_manager.observability import drift, metrics
-from gordon_manager.observability.drift import DriftChecker, compare, tolerance
+from gordon_manager.observability import metrics
+from gordon_manager.portfolio import drift
+from gordon_manager.portfolio.drift import DriftChecker, compare, tolerance
 
 
 def drift_total() -> float:

@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from gordon_manager.backtests.stats import BacktestStats, compute_stats
 from gordon_manager.execution import (
     Bars,
     Decision,
@@ -34,6 +33,7 @@ from gordon_manager.execution import (
     decide,
 )
 from gordon_manager.execution.money import ZERO
+from gordon_manager.stats import BacktestStats, compute_stats
 from gordon_manager.strategies import get_strategy
 
 __all__ = ["BacktestCancelled", "BacktestResult", "run_backtest"]

@@ -20,7 +20,7 @@ __all__ = ["EQUITY_QUERY", "FORMATS", "TRADES_QUERY", "export_run"]
 Format = Literal["csv", "parquet"]
 FORMATS: tuple[str, ...] = ("csv", "parquet")
 
-# A trade's return is its net PnL over its entry notional (backtests.stats.trade_return).
+# A trade's return is its net PnL over its entry notional (stats.trade_return).
 TRADES_QUERY = """
 SELECT id, symbol, side, entry_at, exit_at, entry_price, exit_price, qty, gross_pnl, fees, net_pnl,
        CASE WHEN entry_price * qty <> 0 THEN (net_pnl / (entry_price * qty))::float8 END AS return,

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from gordon_manager.execution.schemas import ExecutionSettings
 from gordon_manager.http.models import CamelModel, JsonObject
-from gordon_manager.runs.schemas import Rfc3339
+from gordon_manager.http.values import Rfc3339
 
 SYMBOL_PATTERN = r"^[A-Z0-9]{2,20}$"
 INTERVAL_PATTERN = r"^(1s|1m|3m|5m|15m|30m|1h|2h|4h|6h|8h|12h|1d|3d|1w|1M)$"

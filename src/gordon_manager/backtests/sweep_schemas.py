@@ -9,7 +9,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from gordon_manager.backtests.schemas import INTERVAL_PATTERN, SYMBOL_PATTERN, ExecutionSettings, RunStatus
 from gordon_manager.http.models import CamelModel, JsonObject, Page
-from gordon_manager.runs.schemas import Rfc3339, RunStats
+from gordon_manager.http.values import Rfc3339
+from gordon_manager.runs.schemas import RunStats
 
 Objective = Literal["sharpe", "totalReturn", "calmar", "cagr", "winRate", "finalEquity", "maxDrawdown"]
 OBJECTIVE_FIELDS: dict[str, str] = {"sharpe": "sharpe", "totalReturn": "total_return", "calmar": "calmar",

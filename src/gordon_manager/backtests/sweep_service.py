@@ -48,10 +48,9 @@ from gordon_manager.backtests.sweep_schemas import (
 from gordon_manager.errors import Conflict, NotFound, Unprocessable
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.http.casing import snakify
-from gordon_manager.http.pagination import PageQuery
+from gordon_manager.http.pagination import PageQuery, scope
 from gordon_manager.loops import LoopService
 from gordon_manager.marketdata import repo as klines
-from gordon_manager.runs.service import int_position, scope
 
 __all__ = ["SweepRunner", "cancel_sweep", "create_sweep", "execute_sweep", "get_sweep", "list_sweeps",
            "plan_folds", "plan_trials", "run_trial", "start"]
@@ -209,7 +208,7 @@ def _fold_read(fold: dict[str, Any]) -> WalkForwardFold:
 async def list_sweeps(conn: asyncpg.Connection, *, page: PageQuery, status: str | None) -> SweepPage:
     """Sweeps newest first."""
     list_scope = scope("sweeps", status)
-    before_id = int_position(page, list_scope, "id")
+    before_id = page.int_key(list_scope, "id")
     rows = await sweep_repo.list_sweeps(conn, limit=page.limit, before_id=before_id, status=status)
     return SweepPage(items=[SweepRead.model_validate(sweep_read_fields(r)) for r in rows],
                      next_cursor=page.next_cursor(list_scope, rows, lambda r: {"id": r["id"]}))

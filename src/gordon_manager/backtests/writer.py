@@ -98,7 +98,7 @@ async def write_roundtrips(conn: asyncpg.Connection, *, run_id: int, symbol: str
 
 def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = None) -> dict[str, Any]:
     """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings; durations in
-    seconds; formulas in ``backtests.stats``)."""
+    seconds; formulas in ``gordon_manager.stats``)."""
     s = result.stats
     out: dict[str, Any] = {
         "total_return": s.total_return, "max_drawdown": s.max_drawdown, "sharpe": s.sharpe,

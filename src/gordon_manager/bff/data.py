@@ -30,8 +30,7 @@ from gordon_manager.bff.schemas import (
     SourceHealthRead,
     SourceStatus,
 )
-from gordon_manager.http.pagination import PageQuery
-from gordon_manager.runs.service import int_position, scope
+from gordon_manager.http.pagination import PageQuery, scope
 
 
 def _age(now: datetime, at: datetime | None) -> float | None:
@@ -97,7 +96,7 @@ async def backfill_jobs(conn: asyncpg.Connection, *, page: PageQuery, status: st
                         symbol: str | None) -> BackfillJobPage:
     """Backfill jobs newest first."""
     list_scope = scope("backfill-jobs", status, source, symbol)
-    before_id = int_position(page, list_scope, "id")
+    before_id = page.int_key(list_scope, "id")
     rows = await repo.backfill_jobs(conn, limit=page.limit, status=status, source=source, symbol=symbol,
                                     before_id=before_id)
     return BackfillJobPage(items=[BackfillJobRead.model_validate(dict(r)) for r in rows],

@@ -18,8 +18,8 @@ from gordon_manager.bff.schemas import (
     OverlaySummary,
     OverlaySummaryItem,
 )
-from gordon_manager.http.pagination import PageQuery
-from gordon_manager.runs.service import check_range, int_position, scope
+from gordon_manager.http.pagination import PageQuery, scope
+from gordon_manager.runs.service import check_range
 
 
 async def decisions(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | None, overlay: str | None,
@@ -27,7 +27,7 @@ async def decisions(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | 
     """Decisions newest first, filtered by bot, overlay, decision and time [from, to)."""
     check_range(start, end)
     list_scope = scope("overlay-decisions", bot_id, overlay, decision, start, end)
-    before_id = int_position(page, list_scope, "id")
+    before_id = page.int_key(list_scope, "id")
     rows = await repo.overlay_decisions(conn, limit=page.limit, bot_id=bot_id, overlay=overlay, decision=decision,
                                         at_from=start, at_to=end, before_id=before_id)
     # data: the overlay's own figures, keys as gordon-risk wrote them

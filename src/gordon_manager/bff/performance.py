@@ -18,11 +18,11 @@ live: what the bots actually did; backtests are opt-in). Formulas:
   ended at or before ``now - w`` (``I = 1`` if none: the series is younger than w); **all**:
   ``I(last) - 1``.
 * **Max drawdown**: ``max_h (1 - I(h) / max_{k ≤ h} I(k))`` over the hourly index, 1 counting as the
-  first peak (``backtests.stats.max_drawdown``): exact at hourly closes, moves inside an hour are
+  first peak (``gordon_manager.stats.max_drawdown``): exact at hourly closes, moves inside an hour are
   not seen.
 * **Sharpe**: daily closes of the index (its last value in each UTC day) give daily returns
   ``d_t = I_t / I_{t-1} - 1`` (the first from 1); ``mean(d) / std(d, ddof=1) · √365``, risk-free 0
-  (``backtests.stats.sharpe_ratio``); null with fewer than two daily returns.
+  (``gordon_manager.stats.sharpe_ratio``); null with fewer than two daily returns.
 * ``equity``: Σ of the runs' values in the newest hour.
 """
 
@@ -35,9 +35,9 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from gordon_manager.backtests.stats import max_drawdown, sharpe_ratio
 from gordon_manager.bff import repo
 from gordon_manager.bff.schemas import BotPerformance, PerformanceFigures, PerformanceRead
+from gordon_manager.stats import max_drawdown, sharpe_ratio
 
 HOUR_S = 3600
 DAY_MS = 86_400_000

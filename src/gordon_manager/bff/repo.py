@@ -8,7 +8,7 @@ from typing import Any
 
 import asyncpg
 
-from gordon_manager.runs.repo import compose
+from gordon_manager.db.sql import compose
 
 # -- portfolio -------------------------------------------------------------------------------------
 POSITIONS = """

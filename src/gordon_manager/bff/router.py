@@ -24,7 +24,7 @@ from gordon_manager.db.readpool import reading
 from gordon_manager.http.instrument import bff_read
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
-from gordon_manager.runs.router import From, To
+from gordon_manager.http.params import From, To
 from gordon_manager.runs.schemas import RunKind
 
 router = APIRouter(tags=["console"])

@@ -1,5 +1,5 @@
 """Bot runner: the IO-free bar loop a bot process wraps."""
 
-from gordon_manager.botrunner.loop import BarLoop, LoopEvent
+from gordon_manager.botrunner.bar_loop import BarLoop, LoopEvent
 
 __all__ = ["BarLoop", "LoopEvent"]

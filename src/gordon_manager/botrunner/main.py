@@ -46,10 +46,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from gordon_manager.botrunner import contract, credentials, ledger_store, store
+from gordon_manager.botrunner.bar_loop import BarLoop, BlockedEntry
 from gordon_manager.botrunner.book import OrderBook, dt_to_ms, fill_from_json, ms_to_dt
 from gordon_manager.botrunner.bus import Bus
 from gordon_manager.botrunner.labels import replay_settings
-from gordon_manager.botrunner.loop import BarLoop, BlockedEntry
 from gordon_manager.botrunner.metrics import BotMetrics
 from gordon_manager.botrunner.risk import RiskGate
 from gordon_manager.db.connect import connect

@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
+from gordon_manager.botrunner.bar_loop import BlockedEntry
 from gordon_manager.botrunner.book import ms_to_dt
-from gordon_manager.botrunner.loop import BlockedEntry
 from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
 from gordon_manager.http.values import iso_utc, plain_decimal
 

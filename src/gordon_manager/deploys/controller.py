@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from gordon_manager.botrunner.loop import warmup_window
+from gordon_manager.botrunner.bar_loop import warmup_window
 from gordon_manager.deploys import repo
 from gordon_manager.deploys.compare import (
     REL_TOL,

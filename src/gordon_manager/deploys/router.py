@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from gordon_manager.deploys import service, services
+from gordon_manager.deploys import service, service_deploys
 from gordon_manager.deploys.schemas import (
     SERVICE_PATTERN,
     DeployPage,
@@ -129,7 +129,7 @@ async def create_service_deploy(request: Request, response: Response, body: Serv
                                 actor: Operator) -> ServiceDeployRead:
     """Start the new image next to the old container, swap when healthy; the old one keeps serving otherwise."""
     ctx = request.app.state.ctx
-    deploy = await services.create_service_deploy(ctx.pool, body=body, settings=ctx.settings, actor=actor)
+    deploy = await service_deploys.create_service_deploy(ctx.pool, body=body, settings=ctx.settings, actor=actor)
     _wake(request.app.state.ctx.services.service_deployer)
     response.headers["Location"] = f"/deploys/service/{deploy.id}/status"
     return deploy
@@ -139,7 +139,7 @@ async def create_service_deploy(request: Request, response: Response, body: Serv
                summary="Abort a service deploy", responses={**_AUTH, **_404, **_409})
 async def abort_service_deploy(request: Request, deploy_id: DeployId, actor: Operator) -> ServiceDeployRead:
     """Abort before the swap: the new container is removed, the old one keeps serving."""
-    deploy = await services.abort_service_deploy(request.app.state.ctx.pool, deploy_id=deploy_id, actor=actor)
+    deploy = await service_deploys.abort_service_deploy(request.app.state.ctx.pool, deploy_id=deploy_id, actor=actor)
     _wake(request.app.state.ctx.services.service_deployer)
     return deploy
 
@@ -149,7 +149,7 @@ async def abort_service_deploy(request: Request, deploy_id: DeployId, actor: Ope
 async def service_deploy_status(request: Request, deploy_id: DeployId) -> ServiceDeployRead:
     """State, containers, health-check settings and the reason of a failure."""
     async with request.app.state.ctx.pool.acquire() as conn:
-        return services.service_deploy_read(await services.get_service_deploy_or_raise(conn, deploy_id=deploy_id))
+        return service_deploys.service_deploy_read(await service_deploys.get_service_deploy_or_raise(conn, deploy_id=deploy_id))
 
 
 @router.get("/deploys/service", response_model=ServiceDeployPage, summary="Service deploy history",
@@ -159,7 +159,7 @@ async def list_service_deploys(request: Request, page: Pagination,
                                = None) -> ServiceDeployPage:
     """Service deploys newest first (optionally of one service); keyset-paginated."""
     scope = f"service-deploys:{service_name or '*'}"
-    rows = await services.service_deploys_page(request.app.state.ctx.pool, before_id=page.int_key(scope),
+    rows = await service_deploys.service_deploys_page(request.app.state.ctx.pool, before_id=page.int_key(scope),
                                                service=service_name, limit=page.limit)
-    return ServiceDeployPage(items=[services.service_deploy_read(r) for r in rows],
+    return ServiceDeployPage(items=[service_deploys.service_deploy_read(r) for r in rows],
                              next_cursor=page.next_cursor(scope, rows, lambda r: {"id": r["id"]}))

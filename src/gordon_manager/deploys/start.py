@@ -6,7 +6,7 @@ import logging
 
 from gordon_manager.context import AppContext
 from gordon_manager.deploys.controller import DeployController
-from gordon_manager.deploys.services import ServiceDeployRunner, allowed_images
+from gordon_manager.deploys.service_deploys import ServiceDeployRunner, allowed_images
 from gordon_manager.runtimes.payload import PayloadPolicy
 from gordon_manager.runtimes.services import ServiceContainers
 

@@ -41,7 +41,7 @@ from gordon_manager.bots.schemas import BotRead, BotStatusRead
 from gordon_manager.bots.service import config_fields
 from gordon_manager.deploys.schemas import DeployRead, ServiceDeployRead
 from gordon_manager.deploys.service import deploy_read
-from gordon_manager.deploys.services import service_deploy_read
+from gordon_manager.deploys.service_deploys import service_deploy_read
 from gordon_manager.events.breaker import BreakerStateName
 from gordon_manager.http.casing import to_camel
 from gordon_manager.http.models import CamelModel

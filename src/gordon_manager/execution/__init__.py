@@ -62,14 +62,6 @@ Round trips
 from gordon_manager.execution.bars import Bar, Bars, validate_bar
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.execution.model import BarEvent, ExecutionModel
-from gordon_manager.execution.models import (
-    BpsFeeModel,
-    BpsSlippageModel,
-    FeeModel,
-    FillModel,
-    PessimisticFillModel,
-    SlippageModel,
-)
 from gordon_manager.execution.money import dec, quantize
 from gordon_manager.execution.orders import (
     Decision,
@@ -84,6 +76,14 @@ from gordon_manager.execution.orders import (
     Side,
 )
 from gordon_manager.execution.policy import decide
+from gordon_manager.execution.rules import (
+    BpsFeeModel,
+    BpsSlippageModel,
+    FeeModel,
+    FillModel,
+    PessimisticFillModel,
+    SlippageModel,
+)
 
 __all__ = [
     "Bar",

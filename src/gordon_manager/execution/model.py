@@ -14,14 +14,6 @@ import numpy as np
 
 from gordon_manager.execution.bars import Bar
 from gordon_manager.execution.config import ExecutionConfig
-from gordon_manager.execution.models import (
-    BpsFeeModel,
-    BpsSlippageModel,
-    FeeModel,
-    FillModel,
-    PessimisticFillModel,
-    SlippageModel,
-)
 from gordon_manager.execution.money import (
     BPS,
     CTX,
@@ -42,6 +34,14 @@ from gordon_manager.execution.orders import (
     Rejection,
     RoundTrip,
     Side,
+)
+from gordon_manager.execution.rules import (
+    BpsFeeModel,
+    BpsSlippageModel,
+    FeeModel,
+    FillModel,
+    PessimisticFillModel,
+    SlippageModel,
 )
 
 __all__ = ["BarEvent", "ExecutionModel"]

@@ -56,3 +56,8 @@ def page_query(
 
 
 Pagination = Annotated[PageQuery, Depends(page_query)]
+
+
+def scope(name: str, *parts: Any) -> str:
+    """The cursor scope of a list: its name and every filter, so a cursor only fits its own list."""
+    return "|".join([name, *("" if p is None else str(p) for p in parts)])

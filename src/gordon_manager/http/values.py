@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import orjson
-from pydantic import PlainSerializer, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, PlainSerializer, WithJsonSchema
 
 from gordon_manager import rowjson as _rowjson
 
@@ -122,3 +122,29 @@ def utc_times(value: Any) -> Any:
     if isinstance(value, list):
         return [utc_times(v) for v in value]
     return value
+
+
+# RFC 3339 date-time (section 5.6; a space or lower-case t/z allowed, as its note says).
+_RFC3339 = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})")
+
+
+def _rfc3339_text(value: Any) -> Any:
+    """Only RFC 3339 text with an offset gets to pydantic, which alone would also take Unix seconds
+    (``to=0.5`` was 1970-01-01T00:00:00.5Z) and offsets without a colon."""
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 time with an offset, e.g. 2024-01-01T00:00:00Z")
+    return value
+
+
+def _in_utc_range(value: datetime) -> datetime:
+    try:
+        value.astimezone(UTC)  # what asyncpg does to send it; 0001-01-01T00:00:00+01:00 has no UTC time
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+    return value
+
+
+Rfc3339 = Annotated[AwareDatetime, BeforeValidator(_rfc3339_text), AfterValidator(_in_utc_range)]
+"""A time the API reads (query or body): RFC 3339 text with an offset, nothing else."""

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gordon_manager.observability.drift import DriftChecker
 from gordon_manager.observability.file_sd import FileSdWriter
 from gordon_manager.observability.prober import StackProber, configured_peers
+from gordon_manager.portfolio.drift import DriftChecker
 
 
 async def start(ctx: Any) -> None:

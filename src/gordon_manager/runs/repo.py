@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from gordon_manager.db.sql import compose
+
 RUN_COLUMNS = """id, kind, bot_id, status, strategy, params, symbol, interval, range_start, range_end, progress,
     error, cancel_requested, created_by, created_at, started_at, finished_at, heartbeat_at, updated_at"""
 
@@ -25,22 +27,6 @@ RUN_FILTERS = {
     "created_to": "created_at < ${}",
     "before_id": "id < ${}",
 }
-
-
-def compose(base: str, filters: dict[str, str], values: dict[str, Any], tail: str) -> tuple[str, list[Any]]:
-    """``base WHERE <fragments> tail`` for the non-None ``values``; returns (sql, args).
-
-    Only constant fragments from ``filters`` enter the text; ``tail`` may use ``{limit}``.
-    """
-    clauses, args = [], []
-    for key, value in values.items():
-        if value is None or key == "limit":
-            continue
-        args.append(value)
-        clauses.append(filters[key].format(len(args)))
-    where = " WHERE " + " AND ".join(clauses) if clauses else ""
-    args.append(values.get("limit"))
-    return base + where + " " + tail.format(limit=f"${len(args)}"), args
 
 
 async def list_runs(conn: asyncpg.Connection, *, limit: int, **filters: Any) -> list[asyncpg.Record]:

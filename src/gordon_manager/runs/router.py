@@ -12,6 +12,7 @@ from gordon_manager.errors import BadCursor, ClientError
 from gordon_manager.http.instrument import bff_read
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import MAX_LIMIT, Pagination
+from gordon_manager.http.params import From, To
 from gordon_manager.runs import equity, service
 from gordon_manager.runs.query import parse_query, query_parameters
 from gordon_manager.runs.schemas import (
@@ -20,7 +21,6 @@ from gordon_manager.runs.schemas import (
     DownsampleMethod,
     EquityPage,
     EquityQuery,
-    Rfc3339,
     RoundtripPage,
     RunDetail,
     RunKind,
@@ -32,8 +32,6 @@ router = APIRouter(tags=["runs"])
 
 RunId = Annotated[int, Path(ge=1, le=2**62, description="Run id.")]
 BotId = Annotated[int, Path(ge=1, le=2**62, description="Bot id.")]
-From = Annotated[Rfc3339 | None, Query(alias="from", description="Inclusive lower bound (RFC 3339 with offset).")]
-To = Annotated[Rfc3339 | None, Query(alias="to", description="Exclusive upper bound (RFC 3339 with offset).")]
 Strategy = Annotated[str | None, Query(min_length=1, max_length=64)]
 Symbol = Annotated[str | None, Query(pattern=r"^[A-Z0-9]{2,20}$")]
 EquityLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Points per page.")]

@@ -13,7 +13,7 @@ from gordon_manager.context import AppContext
 from gordon_manager.db.readpool import reading
 from gordon_manager.errors import BadCursor, NotFound, Unprocessable
 from gordon_manager.http.casing import camelize
-from gordon_manager.http.pagination import PageQuery
+from gordon_manager.http.pagination import PageQuery, scope
 from gordon_manager.http.values import iso_utc, plain_decimal_strings, utc_times
 from gordon_manager.runs import bot_events, equity, repo
 from gordon_manager.runs.batch import page_batcher
@@ -35,22 +35,6 @@ def check_range(start: datetime | None, end: datetime | None) -> None:
     if start is not None and end is not None and start > end:
         raise Unprocessable("`from` is after `to`.", extra={"errors": [
             {"field": "from", "message": "must not be after `to`", "type": "range"}]})
-
-
-def scope(name: str, *parts: Any) -> str:
-    """The cursor scope of a list: its name and every filter, so a cursor only fits its own list."""
-    return "|".join([name, *("" if p is None else str(p) for p in parts)])
-
-
-def int_position(page: PageQuery, list_scope: str, key: str) -> int | None:
-    """An integer keyset position from the cursor (None on the first page)."""
-    position = page.position(list_scope)
-    if position is None:
-        return None
-    value = position.get(key)
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise BadCursor("The cursor is not valid.")
-    return value
 
 
 def time_position(position: dict, key: str) -> datetime:
@@ -116,7 +100,7 @@ async def list_runs(conn: asyncpg.Connection, *, page: PageQuery, bot_id: int | 
     """Runs newest first with the given filters."""
     check_range(start, end)
     list_scope = scope("runs", bot_id, kind, status, strategy, symbol, start, end)
-    before_id = int_position(page, list_scope, "id")
+    before_id = page.int_key(list_scope, "id")
     rows = await repo.list_runs(conn, limit=page.limit, bot_id=bot_id, kind=kind, status=status,
                                 strategy=strategy, symbol=symbol, created_from=start, created_to=end,
                                 before_id=before_id)
@@ -151,7 +135,7 @@ async def list_roundtrips(conn: asyncpg.Connection, *, page: PageQuery, run_id: 
     """A run's round trips in the order they were recorded (404 when the run does not exist)."""
     check_range(start, end)
     list_scope = scope("roundtrips", run_id, side, start, end)
-    after_id = int_position(page, list_scope, "id")
+    after_id = page.int_key(list_scope, "id")
     if after_id is None and not await repo.run_exists(conn, run_id=run_id):
         raise NotFound(f"run {run_id} does not exist")
     rows = await repo.list_roundtrips(conn, limit=page.limit, run_id=run_id, side=side, exit_from=start,
@@ -165,7 +149,7 @@ async def list_bot_events(conn: asyncpg.Connection, *, page: PageQuery, bot_id: 
     """A bot's events, newest first (404 when the bot does not exist)."""
     check_range(start, end)
     list_scope = scope("bot-events", bot_id, kind, level, start, end)
-    before_id = int_position(page, list_scope, "id")
+    before_id = page.int_key(list_scope, "id")
     await require_bot(conn, bot_id=bot_id)
     rows = await repo.list_bot_events(conn, limit=page.limit, bot_id=bot_id, kind=kind, level=level,
                                       at_from=start, at_to=end, before_id=before_id)

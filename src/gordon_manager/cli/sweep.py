@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 import typer
 
-from gordon_manager.backtests.cli import _fail, command_database, execution_overrides, json_object, validated
+from gordon_manager.cli.common import command_database, execution_overrides, fail, json_object, validated
 
 
 def _print_ranked(detail, top: int) -> None:
@@ -137,7 +137,7 @@ def sweep(
     from gordon_manager.errors import GordonError
 
     if (grid is None) == (search is None):
-        _fail("give either --grid or --search")
+        fail("give either --grid or --search")
     raw: dict[str, Any] = {"strategy": strategy, "symbol": symbol, "interval": interval, "from": from_, "to": to,
                            "params": json_object("--params", params),
                            "execution": execution_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps),
@@ -145,6 +145,7 @@ def sweep(
     if grid is not None:
         raw["grid"] = json_object("--grid", grid)
     else:
+        assert search is not None  # exactly one of --grid and --search (checked above)
         raw["search"] = {"trials": trials, "seed": seed, "space": json_object("--search", search)}
     if walk_forward is not None:
         wf: dict[str, Any] = {"folds": walk_forward, "mode": "anchored" if anchored else "rolling"}
@@ -153,7 +154,7 @@ def sweep(
                 wf[key] = value
         raw["walkForward"] = wf
     elif anchored or test_fraction is not None or train_bars is not None or test_bars is not None:
-        _fail("--anchored, --test-fraction, --train-bars and --test-bars need --walk-forward FOLDS")
+        fail("--anchored, --test-fraction, --train-bars and --test-bars need --walk-forward FOLDS")
     body = validated(SweepCreate, raw, "sweep")
     settings, url = command_database()
 
@@ -178,13 +179,13 @@ def sweep(
     try:
         status, dropped, detail = asyncio.run(run())
     except GordonError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     except KeyboardInterrupt:
-        _fail("interrupted: the sweep is marked cancelled", 130)
+        fail("interrupted: the sweep is marked cancelled", 130)
     if dropped:
         Console(stderr=True).print(f"{dropped} parameter sets refused by the strategy were not run")
     _print_ranked(detail, top)
     if detail.walk_forward is not None:
         _print_folds(detail)
     if status != "done":
-        _fail(f"sweep {detail.id} {status}" + (f": {detail.error}" if detail.error else ""), 1)
+        fail(f"sweep {detail.id} {status}" + (f": {detail.error}" if detail.error else ""), 1)

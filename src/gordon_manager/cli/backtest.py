@@ -10,71 +10,11 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
-
-def _fail(message: str, code: int = 2) -> None:
-    from gordon_manager.cli import fail
-
-    fail(message, code)
-
-
-def json_object(option: str, text: str, *, example: str = "") -> dict[str, Any]:
-    """The JSON object an option holds, or a clear exit (2) naming the option."""
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError as exc:
-        _fail(f"{option} is not valid JSON: {exc}")
-    if not isinstance(parsed, dict):
-        _fail(f"{option} must be a JSON object" + (f", e.g. '{example}'" if example else ""))
-    return parsed
-
-
-def validated(model: type, raw: dict[str, Any], what: str):
-    """``model`` validated from ``raw``, or an exit (2) listing every refused field."""
-    from pydantic import ValidationError
-
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}"
-                            for e in exc.errors(include_url=False))
-        _fail(f"invalid {what}: {reasons}")
-
-
-def execution_overrides(*, fee_bps: float | None, slippage_bps: float | None,
-                        initial_cash: float | None = None) -> dict[str, Any]:
-    """The execution settings the options give (the rest take their defaults)."""
-    execution: dict[str, Any] = {}
-    if fee_bps is not None:
-        execution.update(taker_fee_bps=str(fee_bps), maker_fee_bps=str(fee_bps))
-    if slippage_bps is not None:
-        execution["slippage_bps"] = str(slippage_bps)
-    if initial_cash is not None:
-        execution["initial_cash"] = str(initial_cash)
-    return execution
-
-
-def command_database():
-    """(settings, database URL) for a command that works in this process: settings read (exit 2 when
-    invalid), logs quiet unless asked, the database prepared (embedded when no URL, migrated)."""
-    from gordon_manager.cli import prepare_database
-    from gordon_manager.errors import GordonError
-    from gordon_manager.observability.logging import configure_logging
-    from gordon_manager.settings import get_settings
-
-    try:
-        settings = get_settings()
-    except ValueError as exc:
-        _fail(f"invalid configuration: {exc}")
-    configure_logging("WARNING" if settings.log_level.upper() == "INFO" else settings.log_level, fmt=settings.log_format)
-    try:
-        settings = prepare_database(settings)
-    except GordonError as exc:
-        _fail(exc.detail)
-    return settings, settings.database_url.get_secret_value()
+from gordon_manager.cli.common import command_database, execution_overrides, fail, json_object, validated
 
 
 def _pct(value: float | None) -> str:
@@ -181,7 +121,7 @@ def backtest(
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from gordon_manager.backtests import service
-    from gordon_manager.backtests.export import FORMATS, export_run
+    from gordon_manager.backtests.export import FORMATS, Format, export_run
     from gordon_manager.backtests.job import RunJob, execute_run
     from gordon_manager.backtests.schemas import BacktestCreate
     from gordon_manager.db.connect import connect
@@ -193,12 +133,13 @@ def backtest(
         "execution": execution_overrides(fee_bps=fee_bps, slippage_bps=slippage_bps, initial_cash=initial_cash),
     }, "backtest")
     if export_format not in FORMATS:
-        _fail(f"--export-format must be one of {', '.join(FORMATS)}")
+        fail(f"--export-format must be one of {', '.join(FORMATS)}")
+    fmt = cast(Format, export_format)  # one of FORMATS (checked just above)
     if export_format == "parquet" and export is not None:
         try:
             import pyarrow.parquet  # noqa: F401
         except ImportError:  # pragma: no cover - pyarrow is part of the test install
-            _fail("--export-format parquet needs pyarrow: pip install 'gordon-manager[parquet]'")
+            fail("--export-format parquet needs pyarrow: pip install 'gordon-manager[parquet]'")
     settings, url = command_database()
     labels = {"load": "loading bars", "engine": "running", "write": "writing results", "done": "done"}
 
@@ -225,7 +166,7 @@ def backtest(
         if export is not None and outcome.status == "done":
             conn = await connect(url, timeout=settings.db_connect_timeout_s)
             try:
-                paths = await export_run(conn, run_id=row["id"], directory=export, fmt=export_format)
+                paths = await export_run(conn, run_id=row["id"], directory=export, fmt=fmt)
             finally:
                 await conn.close()
         return row["id"], outcome, paths
@@ -233,11 +174,11 @@ def backtest(
     try:
         run_id, outcome, paths = asyncio.run(run())
     except GordonError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     except KeyboardInterrupt:
-        _fail("interrupted: the run is marked cancelled", 130)
+        fail("interrupted: the run is marked cancelled", 130)
     if outcome.status != "done":
-        _fail(f"backtest run {run_id} {outcome.status}" + (f": {outcome.error}" if outcome.error else ""), 1)
+        fail(f"backtest run {run_id} {outcome.status}" + (f": {outcome.error}" if outcome.error else ""), 1)
     if as_json:
         typer.echo(json.dumps(stats_document(outcome.stats or {})))
         return

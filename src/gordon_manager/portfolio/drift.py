@@ -27,6 +27,7 @@ import asyncpg
 
 from gordon_manager.loops import LoopService
 from gordon_manager.observability import metrics
+from gordon_manager.portfolio import repo
 
 logger = logging.getLogger(__name__)
 
@@ -35,28 +36,6 @@ ABS_TOLERANCE = 1e-8
 REL_TOLERANCE = 1e-6
 CONFIRMATIONS = 2
 EVENT_KIND = "portfolio_drift"
-
-POSITIONS = """
-WITH live_runs AS (
-    SELECT DISTINCT ON (r.bot_id) r.id AS run_id, r.bot_id, r.symbol, r.kind
-    FROM trading.runs r
-    JOIN trading.bot_configs c ON c.id = r.bot_id AND c.deleted_at IS NULL
-    WHERE r.status = 'running' AND r.kind IN ('paper', 'live') AND r.bot_id IS NOT NULL
-    ORDER BY r.bot_id, r.id DESC
-)
-SELECT lr.run_id, lr.bot_id, lr.symbol, lr.kind, l.qty AS implied_qty, l.updated_at AS implied_at,
-       p.qty AS portfolio_qty, p.updated_at AS portfolio_at
-FROM live_runs lr
-JOIN trading.bot_ledgers l ON l.bot_id = lr.bot_id AND l.symbol = lr.symbol
-LEFT JOIN trading.portfolio_state p ON p.bot_id = lr.bot_id AND p.symbol = lr.symbol
-ORDER BY lr.bot_id
-"""
-
-INSERT_EVENT = """
-INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
-VALUES ($1, $2, $3, 'warning', $4, $5)
-"""
-
 
 def tolerance(implied: float, actual: float) -> float:
     """The largest difference that is not drift."""
@@ -96,7 +75,7 @@ class DriftChecker(LoopService):
         if not self.active():
             return
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch(POSITIONS)
+            rows = await repo.positions(conn)
             drifting: set[tuple[int, str]] = set()
             for row in rows:
                 values = compare(row)
@@ -122,6 +101,7 @@ class DriftChecker(LoopService):
                 "portfolio_at": row["portfolio_at"].isoformat() if row["portfolio_at"] else None}
         message = (f"portfolio drift on {row['symbol']}: the bot's ledger holds {implied:g}, "
                    f"portfolio_state holds {actual:g}")
-        await conn.execute(INSERT_EVENT, row["bot_id"], row["run_id"], EVENT_KIND, message, data)
+        await repo.insert_drift_event(conn, bot_id=row["bot_id"], run_id=row["run_id"], kind=EVENT_KIND,
+                                     message=message, data=data)
         metrics.PORTFOLIO_DRIFT.inc()
         logger.warning("portfolio drift", extra={"bot_id": row["bot_id"], **data})

@@ -1,16 +1,6 @@
-"""The `gordon-manager` command: serve, migrate, openapi (and, per domain, backtest, data, bot)."""
+"""The `gordon-manager` command: serve, migrate, bot, openapi, asyncapi; backtest, sweep and data from their modules."""
 
 from __future__ import annotations
-
-import signal as _signal
-import sys as _sys
-
-if len(_sys.argv) > 1 and _sys.argv[1] == "bot":
-    # First thing a bot process does: a pause/resume signal that arrives before its handlers exist
-    # must not kill it (the default action). Ignored, it is corrected from the declared desired
-    # state at the bot's next heartbeat.
-    _signal.signal(_signal.SIGUSR1, _signal.SIG_IGN)
-    _signal.signal(_signal.SIGUSR2, _signal.SIG_IGN)
 
 import asyncio
 import errno
@@ -22,13 +12,13 @@ import time
 from typing import Annotated
 
 import typer
-from pydantic import SecretStr
 
 from gordon_manager import __version__
-from gordon_manager.backtests.cli import backtest as backtest_command
-from gordon_manager.backtests.sweep_cli import sweep as sweep_command
+from gordon_manager.cli.backtest import backtest as backtest_command
+from gordon_manager.cli.common import admin_database, fail, prepare_database
+from gordon_manager.cli.data import app as data_app
+from gordon_manager.cli.sweep import sweep as sweep_command
 from gordon_manager.errors import GordonError
-from gordon_manager.marketdata.cli import app as data_app
 from gordon_manager.observability.logging import configure_logging
 from gordon_manager.settings import Settings, get_settings
 
@@ -51,12 +41,6 @@ def _root(
     """gordon-manager: Gordon's control plane and console BFF."""
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit (no traceback for expected failures)."""
-    typer.echo(f"gordon-manager: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
 def check_port_free(host: str, port: int) -> None:
     """Fail clearly when another process already listens on the bind address."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -69,31 +53,6 @@ def check_port_free(host: str, port: int) -> None:
                 fail(f"port {port} on {host} is already in use (is another gordon-manager running? "
                      f"set GORDON_MANAGER_BIND_ADDR to use another address)")
             fail(f"cannot bind {host}:{port}: {exc.strerror}")
-
-
-def prepare_database(settings: Settings) -> Settings:
-    """Embedded server (when no URL), migrations as admin, and a connectivity check; returns settings to serve with."""
-    from gordon_manager.db.connect import connect
-    from gordon_manager.db.embedded import start_embedded
-    from gordon_manager.db.migrate import migrate
-    from gordon_manager.db.urls import with_user
-
-    if settings.database_url is None:
-        admin_url = start_embedded(settings.data_dir)
-        asyncio.run(migrate(admin_url, timeout=settings.db_connect_timeout_s))
-        settings = settings.model_copy(update={"database_url": SecretStr(with_user(admin_url, "gordon_manager"))})
-    elif settings.migrate_on_start and settings.database_admin_url is not None:
-        asyncio.run(migrate(settings.database_admin_url.get_secret_value(), timeout=settings.db_connect_timeout_s))
-
-    database_url = settings.database_url
-    assert database_url is not None  # given, or the embedded server's (above)
-
-    async def ping() -> None:
-        conn = await connect(database_url.get_secret_value(), timeout=settings.db_connect_timeout_s)
-        await conn.close()
-
-    asyncio.run(ping())
-    return settings
 
 
 @app.command()
@@ -229,12 +188,11 @@ def server_limits(settings: Settings, *, by_name: bool = False) -> dict:
 @app.command("migrate")
 def migrate_cmd() -> None:
     """Apply pending migrations with GORDON_DATABASE_ADMIN_URL (or GORDON_DATABASE_URL)."""
-    from gordon_manager.db.embedded import start_embedded
     from gordon_manager.db.migrate import migrate
 
     settings = get_settings()
     configure_logging(settings.log_level, fmt=settings.log_format)
-    url = settings.admin_url() or start_embedded(settings.data_dir)
+    url = admin_database(settings, migrate_embedded=False)  # migrated right below
     try:
         applied = asyncio.run(migrate(url, timeout=settings.db_connect_timeout_s))
     except GordonError as exc:

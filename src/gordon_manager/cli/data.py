@@ -14,37 +14,10 @@ from typing import Annotated
 
 import typer
 
+from gordon_manager.cli.common import command_database, fail
+
 app = typer.Typer(help="Market data: import Binance kline CSVs, generate synthetic klines.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
-
-
-def _fail(message: str, code: int = 2) -> None:
-    from gordon_manager.cli import fail
-
-    fail(message, code)
-
-
-def admin_url() -> tuple[str, float]:
-    """The URL imports write with (and the connect timeout); the embedded server, migrated, when unset."""
-    from gordon_manager.db.embedded import start_embedded
-    from gordon_manager.db.migrate import migrate
-    from gordon_manager.errors import GordonError
-    from gordon_manager.observability.logging import configure_logging
-    from gordon_manager.settings import get_settings
-
-    try:
-        settings = get_settings()
-    except ValueError as exc:
-        _fail(f"invalid configuration: {exc}")
-    configure_logging(settings.log_level, fmt=settings.log_format)
-    url = settings.admin_url()
-    try:
-        if url is None:
-            url = start_embedded(settings.data_dir)
-            asyncio.run(migrate(url, timeout=settings.db_connect_timeout_s))
-    except GordonError as exc:
-        _fail(exc.detail)
-    return url, settings.db_connect_timeout_s
 
 
 def parse_start(value: str | None) -> int | None:
@@ -124,7 +97,8 @@ def import_klines(
     from gordon_manager.errors import GordonError
     from gordon_manager.marketdata.importer import import_file
 
-    url, timeout = admin_url()
+    settings, url = command_database(admin=True)
+    timeout = settings.db_connect_timeout_s
     results, errors = [], []
 
     async def run() -> None:
@@ -148,7 +122,7 @@ def import_klines(
     try:
         asyncio.run(run())
     except GordonError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     if results:
         _summary(results)
     for error in errors:
@@ -171,7 +145,8 @@ def synth(
     from gordon_manager.marketdata.importer import import_synthetic
 
     start_ts = parse_start(start)
-    url, timeout = admin_url()
+    settings, url = command_database(admin=True)
+    timeout = settings.db_connect_timeout_s
 
     async def run():
         conn = await connect(url, timeout=timeout)
@@ -187,5 +162,5 @@ def synth(
     try:
         result = asyncio.run(run())
     except GordonError as exc:
-        _fail(exc.detail)
+        fail(exc.detail)
     _summary([result])

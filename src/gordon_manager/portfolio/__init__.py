@@ -1,0 +1,1 @@
+"""The portfolio rule: what the bots' ledgers hold versus what gordon-executor records (drift)."""
