@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from gordon_manager.db.readpool import reading
-from gordon_manager.errors import BadCursor, ClientError
+from gordon_manager.errors import ClientError
 from gordon_manager.http.instrument import bff_read
 from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import MAX_LIMIT, Pagination
@@ -41,7 +41,6 @@ Points = Annotated[int | None, Query(ge=4, le=20000, description=(
     "the last, the lowest and the highest); no paging."))]
 Method = Annotated[DownsampleMethod, Query(description="`lttb` (shape, with the global extremes) or `minmax` "
                                                        "(every bucket's low and high).")]
-BOT_RUN_KINDS = ["paper", "shadow", "live"]
 JSON = "application/json"
 
 _BAD: Responses = {400: {"description": "Invalid cursor (problem+json)"},
@@ -131,31 +130,11 @@ async def bot_equity(request: Request, bot_id: BotId, limit: EquityLimit = 500, 
                      end: To = None) -> Response:
     """Equity points of all the bot's runs (each tagged with `runId`) in time order over [from, to):
     keyset pages, or with `points` the whole range downsampled."""
-    service.check_range(start, end)
-    ctx = request.app.state.ctx
-    kinds: list[str] = sorted(set(kind)) if kind else BOT_RUN_KINDS
-    lo, hi = start or equity.TIME_MIN, end or equity.TIME_MAX
     if points is not None and cursor is not None:
         raise ClientError("`cursor` cannot be combined with `points` (a downsampled answer is not paged).")
-    list_scope = f"bot-equity|{bot_id}|{','.join(kinds)}|{end}"
-    after_ts, after_run = lo, 0
-    if cursor is not None:
-        position = ctx.cursors.decode(list_scope, cursor)
-        after_ts, after_run = service.time_position(position, "t"), position.get("r")
-        if not isinstance(after_run, int) or isinstance(after_run, bool):
-            raise BadCursor("The cursor is not valid.")
-    async with reading(ctx) as conn:
-        await service.require_bot(conn, bot_id=bot_id)
-        if points is not None:
-            body = await equity.bot_downsampled(conn, bot_id=bot_id, kinds=kinds, start=lo, end=hi,
-                                                points=points, method=method)
-            return Response(body, media_type=JSON)
-        rows = await equity.repo.bot_equity_page(conn, bot_id=bot_id, after_ts=after_ts, after_run=after_run,
-                                                 before=hi, kinds=kinds, limit=limit)
-    next_cursor = None
-    if len(rows) == limit:
-        next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(rows[-1][1]), "r": rows[-1][0]})
-    return Response(equity.page_json(equity.bot_point_dicts(rows), next_cursor), media_type=JSON)
+    body = await service.bot_equity(request.app.state.ctx, bot_id=bot_id, kinds=sorted(set(kind)) if kind else None,
+                                    limit=limit, cursor=cursor, points=points, method=method, start=start, end=end)
+    return Response(body, media_type=JSON)
 
 
 @router.get("/bots/{bot_id}/events", response_model=BotEventPage, summary="A bot's recent events",

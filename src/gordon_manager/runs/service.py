@@ -179,3 +179,34 @@ def bot_event_read(row: Any) -> BotEventRead:
     data = dict(row)
     data["data"] = bot_event_data(data["kind"], data.get("data"))
     return bot_events.read_event(data)
+
+
+BOT_RUN_KINDS = ["paper", "shadow", "live"]  # a bot's equity: its trading runs (its backtests are apart)
+
+
+async def bot_equity(ctx: AppContext, *, bot_id: int, kinds: list[str] | None, limit: int, cursor: str | None,
+                     points: int | None, method: str, start: datetime | None, end: datetime | None) -> bytes:
+    """The JSON body of GET /bots/{id}/equity: every run of the bot (of ``kinds``, default paper, shadow
+    and live) over [start, end), keyset pages or downsampled to ``points``."""
+    check_range(start, end)
+    kinds = kinds or BOT_RUN_KINDS
+    lo, hi = start or equity.TIME_MIN, end or equity.TIME_MAX
+    list_scope = f"bot-equity|{bot_id}|{','.join(kinds)}|{end}"
+    after_ts, after_run = lo, 0
+    if cursor is not None:
+        position = ctx.cursors.decode(list_scope, cursor)
+        after_ts, raw_run = time_position(position, "t"), position.get("r")
+        if not isinstance(raw_run, int) or isinstance(raw_run, bool):
+            raise BadCursor("The cursor is not valid.")
+        after_run = raw_run
+    async with reading(ctx) as conn:
+        await require_bot(conn, bot_id=bot_id)
+        if points is not None:
+            return await equity.bot_downsampled(conn, bot_id=bot_id, kinds=kinds, start=lo, end=hi,
+                                                points=points, method=method)
+        rows = await equity.repo.bot_equity_page(conn, bot_id=bot_id, after_ts=after_ts, after_run=after_run,
+                                                 before=hi, kinds=kinds, limit=limit)
+    next_cursor = None
+    if len(rows) == limit:
+        next_cursor = ctx.cursors.encode(list_scope, {"t": equity.to_us(rows[-1][1]), "r": rows[-1][0]})
+    return equity.page_json(equity.bot_point_dicts(rows), next_cursor)
