@@ -109,9 +109,11 @@ def run_market_only(
     mul, add, sub, div = CTX.multiply, CTX.add, CTX.subtract, CTX.divide
     price_step, qty_step, cash_step = cfg.price_step, cfg.qty_step, cfg.cash_step
     fraction = cfg.position_fraction
+    whole = fraction == 1
     slip_factor, fee_factor, reserve = model._slip_factor, model._fee_factor, model._reserve
     slip = model.slippage_model
     slipping = slip.bps != ZERO
+    sizing_slip = slip_factor != 1  # entry sizing uses the config's slippage (the fills, the model's)
     slip_buy, slip_sell = slip._buy, slip._sell
     taker_rate = model.fee_model._taker_rate
     charging = taker_rate != ZERO
@@ -140,10 +142,11 @@ def run_market_only(
             break
         d = ent_l[k]
         close = Decimal(repr(ent_close[k]))
-        # ExecutionModel.entry_qty
-        equity = add(cash, mul(position, close))
-        budget = sub(mul(fraction, equity), reserve)
-        unit = mul(mul(close, slip_factor).quantize(price_step, ROUND_UP, ctx), fee_factor)
+        # ExecutionModel.entry_qty. Flat, its equity is cash + 0 x close: the value of cash. Only values
+        # reach the final quantize (whose exponent is the lot's), so the multiplications by the
+        # exact 1 (position_fraction 1, no slippage) are left out too: same values, same qty.
+        budget = sub(cash if whole else mul(fraction, cash), reserve)
+        unit = mul((mul(close, slip_factor) if sizing_slip else close).quantize(price_step, ROUND_UP, ctx), fee_factor)
         qty = div(budget, unit).quantize(qty_step, ROUND_DOWN, ctx)
         if not qty > ZERO:
             decide_from = d + 1
@@ -160,7 +163,8 @@ def run_market_only(
         price = (mul(base, slip_buy) if slipping else base).quantize(price_step, ROUND_UP, ctx)
         notional = mul(qty, price).quantize(cash_step, ROUND_UP, ctx)  # _buy_cost
         fee = mul(notional, taker_rate).quantize(cash_step, ROUND_UP, ctx) if charging else ZERO
-        if not add(notional, fee) <= cash:
+        cost = add(notional, fee)
+        if not cost <= cash:
             model._cash = cash
             sized = model._affordable(qty, price, taker)  # gap up: clip (or reject), the model's way
             if sized is None:
@@ -168,11 +172,12 @@ def run_market_only(
                 decide_from = f
                 continue
             qty, notional, fee = sized
+            cost = add(notional, fee)
         fill = new(Fill, (order_id, t, buy, market, r_entry, qty, price, notional, fee, taker))
         fills.append(fill)
         # _apply (buy)
         fees = add(fees, fee)
-        cash = sub(cash, add(notional, fee))
+        cash = sub(cash, cost)
         position = add(position, qty)
         open_buy = fill
         seg_start.append(f)
@@ -202,7 +207,7 @@ def run_market_only(
         # _apply (sell) and _round_trip of the usual one buy, one sell
         fees = add(fees, fee)
         cash = add(cash, sub(notional, fee))
-        position = sub(position, position)
+        flat = sub(position, position)  # the model's position after the sell (zero, in its exponent)
         b = open_buy
         assert b is not None
         gross = sub(notional, b.notional)
@@ -210,9 +215,10 @@ def run_market_only(
         trips.append(new(RoundTrip, (b.ts, t, b.price, price, b.qty, gross, trip_fees, sub(gross, trip_fees),
                                      t - b.ts, r_exit)))
         open_buy = None
+        position = flat
         seg_start.append(f)
         seg_cash.append(float(cash))
-        seg_qty.append(float(position))
+        seg_qty.append(0.0)
         decide_from = f
     model._cash, model._position, model._fees, model._next_id = cash, position, fees, next_id
     model._trip = [open_buy] if open_buy is not None else []
