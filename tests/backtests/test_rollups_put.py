@@ -79,7 +79,7 @@ async def test_only_the_manager_puts_rollups(rollup_db):
     bot = await asyncpg.connect(rollup_db.bot_url)
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await bot.execute("SELECT trading.equity_rollups_put(1, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")
+            await bot.execute("SELECT trading.equity_rollups_put(1, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")
     finally:
         await bot.close()
 
@@ -89,3 +89,26 @@ def test_buckets_of_unsorted_or_non_finite_points_are_left_to_the_trigger():
     assert writer._rollups_by_writer(ts, np.array([1.0, 2.0, 3.0]))
     assert not writer._rollups_by_writer(ts[::-1], np.array([1.0, 2.0, 3.0]))
     assert not writer._rollups_by_writer(ts, np.array([1.0, np.nan, 3.0]))
+
+
+async def test_rollups_need_their_run_and_go_with_it(rollup_db):
+    conn = await asyncpg.connect(rollup_db.manager_url)
+    admin = await asyncpg.connect(rollup_db.admin_url)
+    try:
+        bars, (result, _) = _results()
+        run_id = await conn.fetchval(RUN)
+        async with conn.transaction():
+            await writer.write_equity(conn, run_id=run_id, result=result, close=bars.close)
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.execute("SELECT trading.equity_rollups_put($1, '{300}', '{0}', '{1}', '{0}', '{1}', '{0}',"
+                               " '{1}', '{0}', '{1}', '{0}', '{1}')", run_id + 1000)
+        with pytest.raises(asyncpg.ForeignKeyViolationError):  # the points' check fires before the rollup trigger
+            await conn.execute("INSERT INTO trading.equity_points (run_id, ts, equity) VALUES ($1, now(), 1)",
+                               run_id + 1000)
+        assert await admin.fetchval("SELECT count(*) FROM trading.equity_rollups WHERE run_id = $1", run_id + 1000) == 0
+        assert await admin.fetchval("SELECT count(*) FROM trading.equity_rollups WHERE run_id = $1", run_id) > 0
+        await admin.execute("DELETE FROM trading.runs WHERE id = $1", run_id)
+        assert await admin.fetchval("SELECT count(*) FROM trading.equity_rollups WHERE run_id = $1", run_id) == 0
+    finally:
+        await conn.close()
+        await admin.close()

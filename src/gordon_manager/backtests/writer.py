@@ -1,7 +1,7 @@
 """Backtest results into Postgres: equity points and round trips by binary COPY, stats as jsonb.
 
-The equity rollups (migrations 0010, 0027) of the points are computed here, with numpy, as 5-minute
-buckets, and put with ``trading.equity_rollups_put`` in the COPY's transaction, which tells the rollup
+The equity rollups (migrations 0010, 0027) of the points are computed here, with numpy, at every
+level, and put with ``trading.equity_rollups_put`` in the COPY's transaction, which tells the rollup
 trigger to skip the statement (``gordon.equity_rollups = writer``, transaction-local): the database
 then does no per-point aggregation, and the rollups are the ones the trigger would have made.
 
@@ -28,7 +28,7 @@ from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "rollup_buckets", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "rollup_buckets", "rollup_rows", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
@@ -70,17 +70,18 @@ EQUITY_CHUNK_ROWS = 100_000
 buckets that span two chunks: ``ON CONFLICT DO UPDATE``)."""
 
 
-ROLLUP_WIDTH_US = 300 * 1_000_000  # the finest rollup level; the database rolls it up to hours and days
+ROLLUP_WIDTHS_S = (300, 3600, 86400)  # migration 0010's levels
 
 
-def rollup_buckets(ts_ms: np.ndarray, equity: np.ndarray) -> list[np.ndarray]:
-    """The 5-minute rollup buckets of points sorted by time, as ``equity_rollups_put``'s arrays:
-    first, last (Unix us), count, first and last equity, lowest equity with its time and highest
-    equity with its time (the earliest point on ties, as the trigger's ``min(ARRAY[equity, epoch])``
-    and ``max(ARRAY[equity, -epoch])``). Buckets are ``date_bin('300 seconds', ts, epoch)``."""
+def rollup_buckets(ts_ms: np.ndarray, equity: np.ndarray, width_s: int = 300) -> list[np.ndarray]:
+    """The rollup buckets of ``width_s`` of points sorted by time: bucket start, count, first and last
+    (Unix us and equity), lowest and highest equity with their times (the earliest point on ties, as
+    the trigger's ``min(ARRAY[equity, epoch])`` and ``max(ARRAY[equity, -epoch])``). Buckets are
+    ``date_bin(width, ts, epoch)``."""
     us = ts_ms.astype(np.int64) * 1000
     n = us.shape[0]
-    bucket = us // ROLLUP_WIDTH_US  # floor, as date_bin
+    width_us = width_s * 1_000_000
+    bucket = us // width_us  # floor, as date_bin
     starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
     counts = np.diff(np.append(starts, n))
     ends = starts + counts - 1
@@ -92,8 +93,17 @@ def rollup_buckets(ts_ms: np.ndarray, equity: np.ndarray) -> list[np.ndarray]:
 
     lo = earliest(np.minimum.reduceat(equity, starts))
     hi = earliest(np.maximum.reduceat(equity, starts))
-    return [us[starts], us[ends], counts.astype(np.int64), equity[starts], equity[ends], us[lo], equity[lo],
-            us[hi], equity[hi]]
+    return [bucket[starts] * width_us, counts.astype(np.int64), us[starts], equity[starts], us[ends], equity[ends],
+            us[lo], equity[lo], us[hi], equity[hi]]
+
+
+def rollup_rows(ts_ms: np.ndarray, equity: np.ndarray) -> list[list[Any]]:
+    """``equity_rollups_put``'s arrays (after the run id): every level's buckets, concatenated."""
+    levels = [rollup_buckets(ts_ms, equity, w) for w in ROLLUP_WIDTHS_S]
+    widths = np.concatenate([np.full(level[0].shape[0], w, dtype=np.int32)
+                             for w, level in zip(ROLLUP_WIDTHS_S, levels, strict=True)])
+    cols = [np.concatenate(parts) for parts in zip(*levels, strict=True)]
+    return [widths.tolist(), *(c.tolist() for c in cols)]
 
 
 def _rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
@@ -122,9 +132,9 @@ async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: Backtes
             await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
                                      columns=EQUITY_COLUMNS, format="binary")
             if by_writer:
-                buckets = rollup_buckets(result.ts[start:stop], result.equity[start:stop])
-                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-                                   run_id, *(b.tolist() for b in buckets))
+                rows = rollup_rows(result.ts[start:stop], result.equity[start:stop])
+                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                                   " $12)", run_id, *rows)
                 await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
         if on_rows is not None:
             on_rows(stop)

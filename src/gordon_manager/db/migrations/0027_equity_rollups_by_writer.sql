@@ -2,10 +2,10 @@
 --
 -- Why: the statement-level rollup trigger (0010) builds four arrays and a date_bin per new point;
 -- at a million points that is ~2/3 of a backtest's write (6 of 10 s measured, 3.2 s without it).
--- A backtest writer already holds the points, sorted, as arrays: it reduces them to 5-minute
--- buckets with numpy (count, first, last, lowest and highest equity with their times) and hands
--- those (one row per 300 points) to trading.equity_rollups_put, which rolls them up to the hour
--- and the day and merges them into the rollups exactly as the trigger merges its aggregate.
+-- A backtest writer already holds the points, sorted, as arrays: it reduces them with numpy to
+-- the buckets of every level (count, first, last, lowest and highest equity with their times) and
+-- hands those to trading.equity_rollups_put, which merges them into the rollups exactly as the
+-- trigger merges its aggregate (no array is built per point or per bucket).
 --
 -- Protocol: inside one transaction, `SELECT set_config('gordon.equity_rollups', 'writer', true)`,
 -- then COPY the points, then equity_rollups_put for those very points. The setting is
@@ -65,46 +65,34 @@ BEGIN
 END
 $$;
 
--- Merge 5-minute buckets (one row per bucket, any runs) into every level of the rollups: the
--- hour and day levels are rolled up from them, then all three are merged as 0010's trigger did.
-CREATE FUNCTION trading.equity_rollups_merge_l1(
-    p_run bigint[], p_bucket timestamptz[], p_n bigint[], p_first_at timestamptz[], p_last_at timestamptz[],
-    p_first_equity double precision[], p_last_equity double precision[], p_min_at timestamptz[],
-    p_min_equity double precision[], p_max_at timestamptz[], p_max_equity double precision[])
+-- The writer's entry point: one run's buckets of every level (width_s 300, 3600, 86400), times as
+-- Unix microseconds (exact: no float on the way), merged into the rollups exactly as the trigger
+-- merges its aggregate. The run is locked FOR KEY SHARE first, as the points' run check does.
+-- Only the manager (the backtest writer) may put rollups.
+CREATE FUNCTION trading.equity_rollups_put(
+    p_run bigint, p_width integer[], p_bucket_us bigint[], p_n bigint[], p_first_us bigint[],
+    p_first_equity double precision[], p_last_us bigint[], p_last_equity double precision[], p_min_us bigint[],
+    p_min_equity double precision[], p_max_us bigint[], p_max_equity double precision[])
     RETURNS void LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
 BEGIN
-    WITH l1 AS (
-        SELECT run_id, bucket_at, n, first_at, last_at,
-               ARRAY[date_part('epoch', first_at), first_equity] AS f,
-               ARRAY[date_part('epoch', last_at), last_equity] AS l,
-               ARRAY[min_equity, date_part('epoch', min_at)] AS lo,
-               ARRAY[max_equity, -date_part('epoch', max_at)] AS hi
-        FROM unnest(p_run, p_bucket, p_n, p_first_at, p_last_at, p_first_equity, p_last_equity, p_min_at,
-                    p_min_equity, p_max_at, p_max_equity)
-             AS u(run_id, bucket_at, n, first_at, last_at, first_equity, last_equity, min_at, min_equity,
-                  max_at, max_equity)
-    ), l2 AS (
-        SELECT run_id, date_bin('3600 seconds', bucket_at, timestamptz '1970-01-01 00:00:00+00') AS bucket_at,
-               sum(n)::bigint AS n, min(first_at) AS first_at, max(last_at) AS last_at,
-               min(f) AS f, max(l) AS l, min(lo) AS lo, max(hi) AS hi
-        FROM l1 GROUP BY 1, 2
-    ), l3 AS (
-        SELECT run_id, date_bin('86400 seconds', bucket_at, timestamptz '1970-01-01 00:00:00+00') AS bucket_at,
-               sum(n)::bigint AS n, min(first_at) AS first_at, max(last_at) AS last_at,
-               min(f) AS f, max(l) AS l, min(lo) AS lo, max(hi) AS hi
-        FROM l2 GROUP BY 1, 2
-    ), levels AS (
-        SELECT 300 AS width_s, * FROM l1
-        UNION ALL SELECT 3600, * FROM l2
-        UNION ALL SELECT 86400, * FROM l3
-    )
+    PERFORM 1 FROM trading.runs WHERE id = p_run FOR KEY SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation',
+            MESSAGE = format('run %s does not exist', p_run);
+    END IF;
     INSERT INTO trading.equity_rollups AS r
         (run_id, width_s, bucket_at, n, first_at, first_equity, last_at, last_equity,
          min_at, min_equity, max_at, max_equity)
-    SELECT run_id, width_s, bucket_at, n, first_at, f[2], last_at, l[2],
-           to_timestamp(lo[2]), lo[1], to_timestamp(-hi[2]), hi[1]
-    FROM levels
-    ORDER BY run_id, width_s, bucket_at  -- one lock order for concurrent writers of one run
+    SELECT p_run, w,
+           timestamptz 'epoch' + (b / 1000000) * interval '1 second' + (b % 1000000) * interval '1 microsecond',
+           n,
+           timestamptz 'epoch' + (f / 1000000) * interval '1 second' + (f % 1000000) * interval '1 microsecond', fe,
+           timestamptz 'epoch' + (l / 1000000) * interval '1 second' + (l % 1000000) * interval '1 microsecond', le,
+           timestamptz 'epoch' + (lo / 1000000) * interval '1 second' + (lo % 1000000) * interval '1 microsecond', loe,
+           timestamptz 'epoch' + (hi / 1000000) * interval '1 second' + (hi % 1000000) * interval '1 microsecond', hie
+    FROM unnest(p_width, p_bucket_us, p_n, p_first_us, p_first_equity, p_last_us, p_last_equity, p_min_us,
+                p_min_equity, p_max_us, p_max_equity) AS u(w, b, n, f, fe, l, le, lo, loe, hi, hie)
+    ORDER BY w, b  -- one lock order for concurrent writers of one run (the trigger's)
     ON CONFLICT (run_id, width_s, bucket_at) DO UPDATE SET
         n = r.n + excluded.n,
         first_equity = CASE WHEN excluded.first_at < r.first_at THEN excluded.first_equity ELSE r.first_equity END,
@@ -117,33 +105,29 @@ BEGIN
         max_equity = GREATEST(r.max_equity, excluded.max_equity);
 END
 $$;
-REVOKE ALL ON FUNCTION trading.equity_rollups_merge_l1(bigint[], timestamptz[], bigint[], timestamptz[],
-    timestamptz[], double precision[], double precision[], timestamptz[], double precision[], timestamptz[],
-    double precision[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION trading.equity_rollups_put(bigint, integer[], bigint[], bigint[], bigint[],
+    double precision[], bigint[], double precision[], bigint[], double precision[], bigint[], double precision[])
+    FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION trading.equity_rollups_put(bigint, integer[], bigint[], bigint[], bigint[],
+    double precision[], bigint[], double precision[], bigint[], double precision[], bigint[], double precision[])
+    TO gordon_manager;
 
--- The writer's entry point: one run's 5-minute buckets, times as Unix microseconds (exact: no
--- float on the way). Only the manager (the backtest writer) may put rollups.
-CREATE FUNCTION trading.equity_rollups_put(
-    p_run bigint, p_first_us bigint[], p_last_us bigint[], p_n bigint[], p_first_equity double precision[],
-    p_last_equity double precision[], p_min_us bigint[], p_min_equity double precision[], p_max_us bigint[],
-    p_max_equity double precision[])
-    RETURNS void LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
-    WITH t AS (
-        SELECT timestamptz 'epoch' + (f / 1000000) * interval '1 second' + (f % 1000000) * interval '1 microsecond' AS first_at,
-               timestamptz 'epoch' + (l / 1000000) * interval '1 second' + (l % 1000000) * interval '1 microsecond' AS last_at,
-               timestamptz 'epoch' + (lo / 1000000) * interval '1 second' + (lo % 1000000) * interval '1 microsecond' AS min_at,
-               timestamptz 'epoch' + (hi / 1000000) * interval '1 second' + (hi % 1000000) * interval '1 microsecond' AS max_at,
-               n, fe, le, loe, hie
-        FROM unnest(p_first_us, p_last_us, p_n, p_first_equity, p_last_equity, p_min_us, p_min_equity, p_max_us,
-                    p_max_equity) AS u(f, l, n, fe, le, lo, loe, hi, hie)
-    )
-    SELECT trading.equity_rollups_merge_l1(
-        array_agg(p_run), array_agg(date_bin('300 seconds', first_at, timestamptz '1970-01-01 00:00:00+00')),
-        array_agg(n), array_agg(first_at), array_agg(last_at), array_agg(fe), array_agg(le), array_agg(min_at),
-        array_agg(loe), array_agg(max_at), array_agg(hie))
-    FROM t;
+-- equity_rollups.run_id: the row-level foreign key becomes checks by the only writers, as 0012 did
+-- for equity_points. PostgreSQL checked it once per rollup row (a lookup and a row lock on the run):
+-- ~40% of putting a million points' 217k rollup rows. Every row is written by a SECURITY DEFINER
+-- function whose run is locked FOR KEY SHARE first: equity_rollups_put itself; the insert trigger
+-- after equity_points_run_exists_insert (triggers fire in name order, and that one raises 23503 for
+-- a missing run); the update/delete recompute only for runs that exist. Deleting runs deletes their
+-- rollups (ON DELETE CASCADE before); truncating runs truncates the points, whose trigger empties
+-- the rollups.
+ALTER TABLE trading.equity_rollups DROP CONSTRAINT equity_rollups_run_id_fkey;
+
+CREATE FUNCTION trading.runs_delete_equity_rollups() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
+BEGIN
+    DELETE FROM trading.equity_rollups r USING old_runs o WHERE r.run_id = o.id;
+    RETURN NULL;
+END
 $$;
-REVOKE ALL ON FUNCTION trading.equity_rollups_put(bigint, bigint[], bigint[], bigint[], double precision[],
-    double precision[], bigint[], double precision[], bigint[], double precision[]) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION trading.equity_rollups_put(bigint, bigint[], bigint[], bigint[], double precision[],
-    double precision[], bigint[], double precision[], bigint[], double precision[]) TO gordon_manager;
+CREATE TRIGGER runs_delete_equity_rollups AFTER DELETE ON trading.runs
+    REFERENCING OLD TABLE AS old_runs FOR EACH STATEMENT EXECUTE FUNCTION trading.runs_delete_equity_rollups();
