@@ -7,6 +7,9 @@ model's own trigger test on array slices). Those bars go through exactly the cal
 ``BarLoop`` makes on every bar (``process_bar``, then ``decide``); every other bar provably does
 nothing there. Equity is then built in one pass from the piecewise-constant (cash, position)
 segments: ``float(cash) + float(position) * close``, the same expression the loop evaluates.
+
+A run with only the decision rule's market orders and the default models takes ``fastpath`` instead
+of the event walk: the same ledger arithmetic stepped fill to fill, bit-identical (see there).
 """
 
 from __future__ import annotations
