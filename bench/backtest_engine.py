@@ -20,7 +20,7 @@ from gordon_manager.backtests import run_backtest
 from gordon_manager.execution import Bars, ExecutionConfig
 from gordon_manager.marketdata import generate_klines
 
-TARGET = 1_000_000  # bars/s
+TARGET = 3_000_000  # bars/s (issue 19)
 PARAMS = {"fast": 10, "slow": 30}
 CONFIG = ExecutionConfig(
     initial_cash=Decimal("10000"),

@@ -14,6 +14,7 @@ return is its net PnL over its entry notional: ``net_pnl / (entry_price x qty)``
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -198,7 +199,9 @@ def sortino_ratio(r: np.ndarray, interval_ms: int) -> float | None:
     if r.shape[0] < 2 or interval_ms <= 0:
         return None
     downside = np.minimum(r, 0.0)
-    dd = math.sqrt(float(np.dot(downside, downside)) / r.shape[0])
+    # einsum, not np.dot: BLAS may split a long dot over threads (on a busy 2-core box a thread that is
+    # not scheduled costs milliseconds) and its sum then depends on the thread count; einsum's does not.
+    dd = math.sqrt(float(np.einsum("i,i->", downside, downside)) / r.shape[0])
     if dd == 0.0 or not math.isfinite(dd):
         return None
     return _finite(float(np.mean(r)) / dd * math.sqrt(periods_per_year(interval_ms)))
@@ -275,6 +278,9 @@ def trade_return(trip: RoundTrip) -> float:
     return float(trip.net_pnl) / notional if notional else 0.0
 
 
+_NET_PNL, _ENTRY_PRICE, _QTY, _EXIT_TS = (operator.attrgetter(f) for f in ("net_pnl", "entry_price", "qty", "exit_ts"))
+
+
 @dataclass(frozen=True, slots=True)
 class _Trips:
     """The round trips as arrays, built once: net PnL, trade return, exit time."""
@@ -287,11 +293,12 @@ class _Trips:
     @classmethod
     def of(cls, round_trips: Sequence[RoundTrip]) -> _Trips:
         n = len(round_trips)
-        values = np.array([(float(t.net_pnl), float(t.entry_price) * float(t.qty)) for t in round_trips],
-                          dtype=np.float64).reshape(n, 2)
-        pnl, notional = values[:, 0].copy(), values[:, 1]
+        # Each field's floats in one C-level pass (float(Decimal) per value, as before; no tuples).
+        pnl = np.fromiter(map(float, map(_NET_PNL, round_trips)), dtype=np.float64, count=n)
+        notional = (np.fromiter(map(float, map(_ENTRY_PRICE, round_trips)), dtype=np.float64, count=n)
+                    * np.fromiter(map(float, map(_QTY, round_trips)), dtype=np.float64, count=n))
         ret = np.divide(pnl, notional, out=np.zeros(n), where=notional != 0)
-        exit_ts = np.array([t.exit_ts for t in round_trips], dtype=np.int64)
+        exit_ts = np.fromiter(map(_EXIT_TS, round_trips), dtype=np.int64, count=n)
         return cls(round_trips, pnl, ret, exit_ts)
 
     def net(self, index: np.ndarray | None = None) -> Decimal:

@@ -7,6 +7,9 @@ model's own trigger test on array slices). Those bars go through exactly the cal
 ``BarLoop`` makes on every bar (``process_bar``, then ``decide``); every other bar provably does
 nothing there. Equity is then built in one pass from the piecewise-constant (cash, position)
 segments: ``float(cash) + float(position) * close``, the same expression the loop evaluates.
+
+A run with only the decision rule's market orders and the default models takes ``fastpath`` instead
+of the event walk: the same ledger arithmetic stepped fill to fill, bit-identical (see there).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
+from gordon_manager.backtests import fastpath
 from gordon_manager.execution import (
     Bars,
     Decision,
@@ -72,8 +76,13 @@ def run_backtest(
     fee_model: FeeModel | None = None,
     slippage_model: SlippageModel | None = None,
     fill_model: FillModel | None = None,
+    fast_path: bool = True,
 ) -> BacktestResult:
-    """Run ``strategy_name`` over ``bars``; decisions at a bar's close fill from the next bar."""
+    """Run ``strategy_name`` over ``bars``; decisions at a bar's close fill from the next bar.
+
+    ``fast_path`` (default) lets a run that only has market orders and the default models take
+    ``backtests.fastpath`` (bit-identical results); False forces the generic event walk.
+    """
     spec = get_strategy(strategy_name)
     p = spec.parse_params(params)
     config = exec_config or ExecutionConfig()
@@ -88,21 +97,32 @@ def run_backtest(
             progress(min(1.0, max(0.0, fraction)))
 
     checkpoint(0.0)
-    n = len(bars)
     sig = spec.signals(bars, p)
     checkpoint(0.0)  # signals are one vectorized pass; honour a cancel that came during it
-    entries = np.flatnonzero(sig.entry).tolist()
-    exits = np.flatnonzero(sig.exit).tolist()
-    ts, o, h, lo, c = bars.ts, bars.open, bars.high, bars.low, bars.close
-
     fills: list[Fill] = []
     decisions: list[Decision] = []
     trips: list[RoundTrip] = []
     rejections: list[Rejection] = []
+    if fast_path and fastpath.applies(model, sig):
+        seg_start, seg_cash, seg_qty = fastpath.run_market_only(
+            model, bars, sig, fills, decisions, trips, rejections, checkpoint)
+    else:
+        seg_start, seg_cash, seg_qty = _walk(model, bars, sig, fills, decisions, trips, rejections, checkpoint)
+    return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, fills, decisions, trips,
+                   rejections, checkpoint)
+
+
+def _walk(model: ExecutionModel, bars: Bars, sig: Any, fills: list[Fill], decisions: list[Decision],
+          trips: list[RoundTrip], rejections: list[Rejection],
+          checkpoint: Callable[[float], None]) -> tuple[list[int], list[float], list[float]]:
+    """The generic event walk (any order type, brackets, custom models)."""
+    n = len(bars)
+    entries = np.flatnonzero(sig.entry).tolist()
+    exits = np.flatnonzero(sig.exit).tolist()
+    ts, o, h, lo = bars.ts, bars.open, bars.high, bars.low
     seg_start = [0]
     seg_cash = [float(model.cash)]
     seg_qty = [float(model.position)]
-
     fill_from = 0  # first bar whose fills are not yet processed
     decide_from = 0  # first bar whose close is not yet decided
     steps = 0
@@ -142,7 +162,15 @@ def run_backtest(
             decisions.append(decision)
         decide_from = d + 1
         fill_from = max(fill_from, d + 1)
+    return seg_start, seg_cash, seg_qty
 
+
+def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionModel, bars: Bars,
+            seg_start: list[int], seg_cash: list[float], seg_qty: list[float], fills: list[Fill],
+            decisions: list[Decision], trips: list[RoundTrip], rejections: list[Rejection],
+            checkpoint: Callable[[float], None]) -> BacktestResult:
+    n = len(bars)
+    ts, c = bars.ts, bars.close
     lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64))
     cash = np.repeat(np.asarray(seg_cash, dtype=np.float64), lengths)
     qty = np.repeat(np.asarray(seg_qty, dtype=np.float64), lengths)
@@ -161,7 +189,7 @@ def run_backtest(
     )
     checkpoint(1.0)
     return BacktestResult(
-        strategy=spec.name,
+        strategy=name,
         params=p,
         config=config,
         ts=bars.ts,

@@ -1,5 +1,10 @@
 """Backtest results into Postgres: equity points and round trips by binary COPY, stats as jsonb.
 
+The equity rollups (migrations 0010, 0027) of the points are computed here, with numpy, at every
+level, and put with ``trading.equity_rollups_put`` in the COPY's transaction, which tells the rollup
+trigger to skip the statement (``gordon.equity_rollups = writer``, transaction-local): the database
+then does no per-point aggregation, and the rollups are the ones the trigger would have made.
+
 Equity points are built as one numpy buffer in PostgreSQL's binary COPY format (``pgbinary``) and
 sent with ``copy_to_table``: the same binary COPY ``copy_records_to_table`` performs, without
 making a million tuples of ``datetime`` and ``float`` first (about 4x faster at 1M points). Round
@@ -23,7 +28,7 @@ from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "rollup_buckets", "rollup_rows", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
@@ -65,18 +70,72 @@ EQUITY_CHUNK_ROWS = 100_000
 buckets that span two chunks: ``ON CONFLICT DO UPDATE``)."""
 
 
+ROLLUP_WIDTHS_S = (300, 3600, 86400)  # migration 0010's levels
+
+
+def rollup_buckets(ts_ms: np.ndarray, equity: np.ndarray, width_s: int = 300) -> list[np.ndarray]:
+    """The rollup buckets of ``width_s`` of points sorted by time: bucket start, count, first and last
+    (Unix us and equity), lowest and highest equity with their times (the earliest point on ties, as
+    the trigger's ``min(ARRAY[equity, epoch])`` and ``max(ARRAY[equity, -epoch])``). Buckets are
+    ``date_bin(width, ts, epoch)``."""
+    us = ts_ms.astype(np.int64) * 1000
+    n = us.shape[0]
+    width_us = width_s * 1_000_000
+    bucket = us // width_us  # floor, as date_bin
+    starts = np.flatnonzero(np.concatenate(([True], bucket[1:] != bucket[:-1])))
+    counts = np.diff(np.append(starts, n))
+    ends = starts + counts - 1
+    seg = np.repeat(np.arange(starts.shape[0]), counts)
+
+    def earliest(extreme: np.ndarray) -> np.ndarray:
+        hit = np.flatnonzero(equity == extreme[seg])
+        return hit[np.concatenate(([True], seg[hit][1:] != seg[hit][:-1]))]
+
+    lo = earliest(np.minimum.reduceat(equity, starts))
+    hi = earliest(np.maximum.reduceat(equity, starts))
+    return [bucket[starts] * width_us, counts.astype(np.int64), us[starts], equity[starts], us[ends], equity[ends],
+            us[lo], equity[lo], us[hi], equity[hi]]
+
+
+def rollup_rows(ts_ms: np.ndarray, equity: np.ndarray) -> list[list[Any]]:
+    """``equity_rollups_put``'s arrays (after the run id): every level's buckets, concatenated."""
+    levels = [rollup_buckets(ts_ms, equity, w) for w in ROLLUP_WIDTHS_S]
+    widths = np.concatenate([np.full(level[0].shape[0], w, dtype=np.int32)
+                             for w, level in zip(ROLLUP_WIDTHS_S, levels, strict=True)])
+    cols = [np.concatenate(parts) for parts in zip(*levels, strict=True)]
+    return [widths.tolist(), *(c.tolist() for c in cols)]
+
+
+def _rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
+    """Sorted times and finite equity: the numpy buckets are the trigger's (else the trigger does it)."""
+    return bool(np.all(np.diff(ts_ms) > 0)) and bool(np.isfinite(equity).all())
+
+
 async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
                        on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
     """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
-    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each); returns the count."""
+    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each); returns the count.
+
+    Each chunk is one transaction (a savepoint inside the caller's): the trigger-skip setting, the
+    COPY, then the chunk's rollups, so the points and their rollups commit or roll back together.
+    """
     columns = equity_columns(run_id, result, close)
     n = len(result.ts)
+    by_writer = _rollups_by_writer(result.ts, result.equity)
     chunk_rows = chunk_rows or EQUITY_CHUNK_ROWS
     for start in range(0, n, chunk_rows):
         stop = min(n, start + chunk_rows)
         stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
-        await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
-                                 columns=EQUITY_COLUMNS, format="binary")
+        async with conn.transaction():
+            if by_writer:
+                await conn.execute("SELECT set_config('gordon.equity_rollups', 'writer', true)")
+            await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
+                                     columns=EQUITY_COLUMNS, format="binary")
+            if by_writer:
+                rows = rollup_rows(result.ts[start:stop], result.equity[start:stop])
+                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
+                                   " $12)", run_id, *rows)
+                await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
         if on_rows is not None:
             on_rows(stop)
     return n

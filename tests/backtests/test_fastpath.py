@@ -1,0 +1,145 @@
+"""The engine's fast path (backtests.fastpath) against the generic event walk over the reference
+ExecutionModel: identical events (value and Decimal representation), ledger and equity, bar for bar,
+on random price series, random signals and random configs."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gordon_manager.backtests import engine, fastpath, run_backtest
+from gordon_manager.execution import Bars, BpsFeeModel, ExecutionConfig, ExecutionModel
+from gordon_manager.marketdata import generate_klines
+from gordon_manager.strategies import list_strategies
+from gordon_manager.strategies.base import Signals
+
+
+@st.composite
+def price_paths(draw: st.DrawFn) -> Bars:
+    """Random walks in cents with wicks and gaps (gaps up clip or reject all-in entries)."""
+    n = draw(st.integers(1, 160))
+    vol = draw(st.sampled_from([5, 40, 300]))
+    steps = draw(st.lists(st.integers(-vol, vol), min_size=n, max_size=n))
+    gaps = draw(st.lists(st.integers(-vol, 2 * vol), min_size=n, max_size=n))
+    price = draw(st.integers(150, 5_000_000))
+    rows = []
+    for i in range(n):
+        o = max(100, price + gaps[i])
+        c = max(100, o + steps[i])
+        rows.append((i * 60_000, o / 100, max(o, c) / 100, min(o, c) / 100, c / 100, 1.0))
+        price = c
+    return Bars(*(np.array(col) for col in zip(*rows, strict=True)))
+
+
+def _steps() -> st.SearchStrategy[Decimal]:
+    return st.sampled_from([Decimal("1"), Decimal("0.01"), Decimal("0.0001"), Decimal("1E-8"), Decimal("1E+1")])
+
+
+@st.composite
+def configs(draw: st.DrawFn) -> ExecutionConfig:
+    bps = st.sampled_from([Decimal(0), Decimal("1"), Decimal("7.5"), Decimal("10"), Decimal("250")])
+    return ExecutionConfig(
+        initial_cash=draw(st.sampled_from([Decimal("10000"), Decimal("1.5"), Decimal("123456.789"), Decimal("1E+12")])),
+        taker_fee_bps=draw(bps), maker_fee_bps=draw(bps), slippage_bps=draw(bps),
+        position_fraction=draw(st.sampled_from([Decimal("1"), Decimal("0.95"), Decimal("0.333")])),
+        price_step=draw(_steps()), qty_step=draw(_steps()), cash_step=draw(_steps()),
+    )
+
+
+@st.composite
+def signals(draw: st.DrawFn, n: int) -> Signals:
+    density = draw(st.sampled_from([0.02, 0.2, 0.6, 1.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    rng = np.random.default_rng(seed)
+    return Signals(entry=rng.random(n) < density, exit=rng.random(n) < density)
+
+
+def _run(bars: Bars, sig: Signals, cfg: ExecutionConfig, fast: bool) -> tuple:
+    model = ExecutionModel(cfg)
+    fills, decisions, trips, rejections = [], [], [], []
+    walk = fastpath.run_market_only if fast else engine._walk
+    segs = walk(model, bars, sig, fills, decisions, trips, rejections, lambda _f: None)
+    ledger = (model.cash, model.position, model.fees_paid, model._next_id, model.open_trip)
+    return (fills, decisions, trips, rejections, segs, ledger)
+
+
+def _same(a: object, b: object) -> None:
+    assert a == b
+    assert repr(a) == repr(b)  # the Decimals' representations (exponents) too
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), bars=price_paths(), cfg=configs())
+def test_fast_path_equals_generic_walk(data: st.DataObject, bars: Bars, cfg: ExecutionConfig) -> None:
+    sig = data.draw(signals(len(bars)))
+    assert fastpath.applies(ExecutionModel(cfg), sig)
+    _same(_run(bars, sig, cfg, True), _run(bars, sig, cfg, False))
+
+
+@pytest.mark.parametrize("spec", list_strategies(), ids=lambda s: s.name)
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bars=price_paths(), cfg=configs())
+def test_registered_strategies_same_result_either_way(spec, bars: Bars, cfg: ExecutionConfig) -> None:
+    def outcome(params: dict | None, fast_path: bool) -> tuple:
+        try:
+            r = run_backtest(bars, spec.name, params, cfg, fast_path=fast_path)
+        except ValueError as exc:  # e.g. a bracket level that rounds to 0 on a coarse tick: both must say so
+            return (repr(exc),)
+        return (r.fills, r.decisions, r.round_trips, r.rejections, r.stats, r.equity.tobytes())
+
+    for params in (None, *spec.examples):
+        _same(outcome(params, True), outcome(params, False))
+
+
+def test_reference_workload_is_identical_and_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    bars = generate_klines(n_bars=20_000, seed=7, interval="1m")
+    cfg = ExecutionConfig(slippage_bps=Decimal("2"))
+    calls = []
+    real = fastpath.run_market_only
+    monkeypatch.setattr(fastpath, "run_market_only", lambda *a: calls.append(1) or real(*a))
+    fast = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, cfg)
+    slow = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, cfg, fast_path=False)
+    assert calls == [1]
+    assert len(fast.round_trips) > 100
+    _same((fast.fills, fast.decisions, fast.round_trips, fast.stats),
+          (slow.fills, slow.decisions, slow.round_trips, slow.stats))
+    assert fast.equity.tobytes() == slow.equity.tobytes()
+
+
+def test_fast_path_declines_what_it_cannot_represent() -> None:
+    n = 10
+    plain = Signals(entry=np.ones(n, bool), exit=np.ones(n, bool))
+    assert fastpath.applies(ExecutionModel(ExecutionConfig()), plain)
+    bracket = Signals(entry=plain.entry, exit=plain.exit, stop_loss=np.full(n, 90.0))
+    assert not fastpath.applies(ExecutionModel(ExecutionConfig()), bracket)
+    no_bracket = Signals(entry=plain.entry, exit=plain.exit, stop_loss=np.full(n, np.nan),
+                         take_profit=np.full(n, np.nan))
+    assert fastpath.applies(ExecutionModel(ExecutionConfig()), no_bracket)
+    assert not fastpath.applies(ExecutionModel(ExecutionConfig(price_step=Decimal("0.5"))), plain)
+    custom_fee = BpsFeeModel(maker_bps=Decimal(1), taker_bps=Decimal(1), cash_step=Decimal("0.01"))
+    assert not fastpath.applies(ExecutionModel(ExecutionConfig(), fee_model=custom_fee), plain)
+    busy = ExecutionModel(ExecutionConfig())
+    busy.restore(cash=Decimal(1), position=Decimal(1), fees_paid=Decimal(0))
+    assert not fastpath.applies(busy, plain)
+
+
+@pytest.mark.parametrize("qty_step", [Decimal("1"), Decimal("0.001")])
+def test_gap_up_clips_and_rejects_the_same_way(qty_step: Decimal) -> None:
+    # Entry at every close, exit at every other: each buy is sized at a close of 100 and fills at an
+    # open gapped up to 130 (clipped to what cash buys, or rejected when not one lot is affordable).
+    n = 40
+    closes = np.full(n, 100.0)
+    opens = np.where(np.arange(n) % 2 == 1, 130.0, 100.0)
+    bars = Bars(np.arange(n) * 60_000, opens, np.maximum(opens, closes), np.minimum(opens, closes), closes,
+                np.ones(n))
+    sig = Signals(entry=np.arange(n) % 2 == 0, exit=np.arange(n) % 2 == 1)
+    cfg = ExecutionConfig(initial_cash=Decimal("120"), qty_step=qty_step, cash_step=Decimal("0.01"),
+                          price_step=Decimal("0.01"))
+    fast, slow = _run(bars, sig, cfg, True), _run(bars, sig, cfg, False)
+    _same(fast, slow)
+    fills, _, _, rejections, _, _ = fast
+    assert rejections if qty_step == 1 else fills and fills[0].qty < Decimal("1.19")
