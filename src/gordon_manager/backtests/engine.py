@@ -171,7 +171,7 @@ def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionMo
             checkpoint: Callable[[float], None]) -> BacktestResult:
     n = len(bars)
     ts, c = bars.ts, bars.close
-    lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64))
+    lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64)).astype(np.int64)
     cash = np.repeat(np.asarray(seg_cash, dtype=np.float64), lengths)
     qty = np.repeat(np.asarray(seg_qty, dtype=np.float64), lengths)
     equity = cash + qty * c

@@ -111,11 +111,12 @@ def run_market_only(
     fraction = cfg.position_fraction
     whole = fraction == 1
     slip_factor, fee_factor, reserve = model._slip_factor, model._fee_factor, model._reserve
-    slip = model.slippage_model
+    slip, fee_model = model.slippage_model, model.fee_model
+    assert isinstance(slip, BpsSlippageModel) and isinstance(fee_model, BpsFeeModel)  # applies() checked their types
     slipping = slip.bps != ZERO
     sizing_slip = slip_factor != 1  # entry sizing uses the config's slippage (the fills, the model's)
     slip_buy, slip_sell = slip._buy, slip._sell
-    taker_rate = model.fee_model._taker_rate
+    taker_rate = fee_model._taker_rate
     charging = taker_rate != ZERO
     buy, sell, market, taker = Side.BUY, Side.SELL, OrderType.MARKET, Liquidity.TAKER
     r_entry, r_exit = OrderReason.ENTRY, OrderReason.EXIT

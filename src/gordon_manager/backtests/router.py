@@ -11,6 +11,7 @@ from gordon_manager.backtests import service, sweep_service
 from gordon_manager.backtests.schemas import BacktestAccepted, BacktestCancel, BacktestCreate
 from gordon_manager.backtests.sweep_schemas import SweepAccepted, SweepCancel, SweepCreate, SweepDetail, SweepPage
 from gordon_manager.http.auth import Operator
+from gordon_manager.http.openapi import Responses
 from gordon_manager.http.pagination import Pagination
 
 router = APIRouter(tags=["backtests"])
@@ -20,7 +21,7 @@ SweepId = Annotated[int, Path(ge=1, le=2**62, description="Sweep id.")]
 TrialN = Annotated[int, Path(ge=0, le=2**31 - 1, description="Trial number (0-based).")]
 SweepStatus = Annotated[str | None, Query(pattern="^(queued|running|done|failed|cancelled)$",
                                           description="Only sweeps in this status.")]
-_AUTH = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}}
+_AUTH: Responses = {401: {"description": "Missing operator token"}, 403: {"description": "Wrong operator token"}}
 
 
 @router.post("/backtests", status_code=202, response_model=BacktestAccepted, summary="Queue a backtest",

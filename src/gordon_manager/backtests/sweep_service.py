@@ -18,6 +18,7 @@ heartbeat meanwhile), and a fold's result is stored when it is done.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -75,10 +76,12 @@ def plan_trials(body: SweepCreate) -> tuple[BacktestCreate, list[dict[str, Any]]
     spec, _, _ = backtests.validate_request(base)
     properties = spec.params_schema().get("properties", {})
     fixed = snakify(body.params)
+    search = body.search
     if body.grid is not None:
         space: dict[str, Any] = snakify(body.grid)
     else:
-        space = {k: v.model_dump(exclude_none=True) for k, v in snakify(body.search.space).items()}
+        assert search is not None  # SweepCreate holds a grid or a search, exactly one
+        space = {k: v.model_dump(exclude_none=True) for k, v in snakify(search.space).items()}
     for name in space:
         if name not in properties:
             raise _unprocessable(f"{spec.name} has no param {name!r} (it has {', '.join(properties)})",
@@ -91,8 +94,8 @@ def plan_trials(body: SweepCreate) -> tuple[BacktestCreate, list[dict[str, Any]]
             raise _unprocessable(f"the grid has {size} combinations; at most {sweep.MAX_TRIALS}", "grid")
         trials, dropped = sweep.grid_trials(spec, space, fixed)
     else:
-        trials, dropped = sweep.random_trials(spec, space, budget=body.search.trials, seed=body.search.seed,
-                                              base=fixed)
+        assert search is not None
+        trials, dropped = sweep.random_trials(spec, space, budget=search.trials, seed=search.seed, base=fixed)
     if not trials:
         raise _unprocessable(f"no valid parameter set: the strategy refused all {dropped} tried",
                              "grid" if body.grid is not None else "search")
@@ -131,6 +134,7 @@ async def plan_folds(conn: asyncpg.Connection, body: SweepCreate, *, trials: int
     """Check that the walk-forward folds fit the range's bars; the settings to store (snake_case, the default
     testFraction filled in). 422 naming the walkForward member to change."""
     wf = body.walk_forward
+    assert wf is not None  # called only for a sweep with walkForward
     if trials * wf.folds > MAX_FOLD_RUNS:
         raise _unprocessable(f"{trials} trials × {wf.folds} folds = {trials * wf.folds} trial runs; at most "
                              f"{MAX_FOLD_RUNS}", "walkForward.folds")
@@ -375,7 +379,7 @@ async def _run_folds(conn: asyncpg.Connection, row: Any, *, workers: int, log_le
     for fold in layout:
         outcomes = await _fold_trials(bars.slice(fold.train_first, fold.train_end), row["strategy"], config, trials,
                                       workers=workers, log_level=log_level, dask_address=dask_address,
-                                      tick=lambda n, base=runs: tick(base + n))
+                                      tick=functools.partial(_offset, tick, runs))
         if outcomes is None:
             return "cancelled"
         runs += len(outcomes)
@@ -393,6 +397,11 @@ async def _run_folds(conn: asyncpg.Connection, row: Any, *, workers: int, log_le
         if await tick(runs):
             return "cancelled" if fold.index < len(layout) - 1 else "done"
     return "done"
+
+
+def _offset(tick: Callable[[int], Any], base: int, done: int) -> Any:
+    """A fold's progress callback: its trial runs counted after the ``base`` runs of the folds before it."""
+    return tick(base + done)
 
 
 def _at(ms: Any) -> datetime:

@@ -99,7 +99,7 @@ def best_in_sample(outcomes: Iterable[sweep.TrialOutcome], objective: str, *,
                    min_trades: int) -> tuple[sweep.TrialOutcome | None, float | None, int]:
     """The best feasible trial of a fold's train window (highest objective value, ties to the lowest n), its
     value (higher is better, as ``sweep.objective_value``), and how many trials were feasible."""
-    best: tuple[float, int] | None = None
+    best: tuple[float | None, int] | None = None
     chosen: sweep.TrialOutcome | None = None
     count = 0
     for outcome in outcomes:

@@ -53,7 +53,7 @@ def ledger_series(ts: np.ndarray, fills: list[Fill], initial_cash: Decimal) -> t
         starts.append(int(np.searchsorted(ts, fill.ts)))
         cash_seg.append(float(cash))
         qty_seg.append(float(qty))
-    lengths = np.diff(np.asarray(starts + [len(ts)], dtype=np.int64))
+    lengths = np.diff(np.asarray(starts + [len(ts)], dtype=np.int64)).astype(np.int64)
     return (np.repeat(np.asarray(cash_seg), lengths), np.repeat(np.asarray(qty_seg), lengths))
 
 

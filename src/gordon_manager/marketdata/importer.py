@@ -237,7 +237,7 @@ def _duration(us: int) -> str:
 def _time(pg_us: int) -> str:
     us = int(pg_us) + PG_EPOCH_US
     unit = "s" if us % 1_000_000 == 0 else "ms" if us % 1000 == 0 else "us"
-    return str(np.datetime64(us // {"s": 1_000_000, "ms": 1000, "us": 1}[unit], unit)) + "Z"
+    return str(np.datetime64(us // {"s": 1_000_000, "ms": 1000, "us": 1}[unit], unit)) + "Z"  # type: ignore[call-overload]  # numpy's stub wants the unit as a literal
 
 
 def check_spacing(columns: dict[str, np.ndarray], interval: str, *, source: str,
