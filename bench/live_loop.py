@@ -317,11 +317,7 @@ class BenchExecutor(TestExecutor):
                 await message.ack()
                 main.call_soon_threadsafe(dispatch, intent)
 
-            await js.subscribe(
-                contract.INTENTS_SUBJECTS, stream=contract.INTENTS_STREAM, durable="bench-executor-push",
-                cb=on_message, manual_ack=True, pending_msgs_limit=1_000_000,
-                config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                      ack_wait=5, max_ack_pending=100_000))
+            await _push_consumer(js, on_message)
             ready.set()
             while not stop.is_set():
                 await asyncio.sleep(0.2)
@@ -375,11 +371,7 @@ class BenchExecutor(TestExecutor):
                     await message.ack()
                     dispatch(intent)
 
-                push = await self._js.subscribe(
-                    contract.INTENTS_SUBJECTS, stream=contract.INTENTS_STREAM, durable="bench-executor-push",
-                    cb=on_message, manual_ack=True, pending_msgs_limit=1_000_000,
-                    config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                                          ack_wait=5, max_ack_pending=100_000))
+                push = await _push_consumer(self._js, on_message)
                 await asyncio.Event().wait()
             while True:
                 try:
@@ -397,6 +389,15 @@ class BenchExecutor(TestExecutor):
             if push is not None:
                 with contextlib.suppress(Exception):
                     await push.unsubscribe()
+
+
+async def _push_consumer(js, on_message):
+    """The executor's durable push consumer of every bot's intents (on whichever loop ``js`` lives)."""
+    return await js.subscribe(
+        contract.INTENTS_SUBJECTS, stream=contract.INTENTS_STREAM, durable="bench-executor-push",
+        cb=on_message, manual_ack=True, pending_msgs_limit=1_000_000,
+        config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                              ack_wait=5, max_ack_pending=100_000))
 
 
 # -- the baseline publisher (a subprocess: `live_loop.py --baseline-publisher …`) -------------------------

@@ -24,28 +24,14 @@ import pytest
 from gordon_manager.backtests import sweep, sweep_cluster, sweep_cluster_worker, sweep_service
 from gordon_manager.backtests.job import runner_identity
 from gordon_manager.backtests.sweep_schemas import SweepCreate
-from tests.backtests.test_sweeps import CONFIG, sweep_body, wait_sweep
+from tests.backtests.test_sweeps import CONFIG, big_sweep, sweep_body, trials_under_way, wait_sweep
 from tests.backtests.test_worker import cli_env  # noqa: F401
 from tests.conftest import make_settings, wait_for
+from tests.infra.binaries import require_dask
 from tests.infra.net import free_port
 from tests.marketdata.fixtures import iso, kadmin, kline_db  # noqa: F401
 
 WORKERS = 2
-DASK_HINT = ("the `dask` command (PyPI package `distributed`, a dependency of gordon-manager) is missing: "
-             "install it with `.venv/bin/pip install -e '.[test]'`")
-
-
-def require_dask() -> str:
-    """The venv's `dask` command (the workers must import this gordon-manager), or a failure saying how to
-    install it."""
-    path = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.which("dask")
-    if path is None:
-        pytest.fail(DASK_HINT, pytrace=False)
-    try:
-        import distributed  # noqa: F401
-    except ImportError:
-        pytest.fail(DASK_HINT, pytrace=False)
-    return path
 
 
 @dataclass
@@ -216,12 +202,6 @@ async def test_a_walk_forward_runs_its_folds_on_the_cluster_too(dclient, kadmin,
     assert detail["degradation"]["foldsDone"] == 2
 
 
-def _big_sweep(kline_db):  # noqa: F811
-    ts = kline_db.big.ts
-    return sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])), "to": iso(int(ts[200_000]))},
-                      grid={"fast": list(range(2, 12)), "slow": list(range(20, 220, 10))})
-
-
 async def _idle(cluster: Cluster, timeout: float = 30.0) -> None:
     """The cluster runs no task any more (the released chunks stopped between two trials)."""
     async def idle():
@@ -233,16 +213,10 @@ async def _idle(cluster: Cluster, timeout: float = 30.0) -> None:
 
 async def test_cancel_stops_the_chunks_on_the_cluster_and_keeps_the_finished_trials(  # noqa: F811
         dclient, kadmin, kline_db, cluster, operator_headers):
-    response = await dclient.post("/backtests/sweeps", json=_big_sweep(kline_db), headers=operator_headers)
+    response = await dclient.post("/backtests/sweeps", json=big_sweep(kline_db), headers=operator_headers)
     assert response.status_code == 202, response.text
     sweep_id = response.json()["id"]
-
-    async def some_done():
-        row = await kadmin.fetchrow("SELECT status, trials_done FROM trading.backtest_sweeps WHERE id = $1",
-                                    sweep_id)
-        return row["status"] == "running" and row["trials_done"] > 0
-
-    await wait_for(some_done, timeout=120)
+    await trials_under_way(kadmin, sweep_id)
     cancel = await dclient.post(f"/backtests/sweeps/{sweep_id}/cancel", headers=operator_headers)
     assert cancel.status_code == 202, cancel.text
     started = time.monotonic()
@@ -258,7 +232,7 @@ async def test_cancel_stops_the_chunks_on_the_cluster_and_keeps_the_finished_tri
 async def test_a_stopping_manager_fails_its_sweep_on_the_cluster(kadmin, kline_db, cluster):  # noqa: F811
     from gordon_manager.db.connect import create_pool
 
-    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(_big_sweep(kline_db)),
+    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(big_sweep(kline_db)),
                                               actor="test")
     pool = await create_pool(kline_db.db.manager_url, min_size=1, max_size=2)
     runner = sweep_service.SweepRunner(pool=pool, workers=1, dask_address=cluster.address)
@@ -295,7 +269,7 @@ async def test_an_unreachable_scheduler_fails_the_sweep_naming_the_address(kadmi
 
 
 async def test_a_lost_scheduler_fails_the_sweep_naming_the_address(kadmin, kline_db, tmp_path):  # noqa: F811
-    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(_big_sweep(kline_db)),
+    row, _ = await sweep_service.create_sweep(kadmin, body=SweepCreate.model_validate(big_sweep(kline_db)),
                                               actor="test", runner="cli")
     import asyncpg
 
@@ -308,11 +282,7 @@ async def test_a_lost_scheduler_fails_the_sweep_naming_the_address(kadmin, kline
                                                                owner=runner_identity("cli"), workers=0,
                                                                dask_address=own.address))
 
-        async def some_done():
-            return await kadmin.fetchval("SELECT trials_done > 0 FROM trading.backtest_sweeps WHERE id = $1",
-                                         row["id"])
-
-        await wait_for(some_done, timeout=120)
+        await trials_under_way(kadmin, row["id"], running=False)
         os.killpg(own.scheduler.pid, signal.SIGKILL)
         started = time.monotonic()
         try:
@@ -346,11 +316,7 @@ async def test_a_worker_that_joins_during_a_sweep_gets_the_bars_once_and_runs_tr
                                                                owner=runner_identity("cli"), workers=0,
                                                                dask_address=own.address))
         try:
-            async def some_done():
-                return await kadmin.fetchval("SELECT trials_done > 0 FROM trading.backtest_sweeps WHERE id = $1",
-                                             row["id"])
-
-            await wait_for(some_done, timeout=120)
+            await trials_under_way(kadmin, row["id"], running=False)
             await asyncio.to_thread(own.add_worker)
 
             async def newcomer_ran():

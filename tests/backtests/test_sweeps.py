@@ -237,21 +237,29 @@ async def test_bad_requests_are_problems(kclient, kline_db, operator_headers):
                                headers=operator_headers), 404)
 
 
-async def test_cancel_stops_a_running_sweep_and_keeps_its_finished_trials(kclient, kadmin, kline_db,
-                                                                          operator_headers):
+def big_sweep(kline_db) -> dict:
+    """200 trials over 200,000 bars: long enough to be cancelled or stopped while it runs."""
     ts = kline_db.big.ts
-    body = sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])), "to": iso(int(ts[200_000]))},
+    return sweep_body(kline_db, symbol="ETHUSDT", **{"from": iso(int(ts[0])), "to": iso(int(ts[200_000]))},
                       grid={"fast": list(range(2, 12)), "slow": list(range(20, 220, 10))})
-    response = await kclient.post("/backtests/sweeps", json=body, headers=operator_headers)
-    assert response.status_code == 202, response.text
-    sweep_id = response.json()["id"]
 
+
+async def trials_under_way(kadmin, sweep_id: int, *, running: bool = True) -> None:
+    """Wait until the sweep has finished trials (and, with ``running``, is still running)."""
     async def some_done():
         row = await kadmin.fetchrow("SELECT status, trials_done FROM trading.backtest_sweeps WHERE id = $1",
                                     sweep_id)
-        return row["status"] == "running" and row["trials_done"] > 0
+        return (row["status"] == "running" or not running) and row["trials_done"] > 0
 
     await wait_for(some_done, timeout=120)
+
+
+async def test_cancel_stops_a_running_sweep_and_keeps_its_finished_trials(kclient, kadmin, kline_db,
+                                                                          operator_headers):
+    response = await kclient.post("/backtests/sweeps", json=big_sweep(kline_db), headers=operator_headers)
+    assert response.status_code == 202, response.text
+    sweep_id = response.json()["id"]
+    await trials_under_way(kadmin, sweep_id)
     cancel = await kclient.post(f"/backtests/sweeps/{sweep_id}/cancel", headers=operator_headers)
     assert cancel.status_code == 202, cancel.text
     assert cancel.json() == {"id": sweep_id, "status": "running", "cancelRequested": True}

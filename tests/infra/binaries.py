@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -42,4 +44,21 @@ def require_chromium() -> str:
         import playwright  # noqa: F401
     except ImportError:
         pytest.fail(CHROMIUM_HINT, pytrace=False)
+    return path
+
+
+DASK_HINT = ("the `dask` command (PyPI package `distributed`, a dependency of gordon-manager) is missing: "
+             "install it with `.venv/bin/pip install -e '.[test]'`")
+
+
+def require_dask() -> str:
+    """The venv's `dask` command (the workers must import this gordon-manager), or a failure saying how to
+    install it."""
+    path = shutil.which("dask", path=str(Path(sys.executable).parent)) or shutil.which("dask")
+    if path is None:
+        pytest.fail(DASK_HINT, pytrace=False)
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        pytest.fail(DASK_HINT, pytrace=False)
     return path

@@ -25,10 +25,7 @@ from gordon_manager.reconcile.start import make_spec_builder
 from gordon_manager.runtimes.process import ProcessRuntime
 from tests.conftest import make_settings, wait_for
 from tests.reconcile.conftest import WORKLOAD
-
-
-class Leader:
-    is_leader = True
+from tests.reconcile.test_reconciler_errors import Leader, new_bot
 
 
 class Gated:
@@ -90,13 +87,6 @@ async def harness(rdb, data_dir, log_dir):
     for bot_id in list(await real.observe()):
         await real.remove(bot_id)
     await pool.close()
-
-
-async def new_bot(pool, desired: str = "running") -> int:
-    return await pool.fetchval(
-        "INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, desired_state, created_by)"
-        " VALUES ($1, 'sma_crossover', 'BTCUSDT', '1m', 'gordon-bot:1', $2, 'test') RETURNING id",
-        f"q-{uuid.uuid4().hex[:8]}", desired)
 
 
 async def state(pool, bot_id: int) -> str | None:
