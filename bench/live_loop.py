@@ -16,9 +16,10 @@ What runs (all on this host, all real):
   * a test executor (tests/botrunner/executor.py's TestExecutor, in this process, at nice -10 as a
     stand-in for a peer with its own CPU): it answers each intent with accepted + a fill at once
     (latency 0), one handler per bot. Its receipt time of an intent is the wall clock when the
-    message reaches it (a durable push consumer's callback, on a thread of its own so that the
-    receipt does not wait for the answers to the intents before it; ``--executor-consumer push`` runs
-    that consumer on the main loop, ``pull`` uses TestExecutor's fetch loop);
+    message reaches it (a durable push consumer's callback, in a receiving process of its own so that
+    the receipt waits neither for the answers to the intents before it nor for this process's GIL;
+    ``--executor-consumer thread`` runs that consumer on a thread of this process, ``push`` on the
+    main loop, ``pull`` uses TestExecutor's fetch loop);
   * a feeder (in this process) writing one closed 1 s kline per second of ONE shared symbol, as a
     data pipeline would, right after the second closes. One shared symbol: on an exchange every
     symbol's bar closes on the same second, so N symbols would give the same burst of N decisions
@@ -247,13 +248,14 @@ class BenchExecutor(TestExecutor):
     """TestExecutor (same handling: accepted + a fill at once, portfolio_state) with exact receipt times,
     answering the bots concurrently.
 
-    ``consumer="thread"`` (default) receives intents on a durable push consumer served by a thread of
-    its own (its own event loop and NATS connection): the callback stamps the wall clock, acknowledges,
-    and hands the intent to the handlers on the main loop. The receipt is then the moment the message
-    reaches the executor's consumer, not the moment this Python process's one busy loop (answering
-    the intents before it, writing portfolio_state, feeding bars) gets to it: a real executor is a
-    separate service whose receiving is not queued behind its answers. ``"push"`` is the same
-    consumer on the main loop (the receipt then includes that loop's backlog). ``"pull"`` keeps TestExecutor's pull
+    ``consumer="process"`` (default) receives intents on a durable push consumer in a process of its
+    own (``--executor-receiver``, uvloop, at the load generator's priority): its callback stamps the
+    wall clock, acknowledges, and passes the intent on a pipe to the handlers on the main loop. The
+    receipt is then the moment the message reaches the executor's consumer, not the moment this
+    Python process (answering the intents before it, writing portfolio_state, feeding bars: one GIL)
+    gets to it: a real executor is a separate service whose receiving is not queued behind its
+    answers. ``"thread"`` is the same consumer on a thread of this process (the receipt then waits
+    for the GIL), ``"push"`` the same consumer on the main loop (the receipt then includes that loop's backlog). ``"pull"`` keeps TestExecutor's pull
     loop (``fetch(batch, timeout=0.5)``) and stamps each batch when the fetch returns; with nats-py
     2.16 a batched fetch sometimes holds a message until its pull request expires (botrunner/bus.py),
     which adds up to 0.5 s to the receipt of an intent the bot delivered on time.
@@ -264,7 +266,7 @@ class BenchExecutor(TestExecutor):
     through a small pool, so one bot's answer never waits for another's (a real executor's would not).
     """
 
-    consumer: str = "thread"
+    consumer: str = "process"
     pool_size: int = 8
     received_wall: dict[str, float] = field(default_factory=dict)  # clientOrderId -> time.time(), 1st receipt
     # clientOrderId -> when JetStream stored it (the server's stream timestamp, same clock on this host)
@@ -275,6 +277,7 @@ class BenchExecutor(TestExecutor):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.receiver_pid: int | None = None  # consumer="process": the receiving process
         self._bot_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def _open_db(self) -> asyncpg.Pool:
@@ -342,6 +345,30 @@ class BenchExecutor(TestExecutor):
         finally:
             stop.set()
 
+    async def _receive_in_process(self, dispatch) -> None:
+        """The push consumer in a process of its own (``live_loop.py --executor-receiver``, at this
+        process's raised priority): it stamps each intent as it arrives, acknowledges it and passes it
+        on as one line on its stdout; returns never (the child is killed with the executor)."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "--executor-receiver", "--nats-url", self.url,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+        self.receiver_pid = proc.pid
+        try:
+            while line := await proc.stdout.readline():
+                now, stored, seq, data = orjson.loads(line)
+                intent = orjson.loads(data)
+                coid = intent["clientOrderId"]
+                self.received_wall.setdefault(coid, now)
+                self.stored_wall.setdefault(coid, stored)
+                self.deliveries_of[coid] += 1
+                self.sequences_of[coid].add(seq)
+                dispatch(intent)
+            raise RuntimeError(f"executor receiver exited ({await proc.wait()})")
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
     async def _consume(self) -> None:
         """Receive (stamp, ack) and hand each intent to its bot's handler task, so that the receipt time
         does not include the handling of the intents before it."""
@@ -363,6 +390,8 @@ class BenchExecutor(TestExecutor):
 
         push = None
         try:
+            if self.consumer == "process":
+                await self._receive_in_process(dispatch)
             if self.consumer == "thread":
                 await self._receive_on_thread(dispatch)
             if self.consumer == "push":
@@ -398,6 +427,22 @@ async def _push_consumer(js, on_message):
         cb=on_message, manual_ack=True, pending_msgs_limit=1_000_000,
         config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
                               ack_wait=5, max_ack_pending=100_000))
+
+
+async def executor_receiver(args) -> None:
+    """The test executor's receiving end, in its own process: stamp, acknowledge, pass on (stdout)."""
+    nc = await nats.connect(args.nats_url, max_reconnect_attempts=-1, reconnect_time_wait=0.2)
+    out = sys.stdout.buffer
+
+    async def on_message(message) -> None:
+        now = time.time()
+        await message.ack()
+        out.write(orjson.dumps([now, message.metadata.timestamp.timestamp(), message.metadata.sequence.stream,
+                                message.data.decode()]) + b"\n")
+        out.flush()
+
+    await _push_consumer(nc.jetstream(), on_message)
+    await asyncio.Event().wait()
 
 
 # -- the baseline publisher (a subprocess: `live_loop.py --baseline-publisher …`) -------------------------
@@ -733,7 +778,8 @@ class LiveBench:
         meter = CpuMeter({
             "bots": lambda: [psutil.Process(p.pid) for p in self.bots.values() if p.poll() is None],
             "manager": lambda: tree(manager),
-            "load generator": lambda: [psutil.Process()],
+            "load generator": lambda: [psutil.Process()] + (
+                [psutil.Process(executor.receiver_pid)] if executor.receiver_pid else []),
             "postgres": lambda: postgres_procs(pgdata),
             "nats": lambda: tree(nats_pid),
         })
@@ -903,11 +949,13 @@ def main() -> None:
                         help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
                         help="experiment: a postgresql.conf line (e.g. log_statement=all), repeatable")
-    parser.add_argument("--executor-consumer", choices=("thread", "push", "pull"), default="thread",
-                        help="how the test executor receives intents (thread: a push consumer on a thread of its "
-                             "own; push: the same on the main loop; pull: TestExecutor's fetch loop)")
+    parser.add_argument("--executor-consumer", choices=("process", "thread", "push", "pull"), default="process",
+                        help="how the test executor receives intents (process: a push consumer in a process of "
+                             "its own; thread: the same on a thread of this process; push: on the main loop; "
+                             "pull: TestExecutor's fetch loop)")
     # the baseline publisher subprocess
     parser.add_argument("--baseline-publisher", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--executor-receiver", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     parser.add_argument("--nats-url", help=argparse.SUPPRESS)
     parser.add_argument("--bot-id", type=int, help=argparse.SUPPRESS)
@@ -915,6 +963,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.baseline_publisher:
         asyncio.run(baseline_publisher(args))
+        return
+    if args.executor_receiver:
+        import uvloop
+        uvloop.run(executor_receiver(args))
         return
 
     def interrupted(signum, _frame):

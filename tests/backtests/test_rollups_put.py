@@ -1,6 +1,7 @@
-"""Migration 0027: a backtest writer puts the equity rollups of its points itself (numpy buckets,
-``trading.equity_rollups_put``) and the rollup trigger skips its COPY; the rollups are exactly the
-ones the trigger makes, and a rebuild from the raw points."""
+"""Migrations 0027, 0028: a backtest writer writes the equity rollups of its points itself (numpy
+buckets: one COPY for a run without rollups, ``trading.equity_rollups_put`` merging into a run that
+has some) and the rollup trigger skips its COPY; the rollups are exactly the ones the trigger makes,
+and a rebuild from the raw points."""
 
 from __future__ import annotations
 
@@ -59,6 +60,27 @@ async def test_put_rollups_equal_the_triggers_and_a_rebuild(rollup_db, monkeypat
         await admin.close()
 
 
+async def test_rollups_merged_into_a_run_that_has_some(rollup_db, monkeypatch):
+    """A second write to a run with rollups merges (equity_rollups_put) instead of copying: the
+    buckets that span both writes come out as one, equal to the trigger's over all the points."""
+    conn = await asyncpg.connect(rollup_db.manager_url)
+    try:
+        bars, (result, _) = _results()
+        k = 1_237  # inside a 5-minute and an hourly bucket
+        halves = [(dataclasses.replace(result, ts=result.ts[part], equity=result.equity[part]), bars.close[part])
+                  for part in (slice(0, k), slice(k, None))]
+        run_id = await conn.fetchval(RUN)
+        for half, close in halves:
+            async with conn.transaction():
+                await writer.write_equity(conn, run_id=run_id, result=half, close=close, chunk_rows=500)
+        trig = await _write(conn, result, bars, by_writer=False, monkeypatch=monkeypatch)
+        assert [tuple(r) for r in await conn.fetch(ROLLUPS, run_id)] == [tuple(r) for r in await conn.fetch(ROLLUPS, trig)]
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await conn.fetchval("SELECT trading.equity_rollups_copy_begin($1)", run_id + 1000)
+    finally:
+        await conn.close()
+
+
 async def test_the_skip_ends_with_the_write(rollup_db):
     conn = await asyncpg.connect(rollup_db.manager_url)
     try:
@@ -80,6 +102,11 @@ async def test_only_the_manager_puts_rollups(rollup_db):
     try:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await bot.execute("SELECT trading.equity_rollups_put(1, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await bot.execute("SELECT trading.equity_rollups_copy_begin(1)")
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await bot.execute("INSERT INTO trading.equity_rollups VALUES (1, 300, now(), 1, now(), 1, now(), 1, now(), 1,"
+                              " now(), 1)")
     finally:
         await bot.close()
 

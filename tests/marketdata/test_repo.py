@@ -84,6 +84,11 @@ def test_binary_codec_roundtrip_and_refusals():
     with pytest.raises(ValueError, match="field count or a NULL"):
         pgbinary.decode(pgbinary.encode([("f8", floats), ("f8", floats)]).replace(b"\x00\x02\x00", b"\x00\x03\x00", 1),
                         ["f8", "f8"])
+    small = np.array([0, -1, 2**31 - 1, 300], dtype=np.int32)
+    c, d = pgbinary.decode(pgbinary.encode([("i4", small), ("i8", ints)]), ["i4", "i8"])
+    assert np.array_equal(c, small) and c.dtype == np.int32 and np.array_equal(d, ints)
+    with pytest.raises(ValueError, match="field count or a NULL"):  # an int8 column read as int4 + padding
+        pgbinary.decode(pgbinary.encode([("i8", ints), ("i4", small)]), ["i4", "i8"])
     with pytest.raises(ValueError, match="unsupported column kind"):
         pgbinary.encode([("text", ints)])
     with pytest.raises(ValueError, match="column 1 has 3 values"):
@@ -91,12 +96,13 @@ def test_binary_codec_roundtrip_and_refusals():
 
 
 async def test_binary_codec_matches_postgres(kadmin):
-    stream = pgbinary.encode([("i8", np.array([7, -8])), ("f8", np.array([0.1, 2.5]))])
-    await kadmin.execute("CREATE TEMP TABLE codec_check (a bigint, b float8)")
+    stream = pgbinary.encode([("i8", np.array([7, -8])), ("f8", np.array([0.1, 2.5])), ("i4", np.array([300, -5]))])
+    await kadmin.execute("CREATE TEMP TABLE codec_check (a bigint, b float8, c integer)")
     import io
 
     await kadmin.copy_to_table("codec_check", source=io.BytesIO(stream), format="binary")
-    assert [tuple(r) for r in await kadmin.fetch("SELECT a, b FROM codec_check ORDER BY a")] == [(-8, 2.5), (7, 0.1)]
+    assert [tuple(r) for r in await kadmin.fetch("SELECT a, b, c FROM codec_check ORDER BY a")] == [(-8, 2.5, -5),
+                                                                                                  (7, 0.1, 300)]
     chunks = []
 
     async def sink(chunk):

@@ -1,9 +1,11 @@
 """Backtest results into Postgres: equity points and round trips by binary COPY, stats as jsonb.
 
-The equity rollups (migrations 0010, 0027) of the points are computed here, with numpy, at every
-level, and put with ``trading.equity_rollups_put`` in the COPY's transaction, which tells the rollup
-trigger to skip the statement (``gordon.equity_rollups = writer``, transaction-local): the database
-then does no per-point aggregation, and the rollups are the ones the trigger would have made.
+The equity rollups (migrations 0010, 0027, 0028) of the points are computed here, with numpy, at
+every level, in the COPY's transaction, which tells the rollup trigger to skip the points
+(``gordon.equity_rollups = writer``, transaction-local): the database then does no per-point
+aggregation, and the rollups are the ones the trigger would have made. A run without rollups yet
+(a backtest's, always) gets them by one binary COPY (``trading.equity_rollups_copy_begin`` locks
+the run and says so); otherwise they are merged with ``trading.equity_rollups_put``.
 
 Equity points are built as one numpy buffer in PostgreSQL's binary COPY format (``pgbinary``) and
 sent with ``copy_to_table``: the same binary COPY ``copy_records_to_table`` performs, without
@@ -28,9 +30,12 @@ from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "rollup_buckets", "rollup_rows", "ledger_series", "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "ledger_series", "rollup_buckets", "rollup_columns", "rollup_rows",
+           "stats_json", "write_equity", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
+ROLLUP_COLUMNS = ["run_id", "width_s", "bucket_at", "n", "first_at", "first_equity", "last_at", "last_equity", "min_at",
+                  "min_equity", "max_at", "max_equity"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
                      "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
 
@@ -97,13 +102,27 @@ def rollup_buckets(ts_ms: np.ndarray, equity: np.ndarray, width_s: int = 300) ->
             us[lo], equity[lo], us[hi], equity[hi]]
 
 
-def rollup_rows(ts_ms: np.ndarray, equity: np.ndarray) -> list[list[Any]]:
-    """``equity_rollups_put``'s arrays (after the run id): every level's buckets, concatenated."""
+def _levels(ts_ms: np.ndarray, equity: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(width of each bucket, the ten ``rollup_buckets`` columns) of every level, concatenated."""
     levels = [rollup_buckets(ts_ms, equity, w) for w in ROLLUP_WIDTHS_S]
     widths = np.concatenate([np.full(level[0].shape[0], w, dtype=np.int32)
                              for w, level in zip(ROLLUP_WIDTHS_S, levels, strict=True)])
-    cols = [np.concatenate(parts) for parts in zip(*levels, strict=True)]
+    return widths, [np.concatenate(parts) for parts in zip(*levels, strict=True)]
+
+
+def rollup_rows(ts_ms: np.ndarray, equity: np.ndarray) -> list[list[Any]]:
+    """``equity_rollups_put``'s arrays (after the run id): every level's buckets, concatenated."""
+    widths, cols = _levels(ts_ms, equity)
     return [widths.tolist(), *(c.tolist() for c in cols)]
+
+
+def rollup_columns(run_id: int, ts_ms: np.ndarray, equity: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The equity_rollups rows of these points (every level), as ``ROLLUP_COLUMNS`` (pgbinary kind, values)."""
+    widths, (bucket, n, first, first_eq, last, last_eq, lo, lo_eq, hi, hi_eq) = _levels(ts_ms, equity)
+    pg = pgbinary.PG_EPOCH_US
+    return [("i8", np.full(widths.shape[0], run_id, dtype=np.int64)), ("i4", widths), ("i8", bucket - pg),
+            ("i8", n), ("i8", first - pg), ("f8", first_eq), ("i8", last - pg), ("f8", last_eq), ("i8", lo - pg),
+            ("f8", lo_eq), ("i8", hi - pg), ("f8", hi_eq)]
 
 
 def _rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
@@ -114,30 +133,36 @@ def _rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
 async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
                        on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
     """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
-    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each); returns the count.
+    ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each), then their rollups; returns the count.
 
-    Each chunk is one transaction (a savepoint inside the caller's): the trigger-skip setting, the
-    COPY, then the chunk's rollups, so the points and their rollups commit or roll back together.
+    One transaction (a savepoint inside the caller's): the trigger-skip setting, the COPYs of the
+    points, then the rollups of all of them (one COPY for a run that has none yet, else merged with
+    ``equity_rollups_put``), so the points and their rollups commit or roll back together. The
+    setting is cleared before it ends: later statements of the caller's transaction use the trigger.
     """
     columns = equity_columns(run_id, result, close)
     n = len(result.ts)
     by_writer = _rollups_by_writer(result.ts, result.equity)
     chunk_rows = chunk_rows or EQUITY_CHUNK_ROWS
-    for start in range(0, n, chunk_rows):
-        stop = min(n, start + chunk_rows)
-        stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
-        async with conn.transaction():
-            if by_writer:
-                await conn.execute("SELECT set_config('gordon.equity_rollups', 'writer', true)")
+    async with conn.transaction():
+        if by_writer:
+            await conn.execute("SELECT set_config('gordon.equity_rollups', 'writer', true)")
+        for start in range(0, n, chunk_rows):
+            stop = min(n, start + chunk_rows)
+            stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
             await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
                                      columns=EQUITY_COLUMNS, format="binary")
-            if by_writer:
-                rows = rollup_rows(result.ts[start:stop], result.equity[start:stop])
-                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,"
-                                   " $12)", run_id, *rows)
-                await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
-        if on_rows is not None:
-            on_rows(stop)
+            if on_rows is not None:
+                on_rows(stop)
+        if by_writer:
+            if await conn.fetchval("SELECT trading.equity_rollups_copy_begin($1)", run_id):
+                stream = pgbinary.encode(rollup_columns(run_id, result.ts, result.equity))
+                await conn.copy_to_table("equity_rollups", schema_name="trading", source=io.BytesIO(stream),
+                                         columns=ROLLUP_COLUMNS, format="binary")
+            else:  # the run has rollups already: merge
+                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                                   " $11, $12)", run_id, *rollup_rows(result.ts, result.equity))
+            await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
     return n
 
 
