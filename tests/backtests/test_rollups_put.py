@@ -139,3 +139,26 @@ async def test_rollups_need_their_run_and_go_with_it(rollup_db):
     finally:
         await conn.close()
         await admin.close()
+
+
+async def test_round_trips_are_copied_exactly(rollup_db):
+    """The text COPY of round trips: every Decimal reads back equal, times to the millisecond, and a
+    text value with COPY's special characters arrives unchanged."""
+    conn = await asyncpg.connect(rollup_db.manager_url)
+    try:
+        _, (result, _) = _results()
+        trips = result.round_trips
+        assert trips
+        run_id = await conn.fetchval(RUN)
+        symbol = "odd\tname\\with\nbreaks"
+        async with conn.transaction():
+            assert await writer.write_roundtrips(conn, run_id=run_id, symbol=symbol, trips=trips) == len(trips)
+            assert await writer.write_roundtrips(conn, run_id=run_id, symbol=symbol, trips=[]) == 0
+        rows = await conn.fetch("SELECT * FROM trading.roundtrips WHERE run_id = $1 ORDER BY id", run_id)
+        assert [(r["symbol"], r["side"], int(r["entry_at"].timestamp() * 1000), int(r["exit_at"].timestamp() * 1000),
+                 r["entry_price"], r["exit_price"], r["qty"], r["gross_pnl"], r["fees"], r["net_pnl"], r["duration_s"],
+                 r["exit_reason"]) for r in rows] == [
+            (symbol, "long", t.entry_ts, t.exit_ts, t.entry_price, t.exit_price, t.qty, t.gross_pnl, t.fees, t.net_pnl,
+             t.duration_ms / 1000, str(t.exit_reason)) for t in trips]
+    finally:
+        await conn.close()

@@ -183,6 +183,8 @@ async def test_a_backtest_runs_and_two_are_compared(console, served):
     await page.wait_for_url(re.compile(rf"runs=\d+,{first}$"))
     second = int(re.search(r"runs=(\d+)", page.url).group(1))
     await page.wait_for_selector(f"[data-testid=run-status-{second}][data-status=done]", timeout=120_000)
+    # The badge follows /ws ('done' can come first); the stats come with the run's detail, read after it.
+    await page.wait_for_function("document.querySelectorAll('[data-testid=run-stats]').length === 2", timeout=30_000)
     assert await page.get_by_test_id("run-stats").count() == 2
     await shoot(page, "backtests")
     await check_axe(page, "backtests")
