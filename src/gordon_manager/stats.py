@@ -278,10 +278,11 @@ def trade_return(trip: RoundTrip) -> float:
     return float(trip.net_pnl) / notional if notional else 0.0
 
 
-_NET_PNL, _ENTRY_PRICE, _QTY, _EXIT_TS = (operator.attrgetter(f) for f in ("net_pnl", "entry_price", "qty", "exit_ts"))
+_NET_PNL, _ENTRY_PRICE, _QTY, _EXIT_TS, _EXIT_REASON = (
+    operator.attrgetter(f) for f in ("net_pnl", "entry_price", "qty", "exit_ts", "exit_reason"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Trips:
     """The round trips as arrays, built once: net PnL, trade return, exit time."""
 
@@ -289,6 +290,7 @@ class _Trips:
     pnl: np.ndarray
     ret: np.ndarray
     exit_ts: np.ndarray
+    _net: Decimal | None = None  # the exact total, once asked for
 
     @classmethod
     def of(cls, round_trips: Sequence[RoundTrip]) -> _Trips:
@@ -302,9 +304,17 @@ class _Trips:
         return cls(round_trips, pnl, ret, exit_ts)
 
     def net(self, index: np.ndarray | None = None) -> Decimal:
-        """Exact sum of the net PnLs (of the trips at ``index``)."""
-        trips = self.trips if index is None else [self.trips[i] for i in index.tolist()]
-        return sum((t.net_pnl for t in trips), Decimal(0))
+        """Exact sum of the net PnLs (of the trips at ``index``; all of them once, then remembered)."""
+        if index is None or index.shape[0] == len(self.trips):
+            if self._net is None:
+                self._net = sum(map(_NET_PNL, self.trips), Decimal(0))
+            return self._net
+        trips = self.trips
+        return sum(map(_NET_PNL, map(trips.__getitem__, index.tolist())), Decimal(0))
+
+    def wins(self, index: np.ndarray | None = None) -> int:
+        """How many trips (at ``index``) have a net PnL > 0."""
+        return int(np.count_nonzero((self.pnl if index is None else self.pnl[index]) > 0))
 
 
 def trade_stats(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) -> TradeStats:
@@ -343,14 +353,14 @@ def by_exit_reason(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = 
     tr = _trips or _Trips.of(round_trips)
     if not round_trips:
         return ()
-    groups: dict[str, list[int]] = {}
-    for i, t in enumerate(round_trips):
-        groups.setdefault(t.exit_reason, []).append(i)
+    reasons = list(map(_EXIT_REASON, round_trips))
+    kinds = sorted(set(reasons))
+    codes = np.asarray(reasons, dtype=object) if len(kinds) > 1 else None
     out = []
-    for reason in sorted(groups):
-        index = np.asarray(groups[reason], dtype=np.int64)
+    for reason in kinds:
+        index = np.arange(len(reasons)) if codes is None else np.flatnonzero(codes == reason)
         out.append(ExitReasonStats(reason=str(reason), trades=int(index.shape[0]),
-                                   win_rate=float(np.count_nonzero(tr.pnl[index] > 0)) / index.shape[0],
+                                   win_rate=tr.wins(index) / index.shape[0],
                                    net_pnl=tr.net(index), expectancy=float(np.mean(tr.ret[index]))))
     return tuple(out)
 
@@ -388,10 +398,12 @@ def by_month(equity: np.ndarray, initial: float, ts: np.ndarray, round_trips: Se
     return tuple(out)
 
 
-def win_rate(round_trips: Sequence[RoundTrip]) -> float | None:
+def win_rate(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) -> float | None:
     """Share of round trips with net PnL > 0 (None without round trips)."""
     if not round_trips:
         return None
+    if _trips is not None:
+        return _trips.wins() / len(round_trips)
     return sum(1 for t in round_trips if t.net_pnl > 0) / len(round_trips)
 
 
@@ -430,7 +442,7 @@ def compute_stats(
         total_return=total,
         max_drawdown=dd.max_drawdown,
         sharpe=sharpe_ratio(equity, initial_equity, interval_ms, r=r),
-        win_rate=win_rate(round_trips),
+        win_rate=win_rate(round_trips, _trips=trips),
         trade_count=len(round_trips),
         total_fees=total_fees if total_fees is not None else sum((f.fee for f in fills), Decimal(0)),
         final_equity=float(equity[-1]) if n else initial_equity,
