@@ -127,10 +127,11 @@ async def copy_equity(conn, rows) -> None:
 
 
 async def copy_roundtrips(conn, rows) -> None:
-    await conn.copy_records_to_table(
-        "roundtrips", schema_name="trading", records=rows,
-        columns=["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
-                 "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"])
+    await conn.copy_records_to_table("roundtrips", schema_name="trading", records=rows, columns=store.ROUNDTRIP_COLUMNS)
+
+
+async def insert_roundtrips(conn, rows) -> None:
+    await conn.executemany(store.INSERT_ROUNDTRIP, rows)
 
 
 # -- bound to its own bot: everything the runner writes ------------------------------------------------------
@@ -154,6 +155,7 @@ async def test_a_bound_bot_writes_all_of_its_own_rows(as_a, bots, admin):
         await conn.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, run))  # and its upsert path
         await copy_equity(conn, equity(run))
         await copy_roundtrips(conn, roundtrip(run, a))
+        await insert_roundtrips(conn, roundtrip(run, a))  # a live exit's path
     await ledger_store.mark_published(conn, ids=[intent])
     assert [o.id for o in await ledger_store.unpublished(conn, bot_id=a)] == []
     assert await store.heartbeat(conn, bot_id=a, run_id=run, last_bar_at=T0, metrics_port=9100) is True
@@ -163,7 +165,7 @@ async def test_a_bound_bot_writes_all_of_its_own_rows(as_a, bots, admin):
     # what the bot wrote is there, seen by the owner
     assert await admin.fetchval("SELECT status FROM trading.runs WHERE id = $1", run) == "stopped"
     assert await admin.fetchval("SELECT count(*) FROM trading.equity_points WHERE run_id = $1", run) == 2
-    assert await admin.fetchval("SELECT count(*) FROM trading.roundtrips WHERE run_id = $1", run) == 1
+    assert await admin.fetchval("SELECT count(*) FROM trading.roundtrips WHERE run_id = $1", run) == 2
     assert await admin.fetchval("SELECT metrics_port FROM trading.bot_status WHERE bot_id = $1", a) == 9100
     assert await admin.fetchval("SELECT status FROM trading.bot_orders WHERE client_order_id = $1", coid) == "filled"
 
@@ -190,7 +192,7 @@ async def test_a_bot_cannot_update_another_bots_heartbeat(as_a, bots, admin):
 
 
 @pytest.mark.parametrize("write", ["run", "decision", "event", "order", "intent", "fill", "ledger", "equity",
-                                   "equity_insert", "roundtrip"])
+                                   "equity_insert", "roundtrip", "roundtrip_insert"])
 async def test_a_bot_cannot_insert_rows_for_another_bot(as_a, bots, write):
     (a, _, a_run), (b, _, b_run) = bots
     coid = contract.order_id(b, 2, 0)
@@ -205,13 +207,14 @@ async def test_a_bot_cannot_insert_rows_for_another_bot(as_a, bots, write):
         "equity": lambda: copy_equity(as_a, equity(b_run)),
         "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run)),  # a live bar's path
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(a_run, b)),
+        "roundtrip_insert": lambda: insert_roundtrips(as_a, roundtrip(a_run, b)),  # a live exit's path
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         await statements[write]()
 
 
 @pytest.mark.parametrize("write", ["decision", "event", "order", "fill", "ledger", "equity", "equity_insert",
-                                   "roundtrip"])
+                                   "roundtrip", "roundtrip_insert"])
 async def test_a_bot_cannot_attach_its_rows_to_another_bots_run(as_a, bots, write):
     (a, _, _), (_, _, b_run) = bots
     coid = contract.order_id(a, 3, 0)
@@ -224,6 +227,7 @@ async def test_a_bot_cannot_attach_its_rows_to_another_bots_run(as_a, bots, writ
         "equity": lambda: copy_equity(as_a, equity(b_run, T0 + timedelta(days=1))),
         "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run, T0 + timedelta(days=2))),
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(b_run, a)),
+        "roundtrip_insert": lambda: insert_roundtrips(as_a, roundtrip(b_run, a)),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         await statements[write]()
@@ -280,7 +284,7 @@ async def test_login_needs_the_bots_own_token(bot_conn, bots):
 
 
 @pytest.mark.parametrize("write", ["run", "decision", "event", "order", "intent", "fill", "ledger", "equity",
-                                   "equity_insert", "roundtrip"])
+                                   "equity_insert", "roundtrip", "roundtrip_insert"])
 async def test_nothing_is_written_before_login(bot_conn, bots, write):
     (a, _, a_run), _ = bots
     coid = contract.order_id(a, 5, 0)
@@ -295,6 +299,7 @@ async def test_nothing_is_written_before_login(bot_conn, bots, write):
         "equity": lambda: copy_equity(bot_conn, equity(a_run, T0 + timedelta(days=2))),
         "equity_insert": lambda: bot_conn.executemany(store.INSERT_EQUITY, equity(a_run, T0 + timedelta(days=3))),
         "roundtrip": lambda: copy_roundtrips(bot_conn, roundtrip(a_run, a)),
+        "roundtrip_insert": lambda: insert_roundtrips(bot_conn, roundtrip(a_run, a)),
     }
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
         await statements[write]()

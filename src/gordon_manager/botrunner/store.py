@@ -103,6 +103,13 @@ INSERT_EQUITY = """
 INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price) VALUES ($1, $2, $3, $4, $5, $6)
 """
 
+ROUNDTRIP_COLUMNS = ["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
+                     "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
+INSERT_ROUNDTRIP = f"""
+INSERT INTO trading.roundtrips ({", ".join(ROUNDTRIP_COLUMNS)})
+VALUES ({", ".join(f"${i}" for i in range(1, len(ROUNDTRIP_COLUMNS) + 1))})
+"""
+
 INSERT_DECISION = """
 INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason, client_order_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -230,11 +237,10 @@ async def write_events(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sy
         elif isinstance(item, BlockedEntry):
             notes.append((bot_id, run_id, "entry_blocked", "warning", f"entry blocked ({item.reason})",
                           {"reason": item.reason, "barAt": iso_utc(ms_to_dt(item.ts))}))
-    if trips:
-        await conn.copy_records_to_table(
-            "roundtrips", schema_name="trading", records=trips,
-            columns=["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
-                     "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"])
+    if len(trips) > COPY_FROM:
+        await conn.copy_records_to_table("roundtrips", schema_name="trading", records=trips, columns=ROUNDTRIP_COLUMNS)
+    elif trips:  # a live exit: one round trip (a COPY takes two)
+        await conn.executemany(INSERT_ROUNDTRIP, trips)
     if decisions:
         await conn.executemany(INSERT_DECISION, decisions)
     if notes:
