@@ -14,6 +14,7 @@ const BotPage = lazy(() => import("./pages/Bot"));
 const BotFormPage = lazy(() => import("./pages/BotForm"));
 const DeploysPage = lazy(() => import("./pages/Deploys"));
 const BacktestsPage = lazy(() => import("./pages/Backtests"));
+const SweepsPage = lazy(() => import("./pages/Sweeps"));
 const PortfolioPage = lazy(() => import("./pages/Portfolio"));
 const RiskPage = lazy(() => import("./pages/Risk"));
 const OpsPage = lazy(() => import("./pages/Ops"));
@@ -22,6 +23,7 @@ const NAV: { href: string; label: string; pages: Route["page"][] }[] = [
   { href: "/", label: "Fleet", pages: ["fleet", "bot", "new-bot"] },
   { href: "/ui/deploys", label: "Deploys", pages: ["deploys"] },
   { href: "/ui/backtests", label: "Backtests", pages: ["backtests"] },
+  { href: "/ui/sweeps", label: "Sweeps", pages: ["sweeps"] },
   { href: "/ui/portfolio", label: "Portfolio", pages: ["portfolio"] },
   { href: "/ui/risk", label: "Risk", pages: ["risk"] },
   { href: "/ui/ops", label: "Data & ops", pages: ["ops"] },
@@ -39,6 +41,8 @@ function Page({ route }: { route: Route }) {
       return <DeploysPage />;
     case "backtests":
       return <BacktestsPage ids={route.ids} />;
+    case "sweeps":
+      return <SweepsPage id={route.id} />;
     case "portfolio":
       return <PortfolioPage />;
     case "risk":

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { loadTokens, saveTokens, type TokenStorage } from "../src/lib/api";
 import { parseRoute } from "../src/lib/router";
 import { draftFromBot, inputKind, parseParam, textToLabels, toCreate, toUpdate } from "../src/lib/spec";
+import { parseValues } from "../src/pages/Sweeps";
 import { bot } from "./helpers";
 
 describe("routes", () => {
@@ -12,8 +13,19 @@ describe("routes", () => {
     expect(parseRoute("/ui/bots/new")).toEqual({ page: "new-bot" });
     expect(parseRoute("/ui/deploys?bot=3")).toEqual({ page: "deploys" });
     expect(parseRoute("/ui/backtests?runs=4,5")).toEqual({ page: "backtests", ids: [4, 5] });
+    expect(parseRoute("/ui/sweeps?id=7")).toEqual({ page: "sweeps", id: 7 });
+    expect(parseRoute("/ui/sweeps?id=x")).toEqual({ page: "sweeps" });
+    expect(parseRoute("/ui/sweeps")).toEqual({ page: "sweeps" });
     expect(parseRoute("/ui/risk/")).toEqual({ page: "risk" });
     expect(parseRoute("/ui/nope")).toEqual({ page: "not-found", path: "/ui/nope" });
+  });
+});
+
+describe("the sweep form", () => {
+  it("reads comma-separated values, numbers where they parse", () => {
+    expect(parseValues("5, 10,20")).toEqual([5, 10, 20]);
+    expect(parseValues(" ema , 0.5,")).toEqual(["ema", 0.5]);
+    expect(parseValues("")).toEqual([]);
   });
 });
 

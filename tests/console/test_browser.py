@@ -190,6 +190,38 @@ async def test_a_backtest_runs_and_two_are_compared(console, served):
     await check_axe(page, "backtests")
 
 
+async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, served):
+    page = console.page
+    await open_console(page, "/ui/sweeps")
+    await enter_token(page)
+    await page.fill("input[name=from]", "2024-01-01T00:00")
+    await page.fill("input[name=to]", "2024-01-02T12:00")
+    await page.wait_for_selector("input[name='values-fast']")
+    await page.fill("input[name='values-fast']", "5, 10, 15")
+    await page.fill("input[name='values-slow']", "20,30")
+    await page.get_by_role("button", name="Run sweep").click()
+    await page.wait_for_url(re.compile(r"/ui/sweeps\?id=\d+"))
+    sweep_id = int(re.search(r"id=(\d+)", page.url).group(1))
+    await page.wait_for_selector(f"[data-testid=sweep-status-{sweep_id}][data-status=done]", timeout=120_000)
+    # The badge follows /ws; the trials and the heatmap come with the sweep's detail, read after it.
+    await page.wait_for_function("document.querySelectorAll('[data-testid=heatmap-cell]').length === 6", timeout=30_000)
+    with api(served) as http:
+        detail = http.get(f"/backtests/sweeps/{sweep_id}").json()
+    assert detail["trialsTotal"] == 6 and sorted(detail["heatmap"]["xValues"] + detail["heatmap"]["yValues"]) == [5, 10, 15, 20, 30]
+    rows = page.get_by_test_id("sweep-trial")
+    assert await rows.count() == 6
+    assert (await rows.first.inner_text()).startswith(f"1\t#{detail['best']['n']}")  # ranked, best first
+    assert f"trial #{detail['best']['n']}" in await page.get_by_test_id("sweep-best").inner_text()
+    await shoot(page, "sweeps")
+    await check_axe(page, "sweeps")
+    await page.get_by_role("button", name=f"run #{detail['best']['n']} in full").click()
+    await page.wait_for_url(re.compile(r"/ui/backtests\?runs=\d+$"))
+    run = int(re.search(r"runs=(\d+)", page.url).group(1))
+    await page.wait_for_selector(f"[data-testid=run-status-{run}][data-status=done]", timeout=120_000)
+    with api(served) as http:
+        assert http.get(f"/runs/{run}").json()["params"] == {**detail["best"]["params"]}
+
+
 async def test_a_deploy_is_started_watched_and_aborted(console, served):
     page = console.page
     with api(served) as http:

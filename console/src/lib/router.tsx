@@ -36,6 +36,7 @@ export type Route =
   | { page: "new-bot" }
   | { page: "deploys" }
   | { page: "backtests"; ids: number[] }
+  | { page: "sweeps"; id?: number }
   | { page: "portfolio" }
   | { page: "risk" }
   | { page: "ops" }
@@ -58,6 +59,10 @@ export function parseRoute(url: string): Route {
   if (clean === "/ui/backtests") {
     const ids = (new URLSearchParams(query).get("runs") ?? "").split(",").map(Number).filter((n) => Number.isInteger(n) && n > 0);
     return { page: "backtests", ids };
+  }
+  if (clean === "/ui/sweeps") {
+    const id = Number(new URLSearchParams(query).get("id") ?? "");
+    return Number.isInteger(id) && id > 0 ? { page: "sweeps", id } : { page: "sweeps" };
   }
   for (const page of ["deploys", "portfolio", "risk", "ops"] as const) {
     if (clean === `/ui/${page}`) {
