@@ -199,6 +199,7 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     await page.wait_for_selector("input[name='values-fast']")
     await page.fill("input[name='values-fast']", "5, 10, 15")
     await page.fill("input[name='values-slow']", "20,30")
+    await page.fill("input[name=folds]", "2")
     await page.get_by_role("button", name="Run sweep").click()
     await page.wait_for_url(re.compile(r"/ui/sweeps\?id=\d+"))
     sweep_id = int(re.search(r"id=(\d+)", page.url).group(1))
@@ -212,6 +213,11 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     assert await rows.count() == 6
     assert (await rows.first.inner_text()).startswith(f"1\t#{detail['best']['n']}")  # ranked, best first
     assert f"trial #{detail['best']['n']}" in await page.get_by_test_id("sweep-best").inner_text()
+    # walk-forward: two folds, each with its in-sample pick evaluated out of sample
+    assert detail["walkForward"]["folds"] == 2 and [f["done"] for f in detail["folds"]] == [True, True]
+    await page.wait_for_function("document.querySelectorAll('[data-testid=sweep-folds] tbody tr').length === 2")
+    compared = detail["degradation"]["foldsCompared"]
+    assert f"{compared} of 2 folds compared" in await page.get_by_test_id("sweep-walk-forward").inner_text()
     await shoot(page, "sweeps")
     await check_axe(page, "sweeps")
     await page.get_by_role("button", name=f"run #{detail['best']['n']} in full").click()

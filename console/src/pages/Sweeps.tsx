@@ -33,6 +33,8 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   const [to, setTo] = useState("2024-01-04T00:00");
   const [objective, setObjective] = useState<NonNullable<Objective>>("sharpe");
   const [minTrades, setMinTrades] = useState("0");
+  const [folds, setFolds] = useState("0");
+  const [mode, setMode] = useState<"rolling" | "anchored">("rolling");
   const [problem, setProblem] = useState<Problem | null>(null);
   const pick = (name: string) => {
     const spec = strategies.find((s) => s.name === name);
@@ -61,6 +63,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
     });
     const { data, error, response } = await api().POST("/backtests/sweeps", {
       body: { strategy, params, symbol, interval, from: toIso(from), to: toIso(to), objective, minTrades: Number(minTrades),
+        walkForward: Number(folds) > 0 ? { folds: Number(folds), mode } : undefined,
         // nothing swept: one trial of the fixed params
         grid: Object.keys(grid).length ? grid : Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]])) },
     });
@@ -89,6 +92,12 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
         <div className="field"><label htmlFor="sw-from">From (UTC)</label><input id="sw-from" name="from" type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} /></div>
         <div className="field"><label htmlFor="sw-to">To (UTC, excluded)</label><input id="sw-to" name="to" type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} /></div>
         <div className="field"><label htmlFor="sw-min-trades">Minimum trades</label><input id="sw-min-trades" name="minTrades" type="number" min={0} value={minTrades} onChange={(e) => setMinTrades(e.target.value)} /></div>
+        <div className="field"><label htmlFor="sw-folds">Walk-forward folds (0: none)</label><input id="sw-folds" name="folds" type="number" min={0} max={20} value={folds} onChange={(e) => setFolds(e.target.value)} /></div>
+        <div className="field"><label htmlFor="sw-mode">Train windows</label>
+          <select id="sw-mode" name="mode" value={mode} onChange={(e) => setMode(e.target.value as "rolling" | "anchored")}>
+            <option>rolling</option><option>anchored</option>
+          </select>
+        </div>
       </div>
       <p className="muted">Each param takes one value (fixed) or several, comma-separated (swept: every combination is a trial).</p>
       <div className="grid4">
@@ -190,9 +199,25 @@ function SweepResult({ id, live }: { id: number; live: Sweep | undefined }) {
       {sweep?.error && <p className="error">{sweep.error}</p>}
       {sweep?.best && <p data-testid="sweep-best">best: trial #{sweep.best.n} <code>{JSON.stringify(sweep.best.params)}</code>, {sweep.objective} {fmtNum(sweep.best.value, 4)}</p>}
       {sweep?.heatmap && <Heatmap map={sweep.heatmap} objective={sweep.objective} />}
+      {sweep && sweep.folds.length > 0 && <h3>Walk-forward</h3>}
+      {sweep && sweep.folds.length > 0 && (
+        <div className="scroll" role="region" aria-label="Walk-forward folds" tabIndex={0}>
+          <table className="tbl" data-testid="sweep-folds">
+            <thead><tr><th scope="col">fold</th><th scope="col">train</th><th scope="col">test</th><th scope="col">best in-sample</th><th scope="col">in-sample</th><th scope="col">out-of-sample</th></tr></thead>
+            <tbody>
+              {sweep.folds.map((f) => (
+                <tr key={f.fold}>
+                  <td>{f.fold}</td><td>{fmtTime(f.trainFrom)} → {fmtTime(f.trainTo)}</td><td>{fmtTime(f.testFrom)} → {fmtTime(f.testTo)}</td>
+                  <td>{f.params ? <code>{JSON.stringify(f.params)}</code> : "—"}</td><td>{fmtNum(f.inSampleValue, 4)}</td><td>{fmtNum(f.outOfSampleValue, 4)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
       {sweep?.degradation && (
         <p data-testid="sweep-walk-forward">walk-forward, {sweep.degradation.foldsCompared} of {sweep.degradation.folds} folds compared:
-          in-sample {sweep.objective} {fmtNum(sweep.degradation.inSampleMean, 4)} vs out-of-sample {fmtNum(sweep.degradation.outOfSampleMean, 4)}
+          in-sample {sweep.objective} {fmtNum(sweep.degradation.inSampleMean, 4)} vs out-of-sample {fmtNum(sweep.degradation.outOfSampleMean, 4)}{" "}
           (ratio of means {fmtNum(sweep.degradation.ratioOfMeans, 2)}; out-of-sample return {fmtPct(sweep.degradation.outOfSampleReturn)})</p>
       )}
       {sweep && <><h3>Ranked trials</h3><Trials sweepId={id} trials={sweep.trials} /></>}
