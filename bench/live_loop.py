@@ -296,12 +296,16 @@ class BenchExecutor(TestExecutor):
         return self._bot_locks[bot_id]
 
     def _receive(self, message, now: float) -> dict:
-        intent = orjson.loads(message.data)
+        return self._note(message.data, now, message.metadata.timestamp.timestamp(), message.metadata.sequence.stream)
+
+    def _note(self, data: bytes | str, received: float, stored: float, sequence: int) -> dict:
+        """Record one delivery of an intent (first receipt and store times, deliveries, stream sequences)."""
+        intent = orjson.loads(data)
         coid = intent["clientOrderId"]
-        self.received_wall.setdefault(coid, now)
-        self.stored_wall.setdefault(coid, message.metadata.timestamp.timestamp())
+        self.received_wall.setdefault(coid, received)
+        self.stored_wall.setdefault(coid, stored)
         self.deliveries_of[coid] += 1
-        self.sequences_of[coid].add(message.metadata.sequence.stream)
+        self.sequences_of[coid].add(sequence)
         return intent
 
     async def _receive_on_thread(self, dispatch) -> None:
@@ -355,14 +359,7 @@ class BenchExecutor(TestExecutor):
         self.receiver_pid = proc.pid
         try:
             while line := await proc.stdout.readline():
-                now, stored, seq, data = orjson.loads(line)
-                intent = orjson.loads(data)
-                coid = intent["clientOrderId"]
-                self.received_wall.setdefault(coid, now)
-                self.stored_wall.setdefault(coid, stored)
-                self.deliveries_of[coid] += 1
-                self.sequences_of[coid].add(seq)
-                dispatch(intent)
+                dispatch(self._note(*orjson.loads(line)))
             raise RuntimeError(f"executor receiver exited ({await proc.wait()})")
         finally:
             if proc.returncode is None:
@@ -437,8 +434,9 @@ async def executor_receiver(args) -> None:
     async def on_message(message) -> None:
         now = time.time()
         await message.ack()
-        out.write(orjson.dumps([now, message.metadata.timestamp.timestamp(), message.metadata.sequence.stream,
-                                message.data.decode()]) + b"\n")
+        # BenchExecutor._note's arguments: the intent, received, stored, stream sequence
+        out.write(orjson.dumps([message.data.decode(), now, message.metadata.timestamp.timestamp(),
+                                message.metadata.sequence.stream]) + b"\n")
         out.flush()
 
     await _push_consumer(nc.jetstream(), on_message)

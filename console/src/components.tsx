@@ -3,7 +3,7 @@ import { useEffect, useRef, useState, useSyncExternalStore, type ReactNode } fro
 import type { Problem } from "@gordon/manager-client";
 
 import { currentTokens, setTokens } from "./lib/api";
-import { sparklinePath } from "./lib/format";
+import { fmtPct, sparklinePath } from "./lib/format";
 import { hub, type ConnectionState } from "./lib/live";
 
 const STATE_TEXT: Record<ConnectionState, string> = {
@@ -137,6 +137,21 @@ export function Section({ title, children, actions }: { title: string; children:
 export function StateBadge({ state }: { state: string | null | undefined }) {
   const value = state ?? "pending";
   return <span className={`badge st-${value}`}>{value}</span>;
+}
+
+/** A job's (backtest run, sweep) state badge (`data-testid={testId}`, `data-status`), progress and, while it is
+ * queued or running, a cancel button. */
+export function JobProgress({ testId, label, status, progress, onCancel }: {
+  testId: string; label: string; status: string | undefined; progress: number; onCancel: () => void;
+}) {
+  return (
+    <span className="row">
+      <span data-testid={testId} data-status={status}><StateBadge state={status} /></span>
+      <progress className="progress" max={1} value={progress} aria-label={`progress of ${label}`} />
+      <span>{fmtPct(progress, 0)}</span>
+      {(status === "queued" || status === "running") && <button type="button" onClick={onCancel}>cancel</button>}
+    </span>
+  );
 }
 
 export function Loading({ what }: { what: string }) {

@@ -402,9 +402,7 @@ def win_rate(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) 
     """Share of round trips with net PnL > 0 (None without round trips)."""
     if not round_trips:
         return None
-    if _trips is not None:
-        return _trips.wins() / len(round_trips)
-    return sum(1 for t in round_trips if t.net_pnl > 0) / len(round_trips)
+    return (_trips or _Trips.of(round_trips)).wins() / len(round_trips)
 
 
 def compute_stats(

@@ -72,6 +72,16 @@ async def open_console(page, path: str = "/") -> None:
     await page.wait_for_selector("[data-testid=connection][data-state=live]", timeout=15_000)
 
 
+async def open_launch_form(page, path: str, ready: str) -> None:
+    """A launch form (backtest, sweep) with the token entered and the range of the served bars, once
+    ``ready`` (a field filled from the strategy's params) is there."""
+    await open_console(page, path)
+    await enter_token(page)
+    await page.fill("input[name=from]", "2024-01-01T00:00")
+    await page.fill("input[name=to]", "2024-01-02T12:00")
+    await page.wait_for_selector(ready)
+
+
 async def check_axe(page, name: str) -> None:
     """axe-core on the page as it is: no serious or critical violation (evaluated through the DevTools protocol, which the CSP allows)."""
     await page.evaluate(AXE.read_text())
@@ -164,11 +174,7 @@ async def test_a_concurrent_edit_is_a_412_shown_with_what_changed(console, serve
 
 async def test_a_backtest_runs_and_two_are_compared(console, served):
     page = console.page
-    await open_console(page, "/ui/backtests")
-    await enter_token(page)
-    await page.fill("input[name=from]", "2024-01-01T00:00")
-    await page.fill("input[name=to]", "2024-01-02T12:00")
-    await page.wait_for_selector("input[name='params-fast']")
+    await open_launch_form(page, "/ui/backtests", "input[name='params-fast']")
     await page.get_by_role("button", name="Run backtest").click()
     await page.wait_for_url(re.compile(r"runs=\d+"))
     first = int(re.search(r"runs=(\d+)", page.url).group(1))
@@ -192,11 +198,7 @@ async def test_a_backtest_runs_and_two_are_compared(console, served):
 
 async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, served):
     page = console.page
-    await open_console(page, "/ui/sweeps")
-    await enter_token(page)
-    await page.fill("input[name=from]", "2024-01-01T00:00")
-    await page.fill("input[name=to]", "2024-01-02T12:00")
-    await page.wait_for_selector("input[name='values-fast']")
+    await open_launch_form(page, "/ui/sweeps", "input[name='values-fast']")
     await page.fill("input[name='values-fast']", "5, 10, 15")
     await page.fill("input[name='values-slow']", "20,30")
     await page.fill("input[name=folds]", "2")

@@ -46,6 +46,11 @@ export function fmtTime(value: string | null | undefined): string {
 }
 
 /** An RFC 3339 time in seconds since the epoch (what lightweight-charts takes). */
+/** A `datetime-local` value read as UTC (`2024-01-01T00:00`) as RFC 3339 (`2024-01-01T00:00:00Z`); "" stays "". */
+export function localToIso(local: string): string {
+  return local ? new Date(`${local}:00Z`).toISOString().replace(/\.\d{3}Z$/, "Z") : "";
+}
+
 export function epochS(value: string): number {
   return Math.floor(Date.parse(value) / 1000);
 }

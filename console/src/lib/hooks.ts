@@ -38,6 +38,32 @@ export function useRead<T>(call: () => Promise<{ data?: T; error?: unknown; resp
   return { ...state, reload };
 }
 
+/** Rows of one kind as /ws delivers them (`pick` keeps the ones wanted), each merged over the last seen, by id. */
+export function useLiveRows<T extends { id: number }>(pick: (event: LiveEvent) => T | null): Map<number, T> {
+  const [rows, setRows] = useState<Map<number, T>>(new Map());
+  useLive((events) => {
+    const fresh = events.flatMap((e) => {
+      const row = pick(e);
+      return row ? [row] : [];
+    });
+    if (fresh.length) {
+      setRows((current) => {
+        const next = new Map(current);
+        fresh.forEach((row) => next.set(row.id, { ...next.get(row.id), ...row }));
+        return next;
+      });
+    }
+  });
+  return rows;
+}
+
+/** A listed page with the live rows merged in (and added), newest (highest id) first, at most `max`. */
+export function withLive<T extends { id: number }>(items: readonly T[], live: Map<number, T>, max = 30): T[] {
+  const byId = new Map<number, T>(items.map((r) => [r.id, r]));
+  live.forEach((row, id) => byId.set(id, { ...byId.get(id), ...row }));
+  return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, max);
+}
+
 /** Each /ws batch (already coalesced per animation frame). */
 export function useLive(listener: (events: readonly LiveEvent[]) => void): void {
   const ref = useRef(listener);

@@ -2,11 +2,11 @@
 import { useEffect, useMemo, useState } from "react";
 import type { Problem, Schemas } from "@gordon/manager-client";
 
-import { ProblemView, Section, StateBadge } from "../components";
+import { JobProgress, ProblemView, Section, StateBadge } from "../components";
 import { TimeChart } from "../chart";
 import { api, asProblem } from "../lib/api";
-import { chartPoints, drawdown, fmtMoney, fmtNum, fmtPct, fmtTime } from "../lib/format";
-import { useLive, useRead } from "../lib/hooks";
+import { chartPoints, drawdown, fmtMoney, fmtNum, fmtPct, fmtTime, localToIso } from "../lib/format";
+import { useLiveRows, useRead, withLive } from "../lib/hooks";
 import { navigate } from "../lib/router";
 import { RoundTrips as RoundTripsLazy } from "./Bot";
 import { ParamsFields, useStrategies } from "./BotForm";
@@ -14,7 +14,6 @@ import { ParamsFields, useStrategies } from "./BotForm";
 type Run = Schemas["RunRead"];
 type RunDetail = Schemas["RunDetail"];
 
-const toIso = (local: string) => (local ? new Date(`${local}:00Z`).toISOString().replace(/\.\d{3}Z$/, "Z") : "");
 
 function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   const { strategies, defaults, problem: loadProblem } = useStrategies();
@@ -37,7 +36,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   const submit = async () => {
     setProblem(null);
     const { data, error, response } = await api().POST("/backtests", {
-      body: { strategy, params, symbol, interval, from: toIso(from), to: toIso(to) },
+      body: { strategy, params, symbol, interval, from: localToIso(from), to: localToIso(to) },
     });
     if (error || !data) {
       setProblem(asProblem(error, response.status));
@@ -113,15 +112,9 @@ function RunResult({ id, live }: { id: number; live: Run | undefined }) {
   const [cancelProblem, setCancelProblem] = useState<Problem | null>(null);
   return (
     <Section title={`Run #${id}`} actions={
-      <span className="row">
-        <span data-testid={`run-status-${id}`} data-status={status}><StateBadge state={status} /></span>
-        <progress className="progress" max={1} value={progress} aria-label={`progress of run ${id}`} />
-        <span>{fmtPct(progress, 0)}</span>
-        {(status === "queued" || status === "running") && (
-          <button type="button" onClick={() => void api().POST("/backtests/{runId}/cancel", { params: { path: { runId: id } } })
-            .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))}>cancel</button>
-        )}
-      </span>}>
+      <JobProgress testId={`run-status-${id}`} label={`run ${id}`} status={status} progress={progress}
+        onCancel={() => void api().POST("/backtests/{runId}/cancel", { params: { path: { runId: id } } })
+          .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))} />}>
       <ProblemView problem={detail.problem ?? cancelProblem} />
       {run && <p className="muted">{run.strategy} {JSON.stringify(run.params)} · {run.symbol} {run.interval} · {fmtTime(run.rangeStart)} → {fmtTime(run.rangeEnd)}</p>}
       {run?.error && <p className="error">{run.error}</p>}
@@ -136,22 +129,8 @@ function RunResult({ id, live }: { id: number; live: Run | undefined }) {
 
 export default function BacktestsPage({ ids = [] }: { ids?: number[] }) {
   const runs = useRead(() => api().GET("/runs", { params: { query: { kind: "backtest", limit: 20 } } }), []);
-  const [live, setLive] = useState<Map<number, Run>>(new Map());
-  useLive((events) => {
-    const rows = events.flatMap((e) => (e.channel === "run_progress" && "table" in e && e.table === "runs" && e.data.kind === "backtest" ? [e.data] : []));
-    if (rows.length) {
-      setLive((current) => {
-        const next = new Map(current);
-        rows.forEach((row) => next.set(row.id, row as Run));
-        return next;
-      });
-    }
-  });
-  const list = useMemo(() => {
-    const byId = new Map<number, Run>((runs.data?.items ?? []).map((r) => [r.id, r]));
-    live.forEach((row, id) => byId.set(id, { ...byId.get(id), ...row }));
-    return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 30);
-  }, [runs.data, live]);
+  const live = useLiveRows<Run>((e) => (e.channel === "run_progress" && "table" in e && e.table === "runs" && e.data.kind === "backtest" ? e.data as Run : null));
+  const list = useMemo(() => withLive(runs.data?.items ?? [], live), [runs.data, live]);
   const show = (next: number[]) => navigate(`/ui/backtests${next.length ? `?runs=${next.join(",")}` : ""}`);
   const toggle = (id: number) => show(ids.includes(id) ? ids.filter((x) => x !== id) : [...ids, id].slice(-2));
   return (

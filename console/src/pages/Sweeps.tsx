@@ -3,10 +3,10 @@
 import { useEffect, useMemo, useState } from "react";
 import type { Problem, Schemas } from "@gordon/manager-client";
 
-import { ProblemView, Section, StateBadge } from "../components";
+import { JobProgress, ProblemView, Section, StateBadge } from "../components";
 import { api, asProblem } from "../lib/api";
-import { fmtNum, fmtPct, fmtTime } from "../lib/format";
-import { useLive, useRead } from "../lib/hooks";
+import { fmtNum, fmtPct, fmtTime, localToIso } from "../lib/format";
+import { useLiveRows, useRead, withLive } from "../lib/hooks";
 import { navigate } from "../lib/router";
 import { useStrategies } from "./BotForm";
 
@@ -16,7 +16,6 @@ type Trial = Schemas["SweepTrial"];
 type Objective = Schemas["SweepCreate"]["objective"];
 
 const OBJECTIVES: NonNullable<Objective>[] = ["sharpe", "totalReturn", "calmar", "cagr", "winRate", "finalEquity", "maxDrawdown"];
-const toIso = (local: string) => (local ? new Date(`${local}:00Z`).toISOString().replace(/\.\d{3}Z$/, "Z") : "");
 
 /** "5, 10, 20" -> [5, 10, 20] (numbers where they parse, text otherwise); blanks dropped. */
 export function parseValues(text: string): unknown[] {
@@ -62,7 +61,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
       }
     });
     const { data, error, response } = await api().POST("/backtests/sweeps", {
-      body: { strategy, params, symbol, interval, from: toIso(from), to: toIso(to), objective, minTrades: Number(minTrades),
+      body: { strategy, params, symbol, interval, from: localToIso(from), to: localToIso(to), objective, minTrades: Number(minTrades),
         walkForward: Number(folds) > 0 ? { folds: Number(folds), mode } : undefined,
         // nothing swept: one trial of the fixed params
         grid: Object.keys(grid).length ? grid : Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]])) },
@@ -185,15 +184,9 @@ function SweepResult({ id, live }: { id: number; live: Sweep | undefined }) {
   const [cancelProblem, setCancelProblem] = useState<Problem | null>(null);
   return (
     <Section title={`Sweep #${id}`} actions={
-      <span className="row">
-        <span data-testid={`sweep-status-${id}`} data-status={shown}><StateBadge state={shown} /></span>
-        <progress className="progress" max={1} value={progress} aria-label={`progress of sweep ${id}`} />
-        <span>{fmtPct(progress, 0)}</span>
-        {(shown === "queued" || shown === "running") && (
-          <button type="button" onClick={() => void api().POST("/backtests/sweeps/{sweepId}/cancel", { params: { path: { sweepId: id } } })
-            .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))}>cancel</button>
-        )}
-      </span>}>
+      <JobProgress testId={`sweep-status-${id}`} label={`sweep ${id}`} status={shown} progress={progress}
+        onCancel={() => void api().POST("/backtests/sweeps/{sweepId}/cancel", { params: { path: { sweepId: id } } })
+          .then(({ error, response }) => setCancelProblem(error ? asProblem(error, response.status) : null))} />}>
       <ProblemView problem={detail.problem ?? cancelProblem} />
       {sweep && <p className="muted">{sweep.strategy} · {sweep.symbol} {sweep.interval} · {fmtTime(sweep.from)} → {fmtTime(sweep.to)} · {sweep.trialsDone}/{sweep.trialsTotal} trials · objective {sweep.objective}{sweep.minTrades ? `, ≥ ${sweep.minTrades} trades` : ""}</p>}
       {sweep?.error && <p className="error">{sweep.error}</p>}
@@ -227,22 +220,8 @@ function SweepResult({ id, live }: { id: number; live: Sweep | undefined }) {
 
 export default function SweepsPage({ id }: { id?: number }) {
   const sweeps = useRead(() => api().GET("/backtests/sweeps", { params: { query: { limit: 20 } } }), []);
-  const [live, setLive] = useState<Map<number, Sweep>>(new Map());
-  useLive((events) => {
-    const rows = events.flatMap((e) => (e.channel === "run_progress" && "table" in e && e.table === "backtest_sweeps" ? [e.data as Sweep] : []));
-    if (rows.length) {
-      setLive((current) => {
-        const next = new Map(current);
-        rows.forEach((row) => next.set(row.id, { ...next.get(row.id), ...row }));
-        return next;
-      });
-    }
-  });
-  const list = useMemo(() => {
-    const byId = new Map<number, Sweep>((sweeps.data?.items ?? []).map((s) => [s.id, s]));
-    live.forEach((row, key) => byId.set(key, { ...byId.get(key), ...row }));
-    return [...byId.values()].sort((a, b) => b.id - a.id).slice(0, 30);
-  }, [sweeps.data, live]);
+  const live = useLiveRows<Sweep>((e) => (e.channel === "run_progress" && "table" in e && e.table === "backtest_sweeps" ? e.data as Sweep : null));
+  const list = useMemo(() => withLive(sweeps.data?.items ?? [], live), [sweeps.data, live]);
   const show = (next: number) => navigate(`/ui/sweeps?id=${next}`);
   return (
     <div className="stack">

@@ -96,19 +96,21 @@ INSERT_EVENT = """
 INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALUES ($1, $2, $3, $4, $5, $6)
 """
 
-# A live bot writes one equity point per bar: an INSERT is one round trip, a COPY two; catch-up and
-# replay batches (up to BATCH_BARS) go through COPY.
+# A live bot writes one equity point per bar and one round trip per exit: an INSERT is one round trip,
+# a COPY two; catch-up and replay batches (up to BATCH_BARS) go through COPY (``_write_rows``).
 COPY_FROM = 16
-INSERT_EQUITY = """
-INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price) VALUES ($1, $2, $3, $4, $5, $6)
-"""
-
+EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
                      "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
-INSERT_ROUNDTRIP = f"""
-INSERT INTO trading.roundtrips ({", ".join(ROUNDTRIP_COLUMNS)})
-VALUES ({", ".join(f"${i}" for i in range(1, len(ROUNDTRIP_COLUMNS) + 1))})
-"""
+
+
+def _insert(table: str, columns: list[str]) -> str:
+    return (f"INSERT INTO trading.{table} ({', '.join(columns)}) "
+            f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
+
+
+INSERT_EQUITY = _insert("equity_points", EQUITY_COLUMNS)
+INSERT_ROUNDTRIP = _insert("roundtrips", ROUNDTRIP_COLUMNS)
 
 INSERT_DECISION = """
 INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason, client_order_id)
@@ -203,12 +205,17 @@ async def write_batch(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sym
                 equity.append((run_id, ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
             else:
                 happened.append(item)
-    if len(equity) > COPY_FROM:
-        await conn.copy_records_to_table("equity_points", schema_name="trading", records=equity,
-                                         columns=["run_id", "ts", "equity", "cash", "position_qty", "price"])
-    elif equity:  # a live bar or a few: one round trip (a COPY takes two)
-        await conn.executemany(INSERT_EQUITY, equity)
+    await _write_rows(conn, "equity_points", EQUITY_COLUMNS, INSERT_EQUITY, equity)
     await write_events(conn, bot_id=bot_id, run_id=run_id, symbol=symbol, items=happened, coid_of=coid_of)
+
+
+async def _write_rows(conn: asyncpg.Connection, table: str, columns: list[str], insert: str,
+                      rows: list[tuple[Any, ...]]) -> None:
+    """A batch over ``COPY_FROM`` rows by COPY; fewer (a live bar's point, an exit's round trip) by one INSERT."""
+    if len(rows) > COPY_FROM:
+        await conn.copy_records_to_table(table, schema_name="trading", records=rows, columns=columns)
+    elif rows:
+        await conn.executemany(insert, rows)
 
 
 async def write_events(conn: asyncpg.Connection, *, bot_id: int, run_id: int, symbol: str, items: list[Any],
@@ -237,10 +244,7 @@ async def write_events(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sy
         elif isinstance(item, BlockedEntry):
             notes.append((bot_id, run_id, "entry_blocked", "warning", f"entry blocked ({item.reason})",
                           {"reason": item.reason, "barAt": iso_utc(ms_to_dt(item.ts))}))
-    if len(trips) > COPY_FROM:
-        await conn.copy_records_to_table("roundtrips", schema_name="trading", records=trips, columns=ROUNDTRIP_COLUMNS)
-    elif trips:  # a live exit: one round trip (a COPY takes two)
-        await conn.executemany(INSERT_ROUNDTRIP, trips)
+    await _write_rows(conn, "roundtrips", ROUNDTRIP_COLUMNS, INSERT_ROUNDTRIP, trips)
     if decisions:
         await conn.executemany(INSERT_DECISION, decisions)
     if notes:
