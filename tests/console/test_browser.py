@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from tests.console.conftest import ARTIFACTS, CONSOLE, OPERATOR_TOKEN
 
 AXE = CONSOLE / "node_modules" / "axe-core" / "axe.min.js"
-# A chart with at least two points, drawn (page.wait_for_function would need 'unsafe-eval', which the CSP refuses).
+# A chart with at least two points, drawn. Waits are selectors or expect(); page.wait_for_function is not used:
+# its polls eval() the expression in the page, which the CSP (script-src 'self') refuses once the first check fails.
 DRAWN = "[data-testid=chart][data-ready='1']:not([data-points='0']):not([data-points='1'])"
 RESOURCE = re.compile(r"Failed to load resource: the server responded with a status of (\d+)")
 
@@ -190,8 +192,7 @@ async def test_a_backtest_runs_and_two_are_compared(console, served):
     second = int(re.search(r"runs=(\d+)", page.url).group(1))
     await page.wait_for_selector(f"[data-testid=run-status-{second}][data-status=done]", timeout=120_000)
     # The badge follows /ws ('done' can come first); the stats come with the run's detail, read after it.
-    await page.wait_for_function("document.querySelectorAll('[data-testid=run-stats]').length === 2", timeout=30_000)
-    assert await page.get_by_test_id("run-stats").count() == 2
+    await expect(page.get_by_test_id("run-stats")).to_have_count(2, timeout=30_000)
     await shoot(page, "backtests")
     await check_axe(page, "backtests")
 
@@ -207,7 +208,7 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     sweep_id = int(re.search(r"id=(\d+)", page.url).group(1))
     await page.wait_for_selector(f"[data-testid=sweep-status-{sweep_id}][data-status=done]", timeout=120_000)
     # The badge follows /ws; the trials and the heatmap come with the sweep's detail, read after it.
-    await page.wait_for_function("document.querySelectorAll('[data-testid=heatmap-cell]').length === 6", timeout=30_000)
+    await expect(page.get_by_test_id("heatmap-cell")).to_have_count(6, timeout=30_000)
     with api(served) as http:
         detail = http.get(f"/backtests/sweeps/{sweep_id}").json()
     assert detail["trialsTotal"] == 6 and sorted(detail["heatmap"]["xValues"] + detail["heatmap"]["yValues"]) == [5, 10, 15, 20, 30]
@@ -217,7 +218,7 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     assert f"trial #{detail['best']['n']}" in await page.get_by_test_id("sweep-best").inner_text()
     # walk-forward: two folds, each with its in-sample pick evaluated out of sample
     assert detail["walkForward"]["folds"] == 2 and [f["done"] for f in detail["folds"]] == [True, True]
-    await page.wait_for_function("document.querySelectorAll('[data-testid=sweep-folds] tbody tr').length === 2")
+    await expect(page.locator("[data-testid=sweep-folds] tbody tr")).to_have_count(2)
     compared = detail["degradation"]["foldsCompared"]
     assert f"{compared} of 2 folds compared" in await page.get_by_test_id("sweep-walk-forward").inner_text()
     await shoot(page, "sweeps")
