@@ -34,7 +34,7 @@ def _results():
 
 
 async def _write(conn: asyncpg.Connection, result, bars, *, by_writer: bool, monkeypatch) -> int:
-    monkeypatch.setattr(writer, "_rollups_by_writer", lambda ts, eq: by_writer)
+    monkeypatch.setattr(writer, "rollups_by_writer", lambda ts, eq: by_writer)
     run_id = await conn.fetchval(RUN)
     async with conn.transaction():
         await writer.write_equity(conn, run_id=run_id, result=result, close=bars.close, chunk_rows=777)
@@ -113,9 +113,9 @@ async def test_only_the_manager_puts_rollups(rollup_db):
 
 def test_buckets_of_unsorted_or_non_finite_points_are_left_to_the_trigger():
     ts = np.array([0, 60_000, 120_000], dtype=np.int64)
-    assert writer._rollups_by_writer(ts, np.array([1.0, 2.0, 3.0]))
-    assert not writer._rollups_by_writer(ts[::-1], np.array([1.0, 2.0, 3.0]))
-    assert not writer._rollups_by_writer(ts, np.array([1.0, np.nan, 3.0]))
+    assert writer.rollups_by_writer(ts, np.array([1.0, 2.0, 3.0]))
+    assert not writer.rollups_by_writer(ts[::-1], np.array([1.0, 2.0, 3.0]))
+    assert not writer.rollups_by_writer(ts, np.array([1.0, np.nan, 3.0]))
 
 
 async def test_rollups_need_their_run_and_go_with_it(rollup_db):

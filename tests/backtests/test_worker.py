@@ -268,7 +268,11 @@ async def test_klines_deleted_after_queueing_fail_the_run(kline_db, kadmin, mcon
     assert outcome.status == "failed" and outcome.error.startswith("LookupError: no klines for GONEUSDT 1m between")
 
 
-async def test_a_run_ended_elsewhere_while_writing_keeps_no_results(kline_db, kadmin, mconn):
+@pytest.mark.parametrize("points_elsewhere", [False, True], ids=["one-transaction", "points-over-other-connections"])
+async def test_a_run_ended_elsewhere_while_writing_keeps_no_results(kline_db, kadmin, mconn, monkeypatch,
+                                                                    points_elsewhere):
+    if points_elsewhere:  # a long run: its points writers find it ended and write nothing (migration 0029)
+        monkeypatch.setattr("gordon_manager.backtests.job.LONG_RUN_BARS", 1_000)
     run_id = await queued(mconn, kline_db, runner="cli")
 
     def on_phase(phase: str, fraction: float) -> None:
@@ -288,6 +292,7 @@ async def test_a_run_ended_elsewhere_while_writing_keeps_no_results(kline_db, ka
     assert (await status_of(kadmin, run_id))["error"] == "manager stopped"
     assert await kadmin.fetchval("SELECT count(*) FROM trading.equity_points WHERE run_id = $1", run_id) == 0
     assert await kadmin.fetchval("SELECT count(*) FROM trading.roundtrips WHERE run_id = $1", run_id) == 0
+    assert await kadmin.fetchval("SELECT count(*) FROM trading.equity_rollups WHERE run_id = $1", run_id) == 0
 
 
 async def test_an_interrupted_run_is_recorded_as_cancelled(kline_db, kadmin, mconn):

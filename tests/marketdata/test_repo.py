@@ -137,6 +137,15 @@ def test_binary_codec_roundtrip_and_refusals():
         pgbinary.encode([("i8", ints), ("f8", floats[:3])])
 
 
+def test_a_stream_in_pieces_is_the_whole_stream():
+    ints, floats = np.arange(10, dtype=np.int64), np.linspace(0, 1, 10)
+    whole = pgbinary.encode([("i8", ints), ("f8", floats)])
+    for chunk_rows, pieces in ((3, 4), (5, 2), (10, 1), (50, 1)):
+        stream = list(pgbinary.encode_stream([("i8", ints), ("f8", floats)], chunk_rows))
+        assert len(stream) == pieces and b"".join(stream) == whole
+    assert list(pgbinary.encode_stream([("i8", ints[:0])], 4)) == [pgbinary.encode([("i8", ints[:0])])]
+
+
 async def test_binary_codec_matches_postgres(kadmin):
     stream = pgbinary.encode([("i8", np.array([7, -8])), ("f8", np.array([0.1, 2.5])), ("i4", np.array([300, -5]))])
     await kadmin.execute("CREATE TEMP TABLE codec_check (a bigint, b float8, c integer)")

@@ -9,7 +9,11 @@ backtest``). It opens its own connection as the service role and:
 3. runs ``run_backtest`` on a thread;
 4. writes equity points (by chunks), round trips and stats and marks the run done
    (``finished_at`` = the wall clock then, not the write transaction's start), in one transaction,
-   so a run is never 'done' without its results;
+   so a run is never 'done' without its results. A long run (``LONG_RUN_BARS``) writes its points
+   over ``WRITE_CONNECTIONS`` more connections instead, each slice committing on its own
+   (``writer.PointWriters``), while the run's transaction writes the rollups and round trips; it
+   marks the run done only after every slice committed. A backtest ending failed or cancelled
+   loses what committed (migration 0029's trigger), so the outcome is the same;
 
 and marks the run cancelled or failed (with the error) otherwise: a run never stays 'running'
 because its strategy raised. From the claim to the end, a heartbeat on the event loop, on a
@@ -39,9 +43,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import numpy as np
 
 from gordon_manager.backtests import repo, writer
-from gordon_manager.backtests.engine import BacktestCancelled, run_backtest
+from gordon_manager.backtests.engine import BacktestCancelled, BacktestResult, run_backtest
 from gordon_manager.db.connect import connect
 from gordon_manager.execution.bars import Bars
 from gordon_manager.execution.config import ExecutionConfig
@@ -60,9 +65,12 @@ ROUNDTRIPS_AT = 0.95  # of the write phase: the equity points before, round trip
 # The points' statement triggers read each statement's new points as a transition table (100k a chunk); with
 # the default 4 MB it spills to disk. Raised for the write transaction only.
 WRITE_WORK_MEM = "256MB"
-SPLIT_LOAD_BARS = 200_000
-"""Runs at least this long (in bars, by their range) load their bars over two connections: below it the
-second connection's set-up costs about what the split saves."""
+LONG_RUN_BARS = 200_000
+"""Runs at least this long (in bars, by their range) open ``WRITE_CONNECTIONS`` more connections: they load
+their bars over all of them in one snapshot and write their equity points over the extra ones while the
+run's own connection writes the rollups and round trips (migration 0029). Below it, the extra
+connections' set-up costs about what they save."""
+WRITE_CONNECTIONS = 2
 MAX_ERROR = 2000
 
 Phase = Callable[[str, float], None]
@@ -177,21 +185,73 @@ async def _heartbeat(database_url: str, timeout: float, run_id: int, progress: _
             await conn.close()
 
 
-async def _load_bars(conn: asyncpg.Connection, job: RunJob, run: asyncpg.Record) -> Bars:
-    """The run's bars; a long range (``SPLIT_LOAD_BARS`` bars or more, by its length) is read over two
-    connections at once, in one snapshot (``klines.load_bars_split``)."""
-    symbol, interval, start, end = run["symbol"], run["interval"], run["range_start"], run["range_end"]
+def _expected_bars(run: asyncpg.Record) -> float:
+    """The run's length in bars, from its range and interval (0 for an interval without a fixed length)."""
     try:
-        expected = (end - start).total_seconds() * 1000 / interval_ms(interval)
-    except ValueError:  # an interval without a fixed length (1w, 1M): one connection
-        expected = 0
-    if expected < SPLIT_LOAD_BARS:
-        return await klines.load_bars(conn, symbol=symbol, interval=interval, start=start, end=end)
-    extra = await connect(job.database_url, timeout=job.connect_timeout)
+        return (run["range_end"] - run["range_start"]).total_seconds() * 1000 / interval_ms(run["interval"])
+    except ValueError:  # 1w, 1M
+        return 0
+
+
+@contextlib.asynccontextmanager
+async def _extra_connections(job: RunJob, run: asyncpg.Record) -> AsyncIterator[list[asyncpg.Connection]]:
+    """``WRITE_CONNECTIONS`` more connections for a long run (``LONG_RUN_BARS`` bars or more, by its
+    range), none for a short one (their set-up would cost about what they save); closed at the end."""
+    if _expected_bars(run) < LONG_RUN_BARS:
+        yield []
+        return
+    opened = await asyncio.gather(*(connect(job.database_url, timeout=job.connect_timeout)
+                                    for _ in range(WRITE_CONNECTIONS)), return_exceptions=True)
+    conns = [c for c in opened if isinstance(c, asyncpg.Connection)]
     try:
-        return await klines.load_bars_split([conn, extra], symbol=symbol, interval=interval, start=start, end=end)
+        for failure in opened:
+            if isinstance(failure, BaseException):
+                raise failure
+        yield conns
     finally:
-        await extra.close()
+        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+
+
+async def _load_bars(conn: asyncpg.Connection, extra: list[asyncpg.Connection], run: asyncpg.Record) -> Bars:
+    """The run's bars; over the extra connections too, when there are any, in one snapshot
+    (``klines.load_bars_split``)."""
+    symbol, interval, start, end = run["symbol"], run["interval"], run["range_start"], run["range_end"]
+    if not extra:
+        return await klines.load_bars(conn, symbol=symbol, interval=interval, start=start, end=end)
+    return await klines.load_bars_split([conn, *extra], symbol=symbol, interval=interval, start=start, end=end)
+
+
+async def _write_results(conn: asyncpg.Connection, extra: list[asyncpg.Connection], run: asyncpg.Record,
+                         result: BacktestResult, close: np.ndarray, progress: _Progress,
+                         timings: dict[str, float]) -> None:
+    """Equity points, their rollups and the round trips, in the caller's transaction; with extra
+    connections, the points over them (``writer.PointWriters``) while this one writes the rest."""
+    run_id, points = run["id"], len(result.ts)
+
+    def on_rows(rows: int) -> None:
+        progress.at("write", ROUNDTRIPS_AT * rows / points)
+
+    started = time.perf_counter()
+    if not extra or not writer.rollups_by_writer(result.ts, result.equity):
+        await writer.write_equity(conn, run_id=run_id, result=result, close=close, on_rows=on_rows)
+        timings["write_equity_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        await writer.write_roundtrips(conn, run_id=run_id, symbol=run["symbol"], trips=result.round_trips)
+        timings["write_roundtrips_s"] = time.perf_counter() - started
+        return
+    writers = writer.PointWriters(extra, run_id=run_id, result=result, close=close, on_rows=on_rows,
+                                  work_mem=WRITE_WORK_MEM)
+    try:
+        await writer.write_rollups(conn, run_id=run_id, result=result)
+        trips_started = time.perf_counter()
+        await writer.write_roundtrips(conn, run_id=run_id, symbol=run["symbol"], trips=result.round_trips)
+        timings["write_roundtrips_s"] = time.perf_counter() - trips_started
+        if not await writers.wait():
+            raise _Abandoned(run_id)
+    finally:
+        await writers.close()
+    # The round trips went in while the points did: the equity's time is the rest of the write.
+    timings["write_equity_s"] = time.perf_counter() - started - timings["write_roundtrips_s"]
 
 
 async def execute_run(job: RunJob, *, on_phase: Phase | None = None) -> RunOutcome:
@@ -219,9 +279,10 @@ async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None
     progress = _Progress(on_phase)
     try:
         progress.at("load", 0.0)
-        async with _heartbeat(job.database_url, job.connect_timeout, run_id, progress, stop) as beat:
+        async with (_heartbeat(job.database_url, job.connect_timeout, run_id, progress, stop) as beat,
+                    _extra_connections(job, run) as extra):
             started = time.perf_counter()
-            bars = await _load_bars(conn, job, run)
+            bars = await _load_bars(conn, extra, run)
             timings["load_bars_s"] = time.perf_counter() - started
             if len(bars) == 0:
                 raise LookupError(f"no klines for {run['symbol']} {run['interval']} between "
@@ -236,16 +297,9 @@ async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None
             timings["engine_s"] = time.perf_counter() - started
             timings["engine_bars_per_s"] = len(bars) / max(timings["engine_s"], 1e-9)
             progress.at("write", 0.0)
-            points = len(result.ts)
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL work_mem = '{WRITE_WORK_MEM}'")
-                started = time.perf_counter()
-                await writer.write_equity(conn, run_id=run_id, result=result, close=bars.close,
-                                          on_rows=lambda rows: progress.at("write", ROUNDTRIPS_AT * rows / points))
-                timings["write_equity_s"] = time.perf_counter() - started
-                started = time.perf_counter()
-                await writer.write_roundtrips(conn, run_id=run_id, symbol=run["symbol"], trips=result.round_trips)
-                timings["write_roundtrips_s"] = time.perf_counter() - started
+                await _write_results(conn, extra, run, result, bars.close, progress, timings)
                 progress.at("write", 1.0)
                 await beat.close()  # no beat after this: the run's end sets its last progress
                 timings["total_s"] = time.perf_counter() - claimed

@@ -15,8 +15,9 @@ trips carry exact Decimals: a text COPY of ``str(Decimal)`` (see ``write_roundtr
 
 from __future__ import annotations
 
+import asyncio
 import io
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -30,8 +31,8 @@ from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 
-__all__ = ["EQUITY_CHUNK_ROWS", "equity_columns", "ledger_series", "rollup_buckets", "rollup_columns", "rollup_rows",
-           "stats_json", "write_equity", "write_roundtrips"]
+__all__ = ["EQUITY_CHUNK_ROWS", "PointWriters", "equity_columns", "ledger_series", "rollup_buckets", "rollup_columns",
+           "rollup_rows", "rollups_by_writer", "stats_json", "write_equity", "write_rollups", "write_roundtrips"]
 
 EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROLLUP_COLUMNS = ["run_id", "width_s", "bucket_at", "n", "first_at", "first_equity", "last_at", "last_equity", "min_at",
@@ -125,28 +126,24 @@ def rollup_columns(run_id: int, ts_ms: np.ndarray, equity: np.ndarray) -> list[t
             ("f8", lo_eq), ("i8", hi - pg), ("f8", hi_eq)]
 
 
-def _rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
-    """Sorted times and finite equity: the numpy buckets are the trigger's (else the trigger does it)."""
-    return bool(np.all(np.diff(ts_ms) > 0)) and bool(np.isfinite(equity).all())
-
-
 async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
                        on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
     """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
     ``EQUITY_CHUNK_ROWS``; ``on_rows(written)`` after each), then their rollups; returns the count.
 
     One transaction (a savepoint inside the caller's): the trigger-skip setting, the COPYs of the
-    points, then the rollups of all of them (one COPY for a run that has none yet, else merged with
-    ``equity_rollups_put``), so the points and their rollups commit or roll back together. The
-    setting is cleared before it ends: later statements of the caller's transaction use the trigger.
+    points, then the rollups of all of them (``write_rollups``), so the points and their rollups
+    commit or roll back together. The setting is cleared before it ends: later statements of the
+    caller's transaction use the trigger. A long backtest writes its points with ``PointWriters``
+    instead.
     """
     columns = equity_columns(run_id, result, close)
     n = len(result.ts)
-    by_writer = _rollups_by_writer(result.ts, result.equity)
+    by_writer = rollups_by_writer(result.ts, result.equity)
     chunk_rows = chunk_rows or EQUITY_CHUNK_ROWS
     async with conn.transaction():
         if by_writer:
-            await conn.execute("SELECT set_config('gordon.equity_rollups', 'writer', true)")
+            await conn.execute(WRITER_MODE)
         for start in range(0, n, chunk_rows):
             stop = min(n, start + chunk_rows)
             stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
@@ -155,15 +152,89 @@ async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: Backtes
             if on_rows is not None:
                 on_rows(stop)
         if by_writer:
-            if await conn.fetchval("SELECT trading.equity_rollups_copy_begin($1)", run_id):
-                stream = pgbinary.encode(rollup_columns(run_id, result.ts, result.equity))
-                await conn.copy_to_table("equity_rollups", schema_name="trading", source=io.BytesIO(stream),
-                                         columns=ROLLUP_COLUMNS, format="binary")
-            else:  # the run has rollups already: merge
-                await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-                                   " $11, $12)", run_id, *rollup_rows(result.ts, result.equity))
+            await write_rollups(conn, run_id=run_id, result=result)
             await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
     return n
+
+
+WRITER_MODE = "SELECT set_config('gordon.equity_rollups', 'writer', true)"
+"""The points' rollup trigger skips this transaction's statements (migration 0027): the writer puts them."""
+
+
+def rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:
+    """Sorted times and finite equity: the writer's numpy buckets are the trigger's (else the trigger does it)."""
+    return bool(np.all(np.diff(ts_ms) > 0)) and bool(np.isfinite(equity).all())
+
+
+async def write_rollups(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult) -> None:
+    """The rollups of all of a run's points (``rollups_by_writer`` must hold), in a savepoint: one binary
+    COPY when the run has none yet (always, for a backtest), else merged by ``equity_rollups_put``."""
+    async with conn.transaction():
+        if await conn.fetchval("SELECT trading.equity_rollups_copy_begin($1)", run_id):
+            stream = pgbinary.encode(rollup_columns(run_id, result.ts, result.equity))
+            await conn.copy_to_table("equity_rollups", schema_name="trading", source=io.BytesIO(stream),
+                                     columns=ROLLUP_COLUMNS, format="binary")
+        else:  # the run has rollups already: merge
+            await conn.execute("SELECT trading.equity_rollups_put($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+                               " $11, $12)", run_id, *rollup_rows(result.ts, result.equity))
+
+
+class PointWriters:
+    """A running backtest's equity points COPYed over other connections at once, each in a transaction
+    of its own that commits as soon as its slice is in (protocol: migration 0029).
+
+    Each connection takes one contiguous slice, sent as ONE COPY statement streamed chunk by chunk
+    (``chunk_rows``): the points' statement trigger then runs, and takes the run's lock, once per
+    writer, at its end. ``on_rows(written)`` sees the points sent so far, over every writer. The
+    rollups are not theirs (the writer setting): the run's own transaction writes them
+    (``write_rollups``), and the round trips, meanwhile; then it ``await wait()``s (True: every
+    slice committed; False: the run was not running any more, and nothing of that slice was
+    written) before it marks the run done. ``close()`` cancels the writers still going (their
+    transactions roll back); ending the run as failed or cancelled deletes what committed.
+    """
+
+    def __init__(self, conns: list[asyncpg.Connection], *, run_id: int, result: BacktestResult, close: np.ndarray,
+                 on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None,
+                 work_mem: str | None = None) -> None:
+        columns = equity_columns(run_id, result, close)
+        bounds = np.linspace(0, len(result.ts), len(conns) + 1).astype(np.int64).tolist()
+        self._sent = [0] * len(conns)
+        self._on_rows = on_rows
+        self._tasks = [asyncio.ensure_future(self._copy(i, conn, run_id, columns, bounds[i], bounds[i + 1],
+                                                        chunk_rows or EQUITY_CHUNK_ROWS, work_mem))
+                       for i, conn in enumerate(conns)]
+
+    async def _copy(self, i: int, conn: asyncpg.Connection, run_id: int, columns: list[tuple[str, np.ndarray]],
+                    start: int, stop: int, chunk_rows: int, work_mem: str | None) -> bool:
+        async def chunks() -> AsyncIterator[bytes]:
+            pieces = pgbinary.encode_stream([(kind, values[start:stop]) for kind, values in columns], chunk_rows)
+            for k, piece in enumerate(pieces):
+                yield piece
+                # asyncpg sent the piece before asking for the next
+                self._sent[i] = min(stop - start, (k + 1) * chunk_rows)
+                if self._on_rows is not None:
+                    self._on_rows(sum(self._sent))
+
+        async with conn.transaction():
+            if work_mem is not None:
+                await conn.execute(f"SET LOCAL work_mem = '{work_mem}'")
+            if not await conn.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id):
+                return False
+            await conn.execute(WRITER_MODE)
+            if stop > start:
+                await conn.copy_to_table("equity_points", schema_name="trading", source=chunks(),
+                                         columns=EQUITY_COLUMNS, format="binary")
+        return True
+
+    async def wait(self) -> bool:
+        """True when every slice committed; False when the run had stopped running (or raises a writer's error)."""
+        return all(await asyncio.gather(*self._tasks))
+
+    async def close(self) -> None:
+        """Cancel the writers still going and wait for them (their transactions roll back)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _at(ts_ms: int) -> str:

@@ -12,11 +12,11 @@ an int64 of microseconds since 2000-01-01 UTC.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["PG_EPOCH_US", "decode", "encode"]
+__all__ = ["PG_EPOCH_US", "decode", "encode", "encode_rows", "encode_stream"]
 
 SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
@@ -41,6 +41,22 @@ def _width(kind: str) -> int:
 
 def encode(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
     """A complete binary COPY stream of ``(kind, values)`` columns (kind ``i4``, ``i8`` or ``f8``), no NULLs."""
+    return b"".join((_HEADER, encode_rows(columns), _TRAILER))
+
+
+def encode_stream(columns: Sequence[tuple[str, np.ndarray]], chunk_rows: int) -> Iterator[bytes]:
+    """The stream of ``encode(columns)`` in pieces: the header with the first ``chunk_rows`` rows, the next
+    rows, ..., the last piece ending with the trailer (one piece when the rows fit in one). Each piece is
+    encoded when it is asked for."""
+    n = len(columns[0][1]) if columns else 0
+    starts = list(range(0, n, chunk_rows)) or [0]
+    for k, lo in enumerate(starts):
+        rows = encode_rows([(kind, values[lo:lo + chunk_rows]) for kind, values in columns])
+        yield b"".join((_HEADER if k == 0 else b"", rows, _TRAILER if k == len(starts) - 1 else b""))
+
+
+def encode_rows(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
+    """The rows of a binary COPY stream of these columns, without the header and trailer."""
     kinds = [kind for kind, _ in columns]
     dtype = _row_dtype(kinds)
     n = len(columns[0][1]) if columns else 0
@@ -51,7 +67,7 @@ def encode(columns: Sequence[tuple[str, np.ndarray]]) -> bytes:
             raise ValueError(f"column {i} has {len(values)} values, expected {n}")
         rows[f"l{i}"] = _width(kinds[i])
         rows[f"v{i}"] = values
-    return b"".join((_HEADER, rows.tobytes(), _TRAILER))
+    return rows.tobytes()
 
 
 def decode(data: bytes | bytearray | memoryview, kinds: Sequence[str]) -> list[np.ndarray]:
