@@ -10,7 +10,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from gordon_manager.backtests import job, writer
+from gordon_manager.backtests import job, repo, writer
 from gordon_manager.backtests.job import RunJob, execute_run
 from tests.backtests.test_worker import mconn, queued, status_of  # noqa: F401
 from tests.conftest import wait_for
@@ -125,6 +125,9 @@ async def test_ending_a_run_waits_for_a_points_writer_in_flight_then_drops_its_p
         await points_writer.execute("INSERT INTO trading.equity_points (run_id, ts, equity)"
                                     " SELECT $1, t, 100 FROM generate_series(now() - interval '1 hour', now(),"
                                     " interval '1 minute') t", run_id)
+        # Heartbeats, progress and cancel requests do not wait for the writer.
+        assert await repo.heartbeat(kadmin, run_id=run_id, progress=0.5, timeout=5) is False
+        assert (await repo.request_cancel(kadmin, run_id=run_id))["status"] == "running"
         end = asyncio.ensure_future(ender.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", run_id))
         ender_pid = ender.get_server_pid()
         await wait_for(lambda: _blocked_on_a_lock(kadmin, ender_pid), timeout=10)
@@ -140,6 +143,35 @@ async def test_ending_a_run_waits_for_a_points_writer_in_flight_then_drops_its_p
     finally:
         await points_writer.close()
         await ender.close()
+
+
+async def test_a_writer_beginning_while_the_run_is_being_ended_waits_and_is_told_it_ended(kline_db, kadmin):
+    run_id = await _running_backtest(kadmin)
+    points_writer = await asyncpg.connect(kline_db.db.manager_url)
+    ender = await asyncpg.connect(kline_db.db.admin_url)
+    try:
+        tx = ender.transaction()
+        await tx.start()
+        await ender.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", run_id)
+        begin = asyncio.ensure_future(points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id))
+        await wait_for(lambda: _blocked_on_a_lock(kadmin, points_writer.get_server_pid()), timeout=10)
+        assert not begin.done()
+        await tx.commit()
+        assert await asyncio.wait_for(begin, 10) is False
+    finally:
+        await points_writer.close()
+        await ender.close()
+
+
+@pytest.mark.parametrize("isolation", ["repeatable_read", "serializable"])
+async def test_a_running_backtest_is_ended_in_read_committed_only(kline_db, kadmin, isolation):
+    run_id = await _running_backtest(kadmin)
+    with pytest.raises(asyncpg.ObjectNotInPrerequisiteStateError, match="READ COMMITTED"):
+        async with kadmin.transaction(isolation=isolation):
+            await kadmin.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", run_id)
+    assert (await status_of(kadmin, run_id))["status"] == "running"
+    async with kadmin.transaction(isolation=isolation):  # other changes of the row, and bots' runs, are not refused
+        await kadmin.execute("UPDATE trading.runs SET progress = 0.5 WHERE id = $1", run_id)
 
 
 @pytest.mark.parametrize(("kind", "to", "kept"), [

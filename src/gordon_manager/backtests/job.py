@@ -196,20 +196,21 @@ def _expected_bars(run: asyncpg.Record) -> float:
 @contextlib.asynccontextmanager
 async def _extra_connections(job: RunJob, run: asyncpg.Record) -> AsyncIterator[list[asyncpg.Connection]]:
     """``WRITE_CONNECTIONS`` more connections for a long run (``LONG_RUN_BARS`` bars or more, by its
-    range), none for a short one (their set-up would cost about what they save); closed at the end."""
+    range), none for a short one (their set-up would cost about what they save); every one that
+    opened is closed at the end, also when another failed to open or the run was cancelled meanwhile."""
     if _expected_bars(run) < LONG_RUN_BARS:
         yield []
         return
-    opened = await asyncio.gather(*(connect(job.database_url, timeout=job.connect_timeout)
-                                    for _ in range(WRITE_CONNECTIONS)), return_exceptions=True)
-    conns = [c for c in opened if isinstance(c, asyncpg.Connection)]
+    opening = [asyncio.ensure_future(connect(job.database_url, timeout=job.connect_timeout))
+               for _ in range(WRITE_CONNECTIONS)]
     try:
-        for failure in opened:
-            if isinstance(failure, BaseException):
-                raise failure
-        yield conns
+        yield list(await asyncio.gather(*opening))
     finally:
-        await asyncio.gather(*(c.close() for c in conns), return_exceptions=True)
+        for task in opening:
+            task.cancel()
+        opened = await asyncio.gather(*opening, return_exceptions=True)
+        await asyncio.gather(*(c.close() for c in opened if isinstance(c, asyncpg.Connection)),
+                             return_exceptions=True)
 
 
 async def _load_bars(conn: asyncpg.Connection, extra: list[asyncpg.Connection], run: asyncpg.Record) -> Bars:
@@ -241,6 +242,8 @@ async def _write_results(conn: asyncpg.Connection, extra: list[asyncpg.Connectio
         return
     writers = writer.PointWriters(extra, run_id=run_id, result=result, close=close, on_rows=on_rows,
                                   work_mem=WRITE_WORK_MEM)
+    # While the writers run, this transaction must not write equity points: it would hold the run's
+    # lock of their statement trigger (migration 0014) until it commits, and it waits for them first.
     try:
         await writer.write_rollups(conn, run_id=run_id, result=result)
         trips_started = time.perf_counter()
