@@ -114,53 +114,52 @@ async def _blocked_on_a_lock(kadmin, pid: int) -> bool:
     return await kadmin.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
 
 
-async def test_ending_a_run_waits_for_a_points_writer_in_flight_then_drops_its_points(kline_db, kadmin):
-    run_id = await _running_backtest(kadmin)
+@pytest.fixture
+async def sessions(kline_db):
+    """A points writer's session (the manager's role) and one that ends runs (admin)."""
     points_writer = await asyncpg.connect(kline_db.db.manager_url)
     ender = await asyncpg.connect(kline_db.db.admin_url)
-    try:
-        tx = points_writer.transaction()
-        await tx.start()
-        assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id) is True
-        await points_writer.execute("INSERT INTO trading.equity_points (run_id, ts, equity)"
-                                    " SELECT $1, t, 100 FROM generate_series(now() - interval '1 hour', now(),"
-                                    " interval '1 minute') t", run_id)
-        # Heartbeats, progress and cancel requests do not wait for the writer.
-        assert await repo.heartbeat(kadmin, run_id=run_id, progress=0.5, timeout=5) is False
-        assert (await repo.request_cancel(kadmin, run_id=run_id))["status"] == "running"
-        end = asyncio.ensure_future(ender.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", run_id))
-        ender_pid = ender.get_server_pid()
-        await wait_for(lambda: _blocked_on_a_lock(kadmin, ender_pid), timeout=10)
-        assert not end.done()
-        await tx.commit()  # the points land, then the run's end (waiting on the writer's lock) removes them
-        await asyncio.wait_for(end, 10)
-        assert (await status_of(kadmin, run_id))["status"] == "failed"
-        assert await counts(kadmin, run_id) == (0, 0, 0)
-        # A writer that begins after the run ended is told so, and writes nothing.
-        assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id) is False
-        missing = await kadmin.fetchval("SELECT max(id) + 1 FROM trading.runs")
-        assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", missing) is False
-    finally:
-        await points_writer.close()
-        await ender.close()
+    yield points_writer, ender
+    await points_writer.close()
+    await ender.close()
 
 
-async def test_a_writer_beginning_while_the_run_is_being_ended_waits_and_is_told_it_ended(kline_db, kadmin):
+async def test_ending_a_run_waits_for_a_points_writer_in_flight_then_drops_its_points(kadmin, sessions):
+    points_writer, ender = sessions
     run_id = await _running_backtest(kadmin)
-    points_writer = await asyncpg.connect(kline_db.db.manager_url)
-    ender = await asyncpg.connect(kline_db.db.admin_url)
-    try:
-        tx = ender.transaction()
-        await tx.start()
-        await ender.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", run_id)
-        begin = asyncio.ensure_future(points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id))
-        await wait_for(lambda: _blocked_on_a_lock(kadmin, points_writer.get_server_pid()), timeout=10)
-        assert not begin.done()
-        await tx.commit()
-        assert await asyncio.wait_for(begin, 10) is False
-    finally:
-        await points_writer.close()
-        await ender.close()
+    tx = points_writer.transaction()
+    await tx.start()
+    assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id) is True
+    await points_writer.execute("INSERT INTO trading.equity_points (run_id, ts, equity)"
+                                " SELECT $1, t, 100 FROM generate_series(now() - interval '1 hour', now(),"
+                                " interval '1 minute') t", run_id)
+    # Heartbeats, progress and cancel requests do not wait for the writer.
+    assert await repo.heartbeat(kadmin, run_id=run_id, progress=0.5, timeout=5) is False
+    assert (await repo.request_cancel(kadmin, run_id=run_id))["status"] == "running"
+    end = asyncio.ensure_future(ender.execute("UPDATE trading.runs SET status = 'failed' WHERE id = $1", run_id))
+    await wait_for(lambda: _blocked_on_a_lock(kadmin, ender.get_server_pid()), timeout=10)
+    assert not end.done()
+    await tx.commit()  # the points land, then the run's end (waiting on the writer's lock) removes them
+    await asyncio.wait_for(end, 10)
+    assert (await status_of(kadmin, run_id))["status"] == "failed"
+    assert await counts(kadmin, run_id) == (0, 0, 0)
+    # A writer that begins after the run ended is told so, and writes nothing.
+    assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id) is False
+    missing = await kadmin.fetchval("SELECT max(id) + 1 FROM trading.runs")
+    assert await points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", missing) is False
+
+
+async def test_a_writer_beginning_while_the_run_is_being_ended_waits_and_is_told_it_ended(kadmin, sessions):
+    points_writer, ender = sessions
+    run_id = await _running_backtest(kadmin)
+    tx = ender.transaction()
+    await tx.start()
+    await ender.execute("UPDATE trading.runs SET status = 'cancelled' WHERE id = $1", run_id)
+    begin = asyncio.ensure_future(points_writer.fetchval("SELECT trading.equity_points_copy_begin($1)", run_id))
+    await wait_for(lambda: _blocked_on_a_lock(kadmin, points_writer.get_server_pid()), timeout=10)
+    assert not begin.done()
+    await tx.commit()
+    assert await asyncio.wait_for(begin, 10) is False
 
 
 @pytest.mark.parametrize("isolation", ["repeatable_read", "serializable"])
