@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gordon_manager.strategies import indicators
 from gordon_manager.strategies.indicators import (
     rolling_max,
     rolling_min,
@@ -77,3 +78,15 @@ def test_value_at_a_bar_is_the_same_whatever_history_precedes_it(x: list[float],
                 assert np.float64(value).tobytes() == full[key][i].tobytes(), (key, i, start)
             else:
                 assert np.isnan(value)
+
+
+def test_a_long_series_computed_in_blocks_is_bit_for_bit_each_windows_own_value() -> None:
+    block = indicators._BLOCK
+    arr = np.random.default_rng(7).uniform(1.0, 1e5, size=3 * block + 123)
+    n = 30
+    edges = [n - 1, block + n - 2, block + n - 1, block + n, 2 * block + n - 1, len(arr) - 1]
+    for f in (rolling_sum, rolling_max, rolling_min):
+        full = f(arr, n)
+        assert np.isnan(full[: n - 1]).all() and not np.isnan(full[n - 1 :]).any()
+        for i in edges:  # the first window, each side of the block edges, the last
+            assert full[i].tobytes() == f(arr[i - n + 1 : i + 1], n)[-1].tobytes(), (f.__name__, i)
