@@ -23,9 +23,9 @@ the engine's ``should_cancel`` reads that flag, so a cancel stops it at its next
 
 Progress covers every phase and never goes back: loading is ``PHASES["load"]`` of it, the engine
 ``PHASES["engine"]``, the write ``PHASES["write"]`` (advancing with each chunk of equity points);
-``done`` sets 1. The shares are rough: the README's 1M-bar figures (load ~1 s, engine ~0.7 s, write
-~5 s) with the write expected to get faster; whatever they are, the value written (and shown by the
-CLI) only grows.
+``done`` sets 1. The shares are rough: they were set from a 1M-bar run's phases when the write took
+most of it, as it still does (2026-12-04: load ~0.4 s, engine ~0.2 s, write ~1.5 s); whatever they
+are, the value written (and shown by the CLI) only grows.
 """
 
 from __future__ import annotations
