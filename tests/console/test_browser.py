@@ -84,6 +84,16 @@ async def open_launch_form(page, path: str, ready: str) -> None:
     await page.wait_for_selector(ready)
 
 
+async def launch_until_done(page, button: str, url: re.Pattern[str], badge: str) -> int:
+    """Click ``button``, follow to the launched job's page (``url``'s first group is its id) and wait until its
+    status badge ``{badge}-{id}`` says done; returns the id."""
+    await page.get_by_role("button", name=button).click()
+    await page.wait_for_url(url)
+    job_id = int(url.search(page.url).group(1))
+    await page.wait_for_selector(f"[data-testid={badge}-{job_id}][data-status=done]", timeout=120_000)
+    return job_id
+
+
 async def check_axe(page, name: str) -> None:
     """axe-core on the page as it is: no serious or critical violation (evaluated through the DevTools protocol, which the CSP allows)."""
     await page.evaluate(AXE.read_text())
@@ -177,20 +187,14 @@ async def test_a_concurrent_edit_is_a_412_shown_with_what_changed(console, serve
 async def test_a_backtest_runs_and_two_are_compared(console, served):
     page = console.page
     await open_launch_form(page, "/ui/backtests", "input[name='params-fast']")
-    await page.get_by_role("button", name="Run backtest").click()
-    await page.wait_for_url(re.compile(r"runs=\d+"))
-    first = int(re.search(r"runs=(\d+)", page.url).group(1))
-    await page.wait_for_selector(f"[data-testid=run-status-{first}][data-status=done]", timeout=120_000)
+    first = await launch_until_done(page, "Run backtest", re.compile(r"runs=(\d+)"), "run-status")
     stats = page.get_by_test_id("run-stats")
     await stats.wait_for()
     shown = await stats.inner_text()
     assert all(label in shown for label in ("total return", "Sortino", "profit factor", "SQN"))
     await page.wait_for_selector(DRAWN, timeout=30_000)
     await page.fill("input[name='params-fast']", "5")
-    await page.get_by_role("button", name="Run backtest").click()
-    await page.wait_for_url(re.compile(rf"runs=\d+,{first}$"))
-    second = int(re.search(r"runs=(\d+)", page.url).group(1))
-    await page.wait_for_selector(f"[data-testid=run-status-{second}][data-status=done]", timeout=120_000)
+    await launch_until_done(page, "Run backtest", re.compile(rf"runs=(\d+),{first}$"), "run-status")
     # The badge follows /ws ('done' can come first); the stats come with the run's detail, read after it.
     await expect(page.get_by_test_id("run-stats")).to_have_count(2, timeout=30_000)
     await shoot(page, "backtests")
@@ -203,10 +207,7 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     await page.fill("input[name='values-fast']", "5, 10, 15")
     await page.fill("input[name='values-slow']", "20,30")
     await page.fill("input[name=folds]", "2")
-    await page.get_by_role("button", name="Run sweep").click()
-    await page.wait_for_url(re.compile(r"/ui/sweeps\?id=\d+"))
-    sweep_id = int(re.search(r"id=(\d+)", page.url).group(1))
-    await page.wait_for_selector(f"[data-testid=sweep-status-{sweep_id}][data-status=done]", timeout=120_000)
+    sweep_id = await launch_until_done(page, "Run sweep", re.compile(r"/ui/sweeps\?id=(\d+)"), "sweep-status")
     # The badge follows /ws; the trials and the heatmap come with the sweep's detail, read after it.
     await expect(page.get_by_test_id("heatmap-cell")).to_have_count(6, timeout=30_000)
     with api(served) as http:
@@ -223,10 +224,8 @@ async def test_a_sweep_runs_ranks_its_trials_and_one_is_run_in_full(console, ser
     assert f"{compared} of 2 folds compared" in await page.get_by_test_id("sweep-walk-forward").inner_text()
     await shoot(page, "sweeps")
     await check_axe(page, "sweeps")
-    await page.get_by_role("button", name=f"run #{detail['best']['n']} in full").click()
-    await page.wait_for_url(re.compile(r"/ui/backtests\?runs=\d+$"))
-    run = int(re.search(r"runs=(\d+)", page.url).group(1))
-    await page.wait_for_selector(f"[data-testid=run-status-{run}][data-status=done]", timeout=120_000)
+    run = await launch_until_done(page, f"run #{detail['best']['n']} in full",
+                                  re.compile(r"/ui/backtests\?runs=(\d+)$"), "run-status")
     with api(served) as http:
         assert http.get(f"/runs/{run}").json()["params"] == {**detail["best"]["params"]}
 

@@ -5,11 +5,11 @@ import type { Problem, Schemas } from "@gordon/manager-client";
 import { JobProgress, ProblemView, Section, StateBadge } from "../components";
 import { TimeChart } from "../chart";
 import { api, asProblem } from "../lib/api";
-import { chartPoints, drawdown, fmtMoney, fmtNum, fmtPct, fmtTime, localToIso } from "../lib/format";
+import { chartPoints, drawdown, fmtMoney, fmtNum, fmtPct, fmtTime } from "../lib/format";
 import { useLiveRows, useRead, withLive } from "../lib/hooks";
 import { navigate } from "../lib/router";
 import { RoundTrips as RoundTripsLazy } from "./Bot";
-import { ParamsFields, useStrategies } from "./BotForm";
+import { MarketRangeFields, ParamsFields, rangeBody, useMarketRange, useStrategies } from "./BotForm";
 
 type Run = Schemas["RunRead"];
 type RunDetail = Schemas["RunDetail"];
@@ -19,24 +19,19 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   const { strategies, defaults, problem: loadProblem } = useStrategies();
   const [strategy, setStrategy] = useState("");
   const [params, setParams] = useState<Record<string, unknown>>({});
-  const [symbol, setSymbol] = useState("BTCUSDT");
-  const [interval, setInterval] = useState("1m");
-  const [from, setFrom] = useState("2024-01-01T00:00");
-  const [to, setTo] = useState("2024-01-04T00:00");
+  const [range, setRange] = useMarketRange(defaults);
   const [problem, setProblem] = useState<Problem | null>(null);
   useEffect(() => {
     if (!strategy && defaults) {
       setStrategy(defaults.strategy);
       setParams({ ...defaults.params });
-      setSymbol(defaults.symbol);
-      setInterval(defaults.interval);
     }
   }, [defaults, strategy]);
   const schema = strategies.find((s) => s.name === strategy)?.paramsSchema;
   const submit = async () => {
     setProblem(null);
     const { data, error, response } = await api().POST("/backtests", {
-      body: { strategy, params, symbol, interval, from: localToIso(from), to: localToIso(to) },
+      body: { strategy, params, ...rangeBody(range) },
     });
     if (error || !data) {
       setProblem(asProblem(error, response.status));
@@ -56,10 +51,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
             {strategies.map((s) => <option key={s.name}>{s.name}</option>)}
           </select>
         </div>
-        <div className="field"><label htmlFor="bt-symbol">Symbol</label><input id="bt-symbol" name="symbol" value={symbol} onChange={(e) => setSymbol(e.target.value)} /></div>
-        <div className="field"><label htmlFor="bt-interval">Interval</label><input id="bt-interval" name="interval" value={interval} onChange={(e) => setInterval(e.target.value)} /></div>
-        <div className="field"><label htmlFor="bt-from">From (UTC)</label><input id="bt-from" name="from" type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} /></div>
-        <div className="field"><label htmlFor="bt-to">To (UTC, excluded)</label><input id="bt-to" name="to" type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} /></div>
+        <MarketRangeFields prefix="bt" range={range} onChange={setRange} />
       </div>
       <ParamsFields schema={schema} values={params} onChange={setParams} problem={problem} prefix="params" />
       <ProblemView problem={problem} />

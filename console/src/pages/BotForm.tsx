@@ -8,7 +8,7 @@ import type { Problem, Schemas } from "@gordon/manager-client";
 
 import { Loading, ProblemView } from "../components";
 import { api, asProblem, ifMatch } from "../lib/api";
-import { diff, show, type Change } from "../lib/format";
+import { diff, localToIso, show, type Change } from "../lib/format";
 import { fleet } from "../lib/fleet";
 import { navigate } from "../lib/router";
 import {
@@ -27,6 +27,42 @@ export function useStrategies(): { strategies: Strategy[]; defaults: Schemas["Bo
     void api().GET("/bff/bot-defaults").then(({ data, error, response }) => (error ? setProblem(asProblem(error, response.status)) : setDefaults(data ?? null)));
   }, []);
   return { strategies, defaults, problem };
+}
+
+/** A launch form's market and range (backtests, sweeps): from/to as the datetime-local inputs hold them (UTC). */
+export type MarketRange = { symbol: string; interval: string; from: string; to: string };
+
+/** The range state of a launch form; symbol and interval follow the bot defaults once they load. */
+export function useMarketRange(defaults: Schemas["BotDefaults"] | null): [MarketRange, (next: MarketRange) => void] {
+  const [range, setRange] = useState<MarketRange>({ symbol: "BTCUSDT", interval: "1m", from: "2024-01-01T00:00", to: "2024-01-04T00:00" });
+  useEffect(() => {
+    if (defaults) {
+      setRange((r) => ({ ...r, symbol: defaults.symbol, interval: defaults.interval }));
+    }
+  }, [defaults]);
+  return [range, setRange];
+}
+
+/** The request body's part of a range: symbol, interval, from and to as RFC 3339 UTC. */
+export function rangeBody(range: MarketRange): MarketRange {
+  return { symbol: range.symbol, interval: range.interval, from: localToIso(range.from), to: localToIso(range.to) };
+}
+
+/** Symbol, interval, from and to fields (ids ``{prefix}-symbol`` …; names as the body's keys). */
+export function MarketRangeFields({ prefix, range, onChange }: { prefix: string; range: MarketRange; onChange: (next: MarketRange) => void }) {
+  const field = (key: keyof MarketRange, label: string, type?: string) => (
+    <div className="field"><label htmlFor={`${prefix}-${key}`}>{label}</label>
+      <input id={`${prefix}-${key}`} name={key} type={type} value={range[key]} onChange={(e) => onChange({ ...range, [key]: e.target.value })} />
+    </div>
+  );
+  return (
+    <>
+      {field("symbol", "Symbol")}
+      {field("interval", "Interval")}
+      {field("from", "From (UTC)", "datetime-local")}
+      {field("to", "To (UTC, excluded)", "datetime-local")}
+    </>
+  );
 }
 
 function fieldError(problem: Problem | null, field: string): string | undefined {

@@ -5,10 +5,10 @@ import type { Problem, Schemas } from "@gordon/manager-client";
 
 import { JobProgress, ProblemView, Section, StateBadge } from "../components";
 import { api, asProblem } from "../lib/api";
-import { fmtNum, fmtPct, fmtTime, localToIso } from "../lib/format";
+import { fmtNum, fmtPct, fmtTime } from "../lib/format";
 import { useLiveRows, useRead, withLive } from "../lib/hooks";
 import { navigate } from "../lib/router";
-import { useStrategies } from "./BotForm";
+import { MarketRangeFields, rangeBody, useMarketRange, useStrategies } from "./BotForm";
 
 type Sweep = Schemas["SweepRead"];
 type Detail = Schemas["SweepDetail"];
@@ -26,10 +26,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   const { strategies, defaults, problem: loadProblem } = useStrategies();
   const [strategy, setStrategy] = useState("");
   const [values, setValues] = useState<Record<string, string>>({});
-  const [symbol, setSymbol] = useState("BTCUSDT");
-  const [interval, setInterval] = useState("1m");
-  const [from, setFrom] = useState("2024-01-01T00:00");
-  const [to, setTo] = useState("2024-01-04T00:00");
+  const [range, setRange] = useMarketRange(defaults);
   const [objective, setObjective] = useState<NonNullable<Objective>>("sharpe");
   const [minTrades, setMinTrades] = useState("0");
   const [folds, setFolds] = useState("0");
@@ -43,8 +40,6 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
   useEffect(() => {
     if (!strategy && defaults) {
       pick(defaults.strategy);
-      setSymbol(defaults.symbol);
-      setInterval(defaults.interval);
     }
     // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [defaults, strategy]);
@@ -61,7 +56,7 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
       }
     });
     const { data, error, response } = await api().POST("/backtests/sweeps", {
-      body: { strategy, params, symbol, interval, from: localToIso(from), to: localToIso(to), objective, minTrades: Number(minTrades),
+      body: { strategy, params, ...rangeBody(range), objective, minTrades: Number(minTrades),
         walkForward: Number(folds) > 0 ? { folds: Number(folds), mode } : undefined,
         // nothing swept: one trial of the fixed params
         grid: Object.keys(grid).length ? grid : Object.fromEntries(Object.entries(params).map(([k, v]) => [k, [v]])) },
@@ -81,15 +76,12 @@ function LaunchForm({ onLaunched }: { onLaunched: (id: number) => void }) {
             {strategies.map((s) => <option key={s.name}>{s.name}</option>)}
           </select>
         </div>
-        <div className="field"><label htmlFor="sw-symbol">Symbol</label><input id="sw-symbol" name="symbol" value={symbol} onChange={(e) => setSymbol(e.target.value)} /></div>
-        <div className="field"><label htmlFor="sw-interval">Interval</label><input id="sw-interval" name="interval" value={interval} onChange={(e) => setInterval(e.target.value)} /></div>
+        <MarketRangeFields prefix="sw" range={range} onChange={setRange} />
         <div className="field"><label htmlFor="sw-objective">Objective</label>
           <select id="sw-objective" name="objective" value={objective} onChange={(e) => setObjective(e.target.value as NonNullable<Objective>)}>
             {OBJECTIVES.map((o) => <option key={o}>{o}</option>)}
           </select>
         </div>
-        <div className="field"><label htmlFor="sw-from">From (UTC)</label><input id="sw-from" name="from" type="datetime-local" value={from} onChange={(e) => setFrom(e.target.value)} /></div>
-        <div className="field"><label htmlFor="sw-to">To (UTC, excluded)</label><input id="sw-to" name="to" type="datetime-local" value={to} onChange={(e) => setTo(e.target.value)} /></div>
         <div className="field"><label htmlFor="sw-min-trades">Minimum trades</label><input id="sw-min-trades" name="minTrades" type="number" min={0} value={minTrades} onChange={(e) => setMinTrades(e.target.value)} /></div>
         <div className="field"><label htmlFor="sw-folds">Walk-forward folds (0: none)</label><input id="sw-folds" name="folds" type="number" min={0} max={20} value={folds} onChange={(e) => setFolds(e.target.value)} /></div>
         <div className="field"><label htmlFor="sw-mode">Train windows</label>

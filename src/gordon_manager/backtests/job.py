@@ -48,7 +48,6 @@ import numpy as np
 from gordon_manager.backtests import repo, writer
 from gordon_manager.backtests.engine import BacktestCancelled, BacktestResult, run_backtest
 from gordon_manager.db.connect import connect
-from gordon_manager.execution.bars import Bars
 from gordon_manager.execution.config import ExecutionConfig
 from gordon_manager.marketdata import repo as klines
 from gordon_manager.marketdata.synth import interval_ms
@@ -213,15 +212,6 @@ async def _extra_connections(job: RunJob, run: asyncpg.Record) -> AsyncIterator[
                              return_exceptions=True)
 
 
-async def _load_bars(conn: asyncpg.Connection, extra: list[asyncpg.Connection], run: asyncpg.Record) -> Bars:
-    """The run's bars; over the extra connections too, when there are any, in one snapshot
-    (``klines.load_bars_split``)."""
-    symbol, interval, start, end = run["symbol"], run["interval"], run["range_start"], run["range_end"]
-    if not extra:
-        return await klines.load_bars(conn, symbol=symbol, interval=interval, start=start, end=end)
-    return await klines.load_bars_split([conn, *extra], symbol=symbol, interval=interval, start=start, end=end)
-
-
 async def _write_results(conn: asyncpg.Connection, extra: list[asyncpg.Connection], run: asyncpg.Record,
                          result: BacktestResult, close: np.ndarray, progress: _Progress,
                          timings: dict[str, float]) -> None:
@@ -285,7 +275,9 @@ async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None
         async with (_heartbeat(job.database_url, job.connect_timeout, run_id, progress, stop) as beat,
                     _extra_connections(job, run) as extra):
             started = time.perf_counter()
-            bars = await _load_bars(conn, extra, run)
+            # over the extra connections too, when there are any, in one snapshot
+            bars = await klines.load_bars_split([conn, *extra], symbol=run["symbol"], interval=run["interval"],
+                                                start=run["range_start"], end=run["range_end"])
             timings["load_bars_s"] = time.perf_counter() - started
             if len(bars) == 0:
                 raise LookupError(f"no klines for {run['symbol']} {run['interval']} between "

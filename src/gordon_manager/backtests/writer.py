@@ -30,11 +30,11 @@ from gordon_manager.execution import Fill, RoundTrip, Side
 from gordon_manager.execution.money import CTX
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
+from gordon_manager.runs.repo import EQUITY_POINT_COLUMNS
 
 __all__ = ["EQUITY_CHUNK_ROWS", "PointWriters", "equity_columns", "ledger_series", "rollup_buckets", "rollup_columns",
            "rollup_rows", "rollups_by_writer", "stats_json", "write_equity", "write_rollups", "write_roundtrips"]
 
-EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROLLUP_COLUMNS = ["run_id", "width_s", "bucket_at", "n", "first_at", "first_equity", "last_at", "last_equity", "min_at",
                   "min_equity", "max_at", "max_equity"]
 ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
@@ -148,7 +148,7 @@ async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: Backtes
             stop = min(n, start + chunk_rows)
             stream = pgbinary.encode([(kind, values[start:stop]) for kind, values in columns])
             await conn.copy_to_table("equity_points", schema_name="trading", source=io.BytesIO(stream),
-                                     columns=EQUITY_COLUMNS, format="binary")
+                                     columns=EQUITY_POINT_COLUMNS, format="binary")
             if on_rows is not None:
                 on_rows(stop)
         if by_writer:
@@ -223,7 +223,7 @@ class PointWriters:
             await conn.execute(WRITER_MODE)
             if stop > start:
                 await conn.copy_to_table("equity_points", schema_name="trading", source=chunks(),
-                                         columns=EQUITY_COLUMNS, format="binary")
+                                         columns=EQUITY_POINT_COLUMNS, format="binary")
         return True
 
     async def wait(self) -> bool:

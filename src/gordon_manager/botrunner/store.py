@@ -17,6 +17,7 @@ from gordon_manager.botrunner.bar_loop import BlockedEntry
 from gordon_manager.botrunner.book import ms_to_dt
 from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
 from gordon_manager.http.values import iso_utc, plain_decimal
+from gordon_manager.runs.repo import EQUITY_POINT_COLUMNS
 
 SELECT_CONFIG = """
 SELECT id, name, strategy, symbol, interval, params, execution, mode, desired_state, spec_version, shadow_of, labels
@@ -99,7 +100,6 @@ INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data) VALU
 # A live bot writes one equity point per bar and one round trip per exit: an INSERT is one round trip,
 # a COPY two; catch-up and replay batches (up to BATCH_BARS) go through COPY (``_write_rows``).
 COPY_FROM = 16
-EQUITY_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
 ROUNDTRIP_COLUMNS = ["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
                      "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
 
@@ -109,7 +109,7 @@ def _insert(table: str, columns: list[str]) -> str:
             f"VALUES ({', '.join(f'${i}' for i in range(1, len(columns) + 1))})")
 
 
-INSERT_EQUITY = _insert("equity_points", EQUITY_COLUMNS)
+INSERT_EQUITY = _insert("equity_points", EQUITY_POINT_COLUMNS)
 INSERT_ROUNDTRIP = _insert("roundtrips", ROUNDTRIP_COLUMNS)
 
 INSERT_DECISION = """
@@ -205,7 +205,7 @@ async def write_batch(conn: asyncpg.Connection, *, bot_id: int, run_id: int, sym
                 equity.append((run_id, ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
             else:
                 happened.append(item)
-    await _write_rows(conn, "equity_points", EQUITY_COLUMNS, INSERT_EQUITY, equity)
+    await _write_rows(conn, "equity_points", EQUITY_POINT_COLUMNS, INSERT_EQUITY, equity)
     await write_events(conn, bot_id=bot_id, run_id=run_id, symbol=symbol, items=happened, coid_of=coid_of)
 
 

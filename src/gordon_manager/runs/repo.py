@@ -1,4 +1,5 @@
-"""SQL of the runs reads. Constants only; filters are composed from constant fragments, values are
+"""SQL of the runs reads, and the equity points' column list their two writers (the backtest writer,
+the bots' store) share. Constants only; filters are composed from constant fragments, values are
 always bind parameters. Repos never commit (these are reads)."""
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from typing import Any
 import asyncpg
 
 from gordon_manager.db.sql import compose
+
+EQUITY_POINT_COLUMNS = ["run_id", "ts", "equity", "cash", "position_qty", "price"]
+"""``trading.equity_points``' columns, in the order its writers send each point's values."""
 
 RUN_COLUMNS = """id, kind, bot_id, status, strategy, params, symbol, interval, range_start, range_end, progress,
     error, cancel_requested, created_by, created_at, started_at, finished_at, heartbeat_at, updated_at"""

@@ -15,17 +15,18 @@
 --   for every points writer to commit, and only then marks the run done. A run is never done
 --   without all its points. It never writes points itself while it waits: it would hold the
 --   0014 lock the writers' triggers need.
--- * The writers' lock: equity_points_copy_begin takes the run's "btwr" advisory lock SHARED
---   (to the writer's commit), then reads the status. Ending a running backtest (failed or
---   cancelled, by its worker, a stopping manager, the stale-run recovery, an operator) takes it
---   EXCLUSIVE in a BEFORE trigger: the end waits for every writer in flight, and a writer that
---   begins after it reads the new status (a fresh snapshot per statement) and stops. Nothing
---   else waits: heartbeats, cancel requests and progress updates lock the row as before.
--- * runs_drop_unfinished_results: a backtest that goes from running to failed or cancelled keeps
---   no results. Its committed points, and any rollups and round trips, are deleted in the same
---   transaction that ends it (before this migration the single write transaction gave the same
---   outcome by rolling back). The delete must see the writers' commits, so ending a running
---   backtest in a REPEATABLE READ or SERIALIZABLE transaction is refused.
+-- * runs_drop_unfinished_results (BEFORE UPDATE OF status): a backtest that goes from running to
+--   failed or cancelled (by its worker, a stopping manager, the stale-run recovery, an operator)
+--   keeps no results. Its committed points, and any rollups and round trips, are deleted in the
+--   same transaction that ends it (before this migration the single write transaction gave the
+--   same outcome by rolling back).
+-- * The writers' lock: equity_points_copy_begin takes the run's "btwr" advisory lock SHARED (to
+--   the writer's commit), then reads the status. Ending the run takes it EXCLUSIVE before the
+--   delete: the end waits for every writer in flight, and a writer that begins after it reads the
+--   new status (a fresh snapshot per statement) and stops. Nothing else waits: heartbeats, cancel
+--   requests and progress updates lock the row as before. The delete must see the writers'
+--   commits, so ending a running backtest in a REPEATABLE READ or SERIALIZABLE transaction is
+--   refused.
 -- * A worker that dies mid-write leaves its run running with the points that committed, until
 --   the stale-run recovery (manager runs) ends it and so deletes them; a CLI run whose process
 --   died stays running, as before, now possibly with part of its points.
@@ -38,24 +39,6 @@ END
 $$;
 REVOKE ALL ON FUNCTION trading.equity_points_copy_begin(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION trading.equity_points_copy_begin(bigint) TO gordon_manager;
-
-CREATE FUNCTION trading.runs_end_waits_for_writers() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, trading AS $$
-BEGIN
-    IF current_setting('transaction_isolation') <> 'read committed' THEN
-        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
-            MESSAGE = format('run %s: a running backtest is ended in a READ COMMITTED transaction only', NEW.id),
-            HINT = 'Its points writers'' commits must be visible to the deletion of its results.';
-    END IF;
-    PERFORM pg_advisory_xact_lock(x'62747772'::int, hashint8(NEW.id));
-    RETURN NEW;
-END
-$$;
-REVOKE ALL ON FUNCTION trading.runs_end_waits_for_writers() FROM PUBLIC;
-CREATE TRIGGER runs_end_waits_for_writers BEFORE UPDATE OF status ON trading.runs
-    FOR EACH ROW
-    WHEN (NEW.kind = 'backtest' AND OLD.status = 'running' AND NEW.status IN ('failed', 'cancelled'))
-    EXECUTE FUNCTION trading.runs_end_waits_for_writers();
 
 -- 0010's function, unchanged but for the first statement: the points of a run whose results are
 -- all being dropped need no rebuilt rollups (one per day of the run, deleted right after).
@@ -83,16 +66,22 @@ CREATE FUNCTION trading.runs_drop_unfinished_results() RETURNS trigger
 DECLARE
     was text := coalesce(current_setting('gordon.equity_rollups', true), '');
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION USING ERRCODE = 'object_not_in_prerequisite_state',
+            MESSAGE = format('run %s: a running backtest is ended in a READ COMMITTED transaction only', NEW.id),
+            HINT = 'Its points writers'' commits must be visible to the deletion of its results.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(x'62747772'::int, hashint8(NEW.id));  -- after every writer in flight
     PERFORM set_config('gordon.equity_rollups', 'dropping', true);
     DELETE FROM trading.equity_points WHERE run_id = NEW.id;
     PERFORM set_config('gordon.equity_rollups', was, true);
     DELETE FROM trading.equity_rollups WHERE run_id = NEW.id;
     DELETE FROM trading.roundtrips WHERE run_id = NEW.id;
-    RETURN NULL;
+    RETURN NEW;
 END
 $$;
 REVOKE ALL ON FUNCTION trading.runs_drop_unfinished_results() FROM PUBLIC;
-CREATE TRIGGER runs_drop_unfinished_results AFTER UPDATE OF status ON trading.runs
+CREATE TRIGGER runs_drop_unfinished_results BEFORE UPDATE OF status ON trading.runs
     FOR EACH ROW
     WHEN (NEW.kind = 'backtest' AND OLD.status = 'running' AND NEW.status IN ('failed', 'cancelled'))
     EXECUTE FUNCTION trading.runs_drop_unfinished_results();
