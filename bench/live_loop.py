@@ -154,6 +154,15 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
+def renice(pid: int, nice: int) -> None:
+    """``nice`` for every thread of ``pid`` (on Linux a nice value is per thread: setting the process's only
+    changes its main thread, and a Go server such as nats-server already runs several)."""
+    tasks = Path(f"/proc/{pid}/task")
+    for tid in (int(t.name) for t in tasks.iterdir()) if tasks.is_dir() else (pid,):
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+
+
 class CpuMeter:
     """CPU seconds of named process groups between start() and stop() (groups re-listed at stop)."""
 
@@ -624,7 +633,7 @@ class LiveBench:
         self.result: dict = {"bots": args.bots, "seconds": args.seconds, "poll_s": args.poll,
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
-                             "infra_nice": args.infra_nice, "executor_pool": args.executor_pool}
+                             "infra_nice": args.infra_nice, "nats_nice": args.nats_nice, "executor_pool": args.executor_pool}
 
     async def run(self) -> dict:
         args = self.args
@@ -670,8 +679,12 @@ class LiveBench:
         self.nats.start()
         if args.infra_nice:  # experiment: PostgreSQL (backends fork from the postmaster) and nats-server first
             for proc in postgres_procs(self.pgdata) + tree(self.nats.proc.pid):
-                os.setpriority(os.PRIO_PROCESS, proc.pid, args.infra_nice)
+                renice(proc.pid, args.infra_nice)
             print(f"experiment: PostgreSQL, nats-server and the manager at nice {args.infra_nice}")
+        if args.nats_nice:
+            for proc in tree(self.nats.proc.pid):
+                renice(proc.pid, args.nats_nice)
+            print(f"experiment: nats-server (all its threads) at nice {args.nats_nice}")
         if args.loadgen_nice:
             # The executor stands in for a peer with its own CPU (gordon-executor, normally elsewhere): on a
             # saturated box it would otherwise queue behind the bots. Children are put back to nice 0.
@@ -940,6 +953,8 @@ def main() -> None:
     parser.add_argument("--infra-nice", type=int, default=0,
                         help="experiment: nice of PostgreSQL, nats-server and the manager, as CPU weights favouring "
                              "the control plane over bot containers would (0: as started)")
+    parser.add_argument("--nats-nice", type=int, default=0,
+                        help="experiment: nice of every nats-server thread (as a CPU reservation for the bus would)")
     parser.add_argument("--bots-nice", type=int, default=0,
                         help="experiment: nice of the bot processes (as lower CPU shares for bot containers than "
                              "for the control plane, PostgreSQL and NATS would give)")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import threading
 from decimal import Decimal
 
 import numpy as np
 import pytest
 
 from gordon_manager.backtests import BacktestCancelled, run_backtest
+from gordon_manager.backtests.engine import gc_paused
 from gordon_manager.execution import (
     Bars,
     Decision,
@@ -96,6 +99,46 @@ def test_progress_is_monotonic_and_cancellation_stops_the_run() -> None:
         run_backtest(bars, "sma_crossover", {"fast": 2, "slow": 5}, CFG, should_cancel=cancel_on_third)
     with pytest.raises(BacktestCancelled):
         run_backtest(bars, "sma_crossover", None, CFG, should_cancel=lambda: True)
+
+
+def test_the_cyclic_collector_is_paused_for_a_run_and_restored_after() -> None:
+    bars = generate_klines(n_bars=2_000, seed=5)
+    assert gc.isenabled()
+    during: list[bool] = []
+    run_backtest(bars, "sma_crossover", {"fast": 2, "slow": 5}, CFG, progress=lambda _f: during.append(gc.isenabled()))
+    assert during and not any(during)
+    assert gc.isenabled()
+    with pytest.raises(BacktestCancelled):  # an exception out of the run restores it too
+        run_backtest(bars, "sma_crossover", None, CFG, should_cancel=lambda: True)
+    assert gc.isenabled()
+    gc.disable()  # a process that turned the collector off keeps it off
+    try:
+        run_backtest(bars, "sma_crossover", None, CFG)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_concurrent_runs_share_one_pause() -> None:
+    # A run in another thread ending first must not turn the collector back on under this one.
+    inside, release = threading.Event(), threading.Event()
+
+    def other() -> None:
+        with gc_paused():
+            inside.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    with gc_paused():
+        t.start()
+        assert inside.wait(10)
+        release.set()
+        t.join(10)
+        assert not t.is_alive() and not gc.isenabled()
+    assert gc.isenabled()
+    with gc_paused(), gc_paused():  # nested
+        assert not gc.isenabled()
+    assert gc.isenabled()
 
 
 def test_errors_are_ours() -> None:
