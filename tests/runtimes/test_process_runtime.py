@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from gordon_manager.runtimes import (
     WorkloadNotFound,
     WorkloadSpec,
 )
-from gordon_manager.runtimes.process import STATE_FILE
+from gordon_manager.runtimes.process import RUNTIME_ENV, STATE_FILE, VERSION_ENV
 
 LOOP = "while :; do sleep 0.05; done"
 
@@ -137,22 +138,94 @@ async def test_restarted_manager_adopts_live_processes(tmp_path: Path) -> None:
 async def test_recycled_pid_is_never_adopted_or_killed(tmp_path: Path) -> None:
     state = tmp_path / "state"
     first = ProcessRuntime(state_dir=state)
-    started = await first.start(spec(7))
+    await first.start(spec(7))
+    await first.remove(7)
     await first.close()
-    # Pretend the recorded process was another one that happened to get the same pid.
-    path = state / STATE_FILE
-    body = json.loads(path.read_text())
-    body["bots"][0]["create_time"] -= 1000
-    path.write_text(json.dumps(body))
+    # The recorded pid now belongs to an unrelated process (not started by a runtime: no marker), which
+    # happened to get the same pid: its create time differs from the record's.
+    other = subprocess.Popen(["/bin/sh", "-c", LOOP], env={"PATH": os.environ["PATH"]}, start_new_session=True)
+    try:
+        path = state / STATE_FILE
+        path.write_text(json.dumps({"bots": [{
+            "bot_id": 7, "pid": other.pid, "create_time": psutil.Process(other.pid).create_time() - 1000,
+            "config_version": 1, "name": "gordon-bot-7", "started_at": 0.0, "log_path": str(state / "x.log")}]}))
+
+        second = ProcessRuntime(state_dir=state)
+        assert (await second.observe())[7].state == "exited"
+        await second.stop(7, timeout_s=0.2)
+        assert other.poll() is None  # not ours: untouched
+        fresh = await second.start(spec(7))
+        assert pid_of(fresh) != other.pid
+        await second.remove(7)
+    finally:
+        other.kill()
+        other.wait()
+
+
+def bot_pids(bot_id: int) -> list[int]:
+    """Live /bin/sh workloads of ``bot_id`` on this host."""
+    return [p.pid for p in psutil.process_iter(["environ", "cmdline", "status"])
+            if (p.info["environ"] or {}).get("GORDON_BOT_ID") == str(bot_id)
+            and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"] and p.info["status"] != psutil.STATUS_ZOMBIE]
+
+
+async def test_a_process_its_dead_manager_never_recorded_is_adopted_not_doubled(tmp_path: Path) -> None:
+    # A manager killed between spawning a bot and writing its record (kill -9, a failpoint) leaves a
+    # running bot that no record names: the next runtime on the state dir must adopt it, not start a
+    # second process for the bot.
+    state = tmp_path / "state"
+    first = ProcessRuntime(state_dir=state)
+    started = await first.start(spec(31, version=4))
+    await first.close()
+    (state / STATE_FILE).write_text(json.dumps({"bots": []}))  # as if the record was never written
 
     second = ProcessRuntime(state_dir=state)
-    assert (await second.observe())[7].state == "exited"
-    await second.stop(7, timeout_s=0.2)
-    assert psutil.Process(pid_of(started)).is_running()  # not ours any more: untouched
-    fresh = await second.start(spec(7))
-    assert fresh.workload_id != started.workload_id
-    await second.remove(7)
-    os.kill(pid_of(started), 9)
+    try:
+        observed = (await second.observe())[31]
+        assert observed.workload_id == started.workload_id and observed.state == "running"
+        assert observed.config_version == 4
+        assert json.loads((state / STATE_FILE).read_text())["bots"][0]["pid"] == pid_of(started)  # recorded now
+        again = await second.start(spec(31, version=4))
+        assert again.workload_id == started.workload_id and bot_pids(31) == [pid_of(started)]
+        newer = await second.start(spec(31, version=5))  # and it is managed: replaced like any other
+        assert bot_pids(31) == [pid_of(newer)] != [pid_of(started)]
+    finally:
+        await second.remove(31)
+        await second.close()
+    assert bot_pids(31) == []
+
+
+async def test_an_unrecorded_second_process_of_a_bot_is_stopped(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    first = ProcessRuntime(state_dir=state)
+    kept = await first.start(spec(32))
+    await first.close()
+    other = ProcessRuntime(state_dir=tmp_path / "elsewhere")  # a runtime of another state dir: left alone
+    foreign = await other.start(spec(32))
+    # What a manager that died right after spawning would leave: a marked bot process, unrecorded.
+    extra = subprocess.Popen(["/bin/sh", "-c", LOOP], start_new_session=True, env={
+        "PATH": os.environ["PATH"], "GORDON_BOT_ID": "32", RUNTIME_ENV: str(state.resolve()), VERSION_ENV: "1"})
+    try:
+        for _ in range(500):  # the child's environment is the marked one once it has exec'd
+            if extra.pid in bot_pids(32):
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(bot_pids(32)) == sorted([pid_of(kept), pid_of(foreign), extra.pid])
+
+        third = ProcessRuntime(state_dir=state)
+        try:
+            await asyncio.wait_for(asyncio.to_thread(extra.wait), timeout=10)  # SIGTERM'd by the scan
+            assert sorted(bot_pids(32)) == sorted([pid_of(kept), pid_of(foreign)])
+            assert (await third.observe())[32].workload_id == kept.workload_id
+        finally:
+            await third.remove(32)
+            await third.close()
+    finally:
+        if extra.poll() is None:
+            extra.kill()
+            extra.wait()
+        await other.remove(32)
+        await other.close()
 
 
 async def test_died_event_arrives_promptly_with_exit_code(

@@ -2,7 +2,13 @@
 
 Each bot's pid, process create time and config version are recorded in a JSON state file, so a
 restarted manager adopts the processes it started instead of duplicating them. A pid is only
-trusted when psutil reports the same create time, which rules out a recycled pid.
+trusted when psutil reports the same create time, which rules out a recycled pid. A manager can die
+between spawning a bot and recording it (kill -9, a failpoint): every bot process therefore carries
+this runtime's state dir and its config version in its environment (``GORDON_PROCESS_RUNTIME``,
+``GORDON_PROCESS_CONFIG_VERSION``), and a runtime opening the state dir looks for such processes that
+no record names (``_adopt_unrecorded``): it adopts one for a bot without a live process, and stops one
+that would be the bot's second process. Docker and Swarm find their workloads by label, so they need
+no such scan.
 
 Never two processes for one bot: every operation on a bot (start, stop, remove, signal) holds that
 bot's lock; a process that survives SIGTERM and then SIGKILL fails the operation
@@ -16,6 +22,7 @@ overwrite a newer one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +50,8 @@ from gordon_manager.runtimes.base import (
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "processes.json"
+RUNTIME_ENV = "GORDON_PROCESS_RUNTIME"  # the state dir of the runtime that started the process
+VERSION_ENV = "GORDON_PROCESS_CONFIG_VERSION"
 DEFAULT_PASSTHROUGH_ENV = (
     "PATH",
     "HOME",
@@ -103,6 +112,7 @@ class ProcessRuntime:
         except OSError as exc:
             raise RuntimeConfigError(f"cannot create process state dir {self._dir}: {exc}") from exc
         self._records: dict[int, ProcessRecord] = self._load()
+        self._adopt_unrecorded()
 
     # -- state file -----------------------------------------------------------------------------
 
@@ -138,12 +148,56 @@ class ProcessRuntime:
             records[rec.bot_id] = rec
         return records
 
+    def _adopt_unrecorded(self) -> None:
+        """Record the live bot processes of this state dir that no record names (their manager died
+        between the spawn and the record): adopted when the bot has no live recorded process, sent
+        SIGTERM when it has one (never two processes for a bot). Runs once, when the runtime opens."""
+        mine = str(self._dir.resolve())
+        recorded = {rec.pid for rec in self._records.values()}
+        found: list[ProcessRecord] = []
+        for proc in psutil.process_iter(["pid", "environ", "create_time", "status"]):
+            env = proc.info["environ"] or {}
+            if (env.get(RUNTIME_ENV) != mine or proc.info["pid"] in recorded
+                    or proc.info["status"] == psutil.STATUS_ZOMBIE):
+                continue
+            try:
+                bot_id, version = int(env["GORDON_BOT_ID"]), int(env[VERSION_ENV])
+            except (KeyError, ValueError):
+                continue
+            name = f"gordon-bot-{bot_id}"
+            found.append(ProcessRecord(bot_id=bot_id, pid=proc.info["pid"], create_time=proc.info["create_time"],
+                                       config_version=version, name=env.get("GORDON_PROCESS_NAME", name),
+                                       started_at=proc.info["create_time"],
+                                       log_path=str(self._logs / f"{env.get('GORDON_PROCESS_NAME', name)}.log")))
+        changed = False
+        for rec in sorted(found, key=lambda r: r.create_time):
+            current = self._records.get(rec.bot_id)
+            if current is not None and self._liveness(current, reap=False)[0]:
+                logger.warning("bot %s: pid %s is an unrecorded second process (pid %s is recorded); stopping it",
+                               rec.bot_id, rec.pid, current.pid)
+                self._terminated.add(rec.pid)
+                with contextlib.suppress(RuntimeUnavailable):
+                    self._kill_group(rec, _signal.SIGTERM)
+                continue
+            logger.warning("bot %s: adopting pid %s, started by a manager that died before recording it",
+                           rec.bot_id, rec.pid)
+            self._records[rec.bot_id] = rec
+            changed = True
+        if changed:
+            try:
+                self._loaded_mtime = self._write_state(self._state_body())
+            except RuntimeUnavailable as exc:  # adopted in memory all the same; the next save records them
+                logger.error("%s", exc)
+
+    def _state_body(self) -> str:
+        return json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
+                          indent=1)
+
     async def _save(self) -> None:
         """Write the records (on a thread). One writer at a time, each from the records as they are when
         its turn comes: a write never overwrites a newer one."""
         async with self._save_lock:
-            body = json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
-                              indent=1)
+            body = self._state_body()
             self._loaded_mtime = await asyncio.to_thread(self._write_state, body)
 
     def _write_state(self, body: str) -> int | None:
@@ -268,6 +322,9 @@ class ProcessRuntime:
         """fork/exec the bot (on a worker thread: the caller records the child)."""
         env = {k: os.environ[k] for k in self._passthrough_env if k in os.environ}
         env.update(spec.env)
+        # Who started it, so that a runtime opening this state dir finds it even unrecorded.
+        env.update({RUNTIME_ENV: str(self._dir.resolve()), VERSION_ENV: str(spec.config_version),
+                    "GORDON_PROCESS_NAME": spec.name, "GORDON_BOT_ID": str(spec.bot_id)})
         log_path = self._logs / f"{spec.name}.log"
         try:
             with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
