@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -162,17 +163,31 @@ async def test_recycled_pid_is_never_adopted_or_killed(tmp_path: Path) -> None:
         other.wait()
 
 
-def bot_pids(bot_id: int) -> list[int]:
-    """Live /bin/sh workloads of ``bot_id`` on this host."""
-    return [p.pid for p in psutil.process_iter(["environ", "cmdline", "status"])
-            if (p.info["environ"] or {}).get("GORDON_BOT_ID") == str(bot_id)
-            and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"] and p.info["status"] != psutil.STATUS_ZOMBIE]
+def bot_pids(bot_id: int, state: Path) -> list[int]:
+    """Live /bin/sh bot processes of ``bot_id`` started for the runtime of ``state`` (session leaders)."""
+    mine = str(state.resolve())
+    out = []
+    for p in psutil.process_iter(["pid", "environ", "cmdline", "status"]):
+        env = p.info["environ"] or {}
+        if (env.get("GORDON_BOT_ID") == str(bot_id) and env.get(RUNTIME_ENV) == mine
+                and (p.info["cmdline"] or [])[:2] == ["/bin/sh", "-c"] and p.info["status"] != psutil.STATUS_ZOMBIE):
+            with contextlib.suppress(OSError):
+                if os.getsid(p.info["pid"]) == p.info["pid"]:
+                    out.append(p.info["pid"])
+    return sorted(out)
+
+
+def orphan(state: Path, bot_id: int, script: str = LOOP, version: int = 1) -> subprocess.Popen:
+    """What a manager that died right after spawning leaves behind: a marked bot process, unrecorded."""
+    return subprocess.Popen(["/bin/sh", "-c", script], start_new_session=True, env={
+        "PATH": os.environ["PATH"], "GORDON_BOT_ID": str(bot_id), RUNTIME_ENV: str(state.resolve()),
+        VERSION_ENV: str(version)})
 
 
 async def test_a_process_its_dead_manager_never_recorded_is_adopted_not_doubled(tmp_path: Path) -> None:
     # A manager killed between spawning a bot and writing its record (kill -9, a failpoint) leaves a
-    # running bot that no record names: the next runtime on the state dir must adopt it, not start a
-    # second process for the bot.
+    # running bot that no record names: the next runtime on the state dir adopts it (before its first
+    # observe or start) instead of starting a second process for the bot.
     state = tmp_path / "state"
     first = ProcessRuntime(state_dir=state)
     started = await first.start(spec(31, version=4))
@@ -186,13 +201,26 @@ async def test_a_process_its_dead_manager_never_recorded_is_adopted_not_doubled(
         assert observed.config_version == 4
         assert json.loads((state / STATE_FILE).read_text())["bots"][0]["pid"] == pid_of(started)  # recorded now
         again = await second.start(spec(31, version=4))
-        assert again.workload_id == started.workload_id and bot_pids(31) == [pid_of(started)]
+        assert again.workload_id == started.workload_id and bot_pids(31, state) == [pid_of(started)]
         newer = await second.start(spec(31, version=5))  # and it is managed: replaced like any other
-        assert bot_pids(31) == [pid_of(newer)] != [pid_of(started)]
+        assert bot_pids(31, state) == [pid_of(newer)] != [pid_of(started)]
     finally:
         await second.remove(31)
         await second.close()
-    assert bot_pids(31) == []
+    assert bot_pids(31, state) == []
+
+
+async def test_the_first_start_waits_for_the_scan_and_adopts_instead_of_spawning(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    left = orphan(state, 34, version=2)
+    runtime = ProcessRuntime(state_dir=state)
+    try:
+        started = await runtime.start(spec(34, version=2))  # no observe before: start scans first
+        assert pid_of(started) == left.pid and bot_pids(34, state) == [left.pid]
+    finally:
+        await runtime.remove(34)
+        await runtime.close()
+    assert left.wait(10) is not None
 
 
 async def test_an_unrecorded_second_process_of_a_bot_is_stopped(tmp_path: Path) -> None:
@@ -202,30 +230,56 @@ async def test_an_unrecorded_second_process_of_a_bot_is_stopped(tmp_path: Path) 
     await first.close()
     other = ProcessRuntime(state_dir=tmp_path / "elsewhere")  # a runtime of another state dir: left alone
     foreign = await other.start(spec(32))
-    # What a manager that died right after spawning would leave: a marked bot process, unrecorded.
-    extra = subprocess.Popen(["/bin/sh", "-c", LOOP], start_new_session=True, env={
-        "PATH": os.environ["PATH"], "GORDON_BOT_ID": "32", RUNTIME_ENV: str(state.resolve()), VERSION_ENV: "1"})
+    polite = orphan(state, 32)
+    stubborn = orphan(state, 32, 'trap "" TERM; ' + LOOP)  # ignores SIGTERM: SIGKILL follows
     try:
-        for _ in range(500):  # the child's environment is the marked one once it has exec'd
-            if extra.pid in bot_pids(32):
-                break
-            await asyncio.sleep(0.01)
-        assert sorted(bot_pids(32)) == sorted([pid_of(kept), pid_of(foreign), extra.pid])
-
-        third = ProcessRuntime(state_dir=state)
+        assert bot_pids(32, state) == sorted([pid_of(kept), polite.pid, stubborn.pid])
+        third = ProcessRuntime(state_dir=state, replace_timeout_s=0.5)
         try:
-            await asyncio.wait_for(asyncio.to_thread(extra.wait), timeout=10)  # SIGTERM'd by the scan
-            assert sorted(bot_pids(32)) == sorted([pid_of(kept), pid_of(foreign)])
-            assert (await third.observe())[32].workload_id == kept.workload_id
+            assert (await third.observe())[32].workload_id == kept.workload_id  # stops both before answering
+            assert polite.wait(10) is not None and stubborn.wait(10) == -9
+            assert bot_pids(32, state) == [pid_of(kept)]
+            assert bot_pids(32, tmp_path / "elsewhere") == [pid_of(foreign)]
         finally:
             await third.remove(32)
             await third.close()
     finally:
-        if extra.poll() is None:
-            extra.kill()
-            extra.wait()
+        for proc in (polite, stubborn):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
         await other.remove(32)
         await other.close()
+
+
+async def test_a_bots_own_child_is_never_adopted_as_the_bot(tmp_path: Path) -> None:
+    # A bot's children inherit its environment, marker included; when the bot's main process is gone,
+    # a surviving child must not pass for the bot (it does not lead a session), or the bot could
+    # never be restarted nor stopped.
+    state = tmp_path / "state"
+    first = ProcessRuntime(state_dir=state)
+    started = await first.start(spec(33, "sleep 300 & wait"))
+    await first.close()
+    child = None
+    for _ in range(500):
+        kids = psutil.Process(pid_of(started)).children()
+        if kids:
+            child = kids[0]
+            break
+        await asyncio.sleep(0.01)
+    assert child is not None and (child.environ() or {}).get(RUNTIME_ENV) == str(state.resolve())
+    os.kill(pid_of(started), 9)  # the bot's main process only: its child lives on
+    (state / STATE_FILE).write_text(json.dumps({"bots": []}))
+    second = ProcessRuntime(state_dir=state)
+    try:
+        assert 33 not in await second.observe()
+        assert child.is_running()
+        fresh = await second.start(spec(33))
+        assert pid_of(fresh) not in (child.pid, pid_of(started))
+    finally:
+        await second.remove(33)
+        await second.close()
+        child.kill()
 
 
 async def test_died_event_arrives_promptly_with_exit_code(

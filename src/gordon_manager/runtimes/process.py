@@ -5,10 +5,12 @@ restarted manager adopts the processes it started instead of duplicating them. A
 trusted when psutil reports the same create time, which rules out a recycled pid. A manager can die
 between spawning a bot and recording it (kill -9, a failpoint): every bot process therefore carries
 this runtime's state dir and its config version in its environment (``GORDON_PROCESS_RUNTIME``,
-``GORDON_PROCESS_CONFIG_VERSION``), and a runtime opening the state dir looks for such processes that
-no record names (``_adopt_unrecorded``): it adopts one for a bot without a live process, and stops one
-that would be the bot's second process. Docker and Swarm find their workloads by label, so they need
-no such scan.
+``GORDON_PROCESS_CONFIG_VERSION``), and before its first ``observe`` or ``start`` (only the leading
+manager calls them) the runtime looks for such processes that no record names
+(``_adopt_unrecorded``): session leaders of this user only (what ``_spawn`` starts: a bot's own
+children inherit the marker but never lead a session), adopted for a bot without a live recorded
+process, stopped like any replaced process (SIGTERM, then SIGKILL) when they would be the bot's second
+one. Docker and Swarm find their workloads by label, so they need no such scan.
 
 Never two processes for one bot: every operation on a bot (start, stop, remove, signal) holds that
 bot's lock; a process that survives SIGTERM and then SIGKILL fails the operation
@@ -22,7 +24,6 @@ overwrite a newer one.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -112,7 +113,8 @@ class ProcessRuntime:
         except OSError as exc:
             raise RuntimeConfigError(f"cannot create process state dir {self._dir}: {exc}") from exc
         self._records: dict[int, ProcessRecord] = self._load()
-        self._adopt_unrecorded()
+        self._scanned = False  # _adopt_unrecorded has run
+        self._scan_lock = asyncio.Lock()
 
     # -- state file -----------------------------------------------------------------------------
 
@@ -148,46 +150,59 @@ class ProcessRuntime:
             records[rec.bot_id] = rec
         return records
 
-    def _adopt_unrecorded(self) -> None:
-        """Record the live bot processes of this state dir that no record names (their manager died
-        between the spawn and the record): adopted when the bot has no live recorded process, sent
-        SIGTERM when it has one (never two processes for a bot). Runs once, when the runtime opens."""
-        mine = str(self._dir.resolve())
-        recorded = {rec.pid for rec in self._records.values()}
+    def _unrecorded(self) -> list[ProcessRecord]:
+        """Live bot processes this runtime started (marker, session leader, our uid) that no record names
+        (same pid and create time), newest config version first, then newest start (on a thread)."""
+        mine, uid = str(self._dir.resolve()), os.getuid()
+        recorded = {(rec.pid, rec.create_time) for rec in self._records.values()}
         found: list[ProcessRecord] = []
-        for proc in psutil.process_iter(["pid", "environ", "create_time", "status"]):
-            env = proc.info["environ"] or {}
-            if (env.get(RUNTIME_ENV) != mine or proc.info["pid"] in recorded
-                    or proc.info["status"] == psutil.STATUS_ZOMBIE):
+        for proc in psutil.process_iter(["pid", "environ", "create_time", "status", "uids"]):
+            info = proc.info
+            env = info["environ"] or {}
+            if env.get(RUNTIME_ENV) != mine or info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             try:
+                if info["uids"].real != uid or os.getsid(info["pid"]) != info["pid"]:
+                    continue  # another user's process, or a bot's own child (it inherited the marker)
                 bot_id, version = int(env["GORDON_BOT_ID"]), int(env[VERSION_ENV])
-            except (KeyError, ValueError):
+            except (AttributeError, KeyError, ValueError, OSError):
                 continue
-            name = f"gordon-bot-{bot_id}"
-            found.append(ProcessRecord(bot_id=bot_id, pid=proc.info["pid"], create_time=proc.info["create_time"],
-                                       config_version=version, name=env.get("GORDON_PROCESS_NAME", name),
-                                       started_at=proc.info["create_time"],
-                                       log_path=str(self._logs / f"{env.get('GORDON_PROCESS_NAME', name)}.log")))
-        changed = False
-        for rec in sorted(found, key=lambda r: r.create_time):
-            current = self._records.get(rec.bot_id)
-            if current is not None and self._liveness(current, reap=False)[0]:
-                logger.warning("bot %s: pid %s is an unrecorded second process (pid %s is recorded); stopping it",
-                               rec.bot_id, rec.pid, current.pid)
-                self._terminated.add(rec.pid)
-                with contextlib.suppress(RuntimeUnavailable):
-                    self._kill_group(rec, _signal.SIGTERM)
+            if any(pid == info["pid"] and abs(t - info["create_time"]) <= _CREATE_TIME_TOLERANCE_S
+                   for pid, t in recorded):
                 continue
-            logger.warning("bot %s: adopting pid %s, started by a manager that died before recording it",
-                           rec.bot_id, rec.pid)
-            self._records[rec.bot_id] = rec
-            changed = True
-        if changed:
-            try:
-                self._loaded_mtime = self._write_state(self._state_body())
-            except RuntimeUnavailable as exc:  # adopted in memory all the same; the next save records them
-                logger.error("%s", exc)
+            name = env.get("GORDON_PROCESS_NAME") or f"gordon-bot-{bot_id}"
+            found.append(ProcessRecord(bot_id=bot_id, pid=info["pid"], create_time=info["create_time"],
+                                       config_version=version, name=name, started_at=info["create_time"],
+                                       log_path=str(self._logs / f"{name}.log")))
+        return sorted(found, key=lambda r: (r.config_version, r.create_time), reverse=True)
+
+    async def _adopt_unrecorded(self) -> None:
+        """Once, before the first observe/start: adopt each unrecorded bot process for a bot without a
+        live recorded one; stop (SIGTERM, then SIGKILL) any that would be a bot's second process."""
+        if self._scanned:
+            return
+        async with self._scan_lock:  # a concurrent first call waits for the scan (it may adopt its bot)
+            if self._scanned:
+                return
+            adopted = False
+            for rec in await asyncio.to_thread(self._unrecorded):
+                async with self._lock(rec.bot_id):
+                    current = self._records.get(rec.bot_id)
+                    if current is not None and (await self._refresh(current))[1]:
+                        logger.warning("bot %s: pid %s is an unrecorded second process (pid %s is recorded); "
+                                       "stopping it", rec.bot_id, rec.pid, current.pid)
+                        try:
+                            await self._terminate(rec, timeout_s=self._replace_timeout_s)
+                        except RuntimeUnavailable as exc:
+                            logger.error("%s", exc)
+                        continue
+                    logger.warning("bot %s: adopting pid %s, started by a manager that died before recording "
+                                   "it", rec.bot_id, rec.pid)
+                    self._records[rec.bot_id] = rec
+                    adopted = True
+            if adopted:
+                await self._save()
+            self._scanned = True
 
     def _state_body(self) -> str:
         return json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
@@ -277,6 +292,7 @@ class ProcessRuntime:
     async def observe(self) -> dict[int, Observed]:
         """Every recorded bot process, keyed by bot id."""
         await self._reload_if_changed()
+        await self._adopt_unrecorded()
         return {rec.bot_id: self._observed(rec, alive)
                 for rec, alive in await self._refresh_many(list(self._records.values()))}
 
@@ -284,6 +300,7 @@ class ProcessRuntime:
         """Spawn the bot, adopting a live process of the same version, replacing an older one."""
         if not spec.command:
             raise RuntimeConfigError(f"bot {spec.bot_id}: the process runtime needs a command")
+        await self._adopt_unrecorded()
         async with self._lock(spec.bot_id):
             current = self._records.get(spec.bot_id)
             if current is not None:
