@@ -655,6 +655,10 @@ class LiveBench:
                 bad = {b: c for b, c in zip(self.bots, codes, strict=True) if c != 0}
                 if bad:
                     print(f"  bots exiting non-zero after SIGTERM: {len(bad)} (e.g. {list(bad.items())[:3]})")
+                    for bot_id in list(bad)[:3]:  # where a stalled stop waited (the bot logs it after 20 s)
+                        log = self.tmp / "bots" / f"{bot_id}.log"
+                        tail = log.read_text(errors="replace").splitlines()[-10:] if log.exists() else []
+                        print(f"  bot {bot_id} log, last lines:\n    " + "\n    ".join(tail))
                 self.result["bad_exits"] = len(bad)
                 await self.admin.close()
             finally:

@@ -59,6 +59,7 @@ from gordon_manager.execution import Bar, Decision, ExecutionConfig, Fill
 logger = logging.getLogger(__name__)
 
 HEARTBEAT_S = 5.0
+STALL_REPORT_S = 20.0  # a shutdown still running this long after SIGTERM logs where every task waits
 BATCH_BARS = 5000
 REPORT_BATCH = 256
 PUBLISH_BACKOFF_MAX_S = 10.0
@@ -136,6 +137,7 @@ class BotRunner:
         self._bars_due = True  # a new bar may be there: a klines NOTIFY, a poll period, a full batch
         self._acked: list[int] = []  # outbox ids JetStream acknowledged, marked in the next transaction
         self._held: list[Any] = []  # 'accepted' reports applied to the book, acknowledged after the next commit
+        self._stall_report: asyncio.TimerHandle | None = None
 
     # -- signals -------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -148,6 +150,17 @@ class BotRunner:
     def stop(self) -> None:
         self.stopping.set()
         self.wakeup.set()
+        if self._stall_report is None:
+            self._stall_report = asyncio.get_running_loop().call_later(STALL_REPORT_S, self._report_stall)
+
+    def _report_stall(self) -> None:
+        """The stop is taking long (a supervisor may SIGKILL the bot soon): log where each task waits."""
+        stacks = {}
+        for task in asyncio.all_tasks():
+            frames = task.get_stack(limit=8)
+            stacks[task.get_name()] = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in frames]
+        logger.warning("bot still stopping %.0f s after the stop signal", STALL_REPORT_S,
+                       extra={"bot_id": self.env.bot_id, "tasks": stacks})
 
     def _sync_pause(self, desired: str | None) -> None:
         """Level-triggered pause: a signal lost at start-up is corrected from the declared state."""
@@ -195,6 +208,8 @@ class BotRunner:
             if self.bus is not None:
                 await self.bus.close()
             await conn.close()
+            if self._stall_report is not None:
+                self._stall_report.cancel()
 
     async def _run(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> int:
         self.mode = cfg["mode"]
