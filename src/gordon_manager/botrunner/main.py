@@ -208,8 +208,8 @@ class BotRunner:
             if self.bus is not None:
                 await self.bus.close()
             await conn.close()
-            if self._stall_report is not None:
-                self._stall_report.cancel()
+            # self._stall_report stays armed: a stall in the event loop's teardown (a task that will not
+            # cancel) is reported too; the timer ends with the loop.
 
     async def _run(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> int:
         self.mode = cfg["mode"]
