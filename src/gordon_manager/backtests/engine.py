@@ -101,6 +101,7 @@ class BacktestResult:
     stats: BacktestStats
 
 
+@gc_paused()
 def run_backtest(
     bars: Bars,
     strategy_name: str,
@@ -120,24 +121,6 @@ def run_backtest(
     ``backtests.fastpath`` (bit-identical results); False forces the generic event walk. The cyclic
     garbage collector is paused for the run (``gc_paused``).
     """
-    with gc_paused():
-        return _run(bars, strategy_name, params, exec_config, progress=progress, should_cancel=should_cancel,
-                    fee_model=fee_model, slippage_model=slippage_model, fill_model=fill_model, fast_path=fast_path)
-
-
-def _run(
-    bars: Bars,
-    strategy_name: str,
-    params: BaseModel | Mapping[str, Any] | None,
-    exec_config: ExecutionConfig | None,
-    *,
-    progress: Callable[[float], None] | None,
-    should_cancel: Callable[[], bool] | None,
-    fee_model: FeeModel | None,
-    slippage_model: SlippageModel | None,
-    fill_model: FillModel | None,
-    fast_path: bool,
-) -> BacktestResult:
     spec = get_strategy(strategy_name)
     p = spec.parse_params(params)
     config = exec_config or ExecutionConfig()

@@ -126,6 +126,10 @@ def rollup_columns(run_id: int, ts_ms: np.ndarray, equity: np.ndarray) -> list[t
             ("f8", lo_eq), ("i8", hi - pg), ("f8", hi_eq)]
 
 
+WRITER_MODE = "SELECT set_config('gordon.equity_rollups', 'writer', true)"
+"""The points' rollup trigger skips this transaction's statements (migration 0027): the writer puts them."""
+
+
 async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: BacktestResult, close: np.ndarray,
                        on_rows: Callable[[int], None] | None = None, chunk_rows: int | None = None) -> int:
     """One equity point per bar close (binary COPY, ``chunk_rows`` per statement, default
@@ -155,10 +159,6 @@ async def write_equity(conn: asyncpg.Connection, *, run_id: int, result: Backtes
             await write_rollups(conn, run_id=run_id, result=result)
             await conn.execute("SELECT set_config('gordon.equity_rollups', '', true)")
     return n
-
-
-WRITER_MODE = "SELECT set_config('gordon.equity_rollups', 'writer', true)"
-"""The points' rollup trigger skips this transaction's statements (migration 0027): the writer puts them."""
 
 
 def rollups_by_writer(ts_ms: np.ndarray, equity: np.ndarray) -> bool:

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "processes.json"
 RUNTIME_ENV = "GORDON_PROCESS_RUNTIME"  # the state dir of the runtime that started the process
 VERSION_ENV = "GORDON_PROCESS_CONFIG_VERSION"
+NAME_ENV = "GORDON_PROCESS_NAME"
 DEFAULT_PASSTHROUGH_ENV = (
     "PATH",
     "HOME",
@@ -98,6 +99,7 @@ class ProcessRuntime:
         self._dir = Path(state_dir)
         self._logs = self._dir / "logs"
         self._state_path = self._dir / STATE_FILE
+        self._marker = str(self._dir.resolve())  # RUNTIME_ENV of the bots this runtime starts
         self._poll_interval_s = poll_interval_s
         self._passthrough_env = tuple(passthrough_env)
         self._cwd = Path(cwd) if cwd is not None else None
@@ -153,13 +155,13 @@ class ProcessRuntime:
     def _unrecorded(self) -> list[ProcessRecord]:
         """Live bot processes this runtime started (marker, session leader, our uid) that no record names
         (same pid and create time), newest config version first, then newest start (on a thread)."""
-        mine, uid = str(self._dir.resolve()), os.getuid()
-        recorded = {(rec.pid, rec.create_time) for rec in self._records.values()}
+        uid = os.getuid()
+        recorded = {rec.pid: rec.create_time for rec in self._records.values()}
         found: list[ProcessRecord] = []
         for proc in psutil.process_iter(["pid", "environ", "create_time", "status", "uids"]):
             info = proc.info
             env = info["environ"] or {}
-            if env.get(RUNTIME_ENV) != mine or info["status"] == psutil.STATUS_ZOMBIE:
+            if env.get(RUNTIME_ENV) != self._marker or info["status"] == psutil.STATUS_ZOMBIE:
                 continue
             try:
                 if info["uids"].real != uid or os.getsid(info["pid"]) != info["pid"]:
@@ -167,10 +169,10 @@ class ProcessRuntime:
                 bot_id, version = int(env["GORDON_BOT_ID"]), int(env[VERSION_ENV])
             except (AttributeError, KeyError, ValueError, OSError):
                 continue
-            if any(pid == info["pid"] and abs(t - info["create_time"]) <= _CREATE_TIME_TOLERANCE_S
-                   for pid, t in recorded):
+            known = recorded.get(info["pid"])
+            if known is not None and abs(known - info["create_time"]) <= _CREATE_TIME_TOLERANCE_S:
                 continue
-            name = env.get("GORDON_PROCESS_NAME") or f"gordon-bot-{bot_id}"
+            name = env.get(NAME_ENV) or f"gordon-bot-{bot_id}"
             found.append(ProcessRecord(bot_id=bot_id, pid=info["pid"], create_time=info["create_time"],
                                        config_version=version, name=name, started_at=info["create_time"],
                                        log_path=str(self._logs / f"{name}.log")))
@@ -340,8 +342,8 @@ class ProcessRuntime:
         env = {k: os.environ[k] for k in self._passthrough_env if k in os.environ}
         env.update(spec.env)
         # Who started it, so that a runtime opening this state dir finds it even unrecorded.
-        env.update({RUNTIME_ENV: str(self._dir.resolve()), VERSION_ENV: str(spec.config_version),
-                    "GORDON_PROCESS_NAME": spec.name, "GORDON_BOT_ID": str(spec.bot_id)})
+        env.update({RUNTIME_ENV: self._marker, VERSION_ENV: str(spec.config_version), NAME_ENV: spec.name,
+                    "GORDON_BOT_ID": str(spec.bot_id)})
         log_path = self._logs / f"{spec.name}.log"
         try:
             with open(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
