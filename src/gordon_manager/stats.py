@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
 
+from gordon_manager.execution.money import CTX
 from gordon_manager.execution.orders import Fill, RoundTrip
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "MS_PER_YEAR",
     "MonthStats",
     "TradeStats",
+    "TripColumns",
     "annualized_return",
     "buy_hold_return",
     "by_exit_reason",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 MS_PER_YEAR = 365 * 86_400_000  # crypto trades every day of the year
+_EXACT_BELOW = 10**27  # whole sums below this fit the default Decimal context's 28 digits
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,42 +285,94 @@ _NET_PNL, _ENTRY_PRICE, _QTY, _EXIT_TS, _EXIT_REASON = (
     operator.attrgetter(f) for f in ("net_pnl", "entry_price", "qty", "exit_ts", "exit_reason"))
 
 
+@dataclass(frozen=True, slots=True)
+class TripColumns:
+    """Round trips already held as columns (the engine's whole-step fast path), with exactly what
+    these statistics read of them, so that they need not be made into ``RoundTrip`` tuples first:
+    the floats of each trip's net PnL, entry price and quantity (each ``float(Decimal)`` of the
+    trip's value), its exit time and exit reason, and its net PnL exactly, as a whole number of
+    ``10 ** net_exponent`` (the exponent of the trips' ``net_pnl`` Decimals)."""
+
+    pnl: np.ndarray
+    entry_price: np.ndarray
+    qty: np.ndarray
+    exit_ts: np.ndarray
+    reasons: Sequence[str]
+    net_units: Sequence[int]
+    net_exponent: int
+
+    def __len__(self) -> int:
+        return len(self.net_units)
+
+
+Trips = Sequence[RoundTrip] | TripColumns
+
+
 @dataclass(slots=True)
 class _Trips:
-    """The round trips as arrays, built once: net PnL, trade return, exit time."""
+    """The round trips as arrays, built once: net PnL, trade return, exit time, exit reason."""
 
-    trips: Sequence[RoundTrip]
+    count: int
     pnl: np.ndarray
     ret: np.ndarray
     exit_ts: np.ndarray
+    reasons: Sequence[str]
+    _exact: Callable[[Sequence[int]], Decimal]  # the exact sum of the net PnLs of the trips at these indexes
     _net: Decimal | None = None  # the exact total, once asked for
 
     @classmethod
-    def of(cls, round_trips: Sequence[RoundTrip]) -> _Trips:
+    def of(cls, round_trips: Trips) -> _Trips:
+        if isinstance(round_trips, TripColumns):
+            return cls._of_columns(round_trips)
         n = len(round_trips)
         # Each field's floats in one C-level pass (float(Decimal) per value, as before; no tuples).
         pnl = np.fromiter(map(float, map(_NET_PNL, round_trips)), dtype=np.float64, count=n)
         notional = (np.fromiter(map(float, map(_ENTRY_PRICE, round_trips)), dtype=np.float64, count=n)
                     * np.fromiter(map(float, map(_QTY, round_trips)), dtype=np.float64, count=n))
-        ret = np.divide(pnl, notional, out=np.zeros(n), where=notional != 0)
         exit_ts = np.fromiter(map(_EXIT_TS, round_trips), dtype=np.int64, count=n)
-        return cls(round_trips, pnl, ret, exit_ts)
+
+        def exact(index: Sequence[int]) -> Decimal:
+            return sum(map(_NET_PNL, map(round_trips.__getitem__, index)), Decimal(0))
+
+        return cls(n, pnl, _returns(pnl, notional), exit_ts, list(map(_EXIT_REASON, round_trips)), exact)
+
+    @classmethod
+    def _of_columns(cls, cols: TripColumns) -> _Trips:
+        units, exponent = cols.net_units, cols.net_exponent
+        at = min(exponent, 0)  # Decimal(0) + net_pnl + ...: the smaller exponent
+        scale = 10 ** (exponent - at)
+        # Every running sum of any subset stays below the sum of the magnitudes: below 10**27, Decimal's
+        # running sum in the thread's context (28 digits) rounds nothing, and the whole-number sum is it.
+        whole = sum(map(abs, units)) * scale < _EXACT_BELOW
+
+        def exact(index: Sequence[int]) -> Decimal:
+            if not len(index):
+                return Decimal(0)
+            if whole:
+                return Decimal(sum(map(units.__getitem__, index)) * scale).scaleb(at)
+            return sum((Decimal(units[i]).scaleb(exponent, CTX) for i in index), Decimal(0))  # rounds as Decimal does
+
+        return cls(len(cols), cols.pnl, _returns(cols.pnl, cols.entry_price * cols.qty), cols.exit_ts, cols.reasons,
+                   exact)
 
     def net(self, index: np.ndarray | None = None) -> Decimal:
         """Exact sum of the net PnLs (of the trips at ``index``; all of them once, then remembered)."""
-        if index is None or index.shape[0] == len(self.trips):
+        if index is None or index.shape[0] == self.count:
             if self._net is None:
-                self._net = sum(map(_NET_PNL, self.trips), Decimal(0))
+                self._net = self._exact(range(self.count))
             return self._net
-        trips = self.trips
-        return sum(map(_NET_PNL, map(trips.__getitem__, index.tolist())), Decimal(0))
+        return self._exact(index.tolist())
 
     def wins(self, index: np.ndarray | None = None) -> int:
         """How many trips (at ``index``) have a net PnL > 0."""
         return int(np.count_nonzero((self.pnl if index is None else self.pnl[index]) > 0))
 
 
-def trade_stats(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) -> TradeStats:
+def _returns(pnl: np.ndarray, notional: np.ndarray) -> np.ndarray:
+    return np.divide(pnl, notional, out=np.zeros(pnl.shape[0]), where=notional != 0)
+
+
+def trade_stats(round_trips: Trips, *, _trips: _Trips | None = None) -> TradeStats:
     """With ``x`` the trades' returns (``trade_return``) and ``pnl`` their net PnLs:
 
     * ``best_trade`` / ``worst_trade`` = max(x) / min(x);
@@ -347,13 +402,13 @@ def trade_stats(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = Non
                       sqn=None if sqn is None else _finite(sqn), net_pnl=net)
 
 
-def by_exit_reason(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) -> tuple[ExitReasonStats, ...]:
+def by_exit_reason(round_trips: Trips, *, _trips: _Trips | None = None) -> tuple[ExitReasonStats, ...]:
     """Per exit reason (sorted by name): trades, win rate (net pnl > 0), net pnl (exact) and
     expectancy (mean trade return)."""
     tr = _trips or _Trips.of(round_trips)
-    if not round_trips:
+    if not tr.count:
         return ()
-    reasons = list(map(_EXIT_REASON, round_trips))
+    reasons = tr.reasons
     kinds = sorted(set(reasons))
     codes = np.asarray(reasons, dtype=object) if len(kinds) > 1 else None
     out = []
@@ -371,7 +426,7 @@ def _month_starts(first_ms: int, last_ms: int) -> np.ndarray:
     return np.arange(first, last + 2).astype("datetime64[ms]").astype(np.int64)
 
 
-def by_month(equity: np.ndarray, initial: float, ts: np.ndarray, round_trips: Sequence[RoundTrip], *,
+def by_month(equity: np.ndarray, initial: float, ts: np.ndarray, round_trips: Trips, *,
              _trips: _Trips | None = None) -> tuple[MonthStats, ...]:
     """Per calendar month (UTC) of the bars' open times, in time order (months without a bar are left
     out): ``return`` = equity at the month's last bar / equity at the previous listed month's last bar
@@ -398,7 +453,7 @@ def by_month(equity: np.ndarray, initial: float, ts: np.ndarray, round_trips: Se
     return tuple(out)
 
 
-def win_rate(round_trips: Sequence[RoundTrip], *, _trips: _Trips | None = None) -> float | None:
+def win_rate(round_trips: Trips, *, _trips: _Trips | None = None) -> float | None:
     """Share of round trips with net PnL > 0 (None without round trips)."""
     if not round_trips:
         return None
@@ -411,7 +466,7 @@ def compute_stats(
     initial_equity: float,
     interval_ms: int,
     fills: Sequence[Fill],
-    round_trips: Sequence[RoundTrip],
+    round_trips: Trips,
     position_bars: int,
     total_fees: Decimal | None = None,
     ts: np.ndarray | None = None,

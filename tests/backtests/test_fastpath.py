@@ -58,11 +58,13 @@ def signals(draw: st.DrawFn, n: int) -> Signals:
     return Signals(entry=rng.random(n) < density, exit=rng.random(n) < density)
 
 
-def _run(bars: Bars, sig: Signals, cfg: ExecutionConfig, fast: bool) -> tuple:
+def _run(bars: Bars, sig: Signals, cfg: ExecutionConfig, fast: bool | str) -> tuple:
     model = ExecutionModel(cfg)
     fills, decisions, trips, rejections = [], [], [], []
-    walk = fastpath.run_market_only if fast else engine._walk
+    walk = {True: fastpath.run_market_only, "decimal": fastpath.run_decimal, "scaled": fastpath.run_scaled,
+            False: engine._walk}[fast]
     segs = walk(model, bars, sig, fills, decisions, trips, rejections, lambda _f: None)
+    assert segs is not None, "run_scaled declined the run"
     ledger = (model.cash, model.position, model.fees_paid, model._next_id, model.open_trip)
     return (fills, decisions, trips, rejections, segs, ledger)
 
@@ -77,7 +79,54 @@ def _same(a: object, b: object) -> None:
 def test_fast_path_equals_generic_walk(data: st.DataObject, bars: Bars, cfg: ExecutionConfig) -> None:
     sig = data.draw(signals(len(bars)))
     assert fastpath.applies(ExecutionModel(cfg), sig)
+    slow = _run(bars, sig, cfg, False)
+    _same(_run(bars, sig, cfg, "scaled"), slow)  # prices in cents: always in whole steps
+    _same(_run(bars, sig, cfg, "decimal"), slow)
+
+
+@st.composite
+def decimal_paths(draw: st.DrawFn) -> Bars:
+    """Prices with 0 to 14 decimals (beyond 12, and for values too large for their places, the whole-step
+    arithmetic declines and the Decimal path runs), some of them long binary fractions (0.1 + 0.2)."""
+    n = draw(st.integers(1, 60))
+    places = draw(st.integers(0, 14))
+    start = draw(st.sampled_from([0.3, 1.0, 97.13, 41_234.5, 3e6, 1e9]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    walk = start * np.exp(np.cumsum(rng.normal(0, 0.02, 2 * n)))
+    prices = np.round(walk, places) if places <= 12 else walk
+    if draw(st.booleans()):
+        prices = prices + 0.1 + 0.2 - 0.3  # binary noise: reprs of 15-17 digits
+    prices = np.where(prices > 0, prices, 0.01)
+    o, c = prices[0::2], prices[1::2]
+    return Bars(np.arange(n) * 60_000, o, np.maximum(o, c), np.minimum(o, c), c, np.ones(n))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), bars=decimal_paths(), cfg=configs())
+def test_fast_path_with_any_decimals_equals_generic_walk(data: st.DataObject, bars: Bars, cfg: ExecutionConfig) -> None:
+    sig = data.draw(signals(len(bars)))
     _same(_run(bars, sig, cfg, True), _run(bars, sig, cfg, False))
+
+
+def test_whole_steps_decline_what_they_cannot_hold_exactly() -> None:
+    n = 40
+    sig = Signals(entry=np.arange(n) % 2 == 0, exit=np.arange(n) % 2 == 1)
+    cents = np.round(100 + np.arange(n) * 0.37, 2)
+    noisy = cents + 1e-9 * np.pi  # more than 12 places
+    for prices, cfg, scaled in (
+        (cents, ExecutionConfig(), True),
+        (noisy, ExecutionConfig(), False),
+        (cents, ExecutionConfig(initial_cash=Decimal("1E+40")), False),  # cash beyond _CASH_MAX lots of 1E-8
+        (cents, ExecutionConfig(slippage_bps=Decimal("1.0000000000001")), False),  # a 14-digit slippage factor
+    ):
+        bars = Bars(np.arange(n) * 60_000, prices, prices, prices, prices, np.ones(n))
+        model = ExecutionModel(cfg)
+        events: tuple[list, list, list, list] = ([], [], [], [])
+        segs = fastpath.run_scaled(model, bars, sig, *events, lambda _f: None)
+        assert (segs is not None) is scaled
+        if not scaled:  # declined with nothing written and the model as it was
+            assert events == ([], [], [], []) and model.cash == cfg.initial_cash and model._next_id == 1
+        _same(_run(bars, sig, cfg, True), _run(bars, sig, cfg, False))
 
 
 @pytest.mark.parametrize("spec", list_strategies(), ids=lambda s: s.name)
@@ -99,12 +148,14 @@ def test_reference_workload_is_identical_and_takes_the_fast_path(monkeypatch: py
     bars = generate_klines(n_bars=20_000, seed=7, interval="1m")
     cfg = ExecutionConfig(slippage_bps=Decimal("2"))
     calls = []
-    real = fastpath.run_market_only
-    monkeypatch.setattr(fastpath, "run_market_only", lambda *a: calls.append(1) or real(*a))
+    real = fastpath.run_columns
+    monkeypatch.setattr(fastpath, "run_columns", lambda *a: calls.append(real(*a)) or calls[-1])
     fast = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, cfg)
     slow = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, cfg, fast_path=False)
-    assert calls == [1]
-    assert len(fast.round_trips) > 100
+    assert len(calls) == 1 and calls[0] is not None  # the fast path, in whole steps
+    assert isinstance(fast.events, fastpath.ScaledRun)  # its statistics came from the columns
+    assert fast.stats == slow.stats
+    assert len(fast.round_trips) > 100  # the tuples, made now
     _same((fast.fills, fast.decisions, fast.round_trips, fast.stats),
           (slow.fills, slow.decisions, slow.round_trips, slow.stats))
     assert fast.equity.tobytes() == slow.equity.tobytes()

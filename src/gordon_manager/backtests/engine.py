@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,7 @@ from gordon_manager.execution import (
     decide,
 )
 from gordon_manager.execution.money import ZERO
-from gordon_manager.stats import BacktestStats, compute_stats
+from gordon_manager.stats import BacktestStats, Trips, compute_stats
 from gordon_manager.strategies import get_strategy
 
 __all__ = ["BacktestCancelled", "BacktestResult", "run_backtest"]
@@ -85,20 +86,51 @@ class BacktestCancelled(Exception):
     """``should_cancel`` returned True; the run stopped without a result."""
 
 
+Events = tuple[list[Fill], list[Decision], list[RoundTrip], list[Rejection]]
+
+
 @dataclass(frozen=True, eq=False)
 class BacktestResult:
-    """Everything a run produced: equity per bar close, events, statistics."""
+    """Everything a run produced: equity per bar close, events, statistics.
+
+    The events (``fills``, ``decisions``, ``round_trips``, ``rejections``) are lists of the model's
+    tuples. A run on the fast path's whole steps holds them as columns of whole numbers
+    (``fastpath.ScaledRun``) and makes the tuples, with their Decimals, the first time one of the
+    four is read (the same values and representations as the Decimal path's); the statistics are
+    computed from the columns. So a sweep's trial, which keeps only its statistics, never makes them.
+    """
 
     strategy: str
     params: BaseModel
     config: ExecutionConfig
     ts: np.ndarray
     equity: np.ndarray
-    fills: list[Fill]
-    decisions: list[Decision]
-    round_trips: list[RoundTrip]
-    rejections: list[Rejection]
     stats: BacktestStats
+    events: Events | fastpath.ScaledRun
+
+    @cached_property
+    def _events(self) -> Events:
+        events = self.events
+        if not isinstance(events, fastpath.ScaledRun):
+            return events
+        with gc_paused():  # tens of thousands of tuples that cannot be garbage (see gc_paused)
+            return events.events()
+
+    @property
+    def fills(self) -> list[Fill]:
+        return self._events[0]
+
+    @property
+    def decisions(self) -> list[Decision]:
+        return self._events[1]
+
+    @property
+    def round_trips(self) -> list[RoundTrip]:
+        return self._events[2]
+
+    @property
+    def rejections(self) -> list[Rejection]:
+        return self._events[3]
 
 
 @gc_paused()
@@ -137,17 +169,16 @@ def run_backtest(
     checkpoint(0.0)
     sig = spec.signals(bars, p)
     checkpoint(0.0)  # signals are one vectorized pass; honour a cancel that came during it
-    fills: list[Fill] = []
-    decisions: list[Decision] = []
-    trips: list[RoundTrip] = []
-    rejections: list[Rejection] = []
-    if fast_path and fastpath.applies(model, sig):
-        seg_start, seg_cash, seg_qty = fastpath.run_market_only(
-            model, bars, sig, fills, decisions, trips, rejections, checkpoint)
-    else:
-        seg_start, seg_cash, seg_qty = _walk(model, bars, sig, fills, decisions, trips, rejections, checkpoint)
-    return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, fills, decisions, trips,
-                   rejections, checkpoint)
+    fast = fast_path and fastpath.applies(model, sig)
+    columns = fastpath.run_columns(model, bars, sig, checkpoint) if fast else None
+    if columns is not None:
+        (seg_start, seg_cash, seg_qty), run = columns
+        return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, run,
+                       run.trip_columns(), checkpoint)
+    events: Events = ([], [], [], [])
+    walk = fastpath.run_decimal if fast else _walk
+    seg_start, seg_cash, seg_qty = walk(model, bars, sig, *events, checkpoint)
+    return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, events, events[2], checkpoint)
 
 
 def _walk(model: ExecutionModel, bars: Bars, sig: Any, fills: list[Fill], decisions: list[Decision],
@@ -204,9 +235,8 @@ def _walk(model: ExecutionModel, bars: Bars, sig: Any, fills: list[Fill], decisi
 
 
 def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionModel, bars: Bars,
-            seg_start: list[int], seg_cash: list[float], seg_qty: list[float], fills: list[Fill],
-            decisions: list[Decision], trips: list[RoundTrip], rejections: list[Rejection],
-            checkpoint: Callable[[float], None]) -> BacktestResult:
+            seg_start: list[int], seg_cash: list[float], seg_qty: list[float], events: Events | fastpath.ScaledRun,
+            trips: Trips, checkpoint: Callable[[float], None]) -> BacktestResult:
     n = len(bars)
     ts, c = bars.ts, bars.close
     lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64)).astype(np.int64)
@@ -218,7 +248,7 @@ def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionMo
         equity=equity,
         initial_equity=float(config.initial_cash),
         interval_ms=bars.interval_ms,
-        fills=fills,
+        fills=(),  # total_fees is given: the fills are not read
         round_trips=trips,
         position_bars=int(lengths[np.asarray(seg_qty) > 0.0].sum()),
         total_fees=model.fees_paid,
@@ -232,9 +262,6 @@ def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionMo
         config=config,
         ts=bars.ts,
         equity=equity,
-        fills=fills,
-        decisions=decisions,
-        round_trips=trips,
-        rejections=rejections,
         stats=stats,
+        events=events,
     )
