@@ -44,7 +44,7 @@ from gordon_manager.execution import (
     Rejection,
     RoundTrip,
 )
-from gordon_manager.execution.money import CTX, ROUND_DOWN, ROUND_UP, ZERO
+from gordon_manager.execution.money import CTX, ONE, ROUND_DOWN, ROUND_UP, ZERO
 from gordon_manager.execution.orders import Liquidity, OrderReason, OrderType, Side
 from gordon_manager.stats import TripColumns
 from gordon_manager.strategies.base import Signals
@@ -368,49 +368,56 @@ class ScaledRun:
                            reasons=[OrderReason.EXIT] * n, net_units=net, net_exponent=e_cost)
 
     def events(self) -> tuple[list[Fill], list[Decision], list[RoundTrip], list[Rejection]]:
-        ep, eq, ec, e_pos, e_fee, e_cost = self.exponents
+        ep, eq, ec, e_pos, e_fee, _e_cost = self.exponents
         charging = e_fee is not None
         new = tuple.__new__
         buy, sell, market, taker = Side.BUY, Side.SELL, OrderType.MARKET, Liquidity.TAKER
         r_entry, r_exit = OrderReason.ENTRY, OrderReason.EXIT
+        mul = CTX.multiply
 
         def decs(values: list[int], exponent: int) -> list[Decimal]:
-            return list(map(CTX.scaleb, map(Decimal, values), repeat(exponent)))
+            # Decimal(v) x 1E<exponent>: coefficient v, that exponent (exact in CTX, like a quantize's result).
+            return list(map(mul, map(Decimal, values), repeat(CTX.scaleb(ONE, exponent))))
 
         def fees(values: list[int]) -> list[Decimal]:
             return decs(values, ec) if charging else [ZERO] * len(values)
 
+        entry_qty = decs(self.entry_qty, eq)
         entries = list(map(new, repeat(Decision), zip(
-            self.entry_ts, repeat(buy), decs(self.entry_qty, eq), repeat(market),
-            map(Decimal, map(repr, self.entry_close)), repeat(r_entry), self.entry_id, repeat(None), repeat(None))))
+            self.entry_ts, repeat(buy), entry_qty, repeat(market), map(Decimal, map(repr, self.entry_close)),
+            repeat(r_entry), self.entry_id, repeat(None), repeat(None))))
         position = decs(self.exit_qty, e_pos)
         exits = list(map(new, repeat(Decision), zip(
             self.exit_ts, repeat(sell), position, repeat(market), map(Decimal, map(repr, self.exit_close)),
             repeat(r_exit), self.exit_id, repeat(None), repeat(None))))
         decisions = sorted(entries + exits, key=_ORDER_ID)
-        n = len(self.sell_ts)
+        nb, n = len(self.buy_id), len(self.sell_ts)
+        # A buy fills its decision's quantity (the model's same Decimal), unless a gap up clipped it.
+        same = self.entry_id[:nb] == self.buy_id and self.entry_qty[:nb] == self.buy_qty
+        buy_qty = entry_qty[:nb] if same else decs(self.buy_qty, eq)
         buy_price, sell_price = decs(self.buy_price, ep), decs(self.sell_price, ep)
-        buy_notional, buy_fee = decs(self.buy_notional, ec), fees(self.buy_fee)
+        buy_notional, sell_notional = decs(self.buy_notional, ec), decs(self.sell_notional, ec)
+        buy_fee, sell_fee = fees(self.buy_fee), fees(self.sell_fee)
         buys = list(map(new, repeat(Fill), zip(
-            self.buy_id, self.buy_ts, repeat(buy), repeat(market), repeat(r_entry), decs(self.buy_qty, eq),
-            buy_price, buy_notional, buy_fee, repeat(taker))))
+            self.buy_id, self.buy_ts, repeat(buy), repeat(market), repeat(r_entry), buy_qty, buy_price, buy_notional,
+            buy_fee, repeat(taker))))
         sells = list(map(new, repeat(Fill), zip(
             self.exit_id, self.sell_ts, repeat(sell), repeat(market), repeat(r_exit), position, sell_price,
-            decs(self.sell_notional, ec), fees(self.sell_fee), repeat(taker))))
-        fills: list[Fill] = [buys[0]] * (len(buys) + n) if buys else []
+            sell_notional, sell_fee, repeat(taker))))
+        fills: list[Fill] = [buys[0]] * (nb + n) if buys else []
         fills[0::2], fills[1::2] = buys, sells  # each sell closes the buy before it
-        gross = decs(list(map(sub_int, self.sell_notional, self.buy_notional[:n])), ec)
-        trip_fees = (decs(list(map(add_int, self.buy_fee[:n], self.sell_fee)), ec) if charging
-                     else [CTX.add(ZERO, ZERO)] * n)  # ZERO + ZERO
+        # ExecutionModel._round_trip of one buy and one sell: the same Decimal expressions.
+        gross = list(map(CTX.subtract, sell_notional, buy_notional))
+        trip_fees = list(map(CTX.add, buy_fee, sell_fee))
         trips = list(map(new, repeat(RoundTrip), zip(
-            self.buy_ts, self.sell_ts, buy_price, sell_price, (b.qty for b in buys), gross, trip_fees,
-            decs(self._net(), e_cost), map(sub_int, self.sell_ts, self.buy_ts), repeat(r_exit))))
+            self.buy_ts, self.sell_ts, buy_price, sell_price, buy_qty, gross, trip_fees,
+            map(CTX.subtract, gross, trip_fees), map(sub_int, self.sell_ts, self.buy_ts), repeat(r_exit))))
         rejections = list(map(new, repeat(Rejection), zip(self.reject_id, self.reject_ts, repeat("insufficient_cash"))))
         return fills, decisions, trips, rejections
 
 
 _ORDER_ID = operator.attrgetter("order_id")
-sub_int, add_int = operator.sub, operator.add
+sub_int = operator.sub
 
 
 def _floats(values: list[int], exponent: int) -> np.ndarray:
