@@ -67,7 +67,8 @@ async def test_rollups_merged_into_a_run_that_has_some(rollup_db, monkeypatch):
     try:
         bars, (result, _) = _results()
         k = 1_237  # inside a 5-minute and an hourly bucket
-        halves = [(dataclasses.replace(result, ts=result.ts[part], equity=result.equity[part]), bars.close[part])
+        halves = [(dataclasses.replace(result, ts=result.ts[part], equity=result.equity[part],
+                                       cash=result.cash[part], qty=result.qty[part]), bars.close[part])
                   for part in (slice(0, k), slice(k, None))]
         run_id = await conn.fetchval(RUN)
         for half, close in halves:

@@ -104,7 +104,9 @@ class BacktestResult:
     params: BaseModel
     config: ExecutionConfig
     ts: np.ndarray
-    equity: np.ndarray
+    equity: np.ndarray  # cash + qty x close at each bar's close
+    cash: np.ndarray  # the ledger's cash and position at each bar's close (float of the exact values)
+    qty: np.ndarray
     stats: BacktestStats
     events: Events | fastpath.ScaledRun
 
@@ -243,7 +245,8 @@ def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionMo
     cash = np.repeat(np.asarray(seg_cash, dtype=np.float64), lengths)
     qty = np.repeat(np.asarray(seg_qty, dtype=np.float64), lengths)
     equity = cash + qty * c
-    equity.setflags(write=False)
+    for column in (equity, cash, qty):
+        column.setflags(write=False)
     stats = compute_stats(
         equity=equity,
         initial_equity=float(config.initial_cash),
@@ -262,6 +265,8 @@ def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionMo
         config=config,
         ts=bars.ts,
         equity=equity,
+        cash=cash,
+        qty=qty,
         stats=stats,
         events=events,
     )

@@ -19,20 +19,18 @@ import asyncio
 import io
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
 import numpy as np
 
 from gordon_manager.backtests.engine import BacktestResult
-from gordon_manager.execution import Fill, RoundTrip, Side
-from gordon_manager.execution.money import CTX
+from gordon_manager.execution import RoundTrip
 from gordon_manager.http.values import plain_decimal
 from gordon_manager.marketdata import pgbinary
 from gordon_manager.runs.repo import EQUITY_POINT_COLUMNS
 
-__all__ = ["EQUITY_CHUNK_ROWS", "PointWriters", "equity_columns", "ledger_series", "rollup_buckets", "rollup_columns",
+__all__ = ["EQUITY_CHUNK_ROWS", "PointWriters", "equity_columns", "rollup_buckets", "rollup_columns",
            "rollup_rows", "rollups_by_writer", "stats_json", "write_equity", "write_rollups", "write_roundtrips"]
 
 ROLLUP_COLUMNS = ["run_id", "width_s", "bucket_at", "n", "first_at", "first_equity", "last_at", "last_equity", "min_at",
@@ -41,34 +39,11 @@ ROUNDTRIP_COLUMNS = ["run_id", "symbol", "side", "entry_at", "exit_at", "entry_p
                      "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
 
 
-def ledger_series(ts: np.ndarray, fills: list[Fill], initial_cash: Decimal) -> tuple[np.ndarray, np.ndarray]:
-    """Cash and position at each bar's close, replaying the fills with the model's exact arithmetic.
-
-    A fill belongs to the bar whose open time it carries; the bar's close sees it. Equity is then
-    ``cash + position x close``, the engine's own expression, so the columns agree with it exactly.
-    """
-    starts, cash_seg, qty_seg = [0], [float(initial_cash)], [0.0]
-    cash, qty = initial_cash, Decimal(0)
-    for fill in fills:
-        if fill.side is Side.BUY:
-            cash = CTX.subtract(cash, CTX.add(fill.notional, fill.fee))
-            qty = CTX.add(qty, fill.qty)
-        else:
-            cash = CTX.add(cash, CTX.subtract(fill.notional, fill.fee))
-            qty = CTX.subtract(qty, fill.qty)
-        starts.append(int(np.searchsorted(ts, fill.ts)))
-        cash_seg.append(float(cash))
-        qty_seg.append(float(qty))
-    lengths = np.diff(np.asarray(starts + [len(ts)], dtype=np.int64)).astype(np.int64)
-    return (np.repeat(np.asarray(cash_seg), lengths), np.repeat(np.asarray(qty_seg), lengths))
-
-
 def equity_columns(run_id: int, result: BacktestResult, close: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """The equity_points columns of a result, as (pgbinary kind, values) pairs."""
-    cash, qty = ledger_series(result.ts, result.fills, result.config.initial_cash)
     ts_pg_us = result.ts.astype(np.int64) * 1000 - pgbinary.PG_EPOCH_US
     return [("i8", np.full(len(ts_pg_us), run_id, dtype=np.int64)), ("i8", ts_pg_us), ("f8", result.equity),
-            ("f8", cash), ("f8", qty), ("f8", close)]
+            ("f8", result.cash), ("f8", result.qty), ("f8", close)]
 
 
 EQUITY_CHUNK_ROWS = 100_000
