@@ -97,6 +97,9 @@ def make_settings(db: Database, data_dir: Path, **overrides) -> Settings:
         "db_pool_max": 5,
         # API tests drive the HTTP surface only; reconciler tests turn it on explicitly.
         "reconcile_enabled": False,
+        # A backtest worker process per app would be spawned for the few tests that run a backtest;
+        # tests/backtests/test_worker.py checks the warm-up.
+        "backtest_prewarm": False,
     }
     values.update(overrides)
     return Settings(**values)

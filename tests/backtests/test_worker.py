@@ -105,6 +105,34 @@ async def test_a_dead_worker_fails_its_run_and_the_next_run_gets_a_fresh_pool(kl
         await runner.teardown()
 
 
+def worker_pid(job: RunJob) -> RunOutcome:
+    """Pool target: the real run, which also says which process ran it (through its error field)."""
+    outcome = worker.run_in_process(job)
+    return RunOutcome(run_id=outcome.run_id, status=outcome.status, error=f"pid {os.getpid()}")
+
+
+async def test_a_prewarmed_runner_starts_its_worker_before_the_first_run(kline_db, kadmin, mconn, mpool):
+    runner = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1, prewarm=True,
+                                   target=worker_pid)
+    try:
+        await runner.setup()
+        assert runner.warmed is not None
+        pid = await asyncio.wait_for(runner.warmed, 60)  # spawned and imported, with nothing queued
+        assert pid != os.getpid() and os.path.exists(f"/proc/{pid}")
+        run_id = await queued(mconn, kline_db)
+        await runner.run_once()
+        await asyncio.wait_for(asyncio.wait(list(runner.inflight.values())), 60)
+        await runner.run_once()
+        assert (await status_of(kadmin, run_id))["status"] == "done"
+        assert runner.outcomes[-1].error == f"pid {pid}"  # the first run ran in the warmed process
+    finally:
+        await runner.teardown()
+    cold = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1)
+    await cold.setup()
+    assert cold.warmed is None and cold._executor is None  # without prewarm, no process until the first run
+    await cold.teardown()
+
+
 async def test_stopping_fails_in_flight_runs_and_ends_the_workers(kline_db, kadmin, mconn, mpool, tmp_path,
                                                                  monkeypatch):
     marker = tmp_path / "hanging"

@@ -65,6 +65,12 @@ def init_worker(log_level: str) -> None:
     configure_logging(log_level)
 
 
+def warm_up() -> int:
+    """Pool warm-up: the worker process has started and imported what a run needs (this module imports
+    the job, which imports the engine, the strategies and numpy). Returns the worker's pid."""
+    return os.getpid()
+
+
 def run_in_process(job: RunJob) -> RunOutcome:
     """Pool entry point: run one job on a fresh event loop in the worker process."""
     return asyncio.run(execute_run(job))
@@ -78,7 +84,8 @@ class BacktestRunner(LoopService):
     def __init__(self, *, pool: asyncpg.Pool, database_url: str, workers: int | None = None,
                  connect_timeout: float = 5.0, interval: float = POLL_S, log_level: str = "INFO",
                  target: Callable[[RunJob], RunOutcome] = run_in_process,
-                 leads: Callable[[], bool] = lambda: False, stale_after_s: float = 30.0) -> None:
+                 leads: Callable[[], bool] = lambda: False, stale_after_s: float = 30.0,
+                 prewarm: bool = False) -> None:
         super().__init__(interval=interval)
         self.owner = runner_identity("manager")
         self._recovery = StaleRecovery(pool=pool, leads=leads, stale_after_s=stale_after_s,
@@ -92,6 +99,13 @@ class BacktestRunner(LoopService):
         self.inflight: dict[int, asyncio.Future[RunOutcome]] = {}
         self.outcomes: list[RunOutcome] = []  # the last few, for logs and tests
         self._executor: ProcessPoolExecutor | None = None
+        self.prewarm = prewarm
+        self.warmed: asyncio.Future[int] | None = None  # the warm-up's outcome: the worker's pid
+
+    async def setup(self) -> None:
+        """With ``prewarm``: start a worker process now (spawned, modules imported), not at the first run."""
+        if self.prewarm:
+            self.warmed = asyncio.wrap_future(self._pool_executor().submit(warm_up))
 
     def _pool_executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -172,9 +186,11 @@ class BacktestRunner(LoopService):
 
 
 async def start(ctx) -> None:
-    """Start the runner (its process pool starts on first use); it recovers stale runs while ``ctx.leads()``."""
+    """Start the runner (its worker process starts now with ``backtest_prewarm``, else on first use); it
+    recovers stale runs while ``ctx.leads()``."""
     runner = BacktestRunner(pool=ctx.pool, database_url=ctx.database_url,
                             connect_timeout=ctx.settings.db_connect_timeout_s, log_level=ctx.settings.log_level,
-                            leads=ctx.leads, stale_after_s=ctx.settings.backtest_stale_after_s)
+                            leads=ctx.leads, stale_after_s=ctx.settings.backtest_stale_after_s,
+                            prewarm=ctx.settings.backtest_prewarm)
     ctx.services.backtests = runner
     ctx.supervisor.start(runner)
