@@ -3345,6 +3345,8 @@ export interface components {
             sourceStaleAfterS: number;
             /** @description A running backtest whose worker has not heartbeaten (every 0.25 s) for this long is marked failed by the leading replica. */
             backtestStaleAfterS: number;
+            /** @description Start the backtest worker process (and its imports) when the manager starts, so that the first backtest does not wait ~0.4 s for it. */
+            backtestPrewarm: boolean;
             /** @description Dask scheduler address (e.g. `tcp://10.0.0.5:8786`) the sweeps' trials run on; its workers need gordon-manager installed. Unset: a local pool of worker processes (CPUs − 1, 1–4). */
             sweepDaskAddress: string | null;
             /** @description A bot run whose bot has not heartbeaten (every 5 s) for this long is marked abandoned. */
