@@ -118,6 +118,11 @@ def test_whole_steps_decline_what_they_cannot_hold_exactly() -> None:
         (noisy, ExecutionConfig(), False),
         (cents, ExecutionConfig(initial_cash=Decimal("1E+40")), False),  # cash beyond _CASH_MAX lots of 1E-8
         (cents, ExecutionConfig(slippage_bps=Decimal("1.0000000000001")), False),  # a 14-digit slippage factor
+        (cents, ExecutionConfig(price_step=Decimal("1E-21")), False),  # steps beyond 1E-20 .. 1E+20
+        # a sell fee's notional x rate near CTX's 60 digits (the model's product rounds there)
+        (np.where(np.arange(n) % 2 == 1, 10089843577033.0, 1.0),
+         ExecutionConfig(initial_cash=Decimal("9E+39"), taker_fee_bps=Decimal("999.9999999"), slippage_bps=Decimal(0),
+                         price_step=Decimal(1), qty_step=Decimal(1), cash_step=Decimal(1)), False),
     ):
         bars = Bars(np.arange(n) * 60_000, prices, prices, prices, prices, np.ones(n))
         model = ExecutionModel(cfg)
@@ -194,3 +199,46 @@ def test_gap_up_clips_and_rejects_the_same_way(qty_step: Decimal) -> None:
     _same(fast, slow)
     fills, _, _, rejections, _, _ = fast
     assert rejections if qty_step == 1 else fills and fills[0].qty < Decimal("1.19")
+
+
+def test_rebates_and_fee_steps_written_differently_are_not_the_whole_steps_business() -> None:
+    bars = generate_klines(n_bars=3_000, seed=5, interval="1m")
+    spec = list_strategies()[0].name
+    rebate = BpsFeeModel(maker_bps=Decimal("-2.5"), taker_bps=Decimal("-2.5"), cash_step=Decimal("0.01"))
+    cfg = ExecutionConfig(cash_step=Decimal("0.01"))
+    fast = run_backtest(bars, spec, None, cfg, fee_model=rebate)
+    slow = run_backtest(bars, spec, None, cfg, fee_model=rebate, fast_path=False)
+    assert not isinstance(fast.events, fastpath.ScaledRun)  # a negative rate: the Decimal path
+    assert fast.fills and fast.fills[0].fee < 0
+    _same((fast.fills, fast.round_trips, fast.stats), (slow.fills, slow.round_trips, slow.stats))
+    # The same cash step written with another exponent: not the fast path at all (the fees' exponent differs).
+    other_step = BpsFeeModel(maker_bps=Decimal(10), taker_bps=Decimal(10), cash_step=Decimal("0.010"))
+    sig = Signals(entry=np.ones(10, bool), exit=np.ones(10, bool))
+    assert not fastpath.applies(ExecutionModel(cfg, fee_model=other_step), sig)
+
+
+def test_progress_never_goes_back_when_the_whole_steps_decline_part_way(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A whole-step run that declines after reporting progress (a value outgrew its guard part way) is redone
+    # in Decimal from its start: what the caller sees still only goes forward.
+    def declines_half_way(model, bars, sig, checkpoint):
+        checkpoint(0.5)
+        return None
+
+    monkeypatch.setattr(fastpath, "run_columns", declines_half_way)
+    bars = generate_klines(n_bars=20_000, seed=7, interval="1m")
+    seen: list[float] = []
+    result = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, ExecutionConfig(), progress=seen.append)
+    assert 0.5 in seen and seen == sorted(seen) and seen[-1] == 1.0
+    assert not isinstance(result.events, fastpath.ScaledRun) and len(result.round_trips) > 100
+
+
+def test_statistics_and_counts_do_not_make_the_events() -> None:
+    from gordon_manager.backtests.writer import stats_json
+
+    bars = generate_klines(n_bars=5_000, seed=3, interval="1m")
+    result = run_backtest(bars, "sma_crossover", {"fast": 10, "slow": 30}, ExecutionConfig())
+    stats = stats_json(result)
+    assert "_events" not in result.__dict__  # a sweep's trial keeps these and never makes a tuple
+    assert (stats["fill_count"], stats["decision_count"], stats["rejection_count"]) == (
+        len(result.fills), len(result.decisions), len(result.rejections))
+    assert "_events" in result.__dict__

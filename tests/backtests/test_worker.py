@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -125,6 +126,25 @@ async def test_a_prewarmed_runner_starts_its_worker_before_the_first_run(kline_d
         await runner.run_once()
         assert (await status_of(kadmin, run_id))["status"] == "done"
         assert runner.outcomes[-1].error == f"pid {pid}"  # the first run ran in the warmed process
+    finally:
+        await runner.teardown()
+    # The warmed worker dies while idle: the pool is broken before any run; the next run gets a fresh one.
+    runner = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1, prewarm=True)
+    try:
+        await runner.setup()
+        assert runner.warmed is not None
+        os.kill(await asyncio.wait_for(runner.warmed, 60), signal.SIGKILL)
+        executor = runner._executor
+        assert executor is not None
+        await wait_for(lambda: executor._broken, timeout=30)  # the pool noticed its dead worker
+        run_id = await queued(mconn, kline_db)
+
+        async def done() -> bool:
+            await runner.run_once()
+            return (await status_of(kadmin, run_id))["status"] == "done"
+
+        await wait_for(done, timeout=60, interval=0.2)
+        assert runner._executor is not executor
     finally:
         await runner.teardown()
     cold = worker.BacktestRunner(pool=mpool, database_url=kline_db.db.manager_url, workers=1)

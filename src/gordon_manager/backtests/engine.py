@@ -134,6 +134,14 @@ class BacktestResult:
     def rejections(self) -> list[Rejection]:
         return self._events[3]
 
+    def counts(self) -> tuple[int, int, int]:
+        """(fills, decisions, rejections), without making the events."""
+        events = self.events
+        if isinstance(events, fastpath.ScaledRun):
+            return (len(events.buy_id) + len(events.sell_ts), len(events.entry_id) + len(events.exit_id),
+                    len(events.reject_id))
+        return len(events[0]), len(events[1]), len(events[3])
+
 
 @gc_paused()
 def run_backtest(
@@ -162,11 +170,14 @@ def run_backtest(
         config, fee_model=fee_model, slippage_model=slippage_model, fill_model=fill_model
     )
 
+    reported = [0.0]  # never back: a whole-step run that declines part way is redone from its start
+
     def checkpoint(fraction: float) -> None:
         if should_cancel is not None and should_cancel():
             raise BacktestCancelled(f"backtest of {strategy_name} cancelled")
         if progress is not None:
-            progress(min(1.0, max(0.0, fraction)))
+            reported[0] = max(reported[0], min(1.0, fraction))
+            progress(reported[0])
 
     checkpoint(0.0)
     sig = spec.signals(bars, p)

@@ -72,7 +72,7 @@ def applies(model: ExecutionModel, sig: Signals) -> bool:
         type(model.fee_model) is BpsFeeModel
         and type(model.slippage_model) is BpsSlippageModel
         and type(model.fill_model) is PessimisticFillModel
-        and model.fee_model.cash_step == cfg.cash_step
+        and model.fee_model.cash_step.as_tuple() == cfg.cash_step.as_tuple()  # the same exponent, not only value
         and all(_power_of_ten(s) for s in (cfg.price_step, cfg.qty_step, cfg.cash_step))
         and _no_level(sig.stop_loss)
         and _no_level(sig.take_profit)
@@ -268,6 +268,7 @@ _COEF_MAX = 10**12  # config coefficients (fee and slippage factors, fraction) l
 _CASH_MAX = 10**40  # cash (in its smallest unit) at an entry: beyond it, the Decimal path
 _PRODUCT_MAX = 10**59  # any product below 10**60 is exact in CTX; kept below with a digit to spare
 _QUOTIENT_MAX = 10**57  # a quotient's numerator below this cannot be rounded across a lot by CTX's 60 digits
+_STEP_EXP = 20  # steps from 1E-20 to 1E+20 (beyond: the Decimal path)
 
 
 class _OutOfRange(Exception):
@@ -499,6 +500,11 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
     tr_n, tr_e = _coef(fee_model._taker_rate) if charging else (0, 0)
     if max(sf_n, ff_n, fr_n, res_n, sb_n, ss_n, tr_n) >= _COEF_MAX:
         raise _OutOfRange
+    # The ceiling/floor divisions below round a positive value the way ROUND_UP / ROUND_DOWN do (away
+    # from / toward zero): a rebate (negative fee rate) or a factor <= 0 takes the Decimal path; so do
+    # steps so fine or coarse that the model's own quantize could exceed its 60 digits.
+    if tr_n < 0 or min(sf_n, ff_n, fr_n, sb_n, ss_n) <= 0 or not all(-_STEP_EXP <= x <= _STEP_EXP for x in (ep, eq, ec)):
+        raise _OutOfRange
 
     # Exponents of the ledger's Decimals once they have moved (the smaller operand exponent of each sum).
     e_fee = ec if charging else 0  # a fee is quantized to the cash step, or the model's ZERO
@@ -592,7 +598,12 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
         if product >= _PRODUCT_MAX:
             raise _OutOfRange
         notional = -(-product // nb_d)
-        fee = -(-(notional * fe_m) // fe_d) if charging else 0
+        fee = 0
+        if charging:  # BpsFeeModel.fee: notional x rate (exact in CTX below 60 digits), quantized up
+            product = notional * fe_m
+            if product >= _PRODUCT_MAX:
+                raise _OutOfRange
+            fee = -(-product // fe_d)
         if (notional + fee) * to_cash > cash:
             model._cash = _dec(cash, e_cash)
             sized = model._affordable(_dec(qty, eq), _dec(price, ep), Liquidity.TAKER)  # gap up: clip (or reject)
@@ -639,7 +650,12 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
         if product >= _PRODUCT_MAX:
             raise _OutOfRange
         notional = product // ns_d
-        fee = -(-(notional * fe_m) // fe_d) if charging else 0
+        fee = 0
+        if charging:
+            product = notional * fe_m
+            if product >= _PRODUCT_MAX:
+                raise _OutOfRange
+            fee = -(-product // fe_d)
         sell_ts(t)
         sell_price(price)
         sell_notional(notional)

@@ -247,6 +247,14 @@ async def _write_results(conn: asyncpg.Connection, extra: list[asyncpg.Connectio
     timings["write_equity_s"] = time.perf_counter() - started - timings["write_roundtrips_s"]
 
 
+def _run_with_events(*args: Any, **kwargs: Any) -> BacktestResult:
+    """``run_backtest`` with its events made (on the same thread: the writer reads them, and making
+    them would otherwise hold the event loop while the points are written)."""
+    result = run_backtest(*args, **kwargs)
+    result.round_trips  # noqa: B018 -- reading one makes all four
+    return result
+
+
 async def execute_run(job: RunJob, *, on_phase: Phase | None = None) -> RunOutcome:
     """Execute one queued run (see the module docstring); never raises for a failing run.
 
@@ -287,7 +295,7 @@ async def _execute(conn: asyncpg.Connection, job: RunJob, on_phase: Phase | None
             await beat.now()  # a cancel that came while the bars loaded stops the run before the engine starts
             started = time.perf_counter()
             # On a thread: the event loop stays free for the heartbeat (and its cancel check).
-            result = await asyncio.to_thread(run_backtest, bars, run["strategy"], run["params"], config,
+            result = await asyncio.to_thread(_run_with_events, bars, run["strategy"], run["params"], config,
                                              progress=progress.engine, should_cancel=stop.is_set)
             timings["engine_s"] = time.perf_counter() - started
             timings["engine_bars_per_s"] = len(bars) / max(timings["engine_s"], 1e-9)

@@ -106,6 +106,19 @@ class BacktestRunner(LoopService):
         """With ``prewarm``: start a worker process now (spawned, modules imported), not at the first run."""
         if self.prewarm:
             self.warmed = asyncio.wrap_future(self._pool_executor().submit(warm_up))
+            self.warmed.add_done_callback(self._warm_done)
+
+    def _warm_done(self, warmed: asyncio.Future[int]) -> None:
+        if warmed.cancelled() or warmed.exception() is None:
+            return
+        exc = warmed.exception()
+        logger.warning("backtest worker warm-up failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+        self._drop_executor()  # a broken pool: the next run gets a fresh one
+
+    def _drop_executor(self) -> None:
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def _pool_executor(self) -> ProcessPoolExecutor:
         if self._executor is None:
@@ -127,7 +140,15 @@ class BacktestRunner(LoopService):
         for run_id in run_ids:
             job = RunJob(run_id=run_id, database_url=self.database_url, connect_timeout=self.connect_timeout,
                          owner=self.owner)
-            future = asyncio.wrap_future(self._pool_executor().submit(self.target, job))
+            try:
+                future = asyncio.wrap_future(self._pool_executor().submit(self.target, job))
+            except BrokenProcessPool as exc:  # a worker died while idle (killed, out of memory): the run
+                # stays queued and the next iteration dispatches it to a fresh pool
+                metrics.ERRORS.labels(component="backtests", kind="BrokenProcessPool").inc()
+                logger.warning("backtest pool broken while idle", extra={"error": str(exc)})
+                self._drop_executor()
+                self.wake()
+                return
             future.add_done_callback(lambda _: self.wake())
             self.inflight[run_id] = future
             logger.info("backtest dispatched", extra={"run_id": run_id})
@@ -159,9 +180,8 @@ class BacktestRunner(LoopService):
             async with self.pool.acquire() as conn:
                 for run_id, error in failed.items():
                     await repo.mark_failed(conn, run_ids=[run_id], error=error, owner=self.owner)
-        if broken and self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        if broken:
+            self._drop_executor()
 
     async def teardown(self) -> None:
         """Fail in-flight runs, give their workers a moment to stop, then end the pool."""

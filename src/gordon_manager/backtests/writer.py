@@ -245,12 +245,13 @@ def stats_json(result: BacktestResult, *, timings: dict[str, float] | None = Non
     """``runs.stats``: the summary figures (fractions, not percent; money as decimal strings; durations in
     seconds; formulas in ``gordon_manager.stats``)."""
     s = result.stats
+    fill_count, decision_count, rejection_count = result.counts()
     out: dict[str, Any] = {
         "total_return": s.total_return, "max_drawdown": s.max_drawdown, "sharpe": s.sharpe,
         "win_rate": s.win_rate, "trade_count": s.trade_count, "total_fees": str(s.total_fees),
         "final_equity": s.final_equity, "initial_equity": s.initial_equity, "exposure": s.exposure,
-        "bars": s.bars, "fill_count": len(result.fills), "decision_count": len(result.decisions),
-        "rejection_count": len(result.rejections),
+        "bars": s.bars, "fill_count": fill_count, "decision_count": decision_count,
+        "rejection_count": rejection_count,
         "cagr": s.cagr, "buy_hold_return": s.buy_hold_return, "volatility": s.volatility, "sortino": s.sortino,
         "calmar": s.calmar, "avg_drawdown": s.avg_drawdown, "max_drawdown_duration_s": s.max_drawdown_duration_s,
         "avg_drawdown_duration_s": s.avg_drawdown_duration_s, "drawdown_count": s.drawdown_count,
