@@ -138,8 +138,7 @@ class BacktestResult:
         """(fills, decisions, rejections), without making the events."""
         events = self.events
         if isinstance(events, fastpath.ScaledRun):
-            return (len(events.buy_id) + len(events.sell_ts), len(events.entry_id) + len(events.exit_id),
-                    len(events.reject_id))
+            return events.counts()
         return len(events[0]), len(events[1]), len(events[3])
 
 
@@ -186,12 +185,11 @@ def run_backtest(
     columns = fastpath.run_columns(model, bars, sig, checkpoint) if fast else None
     if columns is not None:
         (seg_start, seg_cash, seg_qty), run = columns
-        return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, run,
-                       run.trip_columns(), checkpoint)
+        return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, run, checkpoint)
     events: Events = ([], [], [], [])
     walk = fastpath.run_decimal if fast else _walk
     seg_start, seg_cash, seg_qty = walk(model, bars, sig, *events, checkpoint)
-    return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, events, events[2], checkpoint)
+    return _finish(spec.name, p, config, model, bars, seg_start, seg_cash, seg_qty, events, checkpoint)
 
 
 def _walk(model: ExecutionModel, bars: Bars, sig: Any, fills: list[Fill], decisions: list[Decision],
@@ -249,7 +247,8 @@ def _walk(model: ExecutionModel, bars: Bars, sig: Any, fills: list[Fill], decisi
 
 def _finish(name: str, p: BaseModel, config: ExecutionConfig, model: ExecutionModel, bars: Bars,
             seg_start: list[int], seg_cash: list[float], seg_qty: list[float], events: Events | fastpath.ScaledRun,
-            trips: Trips, checkpoint: Callable[[float], None]) -> BacktestResult:
+            checkpoint: Callable[[float], None]) -> BacktestResult:
+    trips: Trips = events.trip_columns() if isinstance(events, fastpath.ScaledRun) else events[2]
     n = len(bars)
     ts, c = bars.ts, bars.close
     lengths = np.diff(np.asarray(seg_start + [n], dtype=np.int64)).astype(np.int64)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import repeat
+from typing import NamedTuple
 
 import numpy as np
 
@@ -49,11 +50,40 @@ from gordon_manager.execution.orders import Liquidity, OrderReason, OrderType, S
 from gordon_manager.stats import TripColumns
 from gordon_manager.strategies.base import Signals
 
-__all__ = ["ScaledRun", "Segments", "applies", "run_columns", "run_decimal", "run_market_only", "run_scaled"]
+__all__ = ["Exponents", "ScaledRun", "Segments", "applies", "run_columns", "run_decimal", "run_market_only", "run_scaled"]
 
 _CHECK_EVERY = 256  # round trips between cancellation checks / progress reports
 
 Segments = tuple[list[int], list[float], list[float]]
+
+
+class _Candidates(NamedTuple):
+    """Everything both loops read of the bars, gathered once as Python scalars: the candidate entry and
+    exit bars, each one's time and close (the decision), and its next bar (the fill bar, clipped at the
+    last bar: ``e1`` / ``x1``) with that bar's time."""
+
+    n: int
+    ent: np.ndarray
+    ext: np.ndarray
+    e1: np.ndarray
+    x1: np.ndarray
+    ent_l: list[int]
+    ext_l: list[int]
+    ent_ts: list[int]
+    ent_close: list[float]
+    ent_fts: list[int]
+    ext_ts: list[int]
+    ext_close: list[float]
+    ext_fts: list[int]
+
+
+def _candidates(bars: Bars, sig: Signals) -> _Candidates:
+    n = len(bars)
+    ent, ext = np.flatnonzero(sig.entry), np.flatnonzero(sig.exit)
+    e1, x1 = np.minimum(ent + 1, n - 1), np.minimum(ext + 1, n - 1)
+    return _Candidates(n, ent, ext, e1, x1, ent.tolist(), ext.tolist(), bars.ts[ent].tolist(),
+                       bars.close[ent].tolist(), bars.ts[e1].tolist(), bars.ts[ext].tolist(),
+                       bars.close[ext].tolist(), bars.ts[x1].tolist())
 
 
 def _no_level(levels: np.ndarray | None) -> bool:
@@ -115,18 +145,9 @@ def run_decimal(
     checkpoint: Callable[[float], None],
 ) -> Segments:
     """``run_market_only`` with the model's Decimal expressions, one for one (any run ``applies`` to)."""
-    n = len(bars)
     cfg = model.config
-    ent = np.flatnonzero(sig.entry)
-    ext = np.flatnonzero(sig.exit)
-    # Everything the loop reads of the bars, gathered once as Python scalars: the decision bar's
-    # time and close, and the next bar's time and open (the fill bar; clipped at the last bar).
-    ent_l, ext_l = ent.tolist(), ext.tolist()
-    e1, x1 = np.minimum(ent + 1, n - 1), np.minimum(ext + 1, n - 1)
-    ent_ts, ent_close = bars.ts[ent].tolist(), bars.close[ent].tolist()
-    ent_fts, ent_fopen = bars.ts[e1].tolist(), bars.open[e1].tolist()
-    ext_ts, ext_close = bars.ts[ext].tolist(), bars.close[ext].tolist()
-    ext_fts, ext_fopen = bars.ts[x1].tolist(), bars.open[x1].tolist()
+    n, _ent, _ext, e1, x1, ent_l, ext_l, ent_ts, ent_close, ent_fts, ext_ts, ext_close, ext_fts = _candidates(bars, sig)
+    ent_fopen, ext_fopen = bars.open[e1].tolist(), bars.open[x1].tolist()  # the fill bars' opens
     n_ent, n_ext = len(ent_l), len(ext_l)
 
     mul, add, sub, div = CTX.multiply, CTX.add, CTX.subtract, CTX.divide
@@ -319,6 +340,17 @@ def _scaled_prices(arrays: list[np.ndarray]) -> tuple[int, list[list[int]]] | No
     return None
 
 
+class Exponents(NamedTuple):
+    """The exponents of a whole-step run's Decimals (value = whole number x 10**exponent)."""
+
+    price: int  # the tick's
+    qty: int  # the lot's
+    cash: int  # the cash step's: notionals, fees
+    position: int  # the model's position (ZERO + lots: the smaller of the two)
+    fee: int | None  # None: no fee, the fee model's ZERO
+    cost: int  # notional + fee, notional - fee, gross - fees: the smaller of the cash step's and the fee's
+
+
 @dataclass(slots=True, eq=False)
 class ScaledRun:
     """A whole-step run's events as columns of whole numbers, in the order the loop met them.
@@ -328,8 +360,7 @@ class ScaledRun:
     gives the statistics what they read of the round trips without making any of them.
     """
 
-    exponents: tuple[int, int, int, int, int | None, int]  # price, qty, cash step, position, fee (None:
-    # no fee, the model's ZERO), cost (see _scaled)
+    exponents: Exponents
     entry_id: list[int] = field(default_factory=list)  # entry decisions: order id, bar time, lots, close
     entry_ts: list[int] = field(default_factory=list)
     entry_qty: list[int] = field(default_factory=list)
@@ -351,26 +382,25 @@ class ScaledRun:
     reject_id: list[int] = field(default_factory=list)
     reject_ts: list[int] = field(default_factory=list)
 
-    def _net(self) -> list[int]:
-        """Each trip's net PnL in 10**cost-exponent units (gross - buy fee - sell fee)."""
-        _ep, _eq, ec, _e_pos, _e_fee, e_cost = self.exponents
-        n = len(self.sell_ts)
-        gross = map(sub_int, self.sell_notional, self.buy_notional[:n])
-        net = map(sub_int, map(sub_int, gross, self.buy_fee[:n]), self.sell_fee)
-        scale = 10 ** (ec - e_cost)
-        return list(net) if scale == 1 else [v * scale for v in net]
+    def counts(self) -> tuple[int, int, int]:
+        """(fills, decisions, rejections)."""
+        return len(self.buy_id) + len(self.sell_ts), len(self.entry_id) + len(self.exit_id), len(self.reject_id)
 
     def trip_columns(self) -> TripColumns:
-        ep, eq, _ec, _e_pos, _e_fee, e_cost = self.exponents
+        x = self.exponents
         n = len(self.sell_ts)
-        net = self._net()
-        return TripColumns(pnl=_floats(net, e_cost), entry_price=_floats(self.buy_price[:n], ep),
-                           qty=_floats(self.buy_qty[:n], eq), exit_ts=np.asarray(self.sell_ts, dtype=np.int64),
-                           reasons=[OrderReason.EXIT] * n, net_units=net, net_exponent=e_cost)
+        # Each trip's net PnL (gross - buy fee - sell fee) in 10**cost units.
+        net = map(sub_int, map(sub_int, map(sub_int, self.sell_notional, self.buy_notional), self.buy_fee),
+                  self.sell_fee)
+        scale = 10 ** (x.cash - x.cost)
+        units = list(net) if scale == 1 else [v * scale for v in net]
+        return TripColumns(pnl=_floats(units, x.cost), entry_price=_floats(self.buy_price[:n], x.price),
+                           qty=_floats(self.buy_qty[:n], x.qty), exit_ts=np.asarray(self.sell_ts, dtype=np.int64),
+                           reasons=[OrderReason.EXIT] * n, net_units=units, net_exponent=x.cost)
 
     def events(self) -> tuple[list[Fill], list[Decision], list[RoundTrip], list[Rejection]]:
-        ep, eq, ec, e_pos, e_fee, _e_cost = self.exponents
-        charging = e_fee is not None
+        ep, eq, ec, e_pos = self.exponents.price, self.exponents.qty, self.exponents.cash, self.exponents.position
+        charging = self.exponents.fee is not None
         new = tuple.__new__
         buy, sell, market, taker = Side.BUY, Side.SELL, OrderType.MARKET, Liquidity.TAKER
         r_entry, r_exit = OrderReason.ENTRY, OrderReason.EXIT
@@ -470,22 +500,7 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
     sig: Signals,
     checkpoint: Callable[[float], None],
 ) -> tuple[Segments, ScaledRun]:
-    n = len(bars)
     cfg = model.config
-    ent = np.flatnonzero(sig.entry)
-    ext = np.flatnonzero(sig.exit)
-    e1, x1 = np.minimum(ent + 1, n - 1), np.minimum(ext + 1, n - 1)
-    scaled = _scaled_prices([bars.close[ent], bars.open[e1], bars.open[x1]])
-    if scaled is None:
-        raise _OutOfRange
-    places, (ent_close_n, ent_fopen_n, ext_fopen_n) = scaled
-    ent_l, ext_l = ent.tolist(), ext.tolist()
-    ent_ts, ent_close = bars.ts[ent].tolist(), bars.close[ent].tolist()
-    ent_fts = bars.ts[e1].tolist()
-    ext_ts, ext_close = bars.ts[ext].tolist(), bars.close[ext].tolist()
-    ext_fts = bars.ts[x1].tolist()
-    n_ent, n_ext = len(ent_l), len(ext_l)
-
     slip, fee_model = model.slippage_model, model.fee_model
     assert isinstance(slip, BpsSlippageModel) and isinstance(fee_model, BpsFeeModel)  # applies() checked their types
     ep, eq, ec = (_coef(s)[1] for s in (cfg.price_step, cfg.qty_step, cfg.cash_step))
@@ -505,6 +520,12 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
     # steps so fine or coarse that the model's own quantize could exceed its 60 digits.
     if tr_n < 0 or min(sf_n, ff_n, fr_n, sb_n, ss_n) <= 0 or not all(-_STEP_EXP <= x <= _STEP_EXP for x in (ep, eq, ec)):
         raise _OutOfRange
+    n, ent, ext, e1, x1, ent_l, ext_l, ent_ts, ent_close, ent_fts, ext_ts, ext_close, ext_fts = _candidates(bars, sig)
+    scaled = _scaled_prices([bars.close[ent], bars.open[e1], bars.open[x1]])
+    if scaled is None:
+        raise _OutOfRange
+    places, (ent_close_n, ent_fopen_n, ext_fopen_n) = scaled
+    n_ent, n_ext = len(ent_l), len(ext_l)
 
     # Exponents of the ledger's Decimals once they have moved (the smaller operand exponent of each sum).
     e_fee = ec if charging else 0  # a fee is quantized to the cash step, or the model's ZERO
@@ -536,7 +557,7 @@ def _scaled(  # noqa: C901 -- one loop, kept flat like run_decimal's so the two 
     cash_num, cash_den = 10 ** max(e_cash, 0), 10 ** max(-e_cash, 0)  # float(cash): correctly rounded int / int
     pos_num, pos_den = 10 ** max(e_pos, 0), 10 ** max(-e_pos, 0)
 
-    run = ScaledRun((ep, eq, ec, e_pos, e_fee if charging else None, e_cost))
+    run = ScaledRun(Exponents(ep, eq, ec, e_pos, e_fee if charging else None, e_cost))
     entry_id, entry_ts, entry_qty, entry_close = run.entry_id.append, run.entry_ts.append, run.entry_qty.append, \
         run.entry_close.append
     exit_id, exit_ts, exit_qty, exit_close = run.exit_id.append, run.exit_ts.append, run.exit_qty.append, \

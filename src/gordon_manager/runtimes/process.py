@@ -206,15 +206,12 @@ class ProcessRuntime:
                 await self._save()
             self._scanned = True
 
-    def _state_body(self) -> str:
-        return json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
-                          indent=1)
-
     async def _save(self) -> None:
         """Write the records (on a thread). One writer at a time, each from the records as they are when
         its turn comes: a write never overwrites a newer one."""
         async with self._save_lock:
-            body = self._state_body()
+            body = json.dumps({"bots": [asdict(r) for r in sorted(self._records.values(), key=lambda r: r.bot_id)]},
+                              indent=1)
             self._loaded_mtime = await asyncio.to_thread(self._write_state, body)
 
     def _write_state(self, body: str) -> int | None:
