@@ -20,7 +20,10 @@ async def test_a_stalled_stop_logs_every_tasks_stack(monkeypatch: pytest.MonkeyP
     async def wait_for_a_lock_that_never_comes() -> None:
         await never.wait()
 
-    stuck = asyncio.create_task(wait_for_a_lock_that_never_comes(), name="stuck-write")
+    async def write_the_batch() -> None:
+        await wait_for_a_lock_that_never_comes()
+
+    stuck = asyncio.create_task(write_the_batch(), name="stuck-write")
     try:
         with caplog.at_level(logging.WARNING, logger=botmain.__name__):
             runner.stop()
@@ -33,7 +36,12 @@ async def test_a_stalled_stop_logs_every_tasks_stack(monkeypatch: pytest.MonkeyP
         reports = [r for r in caplog.records if "still stopping" in r.getMessage()]
         assert len(reports) == 1
         tasks = reports[0].tasks
-        assert any("wait_for_a_lock_that_never_comes" in frame for frame in tasks["stuck-write"])
+        # the whole await chain, outermost first, down to the future it waits on (not just the top frame)
+        chain = tasks["stuck-write"]
+        assert [frame.split()[-1] for frame in chain[:3]] == ["write_the_batch", "wait_for_a_lock_that_never_comes",
+                                                              "wait"]
+        assert chain[2].startswith(asyncio.locks.__file__)
+        assert chain[3].startswith("awaiting Future") and len(chain) == 4
         assert reports[0].bot_id == 7
     finally:
         stuck.cancel()

@@ -1,8 +1,10 @@
 """The bot role writes only its own bot's rows (migration 0019, issue 14 item 8), proven logged in as
 gordon_bot (bound to a bot with ``trading.bot_login``, or not bound) and as gordon_manager.
 
-Every write below is the bot runner's own SQL (``botrunner/store.py``, ``ledger_store.py``), so what
-passes here is what a bot really does, and what is refused is what another bot would try.
+Every write below is the bot runner's own SQL (``botrunner/store.py``, and ``commit.py``'s one statement
+with one table's row at a time), so what passes here is what a bot really does, and what is refused is
+what another bot would try. COPY into equity_points and roundtrips (the backtest writer's path, which a
+bot could try too) is refused the same way.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncpg
 import pytest
 
 from gordon_manager.botrunner import contract, credentials, ledger_store, store
+from gordon_manager.botrunner.commit import Commit, write
 from gordon_manager.db.connect import connect
 from tests.conftest import Database
 
@@ -22,6 +25,8 @@ KEY = b"tests-foundation-token-key"
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
 RLS_TABLES = ["runs", "bot_decisions", "bot_events", "bot_status", "bot_orders", "bot_ledgers", "bot_fills",
               "order_intents"]
+ROUNDTRIP_COLUMNS = ["run_id", "bot_id", "symbol", "side", "entry_at", "exit_at", "entry_price", "exit_price", "qty",
+                     "gross_pnl", "fees", "net_pnl", "duration_s", "exit_reason"]
 COPY_TABLES = ["equity_points", "roundtrips"]  # COPY targets: a statement trigger instead (COPY refuses RLS)
 
 
@@ -52,10 +57,8 @@ async def bots(admin):
     a = await new_bot(admin)
     b = await new_bot(admin)
     coid = contract.order_id(b[0], 1, 0)
-    await admin.execute(ledger_store.INSERT_INTENT, b[0], coid, "new", contract.intents_subject(b[0]),
-                        f'{{"botId": {b[0]}}}')
-    await admin.execute(ledger_store.UPSERT_ORDER, *order_args(b[0], b[2], coid))
-    await admin.execute(ledger_store.UPSERT_LEDGER, *ledger_args(b[0], b[2]))
+    await commit_as(admin, b[0], b[2], Commit(intents=[(coid, "new", f'{{"botId": {b[0]}}}')],
+                                              orders={coid: order_row(coid)}, ledger=ledger_row()))
     return a, b
 
 
@@ -84,32 +87,58 @@ async def as_manager(database: Database):
     await conn.close()
 
 
-def order_args(bot_id: int, run_id: int | None, coid: str, status: str = "new") -> tuple:
-    return (coid, bot_id, run_id, "paper", "BTCUSDT", "buy", "market", Decimal("0.1"), None, False, None, "signal",
-            None, None, None, T0, status, Decimal(0), None)
+def commit_as(conn: asyncpg.Connection, bot_id: int, run_id: int | None, commit: Commit, *,
+              subject_bot: int | None = None):
+    """The bot's one write statement (``commit.write``), as ``conn``, under ``bot_id`` / ``run_id``."""
+    return write(conn, commit, bot_id=bot_id, run_id=run_id, mode="paper", symbol="BTCUSDT",
+                 subject=contract.intents_subject(subject_bot or bot_id))
 
 
-def fill_args(bot_id: int, run_id: int | None, coid: str, fill_id: str = "f1") -> tuple:
-    return (bot_id, fill_id, coid, run_id, "simulated", "buy", Decimal("0.1"), Decimal(100), Decimal(10),
-            Decimal("0.01"), "taker", "signal", T0)
+def order_row(coid: str, status: str = "new") -> tuple:
+    return (coid, "buy", "market", Decimal("0.1"), None, False, None, "signal", None, None, None, T0, status,
+            Decimal(0), None)
 
 
-def ledger_args(bot_id: int, run_id: int | None) -> tuple:
-    return (bot_id, "paper", "BTCUSDT", Decimal("0.1"), Decimal(100), Decimal(990), Decimal("0.01"), Decimal(0), [],
-            run_id, T0)
+def fill_row(coid: str, fill_id: str = "f1") -> tuple:
+    return (fill_id, coid, "simulated", "buy", Decimal("0.1"), Decimal(100), Decimal(10), Decimal("0.01"), "taker",
+            "signal", T0)
 
 
-def intent_args(bot_id: int, coid: str, *, subject_bot: int | None = None, payload_bot: int | None = None) -> tuple:
-    return (bot_id, coid, "new", contract.intents_subject(subject_bot or bot_id),
-            f'{{"botId": {payload_bot or bot_id}, "clientOrderId": "{coid}"}}')
+def ledger_row() -> tuple:
+    return (Decimal("0.1"), Decimal(100), Decimal(990), Decimal("0.01"), Decimal(0), [], T0)
 
 
-def decision_args(bot_id: int, run_id: int | None, at: datetime = T0) -> tuple:
-    return (bot_id, run_id, at, "buy", Decimal("0.1"), "market", None, "signal", None)
+def intent_row(coid: str, *, payload_bot: int) -> tuple:
+    return (coid, "new", f'{{"botId": {payload_bot}, "clientOrderId": "{coid}"}}')
+
+
+def decision_row(at: datetime = T0) -> tuple:
+    return (at, "buy", Decimal("0.1"), "market", None, "signal", None)
 
 
 def event_args(bot_id: int, run_id: int | None) -> tuple:
     return (bot_id, run_id, "note", "info", "hello", {})
+
+
+def equity_rows(at: datetime = T0) -> list[tuple]:
+    return [(at, 1000.0, 1000.0, 0.0, 100.0), (at + timedelta(minutes=1), 1001.0, 1000.0, 0.0, 101.0)]
+
+
+def trip_row() -> tuple:
+    return (T0, T0 + timedelta(minutes=5), Decimal(100), Decimal(101), Decimal("0.1"), Decimal("0.1"),
+            Decimal("0.02"), Decimal("0.08"), 300.0, "signal")
+
+
+def one_row(write: str, bot_id: int, coid: str, fill_id: str = "fx", at: datetime = T0) -> Commit:
+    """A commit holding one row of one table (``write`` names it), as the bot would write it."""
+    return {"decision": lambda: Commit(decisions=[decision_row(at)]),
+            "event": lambda: Commit(events=[("note", "info", "hello", "{}")]),
+            "order": lambda: Commit(orders={coid: order_row(coid)}),
+            "intent": lambda: Commit(intents=[intent_row(coid, payload_bot=bot_id)]),
+            "fill": lambda: Commit(fills=[fill_row(coid, fill_id)]),
+            "ledger": lambda: Commit(ledger=ledger_row()),
+            "equity_insert": lambda: Commit(equity=equity_rows(at)),
+            "roundtrip_insert": lambda: Commit(trips=[trip_row()])}[write]()
 
 
 def equity(run_id: int, at: datetime = T0) -> list[tuple]:
@@ -127,11 +156,7 @@ async def copy_equity(conn, rows) -> None:
 
 
 async def copy_roundtrips(conn, rows) -> None:
-    await conn.copy_records_to_table("roundtrips", schema_name="trading", records=rows, columns=store.ROUNDTRIP_COLUMNS)
-
-
-async def insert_roundtrips(conn, rows) -> None:
-    await conn.executemany(store.INSERT_ROUNDTRIP, rows)
+    await conn.copy_records_to_table("roundtrips", schema_name="trading", records=rows, columns=ROUNDTRIP_COLUMNS)
 
 
 # -- bound to its own bot: everything the runner writes ------------------------------------------------------
@@ -145,26 +170,25 @@ async def test_a_bound_bot_writes_all_of_its_own_rows(as_a, bots, admin):
         run = await store.create_run(conn, cfg=cfg, range_start=T0, extra={})
         await store.event(conn, bot_id=a, run_id=run, kind="started", message="started")
         coid = contract.order_id(a, 1, 0)
-        await conn.executemany(store.INSERT_DECISION, [decision_args(a, run)[:8] + (coid,)])
-        await conn.execute(ledger_store.UPSERT_ORDER, *order_args(a, run, coid))
-        await conn.execute(ledger_store.UPSERT_ORDER, *order_args(a, run, coid, status="filled"))  # its upsert path
-        await conn.execute(ledger_store.INSERT_FILL, *fill_args(a, run, coid))
-        assert await ledger_store.claim_fill(conn, bot_id=a, fill_id="f1") is False
-        intent = await conn.fetchval(ledger_store.INSERT_INTENT, *intent_args(a, coid))
-        await conn.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, run))
-        await conn.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, run))  # and its upsert path
-        await copy_equity(conn, equity(run))
+        every_table = Commit(equity=equity_rows(), decisions=[decision_row()[:6] + (coid,)], trips=[trip_row()],
+                             orders={coid: order_row(coid)}, fills=[fill_row(coid)],
+                             events=[("note", "info", "hello", "{}")], intents=[intent_row(coid, payload_bot=a)],
+                             ledger=ledger_row())
+        [intent] = await commit_as(conn, a, run, every_table)
+        # the upsert paths (an order's new status, the ledger again), and the publish ack marked
+        await commit_as(conn, a, run, Commit(orders={coid: order_row(coid, status="filled")}, ledger=ledger_row(),
+                                             published=[intent.id]))
+        assert await ledger_store.booked_fills(conn, bot_id=a, fill_ids=["f1", "f2"]) == {"f1"}
+        await copy_equity(conn, equity(run, T0 + timedelta(days=1)))
         await copy_roundtrips(conn, roundtrip(run, a))
-        await insert_roundtrips(conn, roundtrip(run, a))  # a live exit's path
-    await ledger_store.mark_published(conn, ids=[intent])
     assert [o.id for o in await ledger_store.unpublished(conn, bot_id=a)] == []
-    assert await store.heartbeat(conn, bot_id=a, run_id=run, last_bar_at=T0, metrics_port=9100) is True
+    assert await store.heartbeat(conn, bot_id=a, run_id=run, last_bar_at=T0, metrics_port=9100) == (True, "stopped")
     await store.finish_run(conn, run_id=run, status="stopped", error=None, stats={"bars": 2})
     recovered = await ledger_store.recover(conn, bot_id=a, initial_cash=Decimal(1000))
     assert recovered.found and recovered.qty == Decimal("0.1")
     # what the bot wrote is there, seen by the owner
     assert await admin.fetchval("SELECT status FROM trading.runs WHERE id = $1", run) == "stopped"
-    assert await admin.fetchval("SELECT count(*) FROM trading.equity_points WHERE run_id = $1", run) == 2
+    assert await admin.fetchval("SELECT count(*) FROM trading.equity_points WHERE run_id = $1", run) == 4
     assert await admin.fetchval("SELECT count(*) FROM trading.roundtrips WHERE run_id = $1", run) == 2
     assert await admin.fetchval("SELECT metrics_port FROM trading.bot_status WHERE bot_id = $1", a) == 9100
     assert await admin.fetchval("SELECT status FROM trading.bot_orders WHERE client_order_id = $1", coid) == "filled"
@@ -173,7 +197,8 @@ async def test_a_bound_bot_writes_all_of_its_own_rows(as_a, bots, admin):
 # -- bound to A: nothing of B's ------------------------------------------------------------------------------
 async def test_a_bot_cannot_update_another_bots_run(as_a, bots, admin):
     _, (b, _, b_run) = bots
-    assert await as_a.fetchval(store.HEARTBEAT_RUN, b_run, T0) is None  # 0 rows: B's run is invisible
+    alive, _ = await store.heartbeat(as_a, bot_id=b, run_id=b_run, last_bar_at=T0, metrics_port=1234)
+    assert alive is False  # 0 rows: B's run is invisible
     await store.finish_run(as_a, run_id=b_run, status="failed", error="by A", stats=None)
     assert await store.abandon_runs(as_a, bot_id=b) == []
     assert await as_a.execute("UPDATE trading.runs SET status = 'failed'") == "UPDATE 1"  # only its own run
@@ -185,9 +210,11 @@ async def test_a_bot_cannot_update_another_bots_run(as_a, bots, admin):
 
 
 async def test_a_bot_cannot_update_another_bots_heartbeat(as_a, bots, admin):
-    _, (b, _, _) = bots
-    assert await as_a.execute(store.HEARTBEAT_STATUS, b, 1234) == "UPDATE 0"
+    _, (b, _, b_run) = bots
+    alive, _ = await store.heartbeat(as_a, bot_id=b, run_id=b_run, last_bar_at=T0, metrics_port=1234)
+    assert alive is False
     assert await admin.fetchval("SELECT metrics_port FROM trading.bot_status WHERE bot_id = $1", b) is None
+    assert await admin.fetchval("SELECT last_heartbeat_at FROM trading.bot_status WHERE bot_id = $1", b) is None
     assert await as_a.fetchval("SELECT count(*) FROM trading.bot_status WHERE bot_id = $1", b) == 0
 
 
@@ -196,21 +223,19 @@ async def test_a_bot_cannot_update_another_bots_heartbeat(as_a, bots, admin):
 async def test_a_bot_cannot_insert_rows_for_another_bot(as_a, bots, write):
     (a, _, a_run), (b, _, b_run) = bots
     coid = contract.order_id(b, 2, 0)
+    run = {"decision": b_run, "equity_insert": b_run, "roundtrip_insert": a_run}.get(write)  # as a bot would try
     statements = {
         "run": lambda: as_a.execute(store.INSERT_RUN, "paper", b, "s", {}, "BTCUSDT", "1m", None, {}),
-        "decision": lambda: as_a.execute(store.INSERT_DECISION, *decision_args(b, b_run)),
-        "event": lambda: as_a.execute(store.INSERT_EVENT, *event_args(b, None)),
-        "order": lambda: as_a.execute(ledger_store.UPSERT_ORDER, *order_args(b, None, coid)),
-        "intent": lambda: as_a.execute(ledger_store.INSERT_INTENT, *intent_args(b, coid)),
-        "fill": lambda: as_a.execute(ledger_store.INSERT_FILL, *fill_args(b, None, coid, "fb")),
-        "ledger": lambda: as_a.execute(ledger_store.UPSERT_LEDGER, *ledger_args(b, None)),
+        "event": lambda: as_a.execute(store.INSERT_EVENT, *event_args(b, None)),  # store.event's path
         "equity": lambda: copy_equity(as_a, equity(b_run)),
-        "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run)),  # a live bar's path
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(a_run, b)),
-        "roundtrip_insert": lambda: insert_roundtrips(as_a, roundtrip(a_run, b)),  # a live exit's path
     }
+    statement = statements.get(write) or (lambda: commit_as(as_a, b, run, one_row(write, b, coid, "fb")))
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-        await statements[write]()
+        await statement()
+    if write == "event":  # and the commit's events
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await commit_as(as_a, b, None, one_row(write, b, coid))
 
 
 @pytest.mark.parametrize("write", ["decision", "event", "order", "fill", "ledger", "equity", "equity_insert",
@@ -219,32 +244,32 @@ async def test_a_bot_cannot_attach_its_rows_to_another_bots_run(as_a, bots, writ
     (a, _, _), (_, _, b_run) = bots
     coid = contract.order_id(a, 3, 0)
     statements = {
-        "decision": lambda: as_a.execute(store.INSERT_DECISION, *decision_args(a, b_run)),
-        "event": lambda: as_a.execute(store.INSERT_EVENT, *event_args(a, b_run)),
-        "order": lambda: as_a.execute(ledger_store.UPSERT_ORDER, *order_args(a, b_run, coid)),
-        "fill": lambda: as_a.execute(ledger_store.INSERT_FILL, *fill_args(a, b_run, coid, "fa")),
-        "ledger": lambda: as_a.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, b_run)),
+        "event": lambda: as_a.execute(store.INSERT_EVENT, *event_args(a, b_run)),  # store.event's path
         "equity": lambda: copy_equity(as_a, equity(b_run, T0 + timedelta(days=1))),
-        "equity_insert": lambda: as_a.executemany(store.INSERT_EQUITY, equity(b_run, T0 + timedelta(days=2))),
         "roundtrip": lambda: copy_roundtrips(as_a, roundtrip(b_run, a)),
-        "roundtrip_insert": lambda: insert_roundtrips(as_a, roundtrip(b_run, a)),
     }
+    statement = statements.get(write) or (
+        lambda: commit_as(as_a, a, b_run, one_row(write, a, coid, "fa", at=T0 + timedelta(days=2))))
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-        await statements[write]()
+        await statement()
+    if write == "event":  # and the commit's events
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await commit_as(as_a, a, b_run, one_row(write, a, coid))
 
 
 @pytest.mark.parametrize("forged", ["client order id", "subject", "payload"])
 async def test_a_bot_cannot_send_intents_under_another_bots_name(as_a, bots, forged):
     """Its own bot_id but B's client order id (B's JetStream de-duplication key), subject or bot id."""
     (a, _, _), (b, _, _) = bots
-    args = {"client order id": intent_args(a, contract.order_id(b, 4, 0)),
-            "subject": intent_args(a, contract.order_id(a, 4, 0), subject_bot=b),
-            "payload": intent_args(a, contract.order_id(a, 4, 1), payload_bot=b)}[forged]
+    row = {"client order id": intent_row(contract.order_id(b, 4, 0), payload_bot=a),
+           "subject": intent_row(contract.order_id(a, 4, 0), payload_bot=a),
+           "payload": intent_row(contract.order_id(a, 4, 1), payload_bot=b)}[forged]
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-        await as_a.execute(ledger_store.INSERT_INTENT, *args)
+        await commit_as(as_a, a, None, Commit(intents=[row]), subject_bot=b if forged == "subject" else None)
     if forged == "client order id":
+        coid = contract.order_id(b, 4, 0)
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-            await as_a.execute(ledger_store.UPSERT_ORDER, *order_args(a, None, contract.order_id(b, 4, 0)))
+            await commit_as(as_a, a, None, Commit(orders={coid: order_row(coid)}))
 
 
 async def test_a_bot_sees_and_changes_none_of_another_bots_live_state(as_a, bots, admin):
@@ -252,7 +277,7 @@ async def test_a_bot_sees_and_changes_none_of_another_bots_live_state(as_a, bots
     assert await ledger_store.unpublished(as_a, bot_id=b) == []
     assert (await ledger_store.recover(as_a, bot_id=b, initial_cash=Decimal(5))).found is False
     b_intents = [r["id"] for r in await admin.fetch("SELECT id FROM trading.order_intents WHERE bot_id = $1", b)]
-    await ledger_store.mark_published(as_a, ids=b_intents)
+    await commit_as(as_a, a, None, Commit(published=b_intents))
     assert await admin.fetchval("SELECT count(*) FROM trading.order_intents WHERE bot_id = $1"
                                 " AND published_at IS NOT NULL", b) == 0
     for table in ("bot_orders", "bot_ledgers", "order_intents", "bot_fills", "bot_status"):
@@ -262,7 +287,7 @@ async def test_a_bot_sees_and_changes_none_of_another_bots_live_state(as_a, bots
     # B's order: an upsert of its client order id is refused, not applied to B's row
     coid = (await admin.fetchval("SELECT client_order_id FROM trading.bot_orders WHERE bot_id = $1", b))
     with pytest.raises(asyncpg.InsufficientPrivilegeError):
-        await as_a.execute(ledger_store.UPSERT_ORDER, *order_args(b, b_run, coid, status="cancelled"))
+        await commit_as(as_a, b, b_run, Commit(orders={coid: order_row(coid, status="cancelled")}))
     assert await admin.fetchval("SELECT status FROM trading.bot_orders WHERE client_order_id = $1", coid) == "new"
     assert await as_a.fetchval("SELECT count(*) FROM trading.runs WHERE bot_id = $1", b) == 0
 
@@ -288,27 +313,23 @@ async def test_login_needs_the_bots_own_token(bot_conn, bots):
 async def test_nothing_is_written_before_login(bot_conn, bots, write):
     (a, _, a_run), _ = bots
     coid = contract.order_id(a, 5, 0)
+    run = a_run if write in ("equity_insert", "roundtrip_insert") else None
     statements = {
         "run": lambda: bot_conn.execute(store.INSERT_RUN, "paper", a, "s", {}, "BTCUSDT", "1m", None, {}),
-        "decision": lambda: bot_conn.execute(store.INSERT_DECISION, *decision_args(a, None)),
-        "event": lambda: bot_conn.execute(store.INSERT_EVENT, *event_args(a, None)),
-        "order": lambda: bot_conn.execute(ledger_store.UPSERT_ORDER, *order_args(a, None, coid)),
-        "intent": lambda: bot_conn.execute(ledger_store.INSERT_INTENT, *intent_args(a, coid)),
-        "fill": lambda: bot_conn.execute(ledger_store.INSERT_FILL, *fill_args(a, None, coid, "fn")),
-        "ledger": lambda: bot_conn.execute(ledger_store.UPSERT_LEDGER, *ledger_args(a, None)),
+        "event": lambda: bot_conn.execute(store.INSERT_EVENT, *event_args(a, None)),  # store.event's path
         "equity": lambda: copy_equity(bot_conn, equity(a_run, T0 + timedelta(days=2))),
-        "equity_insert": lambda: bot_conn.executemany(store.INSERT_EQUITY, equity(a_run, T0 + timedelta(days=3))),
         "roundtrip": lambda: copy_roundtrips(bot_conn, roundtrip(a_run, a)),
-        "roundtrip_insert": lambda: insert_roundtrips(bot_conn, roundtrip(a_run, a)),
     }
+    statement = statements.get(write) or (
+        lambda: commit_as(bot_conn, a, run, one_row(write, a, coid, "fn", at=T0 + timedelta(days=3))))
     with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
-        await statements[write]()
+        await statement()
 
 
 async def test_an_unbound_session_updates_and_sees_nothing(bot_conn, bots, admin):
     (a, _, a_run), _ = bots
-    assert await bot_conn.fetchval(store.HEARTBEAT_RUN, a_run, T0) is None
-    assert await bot_conn.execute(store.HEARTBEAT_STATUS, a, 1) == "UPDATE 0"
+    alive, _ = await store.heartbeat(bot_conn, bot_id=a, run_id=a_run, last_bar_at=T0, metrics_port=1)
+    assert alive is False
     assert await bot_conn.fetchval("SELECT count(*) FROM trading.runs") == 0
     assert await admin.fetchval("SELECT metrics_port FROM trading.bot_status WHERE bot_id = $1", a) is None
 
@@ -365,13 +386,16 @@ async def test_a_shadow_bot_reads_its_live_bots_run_and_writes_only_its_own(data
         live = await store.live_run(conn, bot_id=a)
         assert live is not None and live["id"] == a_run
         assert await store.live_run(conn, bot_id=b) is None  # not any other bot's
-        assert await conn.fetchval(store.HEARTBEAT_RUN, a_run, T0) is None  # read, not written
+        alive, _ = await store.heartbeat(conn, bot_id=s, run_id=a_run, last_bar_at=T0, metrics_port=None)
+        assert alive is False  # read, not written
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
-            await conn.execute(store.INSERT_DECISION, *decision_args(s, a_run))
+            await commit_as(conn, s, a_run, Commit(decisions=[decision_row()]))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await commit_as(conn, s, a_run, Commit(equity=equity_rows(T0 + timedelta(days=3))))
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await copy_equity(conn, equity(a_run, T0 + timedelta(days=3)))
-        await conn.execute(store.INSERT_DECISION, *decision_args(s, s_run))
-        await copy_equity(conn, equity(s_run))
+        await commit_as(conn, s, s_run, Commit(decisions=[decision_row()], equity=equity_rows()))
+        await copy_equity(conn, equity(s_run, T0 + timedelta(days=1)))
     finally:
         await conn.close()
 

@@ -31,7 +31,7 @@ from nats.js.api import AckPolicy, DeliverPolicy, StorageType
 from pydantic import ValidationError
 
 from gordon_manager.botrunner import contract
-from gordon_manager.botrunner.ledger_store import Outgoing
+from gordon_manager.botrunner.commit import Outgoing
 from gordon_manager.events.breaker import BreakerEvent
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
-"""SQL of a bot's live state: its orders, fills, ledger and the outbox of intents for the executor.
+"""SQL of a bot's live state as it reads it back: its ledger and open orders at start, the fills it
+booked, and the outbox of intents not yet published.
 
-Everything a batch of bars or an executor report changed is written by ``write_changes`` inside the
-caller's transaction, so orders, fills, intents, ledger and decisions always commit together.
+Everything a batch of bars or an executor report changed is written by ``commit`` in one statement,
+so orders, fills, intents, ledger and decisions always commit together.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import Any
 
 import asyncpg
 
-from gordon_manager.botrunner.book import Changes, OrderRecord, ms_to_dt
-from gordon_manager.botrunner.store import INSERT_EVENT
+from gordon_manager.botrunner.commit import Outgoing
 
 SELECT_LEDGER = """
 SELECT mode, symbol, qty, avg_entry_price, cash, fees_paid, realized_pnl, trip, run_id, last_bar_at
@@ -36,54 +36,13 @@ SELECT client_order_id, stop_loss, take_profit FROM trading.bot_orders WHERE cli
 # Bracket generations already used for an entry (a re-armed bracket takes the next one).
 SELECT_GENERATIONS = "SELECT count(DISTINCT oco_group) FROM trading.bot_orders WHERE parent_id = $1 AND bot_id = $2"
 
-UPSERT_ORDER = """
-INSERT INTO trading.bot_orders (client_order_id, bot_id, run_id, mode, symbol, side, order_type, qty, price,
-                                reduce_only, oco_group, reason, stop_loss, take_profit, parent_id, bar_at, status,
-                                filled_qty, status_reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-ON CONFLICT (client_order_id) DO UPDATE
-   SET status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty, status_reason = EXCLUDED.status_reason,
-       updated_at = now()
- WHERE trading.bot_orders.bot_id = EXCLUDED.bot_id
-"""
-
-INSERT_FILL = """
-INSERT INTO trading.bot_fills (bot_id, fill_id, client_order_id, run_id, source, side, qty, price, notional, fee,
-                               liquidity, reason, ts)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-ON CONFLICT (bot_id, fill_id) DO NOTHING
-"""
-
-# The executor's fill id is the idempotency key: a redelivered report inserts nothing.
-CLAIM_FILL = "SELECT NOT EXISTS (SELECT 1 FROM trading.bot_fills WHERE bot_id = $1 AND fill_id = $2)"
-
-INSERT_INTENT = """
-INSERT INTO trading.order_intents (bot_id, client_order_id, kind, subject, payload)
-VALUES ($1, $2, $3, $4, $5::text::jsonb)
-ON CONFLICT (client_order_id) DO NOTHING
-RETURNING id
-"""
+# The executor's fill id is the idempotency key: which of a batch's fills are booked already.
+SELECT_BOOKED = "SELECT fill_id FROM trading.bot_fills WHERE bot_id = $1 AND fill_id = ANY($2::text[])"
 
 SELECT_UNPUBLISHED = """
 SELECT id, client_order_id, subject, payload::text AS payload FROM trading.order_intents
  WHERE bot_id = $1 AND published_at IS NULL ORDER BY id
 """
-
-MARK_PUBLISHED = """
-UPDATE trading.order_intents SET published_at = now(), attempts = attempts + 1 WHERE id = ANY($1::bigint[])
-"""
-
-UPSERT_LEDGER = """
-INSERT INTO trading.bot_ledgers (bot_id, mode, symbol, qty, avg_entry_price, cash, fees_paid, realized_pnl, trip,
-                                 run_id, last_bar_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-ON CONFLICT (bot_id) DO UPDATE
-   SET mode = EXCLUDED.mode, symbol = EXCLUDED.symbol, qty = EXCLUDED.qty, avg_entry_price = EXCLUDED.avg_entry_price,
-       cash = EXCLUDED.cash, fees_paid = EXCLUDED.fees_paid, realized_pnl = EXCLUDED.realized_pnl,
-       trip = EXCLUDED.trip, run_id = EXCLUDED.run_id,
-       last_bar_at = coalesce(EXCLUDED.last_bar_at, trading.bot_ledgers.last_bar_at), updated_at = now()
-"""
-
 
 
 @dataclass
@@ -166,55 +125,9 @@ async def recover(conn: asyncpg.Connection, *, bot_id: int, initial_cash: Decima
                      symbol=ledger["symbol"], found=True)
 
 
-async def claim_fill(conn: asyncpg.Connection, *, bot_id: int, fill_id: str) -> bool:
-    """True when this executor fill id was never booked (call inside the transaction that books it)."""
-    value: bool = await conn.fetchval(CLAIM_FILL, bot_id, fill_id)
-    return value
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A committed, unpublished intent."""
-
-    id: int
-    client_order_id: str
-    subject: str
-    payload: bytes
-
-
-async def write_changes(conn: asyncpg.Connection, *, bot_id: int, run_id: int, mode: str, symbol: str,
-                        subject: str, changes: Changes, ledger: dict[str, Any] | None,
-                        last_bar_at: datetime | None = None) -> list[Outgoing]:
-    """Persist what the book collected (inside the caller's transaction); returns the new intents."""
-    if changes.orders:
-        seen: dict[str, OrderRecord] = {r.client_order_id: r for r in changes.orders}  # last state wins
-        await conn.executemany(UPSERT_ORDER, [_order_args(r, bot_id, run_id, mode, symbol) for r in seen.values()])
-    if changes.fills:
-        await conn.executemany(INSERT_FILL, [
-            (bot_id, f.fill_id, f.client_order_id, run_id, f.source, f.fill.side.value, f.fill.qty, f.fill.price,
-             f.fill.notional, f.fill.fee, f.fill.liquidity.value, f.fill.reason.value, ms_to_dt(f.fill.ts))
-            for f in changes.fills])
-    outgoing: list[Outgoing] = []
-    for intent in changes.intents:
-        intent_id = await conn.fetchval(INSERT_INTENT, bot_id, intent.client_order_id, intent.kind, subject,
-                                        intent.payload.decode())
-        if intent_id is not None:
-            outgoing.append(Outgoing(intent_id, intent.client_order_id, subject, intent.payload))
-    if changes.notes:
-        await conn.executemany(INSERT_EVENT, [(bot_id, run_id, kind, level, message, data)
-                                              for kind, level, message, data in changes.notes])
-    if ledger is not None:
-        await conn.execute(UPSERT_LEDGER, bot_id, mode, symbol, ledger["qty"], ledger["avg_entry_price"],
-                           ledger["cash"], ledger["fees_paid"], ledger["realized_pnl"], ledger["trip"], run_id,
-                           last_bar_at)
-    return outgoing
-
-
-def _order_args(r: OrderRecord, bot_id: int, run_id: int, mode: str, symbol: str) -> tuple[Any, ...]:
-    row = r.row()
-    return (r.client_order_id, bot_id, run_id, mode, symbol, row["side"], row["order_type"], r.qty, r.price,
-            r.reduce_only, r.oco_group, row["reason"], r.stop_loss, r.take_profit, r.parent_id, row["bar_at"],
-            r.status, r.filled_qty, r.status_reason)
+async def booked_fills(conn: asyncpg.Connection, *, bot_id: int, fill_ids: list[str]) -> set[str]:
+    """Which of these executor fill ids are booked already (a redelivered or repeated report)."""
+    return {r["fill_id"] for r in await conn.fetch(SELECT_BOOKED, bot_id, fill_ids)}
 
 
 async def unpublished(conn: asyncpg.Connection, *, bot_id: int) -> list[Outgoing]:
@@ -222,7 +135,3 @@ async def unpublished(conn: asyncpg.Connection, *, bot_id: int) -> list[Outgoing
     rows = await conn.fetch(SELECT_UNPUBLISHED, bot_id)
     return [Outgoing(r["id"], r["client_order_id"], r["subject"], r["payload"].encode())
             for r in rows]
-
-
-async def mark_published(conn: asyncpg.Connection, *, ids: list[int]) -> None:
-    await conn.execute(MARK_PUBLISHED, ids)

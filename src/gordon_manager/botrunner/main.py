@@ -49,6 +49,7 @@ from gordon_manager.botrunner import contract, credentials, ledger_store, store
 from gordon_manager.botrunner.bar_loop import BarLoop, BlockedEntry
 from gordon_manager.botrunner.book import OrderBook, dt_to_ms, fill_from_json, ms_to_dt
 from gordon_manager.botrunner.bus import Bus
+from gordon_manager.botrunner.commit import Commit, Outgoing, write
 from gordon_manager.botrunner.labels import replay_settings
 from gordon_manager.botrunner.metrics import BotMetrics
 from gordon_manager.botrunner.risk import RiskGate
@@ -127,7 +128,7 @@ class BotRunner:
         self.run_id: int | None = None
         self.bars = 0
         self.bus: Bus | None = None
-        self.outbox: list[ledger_store.Outgoing] = []
+        self.outbox: list[Outgoing] = []
         self._publish_at = 0.0
         self._publish_backoff = 0.5
         self._connect_at = 0.0
@@ -155,10 +156,7 @@ class BotRunner:
 
     def _report_stall(self) -> None:
         """The stop is taking long (a supervisor may SIGKILL the bot soon): log where each task waits."""
-        stacks = {}
-        for task in asyncio.all_tasks():
-            frames = task.get_stack(limit=8)
-            stacks[task.get_name()] = [f"{f.f_code.co_filename}:{f.f_lineno} {f.f_code.co_name}" for f in frames]
+        stacks = {task.get_name(): _await_chain(task) for task in asyncio.all_tasks()}
         logger.warning("bot still stopping %.0f s after the stop signal", STALL_REPORT_S,
                        extra={"bot_id": self.env.bot_id, "tasks": stacks})
 
@@ -413,32 +411,32 @@ class BotRunner:
             self._observe(happened, loop, bar.close)
         self.last_bar_at = ms_to_dt(bars[-1].ts)
         self.last_close = bars[-1].close
-        assert self.run_id is not None  # created by _run before the loop starts
-        async with conn.transaction():
-            await store.write_batch(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"], events=batch,
-                                    coid_of=book.coid_of)
-            await self._write(conn, cfg, last_bar_at=self.last_bar_at)
+        commit = Commit()
+        commit.bars(batch, book.coid_of)
+        await self._write(conn, cfg, commit, last_bar_at=self.last_bar_at)
         self.bars += len(bars)
         self.metrics.last_bar.set(time.time())
         self._observe_ledger(loop.model)
         await self._publish(conn)
         await self._ack([])  # the held 'accepted' reports this transaction wrote (after the publish: off its path)
 
-    async def _write(self, conn: asyncpg.Connection, cfg: asyncpg.Record, *, last_bar_at: datetime | None = None) -> None:
-        """Write what the book collected (inside the caller's transaction); new intents join the outbox.
+    async def _write(self, conn: asyncpg.Connection, cfg: asyncpg.Record, commit: Commit | None = None, *,
+                     last_bar_at: datetime | None = None) -> None:
+        """Write ``commit`` with what the book collected, in one statement; new intents join the outbox.
 
-        The ledger row is written when a fill changed it (and, for a replay, with every batch: where a
-        restarted replay continues is its last bar).
+        The statement also marks the intents JetStream acknowledged since the last write, and writes
+        the ledger row when a fill changed it (and, for a replay, with every batch: where a restarted
+        replay continues is its last bar). Inside a transaction it is one statement of it.
         """
         book = self.book
+        commit = commit or Commit()
         ledger = book.ledger() if book.ledger_changed or self.speed is not None else None
         book.ledger_changed = False
-        await self._mark_published(conn)
+        commit.published, self._acked = self._acked, []
+        commit.changes(book.take(), ledger=ledger, last_bar_at=last_bar_at)
         assert self.run_id is not None  # created by _run before the loop starts
-        outgoing = await ledger_store.write_changes(
-            conn, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode, symbol=cfg["symbol"],
-            subject=contract.intents_subject(cfg["id"]), changes=book.take(), ledger=ledger,
-            last_bar_at=last_bar_at)
+        outgoing = await write(conn, commit, bot_id=cfg["id"], run_id=self.run_id, mode=self.mode,
+                               symbol=cfg["symbol"], subject=contract.intents_subject(cfg["id"]))
         self.outbox.extend(outgoing)
         self.metrics.intents_pending.set(len(self.outbox))
 
@@ -451,13 +449,24 @@ class BotRunner:
             self._connect_at = time.monotonic() + 2.0
 
     async def _apply_reports(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> None:
-        """Book the executor's reports, one transaction per batch; acknowledge them once committed.
+        """Book the executor's reports, one commit (one statement) per batch; acknowledge them once committed.
+
+        The batch's fill ids already booked are read first, in one query: this process is its bot's
+        only writer, so what is not booked then is not booked by the commit either, and a fill
+        redelivered (an ack lost, a restart) or reported twice by the executor is counted as a
+        duplicate and booked once.
 
         A batch of ``accepted`` reports only (the executor's first answer to every order) changes no
-        ledger: it is applied to the book at once and written with the bot's next transaction (the
-        fill that usually follows within milliseconds, the next bar, or the heartbeat at the latest),
-        and acknowledged after that commit. Until then JetStream holds it unacknowledged: a crash
-        redelivers it, and applying ``accepted`` twice is a no-op. This saves a transaction per order.
+        ledger: it is applied to the book at once and written with the bot's next commit (the fill
+        that usually follows within milliseconds, the next bar, or the heartbeat at the latest), and
+        acknowledged after that commit. Until then JetStream holds it unacknowledged: a crash
+        redelivers it, and applying ``accepted`` twice is a no-op. This saves a commit per order.
+
+        Publish acks are marked the same way, with the next commit (a report, a bar, a heartbeat:
+        within ``HEARTBEAT_S``). An intent published but not yet marked when the bot dies is
+        published again at the next start: JetStream drops it as a duplicate (same ``Nats-Msg-Id``
+        within the de-duplication window, far longer than a heartbeat) and the executor is
+        idempotent by clientOrderId anyway.
         """
         bus = self.bus
         if bus is None:
@@ -478,31 +487,29 @@ class BotRunner:
                 continue
             happened: list[Any] = []
             done = []
-            async with conn.transaction():
-                claimed: set[str] = set()
-                for message, report in parsed:
-                    if isinstance(report, ValidationError):
-                        self.metrics.errors.labels(kind="bad_report").inc()
-                        self.book.note("bad_report", f"invalid executor report: {report.error_count()} errors",
-                                       level="error", subject=message.subject)
-                        done.append((message, False))
-                        continue
-                    if isinstance(report, contract.FillReport):
-                        if report.fill_id in claimed or not await ledger_store.claim_fill(
-                                conn, bot_id=cfg["id"], fill_id=report.fill_id):
-                            self.metrics.reports.labels(kind="duplicate").inc()
-                        else:
-                            claimed.add(report.fill_id)
-                            happened.extend(self.book.apply_fill(report))
-                            self.metrics.reports.labels(kind="fill").inc()
+            fill_ids = [r.fill_id for _m, r in parsed if isinstance(r, contract.FillReport)]
+            booked = await ledger_store.booked_fills(conn, bot_id=cfg["id"], fill_ids=fill_ids) if fill_ids else set()
+            for message, report in parsed:
+                if isinstance(report, ValidationError):
+                    self.metrics.errors.labels(kind="bad_report").inc()
+                    self.book.note("bad_report", f"invalid executor report: {report.error_count()} errors",
+                                   level="error", subject=message.subject)
+                    done.append((message, False))
+                    continue
+                if isinstance(report, contract.FillReport):
+                    if report.fill_id in booked:
+                        self.metrics.reports.labels(kind="duplicate").inc()
                     else:
-                        self.book.apply_status(report)
-                        self.metrics.reports.labels(kind=report.status).inc()
-                    done.append((message, True))
-                assert self.run_id is not None  # created by _run before the loop starts
-                await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
-                                         items=happened, coid_of=self.book.coid_of)
-                await self._write(conn, cfg)
+                        booked.add(report.fill_id)
+                        happened.extend(self.book.apply_fill(report))
+                        self.metrics.reports.labels(kind="fill").inc()
+                else:
+                    self.book.apply_status(report)
+                    self.metrics.reports.labels(kind=report.status).inc()
+                done.append((message, True))
+            commit = Commit()
+            commit.happened(happened, self.book.coid_of)
+            await self._write(conn, cfg, commit)
             await self._ack(done)
             for item in happened:
                 if type(item) is Fill:
@@ -542,19 +549,6 @@ class BotRunner:
             self._publish_backoff = 0.5
         self.metrics.intents_pending.set(len(self.outbox))
 
-    async def _mark_published(self, conn: asyncpg.Connection) -> None:
-        """Record the intents JetStream acknowledged (inside the caller's transaction when there is one).
-
-        Marking rides on the bot's next write (a report, a bar, a heartbeat: within
-        ``HEARTBEAT_S``) instead of a round trip of its own. An intent published but not yet marked
-        when the bot dies is published again at the next start: JetStream drops it as a duplicate
-        (same ``Nats-Msg-Id`` within the de-duplication window, far longer than a heartbeat) and
-        the executor is idempotent by clientOrderId anyway.
-        """
-        if self._acked:
-            ids, self._acked = self._acked, []
-            await ledger_store.mark_published(conn, ids=ids)
-
     # -- stopping ------------------------------------------------------------------------------------
     async def _shutdown(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop) -> None:
         """A stop the manager asked for cancels open orders (and flattens first when asked)."""
@@ -565,10 +559,9 @@ class BotRunner:
         if request["flatten_on_stop"] and loop.model.position > 0:
             await self._flatten(conn, cfg, loop, now, request["version"])
         cancelled = self.book.cancel_all(ts=now)
-        async with conn.transaction():
-            if cancelled:
-                self.book.note("orders_cancelled", f"stop: {cancelled} open orders cancelled", count=cancelled)
-            await self._write(conn, cfg)
+        if cancelled:
+            self.book.note("orders_cancelled", f"stop: {cancelled} open orders cancelled", count=cancelled)
+        await self._write(conn, cfg)
         await self._ack([])
         await self._drain_outbox(conn)
         if self.live:  # a bounded wait for the executor to confirm, so the stopped bot shows no open order
@@ -582,14 +575,11 @@ class BotRunner:
             bar = Bar(now, c, c, c, c, 0.0)
             happened = list(loop.model.process_bar(bar))
             self.book.after_bar(bar, happened)
-            assert self.run_id is not None  # created by _run before the loop starts
-            async with conn.transaction():
-                await store.write_events(conn, bot_id=cfg["id"], run_id=self.run_id, symbol=cfg["symbol"],
-                                         items=happened, coid_of=self.book.coid_of)
-                await self._write(conn, cfg)
+            commit = Commit()
+            commit.happened(happened, self.book.coid_of)
+            await self._write(conn, cfg, commit)
         else:
-            async with conn.transaction():
-                await self._write(conn, cfg)
+            await self._write(conn, cfg)
             await self._await_executor(conn, cfg, lambda: loop.model.position <= 0)
         await self._ack([])
         left = loop.model.position
@@ -625,19 +615,17 @@ class BotRunner:
 
     # -- bookkeeping -----------------------------------------------------------------------------
     async def _heartbeat(self, conn: asyncpg.Connection, cfg: asyncpg.Record) -> None:
-        if self._held:  # 'accepted' reports no other write took along: written and acknowledged now
-            async with conn.transaction():
-                await self._write(conn, cfg)
+        if self._held or self._acked:  # 'accepted' reports and publish acks no other write took along
+            await self._write(conn, cfg)
             await self._ack([])
-        await self._mark_published(conn)
         assert self.run_id is not None  # created by _run before the loop starts
-        alive = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id, last_bar_at=self.last_bar_at,
-                                      metrics_port=self.env.metrics_port)
+        alive, desired = await store.heartbeat(conn, bot_id=cfg["id"], run_id=self.run_id,
+                                               last_bar_at=self.last_bar_at, metrics_port=self.env.metrics_port)
         if not alive:
             raise RunAbandoned(f"run {self.run_id} was declared abandoned while this bot still ran")
         self.metrics.heartbeat.set(time.time())
         self._risk_stale = True  # the safety net under the NOTIFYs
-        self._sync_pause(await store.desired_state(conn, bot_id=cfg["id"]))
+        self._sync_pause(desired)
 
     async def _wait(self, seconds: float) -> None:
         try:
@@ -666,6 +654,25 @@ class BotRunner:
     def _stats(self, loop: BarLoop) -> dict[str, Any]:
         return {"bars": self.bars, "cash": str(loop.model.cash), "position": str(loop.model.position),
                 "feesPaid": str(loop.model.fees_paid)}
+
+
+def _await_chain(task: asyncio.Task[Any], limit: int = 24) -> list[str]:
+    """Where a task waits: its coroutine and every coroutine it awaits, outermost first, down to the future.
+
+    ``Task.get_stack`` gives a suspended task's outermost frame only, which says nothing about what
+    it waits for; this follows ``cr_await`` (and a generator's ``gi_yieldfrom``) down the chain.
+    """
+    chain: list[str] = []
+    link: Any = task.get_coro()
+    while link is not None and len(chain) < limit:
+        frame = getattr(link, "cr_frame", None) or getattr(link, "gi_frame", None)
+        if frame is None:  # a future, or a coroutine that already finished
+            if not hasattr(link, "cr_frame") and not hasattr(link, "gi_frame"):
+                chain.append(f"awaiting {type(link).__name__}")
+            break
+        chain.append(f"{frame.f_code.co_filename}:{frame.f_lineno} {frame.f_code.co_name}")
+        link = getattr(link, "cr_await", None) if hasattr(link, "cr_await") else getattr(link, "gi_yieldfrom", None)
+    return chain
 
 
 async def run_bot(env: BotEnv) -> int:

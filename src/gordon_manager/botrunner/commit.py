@@ -1,0 +1,235 @@
+"""One commit of a bot: every row a batch of bars, an executor report or a stop wrote, in ONE statement.
+
+A live bot's steady state is a bar a second, each decision followed within milliseconds by the
+executor's fill. Each of those used to be a transaction of about eight round trips to PostgreSQL
+(BEGIN, one statement per table, COMMIT), and with a hundred bots deciding on the same closing
+second those round trips were most of the load on the database and of the bots' own CPU.
+
+Here the rows are collected in a ``Commit`` and written by a single statement of data-modifying
+CTEs over ``unnest``-ed arrays, one CTE per table. A single statement is atomic on its own (it is its
+own transaction when none is open), so it needs no BEGIN or COMMIT: one round trip per bar batch
+and per executor report batch, and everything it writes (decision, order, intent, fill, ledger,
+events) commits together or not at all, as before. Inside an open transaction (a run's start and
+finish) it is just one more statement of it.
+
+Every CTE runs to completion whether or not the main query reads it; all of them see the same
+snapshot, which is fine because no two of them touch the same row (orders are de-duplicated by
+client order id, last state wins; intents marked published are earlier rows than those inserted).
+AFTER triggers (the intent relay's NOTIFY, the bot events' NOTIFY, the equity rollups) fire at the
+end of the statement, exactly as for separate statements. Row-level security applies to each CTE.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from gordon_manager.botrunner.bar_loop import BlockedEntry
+from gordon_manager.botrunner.book import Changes, ms_to_dt
+from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
+from gordon_manager.http.values import iso_utc, plain_decimal
+
+WRITE = """
+WITH
+published AS (
+    UPDATE trading.order_intents SET published_at = now(), attempts = attempts + 1
+     WHERE id = ANY($6::bigint[])
+),
+equity AS (
+    INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price)
+    SELECT $2, * FROM unnest($7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::float8[])
+),
+decisions AS (
+    INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason, client_order_id)
+    SELECT $1, $2, * FROM unnest($12::timestamptz[], $13::text[], $14::numeric[], $15::text[], $16::numeric[],
+                                 $17::text[], $18::text[])
+),
+trips AS (
+    INSERT INTO trading.roundtrips (run_id, bot_id, symbol, side, entry_at, exit_at, entry_price, exit_price, qty,
+                                    gross_pnl, fees, net_pnl, duration_s, exit_reason)
+    SELECT $2, $1, $4, 'long', * FROM unnest($19::timestamptz[], $20::timestamptz[], $21::numeric[], $22::numeric[],
+                                             $23::numeric[], $24::numeric[], $25::numeric[], $26::numeric[],
+                                             $27::float8[], $28::text[])
+),
+orders AS (
+    INSERT INTO trading.bot_orders (client_order_id, bot_id, run_id, mode, symbol, side, order_type, qty, price,
+                                    reduce_only, oco_group, reason, stop_loss, take_profit, parent_id, bar_at, status,
+                                    filled_qty, status_reason)
+    SELECT u.coid, $1, $2, $3, $4, u.side, u.order_type, u.qty, u.price, u.reduce_only, u.oco_group, u.reason,
+           u.stop_loss, u.take_profit, u.parent_id, u.bar_at, u.status, u.filled_qty, u.status_reason
+      FROM unnest($29::text[], $30::text[], $31::text[], $32::numeric[], $33::numeric[], $34::boolean[], $35::text[],
+                  $36::text[], $37::numeric[], $38::numeric[], $39::text[], $40::timestamptz[], $41::text[],
+                  $42::numeric[], $43::text[])
+           AS u(coid, side, order_type, qty, price, reduce_only, oco_group, reason, stop_loss, take_profit,
+                parent_id, bar_at, status, filled_qty, status_reason)
+    ON CONFLICT (client_order_id) DO UPDATE
+       SET status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty, status_reason = EXCLUDED.status_reason,
+           updated_at = now()
+     WHERE trading.bot_orders.bot_id = EXCLUDED.bot_id
+),
+fills AS (
+    INSERT INTO trading.bot_fills (bot_id, fill_id, client_order_id, run_id, source, side, qty, price, notional, fee,
+                                   liquidity, reason, ts)
+    SELECT $1, u.fill_id, u.coid, $2, u.source, u.side, u.qty, u.price, u.notional, u.fee, u.liquidity, u.reason, u.ts
+      FROM unnest($44::text[], $45::text[], $46::text[], $47::text[], $48::numeric[], $49::numeric[],
+                  $50::numeric[], $51::numeric[], $52::text[], $53::text[], $54::timestamptz[])
+           AS u(fill_id, coid, source, side, qty, price, notional, fee, liquidity, reason, ts)
+    ON CONFLICT (bot_id, fill_id) DO NOTHING
+),
+ledger AS (
+    INSERT INTO trading.bot_ledgers (bot_id, mode, symbol, qty, avg_entry_price, cash, fees_paid, realized_pnl, trip,
+                                     run_id, last_bar_at)
+    SELECT $1, $3, $4, $56::numeric, $57::numeric, $58::numeric, $59::numeric, $60::numeric, $61::jsonb, $2,
+           $62::timestamptz
+     WHERE $55::boolean
+    ON CONFLICT (bot_id) DO UPDATE
+       SET mode = EXCLUDED.mode, symbol = EXCLUDED.symbol, qty = EXCLUDED.qty,
+           avg_entry_price = EXCLUDED.avg_entry_price, cash = EXCLUDED.cash, fees_paid = EXCLUDED.fees_paid,
+           realized_pnl = EXCLUDED.realized_pnl, trip = EXCLUDED.trip, run_id = EXCLUDED.run_id,
+           last_bar_at = coalesce(EXCLUDED.last_bar_at, trading.bot_ledgers.last_bar_at), updated_at = now()
+),
+events AS (
+    INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
+    SELECT $1, $2, u.kind, u.level, u.message, u.data::jsonb
+      FROM unnest($63::text[], $64::text[], $65::text[], $66::text[]) WITH ORDINALITY AS u(kind, level, message, data, n)
+     ORDER BY u.n
+),
+intents AS (
+    INSERT INTO trading.order_intents (bot_id, client_order_id, kind, subject, payload)
+    SELECT $1, u.coid, u.kind, $5, u.payload::jsonb
+      FROM unnest($67::text[], $68::text[], $69::text[]) WITH ORDINALITY AS u(coid, kind, payload, n)
+     ORDER BY u.n
+    ON CONFLICT (client_order_id) DO NOTHING
+    RETURNING id, client_order_id
+)
+SELECT id, client_order_id FROM intents ORDER BY id
+"""
+"""The one statement. $1 bot id, $2 run id, $3 mode, $4 symbol, $5 intents' subject, then each table's columns
+as arrays (an empty array writes nothing); the ledger row only when $55. Returns the new intents, oldest first
+(an intent whose client order id is already in the outbox is not new: a decision replayed after a restart)."""
+
+EQUITY, DECISIONS, TRIPS, ORDERS, FILLS, EVENTS, INTENTS = 5, 7, 10, 15, 11, 4, 3  # array columns per table
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A committed, unpublished intent."""
+
+    id: int
+    client_order_id: str
+    subject: str
+    payload: bytes
+
+
+@dataclass
+class Commit:
+    """The rows of one commit, in the order they happened (events keep their order in their table)."""
+
+    published: list[int] = field(default_factory=list)
+    equity: list[tuple[Any, ...]] = field(default_factory=list)
+    decisions: list[tuple[Any, ...]] = field(default_factory=list)
+    trips: list[tuple[Any, ...]] = field(default_factory=list)
+    orders: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # by client order id: last state wins
+    fills: list[tuple[Any, ...]] = field(default_factory=list)
+    events: list[tuple[str, str, str, str]] = field(default_factory=list)  # kind, level, message, data (JSON)
+    intents: list[tuple[str, str, str]] = field(default_factory=list)  # client order id, kind, payload (JSON)
+    ledger: tuple[Any, ...] | None = None  # qty, avg entry, cash, fees paid, realized pnl, trip, last bar at
+
+    def event(self, kind: str, level: str, message: str, data: dict[str, Any]) -> None:
+        self.events.append((kind, level, message, orjson.dumps(data).decode()))
+
+    def bars(self, batch: Iterable[tuple[Bar, list[Any], float, float]],
+             coid_of: Callable[[int], str | None]) -> None:
+        """A batch of bars: each bar's equity point and what happened on it."""
+        for bar, items, cash, qty in batch:
+            happened = []
+            for item in items:
+                if type(item) is EquityPoint:
+                    self.equity.append((ms_to_dt(item.ts), item.equity, cash, qty, bar.close))
+                else:
+                    happened.append(item)
+            if happened:
+                self.happened(happened, coid_of)
+
+    def happened(self, items: Iterable[Any], coid_of: Callable[[int], str | None]) -> None:
+        """Decisions, round trips, fills, rejections and blocked entries."""
+        for item in items:
+            if isinstance(item, Decision):
+                self.decisions.append((ms_to_dt(item.ts), item.side.value, item.qty, item.order_type.value,
+                                       item.price, item.reason.value, coid_of(item.order_id)))
+            elif isinstance(item, RoundTrip):
+                self.trips.append((ms_to_dt(item.entry_ts), ms_to_dt(item.exit_ts), item.entry_price,
+                                   item.exit_price, item.qty, item.gross_pnl, item.fees, item.net_pnl,
+                                   item.duration_ms / 1000.0, item.exit_reason.value))
+            elif isinstance(item, Fill):
+                self.event("fill", "info", f"{item.side.value} {item.qty:f} @ {item.price:f} ({item.order_type.value})",
+                           {"orderId": item.order_id, "clientOrderId": coid_of(item.order_id),
+                            "side": item.side.value, "qty": plain_decimal(item.qty),
+                            "price": plain_decimal(item.price), "fee": plain_decimal(item.fee),
+                            "ts": iso_utc(ms_to_dt(item.ts)), "reason": item.reason.value})
+            elif isinstance(item, Rejection):
+                self.event("order_rejected", "warning", item.reason,
+                           {"orderId": item.order_id, "clientOrderId": coid_of(item.order_id),
+                            "ts": iso_utc(ms_to_dt(item.ts))})
+            elif isinstance(item, BlockedEntry):
+                self.event("entry_blocked", "warning", f"entry blocked ({item.reason})",
+                           {"reason": item.reason, "barAt": iso_utc(ms_to_dt(item.ts))})
+
+    def changes(self, changes: Changes, *, ledger: dict[str, Any] | None, last_bar_at: datetime | None) -> None:
+        """What the order book collected: orders, fills, intents, notes, and the ledger row when it changed."""
+        for r in changes.orders:
+            row = r.row()
+            self.orders[r.client_order_id] = (
+                r.client_order_id, row["side"], row["order_type"], r.qty, r.price, r.reduce_only, r.oco_group,
+                row["reason"], r.stop_loss, r.take_profit, r.parent_id, row["bar_at"], r.status, r.filled_qty,
+                r.status_reason)
+        for f in changes.fills:
+            self.fills.append((f.fill_id, f.client_order_id, f.source, f.fill.side.value, f.fill.qty, f.fill.price,
+                               f.fill.notional, f.fill.fee, f.fill.liquidity.value, f.fill.reason.value,
+                               ms_to_dt(f.fill.ts)))
+        for intent in changes.intents:
+            self.intents.append((intent.client_order_id, intent.kind, intent.payload.decode()))
+        for kind, level, message, data in changes.notes:
+            self.event(kind, level, message, data)
+        if ledger is not None:
+            self.ledger = (ledger["qty"], ledger["avg_entry_price"], ledger["cash"], ledger["fees_paid"],
+                           ledger["realized_pnl"], ledger["trip"], last_bar_at)
+
+    def __bool__(self) -> bool:
+        return bool(self.published or self.equity or self.decisions or self.trips or self.orders or self.fills
+                    or self.events or self.intents or self.ledger is not None)
+
+    def args(self, *, bot_id: int, run_id: int, mode: str, symbol: str, subject: str) -> list[Any]:
+        """The statement's parameters."""
+        args: list[Any] = [bot_id, run_id, mode, symbol, subject, self.published]
+        for rows, width in ((self.equity, EQUITY), (self.decisions, DECISIONS), (self.trips, TRIPS),
+                            (list(self.orders.values()), ORDERS), (self.fills, FILLS)):
+            args.extend(_columns(rows, width))
+        ledger = self.ledger or (None,) * 7
+        args.append(self.ledger is not None)
+        args.extend(ledger)
+        args.extend(_columns(self.events, EVENTS))
+        args.extend(_columns(self.intents, INTENTS))
+        return args
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def write(conn: asyncpg.Connection, commit: Commit, *, bot_id: int, run_id: int, mode: str, symbol: str,
+                subject: str) -> list[Outgoing]:
+    """Write the commit in one statement (nothing when it is empty); returns the new intents, oldest first."""
+    if not commit:
+        return []
+    rows = await conn.fetch(WRITE, *commit.args(bot_id=bot_id, run_id=run_id, mode=mode, symbol=symbol,
+                                                 subject=subject))
+    payloads = {coid: payload for coid, _kind, payload in commit.intents}
+    return [Outgoing(r["id"], r["client_order_id"], subject, payloads[r["client_order_id"]].encode()) for r in rows]
