@@ -16,6 +16,7 @@ from gordon_manager.botrunner import credentials
 from gordon_manager.db.connect import connect
 from gordon_manager.marketdata import generate_klines
 from tests.conftest import create_database
+from tests.events.helpers import NatsServer
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 # The token key of the bots these tests start themselves (the manager keeps its own in its data dir).
@@ -25,6 +26,15 @@ TOKEN_KEY = b"tests-botrunner-token-key"
 @pytest.fixture(scope="module")
 async def bdb(pg_server_url):
     return await create_database(pg_server_url)
+
+
+@pytest.fixture
+def nats_server(tmp_path):
+    """A real nats-server with JetStream, of this test only."""
+    server = NatsServer(tmp_path / "js")
+    server.start()
+    yield server
+    server.stop()
 
 
 async def insert_klines(admin_url: str, bars, *, symbol: str, interval: str = "1m") -> None:

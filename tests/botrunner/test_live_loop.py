@@ -14,7 +14,6 @@ from asyncpg import connect as asyncpg_connect
 from gordon_manager.botrunner import contract
 from tests.botrunner.live_helpers import HEADERS, Bars, Db, bot_json, live_bot, no_drift, trading
 from tests.conftest import create_database, wait_for
-from tests.events.helpers import NatsServer
 from tests.reconcile.conftest import kill_leftovers  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("kill_leftovers")
@@ -23,14 +22,6 @@ pytestmark = pytest.mark.usefixtures("kill_leftovers")
 @pytest.fixture(scope="module")
 async def ldb(pg_server_url):
     return await create_database(pg_server_url)
-
-
-@pytest.fixture
-def nats_server(tmp_path):
-    server = NatsServer(tmp_path / "js")
-    server.start()
-    yield server
-    server.stop()
 
 
 def pid_of(bot: dict) -> int:

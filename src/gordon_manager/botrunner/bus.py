@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import nats
 import nats.errors
@@ -144,7 +145,7 @@ class Bus:
     async def _pull(self) -> None:
         sub = self._sub  # bound before this task starts; close() cancels it before unbinding
         assert sub is not None
-        while True:
+        while self._sub is sub:  # unbound by close(): a cancel lost inside nats-py (cancel_and_wait) still ends it
             try:
                 messages = await sub.fetch(batch=FETCH_BATCH, timeout=1.0)
             except TimeoutError:
@@ -180,13 +181,9 @@ class Bus:
 
     async def close(self) -> None:
         puller, self._puller = self._puller, None
-        if puller is not None:
-            puller.cancel()
-            try:
-                await puller
-            except (asyncio.CancelledError, Exception):
-                pass
         nc, self._nc, self._sub, self._js = self._nc, None, None, None
+        if puller is not None:
+            await cancel_and_wait(puller)
         self.ready = False
         if nc is not None:
             try:
@@ -194,3 +191,25 @@ class Bus:
                     await nc.close()
             except Exception:  # closing a broken client is best effort
                 logger.debug("nats close failed", exc_info=True)
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, wait_s: float = 0.1, attempts: int = 50) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling it again while a cancel was swallowed.
+
+    A single ``cancel(); await task`` can wait forever: nats-py's ``next_msg`` (under every
+    ``fetch``) awaits ``asyncio.wait_for``, which in Python 3.11 returns the message instead of
+    raising CancelledError when the message arrives in the same loop iteration as the cancel
+    (python/cpython#86296); the cancel is lost and the fetch loop goes on. Bots stopped under load
+    hung in ``close()`` that way until their supervisor killed them. Bounded: after ``attempts``
+    tries (5 s) the task is left behind, logged.
+    """
+    for _ in range(attempts):
+        if task.done():
+            break
+        task.cancel()
+        await asyncio.wait({task}, timeout=wait_s)
+    if not task.done():
+        logger.warning("a task did not end when cancelled", extra={"task": task.get_name()})
+        return
+    if not task.cancelled() and task.exception() is not None:
+        logger.debug("task ended with an error", exc_info=task.exception())
