@@ -27,7 +27,7 @@ import schemathesis
 from hypothesis import HealthCheck
 from pydantic import SecretStr
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import missing_required_header, positive_data_acceptance
+from schemathesis.specs.openapi.checks import missing_required_header, positive_data_acceptance, use_after_free
 
 from gordon_manager.app import create_app
 from gordon_manager.settings import PeerSettings, Settings
@@ -97,6 +97,14 @@ PEER_OPERATIONS = {
 }
 """Their peer (Prometheus, AlertManager, gordon-risk, docker-socket-proxy) is not configured here:
 the documented 503 ``peer-not-configured``, which ``not_a_server_error`` counts as a server error."""
+
+HISTORY_READS = {
+    "GET /bots/{botId}/audit", "GET /bots/{botId}/deploy/status", "GET /bots/{botId}/deploys",
+    "GET /bots/{botId}/deploys/{deployId}/divergences", "GET /bots/{botId}/runs", "GET /bots/{botId}/equity",
+    "GET /bots/{botId}/events",
+}
+"""A deleted bot's history stays readable (its config, ``GET /bots/{botId}``, and every action answer 404):
+``use_after_free`` expects a 404 from every read under a deleted ``/bots/{botId}``."""
 
 SEMANTIC_FIELDS = {
     "POST /bots": ("strategy", "params", "image", "shadowOf", "mode", "labels", "execution"),
@@ -181,6 +189,8 @@ def _excluded_checks(case, response) -> list:
         excluded.append(not_a_server_error)  # replaced by peer_not_configured, which is stricter
     if deliberately_rejected(case, response):
         excluded.append(positive_data_acceptance)
+    if response.status_code == 200 and f"{case.method} {case.path}" in HISTORY_READS:
+        excluded.append(use_after_free)
     if response.status_code == 428 and "if-match" not in {key.lower() for key in (case.headers or {})}:
         excluded.append(missing_required_header)  # 428 Precondition Required (RFC 6585) is the precise answer
     return excluded

@@ -17,7 +17,7 @@ WRITES = [
     re.compile(r'(?:insert_bot_event|store\.event)\([^)]*?kind="([a-z_]+)"', re.S),  # direct writers
     re.compile(r'\.note\("([a-z_]+)"'),  # botrunner.book notes
     re.compile(r'd\.event = \("([a-z_]+)"'),  # reconcile policy
-    re.compile(r'notes\.append\(\(bot_id, run_id, "([a-z_]+)"'),  # botrunner.store
+    re.compile(r'self\.event\("([a-z_]+)", "(?:info|warning|error)"'),  # botrunner.commit
     re.compile(r'\("([a-z_]+)", "(?:info|warning|error)"\) (?:if|else)'),  # flattened
     re.compile(r'else \("([a-z_]+)", "(?:info|warning|error)"\)'),  # flatten_incomplete
     re.compile(r"SELECT bot_id, id, '([a-z_]+)', '(?:info|warning|error)'"),  # runs.repo (SQL)
