@@ -7,6 +7,7 @@ new again, an order's last state winning, a fill booked once, the ledger row onl
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -16,7 +17,7 @@ import pytest
 from gordon_manager.botrunner import contract, credentials, ledger_store, store
 from gordon_manager.botrunner.bar_loop import BlockedEntry
 from gordon_manager.botrunner.book import ms_to_dt
-from gordon_manager.botrunner.commit import Commit, write
+from gordon_manager.botrunner.commit import Commit, statement, write
 from gordon_manager.db.connect import connect
 from gordon_manager.execution import (
     Bar,
@@ -195,3 +196,27 @@ async def test_the_rows_of_a_bar_batch_and_of_the_book(bot):
                                                          ("entry_blocked", "warning")]
     assert events[0]["data"]["clientOrderId"] == coid and events[0]["data"]["price"] == "100.5"
     assert events[2]["data"]["reason"] == "risk_halt:global"
+
+
+def test_a_commit_names_only_the_tables_it_writes():
+    """An INSERT of no rows still fires its table's statement triggers (equity_points has three): a fill's
+    commit must not name equity_points, nor a bar's roundtrips; unused parameters are not numbered."""
+    coid = "gb1-1-0"
+    fill = Commit(orders={coid: order_row(coid, "filled", "0.5")}, fills=[fill_row(coid, "f-1")],
+                  ledger=ledger_row("0.5"))
+    fill.event("fill", "info", "x", {})
+    sql, names = statement(fill.tables())
+    assert fill.tables() == ("orders", "fills", "ledger", "events")
+    assert "bot_fills" in sql and "bot_ledgers" in sql and "equity_points" not in sql and "roundtrips" not in sql
+    assert "order_intents" not in sql and "subject" not in names
+    assert names[:2] == ("bot_id", "run_id") and len(names) == len(set(names))
+    assert {int(n) for n in re.findall(r"\$(\d+)::", sql)} == set(range(1, len(names) + 1))
+    bar = Commit(equity=[(START, 1000.0, 1000.0, 0.0, 100.0)], intents=[(coid, "new", "{}")], published=[3])
+    sql, names = statement(bar.tables())
+    assert bar.tables() == ("published", "equity", "intents")
+    assert "roundtrips" not in sql and "bot_fills" not in sql and "bot_ledgers" not in sql
+    assert "ORDER BY id" in sql
+    marks = Commit(published=[1, 2])
+    assert statement(marks.tables()) == (statement(("published",))[0], ("published",))
+    assert "WHERE false" in statement(marks.tables())[0]  # no intents: no rows back
+    assert statement(bar.tables()) is statement(bar.tables())  # one text per shape (asyncpg prepares it once)

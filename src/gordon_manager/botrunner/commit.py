@@ -6,7 +6,8 @@ executor's fill. Each of those used to be a transaction of about eight round tri
 second those round trips were most of the load on the database and of the bots' own CPU.
 
 Here the rows are collected in a ``Commit`` and written by a single statement of data-modifying
-CTEs over ``unnest``-ed arrays, one CTE per table. A single statement is atomic on its own (it is its
+CTEs over ``unnest``-ed arrays, one CTE per table the commit writes (``statement``: one SQL text per
+set of tables, prepared once per connection). A single statement is atomic on its own (it is its
 own transaction when none is open), so it needs no BEGIN or COMMIT: one round trip per bar batch
 and per executor report batch, and everything it writes (decision, order, intent, fill, ledger,
 events) commits together or not at all, as before. Inside an open transaction (a run's start and
@@ -21,6 +22,7 @@ end of the statement, exactly as for separate statements. Row-level security app
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,86 +36,113 @@ from gordon_manager.botrunner.book import Changes, ms_to_dt
 from gordon_manager.execution import Bar, Decision, EquityPoint, Fill, Rejection, RoundTrip
 from gordon_manager.http.values import iso_utc, plain_decimal
 
-WRITE = """
-WITH
-published AS (
+# One CTE per table, each over its own arrays; a commit's statement holds the CTEs of the tables it
+# writes only. An INSERT of no rows still fires the table's statement triggers (equity_points has
+# three: row security, run check, rollups — ~0.5 ms of the server's CPU for nothing), so a fill's
+# commit must not name equity_points, nor a bar's roundtrips. {name} is a parameter (``_PARAMS``).
+_PARTS: dict[str, str] = {
+    "published": """
     UPDATE trading.order_intents SET published_at = now(), attempts = attempts + 1
-     WHERE id = ANY($6::bigint[])
-),
-equity AS (
+     WHERE id = ANY({published})""",
+    "equity": """
     INSERT INTO trading.equity_points (run_id, ts, equity, cash, position_qty, price)
-    SELECT $2, * FROM unnest($7::timestamptz[], $8::float8[], $9::float8[], $10::float8[], $11::float8[])
-),
-decisions AS (
+    SELECT {run_id}, * FROM unnest({equity0}, {equity1}, {equity2}, {equity3}, {equity4})""",
+    "decisions": """
     INSERT INTO trading.bot_decisions (bot_id, run_id, bar_at, side, qty, order_type, price, reason, client_order_id)
-    SELECT $1, $2, * FROM unnest($12::timestamptz[], $13::text[], $14::numeric[], $15::text[], $16::numeric[],
-                                 $17::text[], $18::text[])
-),
-trips AS (
+    SELECT {bot_id}, {run_id}, * FROM unnest({decisions0}, {decisions1}, {decisions2}, {decisions3}, {decisions4},
+                                         {decisions5}, {decisions6})""",
+    "trips": """
     INSERT INTO trading.roundtrips (run_id, bot_id, symbol, side, entry_at, exit_at, entry_price, exit_price, qty,
                                     gross_pnl, fees, net_pnl, duration_s, exit_reason)
-    SELECT $2, $1, $4, 'long', * FROM unnest($19::timestamptz[], $20::timestamptz[], $21::numeric[], $22::numeric[],
-                                             $23::numeric[], $24::numeric[], $25::numeric[], $26::numeric[],
-                                             $27::float8[], $28::text[])
-),
-orders AS (
+    SELECT {run_id}, {bot_id}, {symbol}, 'long', * FROM unnest({trips0}, {trips1}, {trips2}, {trips3}, {trips4},
+                                                           {trips5}, {trips6}, {trips7}, {trips8}, {trips9})""",
+    "orders": """
     INSERT INTO trading.bot_orders (client_order_id, bot_id, run_id, mode, symbol, side, order_type, qty, price,
                                     reduce_only, oco_group, reason, stop_loss, take_profit, parent_id, bar_at, status,
                                     filled_qty, status_reason)
-    SELECT u.coid, $1, $2, $3, $4, u.side, u.order_type, u.qty, u.price, u.reduce_only, u.oco_group, u.reason,
-           u.stop_loss, u.take_profit, u.parent_id, u.bar_at, u.status, u.filled_qty, u.status_reason
-      FROM unnest($29::text[], $30::text[], $31::text[], $32::numeric[], $33::numeric[], $34::boolean[], $35::text[],
-                  $36::text[], $37::numeric[], $38::numeric[], $39::text[], $40::timestamptz[], $41::text[],
-                  $42::numeric[], $43::text[])
+    SELECT u.coid, {bot_id}, {run_id}, {mode}, {symbol}, u.side, u.order_type, u.qty, u.price, u.reduce_only,
+           u.oco_group, u.reason, u.stop_loss, u.take_profit, u.parent_id, u.bar_at, u.status, u.filled_qty,
+           u.status_reason
+      FROM unnest({orders0}, {orders1}, {orders2}, {orders3}, {orders4}, {orders5}, {orders6}, {orders7}, {orders8},
+                  {orders9}, {orders10}, {orders11}, {orders12}, {orders13}, {orders14})
            AS u(coid, side, order_type, qty, price, reduce_only, oco_group, reason, stop_loss, take_profit,
                 parent_id, bar_at, status, filled_qty, status_reason)
     ON CONFLICT (client_order_id) DO UPDATE
        SET status = EXCLUDED.status, filled_qty = EXCLUDED.filled_qty, status_reason = EXCLUDED.status_reason,
            updated_at = now()
-     WHERE trading.bot_orders.bot_id = EXCLUDED.bot_id
-),
-fills AS (
+     WHERE trading.bot_orders.bot_id = EXCLUDED.bot_id""",
+    "fills": """
     INSERT INTO trading.bot_fills (bot_id, fill_id, client_order_id, run_id, source, side, qty, price, notional, fee,
                                    liquidity, reason, ts)
-    SELECT $1, u.fill_id, u.coid, $2, u.source, u.side, u.qty, u.price, u.notional, u.fee, u.liquidity, u.reason, u.ts
-      FROM unnest($44::text[], $45::text[], $46::text[], $47::text[], $48::numeric[], $49::numeric[],
-                  $50::numeric[], $51::numeric[], $52::text[], $53::text[], $54::timestamptz[])
+    SELECT {bot_id}, u.fill_id, u.coid, {run_id}, u.source, u.side, u.qty, u.price, u.notional, u.fee, u.liquidity,
+           u.reason, u.ts
+      FROM unnest({fills0}, {fills1}, {fills2}, {fills3}, {fills4}, {fills5}, {fills6}, {fills7}, {fills8}, {fills9},
+                  {fills10})
            AS u(fill_id, coid, source, side, qty, price, notional, fee, liquidity, reason, ts)
-    ON CONFLICT (bot_id, fill_id) DO NOTHING
-),
-ledger AS (
+    ON CONFLICT (bot_id, fill_id) DO NOTHING""",
+    "ledger": """
     INSERT INTO trading.bot_ledgers (bot_id, mode, symbol, qty, avg_entry_price, cash, fees_paid, realized_pnl, trip,
                                      run_id, last_bar_at)
-    SELECT $1, $3, $4, $56::numeric, $57::numeric, $58::numeric, $59::numeric, $60::numeric, $61::jsonb, $2,
-           $62::timestamptz
-     WHERE $55::boolean
+    VALUES ({bot_id}, {mode}, {symbol}, {ledger0}, {ledger1}, {ledger2}, {ledger3}, {ledger4}, {ledger5}, {run_id},
+            {ledger6})
     ON CONFLICT (bot_id) DO UPDATE
        SET mode = EXCLUDED.mode, symbol = EXCLUDED.symbol, qty = EXCLUDED.qty,
            avg_entry_price = EXCLUDED.avg_entry_price, cash = EXCLUDED.cash, fees_paid = EXCLUDED.fees_paid,
            realized_pnl = EXCLUDED.realized_pnl, trip = EXCLUDED.trip, run_id = EXCLUDED.run_id,
-           last_bar_at = coalesce(EXCLUDED.last_bar_at, trading.bot_ledgers.last_bar_at), updated_at = now()
-),
-events AS (
+           last_bar_at = coalesce(EXCLUDED.last_bar_at, trading.bot_ledgers.last_bar_at), updated_at = now()""",
+    "events": """
     INSERT INTO trading.bot_events (bot_id, run_id, kind, level, message, data)
-    SELECT $1, $2, u.kind, u.level, u.message, u.data::jsonb
-      FROM unnest($63::text[], $64::text[], $65::text[], $66::text[]) WITH ORDINALITY AS u(kind, level, message, data, n)
-     ORDER BY u.n
-),
-intents AS (
+    SELECT {bot_id}, {run_id}, u.kind, u.level, u.message, u.data::jsonb
+      FROM unnest({events0}, {events1}, {events2}, {events3}) WITH ORDINALITY AS u(kind, level, message, data, n)
+     ORDER BY u.n""",
+    "intents": """
     INSERT INTO trading.order_intents (bot_id, client_order_id, kind, subject, payload)
-    SELECT $1, u.coid, u.kind, $5, u.payload::jsonb
-      FROM unnest($67::text[], $68::text[], $69::text[]) WITH ORDINALITY AS u(coid, kind, payload, n)
+    SELECT {bot_id}, u.coid, u.kind, {subject}, u.payload::jsonb
+      FROM unnest({intents0}, {intents1}, {intents2}) WITH ORDINALITY AS u(coid, kind, payload, n)
      ORDER BY u.n
     ON CONFLICT (client_order_id) DO NOTHING
-    RETURNING id, client_order_id
-)
-SELECT id, client_order_id FROM intents ORDER BY id
-"""
-"""The one statement. $1 bot id, $2 run id, $3 mode, $4 symbol, $5 intents' subject, then each table's columns
-as arrays (an empty array writes nothing); the ledger row only when $55. Returns the new intents, oldest first
-(an intent whose client order id is already in the outbox is not new: a decision replayed after a restart)."""
+    RETURNING id, client_order_id""",
+}
 
-EQUITY, DECISIONS, TRIPS, ORDERS, FILLS, EVENTS, INTENTS = 5, 7, 10, 15, 11, 4, 3  # array columns per table
+_COLUMN_TYPES: dict[str, list[str]] = {  # each table's columns, in the order of its rows' tuples
+    "published": ["bigint[]"],
+    "equity": ["timestamptz[]", "float8[]", "float8[]", "float8[]", "float8[]"],
+    "decisions": ["timestamptz[]", "text[]", "numeric[]", "text[]", "numeric[]", "text[]", "text[]"],
+    "trips": ["timestamptz[]", "timestamptz[]"] + ["numeric[]"] * 6 + ["float8[]", "text[]"],
+    "orders": ["text[]", "text[]", "text[]", "numeric[]", "numeric[]", "boolean[]", "text[]", "text[]", "numeric[]",
+               "numeric[]", "text[]", "timestamptz[]", "text[]", "numeric[]", "text[]"],
+    "fills": ["text[]", "text[]", "text[]", "text[]", "numeric[]", "numeric[]", "numeric[]", "numeric[]", "text[]",
+              "text[]", "timestamptz[]"],
+    "ledger": ["numeric"] * 5 + ["jsonb", "timestamptz"],
+    "events": ["text[]"] * 4,
+    "intents": ["text[]"] * 3,
+}
+_PARAMS: dict[str, str] = {"bot_id": "bigint", "run_id": "bigint", "mode": "text", "symbol": "text",
+                           "subject": "text", "published": "bigint[]",
+                           **{f"{table}{i}": kind for table, kinds in _COLUMN_TYPES.items() if table != "published"
+                              for i, kind in enumerate(kinds)}}
+
+
+@functools.lru_cache(maxsize=64)
+def statement(tables: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """(SQL, its parameters' names in $-order) of a commit writing ``tables`` (names of ``_PARTS``).
+
+    Only the parameters its CTEs use are numbered (PostgreSQL cannot type an unused one). Returns
+    the new intents, oldest first; with no intents to write, no rows.
+    """
+    names: list[str] = []
+
+    class Refs(dict[str, str]):
+        def __missing__(self, name: str) -> str:
+            if name not in names:
+                names.append(name)
+            return f"${names.index(name) + 1}::{_PARAMS[name]}"
+
+    refs = Refs()
+    ctes = [f"{table} AS ({_PARTS[table].format_map(refs)}\n)" for table in tables]
+    tail = ("SELECT id, client_order_id FROM intents ORDER BY id" if "intents" in tables
+            else "SELECT NULL::bigint AS id, NULL::text AS client_order_id WHERE false")
+    return "WITH\n" + ",\n".join(ctes) + "\n" + tail, tuple(names)
 
 
 @dataclass(frozen=True)
@@ -204,18 +233,24 @@ class Commit:
         return bool(self.published or self.equity or self.decisions or self.trips or self.orders or self.fills
                     or self.events or self.intents or self.ledger is not None)
 
-    def args(self, *, bot_id: int, run_id: int, mode: str, symbol: str, subject: str) -> list[Any]:
-        """The statement's parameters."""
-        args: list[Any] = [bot_id, run_id, mode, symbol, subject, self.published]
-        for rows, width in ((self.equity, EQUITY), (self.decisions, DECISIONS), (self.trips, TRIPS),
-                            (list(self.orders.values()), ORDERS), (self.fills, FILLS)):
-            args.extend(_columns(rows, width))
-        ledger = self.ledger or (None,) * 7
-        args.append(self.ledger is not None)
-        args.extend(ledger)
-        args.extend(_columns(self.events, EVENTS))
-        args.extend(_columns(self.intents, INTENTS))
-        return args
+    def tables(self) -> tuple[str, ...]:
+        """The tables this commit writes (in ``_PARTS``' order)."""
+        rows = {"published": self.published, "equity": self.equity, "decisions": self.decisions, "trips": self.trips,
+                "orders": self.orders, "fills": self.fills, "ledger": self.ledger is not None, "events": self.events,
+                "intents": self.intents}
+        return tuple(table for table in _PARTS if rows[table])
+
+    def values(self, *, bot_id: int, run_id: int | None, mode: str, symbol: str, subject: str) -> dict[str, Any]:
+        """Every parameter's value, by name."""
+        values: dict[str, Any] = {"bot_id": bot_id, "run_id": run_id, "mode": mode, "symbol": symbol,
+                                  "subject": subject, "published": self.published}
+        for table, rows in (("equity", self.equity), ("decisions", self.decisions), ("trips", self.trips),
+                            ("orders", list(self.orders.values())), ("fills", self.fills), ("events", self.events),
+                            ("intents", self.intents)):
+            values.update((f"{table}{i}", column) for i, column in enumerate(_columns(rows, len(_COLUMN_TYPES[table]))))
+        if self.ledger is not None:
+            values.update((f"ledger{i}", value) for i, value in enumerate(self.ledger))
+        return values
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -224,12 +259,13 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def write(conn: asyncpg.Connection, commit: Commit, *, bot_id: int, run_id: int, mode: str, symbol: str,
-                subject: str) -> list[Outgoing]:
+async def write(conn: asyncpg.Connection, commit: Commit, *, bot_id: int, run_id: int | None, mode: str,
+                symbol: str, subject: str) -> list[Outgoing]:
     """Write the commit in one statement (nothing when it is empty); returns the new intents, oldest first."""
     if not commit:
         return []
-    rows = await conn.fetch(WRITE, *commit.args(bot_id=bot_id, run_id=run_id, mode=mode, symbol=symbol,
-                                                 subject=subject))
+    sql, names = statement(commit.tables())
+    values = commit.values(bot_id=bot_id, run_id=run_id, mode=mode, symbol=symbol, subject=subject)
+    rows = await conn.fetch(sql, *(values[name] for name in names))
     payloads = {coid: payload for coid, _kind, payload in commit.intents}
     return [Outgoing(r["id"], r["client_order_id"], subject, payloads[r["client_order_id"]].encode()) for r in rows]
