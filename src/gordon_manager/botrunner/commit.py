@@ -105,7 +105,6 @@ _PARTS: dict[str, str] = {
 }
 
 _COLUMN_TYPES: dict[str, list[str]] = {  # each table's columns, in the order of its rows' tuples
-    "published": ["bigint[]"],
     "equity": ["timestamptz[]", "float8[]", "float8[]", "float8[]", "float8[]"],
     "decisions": ["timestamptz[]", "text[]", "numeric[]", "text[]", "numeric[]", "text[]", "text[]"],
     "trips": ["timestamptz[]", "timestamptz[]"] + ["numeric[]"] * 6 + ["float8[]", "text[]"],
@@ -119,7 +118,7 @@ _COLUMN_TYPES: dict[str, list[str]] = {  # each table's columns, in the order of
 }
 _PARAMS: dict[str, str] = {"bot_id": "bigint", "run_id": "bigint", "mode": "text", "symbol": "text",
                            "subject": "text", "published": "bigint[]",
-                           **{f"{table}{i}": kind for table, kinds in _COLUMN_TYPES.items() if table != "published"
+                           **{f"{table}{i}": kind for table, kinds in _COLUMN_TYPES.items()
                               for i, kind in enumerate(kinds)}}
 
 
@@ -229,43 +228,45 @@ class Commit:
             self.ledger = (ledger["qty"], ledger["avg_entry_price"], ledger["cash"], ledger["fees_paid"],
                            ledger["realized_pnl"], ledger["trip"], last_bar_at)
 
-    def __bool__(self) -> bool:
-        return bool(self.published or self.equity or self.decisions or self.trips or self.orders or self.fills
-                    or self.events or self.intents or self.ledger is not None)
+    def _rows(self) -> dict[str, Any]:
+        """Each table's rows (published: the ids; ledger: its one row or None), in ``_PARTS``' order."""
+        return {"published": self.published, "equity": self.equity, "decisions": self.decisions, "trips": self.trips,
+                "orders": self.orders, "fills": self.fills, "ledger": self.ledger, "events": self.events,
+                "intents": self.intents}
 
     def tables(self) -> tuple[str, ...]:
-        """The tables this commit writes (in ``_PARTS``' order)."""
-        rows = {"published": self.published, "equity": self.equity, "decisions": self.decisions, "trips": self.trips,
-                "orders": self.orders, "fills": self.fills, "ledger": self.ledger is not None, "events": self.events,
-                "intents": self.intents}
-        return tuple(table for table in _PARTS if rows[table])
+        """The tables this commit writes."""
+        return tuple(table for table, rows in self._rows().items() if rows)
 
-    def values(self, *, bot_id: int, run_id: int | None, mode: str, symbol: str, subject: str) -> dict[str, Any]:
-        """Every parameter's value, by name."""
-        values: dict[str, Any] = {"bot_id": bot_id, "run_id": run_id, "mode": mode, "symbol": symbol,
-                                  "subject": subject, "published": self.published}
-        for table, rows in (("equity", self.equity), ("decisions", self.decisions), ("trips", self.trips),
-                            ("orders", list(self.orders.values())), ("fills", self.fills), ("events", self.events),
-                            ("intents", self.intents)):
-            values.update((f"{table}{i}", column) for i, column in enumerate(_columns(rows, len(_COLUMN_TYPES[table]))))
-        if self.ledger is not None:
-            values.update((f"ledger{i}", value) for i, value in enumerate(self.ledger))
+    def __bool__(self) -> bool:
+        return bool(self.tables())
+
+    def values(self) -> dict[str, Any]:
+        """The values of the parameters of each table this commit writes, by name (``_PARAMS``): its
+        columns as arrays (``{table}{i}``), the ledger's one row as scalars, ``published`` the ids."""
+        values: dict[str, Any] = {}
+        for table, rows in self._rows().items():
+            if not rows:
+                continue
+            if table == "published":
+                values[table] = rows
+            elif table == "ledger":
+                values.update((f"ledger{i}", value) for i, value in enumerate(rows))
+            else:
+                tuples = rows.values() if table == "orders" else rows
+                values.update((f"{table}{i}", list(column)) for i, column in enumerate(zip(*tuples, strict=True)))
         return values
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
 
 
 async def write(conn: asyncpg.Connection, commit: Commit, *, bot_id: int, run_id: int | None, mode: str,
                 symbol: str, subject: str) -> list[Outgoing]:
     """Write the commit in one statement (nothing when it is empty); returns the new intents, oldest first."""
-    if not commit:
+    tables = commit.tables()
+    if not tables:
         return []
-    sql, names = statement(commit.tables())
-    values = commit.values(bot_id=bot_id, run_id=run_id, mode=mode, symbol=symbol, subject=subject)
+    sql, names = statement(tables)
+    values = {"bot_id": bot_id, "run_id": run_id, "mode": mode, "symbol": symbol, "subject": subject,
+              **commit.values()}
     rows = await conn.fetch(sql, *(values[name] for name in names))
     payloads = {coid: payload for coid, _kind, payload in commit.intents}
     return [Outgoing(r["id"], r["client_order_id"], subject, payloads[r["client_order_id"]].encode()) for r in rows]

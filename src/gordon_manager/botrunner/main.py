@@ -429,7 +429,7 @@ class BotRunner:
         replay continues is its last bar). Inside a transaction it is one statement of it.
         """
         book = self.book
-        commit = commit or Commit()
+        commit = Commit() if commit is None else commit
         ledger = book.ledger() if book.ledger_changed or self.speed is not None else None
         book.ledger_changed = False
         commit.published, self._acked = self._acked, []
