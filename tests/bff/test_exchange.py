@@ -8,6 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.conftest import wait_for
+
 TIMEOUT_S = 0.3
 
 
@@ -16,6 +18,7 @@ class FakeExchange:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.connections = 0
         self.paths: list[str] = []
         self.headers: list[str] = []
         self.server: asyncio.base_events.Server | None = None
@@ -23,7 +26,12 @@ class FakeExchange:
         self.release = asyncio.Event()  # a slow exchange answers only once the test is over
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        self.connections += 1
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        except asyncio.IncompleteReadError:  # the client gave up before sending its request
+            writer.close()
+            return
         self.paths.append(head.split(" ")[1])
         self.headers.append(head.lower())
         if self.mode == "slow":
@@ -80,7 +88,12 @@ async def test_slow_exchange_times_out_as_a_normal_answer(api, exchange):
     assert response.status_code == 200
     body = response.json()
     assert body["reachable"] is False and "timed out" in body["reason"] and body["latencyMs"] is None
-    assert not exchange.release.is_set() and exchange.paths == ["/api/v3/ping"]
+    assert not exchange.release.is_set()
+    # The manager did reach the exchange. Whether the request line was read before the timeout depends
+    # on the scheduler (a stalled loop can time out between connect and write), so only what is
+    # certain is asserted: one connection, and at most this request on it.
+    await wait_for(lambda: exchange.connections == 1)
+    assert exchange.paths in ([], ["/api/v3/ping"])
 
 
 async def test_http_error_is_unreachable_with_the_status(api, exchange):
