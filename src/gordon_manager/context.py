@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the services' types only: their modules import this one
     from gordon_manager.backtests.sweep_service import SweepRunner
     from gordon_manager.backtests.worker import BacktestRunner
     from gordon_manager.bff.exchange import _Closing
+    from gordon_manager.db.listen import Listen
     from gordon_manager.db.readpool import ReadPool
     from gordon_manager.deploys.controller import DeployController
     from gordon_manager.deploys.service_deploys import ServiceDeployRunner
@@ -60,6 +61,7 @@ class Services:
     reaper: RunReaper | None = None
     background_lock: BackgroundLock | None = None
     # shared clients and pools, made on first use
+    listen: Listen | None = None
     peer_http: PeerHttp | None = None
     exchange_client: _Closing | None = None
     read_pool: ReadPool | None = None

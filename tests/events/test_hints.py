@@ -49,7 +49,7 @@ async def test_new_bars_and_risk_changes_are_relayed_as_hints(nats_server, start
         await nc.flush()
         async with start_manager(bus_nats_url=nats_server.url) as manager:
             relay = next(s for s in manager.ctx.supervisor.loops if isinstance(s, HintRelay))
-            await until(lambda: relay._conn is not None and len(risk.subjects) >= 1, timeout=10)  # the start hint
+            await until(lambda: relay.listening and len(risk.subjects) >= 1, timeout=10)  # the start hint
             await insert_bar(admin, symbol)
             await until(lambda: bars.subjects == [klines_hint_subject(symbol, "1m")], timeout=10)
             before = len(risk.subjects)
@@ -75,10 +75,11 @@ async def test_the_relay_comes_back_after_postgres_drops_its_connection(nats_ser
         await nc.flush()
         async with start_manager(bus_nats_url=nats_server.url) as manager:
             relay = next(s for s in manager.ctx.supervisor.loops if isinstance(s, HintRelay))
-            await until(lambda: relay._conn is not None, timeout=10)
-            pid = relay._conn.get_server_pid()
+            listen = manager.ctx.services.listen
+            await until(lambda: relay.listening, timeout=10)
+            pid = listen.server_pid
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            await until(lambda: relay._conn is not None and relay._conn.get_server_pid() != pid, timeout=15)
+            await until(lambda: relay.listening and listen.server_pid != pid, timeout=15)
             await insert_bar(admin, symbol)
             await until(lambda: bars.subjects, timeout=10)
     finally:

@@ -52,7 +52,7 @@ async def test_committed_intents_are_relayed_in_order_and_deduplicated(nats_serv
     try:
         async with start_manager(bus_nats_url=nats_server.url) as manager:
             relay = next(s for s in manager.ctx.supervisor.loops if isinstance(s, IntentRelay))
-            await until(lambda: relay._conn is not None and relay._js is not None, timeout=10)
+            await until(lambda: relay.listening and relay._js is not None, timeout=10)
             coids = [f"gb{bot_id}-{uuid.uuid4().hex[:6]}-{i}" for i in range(5)]
             # a rolled-back transaction's intent is never announced
             tx = admin.transaction()
@@ -85,7 +85,7 @@ async def test_a_relay_that_cannot_publish_drops_counts_and_holds_nothing(nats_s
     # no ORDER_INTENTS stream: JetStream refuses every publish
     async with start_manager(bus_nats_url=nats_server.url) as manager:
         relay = next(s for s in manager.ctx.supervisor.loops if isinstance(s, IntentRelay))
-        await until(lambda: relay._conn is not None and relay._js is not None, timeout=10)
+        await until(lambda: relay.listening and relay._js is not None, timeout=10)
         before = relayed("dropped")
         async with admin.transaction():
             for i in range(3):

@@ -54,12 +54,12 @@ async def test_odd_notify_payloads_are_counted_and_skipped(manager, admin, bot_i
 
 
 async def test_a_dead_listen_connection_is_found_by_the_ping(manager, admin, bot_id):
-    listener = manager.events.listener
+    listener, listen = manager.events.listener, manager.ctx.services.listen
     reconnects = listener.reconnects
     # Pretend nothing told us: no termination callback, only the periodic ping can notice.
-    listener._conn.remove_termination_listener(listener._on_terminated)
-    await admin.execute("SELECT pg_terminate_backend($1)", listener._conn.get_server_pid())
-    listener.wake()
+    listen._conn.remove_termination_listener(listen._on_terminated)
+    await admin.execute("SELECT pg_terminate_backend($1)", listen.server_pid)
+    listen.wake()
     await until(lambda: listener.reconnects == reconnects + 1, timeout=10)
     async with ws_client(manager.ws_url) as client:
         await client.subscribe(["bot_events"])

@@ -118,18 +118,18 @@ async def test_database_trouble_during_replay_or_snapshot_is_a_resync(manager, m
 
 async def test_listener_reconnect_replays_what_notify_lost(manager, admin, database: Database, bot_id):
     """The LISTEN connection is cut and kept down; rows written meanwhile (and a late commit) arrive once."""
-    listener = manager.events.listener
+    listener, listen = manager.events.listener, manager.ctx.services.listen
     failed_attempts = []
-    connect = listener._connect
+    connect = listen._connect
 
     async def counted_connect():
         try:
             await connect()
         except Exception:
-            failed_attempts.append(listener._url)
+            failed_attempts.append(listen._url)
             raise
 
-    listener._connect = counted_connect
+    listen._connect = counted_connect
     slow = await asyncpg.connect(database.admin_url)
     try:
         async with ws_client(manager.ws_url) as client:
@@ -140,11 +140,12 @@ async def test_listener_reconnect_replays_what_notify_lost(manager, admin, datab
             await insert_events(admin, bot_id, ["before"])
             assert [e["data"]["message"] for e in await client.events(1)] == ["before"]
 
-            good_url, listener._url = listener._url, "postgresql://nobody@127.0.0.1:1/none"
+            good_url, listen._url = listen._url, "postgresql://nobody@127.0.0.1:1/none"
             reconnects, replayed = listener.reconnects, listener.replayed_rows
-            pid = listener._conn.get_server_pid()
+            pid = listen.server_pid
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            await until(lambda: not listener.connected)
+            await until(lambda: listen.error is not None)  # the loss is handled (subscribers told), not only seen
+            assert not listener.connected
             async with httpx.AsyncClient(base_url=manager.http_url) as http:
                 body = (await http.get("/healthz")).json()
             assert "peer_down" in body["degraded"] and body["checks"]["eventsListener"]["connected"] is False
@@ -153,10 +154,10 @@ async def test_listener_reconnect_replays_what_notify_lost(manager, admin, datab
             await tx.commit()  # a lower id, committed while nobody listened
             # The listener stays down over at least one more failed attempt, made after those commits.
             attempts = len(failed_attempts)
-            listener.wake()
+            listen.wake()
             await until(lambda: len(failed_attempts) > attempts, timeout=10)
-            listener._url = good_url
-            listener.wake()
+            listen._url = good_url
+            listen.wake()
             await until(lambda: listener.reconnects == reconnects + 1, timeout=10)
             events = await client.events(3)
             assert sorted(e["data"]["message"] for e in events) == ["in-flight", "lost1", "lost2"]

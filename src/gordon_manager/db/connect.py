@@ -27,10 +27,11 @@ async def init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(typename, encoder=_json_dumps, decoder=orjson.loads, schema="pg_catalog")
 
 
-async def connect(url: str, *, timeout: float = 5.0, init: bool = True) -> asyncpg.Connection:
+async def connect(url: str, *, timeout: float = 5.0, init: bool = True,
+                  application_name: str = "gordon-manager") -> asyncpg.Connection:
     """One connection, or DatabaseUnavailable naming the server."""
     try:
-        conn = await asyncpg.connect(url, timeout=timeout, server_settings={"application_name": "gordon-manager"})
+        conn = await asyncpg.connect(url, timeout=timeout, server_settings={"application_name": application_name})
     except _CONNECT_ERRORS as exc:
         raise DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_host(url)}: {_reason(exc)}") from exc
     if init:

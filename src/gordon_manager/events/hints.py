@@ -4,7 +4,7 @@ A bot used to LISTEN on PostgreSQL for new bars and risk changes. PostgreSQL sig
 listening backend of a database on every NOTIFY, whatever its channel, so with one listening backend
 per bot each NOTIFY (the event outbox sends a few per decision) woke all N of them: PostgreSQL's CPU
 grew with N² (bench/live_loop.py, 100 bots: ~170 transactions per decision, each a backend reading
-the notification queue). The manager listens once and republishes:
+the notification queue). The manager listens once (``db/listen.py``) and republishes:
 
 * ``klines`` ("SYMBOL:INTERVAL", one per inserted (symbol, interval)) → ``gordon.hints.klines.SYMBOL.INTERVAL``;
 * ``risk_halt_changed`` and ``breaker_state`` → ``gordon.hints.risk``.
@@ -21,6 +21,7 @@ import asyncio
 import nats.errors
 
 from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject
+from gordon_manager.db.listen import Listen
 from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
 
@@ -34,8 +35,8 @@ class HintRelay(NotifyRelay):
     name = "hint-relay"
     channels = (KLINES_CHANNEL, *RISK_CHANNELS)
 
-    def __init__(self, *, database_url: str, nats_url: str, interval: float = 2.0) -> None:
-        super().__init__(database_url=database_url, nats_url=nats_url, interval=interval)
+    def __init__(self, *, listen: Listen, nats_url: str, interval: float = 2.0) -> None:
+        super().__init__(listen=listen, nats_url=nats_url, interval=interval)
         self.relayed = 0
 
     def _subject(self, channel: str, payload: str) -> str | None:
@@ -62,6 +63,6 @@ class HintRelay(NotifyRelay):
         self.relayed += 1
         metrics.HINTS.labels(outcome="relayed").inc()
 
-    async def on_listening(self) -> None:
-        assert self._nc is not None  # LISTEN starts after NATS is connected (NotifyRelay.run_once)
-        await self._nc.publish(HINT_RISK_SUBJECT, b"")  # what changed while nobody listened
+    async def on_resumed(self) -> None:
+        assert self._nc is not None  # NotifyRelay calls this with NATS connected
+        await self._nc.publish(HINT_RISK_SUBJECT, b"")  # what changed while nobody relayed

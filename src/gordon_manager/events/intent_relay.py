@@ -3,8 +3,8 @@
 A bot publishes each intent right after the transaction that recorded it commits. Under load (many
 bots deciding on the same bar, a few cores) the bot waits its turn for the CPU between its commit
 and its publish. The relay takes that wait out of the path: the outbox row's trigger NOTIFYs the
-message (migration 0017), PostgreSQL delivers it when the transaction commits, and the relay (one
-listening connection, one process) publishes it with ``Nats-Msg-Id`` = clientOrderId.
+message (migration 0017), PostgreSQL delivers it when the transaction commits, and the relay (on the
+process's one LISTEN connection, ``db/listen.py``) publishes it with ``Nats-Msg-Id`` = clientOrderId.
 
 The bot still publishes and marks its outbox: JetStream stores whichever copy comes first and
 acknowledges the other as a duplicate, so the relay can only make an intent earlier, never doubled,
@@ -24,6 +24,7 @@ import nats.js.errors
 import orjson
 from nats.js import JetStreamContext
 
+from gordon_manager.db.listen import Listen
 from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
 
@@ -40,8 +41,8 @@ class IntentRelay(NotifyRelay):
     name = "intent-relay"
     channels = (CHANNEL,)
 
-    def __init__(self, *, database_url: str, nats_url: str, interval: float = 2.0, timeout_s: float = 2.0) -> None:
-        super().__init__(database_url=database_url, nats_url=nats_url, interval=interval)
+    def __init__(self, *, listen: Listen, nats_url: str, interval: float = 2.0, timeout_s: float = 2.0) -> None:
+        super().__init__(listen=listen, nats_url=nats_url, interval=interval)
         self._timeout_s = timeout_s
         self._js: JetStreamContext | None = None
         self._pending: dict[int, list[dict]] = {}  # bot id -> notes waiting, in commit order

@@ -1,4 +1,4 @@
-"""LISTEN on a dedicated asyncpg connection (not from the pool), reconnecting with backoff.
+"""The /ws feed from NOTIFY, a subscriber of the process's one LISTEN connection (``db/listen.py``).
 
 NOTIFY is lost while nobody listens, so after every reconnect the listener replays the outbox
 (``trading.events``) from the highest id it saw, plus the ids it noticed missing below it (rows of
@@ -8,7 +8,6 @@ trigger left out (over ~8 kB) are read back from the outbox by id, in order.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import deque
@@ -17,8 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from gordon_manager.db.connect import connect
-from gordon_manager.errors import DatabaseUnavailable
+from gordon_manager.db.listen import DB_ERRORS, Listen
 from gordon_manager.events import repo
 from gordon_manager.events.hub import Hub
 from gordon_manager.events.protocol import BREAKER_CHANNEL, CHANNELS, outbox_item
@@ -28,8 +26,6 @@ from gordon_manager.observability import metrics
 
 logger = logging.getLogger(__name__)
 HEALTH_SOURCE = "events_listener"
-_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-              DatabaseUnavailable)
 
 
 class Sequencer:
@@ -89,113 +85,63 @@ class Sequencer:
 
 
 class NotifyListener(LoopService):
-    """Feeds the hub from Postgres NOTIFY; each iteration reconnects, drains the backlog or pings."""
+    """Feeds the hub from Postgres NOTIFY, as a subscriber of the process's LISTEN connection
+    (``db/listen.py``): replays the outbox each time LISTEN (re)starts; its loop drains the backlog."""
 
     name = "events-listener"
 
-    def __init__(self, *, url: str, pool: asyncpg.Pool, hub: Hub, health: HealthState, forward_breaker: bool,
-                 connect_timeout_s: float = 5.0, ping_interval_s: float = 1.0, backoff_max_s: float = 5.0) -> None:
-        super().__init__(interval=ping_interval_s)
-        self._url = url
+    def __init__(self, *, listen: Listen, pool: asyncpg.Pool, hub: Hub, health: HealthState, forward_breaker: bool,
+                 drain_interval_s: float = 1.0) -> None:
+        super().__init__(interval=drain_interval_s)
+        self._listen = listen
         self._pool = pool
         self._hub = hub
         self._health = health
         self._forward_breaker = forward_breaker
-        self._connect_timeout_s = connect_timeout_s
-        self._ping_interval_s = ping_interval_s
-        self._backoff_max_s = backoff_max_s
-        self._backoff_s = 0.1
-        self._conn: asyncpg.Connection | None = None
-        self._lost = False
-        self._replaying = False
+        self._replaying = True  # until the first LISTEN has started: notifications wait in the backlog
         self._started = False
         self._backlog: deque[str] = deque()
         self._counters = {channel: metrics.NOTIFY_PAYLOADS.labels(channel=channel) for channel in CHANNELS}
         self.sequencer = Sequencer()
         self.reconnects = 0
         self.replayed_rows = 0
+        listen.subscribe(self.name, CHANNELS, self._on_notification, on_listening=self._on_listening,
+                         on_lost=self._on_lost)
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._lost
+        return self._listen.connected and not self._replaying
 
     # -- loop --------------------------------------------------------------------------------------
     async def run_once(self) -> None:
-        if self._lost:
-            await self._disconnect("connection lost")
-        if self._conn is None:
-            await self.try_connect()
-            return
         try:
             await self._drain()
-            async with asyncio.timeout(self._connect_timeout_s):
-                await self._conn.fetchval("SELECT 1")
-        except _DB_ERRORS as exc:
-            await self._disconnect(f"{type(exc).__name__}: {exc}")
+        except DB_ERRORS as exc:  # the item stays first in the backlog; the next iteration retries it
+            logger.warning("events listener could not read a payload back", extra={"error": f"{type(exc).__name__}: {exc}"})
 
-    async def try_connect(self) -> bool:
-        """One connection attempt (LISTEN, then replay what was missed); False and backoff on failure."""
-        try:
-            await self._connect()
-        except _DB_ERRORS as exc:
-            await self._disconnect(f"{type(exc).__name__}: {exc}")
-            self.interval = self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
-            return False
-        self._backoff_s = 0.1
-        self.interval = self._ping_interval_s
-        return True
-
-    async def teardown(self) -> None:
-        await self._disconnect(None)
-
-    # -- connection --------------------------------------------------------------------------------
-    async def _connect(self) -> None:
-        conn = await connect(self._url, timeout=self._connect_timeout_s)
-        self._conn = conn
-        self._lost = False
-        conn.add_termination_listener(self._on_terminated)
+    # -- LISTEN ------------------------------------------------------------------------------------
+    async def _on_listening(self, conn: asyncpg.Connection) -> None:
+        """LISTEN (re)started: note where the outbox is (first time) or replay what NOTIFY lost."""
         self._replaying = True
-        try:
-            for channel in CHANNELS:
-                await conn.add_listener(channel, self._on_notification)
-            if not self._started:
-                high = await repo.max_event_id(conn)
-                self.sequencer.start(high)
-                if self._hub.last_id is None or high > self._hub.last_id:
-                    self._hub.last_id = high
-            else:
-                await self._replay(conn)
-        finally:
-            self._replaying = False
-        if self._started:
+        if not self._started:
+            high = await repo.max_event_id(conn)
+            self.sequencer.start(high)
+            if self._hub.last_id is None or high > self._hub.last_id:
+                self._hub.last_id = high
+        else:
+            await self._replay(conn)
             self.reconnects += 1
         self._started = True
-        await self._drain()
+        self._replaying = False
+        self.wake()  # drain what arrived meanwhile, in order
         self._health.clear_degraded("peer_down", HEALTH_SOURCE)
         self._publish_check()
-        logger.info("events listener connected", extra={"reconnects": self.reconnects,
-                                                         "last_id": self.sequencer.high})
+        logger.info("events listener listening", extra={"reconnects": self.reconnects, "last_id": self.sequencer.high})
 
-    async def _disconnect(self, reason: str | None) -> None:
-        conn, self._conn = self._conn, None
-        self._lost = False
-        if conn is not None:
-            conn.remove_termination_listener(self._on_terminated)
-            try:
-                async with asyncio.timeout(1.0):
-                    await conn.close()
-            except Exception:  # already dead: close() is best effort
-                conn.terminate()
-        if reason is not None:
-            logger.warning("events listener disconnected", extra={"reason": reason})
-            self._health.set_degraded("peer_down", HEALTH_SOURCE, "LISTEN connection down; reconnecting")
-            self._publish_check(error=reason)
-
-    def _on_terminated(self, conn: asyncpg.Connection) -> None:
-        if conn is self._conn:
-            self._lost = True
-            self.wake()
+    def _on_lost(self, reason: str) -> None:
+        self._replaying = True
+        self._health.set_degraded("peer_down", HEALTH_SOURCE, "LISTEN connection down; reconnecting")
+        self._publish_check(error=reason)
 
     def _publish_check(self, error: str | None = None) -> None:
         self._health.set_check("eventsListener", connected=self.connected, reconnects=self.reconnects,
@@ -218,7 +164,7 @@ class NotifyListener(LoopService):
         logger.info("events listener replayed the outbox", extra={"up_to": self.sequencer.high})
 
     # -- notifications -----------------------------------------------------------------------------
-    def _on_notification(self, conn: Any, pid: int, channel: str, payload: str) -> None:
+    def _on_notification(self, channel: str, payload: str) -> None:
         counter = self._counters.get(channel)
         if counter is not None:
             counter.inc()
@@ -239,6 +185,8 @@ class NotifyListener(LoopService):
             logger.exception("could not handle a NOTIFY payload", extra={"channel": channel})
 
     async def _drain(self) -> None:
+        if self._replaying:  # LISTEN is (re)starting: the replay comes first, then this backlog
+            return
         while self._backlog:
             payload = self._backlog[0]
             try:
@@ -248,7 +196,7 @@ class NotifyListener(LoopService):
                     async with self._pool.acquire() as conn:
                         row = await repo.event_by_id(conn, event_id=int(note["id"]))
                     body = row["payload"] if row is not None else None
-            except _DB_ERRORS:
+            except DB_ERRORS:
                 raise  # keep the item; the next iteration retries it
             except Exception:
                 metrics.ERRORS.labels(component="events_listener", kind="bad_payload").inc()

@@ -1,4 +1,5 @@
-"""Wiring of the events domain: hub, NOTIFY listener, NATS consumer, monitor and outbox retention."""
+"""Wiring of the events domain: hub, NOTIFY listener and relays (on the shared LISTEN), NATS consumer, monitor and
+outbox retention."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import asyncpg
 from starlette.websockets import WebSocket
 
 from gordon_manager.context import AppContext
+from gordon_manager.db.listen import listen
 from gordon_manager.events import repo
 from gordon_manager.events.hints import HintRelay
 from gordon_manager.events.hub import Hub
@@ -96,27 +98,27 @@ class EventsService:
 
 
 async def start(ctx: AppContext) -> None:
-    """Start the events domain: LISTEN (connected before serving), NATS consumer, monitor, retention."""
+    """Start the events domain: LISTEN (connected before serving), relays, NATS consumer, monitor, retention."""
     settings = ctx.settings
     nats_url = settings.bus_nats_url
     hub = Hub(health=ctx.health, queue_size=settings.ws_queue_size,
               batch_window_s=settings.ws_batch_window_ms / 1000.0, send_timeout_s=settings.ws_send_timeout_s,
               overflow_threshold=settings.ws_overflow_threshold, storm_per_s=settings.ws_reconnect_storm_per_s,
               breaker_source="nats" if nats_url else "notify")
-    listener = NotifyListener(url=ctx.database_url, pool=ctx.pool, hub=hub, health=ctx.health,
-                              forward_breaker=not nats_url, connect_timeout_s=settings.db_connect_timeout_s)
-    await listener.try_connect()  # so that a client connecting right after start-up misses nothing
+    shared = listen(ctx)
+    listener = NotifyListener(listen=shared, pool=ctx.pool, hub=hub, health=ctx.health, forward_breaker=not nats_url)
     ctx.supervisor.start(listener)
     consumer = None
     if nats_url:
         consumer = NatsBreakerConsumer(url=nats_url, hub=hub, health=ctx.health)
         ctx.health.set_check("nats", configured=True, connected=False, breakerStateSource="nats")
         ctx.supervisor.start(consumer)
-        ctx.supervisor.start(HintRelay(database_url=ctx.database_url, nats_url=nats_url))
-        ctx.supervisor.start(IntentRelay(database_url=ctx.database_url, nats_url=nats_url))
+        ctx.supervisor.start(HintRelay(listen=shared, nats_url=nats_url))
+        ctx.supervisor.start(IntentRelay(listen=shared, nats_url=nats_url))
     else:
         ctx.health.set_check("nats", configured=False, breakerStateSource="notify",
                              detail="GORDON_BUS_NATS_URL is unset: breaker_state deltas come from Postgres NOTIFY")
+    await shared.sync()  # listening before serving: a client connecting right after start-up misses nothing
     pruner = OutboxPruner(ctx.pool, retention_s=settings.events_retention_s, active=ctx.leads)
     service = EventsService(ctx, hub=hub, listener=listener, nats=consumer, pruner=pruner)
     ctx.supervisor.start(HubMonitor(hub, service))

@@ -14,12 +14,13 @@ import asyncpg
 from gordon_manager.botrunner import credentials
 from gordon_manager.botrunner.labels import resource_limits
 from gordon_manager.context import AppContext
+from gordon_manager.db.listen import listen
 from gordon_manager.db.urls import with_user
 from gordon_manager.errors import ConfigurationError
 from gordon_manager.reconcile.leader import LeaderElector
 from gordon_manager.reconcile.policy import Thresholds
 from gordon_manager.reconcile.reconciler import Reconciler
-from gordon_manager.reconcile.wakeups import ConfigListener, LeaderWatcher, RuntimeEventWatcher
+from gordon_manager.reconcile.wakeups import LeaderWatcher, RuntimeEventWatcher, wake_on_config_changes
 from gordon_manager.runtimes import create_runtime
 from gordon_manager.runtimes.base import (
     Observed,
@@ -164,6 +165,6 @@ async def start(ctx: AppContext) -> None:
     ctx.services.reconciler = reconciler
     ctx.services.leader = leader
     for loop in (leader, reconciler, LeaderWatcher(reconciler=reconciler),
-                 ConfigListener(url=ctx.database_url, reconciler=reconciler),
                  RuntimeEventWatcher(runtime=runtime, reconciler=reconciler)):
         ctx.supervisor.start(loop)
+    wake_on_config_changes(listen(ctx), reconciler)

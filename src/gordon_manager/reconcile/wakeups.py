@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-import asyncpg
-
-from gordon_manager.db.connect import connect
+from gordon_manager.db.listen import Listen
 from gordon_manager.loops import LoopService
 from gordon_manager.reconcile.reconciler import Reconciler
 from gordon_manager.runtimes.base import Runtime
@@ -17,40 +14,18 @@ logger = logging.getLogger(__name__)
 CONFIG_CHANNEL = "bot_config_changed"
 
 
-class ConfigListener(LoopService):
-    """LISTEN bot_config_changed on a dedicated connection; reconnect when it drops.
+def wake_on_config_changes(listen: Listen, reconciler: Reconciler) -> None:
+    """Wake the reconciler on NOTIFY bot_config_changed (on the process's LISTEN connection).
 
-    A notification lost while disconnected costs nothing but latency: the reconciler is
-    level-triggered and its timer converges everything anyway.
+    A notification lost while LISTEN was down costs nothing but latency: the reconciler is
+    level-triggered and its timer converges everything anyway; it is woken once LISTEN is back.
     """
 
-    name = "reconcile-listener"
+    async def listening(_conn: object) -> None:
+        reconciler.wake("notify")  # changes may have happened while nobody listened
 
-    def __init__(self, *, url: str, reconciler: Reconciler, interval: float = 2.0) -> None:
-        super().__init__(interval=interval)
-        self._url = url
-        self._reconciler = reconciler
-        self._conn: asyncpg.Connection | None = None
-
-    def _notified(self, *_args: object) -> None:
-        self._reconciler.wake("notify")
-
-    async def run_once(self) -> None:
-        try:
-            if self._conn is None or self._conn.is_closed():
-                self._conn = await connect(self._url, init=False)
-                await self._conn.add_listener(CONFIG_CHANNEL, self._notified)
-                self._reconciler.wake("notify")  # changes may have happened while we were away
-            await asyncio.wait_for(self._conn.fetchval("SELECT 1"), timeout=self.interval)
-        except Exception:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                conn.terminate()
-            raise
-
-    async def teardown(self) -> None:
-        if self._conn is not None:
-            self._conn.terminate()
+    listen.subscribe("reconcile-listener", (CONFIG_CHANNEL,), lambda _channel, _payload: reconciler.wake("notify"),
+                     on_listening=listening)
 
 
 class RuntimeEventWatcher(LoopService):
