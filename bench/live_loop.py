@@ -841,6 +841,14 @@ class LiveBench:
             part = [received[r["client_order_id"]] - r["committed"] for r in window
                     if w0 + s0 <= r["committed"] < w0 + s0 + 10 and r["client_order_id"] in received]
             slices.append((s0, len(part), pct(part, 99)))
+        if args.samples:
+            with open(args.samples, "w") as out:
+                for r in window:
+                    coid = r["client_order_id"]
+                    bar = int(r["bar_at"].timestamp())
+                    out.write(json.dumps({"bot": r["bot_id"], "bar": bar, "inserted": self.inserted.get(bar),
+                                          "committed": r["committed"], "stored": stored.get(coid),
+                                          "received": received.get(coid)}) + "\n")
         alive = sum(1 for p in self.bots.values() if p.poll() is None)
         diagnosis = None
         if self.exact:
@@ -950,6 +958,9 @@ def main() -> None:
     parser.add_argument("--drain", type=float, default=5.0, help="seconds after the window before counting")
     parser.add_argument("--baseline-seconds", type=float, default=10.0)
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--samples", metavar="FILE",
+                        help="write one JSON line per decision of the window (bot, bar, bar inserted, committed, "
+                             "stored, received; epoch s) to study the tail")
     parser.add_argument("--loadgen-nice", type=int, default=-10,
                         help="nice of this process (executor + feeder), set once PostgreSQL and NATS run")
     parser.add_argument("--executor-pool", type=int, default=8,
