@@ -630,6 +630,8 @@ class LiveBench:
         self.feed_task: asyncio.Task | None = None
         self.stop_feed = asyncio.Event()
         self.inserted: dict[int, float] = {}  # bar open second -> when the feeder wrote it
+        self.waits: dict[int, list[tuple[str, float]]] | None = None
+        self.notified: dict[str, float] = {}  # clientOrderId -> when this process got its NOTIFY (--notify-probe)
         self.result: dict = {"bots": args.bots, "seconds": args.seconds, "poll_s": args.poll,
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
@@ -675,6 +677,17 @@ class LiveBench:
         self.db = await create_db(server_url)
         self.admin = await asyncpg.connect(self.db.admin_url)
         self.exact = await self.admin.fetchval("SHOW track_commit_timestamp") == "on"
+        for trigger in args.disable_trigger:  # experiment: e.g. order_intents.order_intents_notify
+            table, _, name = trigger.partition(".")
+            await self.admin.execute(f'ALTER TABLE trading."{table}" DISABLE TRIGGER "{name}"')
+            print(f"experiment: trigger {name} on trading.{table} disabled")
+        if args.notify_probe:  # experiment: when does an intent's NOTIFY reach a listener?
+            def probe(_conn, _pid, _channel, payload: str) -> None:
+                now = time.time()
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    self.notified.setdefault(json.loads(payload)["clientOrderId"], now)
+            self.probe = await asyncpg.connect(self.db.admin_url)
+            await self.probe.add_listener("order_intents", probe)
         print("commit time from: " + (
             "pg_xact_commit_timestamp(xmin) of the decision row (exact)" if self.exact else
             "bot_decisions.at = the transaction's now(), its START: the latencies below are upper bounds"))
@@ -710,6 +723,36 @@ class LiveBench:
                           GORDON_MANAGER_OPERATOR_TOKEN=TOKEN, GORDON_MANAGER_LOG_LEVEL="WARNING"),
             nice=args.infra_nice)
         await wait_ready(f"http://127.0.0.1:{port}", self.procs["manager"])
+        if args.path_nice:
+            # experiment: the intent's way from a commit to JetStream (the manager's LISTEN backend, the
+            # manager's relay, nats-server) ahead of the bots and their backends
+            listen_pid = await self.admin.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = 'gordon-manager-listen'")
+            path = [*tree(self.procs["manager"].pid), *tree(self.nats.proc.pid)]
+            for proc in path:
+                renice(proc.pid, args.path_nice)
+            if listen_pid is not None:
+                renice(listen_pid, args.path_nice)
+            print(f"experiment: the manager, nats-server and the LISTEN backend ({listen_pid}) at nice {args.path_nice}")
+
+    async def sample_waits(self, seconds: float) -> dict[int, list[tuple[str, float]]]:
+        """What PostgreSQL's busy backends wait on, sampled every few ms, by phase of the second (the bar comes at 0)."""
+        conn = await asyncpg.connect(self.db.admin_url)
+        counts: dict[int, Counter] = {}
+        samples: Counter = Counter()
+        try:
+            end = time.time() + seconds
+            while time.time() < end:
+                phase = int((time.time() % 1.0) * 10) * 100
+                rows = await conn.fetch("SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w"
+                                        " FROM pg_stat_activity WHERE state = 'active' AND pid <> pg_backend_pid()"
+                                        " AND backend_type = 'client backend'")
+                samples[phase] += 1
+                counts.setdefault(phase, Counter()).update(r["w"] for r in rows)
+                await asyncio.sleep(0.005)
+        finally:
+            await conn.close()
+        return {k: [(name, n / samples[k]) for name, n in counts[k].most_common(3)] for k in sorted(counts)}
 
     async def baseline(self) -> None:
         """A bare commit → publish → receipt, measured the same way, at the bots' aggregate rate."""
@@ -801,9 +844,12 @@ class LiveBench:
         stats0 = await pg_stats(self.admin)
         w0 = time.time()
         meter.start()
+        waits_task = asyncio.create_task(self.sample_waits(args.seconds)) if args.pg_waits else None
         await asyncio.sleep(args.seconds)
         w1 = time.time()
         cpu = meter.stop()
+        if waits_task is not None:
+            self.waits = await waits_task
         stats1 = await pg_stats(self.admin)
         load = os.getloadavg()
         self.stop_feed.set()
@@ -836,6 +882,12 @@ class LiveBench:
         to_stored = [stored[r["client_order_id"]] - r["committed"] for r in window if r["client_order_id"] in stored]
         stored_to_receipt = [received[c] - stored[c] for c in (r["client_order_id"] for r in window)
                              if c in stored and c in received]
+        by_offset: dict[int, list[float]] = {}  # commit time after the bar was written (50 ms steps) -> latencies
+        for r in window:
+            at, coid = self.inserted.get(int(r["bar_at"].timestamp())), r["client_order_id"]
+            if at is not None and coid in received:
+                step = min(300, max(0, int((r["committed"] - at) * 20) * 50))
+                by_offset.setdefault(step, []).append(received[coid] - r["committed"])
         slices = []
         for s0 in range(0, int(args.seconds), 10):
             part = [received[r["client_order_id"]] - r["committed"] for r in window
@@ -847,7 +899,8 @@ class LiveBench:
                     coid = r["client_order_id"]
                     bar = int(r["bar_at"].timestamp())
                     out.write(json.dumps({"bot": r["bot_id"], "bar": bar, "inserted": self.inserted.get(bar),
-                                          "committed": r["committed"], "stored": stored.get(coid),
+                                          "committed": r["committed"], "notified": self.notified.get(coid),
+                                          "stored": stored.get(coid),
                                           "received": received.get(coid)}) + "\n")
         alive = sum(1 for p in self.bots.values() if p.poll() is None)
         diagnosis = None
@@ -885,6 +938,16 @@ class LiveBench:
               f"{ms(pct(to_stored, 50))} ms, p99 {ms(pct(to_stored, 99))} ms, max "
               f"{ms(max(to_stored, default=float('nan')))} ms; stored → receipt (delivery to the test executor's "
               f"consumer) p50 {ms(pct(stored_to_receipt, 50))} ms, p99 {ms(pct(stored_to_receipt, 99))} ms")
+        print("  by commit time after the bar was written (ms: intents, p50 / p99 latency): " + "; ".join(
+            f"{k}{'+' if k == 300 else f'-{k + 50}'} {len(v)} {ms(pct(v, 50))} / {ms(pct(v, 99))}"
+            for k, v in sorted(by_offset.items())))
+        result["by_commit_offset_ms"] = {k: {"n": len(v), "p50": pct(v, 50), "p99": pct(v, 99)}
+                                         for k, v in sorted(by_offset.items())}
+        if self.waits is not None:
+            print("  PostgreSQL backends active in a query, mean per sample by phase of the second (--pg-waits): "
+                  + "; ".join(f"{k}-{k + 100} ms " + ", ".join(f"{name} {n:.1f}" for name, n in v)
+                              for k, v in self.waits.items()))
+            result["pg_waits"] = {k: dict(v) for k, v in self.waits.items()}
         print("  per 10 s (intents, p99): "
               + "; ".join(f"{s0}-{s0 + 10} s {n} {ms(p)} ms" for s0, n, p in slices))
         if diagnosis is not None:
@@ -968,6 +1031,15 @@ def main() -> None:
     parser.add_argument("--infra-nice", type=int, default=0,
                         help="experiment: nice of PostgreSQL, nats-server and the manager, as CPU weights favouring "
                              "the control plane over bot containers would (0: as started)")
+    parser.add_argument("--pg-waits", action="store_true",
+                        help="sample pg_stat_activity's wait events during the window and report them by phase of the second")
+    parser.add_argument("--disable-trigger", action="append", default=[], metavar="TABLE.TRIGGER",
+                        help="experiment: disable a trigger of a trading table (e.g. order_intents.order_intents_notify)")
+    parser.add_argument("--notify-probe", action="store_true",
+                        help="experiment: LISTEN on order_intents here too and add when each NOTIFY arrived to --samples")
+    parser.add_argument("--path-nice", type=int, default=0,
+                        help="experiment: nice of the intent's way to JetStream: the manager (its relay), its LISTEN "
+                             "backend and nats-server")
     parser.add_argument("--nats-nice", type=int, default=0,
                         help="experiment: nice of every nats-server thread (as a CPU reservation for the bus would)")
     parser.add_argument("--bots-nice", type=int, default=0,
