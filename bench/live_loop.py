@@ -632,6 +632,7 @@ class LiveBench:
         self.inserted: dict[int, float] = {}  # bar open second -> when the feeder wrote it
         self.waits: dict[int, list[tuple[str, float]]] | None = None
         self.notified: dict[str, float] = {}  # clientOrderId -> when this process got its NOTIFY (--notify-probe)
+        self.probe: asyncpg.Connection | None = None
         self.result: dict = {"bots": args.bots, "seconds": args.seconds, "poll_s": args.poll,
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
@@ -883,25 +884,24 @@ class LiveBench:
         stored_to_receipt = [received[c] - stored[c] for c in (r["client_order_id"] for r in window)
                              if c in stored and c in received]
         by_offset: dict[int, list[float]] = {}  # commit time after the bar was written (50 ms steps) -> latencies
+        samples = []  # --samples: one record per decision of the window
         for r in window:
-            at, coid = self.inserted.get(int(r["bar_at"].timestamp())), r["client_order_id"]
+            bar, coid = int(r["bar_at"].timestamp()), r["client_order_id"]
+            at = self.inserted.get(bar)
             if at is not None and coid in received:
                 step = min(300, max(0, int((r["committed"] - at) * 20) * 50))
                 by_offset.setdefault(step, []).append(received[coid] - r["committed"])
+            if args.samples:
+                samples.append({"bot": r["bot_id"], "bar": bar, "inserted": at, "committed": r["committed"],
+                                "notified": self.notified.get(coid), "stored": stored.get(coid),
+                                "received": received.get(coid)})
+        if args.samples:
+            Path(args.samples).write_text("".join(json.dumps(sample) + "\n" for sample in samples))
         slices = []
         for s0 in range(0, int(args.seconds), 10):
             part = [received[r["client_order_id"]] - r["committed"] for r in window
                     if w0 + s0 <= r["committed"] < w0 + s0 + 10 and r["client_order_id"] in received]
             slices.append((s0, len(part), pct(part, 99)))
-        if args.samples:
-            with open(args.samples, "w") as out:
-                for r in window:
-                    coid = r["client_order_id"]
-                    bar = int(r["bar_at"].timestamp())
-                    out.write(json.dumps({"bot": r["bot_id"], "bar": bar, "inserted": self.inserted.get(bar),
-                                          "committed": r["committed"], "notified": self.notified.get(coid),
-                                          "stored": stored.get(coid),
-                                          "received": received.get(coid)}) + "\n")
         alive = sum(1 for p in self.bots.values() if p.poll() is None)
         diagnosis = None
         if self.exact:
@@ -993,6 +993,9 @@ class LiveBench:
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 await self.executor.stop()
+        if self.probe is not None:
+            with contextlib.suppress(Exception):
+                await self.probe.close()
         if self.nats is not None:
             self.nats.stop()
         if self.args.keep:

@@ -15,6 +15,8 @@ from gordon_manager.errors import DatabaseUnavailable
 logger = logging.getLogger(__name__)
 
 _CONNECT_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# What a dedicated connection's work can raise when the server or the link fails (retry, reconnect).
+DB_ERRORS = (*_CONNECT_ERRORS, asyncpg.InternalClientError, DatabaseUnavailable)
 
 
 def _json_dumps(value: Any) -> str:

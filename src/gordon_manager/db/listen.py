@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
-from gordon_manager.db.connect import connect
-from gordon_manager.errors import DatabaseUnavailable
+from gordon_manager.db.connect import DB_ERRORS, connect
 from gordon_manager.loops import LoopService
 
 if TYPE_CHECKING:
@@ -43,8 +42,6 @@ OnListening = Callable[[asyncpg.Connection], Awaitable[None]]
 OnLost = Callable[[str], None]  # (reason)
 
 APPLICATION_NAME = "gordon-manager-listen"  # how the connection shows in pg_stat_activity
-DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
-             asyncpg.InternalClientError, DatabaseUnavailable)
 
 
 @dataclass(frozen=True, eq=False)
@@ -70,7 +67,6 @@ class Listen(LoopService):
         self._backoff_max_s = backoff_max_s
         self._backoff_s = 0.1
         self._conn: asyncpg.Connection | None = None
-        self._lost = False
         self._lock = asyncio.Lock()
         self._subscriptions: list[Subscription] = []
         self._pending: list[Subscription] = []  # subscribed, not yet listening on this connection
@@ -79,7 +75,7 @@ class Listen(LoopService):
 
     @property
     def connected(self) -> bool:
-        return self._conn is not None and not self._lost
+        return self._conn is not None and not self._conn.is_closed()
 
     @property
     def server_pid(self) -> int | None:
@@ -98,20 +94,21 @@ class Listen(LoopService):
     async def run_once(self) -> None:
         if not await self.sync():
             return
-        try:
-            async with self._lock:
-                conn = self._conn
-                if conn is not None:
-                    async with asyncio.timeout(self._connect_timeout_s):
-                        await conn.fetchval("SELECT 1")
-        except DB_ERRORS as exc:
-            await self._disconnect(f"{type(exc).__name__}: {exc}")
+        async with self._lock:
+            if self._conn is None:
+                return
+            try:
+                async with asyncio.timeout(self._connect_timeout_s):
+                    await self._conn.fetchval("SELECT 1")
+            except DB_ERRORS as exc:
+                await self._close(f"{type(exc).__name__}: {exc}")
+                self.wake()  # reconnect now
 
     async def sync(self) -> bool:
         """Connect if needed and start LISTEN for every subscriber not yet listening; False (with backoff) on failure."""
         async with self._lock:
             try:
-                if self._lost:
+                if self._conn is not None and self._conn.is_closed():
                     await self._close("connection lost")
                 if self._conn is None:
                     await self._connect()
@@ -134,7 +131,6 @@ class Listen(LoopService):
     async def _connect(self) -> None:
         conn = await connect(self._url, timeout=self._connect_timeout_s, application_name=APPLICATION_NAME)
         self._conn = conn
-        self._lost = False
         conn.add_termination_listener(self._on_terminated)
         self._pending = list(self._subscriptions)
         await self._listen(conn)
@@ -156,7 +152,6 @@ class Listen(LoopService):
 
     async def _close(self, reason: str | None) -> None:
         conn, self._conn = self._conn, None
-        self._lost = False
         if conn is not None:
             conn.remove_termination_listener(self._on_terminated)
             try:
@@ -176,15 +171,9 @@ class Listen(LoopService):
                     logger.exception("LISTEN subscriber failed on a lost connection",
                                      extra={"subscriber": subscription.name})
 
-    async def _disconnect(self, reason: str) -> None:
-        async with self._lock:
-            await self._close(reason)
-        self.wake()
-
     def _on_terminated(self, conn: asyncpg.Connection) -> None:
         if conn is self._conn:
-            self._lost = True
-            self.wake()
+            self.wake()  # the next iteration sees it closed and reconnects
 
 
 def _dispatcher(notified: Notified) -> Callable[[object, int, str, str], None]:

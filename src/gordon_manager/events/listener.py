@@ -16,7 +16,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from gordon_manager.db.listen import DB_ERRORS, Listen
+from gordon_manager.db.connect import DB_ERRORS
+from gordon_manager.db.listen import Listen
 from gordon_manager.events import repo
 from gordon_manager.events.hub import Hub
 from gordon_manager.events.protocol import BREAKER_CHANNEL, CHANNELS, outbox_item

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from starlette.websockets import WebSocket, WebSocketState
 
-from gordon_manager.errors import DatabaseUnavailable
+from gordon_manager.db.connect import DB_ERRORS
 from gordon_manager.events import repo
 from gordon_manager.events.hub import Hub
 from gordon_manager.events.protocol import (
@@ -46,8 +46,6 @@ logger = logging.getLogger(__name__)
 MAX_REPLAY_ROWS = 10_000
 DEFAULT_REPLAY_MAX_BYTES = 8 * 1024 * 1024
 REPLAY_FRAME_EVENTS = 500
-_DB_ERRORS = (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError,
-              DatabaseUnavailable)
 
 
 class Session:
@@ -171,7 +169,7 @@ class Session:
     async def _snapshot(self, ref: str | None) -> None:
         try:
             rows = await self._query(repo.breaker_snapshot)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             logger.warning("breaker snapshot failed", extra={"error": type(exc).__name__})
             await self._put(resync_frame("unavailable", [BREAKER_CHANNEL], detail="snapshot unavailable", ref=ref))
             return
@@ -189,7 +187,7 @@ class Session:
 
         try:
             oldest, newest, rows = await self._query(read)
-        except _DB_ERRORS as exc:
+        except DB_ERRORS as exc:
             logger.warning("replay failed", extra={"error": type(exc).__name__})
             await self._put(resync_frame("unavailable", channels, detail="replay unavailable", ref=ref))
             return set()
