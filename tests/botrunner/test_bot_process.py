@@ -134,6 +134,58 @@ async def test_follow_mode_warms_up_trades_new_bars_and_stops_cleanly(bdb):
     assert ledger["run_id"] == run["id"]
 
 
+async def test_bars_from_hints_trade_exactly_as_queried_bars(bdb):
+    """Two bots, two markets, the same bars (migration 0030, botrunner/hinted.py). A's new bars are written
+    one per statement, so each NOTIFY carries its bar and A takes it without a query; B's two per
+    statement, so B queries. A minute-long poll: only the hints move them. Same trading, bit for bit."""
+    bars = synth(260, seed=11)
+    params, execution = {"fast": 3, "slow": 8}, {"taker_fee_bps": "10", "slippage_bps": "2"}
+    window = BarLoop("sma_crossover", params).window
+    bots = {}
+    for name in ("hinted", "queried"):
+        sym = symbol()
+        await insert_klines(bdb.admin_url, bars.slice(0, 200), symbol=sym)
+        bot_id = await create_bot_row(bdb.admin_url, symbol=sym, params=params, execution=execution)
+        port = free_port()
+        bots[name] = (sym, bot_id, port, spawn_bot(bdb, bot_id, GORDON_BOT_POLL_S="60",
+                                                    GORDON_BOT_METRICS_PORT=str(port)))
+
+    async def points(bot_id: int) -> int:
+        run = await run_row(bdb, bot_id)
+        if run is None:
+            return -1
+        return (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"]))[0]["n"]
+
+    async def all_at(n: int) -> bool:
+        return all([await points(bot_id) == n for _s, bot_id, _p, _proc in bots.values()])
+
+    try:
+        await wait_for(lambda: all_at(window), timeout=20)
+        for k in range(200, 260, 2):
+            await insert_klines(bdb.admin_url, bars.slice(k, k + 1), symbol=bots["hinted"][0])
+            await insert_klines(bdb.admin_url, bars.slice(k + 1, k + 2), symbol=bots["hinted"][0])
+            await insert_klines(bdb.admin_url, bars.slice(k, k + 2), symbol=bots["queried"][0])
+        await wait_for(lambda: all_at(window + 60), timeout=30)
+        hinted = {name: httpx.get(f"http://127.0.0.1:{port}/metrics").text for name, (_s, _b, port, _p) in bots.items()}
+        assert "gordon_bot_bars_hinted_total 60.0" in hinted["hinted"]
+        assert "gordon_bot_bars_hinted_total 0.0" in hinted["queried"]
+    finally:
+        codes = {name: terminate(proc) for name, (_s, _b, _port, proc) in bots.items()}
+    assert codes == {"hinted": 0, "queried": 0}
+    traded = {}
+    for name, (_s, bot_id, _p, _proc) in bots.items():
+        run = await run_row(bdb, bot_id)
+        traded[name] = [
+            [tuple(r) for r in await fetch(bdb, "SELECT ts, equity FROM trading.equity_points WHERE run_id = $1"
+                                                " ORDER BY ts", run["id"])],
+            [tuple(r) for r in await fetch(bdb, "SELECT bar_at, side, qty, price FROM trading.bot_decisions"
+                                                " WHERE run_id = $1 ORDER BY bar_at, id", run["id"])],
+            [tuple(r) for r in await fetch(bdb, "SELECT entry_price, exit_price, qty, net_pnl FROM trading.roundtrips"
+                                                " WHERE run_id = $1 ORDER BY entry_at", run["id"])]]
+    assert traded["hinted"] == traded["queried"]
+    assert len(traded["hinted"][0]) == window + 60 and len(traded["hinted"][1]) >= 2
+
+
 async def declare(bdb, bot_id: int, proc, state: str) -> None:
     """Pause or resume as the manager does: declare the state, then signal the process.
 

@@ -9,7 +9,8 @@
 * Breakers: a plain subscription to ``risk.events.>`` hands each BreakerEvent to ``on_breaker``
   (the database stays the baseline: the bot re-reads it with every batch).
 * Hints (the manager relays them from PostgreSQL NOTIFY, see ``events/hints.py``): new bars of the
-  bot's market call ``on_bars``, a risk change calls ``on_risk``.
+  bot's market call ``on_bars`` with the hint's body (the bar, when it carries one:
+  ``botrunner/hinted.py``), a risk change calls ``on_risk``.
 
 Streams and the consumer are created when missing, with the configuration in ``contract``.
 nats-py reconnects by itself; a bot whose NATS is down keeps deciding, and its intents wait in the
@@ -50,7 +51,7 @@ class Bus:
 
     def __init__(self, *, url: str, bot_id: int, live: bool, on_report: Callable[[], None],
                  on_breaker: Callable[[BreakerEvent], None], bars_subject: str | None = None,
-                 on_bars: Callable[[], None] = lambda: None, on_risk: Callable[[], None] = lambda: None,
+                 on_bars: Callable[[bytes], None] = lambda body: None, on_risk: Callable[[], None] = lambda: None,
                  on_error: Callable[[str], None] = lambda kind: None, timeout_s: float = 2.0) -> None:
         self.url = url
         self.bot_id = bot_id
@@ -170,8 +171,8 @@ class Bus:
             return
         self._on_breaker(event)
 
-    async def _bars_hint(self, _message: Msg) -> None:
-        self._on_bars()
+    async def _bars_hint(self, message: Msg) -> None:
+        self._on_bars(message.data)
 
     async def _risk_hint(self, _message: Msg) -> None:
         self._on_risk()

@@ -50,6 +50,7 @@ from gordon_manager.botrunner.bar_loop import BarLoop, BlockedEntry
 from gordon_manager.botrunner.book import OrderBook, dt_to_ms, fill_from_json, ms_to_dt
 from gordon_manager.botrunner.bus import Bus
 from gordon_manager.botrunner.commit import Commit, Outgoing, write
+from gordon_manager.botrunner.hinted import HintedBars
 from gordon_manager.botrunner.labels import replay_settings
 from gordon_manager.botrunner.metrics import BotMetrics
 from gordon_manager.botrunner.risk import RiskGate
@@ -136,6 +137,7 @@ class BotRunner:
         self.last_bar_at: datetime | None = None
         self._risk_stale = True
         self._bars_due = True  # a new bar may be there: a klines NOTIFY, a poll period, a full batch
+        self.hinted = HintedBars()  # bars the new-bars hints carried (botrunner/hinted.py)
         self._acked: list[int] = []  # outbox ids JetStream acknowledged, marked in the next transaction
         self._held: list[Any] = []  # 'accepted' reports applied to the book, acknowledged after the next commit
         self._stall_report: asyncio.TimerHandle | None = None
@@ -287,8 +289,9 @@ class BotRunner:
         mine = f"{cfg['symbol']}:{cfg['interval']}"
 
         def on_klines(_conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
-            if payload == mine:
-                self._bars_hint()
+            market, _, bar = payload.partition(" ")
+            if market == mine:
+                self._bars_hint(bar)
 
         def on_risk(_conn: asyncpg.Connection, _pid: int, _channel: str, _payload: str) -> None:
             self._risk_hint()
@@ -297,7 +300,8 @@ class BotRunner:
         for channel in ("risk_halt_changed", "breaker_state"):
             await conn.add_listener(channel, on_risk)
 
-    def _bars_hint(self) -> None:
+    def _bars_hint(self, body: bytes | str = b"") -> None:
+        self.hinted.add(body)
         self._bars_due = True
         self.wakeup.set()
 
@@ -378,8 +382,10 @@ class BotRunner:
                     await self._wait(self.env.poll_s)
                     continue
             limit = 1 if self.speed else BATCH_BARS
-            bars = await store.fetch_bars(conn, symbol=cfg["symbol"], interval=cfg["interval"], from_ts=cursor,
-                                          limit=limit)
+            bars = self._hinted_bars(cursor)
+            if not bars:
+                bars = await store.fetch_bars(conn, symbol=cfg["symbol"], interval=cfg["interval"], from_ts=cursor,
+                                              limit=limit)
             if not bars:
                 await self._wait(self.env.poll_s)
                 continue
@@ -390,6 +396,17 @@ class BotRunner:
                 self._bars_due = True
             if self.speed:
                 await self._wait(1.0 / self.speed)
+
+    def _hinted_bars(self, cursor: datetime) -> list[Bar]:
+        """The next bars from the hints when they continue the bot's last bar (following the market only)."""
+        last = self.last_bar_at
+        if self.speed is not None or last is None or cursor != last + timedelta(milliseconds=1):
+            self.hinted.clear()
+            return []
+        bars = self.hinted.take(dt_to_ms(last))
+        if bars:
+            self.metrics.bars_hinted.inc(len(bars))
+        return bars
 
     async def _trade(self, conn: asyncpg.Connection, cfg: asyncpg.Record, loop: BarLoop, bars: list[Bar], trade_from: int | None) -> None:
         """One batch of bars: simulate (paper), decide, and commit everything they caused at once."""

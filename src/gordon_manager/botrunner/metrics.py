@@ -43,6 +43,9 @@ class BotMetrics:
                                registry=r)
         self.paused = Gauge("gordon_bot_paused", "1 while the bot is paused (not trading).", registry=r)
         self.bars = Counter("gordon_bot_bars_total", "Bars processed.", registry=r)
+        self.bars_hinted = Counter("gordon_bot_bars_hinted_total",
+                                   "Bars taken from the new-bars hint instead of a query (included in gordon_bot_bars_total).",
+                                   registry=r)
 
     def serve(self, port: int, addr: str) -> None:
         """Expose /metrics on ``addr:port`` (a daemon thread)."""

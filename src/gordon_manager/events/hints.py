@@ -6,12 +6,15 @@ per bot each NOTIFY (the event outbox sends a few per decision) woke all N of th
 grew with N² (bench/live_loop.py, 100 bots: ~170 transactions per decision, each a backend reading
 the notification queue). The manager listens once (``db/listen.py``) and republishes:
 
-* ``klines`` ("SYMBOL:INTERVAL", one per inserted (symbol, interval)) → ``gordon.hints.klines.SYMBOL.INTERVAL``;
+* ``klines`` ("SYMBOL:INTERVAL", one per inserted (symbol, interval), then " PREV_TS [bar]" when the
+  insert wrote one closed bar of it: migration 0030) → ``gordon.hints.klines.SYMBOL.INTERVAL``, the
+  body being that bar part (empty when there is none; ``botrunner/hinted.py`` reads it);
 * ``risk_halt_changed`` and ``breaker_state`` → ``gordon.hints.risk``.
 
-Hints carry no data and may be lost (core NATS, a reconnect): bots still poll for bars
-(``GORDON_BOT_POLL_S``) and re-read the risk gate at every heartbeat. Bots without NATS keep
-LISTENing themselves. Every manager replica relays (a duplicate hint costs a bot one query).
+Hints may be lost (core NATS, a reconnect): bots still poll for bars (``GORDON_BOT_POLL_S``) and
+re-read the risk gate at every heartbeat; a bar a hint carries is taken only by a bot whose last bar
+is the one before it. Bots without NATS keep LISTENing themselves. Every manager replica relays (a
+duplicate hint costs a bot at most one query).
 """
 
 from __future__ import annotations
@@ -39,24 +42,26 @@ class HintRelay(NotifyRelay):
         super().__init__(listen=listen, nats_url=nats_url, interval=interval)
         self.relayed = 0
 
-    def _subject(self, channel: str, payload: str) -> str | None:
+    def _hint(self, channel: str, payload: str) -> tuple[str | None, bytes]:
+        """The subject and body of a notification's hint (a klines body: the bar it carries, if any)."""
         if channel == KLINES_CHANNEL:
-            symbol, _, interval = payload.partition(":")
-            return klines_hint_subject(symbol, interval)
-        return HINT_RISK_SUBJECT
+            market, _, bar = payload.partition(" ")
+            symbol, _, interval = market.partition(":")
+            return klines_hint_subject(symbol, interval), bar.encode()
+        return HINT_RISK_SUBJECT, b""
 
     def notified(self, channel: str, payload: str) -> None:
-        subject = self._subject(channel, payload)
+        subject, body = self._hint(channel, payload)
         if subject is None or self._nc is None or not self._nc.is_connected:
             metrics.HINTS.labels(outcome="dropped").inc()
             return
-        asyncio.ensure_future(self._publish(subject))
+        asyncio.ensure_future(self._publish(subject, body))
 
-    async def _publish(self, subject: str) -> None:
+    async def _publish(self, subject: str, body: bytes = b"") -> None:
         try:
             if self._nc is None:  # dropped since it was scheduled
                 raise ConnectionError("NATS connection dropped")
-            await self._nc.publish(subject, b"")
+            await self._nc.publish(subject, body)
         except (nats.errors.Error, OSError, AttributeError):
             metrics.HINTS.labels(outcome="dropped").inc()
             return
