@@ -220,7 +220,8 @@ def test_vocabularies_are_the_code_s():
     messages = {"subscribe", "unsubscribe", "ping", "welcome", "subscribed", "unsubscribed", "snapshot",
                 "event", "batch", "resync", "error", "heartbeat"}
     assert set(DOC["channels"]["ws"]["messages"]) == messages
-    assert set(DOC["components"]["messages"]) == messages | {"newOrder", "cancelOrder", "fill", "orderStatus", "hint"}
+    assert set(DOC["components"]["messages"]) == messages | {"newOrder", "cancelOrder", "fill", "orderStatus", "hint",
+                                                                     "barHint"}
     assert DOC["channels"]["ws"]["address"] == "/ws"
 
 

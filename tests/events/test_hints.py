@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
+import jsonschema_rs
 import nats
 
 from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject
@@ -14,6 +15,7 @@ from gordon_manager.events.hints import HintRelay
 from gordon_manager.execution import Bar
 from gordon_manager.observability import metrics
 from tests.events.helpers import until
+from tests.events.test_asyncapi import DOC
 
 
 class Inbox:
@@ -138,6 +140,9 @@ async def test_a_single_closed_bar_rides_in_its_hint_exactly_as_a_query_reads_it
         assert parsed == [(-1, stored[ms[0]]), (ms[0], stored[ms[1]]), (ms[1], stored[ms[2]]), None, None,
                           (ms[4], stored[ms[5]])]
         assert hints.bodies[3] == b"" and hints.bodies[4] == b""
+        contract = DOC["components"]["messages"]["barHint"]["payload"]  # asyncapi.yaml says what goes out
+        assert all(jsonschema_rs.validator_for(contract).is_valid(body.decode()) for body in hints.bodies)
+        assert not jsonschema_rs.validator_for(contract).is_valid("1 2")
         assert parsed[0][1].open == 0.1 + 0.2 and parsed[0][1].close == 2 / 3  # 17 digits, not extra_float_digits=0's 15
     finally:
         await pipeline.close()
