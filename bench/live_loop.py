@@ -636,7 +636,8 @@ class LiveBench:
         self.result: dict = {"bots": args.bots, "seconds": args.seconds, "poll_s": args.poll,
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
-                             "infra_nice": args.infra_nice, "nats_nice": args.nats_nice, "executor_pool": args.executor_pool}
+                             "infra_nice": args.infra_nice, "nats_nice": args.nats_nice, "executor_pool": args.executor_pool,
+                             "bots_cpus": sorted(args.bots_cpus) if args.bots_cpus else None}
 
     async def run(self) -> dict:
         args = self.args
@@ -809,8 +810,12 @@ class LiveBench:
                                   GORDON_BOT_TOKEN=credentials.bot_token(TOKEN_KEY, bot_id),
                                   GORDON_BUS_NATS_URL=self.nats.url, GORDON_BOT_POLL_S=str(args.poll),
                                   GORDON_MANAGER_LOG_LEVEL="WARNING", **extra))
+                if args.bots_cpus:
+                    os.sched_setaffinity(self.bots[bot_id].pid, args.bots_cpus)
             await self.wait_until("SELECT count(*) FROM trading.runs WHERE bot_id = ANY($1::bigint[])"
                                   " AND status = 'running'", wave, timeout=120)
+        if args.bots_cpus:
+            print(f"experiment: bots on CPUs {sorted(args.bots_cpus)} only")
         print(f"\n{args.bots} bots started in {time.monotonic() - started:.1f} s (waves of {args.wave}); "
               f"poll {args.poll:g} s; executor consumer {args.executor_consumer}"
 )
@@ -1048,6 +1053,9 @@ def main() -> None:
     parser.add_argument("--bots-nice", type=int, default=0,
                         help="experiment: nice of the bot processes (as lower CPU shares for bot containers than "
                              "for the control plane, PostgreSQL and NATS would give)")
+    parser.add_argument("--bots-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None, metavar="LIST",
+                        help="experiment: the CPUs the bot processes may run on (e.g. 1), as a cpuset for bot "
+                             "containers would; PostgreSQL, NATS, the manager and the executor keep every CPU")
     parser.add_argument("--profile-bot", metavar="FILE",
                         help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
