@@ -163,6 +163,14 @@ def renice(pid: int, nice: int) -> None:
             os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
+def pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (affinity is per thread; children inherit it)."""
+    tasks = Path(f"/proc/{pid}/task")
+    for tid in (int(t.name) for t in tasks.iterdir()) if tasks.is_dir() else (pid,):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(tid, cpus)
+
+
 class CpuMeter:
     """CPU seconds of named process groups between start() and stop() (groups re-listed at stop)."""
 
@@ -637,7 +645,8 @@ class LiveBench:
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
                              "infra_nice": args.infra_nice, "nats_nice": args.nats_nice, "executor_pool": args.executor_pool,
-                             "bots_cpus": sorted(args.bots_cpus) if args.bots_cpus else None}
+                             "bots_cpus": sorted(args.bots_cpus) if args.bots_cpus else None,
+                             "infra_cpus": sorted(args.infra_cpus) if args.infra_cpus else None}
 
     async def run(self) -> dict:
         args = self.args
@@ -736,6 +745,15 @@ class LiveBench:
             if listen_pid is not None:
                 renice(listen_pid, args.path_nice)
             print(f"experiment: the manager, nats-server and the LISTEN backend ({listen_pid}) at nice {args.path_nice}")
+
+        if args.infra_cpus:
+            # experiment: everything but the bots (PostgreSQL with every backend it forks, nats-server, the
+            # manager, the executor and feeder) on some CPUs, as a database host apart from the bots would be
+            receiver = [self.executor.receiver_pid] if self.executor.receiver_pid else []
+            for pid in [os.getpid(), *receiver, *(p.pid for p in postgres_procs(self.pgdata)),
+                        *(p.pid for p in tree(self.nats.proc.pid)), *(p.pid for p in tree(self.procs["manager"].pid))]:
+                pin(pid, args.infra_cpus)
+            print(f"experiment: PostgreSQL, NATS, the manager and the load generator on CPUs {sorted(args.infra_cpus)}")
 
     async def sample_waits(self, seconds: float) -> dict[int, list[tuple[str, float]]]:
         """What PostgreSQL's busy backends wait on, sampled every few ms, by phase of the second (the bar comes at 0)."""
@@ -1056,6 +1074,9 @@ def main() -> None:
     parser.add_argument("--bots-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None, metavar="LIST",
                         help="experiment: the CPUs the bot processes may run on (e.g. 1), as a cpuset for bot "
                              "containers would; PostgreSQL, NATS, the manager and the executor keep every CPU")
+    parser.add_argument("--infra-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None, metavar="LIST",
+                        help="experiment: the CPUs of everything but the bots (PostgreSQL and its backends, NATS, the "
+                             "manager, the load generator); with --bots-cpus, a database host apart from the bots")
     parser.add_argument("--profile-bot", metavar="FILE",
                         help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
