@@ -154,21 +154,30 @@ def tree(pid: int) -> list[psutil.Process]:
         return []
 
 
-def renice(pid: int, nice: int) -> None:
-    """``nice`` for every thread of ``pid`` (on Linux a nice value is per thread: setting the process's only
-    changes its main thread, and a Go server such as nats-server already runs several)."""
+def threads(pid: int) -> list[int]:
+    """The thread ids of ``pid`` (nice values and CPU affinity are per thread on Linux: setting the
+    process's only changes its main thread, and a Go server such as nats-server already runs several)."""
     tasks = Path(f"/proc/{pid}/task")
-    for tid in (int(t.name) for t in tasks.iterdir()) if tasks.is_dir() else (pid,):
+    return [int(t.name) for t in tasks.iterdir()] if tasks.is_dir() else [pid]
+
+
+def renice(pid: int, nice: int) -> None:
+    """``nice`` for every thread of ``pid``."""
+    for tid in threads(pid):
         with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, tid, nice)
 
 
 def pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` on ``cpus`` (affinity is per thread; children inherit it)."""
-    tasks = Path(f"/proc/{pid}/task")
-    for tid in (int(t.name) for t in tasks.iterdir()) if tasks.is_dir() else (pid,):
+    """Every thread of ``pid`` on ``cpus`` (children inherit it)."""
+    for tid in threads(pid):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
+
+
+def cpu_list(value: str) -> set[int]:
+    """``--bots-cpus`` / ``--infra-cpus``: "0,1" → {0, 1}."""
+    return {int(c) for c in value.split(",")}
 
 
 class CpuMeter:
@@ -829,7 +838,7 @@ class LiveBench:
                                   GORDON_BUS_NATS_URL=self.nats.url, GORDON_BOT_POLL_S=str(args.poll),
                                   GORDON_MANAGER_LOG_LEVEL="WARNING", **extra))
                 if args.bots_cpus:
-                    os.sched_setaffinity(self.bots[bot_id].pid, args.bots_cpus)
+                    pin(self.bots[bot_id].pid, args.bots_cpus)
             await self.wait_until("SELECT count(*) FROM trading.runs WHERE bot_id = ANY($1::bigint[])"
                                   " AND status = 'running'", wave, timeout=120)
         if args.bots_cpus:
@@ -1071,10 +1080,10 @@ def main() -> None:
     parser.add_argument("--bots-nice", type=int, default=0,
                         help="experiment: nice of the bot processes (as lower CPU shares for bot containers than "
                              "for the control plane, PostgreSQL and NATS would give)")
-    parser.add_argument("--bots-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None, metavar="LIST",
+    parser.add_argument("--bots-cpus", type=cpu_list, default=None, metavar="LIST",
                         help="experiment: the CPUs the bot processes may run on (e.g. 1), as a cpuset for bot "
                              "containers would; PostgreSQL, NATS, the manager and the executor keep every CPU")
-    parser.add_argument("--infra-cpus", type=lambda v: {int(c) for c in v.split(",")}, default=None, metavar="LIST",
+    parser.add_argument("--infra-cpus", type=cpu_list, default=None, metavar="LIST",
                         help="experiment: the CPUs of everything but the bots (PostgreSQL and its backends, NATS, the "
                              "manager, the load generator); with --bots-cpus, a database host apart from the bots")
     parser.add_argument("--profile-bot", metavar="FILE",

@@ -100,11 +100,7 @@ async def test_follow_mode_warms_up_trades_new_bars_and_stops_cleanly(bdb):
     proc = spawn_bot(bdb, bot_id, GORDON_BOT_METRICS_PORT=str(port))
     try:
         async def points():
-            run = await run_row(bdb, bot_id)
-            if run is None:
-                return -1
-            return (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1",
-                                run["id"]))[0]["n"]
+            return await _point_count(bdb, bot_id)
 
         # warms up on the last `warmup` stored bars, not on the whole history, and trades none of them
         window = BarLoop("sma_crossover", {"fast": 5, "slow": 20}).window
@@ -150,14 +146,8 @@ async def test_bars_from_hints_trade_exactly_as_queried_bars(bdb):
         bots[name] = (sym, bot_id, port, spawn_bot(bdb, bot_id, GORDON_BOT_POLL_S="60",
                                                     GORDON_BOT_METRICS_PORT=str(port)))
 
-    async def points(bot_id: int) -> int:
-        run = await run_row(bdb, bot_id)
-        if run is None:
-            return -1
-        return (await fetch(bdb, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"]))[0]["n"]
-
     async def all_at(n: int) -> bool:
-        return all([await points(bot_id) == n for _s, bot_id, _p, _proc in bots.values()])
+        return all([await _point_count(bdb, bot_id) == n for _s, bot_id, _p, _proc in bots.values()])
 
     try:
         await wait_for(lambda: all_at(window), timeout=20)
@@ -269,12 +259,17 @@ async def _flat_after_trip(db, bot_id: int) -> bool:
     return bool(trips) and await _ledger_qty(db, bot_id) is None
 
 
-async def _points(db, bot_id: int, *, at_least: int) -> bool:
+async def _point_count(db, bot_id: int) -> int:
+    """Equity points of the bot's latest run (-1: no run yet)."""
     run = await run_row(db, bot_id)
     if run is None:
-        return False
+        return -1
     rows = await fetch(db, "SELECT count(*) AS n FROM trading.equity_points WHERE run_id = $1", run["id"])
-    return rows[0]["n"] >= at_least
+    return rows[0]["n"]
+
+
+async def _points(db, bot_id: int, *, at_least: int) -> bool:
+    return await _point_count(db, bot_id) >= at_least
 
 
 async def _eq(fn, value) -> bool:

@@ -40,8 +40,8 @@ MAX_AGE_S = 7 * 86400.0
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 
 
-# Wake-up hints the manager relays from PostgreSQL NOTIFY (core NATS, no payload, may be lost: bots
-# poll and re-read the risk gate at every heartbeat anyway). They spare PostgreSQL a listening
+# Wake-up hints the manager relays from PostgreSQL NOTIFY (core NATS, may be lost: bots poll and
+# re-read the risk gate at every heartbeat anyway; a klines hint's body is the bar it may carry). They spare PostgreSQL a listening
 # backend per bot: every NOTIFY signals every listening backend of the database, whatever its
 # channel, so N listening bots made each NOTIFY cost O(N) (bench/live_loop.py measured it).
 HINT_RISK_SUBJECT = "gordon.hints.risk"
@@ -53,6 +53,14 @@ def klines_hint_subject(symbol: str, interval: str) -> str | None:
     if not symbol or not interval or any(c in _TOKEN_BAD for c in symbol + interval):
         return None
     return f"gordon.hints.klines.{symbol}.{interval}"
+
+
+def split_klines_notify(payload: str) -> tuple[str, str, str]:
+    """``(symbol, interval, bar)`` of a NOTIFY 'klines' payload (migration 0030); ``bar`` is "" when it
+    carries none, else "PREV_TS [bar]" as ``botrunner/hinted.py`` reads it."""
+    market, _, bar = payload.partition(" ")
+    symbol, _, interval = market.partition(":")
+    return symbol, interval, bar
 
 
 def intents_subject(bot_id: int) -> str:

@@ -286,11 +286,11 @@ class BotRunner:
         does not signal one listening backend per bot on every NOTIFY (``events/hints.py``). Polling
         stays as the safety net (``GORDON_BOT_POLL_S``), and the gate is re-read every heartbeat.
         """
-        mine = f"{cfg['symbol']}:{cfg['interval']}"
+        mine = (cfg["symbol"], cfg["interval"])
 
         def on_klines(_conn: asyncpg.Connection, _pid: int, _channel: str, payload: str) -> None:
-            market, _, bar = payload.partition(" ")
-            if market == mine:
+            symbol, interval, bar = contract.split_klines_notify(payload)
+            if (symbol, interval) == mine:
                 self._bars_hint(bar)
 
         def on_risk(_conn: asyncpg.Connection, _pid: int, _channel: str, _payload: str) -> None:

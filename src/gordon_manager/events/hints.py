@@ -23,7 +23,7 @@ import asyncio
 
 import nats.errors
 
-from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject
+from gordon_manager.botrunner.contract import HINT_RISK_SUBJECT, klines_hint_subject, split_klines_notify
 from gordon_manager.db.listen import Listen
 from gordon_manager.events.notify_relay import NotifyRelay
 from gordon_manager.observability import metrics
@@ -45,8 +45,7 @@ class HintRelay(NotifyRelay):
     def _hint(self, channel: str, payload: str) -> tuple[str | None, bytes]:
         """The subject and body of a notification's hint (a klines body: the bar it carries, if any)."""
         if channel == KLINES_CHANNEL:
-            market, _, bar = payload.partition(" ")
-            symbol, _, interval = market.partition(":")
+            symbol, interval, bar = split_klines_notify(payload)
             return klines_hint_subject(symbol, interval), bar.encode()
         return HINT_RISK_SUBJECT, b""
 
