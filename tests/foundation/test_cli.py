@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -198,26 +199,48 @@ def test_serve_bind_overrides_the_setting():
     assert f"port {port} on 127.0.0.1 is already in use" in done.stderr  # --bind, not the setting's :1
 
 
-async def test_serve_with_the_embedded_database_stops_its_bot_processes_at_exit(tmp_path):
-    """The hook `serve` registers (embedded database, process runtime): the recorded bots get SIGTERM."""
-    import asyncio
-    import atexit
+async def test_serve_with_the_embedded_database_stops_its_bot_processes_when_it_stops(tmp_path):
+    """Through the real exit path (SIGTERM to `serve`, embedded database, process runtime): the bot the
+    reconciler started is stopped before the database, and nothing fails on the way out.
 
+    The stop used to run as an atexit hook, after the interpreter had stopped taking new threads: the
+    runtime's first scan (asyncio.to_thread) raised there and the bots were left running against a
+    database that was going away.
+    """
     import psutil
 
-    from gordon_manager.cli import stop_process_bots_at_exit
-    from gordon_manager.runtimes import ProcessRuntime, WorkloadSpec
-    from gordon_manager.settings import Settings
+    data_dir = tmp_path / "gm-data"
+    port = free_port()
+    proc = subprocess.Popen([*GM, "serve"], env=env_for(data_dir, port, GORDON_MANAGER_RECONCILE_INTERVAL_S="0.5"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_healthy(port, proc)
+        conn = await _embedded_conn(data_dir)
+        try:
+            await conn.execute("INSERT INTO trading.bot_configs (name, strategy, symbol, interval, image, created_by,"
+                               " desired_state) VALUES ('exiting', 'sma_crossover', 'BTCUSDT', '1m', 'gordon-bot:1',"
+                               " 'test', 'running')")
+            workload = None
+            deadline = time.monotonic() + 60
+            while workload is None and time.monotonic() < deadline:
+                workload = await conn.fetchval("SELECT workload_id FROM trading.bot_status"
+                                               " WHERE observed_state = 'running'")
+                if workload is None:
+                    await asyncio.sleep(0.2)
+        finally:
+            await conn.close()
+        assert workload is not None, "the reconciler did not start the bot in 60 s"
+        bot = psutil.Process(int(workload.removeprefix("pid:")))
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = proc.stderr.read()
+    assert proc.returncode == 143, stderr
+    assert "stopped 1 bot process(es) with the embedded database" in stderr, stderr
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+    assert not bot.is_running() or bot.status() == psutil.STATUS_ZOMBIE
 
-    runtime = ProcessRuntime(state_dir=tmp_path / "data" / "process-runtime")
-    started = await runtime.start(WorkloadSpec(bot_id=1, config_version=1, name="gordon-bot-1", image="-",
-                                               command=("/bin/sh", "-c", "while :; do sleep 0.05; done"), env={}))
-    pid = int(started.workload_id.removeprefix("pid:"))
-    settings = Settings(data_dir=tmp_path / "data", runtime="process")
-    hook = stop_process_bots_at_exit(settings, timeout_s=5)
-    atexit.unregister(hook)  # run here, not at the test process's exit
-    await asyncio.to_thread(hook)
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    assert (await runtime.observe())[1].state == "exited"
-    await runtime.remove(1)
-    await runtime.close()
+

@@ -18,9 +18,9 @@ from gordon_manager.cli.common import fail, prepare_database  # noqa: E402
 from gordon_manager.cli.main import (  # noqa: E402
     app,
     main,
+    process_bots_stopper,
     render_openapi,
     server_limits,
-    stop_process_bots_at_exit,
 )
 
-__all__ = ["app", "fail", "main", "prepare_database", "render_openapi", "server_limits", "stop_process_bots_at_exit"]
+__all__ = ["app", "fail", "main", "prepare_database", "process_bots_stopper", "render_openapi", "server_limits"]

@@ -62,10 +62,6 @@ def serve(
                                                   "default :8083).")] = None,
 ) -> None:
     """Start the HTTP/WS service (embedded PostgreSQL when GORDON_DATABASE_URL is unset)."""
-    import uvicorn
-
-    from gordon_manager.app import create_app
-
     started = time.perf_counter()
     if bind is not None:
         os.environ["GORDON_MANAGER_BIND_ADDR"] = bind  # the settings (and worker processes) read it
@@ -83,13 +79,28 @@ def serve(
         fail(exc.detail)
     typer.echo(f"gordon-manager: database ready in {time.perf_counter() - started:.1f}s; "
                f"serving on http://{host}:{port}", err=True)
+    stop_bots = None
     if embedded:
         # The process that started the embedded server restarts it when it dies (with several workers
         # too: they only connect to it). Its supervisor stops at exit before the server is stopped.
         start_supervisor(settings)
         if settings.runtime == "process":
-            stop_process_bots_at_exit(settings)  # registered last: runs first, while the database is up
+            stop_bots = process_bots_stopper(settings)
     stop_cleanly_on_sigterm()
+    try:
+        _serve(settings, host, port)
+    finally:
+        # Here, not in an exit hook: the embedded database (stopped by one) is still up, and the
+        # runtime can still run work on threads (none can be started once the interpreter is exiting).
+        if stop_bots is not None:
+            stop_bots()
+
+
+def _serve(settings: Settings, host: str, port: int) -> None:
+    import uvicorn
+
+    from gordon_manager.app import create_app
+
     if settings.workers > 1:
         _serve_workers(settings, host, port)
         return
@@ -119,14 +130,12 @@ def stop_cleanly_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, exit_143)
 
 
-def stop_process_bots_at_exit(settings: Settings, *, timeout_s: float = 10.0):
+def process_bots_stopper(settings: Settings, *, timeout_s: float = 10.0):
     """With the embedded database, ``serve`` stopping (Ctrl-C, SIGTERM) stops the bots it ran as local
     processes too: their database is about to stop. Each gets SIGTERM (it commits its batch and exits;
     the reconciler starts it again with the next ``serve``), SIGKILL after ``timeout_s``. With a database
     of its own (``GORDON_DATABASE_URL``) a manager leaves its bots running and adopts them when it comes
-    back. Returns the hook (registered with atexit)."""
-    import atexit
-
+    back. Returns the function that does it (``serve`` calls it once it stopped serving)."""
     from gordon_manager.runtimes.process import ProcessRuntime
 
     state_dir = settings.data_dir / "process-runtime"
@@ -146,7 +155,6 @@ def stop_process_bots_at_exit(settings: Settings, *, timeout_s: float = 10.0):
                 typer.echo(f"gordon-manager: stopped {len(stopped)} bot process(es) with the embedded database",
                            err=True)
 
-    atexit.register(stop_bots)
     return stop_bots
 
 
