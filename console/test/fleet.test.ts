@@ -1,16 +1,28 @@
 import { describe, expect, it } from "vitest";
-import type { LiveEvent } from "@gordon/manager-client";
+import type { LiveEvent, Schemas } from "@gordon/manager-client";
 
 import { actionsFor, EMPTY_FILTER, filterFleet, FleetStore } from "../src/lib/fleet";
 import { bot } from "./helpers";
 
-function statusEvent(id: number, botId: number, observedState: "running" | "stopped"): LiveEvent {
+type BotRead = Schemas["BotRead"];
+
+function statusEvent(id: number, botId: number, observedState: "running" | "stopped", updatedAt: string | null = null): LiveEvent {
   return {
     id, channel: "bot_status", op: "update", table: "bot_status",
     data: { botId, observedState, runtime: "process", workloadId: "pid:1", observedVersion: 1, restarts: 0, backoffS: 0, nextRetryAt: null,
       runningSince: null, quarantined: false, quarantineReason: null, quarantinedAt: null, lastError: null, lastErrorAt: null,
-      lastHeartbeatAt: null, metricsPort: null, updatedAt: null, failureTimes: [] },
+      lastHeartbeatAt: null, metricsPort: null, updatedAt, failureTimes: [] },
   } as LiveEvent;
+}
+
+function status(observedState: "running" | "stopped", updatedAt: string | null): NonNullable<BotRead["status"]> {
+  return { observedState, runtime: "process", workloadId: null, observedVersion: 1, restarts: 0, backoffS: 0, nextRetryAt: null,
+    runningSince: null, quarantined: false, quarantineReason: null, quarantinedAt: null, lastError: null, lastErrorAt: null,
+    lastHeartbeatAt: null, metricsPort: null, updatedAt };
+}
+
+function position(qty: string, updatedAt: string): NonNullable<BotRead["position"]> {
+  return { mode: "paper", symbol: "BTCUSDT", qty, avgEntryPrice: "100", cash: "9000", feesPaid: "1", realizedPnl: "0", updatedAt, openOrders: [] };
 }
 
 describe("FleetStore", () => {
@@ -41,6 +53,41 @@ describe("FleetStore", () => {
     expect(store.size).toBe(2);
     store.apply([{ id: 4, channel: "bot_config_changed", op: "update", table: "bot_configs", data: { ...created, version: 2, deletedAt: "2024-01-02T00:00:00Z" } } as LiveEvent]);
     expect(store.get(5)).toBeUndefined();
+  });
+
+  it("keeps what /ws brought when an older HTTP read arrives after it (an action's answer overtaken by the reconciler)", () => {
+    const store = new FleetStore();
+    store.load([bot(1, { status: status("stopped", "2026-12-05T03:45:00Z") })]);
+    // start: the reconciler's status event reaches the page before the POST /start answer read before it
+    store.apply([statusEvent(1, 1, "running", "2026-12-05T03:46:03.938Z")]);
+    store.upsert(bot(1, { version: 2, desiredState: "running", status: status("stopped", "2026-12-05T03:45:00Z") }));
+    expect(store.get(1)?.bot.status?.observedState).toBe("running");
+    expect(store.get(1)?.bot.desiredState).toBe("running"); // the config of the newer version is taken
+    // an older status event after a newer read is dropped too; an equal or newer one is taken
+    store.upsert(bot(1, { version: 2, desiredState: "running", status: status("stopped", "2026-12-05T03:47:00Z") }));
+    store.apply([statusEvent(2, 1, "running", "2026-12-05T03:46:30Z")]);
+    expect(store.get(1)?.bot.status?.observedState).toBe("stopped");
+    store.apply([statusEvent(3, 1, "running", "2026-12-05T03:47:00Z")]);
+    expect(store.get(1)?.bot.status?.observedState).toBe("running");
+    // an older config version read over HTTP does not replace a newer one; nor does a read without a status erase it
+    store.upsert(bot(1, { version: 1, desiredState: "stopped", status: null }));
+    expect(store.get(1)?.bot.desiredState).toBe("running");
+    expect(store.get(1)?.bot.status?.observedState).toBe("running");
+    // a full reload (resync) follows the same rule
+    store.load([bot(1, { version: 2, desiredState: "running", status: status("stopped", "2026-12-05T03:40:00Z") })]);
+    expect(store.get(1)?.bot.status?.observedState).toBe("running");
+  });
+
+  it("keeps the newer position of an HTTP read and a portfolio_state row", () => {
+    const store = new FleetStore();
+    store.load([bot(1, { position: position("1", "2026-12-05T03:46:10Z") })]);
+    store.upsert(bot(1, { position: position("0", "2026-12-05T03:46:00Z") }));
+    expect(store.get(1)?.bot.position?.qty).toBe("1");
+    store.apply([{ id: 1, channel: "portfolio_state", op: "update", table: "portfolio_state",
+      data: { id: 1, botId: 1, symbol: "BTCUSDT", qty: "0.5", avgEntryPrice: "100", markPrice: "120", cash: "9950", exposure: "60", unrealizedPnl: "10", updatedAt: "2026-12-05T03:46:05Z" } } as LiveEvent]);
+    expect(store.get(1)?.bot.position?.qty).toBe("1");
+    store.upsert(bot(1, { position: position("2", "2026-12-05T03:46:20Z") }));
+    expect(store.get(1)?.bot.position?.qty).toBe("2");
   });
 
   it("samples equity from portfolio_state (cash + qty × mark, decimal strings)", () => {

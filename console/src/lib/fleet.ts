@@ -62,7 +62,7 @@ export class FleetStore {
       const previous = this.bots.get(bot.id);
       const sample = equity.get(bot.id);
       const history = previous?.equity ?? [];
-      next.set(bot.id, { bot, equity: sample !== undefined && Number.isFinite(sample) ? pushCapped(history, sample, SPARK_POINTS) : history });
+      next.set(bot.id, { bot: previous ? newerBot(previous.bot, bot) : bot, equity: sample !== undefined && Number.isFinite(sample) ? pushCapped(history, sample, SPARK_POINTS) : history });
     }
     this.bots = next;
     this.loaded = true;
@@ -84,10 +84,15 @@ export class FleetStore {
     }
   }
 
-  /** One bot read over HTTP (after an action or an edit). */
+  /**
+   * One bot read over HTTP (after an action or an edit). The read may be older than what /ws already
+   * brought: an action's answer is read when the action commits, and the reconciler's status event
+   * can reach the page first. So each part keeps the newer of the two: the config by version, the
+   * status and the position by their updatedAt.
+   */
   upsert(bot: BotRead): void {
     const previous = this.bots.get(bot.id);
-    this.bots.set(bot.id, { bot, equity: previous?.equity ?? [] });
+    this.bots.set(bot.id, { bot: previous ? newerBot(previous.bot, bot) : bot, equity: previous?.equity ?? [] });
     this.bump();
   }
 
@@ -130,7 +135,7 @@ export class FleetStore {
 
   private applyStatus(row: StatusRow): boolean {
     const previous = this.bots.get(row.botId);
-    if (!previous) {
+    if (!previous || isOlder(row, previous.bot.status)) {
       return false;
     }
     const { botId: _botId, failureTimes: _failures, ...status } = row;
@@ -143,7 +148,7 @@ export class FleetStore {
       return false;
     }
     const previous = this.bots.get(row.botId);
-    if (!previous) {
+    if (!previous || isOlder(row, previous.bot.position)) {
       return false;
     }
     const position = previous.bot.position
@@ -163,6 +168,25 @@ export class FleetStore {
     this.version += 1;
     this.listeners.forEach((listener) => listener());
   }
+}
+
+function time(at: string | null | undefined): number {
+  const t = at ? Date.parse(at) : Number.NaN;
+  return Number.isFinite(t) ? t : Number.NEGATIVE_INFINITY;
+}
+
+/** Whether ``row`` was written before ``held`` (null: nothing held, so not older). */
+function isOlder(row: { updatedAt: string | null }, held: { updatedAt: string | null } | null): boolean {
+  return held !== null && time(row.updatedAt) < time(held.updatedAt);
+}
+
+/** Of two reads of one bot, each part as the newer one has it (ties: the incoming read). */
+export function newerBot(held: BotRead, incoming: BotRead): BotRead {
+  const base = held.version > incoming.version ? held : incoming;
+  const status = incoming.status === null || isOlder(incoming.status, held.status) ? held.status ?? incoming.status : incoming.status;
+  const position = incoming.position === null || isOlder(incoming.position, held.position)
+    ? held.position ?? incoming.position : incoming.position;
+  return { ...base, status, position };
 }
 
 /** The bots a filter keeps, by id. */
