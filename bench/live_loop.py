@@ -49,8 +49,19 @@ publishes it on JetStream (awaiting the ack) and marks it published — the bot'
 bot — at the same aggregate rate (N intents/s, evenly spaced). A reference loop (pure Python) is
 timed before and after, because this shared VM's speed varies.
 
+Also printed: the bar written → its decision committed (the bots' own delay) and bar written →
+executor receipt (end to end), because what the path after the commit gains by going first the bots
+may lose: see --bots-cgroup.
+
     .venv/bin/python bench/live_loop.py [--bots 100] [--seconds 60] [--poll 0.1] [--keep]
+    .venv/bin/python bench/live_loop.py --bots 100 --seconds 60 --bots-cgroup 1024   # the bots' CPU group
     .venv/bin/python bench/live_loop.py --bots 5 --seconds 10          # quick
+
+``--bots-cgroup SHARES`` puts the bots in a cpu cgroup of their own, as ``GORDON_MANAGER_BOT_CGROUP``
+(process runtime) or ``GORDON_MANAGER_BOT_CGROUP_PARENT`` (Docker) do (needs root and cgroup v1's cpu
+controller, as on the CI machine); ``--infra-cgroup`` puts PostgreSQL, NATS and the manager in
+another, as their containers would be. The other scheduling flags (--*-nice, --*-cpus, --slice,
+--policy) are the experiments the README's live-loop section reports.
 """
 
 from __future__ import annotations
@@ -58,11 +69,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import shutil
 import signal
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -173,6 +186,84 @@ def pin(pid: int, cpus: set[int]) -> None:
     for tid in threads(pid):
         with contextlib.suppress(OSError):
             os.sched_setaffinity(tid, cpus)
+
+
+_SCHED_SETATTR = 314  # x86_64
+
+
+def set_slice(pid: int, slice_us: int) -> None:
+    """EEVDF's custom slice (``sched_attr.sched_runtime`` of a SCHED_OTHER task, Linux 6.12+) for every
+    thread of ``pid``; 0 puts the default back. A shorter slice is an earlier virtual deadline: a task woken
+    with one runs before the tasks already queued with the default, and may preempt them. Forks inherit it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for tid in threads(pid):
+        with contextlib.suppress(OSError):
+            nice = os.getpriority(os.PRIO_PROCESS, tid)  # sched_setattr sets the nice value too: keep it
+            attr = ctypes.create_string_buffer(struct.pack("IIQiIQQQII", 56, 0, 0, nice, 0, slice_us * 1000,
+                                                           0, 0, 0, 0))
+            if libc.syscall(_SCHED_SETATTR, tid, attr, 0) != 0:
+                raise OSError(ctypes.get_errno(), f"sched_setattr({tid}): {os.strerror(ctypes.get_errno())}")
+
+
+POLICIES = {"other": os.SCHED_OTHER, "batch": os.SCHED_BATCH, "idle": os.SCHED_IDLE, "fifo": os.SCHED_FIFO}
+
+
+def set_policy(pid: int, policy: str) -> None:
+    """The scheduling policy of every thread of ``pid`` (forks inherit it): ``idle`` runs only when no
+    other task of the CPU wants it, ``fifo`` (priority 1) before every SCHED_OTHER task."""
+    for tid in threads(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setscheduler(tid, POLICIES[policy], os.sched_param(1 if policy == "fifo" else 0))
+
+
+def policy_of(value: str) -> tuple[str, str]:
+    """``--policy GROUP=POLICY``: ("bots", "idle")."""
+    group, _, policy = value.partition("=")
+    if group not in SLICE_GROUPS or policy not in POLICIES:
+        raise argparse.ArgumentTypeError(f"expected GROUP=POLICY with GROUP one of {', '.join(SLICE_GROUPS)} and "
+                                         f"POLICY one of {', '.join(POLICIES)}")
+    return group, policy
+
+
+def slice_of(value: str) -> tuple[str, int]:
+    """``--slice GROUP=US``: ("postgres", 100)."""
+    group, _, us = value.partition("=")
+    if group not in SLICE_GROUPS or not us.isdigit():
+        raise argparse.ArgumentTypeError(f"expected GROUP=MICROSECONDS with GROUP one of {', '.join(SLICE_GROUPS)}")
+    return group, int(us)
+
+
+SLICE_GROUPS = ("bots", "postgres", "nats", "manager", "loadgen")
+
+
+CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
+
+
+class BenchCgroup:
+    """``--bots-cgroup``: the bots in a cpu cgroup of their own (v1 here; v2's cpu.weight and cpu.idle are
+    the same knobs), as bot containers under one cgroup parent are: the scheduler then weighs them as ONE
+    entity against PostgreSQL's backends, NATS and the manager, instead of a hundred tasks.
+    ``--infra-cgroup``: PostgreSQL, NATS and the manager in one too, as their containers would be."""
+
+    def __init__(self, setting: str, name: str = "bots") -> None:
+        if not (CGROUP_V1_CPU / "cpu.shares").exists():
+            raise SystemExit(f"--{name}-cgroup needs the cgroup v1 cpu controller at {CGROUP_V1_CPU}")
+        self.path = CGROUP_V1_CPU / f"gordon-bench-{name}-{os.getpid()}"
+        self.path.mkdir()
+        if setting == "idle":
+            (self.path / "cpu.idle").write_text("1")
+        else:
+            (self.path / "cpu.shares").write_text(str(int(setting)))
+
+    def add(self, pid: int) -> None:
+        (self.path / "cgroup.procs").write_text(str(pid))
+
+    def remove(self) -> None:
+        for pid in (self.path / "cgroup.procs").read_text().split():
+            with contextlib.suppress(OSError):
+                (CGROUP_V1_CPU / "cgroup.procs").write_text(pid)
+        with contextlib.suppress(OSError):
+            self.path.rmdir()
 
 
 def cpu_list(value: str) -> set[int]:
@@ -650,12 +741,16 @@ class LiveBench:
         self.waits: dict[int, list[tuple[str, float]]] | None = None
         self.notified: dict[str, float] = {}  # clientOrderId -> when this process got its NOTIFY (--notify-probe)
         self.probe: asyncpg.Connection | None = None
+        self.cgroup = BenchCgroup(args.bots_cgroup) if args.bots_cgroup else None
+        self.infra_cgroup = BenchCgroup(args.infra_cgroup, "infra") if args.infra_cgroup else None
         self.result: dict = {"bots": args.bots, "seconds": args.seconds, "poll_s": args.poll,
                              "cpus": os.cpu_count(), "executor_consumer": args.executor_consumer,
                              "loadgen_nice": args.loadgen_nice,
                              "infra_nice": args.infra_nice, "nats_nice": args.nats_nice, "executor_pool": args.executor_pool,
                              "bots_cpus": sorted(args.bots_cpus) if args.bots_cpus else None,
-                             "infra_cpus": sorted(args.infra_cpus) if args.infra_cpus else None}
+                             "infra_cpus": sorted(args.infra_cpus) if args.infra_cpus else None,
+                             "slices_us": dict(args.slice), "policies": dict(args.policy),
+                             "bots_cgroup": args.bots_cgroup, "infra_cgroup": args.infra_cgroup}
 
     async def run(self) -> dict:
         args = self.args
@@ -755,6 +850,11 @@ class LiveBench:
                 renice(listen_pid, args.path_nice)
             print(f"experiment: the manager, nats-server and the LISTEN backend ({listen_pid}) at nice {args.path_nice}")
 
+        if self.infra_cgroup is not None:  # new backends are forked by the postmaster: they join it too
+            for pid in [*(p.pid for p in postgres_procs(self.pgdata)), *(p.pid for p in tree(self.nats.proc.pid)),
+                        *(p.pid for p in tree(self.procs["manager"].pid))]:
+                self.infra_cgroup.add(pid)
+            print(f"experiment: PostgreSQL, NATS and the manager in cpu cgroup {self.infra_cgroup.path.name}")
         if args.infra_cpus:
             # experiment: everything but the bots (PostgreSQL with every backend it forks, nats-server, the
             # manager, the executor and feeder) on some CPUs, as a database host apart from the bots would be
@@ -839,10 +939,22 @@ class LiveBench:
                                   GORDON_MANAGER_LOG_LEVEL="WARNING", **extra))
                 if args.bots_cpus:
                     pin(self.bots[bot_id].pid, args.bots_cpus)
+                if self.cgroup is not None:
+                    self.cgroup.add(self.bots[bot_id].pid)
             await self.wait_until("SELECT count(*) FROM trading.runs WHERE bot_id = ANY($1::bigint[])"
                                   " AND status = 'running'", wave, timeout=120)
         if args.bots_cpus:
             print(f"experiment: bots on CPUs {sorted(args.bots_cpus)} only")
+        for group, slice_us in args.slice:
+            pids = self.group_pids(group)
+            for pid in pids:
+                set_slice(pid, slice_us)
+            print(f"experiment: {group} ({len(pids)} processes) with a {slice_us} µs scheduler slice")
+        for group, policy in args.policy:
+            pids = self.group_pids(group)
+            for pid in pids:
+                set_policy(pid, policy)
+            print(f"experiment: {group} ({len(pids)} processes) scheduled SCHED_{policy.upper()}")
         print(f"\n{args.bots} bots started in {time.monotonic() - started:.1f} s (waves of {args.wave}); "
               f"poll {args.poll:g} s; executor consumer {args.executor_consumer}"
 )
@@ -852,6 +964,16 @@ class LiveBench:
                               self.bot_ids, timeout=180)
         await asyncio.sleep(args.settle)
         print(f"all bots trading after {time.monotonic() - started:.1f} s; measuring {args.seconds:g} s")
+
+    def group_pids(self, group: str) -> list[int]:
+        """The processes of a --slice / --policy group (PostgreSQL: the postmaster and its children, whose
+        new backends inherit what the postmaster has)."""
+        receiver = [self.executor.receiver_pid] if self.executor.receiver_pid else []
+        return {"bots": lambda: [p.pid for p in self.bots.values()],
+                "postgres": lambda: [p.pid for p in postgres_procs(self.pgdata)],
+                "nats": lambda: [p.pid for p in tree(self.nats.proc.pid)],
+                "manager": lambda: [p.pid for p in tree(self.procs["manager"].pid)],
+                "loadgen": lambda: [os.getpid(), *receiver]}[group]()
 
     async def wait_until(self, query: str, ids: list[int], *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -915,11 +1037,17 @@ class LiveBench:
         to_stored = [stored[r["client_order_id"]] - r["committed"] for r in window if r["client_order_id"] in stored]
         stored_to_receipt = [received[c] - stored[c] for c in (r["client_order_id"] for r in window)
                              if c in stored and c in received]
+        bar_to_commit: list[float] = []  # the bar written → the bot's decision on it committed
+        bar_to_receipt: list[float] = []  # the bar written → that decision's intent at the executor
         by_offset: dict[int, list[float]] = {}  # commit time after the bar was written (50 ms steps) -> latencies
         samples = []  # --samples: one record per decision of the window
         for r in window:
             bar, coid = int(r["bar_at"].timestamp()), r["client_order_id"]
             at = self.inserted.get(bar)
+            if at is not None:
+                bar_to_commit.append(r["committed"] - at)
+                if coid in received:
+                    bar_to_receipt.append(received[coid] - at)
             if at is not None and coid in received:
                 step = min(300, max(0, int((r["committed"] - at) * 20) * 50))
                 by_offset.setdefault(step, []).append(received[coid] - r["committed"])
@@ -973,6 +1101,14 @@ class LiveBench:
         print("  by commit time after the bar was written (ms: intents, p50 / p99 latency): " + "; ".join(
             f"{k}{'+' if k == 300 else f'-{k + 50}'} {len(v)} {ms(pct(v, 50))} / {ms(pct(v, 99))}"
             for k, v in sorted(by_offset.items())))
+        print(f"  bar written → decision committed (the bots' own delay): p50 {ms(pct(bar_to_commit, 50))} ms, p99 "
+              f"{ms(pct(bar_to_commit, 99))} ms, max {ms(max(bar_to_commit, default=float('nan')))} ms; bar written → "
+              f"executor receipt (end to end): p50 {ms(pct(bar_to_receipt, 50))} ms, p99 {ms(pct(bar_to_receipt, 99))} ms, "
+              f"max {ms(max(bar_to_receipt, default=float('nan')))} ms")
+        result["bar_to_commit"] = {"p50": pct(bar_to_commit, 50), "p99": pct(bar_to_commit, 99),
+                                   "max": max(bar_to_commit, default=float("nan"))}
+        result["bar_to_receipt"] = {"p50": pct(bar_to_receipt, 50), "p99": pct(bar_to_receipt, 99),
+                                    "max": max(bar_to_receipt, default=float("nan"))}
         result["by_commit_offset_ms"] = {k: {"n": len(v), "p50": pct(v, 50), "p99": pct(v, 99)}
                                          for k, v in sorted(by_offset.items())}
         if self.waits is not None:
@@ -1022,6 +1158,9 @@ class LiveBench:
                 await self.feed_task
         terminate_all(list(self.bots.values()), timeout=30)
         terminate_all(list(self.procs.values()), timeout=15)
+        for group in (self.cgroup, self.infra_cgroup):
+            if group is not None:
+                group.remove()
         if self.executor is not None:
             with contextlib.suppress(Exception):
                 await self.executor.stop()
@@ -1086,6 +1225,16 @@ def main() -> None:
     parser.add_argument("--infra-cpus", type=cpu_list, default=None, metavar="LIST",
                         help="experiment: the CPUs of everything but the bots (PostgreSQL and its backends, NATS, the "
                              "manager, the load generator); with --bots-cpus, a database host apart from the bots")
+    parser.add_argument("--slice", type=slice_of, action="append", default=[], metavar="GROUP=US",
+                        help="experiment: EEVDF custom slice in µs (100-100000; 0 = the default) for a group: "
+                             + ", ".join(SLICE_GROUPS))
+    parser.add_argument("--policy", type=policy_of, action="append", default=[], metavar="GROUP=POLICY",
+                        help="experiment: a scheduling policy (" + ", ".join(POLICIES) + ") for a group: "
+                             + ", ".join(SLICE_GROUPS))
+    parser.add_argument("--bots-cgroup", metavar="SHARES|idle", default=None,
+                        help="experiment: the bots in a cpu cgroup of their own, with these cpu.shares or cpu.idle")
+    parser.add_argument("--infra-cgroup", metavar="SHARES|idle", default=None,
+                        help="experiment: PostgreSQL, NATS and the manager in a cpu cgroup of their own")
     parser.add_argument("--profile-bot", metavar="FILE",
                         help="experiment: run the first bot under cProfile, its profile written to FILE at exit")
     parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
