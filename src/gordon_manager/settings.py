@@ -92,6 +92,8 @@ class Settings(BaseSettings):
                              description="Docker network bot containers (docker) or services (swarm: a swarm-scoped network) join, to reach PostgreSQL, NATS and be scraped. `none`: no network. Never `host`.")
     bot_nats_url: str | None = Field(None, validation_alias=_alias("GORDON_MANAGER_BOT_NATS_URL"),
                                      description="NATS URL bots are given (as seen from their network). Unset: GORDON_BUS_NATS_URL.")
+    bot_cgroup: Path | None = Field(None, validation_alias=_alias("GORDON_MANAGER_BOT_CGROUP"),
+                                    description="Process runtime: a cgroup directory (v2, or v1's cpu controller; it must exist and its cgroup.procs be writable, e.g. a systemd slice with Delegate=yes) every bot process is moved into, so that the CPU scheduler weighs the bots as one group against PostgreSQL, NATS and the manager (runtimes/cgroup.py; the live loop's p99 depends on it on a shared host). Unset: bots stay in the manager's group.")
     bot_cpu_limit: float = Field(1.0, gt=0, le=256, validation_alias=_alias("GORDON_MANAGER_BOT_CPU_LIMIT"),
                                  description="CPUs a bot container may use, unless the bot's label `resources.cpu` says otherwise (docker/swarm).")
     bot_memory_limit_mb: int = Field(512, ge=6, validation_alias=_alias("GORDON_MANAGER_BOT_MEMORY_LIMIT_MB"),

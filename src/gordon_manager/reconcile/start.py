@@ -155,7 +155,8 @@ async def start(ctx: AppContext) -> None:
         kind=settings.runtime, state_dir=settings.data_dir / "process-runtime",
         proxy_url=settings.docker_socket_proxy_url,
         allowed_images=[p.strip() for p in settings.allowed_images.split(",") if p.strip()],
-        network=settings.bot_network, stop_timeout_s=settings.bot_stop_timeout_s, timeout_s=settings.http_timeout_s)
+        network=settings.bot_network, stop_timeout_s=settings.bot_stop_timeout_s, timeout_s=settings.http_timeout_s,
+        bot_cgroup=settings.bot_cgroup)
     runtime = CredentialedRuntime(runtime, ctx.pool)
     leader = LeaderElector(url=ctx.database_url, connect_timeout_s=settings.db_connect_timeout_s)
     reconciler = Reconciler(pool=ctx.pool, runtime=runtime, leader=leader,

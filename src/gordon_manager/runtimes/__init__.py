@@ -37,12 +37,13 @@ def create_runtime(
     readonly_rootfs: bool = False,
     timeout_s: float = 10.0,
     stop_timeout_s: int = 10,
+    bot_cgroup: str | os.PathLike[str] | None = None,
 ) -> Runtime:
     """Build the runtime named by `kind` from plain settings values."""
     if kind == "process":
         if state_dir is None:
             raise RuntimeConfigError("the process runtime needs a state_dir")
-        return ProcessRuntime(state_dir=state_dir)
+        return ProcessRuntime(state_dir=state_dir, cgroup=bot_cgroup)
     if kind in ("docker", "swarm"):
         if not proxy_url:
             raise RuntimeConfigError(f"the {kind} runtime needs DOCKER_SOCKET_PROXY_URL")

@@ -47,6 +47,7 @@ from gordon_manager.runtimes.base import (
     WorkloadSpec,
     parse_signal,
 )
+from gordon_manager.runtimes.cgroup import CpuGroup
 
 logger = logging.getLogger(__name__)
 
@@ -95,8 +96,10 @@ class ProcessRuntime:
         passthrough_env: Sequence[str] = DEFAULT_PASSTHROUGH_ENV,
         cwd: str | os.PathLike[str] | None = None,
         replace_timeout_s: float = 10.0,
+        cgroup: str | os.PathLike[str] | None = None,
     ) -> None:
         self._dir = Path(state_dir)
+        self._cgroup = CpuGroup(cgroup) if cgroup else None  # the bots' CPU group (runtimes/cgroup.py)
         self._logs = self._dir / "logs"
         self._state_path = self._dir / STATE_FILE
         self._marker = str(self._dir.resolve())  # RUNTIME_ENV of the bots this runtime starts
@@ -363,6 +366,8 @@ class ProcessRuntime:
             raise RuntimeConfigError(f"bot {spec.bot_id}: cannot execute {spec.command[0]!r}: {exc}") from exc
         except OSError as exc:
             raise RuntimeUnavailable(f"bot {spec.bot_id}: spawn failed: {exc}") from exc
+        if self._cgroup is not None:
+            self._cgroup.add(child.pid)
         try:
             create_time = psutil.Process(child.pid).create_time()
         except psutil.NoSuchProcess:
