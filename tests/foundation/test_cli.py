@@ -57,6 +57,16 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
+def sigterm(proc: subprocess.Popen, *, timeout: float) -> None:
+    """Stop `serve` as docker stop / systemd do; SIGKILL if it has not exited within ``timeout``."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @pytest.fixture
 def served(tmp_path):
     """Start `serve` with the embedded database; yield (port, proc, data_dir)."""
@@ -135,12 +145,8 @@ async def test_sigterm_stops_serve_and_its_embedded_database(tmp_path):
         wait_healthy(port, proc)
         postmaster = int((data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])
         assert psutil.pid_exists(postmaster)
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        sigterm(proc, timeout=30)
     assert proc.returncode == 143, proc.stderr.read()
     psutil.wait_procs([psutil.Process(postmaster)] if psutil.pid_exists(postmaster) else [], timeout=30)
     assert not psutil.pid_exists(postmaster) or psutil.Process(postmaster).status() == psutil.STATUS_ZOMBIE
@@ -231,12 +237,8 @@ async def test_serve_with_the_embedded_database_stops_its_bot_processes_when_it_
             await conn.close()
         assert workload is not None, "the reconciler did not start the bot in 60 s"
         bot = psutil.Process(int(workload.removeprefix("pid:")))
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        sigterm(proc, timeout=60)
     stderr = proc.stderr.read()
     assert proc.returncode == 143, stderr
     assert "stopped 1 bot process(es) with the embedded database" in stderr, stderr

@@ -3319,6 +3319,8 @@ export interface components {
             botNetwork: string;
             /** @description NATS URL bots are given (as seen from their network). Unset: GORDON_BUS_NATS_URL. */
             botNatsUrl: string | null;
+            /** @description Process runtime: a cgroup directory (v2, or v1's cpu controller; it must exist and its cgroup.procs be writable, e.g. a systemd slice with Delegate=yes) every bot process is moved into, so that the CPU scheduler weighs the bots as one group against PostgreSQL, NATS and the manager (runtimes/cgroup.py; the live loop's p99 depends on it on a shared host). Unset: bots stay in the manager's group. */
+            botCgroup: string | null;
             /** @description CPUs a bot container may use, unless the bot's label `resources.cpu` says otherwise (docker/swarm). */
             botCpuLimit: number;
             /** @description Memory limit (MiB, no swap beyond) of a bot container, unless the bot's label `resources.memory_mb` says otherwise (docker/swarm). */
