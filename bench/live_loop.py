@@ -58,8 +58,7 @@ may lose: see --bots-cgroup.
     .venv/bin/python bench/live_loop.py --bots 5 --seconds 10          # quick
 
 ``--bots-cgroup SHARES`` puts the bots in a cpu cgroup of their own, as ``GORDON_MANAGER_BOT_CGROUP``
-(process runtime) or ``GORDON_MANAGER_BOT_CGROUP_PARENT`` (Docker) do (needs root and cgroup v1's cpu
-controller, as on the CI machine); ``--infra-cgroup`` puts PostgreSQL, NATS and the manager in
+(process runtime) does (needs root and cgroup v1's cpu controller, as on the CI machine); ``--infra-cgroup`` puts PostgreSQL, NATS and the manager in
 another, as their containers would be. The other scheduling flags (--*-nice, --*-cpus, --slice,
 --policy) are the experiments the README's live-loop section reports.
 """
@@ -191,17 +190,19 @@ def pin(pid: int, cpus: set[int]) -> None:
 _SCHED_SETATTR = 314  # x86_64
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def set_slice(pid: int, slice_us: int) -> None:
     """EEVDF's custom slice (``sched_attr.sched_runtime`` of a SCHED_OTHER task, Linux 6.12+) for every
     thread of ``pid``; 0 puts the default back. A shorter slice is an earlier virtual deadline: a task woken
     with one runs before the tasks already queued with the default, and may preempt them. Forks inherit it."""
-    libc = ctypes.CDLL(None, use_errno=True)
     for tid in threads(pid):
         with contextlib.suppress(OSError):
             nice = os.getpriority(os.PRIO_PROCESS, tid)  # sched_setattr sets the nice value too: keep it
             attr = ctypes.create_string_buffer(struct.pack("IIQiIQQQII", 56, 0, 0, nice, 0, slice_us * 1000,
                                                            0, 0, 0, 0))
-            if libc.syscall(_SCHED_SETATTR, tid, attr, 0) != 0:
+            if _LIBC.syscall(_SCHED_SETATTR, tid, attr, 0) != 0:
                 raise OSError(ctypes.get_errno(), f"sched_setattr({tid}): {os.strerror(ctypes.get_errno())}")
 
 
@@ -216,24 +217,26 @@ def set_policy(pid: int, policy: str) -> None:
             os.sched_setscheduler(tid, POLICIES[policy], os.sched_param(1 if policy == "fifo" else 0))
 
 
+GROUPS = ("bots", "postgres", "nats", "manager", "loadgen")  # what --slice and --policy address
+
+
+def group_arg(value: str, what: str, valid) -> tuple[str, str]:
+    """``GROUP=VALUE`` of --slice / --policy, the group one of GROUPS and ``valid(VALUE)`` true."""
+    group, _, setting = value.partition("=")
+    if group not in GROUPS or not valid(setting):
+        raise argparse.ArgumentTypeError(f"expected GROUP={what} with GROUP one of {', '.join(GROUPS)}")
+    return group, setting
+
+
 def policy_of(value: str) -> tuple[str, str]:
     """``--policy GROUP=POLICY``: ("bots", "idle")."""
-    group, _, policy = value.partition("=")
-    if group not in SLICE_GROUPS or policy not in POLICIES:
-        raise argparse.ArgumentTypeError(f"expected GROUP=POLICY with GROUP one of {', '.join(SLICE_GROUPS)} and "
-                                         f"POLICY one of {', '.join(POLICIES)}")
-    return group, policy
+    return group_arg(value, f"POLICY ({', '.join(POLICIES)})", POLICIES.__contains__)
 
 
 def slice_of(value: str) -> tuple[str, int]:
     """``--slice GROUP=US``: ("postgres", 100)."""
-    group, _, us = value.partition("=")
-    if group not in SLICE_GROUPS or not us.isdigit():
-        raise argparse.ArgumentTypeError(f"expected GROUP=MICROSECONDS with GROUP one of {', '.join(SLICE_GROUPS)}")
+    group, us = group_arg(value, "MICROSECONDS", str.isdigit)
     return group, int(us)
-
-
-SLICE_GROUPS = ("bots", "postgres", "nats", "manager", "loadgen")
 
 
 CGROUP_V1_CPU = Path("/sys/fs/cgroup/cpu")
@@ -706,6 +709,11 @@ async def pg_stats(admin: asyncpg.Connection) -> tuple[int, dict[str, list[int]]
     return row["commits"], orjson.loads(row["tables"])
 
 
+def spread(values: list[float]) -> dict[str, float]:
+    """p50, p99 and max of ``values`` (NaN when there are none)."""
+    return {"p50": pct(values, 50), "p99": pct(values, 99), "max": max(values, default=float("nan"))}
+
+
 def ms(v: float) -> str:
     return f"{v * 1e3:.1f}"
 
@@ -851,16 +859,13 @@ class LiveBench:
             print(f"experiment: the manager, nats-server and the LISTEN backend ({listen_pid}) at nice {args.path_nice}")
 
         if self.infra_cgroup is not None:  # new backends are forked by the postmaster: they join it too
-            for pid in [*(p.pid for p in postgres_procs(self.pgdata)), *(p.pid for p in tree(self.nats.proc.pid)),
-                        *(p.pid for p in tree(self.procs["manager"].pid))]:
+            for pid in self.group_pids("postgres", "nats", "manager"):
                 self.infra_cgroup.add(pid)
             print(f"experiment: PostgreSQL, NATS and the manager in cpu cgroup {self.infra_cgroup.path.name}")
         if args.infra_cpus:
             # experiment: everything but the bots (PostgreSQL with every backend it forks, nats-server, the
             # manager, the executor and feeder) on some CPUs, as a database host apart from the bots would be
-            receiver = [self.executor.receiver_pid] if self.executor.receiver_pid else []
-            for pid in [os.getpid(), *receiver, *(p.pid for p in postgres_procs(self.pgdata)),
-                        *(p.pid for p in tree(self.nats.proc.pid)), *(p.pid for p in tree(self.procs["manager"].pid))]:
+            for pid in self.group_pids("loadgen", "postgres", "nats", "manager"):
                 pin(pid, args.infra_cpus)
             print(f"experiment: PostgreSQL, NATS, the manager and the load generator on CPUs {sorted(args.infra_cpus)}")
 
@@ -945,16 +950,13 @@ class LiveBench:
                                   " AND status = 'running'", wave, timeout=120)
         if args.bots_cpus:
             print(f"experiment: bots on CPUs {sorted(args.bots_cpus)} only")
-        for group, slice_us in args.slice:
+        experiments = [*((group, set_slice, us, f"with a {us} µs scheduler slice") for group, us in args.slice),
+                       *((group, set_policy, policy, f"scheduled SCHED_{policy.upper()}") for group, policy in args.policy)]
+        for group, apply, setting, what in experiments:
             pids = self.group_pids(group)
             for pid in pids:
-                set_slice(pid, slice_us)
-            print(f"experiment: {group} ({len(pids)} processes) with a {slice_us} µs scheduler slice")
-        for group, policy in args.policy:
-            pids = self.group_pids(group)
-            for pid in pids:
-                set_policy(pid, policy)
-            print(f"experiment: {group} ({len(pids)} processes) scheduled SCHED_{policy.upper()}")
+                apply(pid, setting)
+            print(f"experiment: {group} ({len(pids)} processes) {what}")
         print(f"\n{args.bots} bots started in {time.monotonic() - started:.1f} s (waves of {args.wave}); "
               f"poll {args.poll:g} s; executor consumer {args.executor_consumer}"
 )
@@ -965,15 +967,16 @@ class LiveBench:
         await asyncio.sleep(args.settle)
         print(f"all bots trading after {time.monotonic() - started:.1f} s; measuring {args.seconds:g} s")
 
-    def group_pids(self, group: str) -> list[int]:
-        """The processes of a --slice / --policy group (PostgreSQL: the postmaster and its children, whose
-        new backends inherit what the postmaster has)."""
-        receiver = [self.executor.receiver_pid] if self.executor.receiver_pid else []
-        return {"bots": lambda: [p.pid for p in self.bots.values()],
-                "postgres": lambda: [p.pid for p in postgres_procs(self.pgdata)],
-                "nats": lambda: [p.pid for p in tree(self.nats.proc.pid)],
-                "manager": lambda: [p.pid for p in tree(self.procs["manager"].pid)],
-                "loadgen": lambda: [os.getpid(), *receiver]}[group]()
+    def group_pids(self, *groups: str) -> list[int]:
+        """The processes of these GROUPS (PostgreSQL: the postmaster and its children, whose new backends
+        inherit what the postmaster has)."""
+        listers = {"bots": lambda: [p.pid for p in self.bots.values()],
+                   "postgres": lambda: [p.pid for p in postgres_procs(self.pgdata)],
+                   "nats": lambda: [p.pid for p in tree(self.nats.proc.pid)],
+                   "manager": lambda: [p.pid for p in tree(self.procs["manager"].pid)],
+                   "loadgen": lambda: [os.getpid(), *([self.executor.receiver_pid] if self.executor.receiver_pid
+                                                       else [])]}
+        return [pid for group in groups for pid in listers[group]()]
 
     async def wait_until(self, query: str, ids: list[int], *, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -1048,9 +1051,8 @@ class LiveBench:
                 bar_to_commit.append(r["committed"] - at)
                 if coid in received:
                     bar_to_receipt.append(received[coid] - at)
-            if at is not None and coid in received:
-                step = min(300, max(0, int((r["committed"] - at) * 20) * 50))
-                by_offset.setdefault(step, []).append(received[coid] - r["committed"])
+                    step = min(300, max(0, int((r["committed"] - at) * 20) * 50))
+                    by_offset.setdefault(step, []).append(received[coid] - r["committed"])
             if args.samples:
                 samples.append({"bot": r["bot_id"], "bar": bar, "inserted": at, "committed": r["committed"],
                                 "notified": self.notified.get(coid), "stored": stored.get(coid),
@@ -1073,9 +1075,8 @@ class LiveBench:
             "lost": len(lost), "lost_whole_run": len(lost_all), "duplicated": len(duplicated),
             "redelivered": len(redelivered), "unpublished": unpublished, "intents_total": intents,
             "decisions_without_intent": no_intent, "alive": alive,
-            "latency": {"p50": pct(lat, 50), "p99": pct(lat, 99), "max": max(lat, default=float("nan"))},
-            "latency_split": {"commit_to_stored": {"p50": pct(to_stored, 50), "p99": pct(to_stored, 99),
-                                                   "max": max(to_stored, default=float("nan"))},
+            "latency": spread(lat),
+            "latency_split": {"commit_to_stored": spread(to_stored),
                               "stored_to_receipt": {"p50": pct(stored_to_receipt, 50),
                                                     "p99": pct(stored_to_receipt, 99)}},
             "cpu": {k: v for k, v in cpu.items() if k != "wall"}, "cpu_per_bot": cpu["bots"] / max(1, alive),
@@ -1101,14 +1102,11 @@ class LiveBench:
         print("  by commit time after the bar was written (ms: intents, p50 / p99 latency): " + "; ".join(
             f"{k}{'+' if k == 300 else f'-{k + 50}'} {len(v)} {ms(pct(v, 50))} / {ms(pct(v, 99))}"
             for k, v in sorted(by_offset.items())))
-        print(f"  bar written → decision committed (the bots' own delay): p50 {ms(pct(bar_to_commit, 50))} ms, p99 "
-              f"{ms(pct(bar_to_commit, 99))} ms, max {ms(max(bar_to_commit, default=float('nan')))} ms; bar written → "
-              f"executor receipt (end to end): p50 {ms(pct(bar_to_receipt, 50))} ms, p99 {ms(pct(bar_to_receipt, 99))} ms, "
-              f"max {ms(max(bar_to_receipt, default=float('nan')))} ms")
-        result["bar_to_commit"] = {"p50": pct(bar_to_commit, 50), "p99": pct(bar_to_commit, 99),
-                                   "max": max(bar_to_commit, default=float("nan"))}
-        result["bar_to_receipt"] = {"p50": pct(bar_to_receipt, 50), "p99": pct(bar_to_receipt, 99),
-                                    "max": max(bar_to_receipt, default=float("nan"))}
+        to_commit = result["bar_to_commit"] = spread(bar_to_commit)
+        to_receipt = result["bar_to_receipt"] = spread(bar_to_receipt)
+        print(f"  bar written → decision committed (the bots' own delay): p50 {ms(to_commit['p50'])} ms, p99 "
+              f"{ms(to_commit['p99'])} ms, max {ms(to_commit['max'])} ms; bar written → executor receipt (end to "
+              f"end): p50 {ms(to_receipt['p50'])} ms, p99 {ms(to_receipt['p99'])} ms, max {ms(to_receipt['max'])} ms")
         result["by_commit_offset_ms"] = {k: {"n": len(v), "p50": pct(v, 50), "p99": pct(v, 99)}
                                          for k, v in sorted(by_offset.items())}
         if self.waits is not None:
@@ -1227,10 +1225,10 @@ def main() -> None:
                              "manager, the load generator); with --bots-cpus, a database host apart from the bots")
     parser.add_argument("--slice", type=slice_of, action="append", default=[], metavar="GROUP=US",
                         help="experiment: EEVDF custom slice in µs (100-100000; 0 = the default) for a group: "
-                             + ", ".join(SLICE_GROUPS))
+                             + ", ".join(GROUPS))
     parser.add_argument("--policy", type=policy_of, action="append", default=[], metavar="GROUP=POLICY",
                         help="experiment: a scheduling policy (" + ", ".join(POLICIES) + ") for a group: "
-                             + ", ".join(SLICE_GROUPS))
+                             + ", ".join(GROUPS))
     parser.add_argument("--bots-cgroup", metavar="SHARES|idle", default=None,
                         help="experiment: the bots in a cpu cgroup of their own, with these cpu.shares or cpu.idle")
     parser.add_argument("--infra-cgroup", metavar="SHARES|idle", default=None,

@@ -180,13 +180,15 @@ function isOlder(row: { updatedAt: string | null }, held: { updatedAt: string | 
   return held !== null && time(row.updatedAt) < time(held.updatedAt);
 }
 
+/** The newer of two reads of one part (ties: the incoming one; a read without it keeps what is held). */
+function newer<T extends { updatedAt: string | null }>(held: T | null, incoming: T | null): T | null {
+  return incoming === null || isOlder(incoming, held) ? held ?? incoming : incoming;
+}
+
 /** Of two reads of one bot, each part as the newer one has it (ties: the incoming read). */
-export function newerBot(held: BotRead, incoming: BotRead): BotRead {
+function newerBot(held: BotRead, incoming: BotRead): BotRead {
   const base = held.version > incoming.version ? held : incoming;
-  const status = incoming.status === null || isOlder(incoming.status, held.status) ? held.status ?? incoming.status : incoming.status;
-  const position = incoming.position === null || isOlder(incoming.position, held.position)
-    ? held.position ?? incoming.position : incoming.position;
-  return { ...base, status, position };
+  return { ...base, status: newer(held.status, incoming.status), position: newer(held.position, incoming.position) };
 }
 
 /** The bots a filter keeps, by id. */
